@@ -1,0 +1,111 @@
+"""Workers: take tasks routed to them by skill, do them (or fail), and are paid by the requester.
+
+Routing is the economy's learned top-k gate (k = 1) over skill vectors with a capacity limit; the
+outcome feeds the workers' Beta reputation and the gate's learned bias. Live workers also earn the
+uptime reward each tick, scaled by the contribution multiplier of the network's total compute.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, ClassVar
+
+import numpy as np
+import numpy.typing as npt
+
+from economy.contribution import contribution_multiplier
+from economy.ops import OpKind
+from economy.routing import TopKGate
+from runtime.population import Population
+from runtime.scenario import PopulationConfig
+
+if TYPE_CHECKING:
+    from runtime.world import World
+
+
+class WorkerPopulation(Population):
+    """Workers with a main skill and a quality (probability of success in that skill)."""
+
+    role: ClassVar[str] = "worker"
+    phase: ClassVar[int] = 1
+
+    def __init__(self, cfg: PopulationConfig, ids: npt.NDArray[np.int64], n_regions: int) -> None:
+        super().__init__(cfg, ids, n_regions)
+        self.main_skill = np.zeros(self.n, dtype=np.int64)
+        self.quality = np.zeros(self.n, dtype=np.float64)
+        self.done = np.zeros(self.n, dtype=np.int64)
+        self.failed = np.zeros(self.n, dtype=np.int64)
+        self.gate: TopKGate | None = None
+
+    def setup(self, world: World) -> None:
+        """Draw skills and qualities; build the router."""
+        rng = world.streams(f"population/{self.name}/setup")
+        n_skills = world.market.prices.shape[0]
+        self.main_skill = rng.integers(0, n_skills, size=self.n)
+        self.quality = np.clip(rng.normal(self.cfg.quality, 0.05, size=self.n), 0.0, 1.0)
+        skills = np.full((self.n, n_skills), 0.1)
+        skills[np.arange(self.n), self.main_skill] = 1.0
+        self.gate = TopKGate(skills, k=1, capacity_factor=self.cfg.capacity_factor)
+
+    def step(self, world: World, tick: int) -> None:
+        """Serve the board, settle payments, update reputation and prices, earn uptime."""
+        assert self.gate is not None, "setup() runs before the first step"
+        rng = world.streams(f"population/{self.name}")
+        board = world.task_board
+        n_skills = world.market.prices.shape[0]
+        for counter in ("tasks_done", "tasks_failed", "volume"):
+            world.count(counter, 0)
+        world.gauge(f"{self.name}/route_load_std", 0.0)
+        world.gauge(f"{self.name}/route_utilisation", 0.0)
+        demand = np.bincount(board.skill, minlength=n_skills)
+        supply = np.bincount(self.main_skill[self.alive], minlength=n_skills)
+        if len(board) and self.alive.any():
+            onehot = np.zeros((len(board), n_skills))
+            onehot[np.arange(len(board)), board.skill] = 1.0
+            assignment, stats = self.gate.route(onehot, available=self.alive)
+            world.gauge(f"{self.name}/route_load_std", stats.load_std)
+            world.gauge(f"{self.name}/route_utilisation", stats.utilisation)
+            w = assignment[:, 0]
+            served = w >= 0
+            tw = w[served]
+            skill = board.skill[served]
+            p_success = np.where(skill == self.main_skill[tw], self.quality[tw], self.quality[tw] * 0.5)
+            success = rng.random(len(tw)) < p_success
+            self._settle(world, tw, board.requester[served], board.price[served], board.units[served], success)
+            board.take(~served)
+        self._earn_uptime(world)
+        world.market.update(demand, supply)
+
+    def _settle(self, world: World, w: npt.NDArray[np.int64], requester: npt.NDArray[np.int64],
+                price: npt.NDArray[np.int64], units: npt.NDArray[np.int64], success: npt.NDArray[np.bool_]) -> None:
+        worker_ids = self.ids[w]
+        paid = np.zeros(len(w), dtype=np.bool_)
+        if success.any():
+            s = np.flatnonzero(success)
+            paid[s] = world.execute_by_home(OpKind.TRANSFER, requester[s], worker_ids[s], price[s])
+        ok = success & paid
+        np.add.at(self.done, w[ok], 1)
+        np.add.at(self.failed, w[~success], 1)
+        world.emit_many("task_done", self.name, worker_ids[ok], requester[ok], price[ok], units[ok].astype(np.float64))
+        world.emit_many("task_failed", self.name, worker_ids[~success], requester[~success], price[~success], units[~success].astype(np.float64))
+        world.count("tasks_done", int(ok.sum()))
+        world.count("tasks_failed", int((~success).sum()))
+        world.count("volume", int(price[ok].sum()))
+        world.network_compute += float(units[ok].sum())
+        world.reputation.observe(worker_ids, success)
+        assert self.gate is not None
+        self.gate.learn(w, success)
+
+    def _earn_uptime(self, world: World) -> None:
+        live = self.ids[self.alive]
+        if live.size == 0:
+            return
+        multiplier = contribution_multiplier(world.network_compute)
+        reward = int(world.rates.uptime_hour * world.scenario.world.tick_length * multiplier)
+        if reward > 0:
+            world.mint(live, np.full(live.size, reward, dtype=np.int64), "uptime")
+
+    def state_arrays(self) -> dict[str, npt.NDArray[np.generic]]:
+        """Alive flags, skills, qualities, counts and the router's learned bias."""
+        assert self.gate is not None
+        return {"alive": self.alive, "main_skill": self.main_skill, "quality": self.quality,
+                "done": self.done, "failed": self.failed, "gate_bias": self.gate.bias}

@@ -1,0 +1,13 @@
+"""Agora's economy: CRDT credit ledger, stake and slash, reputation, contribution curve, market.
+
+This package depends on nothing else of Agora's. Credits are int64 micro-credits throughout.
+"""
+
+from economy.errors import CorruptStateError, LedgerError, OpRejected
+from economy.ledger import Replica
+from economy.ops import Keyring, Op, OpKind
+
+MICRO: int = 1_000_000
+"""Micro-credits per credit."""
+
+__all__ = ["MICRO", "CorruptStateError", "Keyring", "LedgerError", "Op", "OpKind", "OpRejected", "Replica"]

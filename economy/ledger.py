@@ -1,0 +1,452 @@
+"""A replica of the credit ledger: a state-based CRDT with escrowed spending rights.
+
+Per account and replica the state holds earned credits (G-Counter), spent credits (PN-Counter
+whose negative side carries refunds), spending rights lent and returned between the account's home
+replica (``account % R``) and the others, and the account's stake. See ``ledger_kernels`` for the
+cell layout. Properties the tests check:
+
+* merge is element-wise max: commutative, associative, idempotent;
+* a replica spends only rights it holds, so no interleaving of partitions and merges overdraws;
+* conservation: sum(balance + stake) == minted - burned + refunded, in every replica's view;
+* ops are idempotent (``origin:seq`` ids), causally delivered, and HMAC-authenticated;
+* a rejected op is never half-applied.
+
+Stake, unstake and slash run at the account's home replica, which serialises them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import struct
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from economy import ledger_kernels as K
+from economy.errors import CorruptStateError, LedgerError, OpRejected
+from economy.merkle import MerkleDiff, MerkleTree
+from economy.ops import KIND_NAMES, Keyring, Op, OpKind, make_entries
+
+MAX_AMOUNT: int = 10**15
+"""Largest amount of one entry, in micro-credits (10⁹ credits): keeps every counter far from int64 overflow."""
+
+_MAGIC = b"AGORA-LEDGER-1\n"
+_HOME_ONLY = (OpKind.STAKE, OpKind.UNSTAKE, OpKind.SLASH, OpKind.LEND)
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """An op (or one entry of a local batch) that was refused, and why."""
+
+    op_id: str
+    kind: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Delta:
+    """The rows of a replica that changed since a version, plus its small global vectors."""
+
+    source: int
+    version: int
+    rows: npt.NDArray[np.int64]
+    cells: npt.NDArray[np.int64]
+    totals: npt.NDArray[np.int64]
+    clock: npt.NDArray[np.int64]
+
+    @property
+    def nbytes(self) -> int:
+        """Payload size in bytes."""
+        return int(self.rows.nbytes + self.cells.nbytes + self.totals.nbytes + self.clock.nbytes)
+
+
+class Replica:
+    """One replica of the ledger for ``n_accounts`` accounts replicated over ``n_replicas``.
+
+    Balances and stakes are int64 micro-credits. Local ops (``mint``, ``transfer``, ...) are checked
+    against this replica's own view and return the signed :class:`Op` to send to the others;
+    :meth:`receive` applies ops from other replicas; :meth:`merge`, :meth:`delta_since` and
+    :meth:`merge_delta` exchange state.
+    """
+
+    def __init__(
+        self, replica_id: int, n_replicas: int, n_accounts: int, keyring: Keyring, leaf_size: int = 1024
+    ) -> None:
+        for name, value, low in (("n_replicas", n_replicas, 1), ("n_accounts", n_accounts, 1), ("leaf_size", leaf_size, 1)):
+            if not isinstance(value, (int, np.integer)) or value < low:
+                raise LedgerError(f"{name} must be an integer >= {low}, got {value!r}")
+        if not 0 <= replica_id < n_replicas:
+            raise LedgerError(f"replica_id must be in [0, {n_replicas}), got {replica_id!r}")
+        self.id = int(replica_id)
+        self.R = int(n_replicas)
+        self.N = int(n_accounts)
+        self.leaf_size = int(leaf_size)
+        self.keyring = keyring
+        self.cells = np.zeros((self.N, 5 * self.R + 2), dtype=np.int64)
+        self.totals = np.zeros((self.R, 3), dtype=np.int64)  # minted, burned, refunded per origin
+        self.clock = np.zeros(self.R, dtype=np.int64)
+        self._balance = np.zeros(self.N, dtype=np.int64)
+        self._rights = np.zeros(self.N, dtype=np.int64)
+        self.tree = MerkleTree(self.N, self.leaf_size)
+        self._leaf_dirty = np.ones(self.tree.n_leaves, dtype=np.bool_)
+        self._leaf_ver = np.zeros(self.tree.n_leaves, dtype=np.int64)
+        self.version = 0
+        self._pending: dict[tuple[int, int], Op] = {}
+        self._spends: dict[tuple[int, int], int] = {}  # (spend seq, account) -> refundable remainder
+        self.synced_from: dict[int, int] = {}
+        self.rejected: list[Rejection] = []
+
+    # ------------------------------------------------------------------ queries
+    def balance(self, account: int) -> int:
+        """Liquid balance of ``account`` in this replica's view, micro-credits."""
+        if not 0 <= account < self.N:
+            raise LedgerError(f"account {account!r} out of range [0, {self.N})")
+        return int(self._balance[account])
+
+    def balances(self) -> npt.NDArray[np.int64]:
+        """Read-only view of all liquid balances: int64[n_accounts], micro-credits."""
+        view = self._balance.view()
+        view.flags.writeable = False
+        return view
+
+    def staked(self, account: int | None = None) -> npt.NDArray[np.int64] | int:
+        """Stake of ``account`` (or int64[n_accounts] of all stakes), micro-credits."""
+        stake = self.cells[:, 5 * self.R] - self.cells[:, 5 * self.R + 1]
+        return stake if account is None else int(stake[account])
+
+    def rights(self, account: int | None = None) -> npt.NDArray[np.int64] | int:
+        """Spending rights this replica holds for ``account`` (or all accounts)."""
+        return self._rights.copy() if account is None else int(self._rights[account])
+
+    def rights_of(self, accounts: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+        """Spending rights this replica holds for each of ``accounts``: int64[len(accounts)]."""
+        return self._rights[accounts]
+
+    def home(self, account: int) -> int:
+        """The replica that serialises ``account``'s stake ops and lends its rights."""
+        return account % self.R
+
+    def supply(self) -> tuple[int, int]:
+        """``(held, issued)``: sum of balances and stakes, and minted - burned + refunded."""
+        held = int(self._balance.sum() + self.staked().sum())
+        t = self.totals.sum(axis=0)
+        return held, int(t[0] - t[1] + t[2])
+
+    def root(self) -> bytes:
+        """32-byte state root: the Merkle root over accounts with the clock and totals."""
+        self.tree.update(self.cells, self._leaf_dirty)
+        return hashlib.blake2b(
+            self.tree.root() + self.totals.tobytes() + self.clock.tobytes(), digest_size=32
+        ).digest()
+
+    def diff(self, other: Replica) -> MerkleDiff:
+        """Account ranges where this replica's state differs from ``other``'s."""
+        self.root()
+        other.root()
+        return self.tree.diff(other.tree)
+
+    # ------------------------------------------------------------------ local ops
+    def execute(
+        self, kind: OpKind, accounts: object, others: object, amounts: object
+    ) -> tuple[Op | None, list[tuple[int, str]]]:
+        """Apply a batch of entries created here; return the signed op and the refused entries.
+
+        Entries are checked in order against this replica's rights; refused entries (``(index,
+        reason)``) are left out of the op and recorded in :attr:`rejected`. A structurally invalid
+        batch raises :class:`LedgerError` and changes nothing.
+        """
+        kind = self._kind(kind)
+        acc, oth, amt = make_entries(accounts, others, amounts)
+        seq = int(self.clock[self.id]) + 1
+        op_id = f"{self.id}:{seq}"
+        self._check_structure(kind, self.id, acc, oth, amt, op_id)
+        refused: list[tuple[int, str]] = []
+        if kind == OpKind.REFUND:
+            keep = self._claim_refunds(acc, oth, amt, refused)
+            acc, oth, amt = acc[keep], oth[keep], amt[keep]
+        # The kernel mutates as it goes: run it on copies first would double the cost, so run it
+        # for real and exclude refused entries from the op (they changed nothing).
+        outcome = K.apply_entries(
+            int(kind), self.id, self.id, self.R, acc, oth, amt, self.cells, self.totals,
+            self._balance, self._rights, True,
+        )
+        bad = np.flatnonzero(outcome)
+        for i in bad:
+            refused.append((int(i), K.REASONS[int(outcome[i])]))
+        ok = outcome == 0
+        for index, reason in refused:
+            self.rejected.append(Rejection(f"{op_id}[{index}]", KIND_NAMES[kind], reason))
+        if not ok.any():
+            return None, refused
+        acc, oth, amt = acc[ok], oth[ok], amt[ok]
+        op = self.keyring.sign(Op(self.id, seq, kind, acc, oth, amt, self.clock.copy()))
+        self.clock[self.id] = seq
+        if kind == OpKind.SPEND:
+            for a, x in zip(acc.tolist(), amt.tolist()):
+                self._spends[(seq, a)] = self._spends.get((seq, a), 0) + x
+        self._touch(acc, oth if kind == OpKind.TRANSFER else None)
+        return op, refused
+
+    def _single(self, kind: OpKind, account: int, other: int, amount: int) -> Op:
+        op, refused = self.execute(kind, account, other, amount)
+        if op is None:
+            raise OpRejected(f"{self.id}:{int(self.clock[self.id]) + 1}", refused[0][1])
+        return op
+
+    def mint(self, account: int, amount: int) -> Op:
+        """Create ``amount`` credits for ``account`` (earned at this replica)."""
+        return self._single(OpKind.MINT, account, 0, amount)
+
+    def spend(self, account: int, amount: int) -> Op:
+        """Pay a refundable fee of ``amount`` from ``account`` to the system."""
+        return self._single(OpKind.SPEND, account, 0, amount)
+
+    def transfer(self, src: int, dst: int, amount: int) -> Op:
+        """Move ``amount`` from ``src`` to ``dst``."""
+        return self._single(OpKind.TRANSFER, src, dst, amount)
+
+    def refund(self, account: int, spend_seq: int, amount: int) -> Op:
+        """Refund up to what remains of this replica's spend ``spend_seq`` by ``account``."""
+        return self._single(OpKind.REFUND, account, spend_seq, amount)
+
+    def stake(self, account: int, amount: int) -> Op:
+        """Lock ``amount`` of ``account``'s liquid credits as stake (home replica only)."""
+        return self._single(OpKind.STAKE, account, 0, amount)
+
+    def unstake(self, account: int, amount: int) -> Op:
+        """Release ``amount`` of stake back to liquid credits (home replica only)."""
+        return self._single(OpKind.UNSTAKE, account, 0, amount)
+
+    def slash(self, account: int, amount: int) -> Op:
+        """Destroy ``amount`` of ``account``'s stake (home replica only)."""
+        return self._single(OpKind.SLASH, account, 0, amount)
+
+    def burn(self, account: int, amount: int) -> Op:
+        """Destroy ``amount`` of ``account``'s liquid credits."""
+        return self._single(OpKind.BURN, account, 0, amount)
+
+    def lend(self, account: int, to_replica: int, amount: int) -> Op:
+        """Move ``amount`` of ``account``'s spending rights from its home replica (here) to another."""
+        return self._single(OpKind.LEND, account, to_replica, amount)
+
+    def give_back(self, account: int, amount: int) -> Op:
+        """Return ``amount`` of ``account``'s spending rights held here to its home replica."""
+        return self._single(OpKind.RETURN, account, 0, amount)
+
+    # ------------------------------------------------------------------ remote ops
+    def receive(self, op: Op) -> str:
+        """Apply an op from any replica: ``"applied"``, ``"duplicate"`` or ``"buffered"``.
+
+        An op whose tag does not verify under its origin's key, or whose entries are malformed,
+        raises :class:`OpRejected`, is recorded in :attr:`rejected`, and changes nothing.
+        """
+        op_id = f"{op.origin}:{op.seq}"
+        if not (0 <= op.origin < self.R) or op.deps.shape != (self.R,):
+            return self._reject_remote(op, f"origin {op.origin} or clock length {op.deps.shape} does not fit {self.R} replicas")
+        if not self.keyring.verify(op):
+            return self._reject_remote(op, f"tag does not verify under replica {op.origin}'s key")
+        if op.seq <= self.clock[op.origin] or (op.origin, op.seq) in self._pending:
+            return "duplicate"
+        try:
+            kind = self._kind(op.kind)
+            acc, oth, amt = make_entries(op.accounts, op.others, op.amounts)
+            self._check_structure(kind, op.origin, acc, oth, amt, op_id)
+        except LedgerError as exc:
+            return self._reject_remote(op, str(exc))
+        self._pending[(op.origin, op.seq)] = op
+        applied = self._drain()
+        return "applied" if (op.origin, op.seq) in applied else "buffered"
+
+    def _reject_remote(self, op: Op, reason: str) -> str:
+        self.rejected.append(Rejection(f"{op.origin}:{op.seq}", KIND_NAMES.get(int(op.kind), "?"), reason))
+        raise OpRejected(f"{op.origin}:{op.seq}", reason)
+
+    def _drain(self) -> set[tuple[int, int]]:
+        """Apply every pending op whose turn has come; drop those already covered by the clock."""
+        applied: set[tuple[int, int]] = set()
+        progress = True
+        while progress and self._pending:
+            progress = False
+            for key in sorted(self._pending):
+                op = self._pending[key]
+                if op.seq <= self.clock[op.origin]:
+                    del self._pending[key]
+                    continue
+                deps_ok = bool(np.all(np.delete(self.clock >= op.deps, op.origin)))
+                if op.seq == self.clock[op.origin] + 1 and deps_ok:
+                    K.apply_entries(
+                        int(op.kind), op.origin, self.id, self.R, op.accounts, op.others, op.amounts,
+                        self.cells, self.totals, self._balance, self._rights, False,
+                    )
+                    self.clock[op.origin] = op.seq
+                    self._touch(op.accounts, op.others if op.kind == OpKind.TRANSFER else None)
+                    del self._pending[key]
+                    applied.add(key)
+                    progress = True
+        return applied
+
+    @property
+    def pending(self) -> int:
+        """Ops received but waiting for their causal predecessors."""
+        return len(self._pending)
+
+    # ------------------------------------------------------------------ state exchange
+    def merge(self, other: Replica) -> int:
+        """Merge ``other``'s whole state into this one; return the number of account rows changed."""
+        self._check_peer(other)
+        touched = np.zeros(self.tree.n_leaves, dtype=np.bool_)
+        changed = K.merge_rows(
+            self.cells, np.empty(0, np.int64), other.cells, self.id, self.R,
+            self._balance, self._rights, self.leaf_size, touched,
+        )
+        self._after_merge(touched, other.totals, other.clock, changed)
+        return int(changed)
+
+    def delta_since(self, version: int) -> Delta:
+        """The rows changed after ``version`` of this replica (0 = everything)."""
+        leaves = np.flatnonzero(self._leaf_ver > version)
+        starts = leaves * self.leaf_size
+        rows = (starts[:, None] + np.arange(self.leaf_size)[None, :]).ravel()
+        rows = rows[rows < self.N].astype(np.int64)
+        return Delta(self.id, self.version, rows, self.cells[rows], self.totals.copy(), self.clock.copy())
+
+    def merge_delta(self, delta: Delta) -> int:
+        """Merge a :class:`Delta`; return the number of account rows changed."""
+        if delta.cells.shape[1:] != self.cells.shape[1:] or delta.clock.shape != self.clock.shape:
+            raise LedgerError(
+                f"delta shape {delta.cells.shape[1:]}/{delta.clock.shape} does not fit this ledger "
+                f"({self.cells.shape[1:]}/{self.clock.shape})"
+            )
+        if delta.rows.size and (delta.rows.min() < 0 or delta.rows.max() >= self.N):
+            raise LedgerError(f"delta rows out of range [0, {self.N})")
+        touched = np.zeros(self.tree.n_leaves, dtype=np.bool_)
+        changed = 0
+        if delta.rows.size:
+            changed = K.merge_rows(
+                self.cells, delta.rows, delta.cells, self.id, self.R,
+                self._balance, self._rights, self.leaf_size, touched,
+            )
+        self._after_merge(touched, delta.totals, delta.clock, changed)
+        self.synced_from[delta.source] = max(self.synced_from.get(delta.source, 0), delta.version)
+        return int(changed)
+
+    def sync_from(self, other: Replica) -> int:
+        """Pull ``other``'s changes since the last sync from it; return rows changed here."""
+        self._check_peer(other)
+        return self.merge_delta(other.delta_since(self.synced_from.get(other.id, 0)))
+
+    def _after_merge(self, touched: npt.NDArray[np.bool_], totals: npt.NDArray[np.int64], clock: npt.NDArray[np.int64], changed: int) -> None:
+        moved = bool(changed) or bool((totals > self.totals).any()) or bool((clock > self.clock).any())
+        np.maximum(self.totals, totals, out=self.totals)
+        np.maximum(self.clock, clock, out=self.clock)
+        if moved:
+            self.version += 1
+            self._leaf_ver[touched] = self.version
+            self._leaf_dirty |= touched
+        if self._pending:
+            self._drain()
+
+    def _check_peer(self, other: Replica) -> None:
+        if (other.R, other.N) != (self.R, self.N):
+            raise LedgerError(f"replica {other.id} has shape {other.R}x{other.N}, this one {self.R}x{self.N}")
+
+    # ------------------------------------------------------------------ validation
+    def _kind(self, kind: object) -> OpKind:
+        try:
+            return OpKind(int(kind))  # type: ignore[call-overload]
+        except (ValueError, TypeError):
+            raise LedgerError(f"unknown op kind {kind!r}; expected one of {[k.name for k in OpKind]}") from None
+
+    def _check_structure(
+        self, kind: OpKind, origin: int, acc: npt.NDArray[np.int64], oth: npt.NDArray[np.int64],
+        amt: npt.NDArray[np.int64], op_id: str,
+    ) -> None:
+        where = f"op {op_id} ({kind.name.lower()})"
+        if acc.size == 0:
+            raise LedgerError(f"{where}: no entries")
+        if acc.min() < 0 or acc.max() >= self.N:
+            raise LedgerError(f"{where}: account {int(acc[(acc < 0) | (acc >= self.N)][0])} out of range [0, {self.N})")
+        if amt.min() <= 0 or amt.max() > MAX_AMOUNT:
+            bad = int(amt[(amt <= 0) | (amt > MAX_AMOUNT)][0])
+            raise LedgerError(f"{where}: amount {bad} must be in [1, {MAX_AMOUNT}] micro-credits")
+        homes = acc % self.R
+        if kind == OpKind.TRANSFER and (oth.min() < 0 or oth.max() >= self.N):
+            raise LedgerError(f"{where}: destination account out of range [0, {self.N})")
+        if kind in _HOME_ONLY and (homes != origin).any():
+            a = int(acc[homes != origin][0])
+            raise LedgerError(f"{where}: account {a} has home replica {a % self.R}; run this op there, not at replica {origin}")
+        if kind == OpKind.LEND and ((oth < 0).any() or (oth >= self.R).any() or (oth == origin).any()):
+            raise LedgerError(f"{where}: target replica must be another replica in [0, {self.R}), got {oth.tolist()}")
+        if kind == OpKind.RETURN and (homes == origin).any():
+            raise LedgerError(f"{where}: the home replica holds rights already; return from another replica")
+        if kind == OpKind.REFUND and (oth <= 0).any():
+            raise LedgerError(f"{where}: refund must name the spend's seq (>= 1)")
+
+    def _claim_refunds(self, acc: npt.NDArray[np.int64], oth: npt.NDArray[np.int64], amt: npt.NDArray[np.int64], refused: list[tuple[int, str]]) -> npt.NDArray[np.bool_]:
+        keep = np.ones(acc.shape[0], dtype=np.bool_)
+        for i, (a, seq, x) in enumerate(zip(acc.tolist(), oth.tolist(), amt.tolist())):
+            left = self._spends.get((seq, a), 0)
+            if x > left:
+                keep[i] = False
+                refused.append((i, f"spend {self.id}:{seq} by account {a} has {left} refundable, asked {x}"))
+            else:
+                self._spends[(seq, a)] = left - x
+        return keep
+
+    def _touch(self, acc: npt.NDArray[np.int64], oth: npt.NDArray[np.int64] | None) -> None:
+        self.version += 1
+        leaves = acc // self.leaf_size
+        self._leaf_ver[leaves] = self.version
+        self._leaf_dirty[leaves] = True
+        if oth is not None:
+            leaves = oth // self.leaf_size
+            self._leaf_ver[leaves] = self.version
+            self._leaf_dirty[leaves] = True
+
+    # ------------------------------------------------------------------ persistence
+    def to_bytes(self) -> bytes:
+        """Serialise the whole replica; the last 32 bytes are a SHA-256 of everything before."""
+        meta = {
+            "id": self.id, "R": self.R, "N": self.N, "leaf_size": self.leaf_size, "version": self.version,
+            "spends": [[s, a, x] for (s, a), x in sorted(self._spends.items())],
+            "synced_from": sorted(self.synced_from.items()),
+            "pending": [op.encode().hex() for _, op in sorted(self._pending.items())],
+            "rejected": [[r.op_id, r.kind, r.reason] for r in self.rejected],
+        }
+        head = json.dumps(meta, sort_keys=True).encode()
+        body = (
+            _MAGIC + struct.pack("<q", len(head)) + head
+            + self.cells.tobytes() + self.totals.tobytes() + self.clock.tobytes() + self._leaf_ver.tobytes()
+        )
+        return body + hashlib.sha256(body).digest()
+
+    @classmethod
+    def from_bytes(cls, data: bytes, keyring: Keyring) -> Replica:
+        """Load :meth:`to_bytes` output exactly; raise :class:`CorruptStateError` if it was altered."""
+        if len(data) < len(_MAGIC) + 40 or not data.startswith(_MAGIC):
+            raise CorruptStateError("not an Agora ledger replica (bad magic or too short)")
+        body, digest = data[:-32], data[-32:]
+        if hashlib.sha256(body).digest() != digest:
+            raise CorruptStateError("checksum mismatch: the replica bytes were altered or truncated")
+        try:
+            (hlen,) = struct.unpack_from("<q", body, len(_MAGIC))
+            off = len(_MAGIC) + 8
+            meta = json.loads(body[off : off + hlen])
+            off += hlen
+            rep = cls(meta["id"], meta["R"], meta["N"], keyring, meta["leaf_size"])
+            for arr in (rep.cells, rep.totals, rep.clock, rep._leaf_ver):
+                arr[...] = np.frombuffer(body, dtype=np.int64, count=arr.size, offset=off).reshape(arr.shape)
+                off += arr.nbytes
+            if off != len(body):
+                raise ValueError(f"{len(body) - off} trailing bytes")
+        except (KeyError, ValueError, struct.error) as exc:
+            raise CorruptStateError(f"structure does not parse: {exc}") from exc
+        rep.version = meta["version"]
+        rep._spends = {(s, a): x for s, a, x in meta["spends"]}
+        rep.synced_from = {int(k): v for k, v in meta["synced_from"]}
+        rep._pending = {(op.origin, op.seq): op for op in (Op.decode(bytes.fromhex(h)) for h in meta["pending"])}
+        rep.rejected = [Rejection(*r) for r in meta["rejected"]]
+        K.recompute_derived(rep.cells, rep.id, rep.R, rep._balance, rep._rights)
+        return rep

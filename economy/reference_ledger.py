@@ -1,0 +1,111 @@
+"""The same ledger CRDT written the straightforward way: Python dicts, one op at a time.
+
+It is the oracle the property tests compare :class:`economy.ledger.Replica` against, and the
+pure-Python baseline the benchmarks measure it beside. State-based only: no op authentication,
+no causal delivery, no Merkle tree.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+
+class DictReplica:
+    """One replica: ``{(account, replica): micro-credits}`` dicts for every counter."""
+
+    def __init__(self, replica_id: int, n_replicas: int) -> None:
+        self.id = replica_id
+        self.R = n_replicas
+        self.earned: defaultdict[tuple[int, int], int] = defaultdict(int)
+        self.spent_p: defaultdict[tuple[int, int], int] = defaultdict(int)
+        self.spent_n: defaultdict[tuple[int, int], int] = defaultdict(int)
+        self.lent: defaultdict[tuple[int, int], int] = defaultdict(int)
+        self.returned: defaultdict[tuple[int, int], int] = defaultdict(int)
+        self.stake_in: defaultdict[int, int] = defaultdict(int)
+        self.stake_out: defaultdict[int, int] = defaultdict(int)
+        self.minted: defaultdict[int, int] = defaultdict(int)
+        self.burned: defaultdict[int, int] = defaultdict(int)
+
+    def balance(self, a: int) -> int:
+        """Liquid balance of ``a``."""
+        return sum(
+            self.earned.get((a, r), 0) - self.spent_p.get((a, r), 0) + self.spent_n.get((a, r), 0)
+            for r in range(self.R)
+        )
+
+    def staked(self, a: int) -> int:
+        """Stake of ``a``."""
+        return self.stake_in.get(a, 0) - self.stake_out.get(a, 0)
+
+    def rights(self, a: int) -> int:
+        """Spending rights of ``a`` held by this replica."""
+        me = self.id
+        v = self.earned.get((a, me), 0) - self.spent_p.get((a, me), 0) + self.spent_n.get((a, me), 0)
+        if a % self.R == me:
+            v += sum(self.returned.get((a, s), 0) - self.lent.get((a, s), 0) for s in range(self.R))
+        else:
+            v += self.lent.get((a, me), 0) - self.returned.get((a, me), 0)
+        return v
+
+    def mint(self, a: int, x: int) -> bool:
+        """Create credits for ``a`` here."""
+        self.earned[(a, self.id)] += x
+        self.minted[self.id] += x
+        return True
+
+    def _debit(self, a: int, x: int) -> bool:
+        if self.rights(a) < x:
+            return False
+        self.spent_p[(a, self.id)] += x
+        return True
+
+    def transfer(self, a: int, b: int, x: int) -> bool:
+        """Move ``x`` from ``a`` to ``b``; False when rights are short."""
+        if not self._debit(a, x):
+            return False
+        self.earned[(b, self.id)] += x
+        return True
+
+    def burn(self, a: int, x: int) -> bool:
+        """Destroy ``x`` of ``a``'s credits; False when rights are short."""
+        if not self._debit(a, x):
+            return False
+        self.burned[self.id] += x
+        return True
+
+    def stake(self, a: int, x: int) -> bool:
+        """Lock ``x`` as stake (home replica only)."""
+        if a % self.R != self.id or not self._debit(a, x):
+            return False
+        self.stake_in[a] += x
+        return True
+
+    def slash(self, a: int, x: int) -> bool:
+        """Destroy ``x`` of stake (home replica only)."""
+        if a % self.R != self.id or self.staked(a) < x:
+            return False
+        self.stake_out[a] += x
+        self.burned[self.id] += x
+        return True
+
+    def lend(self, a: int, to: int, x: int) -> bool:
+        """Home replica lends ``x`` rights to replica ``to``."""
+        if a % self.R != self.id or to == self.id or self.rights(a) < x:
+            return False
+        self.lent[(a, to)] += x
+        return True
+
+    def give_back(self, a: int, x: int) -> bool:
+        """Return ``x`` rights to the home replica."""
+        if a % self.R == self.id or self.rights(a) < x:
+            return False
+        self.returned[(a, self.id)] += x
+        return True
+
+    def merge(self, other: DictReplica) -> None:
+        """Key-wise max of every counter."""
+        for name in ("earned", "spent_p", "spent_n", "lent", "returned", "stake_in", "stake_out", "minted", "burned"):
+            mine, theirs = getattr(self, name), getattr(other, name)
+            for key, value in theirs.items():
+                if value > mine.get(key, 0):
+                    mine[key] = value

@@ -1,0 +1,118 @@
+"""Routing tasks to agents: hash routing, and a learned top-k gate with a capacity limit.
+
+The gate works like a mixture-of-experts router: each task scores every agent by the dot product
+of their skill vectors plus a learned per-agent bias, takes its top ``k`` agents, and an agent
+past its capacity ``ceil(capacity_factor * tasks * k / agents)`` drops further tasks. The bias
+learns from outcomes (logistic gradient toward agents whose work succeeds) and from load (pushed
+down for overloaded agents, as in auxiliary-loss-free load balancing). :class:`RouteStats` reports
+what an MoE router reports: load-balance standard deviation, utilisation and drop rate.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from economy.errors import LedgerError
+
+_M1 = np.uint64(0xBF58476D1CE4E5B9)
+_M2 = np.uint64(0x94D049BB133111EB)
+
+
+def hash_route(task_ids: npt.NDArray[np.int64], n_agents: int, salt: int = 0) -> npt.NDArray[np.int64]:
+    """Agent for each task id by a splitmix64 hash: stateless, uniform, deterministic."""
+    if n_agents < 1:
+        raise LedgerError(f"n_agents must be >= 1, got {n_agents}")
+    z = np.asarray(task_ids, dtype=np.int64).astype(np.uint64) + np.uint64(salt) * np.uint64(0x9E3779B97F4A7C15)
+    with np.errstate(over="ignore"):
+        z = (z ^ (z >> np.uint64(30))) * _M1
+        z = (z ^ (z >> np.uint64(27))) * _M2
+    z = z ^ (z >> np.uint64(31))
+    return (z % np.uint64(n_agents)).astype(np.int64)
+
+
+@dataclass(frozen=True)
+class RouteStats:
+    """Load per agent for one routing round and its summary figures."""
+
+    load: npt.NDArray[np.int64]
+    dropped: int
+    requested: int
+
+    @property
+    def load_std(self) -> float:
+        """Standard deviation of tasks per agent."""
+        return float(self.load.std())
+
+    @property
+    def utilisation(self) -> float:
+        """Fraction of agents that received at least one task."""
+        return float((self.load > 0).mean())
+
+    @property
+    def drop_rate(self) -> float:
+        """Fraction of requested (task, slot) assignments dropped for capacity."""
+        return self.dropped / self.requested if self.requested else 0.0
+
+
+def load_stats(assignment: npt.NDArray[np.int64], n_agents: int) -> RouteStats:
+    """Stats of an assignment ``int64[tasks, k]`` (-1 = dropped)."""
+    flat = assignment.ravel()
+    load = np.bincount(flat[flat >= 0], minlength=n_agents).astype(np.int64)
+    return RouteStats(load, int((flat < 0).sum()), int(flat.size))
+
+
+class TopKGate:
+    """Learned top-k router over agent skills ``float64[n_agents, d]``."""
+
+    def __init__(self, skills: npt.NDArray[np.float64], k: int = 1, capacity_factor: float = 1.25,
+                 lr: float = 0.1, balance_rate: float = 0.01) -> None:
+        skills = np.asarray(skills, dtype=np.float64)
+        if skills.ndim != 2 or not 1 <= k <= skills.shape[0] or capacity_factor <= 0:
+            raise LedgerError(f"need skills [agents, d], 1 <= k <= agents, capacity_factor > 0; got {skills.shape}, k={k}, {capacity_factor}")
+        self.skills = skills
+        self.k = k
+        self.capacity_factor = capacity_factor
+        self.lr = lr
+        self.balance_rate = balance_rate
+        self.bias = np.zeros(skills.shape[0], dtype=np.float64)
+
+    def scores(self, task_skills: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        """Gate logits ``float64[tasks, agents]``."""
+        return np.asarray(task_skills, dtype=np.float64) @ self.skills.T + self.bias
+
+    def route(self, task_skills: npt.NDArray[np.float64],
+              available: npt.NDArray[np.bool_] | None = None) -> tuple[npt.NDArray[np.int64], RouteStats]:
+        """Assign each task its top-k agents within capacity; ``-1`` marks a dropped slot.
+
+        ``available: bool[n_agents]`` excludes agents (crashed, quarantined); capacity is shared
+        among the available ones.
+        """
+        logits = self.scores(task_skills)
+        m, n = logits.shape
+        n_avail = n
+        if available is not None:
+            logits[:, ~available] = -np.inf
+            n_avail = max(1, int(available.sum()))
+        capacity = int(np.ceil(self.capacity_factor * m * self.k / n_avail))
+        # Stable sort on the negated logits: ties break by agent index, so routing is deterministic.
+        choice = np.argsort(-logits, axis=1, kind="stable")[:, : self.k]
+        assignment = np.full((m, self.k), -1, dtype=np.int64)
+        load = np.zeros(n, dtype=np.int64)
+        for slot in range(self.k):  # first choices claim capacity before second choices
+            for t in range(m):
+                agent = choice[t, slot]
+                if load[agent] < capacity and logits[t, agent] > -np.inf:
+                    load[agent] += 1
+                    assignment[t, slot] = agent
+        stats = load_stats(assignment, n)
+        self.bias -= self.balance_rate * np.sign(stats.load - stats.load.mean())
+        return assignment, stats
+
+    def learn(self, agents: npt.NDArray[np.int64], success: npt.NDArray[np.bool_]) -> None:
+        """Move each agent's bias toward its observed success (logistic gradient on the bias)."""
+        agents = np.asarray(agents, dtype=np.int64)
+        p = 1.0 / (1.0 + np.exp(-self.bias[agents]))
+        np.add.at(self.bias, agents, self.lr * (np.asarray(success, dtype=np.float64) - p))

@@ -1,0 +1,1 @@
+"""Gymnasium and PettingZoo environments on the runtime. Not built yet (a later issue); nothing is registered."""

@@ -1,0 +1,72 @@
+"""Messages between regions with latency, loss, duplication and partitions, on the SimPy clock."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import simpy
+
+from runtime.network import Network
+
+
+@dataclass(frozen=True)
+class Message:
+    """A payload travelling from region ``src`` to region ``dst`` on ``topic``."""
+
+    src: int
+    dst: int
+    topic: str
+    payload: Any
+    sent_at: float
+
+
+class MessageBus:
+    """Delivers each message after the path latency (plus jitter) unless lost or partitioned.
+
+    Every send draws exactly three uniforms from the bus stream, whatever happens to the message,
+    so one message's fate never shifts another's draws.
+    """
+
+    def __init__(self, env: simpy.Environment, network: Network, rng: np.random.Generator,
+                 loss: float, duplication: float, jitter: float) -> None:
+        self.env = env
+        self.network = network
+        self.rng = rng
+        self.loss = loss
+        self.duplication = duplication
+        self.jitter = jitter
+        self.handlers: dict[str, Callable[[Message], None]] = {}
+        self.counts = {"sent": 0, "delivered": 0, "lost": 0, "duplicated": 0, "blocked": 0}
+
+    def subscribe(self, topic: str, handler: Callable[[Message], None]) -> None:
+        """Call ``handler`` for every message delivered on ``topic``."""
+        self.handlers[topic] = handler
+
+    def send(self, src: int, dst: int, topic: str, payload: Any) -> None:
+        """Send ``payload`` from region ``src`` to region ``dst``."""
+        if topic not in self.handlers:
+            raise KeyError(f"no handler subscribed to topic {topic!r}; topics are {sorted(self.handlers)}")
+        u_loss, u_dup, u_jit = self.rng.random(3)
+        self.counts["sent"] += 1
+        if not self.network.reachable(src, dst):
+            self.counts["blocked"] += 1
+            return
+        if u_loss < self.loss:
+            self.counts["lost"] += 1
+            return
+        msg = Message(src, dst, topic, payload, self.env.now)
+        delay = float(self.network.latency[src, dst]) + u_jit * self.jitter
+        copies = 2 if u_dup < self.duplication else 1
+        self.counts["duplicated"] += copies - 1
+        for _ in range(copies):
+            self.env.timeout(delay).callbacks.append(lambda _ev, m=msg: self._deliver(m))
+
+    def _deliver(self, msg: Message) -> None:
+        if not self.network.reachable(msg.src, msg.dst):
+            self.counts["blocked"] += 1
+            return
+        self.counts["delivered"] += 1
+        self.handlers[msg.topic](msg)

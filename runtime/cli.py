@@ -1,0 +1,197 @@
+"""The ``agora`` command line. User mistakes exit 2 with a one-line reason each, never a traceback."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from runtime.recording import RunDirError
+from runtime.scenario import ScenarioError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help=(
+        "Agora: a runtime and simulator for economies of autonomous agents.\n\n"
+        "Run a scenario file into a recorded run directory (agora run), check scenario files "
+        "(agora validate, agora schema), prove a run replays bit for bit (agora replay --verify), "
+        "and measure the kernel (agora bench). Not built yet: analyze, train, sweep."
+    ),
+)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+out = Console(highlight=False, soft_wrap=True)
+
+
+def _fail(lines: list[str], code: int = 2) -> None:
+    for line in lines:
+        err.print(f"error: {line}", markup=False)
+    raise typer.Exit(code)
+
+
+def _progress(total: int, quiet: bool, label: str) -> tuple[Any, Any]:
+    if quiet or not sys.stderr.isatty():
+        return None, None
+    bar = Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TextColumn("ticks"), TimeRemainingColumn(),
+                   console=err, transient=True)
+    task = bar.add_task(label, total=total)
+    return bar, (lambda tick: bar.update(task, completed=tick))
+
+
+def _default_out(scenario: Path) -> Path:
+    base = Path("runs") / scenario.stem
+    candidate, n = base, 1
+    while candidate.exists() and any(candidate.iterdir()):
+        n += 1
+        candidate = base.with_name(f"{base.name}-{n}")
+    return candidate
+
+
+@app.command()
+def run(
+    scenario: Annotated[Path, typer.Argument(help="Scenario TOML file, e.g. scenarios/marketplace.toml.")],
+    out_dir: Annotated[Optional[Path], typer.Option("--out", help="Run directory to write (default: runs/<scenario name>[-N]).")] = None,
+    seed: Annotated[Optional[int], typer.Option(min=0, help="Override the scenario's seed.")] = None,
+    until: Annotated[Optional[int], typer.Option(min=1, help="Run this many ticks instead of the scenario's world.ticks.")] = None,
+    device: Annotated[str, typer.Option(help="cpu (the only device built so far).")] = "cpu",
+    realtime: Annotated[Optional[float], typer.Option(min=0.0, help="Pace against the wall clock: FACTOR wall seconds per unit of virtual time (simpy.rt).")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace a non-empty --out directory.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar and no summary table.")] = False,
+) -> None:
+    """Run a scenario and record it: event log, per-tick metrics and summary.json with state hashes."""
+    from runtime.recording import record
+
+    if device != "cpu":
+        _fail([f"--device {device!r}: only 'cpu' is built so far (the GPU path is a later issue)"])
+    if realtime is not None and realtime <= 0:
+        _fail([f"--realtime must be > 0 wall seconds per unit of virtual time, got {realtime}"])
+    target = out_dir if out_dir is not None else _default_out(scenario)
+    try:
+        from runtime.scenario import load
+
+        sc, _ = load(scenario)
+        ticks = until if until is not None else sc.world.ticks
+        bar, callback = _progress(ticks, quiet, f"{sc.world.name}")
+        if bar is not None:
+            with bar:
+                summary = record(scenario, target, seed=seed, until=until, realtime=realtime, overwrite=overwrite, progress=callback)
+        else:
+            summary = record(scenario, target, seed=seed, until=until, realtime=realtime, overwrite=overwrite)
+    except ScenarioError as exc:
+        _fail(exc.problems)
+    except RunDirError as exc:
+        _fail([str(exc)])
+    if not quiet:
+        _print_summary(summary, target)
+    else:
+        out.print(str(target), markup=False)
+
+
+def _print_summary(s: dict[str, Any], target: Path) -> None:
+    t = s["totals"]
+    m = s["totals"]["messages"]
+    table = Table(title=f"agora run: {s['scenario']} (seed {s['seed']})", show_header=False)
+    table.add_column(style="bold")
+    table.add_column()
+    rate = s["ticks"] / s["wall_seconds"] if s["wall_seconds"] > 0 else float("inf")
+    rows = [
+        ("ticks", f"{s['ticks']} in {s['wall_seconds']:.2f} s ({rate:,.0f} ticks/s)"),
+        ("agents", f"{t['agents']:,}"),
+        ("tasks posted", f"{t['tasks_posted']:,}"),
+        ("mean price", f"{t['mean_price_micro'] / 1e6:.3f} credits"),
+        ("supply held / issued", f"{t['supply_held_micro'] / 1e6:,.6f} / {t['supply_issued_micro'] / 1e6:,.6f} credits"
+         + ("  (conserved)" if t["supply_held_micro"] == t["supply_issued_micro"] else "  (NOT conserved)")),
+        ("ledger replicas", "converged" if t["distinct_ledger_roots"] == 1 else f"{t['distinct_ledger_roots']} distinct states"),
+        ("ops refused", f"{t['ops_refused']:,}"),
+        ("messages", f"{m['sent']:,} sent, {m['lost']:,} lost, {m['blocked']:,} blocked, {m['duplicated']:,} duplicated"),
+        ("reputation accuracy", "n/a" if t["reputation_accuracy"] is None else f"{t['reputation_accuracy']:.3f}"),
+        ("events", f"{t['events']:,}"),
+        ("final state", s["final_state_hash"][:32]),
+        ("run directory", str(target)),
+    ]
+    for k, v in rows:
+        table.add_row(k, v)
+    out.print(table)
+    out.print(f"replay it: agora replay {target} --verify", markup=False)
+
+
+@app.command()
+def validate(
+    scenarios: Annotated[list[Path], typer.Argument(help="One or more scenario files.")],
+) -> None:
+    """Check scenario files: exit 0, or exit 2 with one line per problem (file: key: reason)."""
+    from runtime.scenario import load
+
+    problems: list[str] = []
+    for path in scenarios:
+        try:
+            load(path)
+            out.print(f"{path}: ok", markup=False)
+        except ScenarioError as exc:
+            problems += exc.problems
+    if problems:
+        _fail(problems)
+
+
+@app.command()
+def schema() -> None:
+    """Print the JSON Schema of scenario files (for editor completion and checking)."""
+    from runtime.scenario import schema as make
+
+    out.print_json(json.dumps(make()))
+
+
+@app.command()
+def replay(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory written by agora run.")],
+    verify: Annotated[bool, typer.Option("--verify", help="Re-execute and compare state hashes at every checkpoint.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Replay a recorded run. With --verify: exit 0 identical, 1 diverged or tampered (with where)."""
+    from runtime.replay import verify as do_verify
+
+    if not verify:
+        _fail(["only `agora replay DIR --verify` is built so far; state at a tick (--at) is a later issue"])
+    try:
+        from runtime.recording import read_summary
+
+        summary, _ = read_summary(run_dir)
+        bar, callback = _progress(int(summary.get("ticks", 0)), quiet, "replay")
+        if bar is not None:
+            with bar:
+                verdict = do_verify(run_dir, callback)
+        else:
+            verdict = do_verify(run_dir)
+    except RunDirError as exc:
+        _fail([str(exc)])
+    for line in verdict.lines:
+        (out if verdict.exit_code == 0 else err).print(f"{verdict.status}: {line}", markup=False)
+    raise typer.Exit(verdict.exit_code)
+
+
+@app.command()
+def bench(
+    quick: Annotated[bool, typer.Option("--quick", help="Smaller sizes (seconds instead of minutes).")] = False,
+    only: Annotated[Optional[str], typer.Option(help="Run one suite: kernel or ledger.")] = None,
+) -> None:
+    """Run the benchmark suite and print tables with the peers side by side."""
+    from benchmarks import run_all
+
+    if only not in (None, "kernel", "ledger"):
+        _fail([f"--only {only!r}: expected 'kernel' or 'ledger'"])
+    run_all(quick=quick, only=only, console=out)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,98 @@
+"""The agent API: a population is a named set of agents held as arrays and stepped once per tick.
+
+Agents are identified by global account ids (``ids``); an agent's region, and so its home ledger
+replica, is ``id % n_regions``. Per-agent Python objects (:class:`AgentView`) exist for inspection
+only; the hot path is :meth:`Population.step` over whole arrays.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, ClassVar
+
+import numpy as np
+import numpy.typing as npt
+
+from runtime.scenario import PopulationConfig
+
+if TYPE_CHECKING:
+    from runtime.world import World
+
+
+class Population(ABC):
+    """Structure-of-arrays state for ``n`` agents of one role."""
+
+    role: ClassVar[str]
+    phase: ClassVar[int] = 0  # populations step in phase order, then scenario order
+
+    def __init__(self, cfg: PopulationConfig, ids: npt.NDArray[np.int64], n_regions: int) -> None:
+        self.cfg = cfg
+        self.name = cfg.name
+        self.ids = ids
+        self.n = int(ids.shape[0])
+        self.region = (ids % n_regions).astype(np.int64)
+        self.alive = np.ones(self.n, dtype=np.bool_)
+
+    @abstractmethod
+    def step(self, world: World, tick: int) -> None:
+        """Advance every agent one tick with array operations."""
+
+    def setup(self, world: World) -> None:  # noqa: B027 -- optional hook, empty by design
+        """Called once before tick 0 (mint initial credits, build routers, ...)."""
+
+    def state_arrays(self) -> dict[str, npt.NDArray[np.generic]]:
+        """Arrays that make up this population's state (hashed at checkpoints)."""
+        return {"alive": self.alive}
+
+    def digest(self) -> bytes:
+        """SHA-256 over :meth:`state_arrays`, in name order."""
+        h = hashlib.sha256()
+        for name, arr in sorted(self.state_arrays().items()):
+            h.update(name.encode())
+            h.update(np.ascontiguousarray(arr).tobytes())
+        return h.digest()
+
+    def agent(self, i: int) -> AgentView:
+        """A read-only view of agent ``i`` (0-based within this population)."""
+        if not 0 <= i < self.n:
+            raise IndexError(f"population {self.name!r} has {self.n} agents; no agent {i}")
+        return AgentView(self, i)
+
+
+@dataclass(frozen=True)
+class AgentView:
+    """One agent of a population, for inspection (Mesa users: the ``Agent`` you would print)."""
+
+    population: Population
+    index: int
+
+    @property
+    def unique_id(self) -> int:
+        """Global id, also the agent's ledger account."""
+        return int(self.population.ids[self.index])
+
+    def __getattr__(self, name: str) -> object:
+        arrays = self.population.state_arrays()
+        if name in arrays:
+            return arrays[name][self.index]
+        raise AttributeError(f"agent has no field {name!r}; fields are {sorted(arrays)}")
+
+
+class TickerPopulation(Population):
+    """The trivial population: each live agent adds one to its counter every tick (for benchmarks)."""
+
+    role = "ticker"
+
+    def __init__(self, cfg: PopulationConfig, ids: npt.NDArray[np.int64], n_regions: int) -> None:
+        super().__init__(cfg, ids, n_regions)
+        self.counter = np.zeros(self.n, dtype=np.int64)
+
+    def step(self, world: World, tick: int) -> None:
+        """Increment every live counter."""
+        self.counter += self.alive
+
+    def state_arrays(self) -> dict[str, npt.NDArray[np.generic]]:
+        """Alive flags and counters."""
+        return {"alive": self.alive, "counter": self.counter}

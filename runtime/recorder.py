@@ -1,0 +1,155 @@
+"""The run's recording: append-only Arrow IPC streams for events and per-tick metrics.
+
+Record batches are cut at tick boundaries (deterministic), so the same run gives the same bytes.
+The file is flushed to the operating system at least every ``flush_seconds`` of wall time, so a
+process killed with SIGKILL leaves every batch written before its last flush readable; the
+reader stops cleanly at a truncated tail.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+
+EVENT_SCHEMA = pa.schema(
+    [
+        ("seq", pa.int64()),
+        ("tick", pa.int64()),
+        ("time", pa.float64()),
+        ("kind", pa.string()),
+        ("subsystem", pa.string()),
+        ("agent", pa.int64()),
+        ("other", pa.int64()),
+        ("amount", pa.int64()),
+        ("value", pa.float64()),
+        ("detail", pa.string()),
+    ]
+)
+
+
+class _Stream:
+    def __init__(self, path: Path, schema: pa.Schema, flush_seconds: float) -> None:
+        self.file: BinaryIO = open(path, "wb")  # noqa: SIM115 -- closed by close()
+        self.writer = pa.ipc.new_stream(self.file, schema)
+        self.flush_seconds = flush_seconds
+        self._last_flush = time.monotonic()
+        self.file.flush()
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        self.writer.write_batch(batch)
+        now = time.monotonic()
+        if now - self._last_flush >= self.flush_seconds:
+            self.file.flush()
+            self._last_flush = now
+
+    def close(self) -> None:
+        self.writer.close()
+        self.file.close()
+
+
+class EventLog:
+    """Buffers a tick's events column-wise and writes them as one record batch per tick."""
+
+    def __init__(self, path: Path, flush_seconds: float) -> None:
+        self._stream = _Stream(path, EVENT_SCHEMA, flush_seconds)
+        self.seq = 0
+        self._cols: dict[str, list[npt.NDArray[np.generic]]] = {n: [] for n in EVENT_SCHEMA.names}
+        self._count = 0
+
+    def emit(self, tick: int, time_: float, kind: str, subsystem: str, agent: int = -1, other: int = -1,
+             amount: int = 0, value: float = 0.0, detail: str = "") -> None:
+        """Record one event."""
+        self.emit_many(tick, time_, kind, subsystem, np.array([agent]), np.array([other]),
+                       np.array([amount]), np.array([value]), detail)
+
+    def emit_many(self, tick: int, time_: float, kind: str, subsystem: str,
+                  agent: npt.NDArray[np.int64], other: npt.NDArray[np.int64],
+                  amount: npt.NDArray[np.int64], value: npt.NDArray[np.float64], detail: str = "") -> None:
+        """Record ``len(agent)`` events of one kind from arrays."""
+        n = len(agent)
+        if n == 0:
+            return
+        c = self._cols
+        c["seq"].append(np.arange(self.seq, self.seq + n, dtype=np.int64))
+        c["tick"].append(np.full(n, tick, dtype=np.int64))
+        c["time"].append(np.full(n, time_, dtype=np.float64))
+        c["kind"].append(np.full(n, kind, dtype=object))
+        c["subsystem"].append(np.full(n, subsystem, dtype=object))
+        c["agent"].append(np.asarray(agent, dtype=np.int64))
+        c["other"].append(np.asarray(other, dtype=np.int64))
+        c["amount"].append(np.asarray(amount, dtype=np.int64))
+        c["value"].append(np.asarray(value, dtype=np.float64))
+        c["detail"].append(np.full(n, detail, dtype=object))
+        self.seq += n
+        self._count += n
+
+    def end_tick(self) -> None:
+        """Write the tick's events as one record batch (nothing when there were none)."""
+        if self._count == 0:
+            return
+        arrays = [pa.array(np.concatenate(self._cols[f.name]), type=f.type) for f in EVENT_SCHEMA]
+        self._stream.write(pa.RecordBatch.from_arrays(arrays, schema=EVENT_SCHEMA))
+        self._cols = {n: [] for n in EVENT_SCHEMA.names}
+        self._count = 0
+
+    def close(self) -> None:
+        """Write what is buffered and close the file."""
+        self.end_tick()
+        self._stream.close()
+
+
+class MetricsLog:
+    """One row per tick; the columns are fixed by the first row."""
+
+    def __init__(self, path: Path, flush_seconds: float) -> None:
+        self.path = path
+        self.flush_seconds = flush_seconds
+        self._stream: _Stream | None = None
+        self._schema: pa.Schema | None = None
+
+    def write(self, row: dict[str, int | float]) -> None:
+        """Append one row."""
+        if self._schema is None:
+            self._schema = pa.schema([(k, pa.int64() if isinstance(v, (int, np.integer)) else pa.float64()) for k, v in row.items()])
+            self._stream = _Stream(self.path, self._schema, self.flush_seconds)
+        assert self._stream is not None
+        if set(row) != set(self._schema.names):
+            raise RuntimeError(
+                f"metrics columns changed after the first tick: new {sorted(set(row) - set(self._schema.names))}, "
+                f"missing {sorted(set(self._schema.names) - set(row))}; register every column from tick 0"
+            )
+        arrays = [pa.array([row[f.name]], type=f.type) for f in self._schema]
+        self._stream.write(pa.RecordBatch.from_arrays(arrays, schema=self._schema))
+
+    def close(self) -> None:
+        """Close the file."""
+        if self._stream is not None:
+            self._stream.close()
+
+
+def read_stream(path: str | Path) -> tuple[pa.Table, bool]:
+    """Read an Arrow IPC stream file; return the table and whether it ended cleanly.
+
+    A truncated tail (a run killed mid-write) is dropped: every complete record batch is returned.
+    """
+    data = Path(path).read_bytes()
+    try:
+        reader = pa.ipc.open_stream(pa.BufferReader(data))
+    except (pa.ArrowInvalid, OSError):
+        return EVENT_SCHEMA.empty_table(), False
+    batches = []
+    complete = True
+    while True:
+        try:
+            batches.append(reader.read_next_batch())
+        except StopIteration:
+            break
+        except (pa.ArrowInvalid, OSError):
+            complete = False
+            break
+    return pa.Table.from_batches(batches, schema=reader.schema), complete

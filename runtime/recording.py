@@ -1,0 +1,167 @@
+"""Recorded runs: write a run directory from a scenario, and read its summary back with integrity checks.
+
+A run directory holds ``scenario.toml`` (the exact bytes run), ``events.arrows`` and
+``metrics.arrows`` (Arrow IPC streams), and ``summary.json``: scenario hash, seed, package
+versions, ticks, wall time, state hashes at every checkpoint, the final state hash, the SHA-256 of
+each recorded file, and a SHA-256 of the summary itself, so any edit is detected as tampering.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import shutil
+import time
+from collections.abc import Callable
+from importlib import metadata
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from runtime.scenario import Scenario, ScenarioError, load, scenario_hash
+from runtime.world import World
+
+SUMMARY = "summary.json"
+SCENARIO_COPY = "scenario.toml"
+RECORDED_FILES = ("events.arrows", "metrics.arrows")
+
+
+class RunDirError(Exception):
+    """A path that is not a usable run directory (user mistake: exit 2)."""
+
+
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _canonical(summary: dict[str, Any]) -> bytes:
+    body = {k: v for k, v in summary.items() if k != "summary_sha256"}
+    return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+
+
+def versions() -> dict[str, str]:
+    """Versions of Python and the packages a run depends on."""
+    out = {"python": platform.python_version()}
+    for pkg in ("agora", "numpy", "numba", "simpy", "mesa", "networkx", "pyarrow", "pydantic"):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            out[pkg] = "not installed"
+    return out
+
+
+def prepare_out(out: Path, overwrite: bool) -> None:
+    """Create ``out``; refuse a non-empty directory unless ``overwrite``."""
+    if out.exists() and not out.is_dir():
+        raise RunDirError(f"--out {out}: exists and is not a directory")
+    if out.exists() and any(out.iterdir()):
+        if not overwrite:
+            raise RunDirError(f"--out {out}: directory is not empty; pass --overwrite or choose another --out")
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+
+
+def _copy_references(sc: Scenario, src_base: Path, out: Path) -> None:
+    ref = sc.network.graph_file
+    if ref is not None:
+        rel = PurePosixPath(ref)
+        if rel.is_absolute() or ".." in rel.parts:
+            raise ScenarioError([f"network.graph_file: {ref!r} must be a path inside the scenario's folder so runs can be replayed"])
+        (out / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src_base / rel, out / rel)
+
+
+def execute(sc: Scenario, base: Path, out: Path | None, seed: int, until: int,
+            realtime: float | None = None, progress: Callable[[int], None] | None = None,
+            on_checkpoint: Callable[[Any], None] | None = None) -> tuple[World, float]:
+    """Build and run a world; return it (closed) and the wall time in seconds."""
+    world = World(sc, base=base, out=out, seed=seed, realtime=realtime)
+    world.on_checkpoint = on_checkpoint
+    start = time.perf_counter()
+    try:
+        world.run(until, progress)
+    finally:
+        world.close()
+    return world, time.perf_counter() - start
+
+
+def record(scenario_path: Path, out: Path, *, seed: int | None = None, until: int | None = None,
+           realtime: float | None = None, overwrite: bool = False,
+           progress: Callable[[int], None] | None = None) -> dict[str, Any]:
+    """Run a scenario file into ``out`` and return the summary written there."""
+    sc, raw = load(scenario_path)
+    seed = sc.world.seed if seed is None else seed
+    until = sc.world.ticks if until is None else until
+    if until < 1:
+        raise ScenarioError([f"--until: must be >= 1 tick, got {until}"])
+    prepare_out(out, overwrite)
+    (out / SCENARIO_COPY).write_bytes(raw)
+    _copy_references(sc, scenario_path.parent, out)
+    world, wall = execute(sc, scenario_path.parent, out, seed, until, realtime, progress)
+    held, issued = world.ledgers[0].supply()
+    final = world.hashes()
+    summary: dict[str, Any] = {
+        "format": "agora-run-1",
+        "scenario": sc.world.name,
+        "scenario_file": SCENARIO_COPY,
+        "scenario_sha256": scenario_hash(raw),
+        "seed": seed,
+        "ticks": until,
+        "tick_length": sc.world.tick_length,
+        "realtime_factor": realtime,
+        "wall_seconds": round(wall, 6),
+        "versions": versions(),
+        "checkpoints": [{"tick": c.tick, "state": c.state_hash, "hashes": c.hashes} for c in world.checkpoints],
+        "final": final,
+        "final_state_hash": hashlib.sha256(json.dumps(final, sort_keys=True).encode()).hexdigest(),
+        "totals": {
+            "agents": world.n_accounts,
+            "events": world.log.seq if world.log else 0,
+            "supply_held_micro": held,
+            "supply_issued_micro": issued,
+            "distinct_ledger_roots": world.distinct_roots(),
+            "ops_refused": sum(len(ledger.rejected) for ledger in world.ledgers),
+            "messages": dict(world.bus.counts),
+            "tasks_posted": world.task_board.next_id,
+            "mean_price_micro": float(world.market.prices.mean()),
+            "reputation_accuracy": world.reputation.accuracy if world.reputation.predictions else None,
+        },
+        "files": {name: file_sha256(out / name) for name in RECORDED_FILES},
+    }
+    summary["summary_sha256"] = hashlib.sha256(_canonical(summary)).hexdigest()
+    (out / SUMMARY).write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    return summary
+
+
+def read_summary(run_dir: Path) -> tuple[dict[str, Any], list[str]]:
+    """Load ``summary.json``; return it and a list of integrity problems (empty when intact)."""
+    if not run_dir.is_dir():
+        raise RunDirError(f"{run_dir}: no such run directory")
+    path = run_dir / SUMMARY
+    if not path.is_file():
+        raise RunDirError(f"{run_dir}: no {SUMMARY} (not a run directory, or the run did not finish)")
+    try:
+        summary = json.loads(path.read_text())
+        if not isinstance(summary, dict):
+            raise ValueError("top level is not an object")
+    except (ValueError, UnicodeDecodeError) as exc:
+        return {}, [f"{SUMMARY} does not parse ({exc}): tampered or corrupted"]
+    problems = []
+    if summary.get("summary_sha256") != hashlib.sha256(_canonical(summary)).hexdigest():
+        problems.append(f"{SUMMARY} was modified after the run (its self-hash does not match)")
+        return summary, problems
+    scen = run_dir / summary.get("scenario_file", SCENARIO_COPY)
+    if not scen.is_file() or file_sha256(scen) != summary.get("scenario_sha256"):
+        problems.append(f"{scen.name} differs from the scenario that was run (hash mismatch)")
+    for name, digest in summary.get("files", {}).items():
+        f = run_dir / name
+        if not f.is_file():
+            problems.append(f"{name} is missing")
+        elif file_sha256(f) != digest:
+            problems.append(f"{name} was modified after the run (SHA-256 mismatch)")
+    return summary, problems

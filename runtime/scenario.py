@@ -1,0 +1,217 @@
+"""Scenario files: TOML in, a typed and validated :class:`Scenario` out, or one line per problem.
+
+Every parameter has a default and a description (``agora schema`` prints them as JSON Schema);
+unknown keys are errors, so a typo never passes silently. Credits in scenario files are whole
+credits; inside the runtime they become int64 micro-credits.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tomllib
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+Probability = Annotated[float, Field(ge=0.0, le=1.0)]
+
+
+class ScenarioError(Exception):
+    """A scenario file that cannot be run; ``problems`` holds one ``file: key: reason`` line each."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class WorldConfig(_Strict):
+    """The run as a whole."""
+
+    name: str = Field("unnamed", description="Scenario name, recorded in the run's summary.")
+    seed: int = Field(0, ge=0, description="Seed of every random stream (numpy SeedSequence).")
+    ticks: int = Field(100, ge=1, le=10_000_000, description="Ticks to run unless --until says otherwise.")
+    tick_length: float = Field(1.0, gt=0, description="Virtual time per tick (one tick = one hour of uptime).")
+    checkpoint_every: int = Field(25, ge=1, description="Ticks between state-hash checkpoints.")
+
+
+class Link(_Strict):
+    """An edge of the region graph."""
+
+    a: str = Field(description="Region at one end.")
+    b: str = Field(description="Region at the other end.")
+    latency: float = Field(0.05, ge=0, description="One-way latency, virtual time units.")
+
+
+class NetworkConfig(_Strict):
+    """Regions (one ledger replica each) and the latency between them."""
+
+    regions: list[str] = Field(["main"], min_length=1, description="Region names; agents are spread over them by account id.")
+    links: list[Link] = Field([], description="Edges with latency; regions left unlinked are joined at default_latency.")
+    default_latency: float = Field(0.1, ge=0, description="Latency between regions with no explicit path.")
+    graph_file: str | None = Field(None, description="GraphML file of the region graph (edge attribute 'latency'); replaces regions/links. Relative to the scenario file.")
+
+
+class BusConfig(_Strict):
+    """The message bus between replicas and agents."""
+
+    loss: Probability = Field(0.0, description="Probability a message is lost.")
+    duplication: Probability = Field(0.0, description="Probability a message is delivered twice.")
+    jitter: float = Field(0.0, ge=0, description="Extra uniform random delay, virtual time units.")
+
+
+class EconomyConfig(_Strict):
+    """Ledger replication and the market's parameters."""
+
+    anti_entropy_every: int = Field(5, ge=1, description="Ticks between state-sync rounds between replicas.")
+    task_unit_credits: int = Field(1, ge=0, description="Credits earned per task unit at the base price.")
+    uptime_millicredits_per_hour: int = Field(100, ge=0, description="Uptime reward, milli-credits per hour (0.1 credit).")
+    price_elasticity: float = Field(0.5, ge=0, description="How strongly prices follow demand minus supply.")
+    price_max_step: Probability = Field(0.05, description="Largest relative price move per tick.")
+    network_compute_start: float = Field(0.0, ge=0, description="CPU-hours already in the network (sets the contribution multiplier).")
+    n_skills: int = Field(8, ge=1, le=256, description="Number of task skill categories.")
+    unbonding_ticks: int = Field(10, ge=0, description="Ticks a stake takes to unbond.")
+
+
+class PopulationConfig(_Strict):
+    """A population of agents of one role, stepped as arrays."""
+
+    name: str = Field(description="Unique population name, used by faults.")
+    role: Literal["requester", "worker", "ticker"] = Field(description="What the agents do.")
+    count: int = Field(ge=0, le=50_000_000, description="Number of agents.")
+    initial_credits: int = Field(0, ge=0, description="Credits minted to each agent at tick 0.")
+    post_rate: Probability = Field(0.2, description="requester: probability of posting a task per tick.")
+    task_units: int = Field(1, ge=1, description="requester: most task units per task (uniform 1..task_units).")
+    quality: Probability = Field(0.9, description="worker: mean probability of completing a task in its main skill.")
+    capacity_factor: float = Field(1.25, gt=0, description="worker: router capacity factor (as in a mixture of experts).")
+
+
+class FaultConfig(_Strict):
+    """A scheduled fault, applied by the kernel at a tick boundary and recorded."""
+
+    at: int = Field(ge=0, description="Tick at which the fault starts.")
+    kind: Literal["crash", "restart", "partition", "heal", "loss_burst"] = Field(description="What happens.")
+    population: str | None = Field(None, description="crash/restart: population name.")
+    fraction: Probability = Field(1.0, description="crash/restart: fraction of the population, from its first agent.")
+    groups: list[list[str]] = Field([], description="partition: lists of regions that can still reach each other.")
+    loss: Probability = Field(0.5, description="loss_burst: message loss during the burst.")
+    duration: int | None = Field(None, ge=1, description="Ticks until the fault is undone (restart/heal/end of burst).")
+
+    @model_validator(mode="after")
+    def _needs(self) -> FaultConfig:
+        if self.kind in ("crash", "restart") and self.population is None:
+            raise ValueError(f"a {self.kind} fault needs 'population'")
+        if self.kind == "partition" and len(self.groups) < 2:
+            raise ValueError("a partition fault needs 'groups' with at least two lists of regions")
+        return self
+
+
+class RecordConfig(_Strict):
+    """How the run is recorded."""
+
+    flush_seconds: float = Field(2.0, gt=0, le=60, description="Most wall-clock seconds between log flushes.")
+
+
+class Scenario(_Strict):
+    """A whole scenario file."""
+
+    world: WorldConfig = Field(WorldConfig(), description="The run as a whole.")
+    network: NetworkConfig = Field(NetworkConfig(), description="Regions and latency.")
+    bus: BusConfig = Field(BusConfig(), description="Message bus faults.")
+    economy: EconomyConfig = Field(EconomyConfig(), description="Ledger and market.")
+    population: list[PopulationConfig] = Field([], description="Agent populations.")
+    fault: list[FaultConfig] = Field([], description="Fault schedule.")
+    record: RecordConfig = Field(RecordConfig(), description="Recording.")
+
+
+def schema() -> dict[str, object]:
+    """JSON Schema of scenario files, for editors."""
+    out = Scenario.model_json_schema()
+    out["title"] = "Agora scenario"
+    return out
+
+
+def _loc(loc: tuple[object, ...]) -> str:
+    parts: list[str] = []
+    for item in loc:
+        if isinstance(item, int):
+            parts[-1] = f"{parts[-1]}[{item}]" if parts else f"[{item}]"
+        else:
+            parts.append(str(item))
+    return ".".join(parts) or "(top level)"
+
+
+def _cross_check(sc: Scenario, base: Path, label: str) -> list[str]:
+    """Problems that need the whole file: references between sections and to other files."""
+    problems = []
+    regions = set(sc.network.regions)
+    if len(regions) != len(sc.network.regions):
+        problems.append(f"{label}: network.regions: duplicate region names in {sc.network.regions}")
+    if sc.network.graph_file is not None and not (base / sc.network.graph_file).is_file():
+        problems.append(f"{label}: network.graph_file: file not found: {base / sc.network.graph_file}")
+    for i, link in enumerate(sc.network.links):
+        for end in (link.a, link.b):
+            if end not in regions:
+                problems.append(f"{label}: network.links[{i}]: unknown region {end!r}; regions are {sorted(regions)}")
+    names = [p.name for p in sc.population]
+    for i, p in enumerate(sc.population):
+        if names.count(p.name) > 1:
+            problems.append(f"{label}: population[{i}].name: duplicate population name {p.name!r}")
+    for i, f in enumerate(sc.fault):
+        if f.at >= sc.world.ticks:
+            problems.append(f"{label}: fault[{i}].at: tick {f.at} is past the run's last tick {sc.world.ticks - 1}")
+        if f.population is not None and f.population not in names:
+            problems.append(f"{label}: fault[{i}].population: unknown population {f.population!r}; populations are {names}")
+        for group in f.groups:
+            for region in group:
+                if region not in regions:
+                    problems.append(f"{label}: fault[{i}].groups: unknown region {region!r}; regions are {sorted(regions)}")
+    return problems
+
+
+def parse(text: str, label: str = "<string>", base: Path = Path(".")) -> Scenario:
+    """Parse and validate scenario TOML text; raise :class:`ScenarioError` listing every problem."""
+    if not text.strip():
+        raise ScenarioError([f"{label}: (top level): the file is empty; start from scenarios/marketplace.toml"])
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ScenarioError([f"{label}: (toml): not valid TOML: {exc}"]) from None
+    try:
+        sc = Scenario.model_validate(data)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            reason = err["msg"]
+            if err["type"] == "extra_forbidden":
+                reason = "unknown key (check the spelling; `agora schema` lists every key)"
+            elif "input" in err and err["type"] not in ("missing",):
+                reason = f"{reason} (got {err['input']!r})"
+            lines.append(f"{label}: {_loc(tuple(err['loc']))}: {reason}")
+        raise ScenarioError(lines) from None
+    problems = _cross_check(sc, base, label)
+    if problems:
+        raise ScenarioError(problems)
+    return sc
+
+
+def load(path: str | Path) -> tuple[Scenario, bytes]:
+    """Read and validate a scenario file; return it with the file's bytes (for hashing and replay)."""
+    p = Path(path)
+    if not p.is_file():
+        raise ScenarioError([f"{p}: (file): no such scenario file"])
+    raw = p.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ScenarioError([f"{p}: (file): not UTF-8 text: {exc}"]) from None
+    return parse(text, str(p), p.parent), raw
+
+
+def scenario_hash(raw: bytes) -> str:
+    """SHA-256 of a scenario file's bytes."""
+    return hashlib.sha256(raw).hexdigest()

@@ -1,0 +1,333 @@
+"""The World: a Mesa model whose clock is a SimPy environment.
+
+One SimPy process drives the ticks. At each tick boundary the kernel applies the fault schedule,
+steps every population once with array operations (in phase order), runs a ledger anti-entropy
+round when due, writes the tick's events and metrics, and at checkpoints hashes each subsystem.
+Between ticks the message bus delivers ledger ops and sync messages at their latency.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import mesa
+import numpy as np
+import numpy.typing as npt
+import simpy
+import simpy.rt
+
+from economy.errors import OpRejected
+from economy.ledger import Delta, Replica
+from economy.market import Market
+from economy.ops import Keyring, Op, OpKind
+from economy.rates import MICRO, Rates
+from economy.reputation import BetaReputation
+from runtime.bus import Message, MessageBus
+from runtime.network import Network
+from runtime.population import Population, TickerPopulation
+from runtime.recorder import EventLog, MetricsLog
+from runtime.rng import Streams
+from runtime.scenario import FaultConfig, Scenario
+from runtime.tasks import TaskBoard
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """Hashes of every subsystem at the end of ``tick``."""
+
+    tick: int
+    hashes: dict[str, str]
+
+    @property
+    def state_hash(self) -> str:
+        """One hash over all subsystems."""
+        h = hashlib.sha256()
+        for name in sorted(self.hashes):
+            h.update(f"{name}={self.hashes[name]};".encode())
+        return h.hexdigest()
+
+
+def _roles() -> dict[str, type[Population]]:
+    from agents import ROLES  # the runtime's built-in roles plus the agents package's
+
+    return {"ticker": TickerPopulation, **ROLES}
+
+
+class World(mesa.Model):
+    """A running scenario. ``step()`` advances one tick (Mesa convention); ``run(until)`` many."""
+
+    MICRO = MICRO
+
+    def __init__(self, scenario: Scenario, *, base: Path = Path("."), out: Path | None = None,
+                 seed: int | None = None, realtime: float | None = None) -> None:
+        seed = scenario.world.seed if seed is None else seed
+        super().__init__(seed=seed)
+        self.scenario = scenario
+        self.seed = seed
+        self.streams = Streams(seed)
+        self.env: simpy.Environment = (
+            simpy.rt.RealtimeEnvironment(factor=realtime, strict=False) if realtime else simpy.Environment()
+        )
+        self.network = Network.from_config(scenario.network, base)
+        R = self.network.n_regions
+        eco = scenario.economy
+        self.bus = MessageBus(self.env, self.network, self.streams("bus"), scenario.bus.loss,
+                              scenario.bus.duplication, scenario.bus.jitter)
+        roles = _roles()
+        self.populations: list[Population] = []
+        offset = 0
+        for cfg in scenario.population:
+            ids = np.arange(offset, offset + cfg.count, dtype=np.int64)
+            self.populations.append(roles[cfg.role](cfg, ids, R))
+            offset += cfg.count
+        self.n_accounts = max(offset, 1)
+        keyring = Keyring.derive(R, f"agora/{seed}".encode())
+        self.ledgers = [Replica(r, R, self.n_accounts, keyring) for r in range(R)]
+        self.rates = Rates(task_unit=eco.task_unit_credits * MICRO, uptime_hour=eco.uptime_millicredits_per_hour * 1000)
+        self.market = Market(eco.n_skills, base_price=max(1, self.rates.task_unit), elasticity=eco.price_elasticity,
+                             max_step=eco.price_max_step)
+        self.reputation = BetaReputation(self.n_accounts)
+        self.task_board = TaskBoard()
+        self.network_compute = float(eco.network_compute_start)
+        self.tick = 0
+        self.checkpoints: list[Checkpoint] = []
+        self.on_checkpoint: Callable[[Checkpoint], None] | None = None
+        self.log: EventLog | None = None
+        self.metrics: MetricsLog | None = None
+        if out is not None:
+            self.log = EventLog(out / "events.arrows", scenario.record.flush_seconds)
+            self.metrics = MetricsLog(out / "metrics.arrows", scenario.record.flush_seconds)
+        # Kernel counters exist from tick 0 so the metrics table has a fixed set of columns.
+        self._counters: dict[str, int] = {"minted": 0, "ops_refused": 0, "sync_rows_changed": 0}
+        self._gauges: dict[str, float] = {}
+        self._roots = 1
+        self._faults = self._expand_faults(scenario.fault)
+        self.bus.subscribe("op", self._on_op)
+        self.bus.subscribe("sync_request", self._on_sync_request)
+        self.bus.subscribe("sync_delta", self._on_sync_delta)
+        for pop in self.populations:
+            pop.setup(self)
+
+    # ------------------------------------------------------------------ the clock
+    def run(self, until: int | None = None, progress: Callable[[int], None] | None = None) -> None:
+        """Run ticks until tick ``until`` (exclusive; default: the scenario's ``ticks``)."""
+        until = self.scenario.world.ticks if until is None else until
+        done = self.env.process(self._ticker(until, progress))
+        self.env.run(until=done)
+
+    def step(self) -> None:
+        """Run one tick."""
+        self.run(self.tick + 1)
+
+    def _ticker(self, until: int, progress: Callable[[int], None] | None):  # type: ignore[no-untyped-def]
+        while self.tick < until:
+            self._tick()
+            self.tick += 1
+            if progress is not None:
+                progress(self.tick)
+            yield self.env.timeout(self.scenario.world.tick_length)
+
+    def _tick(self) -> None:
+        t = self.tick
+        self._counters = dict.fromkeys(self._counters, 0)
+        for fault in self._faults.get(t, []):
+            self._apply_fault(fault)
+        self.task_board.clear()
+        for pop in sorted(self.populations, key=lambda p: p.phase):
+            pop.step(self, t)
+        if len(self.task_board):
+            self.emit_many("task_expired", "board", self.task_board.requester, self.task_board.task_id,
+                           self.task_board.price, self.task_board.skill.astype(np.float64))
+        self.reputation.step()
+        if t % self.scenario.economy.anti_entropy_every == 0:
+            self._anti_entropy()
+        self._write_metrics()
+        last = t == self.scenario.world.ticks - 1
+        if (t + 1) % self.scenario.world.checkpoint_every == 0 or last:
+            cp = Checkpoint(t, self.hashes())
+            self.checkpoints.append(cp)
+            self.emit("checkpoint", "world", detail=cp.state_hash)
+            if self.on_checkpoint is not None:
+                self.on_checkpoint(cp)
+        if self.log is not None:
+            self.log.end_tick()
+
+    # ------------------------------------------------------------------ services for populations
+    def emit(self, kind: str, subsystem: str, agent: int = -1, other: int = -1, amount: int = 0,
+             value: float = 0.0, detail: str = "") -> None:
+        """Record one event at the current tick."""
+        if self.log is not None:
+            self.log.emit(self.tick, float(self.env.now), kind, subsystem, agent, other, amount, value, detail)
+
+    def emit_many(self, kind: str, subsystem: str, agent: npt.NDArray[np.int64], other: npt.NDArray[np.int64],
+                  amount: npt.NDArray[np.int64], value: npt.NDArray[np.float64], detail: str = "") -> None:
+        """Record one event per element of the arrays."""
+        if self.log is not None:
+            self.log.emit_many(self.tick, float(self.env.now), kind, subsystem, agent, other, amount, value, detail)
+
+    def count(self, name: str, n: int) -> None:
+        """Add ``n`` to this tick's counter ``name`` (a metrics column)."""
+        self._counters[name] = self._counters.get(name, 0) + int(n)
+
+    def gauge(self, name: str, value: float) -> None:
+        """Set this tick's gauge ``name`` (a metrics column)."""
+        self._gauges[name] = float(value)
+
+    def home(self, accounts: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+        """Home region (ledger replica) of each account."""
+        return accounts % self.network.n_regions
+
+    def rights_at_home(self, accounts: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+        """Spending rights each account's home replica holds for it."""
+        out = np.zeros(len(accounts), dtype=np.int64)
+        homes = self.home(accounts)
+        for r, ledger in enumerate(self.ledgers):
+            sel = homes == r
+            out[sel] = ledger.rights_of(accounts[sel])
+        return out
+
+    def execute(self, replica: int, kind: OpKind, accounts: npt.NDArray[np.int64], others: npt.NDArray[np.int64],
+                amounts: npt.NDArray[np.int64]) -> npt.NDArray[np.bool_]:
+        """Run a batch op at ``replica``, gossip it, record refusals; return the accepted mask."""
+        accepted = np.ones(len(accounts), dtype=np.bool_)
+        if len(accounts) == 0:
+            return accepted
+        op, refused = self.ledgers[replica].execute(kind, accounts, others, amounts)
+        for index, reason in refused:
+            accepted[index] = False
+            self.emit("op_refused", f"ledger/{replica}", int(accounts[index]), int(others[index]),
+                      int(amounts[index]), detail=f"{kind.name.lower()}: {reason}")
+        self.count("ops_refused", len(refused))
+        if op is not None:
+            self._gossip(replica, op)
+        return accepted
+
+    def execute_by_home(self, kind: OpKind, accounts: npt.NDArray[np.int64], others: npt.NDArray[np.int64],
+                        amounts: npt.NDArray[np.int64]) -> npt.NDArray[np.bool_]:
+        """:meth:`execute` each entry at its account's home replica; return the accepted mask."""
+        accepted = np.ones(len(accounts), dtype=np.bool_)
+        homes = self.home(accounts)
+        for r in range(len(self.ledgers)):
+            sel = np.flatnonzero(homes == r)
+            if sel.size:
+                accepted[sel] = self.execute(r, kind, accounts[sel], others[sel], amounts[sel])
+        return accepted
+
+    def mint(self, accounts: npt.NDArray[np.int64], amounts: npt.NDArray[np.int64], reason: str) -> None:
+        """Create credits for ``accounts`` at their home replicas; one event per replica."""
+        keep = amounts > 0
+        accounts, amounts = accounts[keep], amounts[keep]
+        homes = self.home(accounts)
+        for r in range(len(self.ledgers)):
+            sel = homes == r
+            if sel.any():
+                self.execute(r, OpKind.MINT, accounts[sel], np.zeros(int(sel.sum()), np.int64), amounts[sel])
+                self.emit("minted", f"ledger/{r}", amount=int(amounts[sel].sum()), value=float(sel.sum()), detail=reason)
+        self.count("minted", int(amounts.sum()))
+
+    # ------------------------------------------------------------------ replication over the bus
+    def _gossip(self, origin: int, op: Op) -> None:
+        for dst in range(len(self.ledgers)):
+            if dst != origin:
+                self.bus.send(origin, dst, "op", op)
+
+    def _on_op(self, msg: Message) -> None:
+        try:
+            self.ledgers[msg.dst].receive(msg.payload)
+        except OpRejected as exc:
+            self.emit("op_rejected", f"ledger/{msg.dst}", detail=str(exc))
+
+    def _anti_entropy(self) -> None:
+        for a in range(len(self.ledgers)):
+            for b in range(len(self.ledgers)):
+                if a != b:
+                    self.bus.send(a, b, "sync_request", self.ledgers[a].synced_from.get(b, 0))
+
+    def _on_sync_request(self, msg: Message) -> None:
+        self.bus.send(msg.dst, msg.src, "sync_delta", self.ledgers[msg.dst].delta_since(int(msg.payload)))
+
+    def _on_sync_delta(self, msg: Message) -> None:
+        delta: Delta = msg.payload
+        changed = self.ledgers[msg.dst].merge_delta(delta)
+        self.count("sync_rows_changed", changed)
+
+    # ------------------------------------------------------------------ faults
+    def _expand_faults(self, faults: list[FaultConfig]) -> dict[int, list[tuple[str, FaultConfig]]]:
+        out: dict[int, list[tuple[str, FaultConfig]]] = {}
+        for f in faults:
+            out.setdefault(f.at, []).append(("do", f))
+            if f.duration is not None:
+                out.setdefault(f.at + f.duration, []).append(("undo", f))
+        return out
+
+    def _apply_fault(self, action: tuple[str, FaultConfig]) -> None:
+        mode, f = action
+        kind = f.kind
+        if mode == "undo":
+            kind = {"crash": "restart", "restart": "crash", "partition": "heal", "heal": "heal", "loss_burst": "loss_end"}[kind]
+        if kind in ("crash", "restart"):
+            pop = next(p for p in self.populations if p.name == f.population)
+            k = math.ceil(f.fraction * pop.n)
+            pop.alive[:k] = kind == "restart"
+            self.emit("fault", pop.name, amount=k, detail=f"{kind} {k} of {pop.n}")
+        elif kind == "partition":
+            self.network.partition(f.groups)
+            self.emit("fault", "network", detail=f"partition {f.groups}")
+        elif kind == "heal":
+            self.network.heal()
+            self.emit("fault", "network", detail="heal")
+        elif kind == "loss_burst":
+            self.bus.loss = f.loss
+            self.emit("fault", "bus", value=f.loss, detail=f"loss burst {f.loss}")
+        elif kind == "loss_end":
+            self.bus.loss = self.scenario.bus.loss
+            self.emit("fault", "bus", value=self.bus.loss, detail="loss burst ends")
+
+    # ------------------------------------------------------------------ observation
+    def distinct_roots(self) -> int:
+        """How many different ledger states the replicas hold (1 = converged)."""
+        return len({ledger.root() for ledger in self.ledgers})
+
+    def hashes(self) -> dict[str, str]:
+        """SHA-256 (hex) of each subsystem's state."""
+        out = {f"ledger/{r}": ledger.root().hex() for r, ledger in enumerate(self.ledgers)}
+        for pop in self.populations:
+            out[f"population/{pop.name}"] = pop.digest().hex()
+        out["market"] = hashlib.sha256(self.market.prices.tobytes()).hexdigest()
+        out["reputation"] = hashlib.sha256(self.reputation.alpha.tobytes() + self.reputation.beta.tobytes()).hexdigest()
+        out["board"] = self.task_board.digest().hex()
+        out["rng"] = self.streams.state_digest().hex()
+        out["bus"] = hashlib.sha256(repr(sorted(self.bus.counts.items())).encode()).hexdigest()
+        out["network"] = hashlib.sha256(self.network.component.tobytes() + repr(self.network_compute).encode()).hexdigest()
+        return out
+
+    def _write_metrics(self) -> None:
+        held, issued = self.ledgers[0].supply()
+        if self.tick % self.scenario.world.checkpoint_every == 0:
+            self._roots = self.distinct_roots()
+        row: dict[str, int | float] = {"tick": self.tick, "time": float(self.env.now)}
+        row.update(sorted(self._counters.items()))
+        row.update(sorted(self._gauges.items()))
+        row.update({
+            "alive": int(sum(int(p.alive.sum()) for p in self.populations)),
+            "supply_held": held, "supply_issued": issued,
+            "mean_price": float(self.market.prices.mean()),
+            "msgs_sent": self.bus.counts["sent"], "msgs_lost": self.bus.counts["lost"],
+            "msgs_blocked": self.bus.counts["blocked"], "msgs_duplicated": self.bus.counts["duplicated"],
+            "ops_pending": int(sum(ledger.pending for ledger in self.ledgers)),
+            "reputation_accuracy": float(self.reputation.accuracy) if self.reputation.predictions else 0.0,
+        })
+        row["distinct_roots"] = self._roots
+        if self.metrics is not None:
+            self.metrics.write(row)
+
+    def close(self) -> None:
+        """Flush and close the recording."""
+        if self.log is not None:
+            self.log.close()
+        if self.metrics is not None:
+            self.metrics.close()
