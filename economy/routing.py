@@ -25,8 +25,8 @@ def hash_route(task_ids: npt.NDArray[np.int64], n_agents: int, salt: int = 0) ->
     """Agent for each task id by a splitmix64 hash: stateless, uniform, deterministic."""
     if n_agents < 1:
         raise LedgerError(f"n_agents must be >= 1, got {n_agents}")
-    z = np.asarray(task_ids, dtype=np.int64).astype(np.uint64) + np.uint64(salt) * np.uint64(0x9E3779B97F4A7C15)
-    with np.errstate(over="ignore"):
+    with np.errstate(over="ignore"):  # wrapping uint64 arithmetic is the hash
+        z = np.asarray(task_ids, dtype=np.int64).astype(np.uint64) + np.uint64(salt) * np.uint64(0x9E3779B97F4A7C15)
         z = (z ^ (z >> np.uint64(30))) * _M1
         z = (z ^ (z >> np.uint64(27))) * _M2
     z = z ^ (z >> np.uint64(31))

@@ -77,12 +77,14 @@ def staked(s: State, a: int) -> Term:
 
 
 def invariants(s: State, And: Callable[..., Bool]) -> Bool:
-    """Non-negative counters, rights, balances and stakes, and exact conservation."""
+    """Non-negative counters, rights, balances and stakes; unused home cells zero; exact conservation."""
     parts: list[Bool] = []
     for a in ACCOUNTS:
         for r in range(R):
             parts += [s.E[a][r] >= 0, s.P[a][r] >= 0, s.N[a][r] >= 0, s.L[a][r] >= 0, s.T[a][r] >= 0]
             parts.append(rights(s, a, r, view=False) >= 0)
+        # The home replica never lends to or takes back from itself: those cells stay 0.
+        parts += [s.L[a][home(a)] == 0, s.T[a][home(a)] == 0]
         parts += [s.SO[a] >= 0, staked(s, a) >= 0, balance(s, a) >= 0]
     held = sum((balance(s, a) + staked(s, a) for a in ACCOUNTS), 0)
     parts.append(held == s.minted - s.burned + s.refunded)

@@ -135,21 +135,24 @@ class MetricsLog:
 def read_stream(path: str | Path) -> tuple[pa.Table, bool]:
     """Read an Arrow IPC stream file; return the table and whether it ended cleanly.
 
-    A truncated tail (a run killed mid-write) is dropped: every complete record batch is returned.
+    A truncated tail (a run killed mid-write) or a damaged batch ends the readable part: every
+    complete, valid record batch before it is returned.
     """
     data = Path(path).read_bytes()
     try:
         reader = pa.ipc.open_stream(pa.BufferReader(data))
-    except (pa.ArrowInvalid, OSError):
+    except (pa.ArrowException, OSError):
         return EVENT_SCHEMA.empty_table(), False
     batches = []
     complete = True
     while True:
         try:
-            batches.append(reader.read_next_batch())
+            batch = reader.read_next_batch()
+            batch.validate(full=True)  # a damaged batch ends the readable part
+            batches.append(batch)
         except StopIteration:
             break
-        except (pa.ArrowInvalid, OSError):
+        except (pa.ArrowException, OSError):
             complete = False
             break
     return pa.Table.from_batches(batches, schema=reader.schema), complete

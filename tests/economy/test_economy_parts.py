@@ -1,0 +1,114 @@
+"""Contribution curve, rates, stake with unbonding, reputation, market pricing and task routing."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from economy import Keyring, LedgerError, Replica
+from economy.contribution import contribution_multiplier
+from economy.market import Market
+from economy.rates import MICRO, Rates
+from economy.reputation import BetaReputation
+from economy.routing import TopKGate, hash_route
+from economy.stake import StakeBook
+
+
+def test_contribution_multiplier_follows_the_formula_not_the_plan_table():
+    assert contribution_multiplier(0) == 10.0
+    for c in (1e5, 5e5, 1e6, 5e6):
+        assert contribution_multiplier(c) == pytest.approx(1 + 9 * math.exp(-c / 1e6), rel=1e-15)
+    assert contribution_multiplier(1e6) == pytest.approx(4.3109149705, rel=1e-9)  # 1 + 9/e
+    assert contribution_multiplier(5e5) != pytest.approx(5.0)  # the plan's table says ~5 here
+    with pytest.raises(LedgerError, match=">= 0"):
+        contribution_multiplier(-1)
+    with pytest.raises(LedgerError):
+        contribution_multiplier(float("nan"))
+
+
+def test_rates_default_to_the_plan_in_micro_credits():
+    r = Rates()
+    assert r.task_reward(3) == 3 * MICRO
+    assert r.uptime_reward(10) == MICRO
+    assert r.execution_cost(2, priority=True) == 4 * MICRO
+    assert r.storage_cost(100, 1) == MICRO
+    assert r.task_reward(1, multiplier=10.0) == 10 * MICRO
+    with pytest.raises(LedgerError):
+        Rates(task_unit=-1)
+    with pytest.raises(LedgerError):
+        r.storage_cost(-1, 1)
+
+
+def test_unbonding_stake_can_be_slashed_and_releases_on_time():
+    kr = Keyring.derive(1, b"s")
+    rep = Replica(0, 1, 4, kr)
+    rep.mint(0, 1000)
+    book = StakeBook(rep, unbonding_ticks=5)
+    book.stake(0, 600)
+    book.request_unstake(0, 400, now=10)
+    assert book.bonded(0) == 200
+    assert book.release(now=14) == []
+    book.slash(0, 0.5)  # 300 of 600 destroyed, unbonding trimmed to what is left
+    assert rep.staked(0) == 300 and book.unbonding(0) == 300
+    ops = book.release(now=15)
+    assert len(ops) == 1 and rep.staked(0) == 0 and rep.balance(0) == 400 + 300
+    with pytest.raises(LedgerError):
+        book.request_unstake(0, 1, now=16)
+    with pytest.raises(LedgerError):
+        book.slash(0, 1.5)
+
+
+def test_reputation_predicts_success_better_than_chance():
+    rng = np.random.default_rng(1)
+    n = 200
+    p_true = rng.uniform(0, 1, n)
+    rep = BetaReputation(n, decay=0.999)
+    for _ in range(200):
+        agents = rng.integers(0, n, 100)
+        rep.observe(agents, rng.random(100) < p_true[agents])
+        rep.step()
+    assert rep.accuracy > 0.7
+    assert rep.brier < 0.22
+    assert np.corrcoef(rep.score(), p_true)[0, 1] > 0.9
+    with pytest.raises(LedgerError):
+        rep.observe(np.array([0, 1]), np.array([True]))
+
+
+def test_market_prices_follow_demand_within_the_step_bound():
+    m = Market(3, base_price=1000, elasticity=2.0, max_step=0.05)
+    for _ in range(10):
+        p = m.update(np.array([100, 0, 10]), np.array([0, 100, 10]))
+    assert p[0] == pytest.approx(1000 * 1.05**10, rel=1e-3)
+    assert p[1] == pytest.approx(1000 * 0.95**10, abs=10)  # whole micro-credits each tick
+    assert p[2] == 1000
+    assert p.dtype == np.int64
+    with pytest.raises(LedgerError):
+        m.update(np.array([1]), np.array([1]))
+
+
+def test_hash_routing_is_deterministic_and_balanced():
+    ids = np.arange(100_000)
+    a = hash_route(ids, 50, salt=3)
+    assert np.array_equal(a, hash_route(ids, 50, salt=3))
+    load = np.bincount(a, minlength=50)
+    assert load.std() / load.mean() < 0.05
+
+
+def test_topk_gate_respects_capacity_and_learns_from_outcomes():
+    skills = np.eye(4)[[0, 0, 1, 2]]  # agents 0 and 1 share skill 0; nobody has skill 3
+    gate = TopKGate(skills, k=1, capacity_factor=1.0, lr=0.5, balance_rate=0.0)
+    tasks = np.eye(4)[[0] * 8]
+    assignment, stats = gate.route(tasks)
+    capacity = math.ceil(1.0 * 8 / 4)
+    assert stats.load.max() <= capacity and stats.dropped == 8 - stats.load.sum()
+    assert set(assignment[assignment >= 0].tolist()) <= {0, 1, 2, 3}
+    for _ in range(20):  # agent 1 succeeds, agent 0 fails: the gate should prefer agent 1
+        gate.learn(np.array([0, 1]), np.array([False, True]))
+    assert gate.bias[1] > gate.bias[0]
+    a2, _ = gate.route(np.eye(4)[[0]])
+    assert a2[0, 0] == 1
+    a3, _ = gate.route(np.eye(4)[[0]], available=np.array([True, False, True, True]))
+    assert a3[0, 0] != 1
+    assert stats.utilisation <= 1.0 and stats.load_std >= 0

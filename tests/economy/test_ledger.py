@@ -1,0 +1,174 @@
+"""Unit behaviour of one ledger replica and of replicas talking to each other."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from economy import CorruptStateError, Keyring, LedgerError, OpKind, OpRejected, Replica
+from economy.ops import Op
+
+
+def replicas(n: int = 3, accounts: int = 12, leaf: int = 4) -> list[Replica]:
+    kr = Keyring.derive(n, b"test")
+    return [Replica(r, n, accounts, kr, leaf_size=leaf) for r in range(n)]
+
+
+def test_spend_beyond_rights_is_rejected_and_recorded_without_change():
+    (a,) = replicas(1)
+    a.mint(0, 100)
+    before = a.to_bytes()
+    with pytest.raises(OpRejected, match="rights"):
+        a.transfer(0, 1, 101)
+    assert a.balance(0) == 100 and a.balance(1) == 0
+    assert a.rejected[-1].kind == "transfer"
+    assert Replica.from_bytes(before, a.keyring).root() == a.root()
+
+
+def test_partitioned_replicas_cannot_overdraw():
+    a, b, _ = replicas()
+    for op in (a.mint(0, 100), a.lend(0, 1, 40)):
+        b.receive(op)
+    # Partition: a and b each spend what they hold, never more.
+    a.transfer(0, 3, 60)
+    with pytest.raises(OpRejected):
+        a.transfer(0, 3, 1)
+    b.transfer(0, 4, 40)
+    with pytest.raises(OpRejected):
+        b.transfer(0, 4, 1)
+    a.merge(b)
+    b.merge(a)
+    assert a.root() == b.root()
+    assert a.balance(0) == 0 and a.balance(3) == 60 and a.balance(4) == 40
+    assert a.supply() == (100, 100)
+
+
+def test_duplicated_and_replayed_ops_change_nothing():
+    a, b, _ = replicas()
+    op = a.mint(0, 50)
+    assert b.receive(op) == "applied"
+    root = b.root()
+    assert b.receive(op) == "duplicate"
+    assert b.receive(Op.decode(op.encode())) == "duplicate"
+    assert b.root() == root and b.balance(0) == 50
+
+
+def test_forged_origin_is_rejected_recorded_and_not_applied():
+    a, b, _ = replicas()
+    genuine = a.mint(0, 50)
+    forged = Op(0, genuine.seq + 1, OpKind.MINT, np.array([1]), np.array([0]), np.array([10**9]), a.clock.copy())
+    wrong_key = Keyring.derive(3, b"attacker").sign(forged)
+    b.receive(genuine)
+    root = b.root()
+    with pytest.raises(OpRejected, match="does not verify"):
+        b.receive(wrong_key)
+    assert b.root() == root and b.balance(1) == 0
+    assert b.rejected[-1].op_id == f"0:{genuine.seq + 1}"
+    tampered = Op(genuine.origin, genuine.seq, genuine.kind, genuine.accounts, genuine.others,
+                  genuine.amounts * 2, genuine.deps, genuine.tag)
+    with pytest.raises(OpRejected):
+        a_fresh = replicas()[2]
+        a_fresh.receive(tampered)
+
+
+def test_ops_wait_for_their_causal_predecessors():
+    a, b, c = replicas()
+    m = a.mint(0, 100)
+    lend = a.lend(0, 1, 100)
+    b.receive(m)
+    b.receive(lend)
+    pay = b.transfer(0, 5, 100)
+    assert c.receive(pay) == "buffered"  # c has not seen the mint: applying would show -100
+    assert c.balance(0) == 0 and c.pending == 1
+    assert c.receive(lend) == "buffered"
+    assert c.receive(m) == "applied"
+    assert c.pending == 0 and c.balance(0) == 0 and c.balance(5) == 100
+    assert c.root() == b.root()
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda r: r.mint(99, 1), "out of range"),
+        (lambda r: r.mint(0, 0), "amount 0"),
+        (lambda r: r.mint(0, -5), "amount -5"),
+        (lambda r: r.execute(OpKind.MINT, [0, 1], [0], [1, 1]), "differ in length"),
+        (lambda r: r.execute(OpKind.MINT, [0.5], [0], [1]), "integers"),
+        (lambda r: r.execute(42, [0], [0], [1]), "unknown op kind"),
+        (lambda r: r.stake(1, 1), "home replica 1"),
+        (lambda r: r.lend(0, 0, 1), "another replica"),
+        (lambda r: r.give_back(0, 1), "home replica holds"),
+        (lambda r: r.transfer(0, 12, 1), "destination"),
+    ],
+)
+def test_bad_ops_raise_clear_errors_and_change_nothing(call, message):
+    (a, *_rest) = replicas()
+    a.mint(0, 10)
+    root, version = a.root(), a.version
+    with pytest.raises(LedgerError, match=message):
+        call(a)
+    assert a.root() == root and a.version == version
+
+
+def test_stake_unstake_slash_and_refund():
+    (a, *_rest) = replicas()
+    a.mint(0, 100)
+    a.stake(0, 60)
+    assert a.balance(0) == 40 and a.staked(0) == 60
+    a.slash(0, 30)
+    with pytest.raises(OpRejected, match="stake"):
+        a.unstake(0, 31)
+    a.unstake(0, 30)
+    fee = a.spend(0, 20)
+    a.refund(0, fee.seq, 15)
+    with pytest.raises(OpRejected, match="refundable"):
+        a.refund(0, fee.seq, 6)
+    assert a.balance(0) == 40 + 30 - 20 + 15
+    held, issued = a.supply()
+    assert held == issued == 100 - 30 - 20 + 15
+
+
+def test_delta_sync_equals_full_merge_and_ships_less():
+    a, b, c = replicas(accounts=64, leaf=8)
+    for i in range(0, 64, 3):
+        a.mint(i, i + 1)
+    b.sync_from(a)
+    assert b.root() == a.root()
+    a.mint(3, 7)  # one leaf changes
+    delta = a.delta_since(b.synced_from[0])
+    assert delta.rows.size == 8
+    b.merge_delta(delta)
+    c.merge(a)
+    assert b.root() == a.root() == c.root()
+
+
+def test_merkle_diff_finds_the_differing_range_in_log_comparisons():
+    a, b, _ = replicas(accounts=1 << 12, leaf=16)
+    for i in range(0, 1 << 12, 97):
+        op = a.mint(i, 5)
+        b.receive(op)
+    assert a.diff(b).ranges == []
+    a.mint(1000, 1)
+    d = a.diff(b)
+    assert d.ranges == [(992, 1008)]
+    depth = len(a.tree.levels)
+    assert d.comparisons <= 2 * depth
+
+
+def test_serialised_replica_loads_back_exactly_and_detects_corruption():
+    a, b, _ = replicas()
+    a.mint(0, 100)
+    pay = a.transfer(0, 3, 10)
+    b.receive(pay)  # buffered: b has not seen the mint
+    for blob, rep in ((a.to_bytes(), a), (b.to_bytes(), b)):
+        loaded = Replica.from_bytes(blob, rep.keyring)
+        assert loaded.root() == rep.root() and loaded.pending == rep.pending
+        assert loaded.to_bytes() == blob
+    blob = bytearray(a.to_bytes())
+    for pos in (0, 40, len(blob) // 2, len(blob) - 1):
+        bad = bytearray(blob)
+        bad[pos] ^= 0x01
+        with pytest.raises(CorruptStateError):
+            Replica.from_bytes(bytes(bad), a.keyring)
+    with pytest.raises(CorruptStateError):
+        Replica.from_bytes(bytes(blob[:-10]), a.keyring)
