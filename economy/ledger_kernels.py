@@ -21,7 +21,7 @@ account ``a`` is ``a % R``.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 EARNED, SPENT_P, SPENT_N, LENT, RETURNED = 0, 1, 2, 3, 4
 
@@ -116,31 +116,56 @@ def apply_entries(kind, origin, me, R, accounts, others, amounts, cells, totals,
     return out
 
 
+def _merge_flags_py(cells, rows, incoming, me, R, balance, rights):
+    n = incoming.shape[0]
+    K = incoming.shape[1]
+    full = rows.shape[0] == 0
+    flags = np.zeros(n, dtype=np.bool_)
+    for j in prange(n):  # rows are distinct, so iterations touch disjoint memory
+        a = np.int64(j)
+        if not full:
+            a = rows[j]
+        changed = False
+        for c in range(K):  # branch-free max keeps the loop at memory speed
+            old = cells[a, c]
+            new = max(old, incoming[j, c])
+            changed |= new != old
+            cells[a, c] = new
+        if changed:
+            flags[j] = True
+            balance[a] = row_balance(cells, a, R)
+            rights[a] = row_rights(cells, a, me, R)
+    return flags
+
+
+# Threads pay off only on large merges; small ones (most deltas) stay on one thread.
+_merge_flags_parallel = njit(cache=True, parallel=True)(_merge_flags_py)
+_merge_flags_serial = njit(cache=True)(_merge_flags_py)
+PARALLEL_ROWS = 1 << 16
+
+
 @njit(cache=True)
+def _count_and_flag(flags, rows, leaf_size, leaf_dirty):
+    full = rows.shape[0] == 0
+    changed = 0
+    for j in range(flags.shape[0]):
+        if flags[j]:
+            changed += 1
+            a = j if full else rows[j]
+            leaf_dirty[a // leaf_size] = True
+    return changed
+
+
 def merge_rows(cells, rows, incoming, me, R, balance, rights, leaf_size, leaf_dirty):
     """Element-wise max of ``incoming[j]`` into ``cells[rows[j]]``; return rows changed.
 
-    ``rows`` of -1 means "row j" (a full-state merge without an index array). Derived balance and
-    own rights are recomputed, and the row's Merkle leaf flagged, only for rows that changed.
+    An empty ``rows`` means "row j" (a full-state merge without an index array). Derived balance
+    and own rights are recomputed, and the row's Merkle leaf flagged, only for rows that changed.
+    The max runs in parallel over rows; the result does not depend on the thread count.
     """
-    n = incoming.shape[0]
-    K = incoming.shape[1]
-    changed = 0
-    full = rows.shape[0] == 0
-    for j in range(n):
-        a = j if full else rows[j]
-        row_changed = False
-        for c in range(K):
-            v = incoming[j, c]
-            if v > cells[a, c]:
-                cells[a, c] = v
-                row_changed = True
-        if row_changed:
-            changed += 1
-            balance[a] = row_balance(cells, a, R)
-            rights[a] = row_rights(cells, a, me, R)
-            leaf_dirty[a // leaf_size] = True
-    return changed
+    kernel = _merge_flags_parallel if incoming.shape[0] >= PARALLEL_ROWS else _merge_flags_serial
+    flags = kernel(cells, rows, incoming, me, R, balance, rights)
+    return _count_and_flag(flags, rows, leaf_size, leaf_dirty)
 
 
 @njit(cache=True)

@@ -1,0 +1,131 @@
+"""Ledger benchmarks: the array replica beside the straightforward dict implementation of the same CRDT.
+
+Balance query latency, single-op throughput, batched op throughput, full merge time and state
+bytes at 10⁴ and 10⁶ accounts × 8 replicas, and a Merkle diff that finds one differing account.
+"""
+
+from __future__ import annotations
+
+import pickle
+import time
+
+import numpy as np
+
+from economy import Keyring, Replica
+from economy.ops import OpKind
+from economy.reference_ledger import DictReplica
+
+R = 8
+
+
+def _filled(n: int, rng: np.random.Generator) -> tuple[list[Replica], Keyring]:
+    kr = Keyring.derive(R, b"bench")
+    reps = [Replica(r, R, n, kr) for r in range(R)]
+    for rep in reps:  # every cell written: the worst case for merge and state size
+        rep.cells[:, : 5 * R] = rng.integers(0, 1 << 40, size=(n, 5 * R))
+    return reps, kr
+
+
+def _dict_filled(n: int, rng: np.random.Generator) -> list[DictReplica]:
+    reps = []
+    for r in range(R):
+        d = DictReplica(r, R)
+        vals = rng.integers(0, 1 << 40, size=(n, R)).tolist()
+        for a in range(n):
+            for c in range(R):
+                d.earned[(a, c)] = vals[a][c]
+        reps.append(d)
+    return reps
+
+
+def _timeit(fn, number: int) -> float:  # type: ignore[no-untyped-def]
+    start = time.perf_counter()
+    for _ in range(number):
+        fn()
+    return (time.perf_counter() - start) / number
+
+
+def run(quick: bool) -> list[tuple[str, ...]]:
+    """Rows: (measure, size, Agora, dict baseline, ratio)."""
+    rng = np.random.default_rng(0)
+    rows: list[tuple[str, ...]] = []
+    kr = Keyring.derive(R, b"bench")
+
+    # Balance query latency.
+    n = 10_000
+    rep = Replica(0, R, n, kr)
+    ref = DictReplica(0, R)
+    for a in range(0, n, 7):
+        rep.mint(a, 10**6)
+        ref.mint(a, 10**6)
+    k = 100_000
+    t_arr = _timeit(lambda: rep.balance(4242), k)
+    t_ref = _timeit(lambda: ref.balance(4242), k)
+    rows.append(("balance query", f"{n:,} acc", f"{t_arr * 1e9:.0f} ns", f"{t_ref * 1e9:.0f} ns", f"{t_ref / t_arr:.1f}x"))
+
+    # Single-op throughput: one signed transfer at a time.
+    m = 5_000 if quick else 20_000
+    t0 = time.perf_counter()
+    for i in range(m):
+        rep.transfer(7 * (i % 100), 1 + i % 1000, 1)
+    t_arr = (time.perf_counter() - t0) / m
+    t0 = time.perf_counter()
+    for i in range(m):
+        ref.transfer(7 * (i % 100), 1 + i % 1000, 1)
+    t_ref = (time.perf_counter() - t0) / m
+    rows.append(("transfer, one op (signed)", "1 entry", f"{1 / t_arr:,.0f} op/s", f"{1 / t_ref:,.0f} op/s", f"{t_ref / t_arr:.1f}x"))
+
+    # Batched throughput: one op of many entries, checked in order by the numba kernel.
+    b = 100_000
+    src = (7 * rng.integers(0, n // 7, b)).astype(np.int64)
+    dst = rng.integers(0, n, b).astype(np.int64)
+    amt = np.ones(b, dtype=np.int64)
+    t_arr = _timeit(lambda: rep.execute(OpKind.TRANSFER, src, dst, amt), 3) / b
+    s_list, d_list = src.tolist(), dst.tolist()
+    t0 = time.perf_counter()
+    for i in range(b):
+        ref.transfer(s_list[i], d_list[i], 1)
+    t_ref = (time.perf_counter() - t0) / b
+    rows.append(("transfer, batched", f"{b:,} entries", f"{1 / t_arr:,.0f} op/s", f"{1 / t_ref:,.0f} op/s", f"{t_ref / t_arr:.1f}x"))
+
+    # Merge and state bytes.
+    sizes = [10_000, 100_000] if quick else [10_000, 1_000_000]
+    for n in sizes:
+        reps, _ = _filled(n, rng)
+        a, others = reps[0], reps[1:]
+        a.merge(a)  # load the compiled kernels before timing
+        t0 = time.perf_counter()
+        for o in others:
+            a.merge(o)
+        t_merge = (time.perf_counter() - t0) / len(others)
+        state = len(a.to_bytes())
+        dict_cell = dict_state = "-"
+        ratio = "-"
+        if n <= 100_000:
+            dreps = _dict_filled(n if n <= 10_000 else 10_000, rng)
+            scale = n / (n if n <= 10_000 else 10_000)
+            t0 = time.perf_counter()
+            for o in dreps[1:]:
+                dreps[0].merge(o)
+            t_dict = (time.perf_counter() - t0) / (len(dreps) - 1) * scale
+            dict_cell = f"{t_dict * 1e3:,.1f} ms"
+            dict_state = f"{len(pickle.dumps(dreps[0])) * scale / 1e6:,.1f} MB"
+            ratio = f"{t_dict / t_merge:,.1f}x"
+        rows.append(("merge (full state)", f"{n:,} acc x {R}", f"{t_merge * 1e3:,.1f} ms", dict_cell, ratio))
+        rows.append(("state bytes", f"{n:,} acc x {R}", f"{state / 1e6:,.1f} MB", dict_state, "-"))
+        if n >= 100_000:
+            b_rep = Replica.from_bytes(a.to_bytes(), a.keyring)
+            b_rep.mint(n // 2 + 3, 1)
+            a.root()
+            b_rep.root()
+            t0 = time.perf_counter()
+            d = a.diff(b_rep)
+            t_diff = time.perf_counter() - t0
+            rows.append(("Merkle diff, 1 of n differs", f"{n:,} acc", f"{t_diff * 1e6:,.0f} us, {d.comparisons} cmp",
+                         "-", "-"))
+            t0 = time.perf_counter()
+            b_rep.mint(7, 1)
+            b_rep.root()
+            rows.append(("root after 1 change", f"{n:,} acc", f"{(time.perf_counter() - t0) * 1e6:,.0f} us", "-", "-"))
+        del reps
+    return rows
