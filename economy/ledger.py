@@ -3,7 +3,8 @@
 Per account and replica the state holds earned credits (G-Counter), spent credits (PN-Counter
 whose negative side carries refunds), spending rights lent and returned between the account's home
 replica (``account % R``) and the others, and the account's stake. See ``ledger_kernels`` for the
-cell layout. Properties the tests check:
+layout: a dense array for the counters nearly every op writes, a sorted side table for refunds
+and escrow moves, which few accounts ever have. Properties the tests check:
 
 * merge is element-wise max: commutative, associative, idempotent;
 * a replica spends only rights it holds, so no interleaving of partitions and merges overdraws;
@@ -34,6 +35,7 @@ MAX_AMOUNT: int = 10**15
 
 _MAGIC = b"AGORA-LEDGER-1\n"
 _HOME_ONLY = (OpKind.STAKE, OpKind.UNSTAKE, OpKind.SLASH, OpKind.LEND)
+_SIDE_KINDS = (OpKind.REFUND, OpKind.LEND, OpKind.RETURN)
 
 
 @dataclass(frozen=True)
@@ -47,19 +49,21 @@ class Rejection:
 
 @dataclass(frozen=True)
 class Delta:
-    """The rows of a replica that changed since a version, plus its small global vectors."""
+    """The rows of a replica that changed since a version (dense and side), plus its global vectors."""
 
     source: int
     version: int
     rows: npt.NDArray[np.int64]
     cells: npt.NDArray[np.int64]
+    side_keys: npt.NDArray[np.int64]
+    side_vals: npt.NDArray[np.int64]
     totals: npt.NDArray[np.int64]
     clock: npt.NDArray[np.int64]
 
     @property
     def nbytes(self) -> int:
         """Payload size in bytes."""
-        return int(self.rows.nbytes + self.cells.nbytes + self.totals.nbytes + self.clock.nbytes)
+        return int(sum(a.nbytes for a in (self.rows, self.cells, self.side_keys, self.side_vals, self.totals, self.clock)))
 
 
 class Replica:
@@ -84,7 +88,10 @@ class Replica:
         self.N = int(n_accounts)
         self.leaf_size = int(leaf_size)
         self.keyring = keyring
-        self.cells = np.zeros((self.N, 5 * self.R + 2), dtype=np.int64)
+        self.cells = np.zeros((self.N, 2 * self.R + 2), dtype=np.int64)
+        self.side_keys = np.zeros(0, dtype=np.int64)
+        self.side_vals = np.zeros((0, 3 * self.R), dtype=np.int64)
+        self._side_pos = np.full(self.N, -1, dtype=np.int64)  # account -> side row, -1 if none
         self.totals = np.zeros((self.R, 3), dtype=np.int64)  # minted, burned, refunded per origin
         self.clock = np.zeros(self.R, dtype=np.int64)
         self._balance = np.zeros(self.N, dtype=np.int64)
@@ -113,7 +120,7 @@ class Replica:
 
     def staked(self, account: int | None = None) -> npt.NDArray[np.int64] | int:
         """Stake of ``account`` (or int64[n_accounts] of all stakes), micro-credits."""
-        stake = self.cells[:, 5 * self.R] - self.cells[:, 5 * self.R + 1]
+        stake = self.cells[:, 2 * self.R] - self.cells[:, 2 * self.R + 1]
         return stake if account is None else int(stake[account])
 
     def rights(self, account: int | None = None) -> npt.NDArray[np.int64] | int:
@@ -123,6 +130,23 @@ class Replica:
     def rights_of(self, accounts: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
         """Spending rights this replica holds for each of ``accounts``: int64[len(accounts)]."""
         return self._rights[accounts]
+
+    def counters(self, account: int) -> dict[str, npt.NDArray[np.int64] | int]:
+        """Every counter of ``account`` in this replica's view: int64[R] per block, plus stake in/out."""
+        R = self.R
+        row = self.cells[account]
+        out: dict[str, npt.NDArray[np.int64] | int] = {
+            "earned": row[0:R].copy(), "spent_p": row[R : 2 * R].copy(),
+            "stake_in": int(row[2 * R]), "stake_out": int(row[2 * R + 1]),
+        }
+        i = int(self._side_pos[account])
+        side = self.side_vals[i] if i >= 0 else np.zeros(3 * R, dtype=np.int64)
+        out.update(spent_n=side[0:R].copy(), lent=side[R : 2 * R].copy(), returned=side[2 * R :].copy())
+        return out
+
+    def rights_as(self, account: int, replica: int) -> int:
+        """Rights of ``account`` at ``replica`` computed from this replica's state (true once converged)."""
+        return int(K.row_rights(self.cells, self._side_pos, self.side_vals, account, replica, self.R))
 
     def home(self, account: int) -> int:
         """The replica that serialises ``account``'s stake ops and lends its rights."""
@@ -136,7 +160,7 @@ class Replica:
 
     def root(self) -> bytes:
         """32-byte state root: the Merkle root over accounts with the clock and totals."""
-        self.tree.update(self.cells, self._leaf_dirty)
+        self.tree.update(self.cells, self.side_keys, self.side_vals, self._leaf_dirty)
         return hashlib.blake2b(
             self.tree.root() + self.totals.tobytes() + self.clock.tobytes(), digest_size=32
         ).digest()
@@ -166,12 +190,8 @@ class Replica:
         if kind == OpKind.REFUND:
             keep = self._claim_refunds(acc, oth, amt, refused)
             acc, oth, amt = acc[keep], oth[keep], amt[keep]
-        # The kernel mutates as it goes: run it on copies first would double the cost, so run it
-        # for real and exclude refused entries from the op (they changed nothing).
-        outcome = K.apply_entries(
-            int(kind), self.id, self.id, self.R, acc, oth, amt, self.cells, self.totals,
-            self._balance, self._rights, True,
-        )
+        # Entries apply as they are checked; refused entries changed nothing and are left out of the op.
+        outcome = self._apply(kind, self.id, acc, oth, amt, check=True)
         bad = np.flatnonzero(outcome)
         for i in bad:
             refused.append((int(i), K.REASONS[int(outcome[i])]))
@@ -276,16 +296,74 @@ class Replica:
                     continue
                 deps_ok = bool(np.all(np.delete(self.clock >= op.deps, op.origin)))
                 if op.seq == self.clock[op.origin] + 1 and deps_ok:
-                    K.apply_entries(
-                        int(op.kind), op.origin, self.id, self.R, op.accounts, op.others, op.amounts,
-                        self.cells, self.totals, self._balance, self._rights, False,
-                    )
+                    self._apply(op.kind, op.origin, op.accounts, op.others, op.amounts, check=False)
                     self.clock[op.origin] = op.seq
                     self._touch(op.accounts, op.others if op.kind == OpKind.TRANSFER else None)
                     del self._pending[key]
                     applied.add(key)
                     progress = True
         return applied
+
+    def _apply(self, kind: OpKind, origin: int, acc: npt.NDArray[np.int64], oth: npt.NDArray[np.int64],
+               amt: npt.NDArray[np.int64], check: bool) -> npt.NDArray[np.int8]:
+        """Apply validated entries; return per-entry outcome codes (0 = applied)."""
+        if kind not in _SIDE_KINDS:
+            return K.apply_entries(int(kind), origin, self.id, self.R, acc, oth, amt, self.cells, self._side_pos,
+                                   self.side_vals, self.totals, self._balance, self._rights, check)
+        # Refunds and escrow moves are rare: a Python loop over the side table is cheap enough.
+        R = self.R
+        out = np.zeros(acc.shape[0], dtype=np.int8)
+        for i, (a, o, x) in enumerate(zip(acc.tolist(), oth.tolist(), amt.tolist())):
+            if check and kind != OpKind.REFUND and self._rights[a] < x:
+                out[i] = K.NO_RIGHTS
+                continue
+            row = self._side_row(a)
+            if kind == OpKind.REFUND:
+                self.side_vals[row, K.SPENT_N * R + origin] += x
+                self.totals[origin, 2] += x
+            elif kind == OpKind.LEND:
+                self.side_vals[row, K.LENT * R + o] += x
+            else:
+                self.side_vals[row, K.RETURNED * R + origin] += x
+            K.refresh(self.cells, self._side_pos, self.side_vals, np.array([a], dtype=np.int64), self.id, R,
+                      self._balance, self._rights)
+        return out
+
+    def _side_row(self, account: int) -> int:
+        """Row of ``account`` in the side table, inserted (zeros) when absent."""
+        i = int(np.searchsorted(self.side_keys, account))
+        if i < self.side_keys.shape[0] and self.side_keys[i] == account:
+            return i
+        self.side_keys = np.insert(self.side_keys, i, account)
+        self.side_vals = np.insert(self.side_vals, i, 0, axis=0)
+        self._reindex_side()
+        return i
+
+    def _reindex_side(self) -> None:
+        """Rebuild the account -> side-row index after the side table's keys changed."""
+        self._side_pos[self.side_keys] = np.arange(self.side_keys.shape[0], dtype=np.int64)
+
+    def _merge_side(self, keys: npt.NDArray[np.int64], vals: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+        """Max-merge another side table into this one; return the accounts whose side row changed."""
+        before = self.side_keys.shape[0]
+        self.side_keys, self.side_vals, changed = K.merge_side(self.side_keys, self.side_vals, keys, vals)
+        if self.side_keys.shape[0] != before:
+            self._reindex_side()
+        return changed
+
+    def _merge_state(self, rows: npt.NDArray[np.int64], cells: npt.NDArray[np.int64], keys: npt.NDArray[np.int64],
+                     vals: npt.NDArray[np.int64]) -> tuple[int, npt.NDArray[np.bool_]]:
+        """Merge side rows, then dense rows (empty ``rows``: the whole array); return (changed, touched leaves)."""
+        touched = np.zeros(self.tree.n_leaves, dtype=np.bool_)
+        side_changed = self._merge_side(keys, vals)
+        if side_changed.size:
+            K.refresh(self.cells, self._side_pos, self.side_vals, side_changed, self.id, self.R, self._balance, self._rights)
+            touched[side_changed // self.leaf_size] = True
+        changed = 0
+        if cells.shape[0]:
+            changed = K.merge_rows(self.cells, rows, cells, self._side_pos, self.side_vals, self.id, self.R,
+                                   self._balance, self._rights, self.leaf_size, touched)
+        return int(changed) + int(side_changed.size), touched
 
     @property
     def pending(self) -> int:
@@ -296,13 +374,9 @@ class Replica:
     def merge(self, other: Replica) -> int:
         """Merge ``other``'s whole state into this one; return the number of account rows changed."""
         self._check_peer(other)
-        touched = np.zeros(self.tree.n_leaves, dtype=np.bool_)
-        changed = K.merge_rows(
-            self.cells, np.empty(0, np.int64), other.cells, self.id, self.R,
-            self._balance, self._rights, self.leaf_size, touched,
-        )
+        changed, touched = self._merge_state(np.empty(0, np.int64), other.cells, other.side_keys, other.side_vals)
         self._after_merge(touched, other.totals, other.clock, changed)
-        return int(changed)
+        return changed
 
     def delta_since(self, version: int) -> Delta:
         """The rows changed after ``version`` of this replica (0 = everything)."""
@@ -310,27 +384,27 @@ class Replica:
         starts = leaves * self.leaf_size
         rows = (starts[:, None] + np.arange(self.leaf_size)[None, :]).ravel()
         rows = rows[rows < self.N].astype(np.int64)
-        return Delta(self.id, self.version, rows, self.cells[rows], self.totals.copy(), self.clock.copy())
+        side = self._leaf_ver[self.side_keys // self.leaf_size] > version
+        return Delta(self.id, self.version, rows, self.cells[rows], self.side_keys[side], self.side_vals[side],
+                     self.totals.copy(), self.clock.copy())
 
     def merge_delta(self, delta: Delta) -> int:
         """Merge a :class:`Delta`; return the number of account rows changed."""
-        if delta.cells.shape[1:] != self.cells.shape[1:] or delta.clock.shape != self.clock.shape:
+        if (delta.cells.shape[1:] != self.cells.shape[1:] or delta.clock.shape != self.clock.shape
+                or delta.side_vals.shape[1:] != self.side_vals.shape[1:] or delta.rows.shape[0] != delta.cells.shape[0]):
             raise LedgerError(
-                f"delta shape {delta.cells.shape[1:]}/{delta.clock.shape} does not fit this ledger "
-                f"({self.cells.shape[1:]}/{self.clock.shape})"
+                f"delta shape {delta.cells.shape[1:]}/{delta.side_vals.shape[1:]}/{delta.clock.shape} does not fit "
+                f"this ledger ({self.cells.shape[1:]}/{self.side_vals.shape[1:]}/{self.clock.shape})"
             )
-        if delta.rows.size and (delta.rows.min() < 0 or delta.rows.max() >= self.N):
-            raise LedgerError(f"delta rows out of range [0, {self.N})")
-        touched = np.zeros(self.tree.n_leaves, dtype=np.bool_)
-        changed = 0
-        if delta.rows.size:
-            changed = K.merge_rows(
-                self.cells, delta.rows, delta.cells, self.id, self.R,
-                self._balance, self._rights, self.leaf_size, touched,
-            )
+        for name, idx in (("rows", delta.rows), ("side keys", delta.side_keys)):
+            if idx.size and (idx.min() < 0 or idx.max() >= self.N):
+                raise LedgerError(f"delta {name} out of range [0, {self.N})")
+        if delta.side_keys.size > 1 and (np.diff(delta.side_keys) <= 0).any():
+            raise LedgerError("delta side keys must be sorted and unique")
+        changed, touched = self._merge_state(delta.rows, delta.cells, delta.side_keys, delta.side_vals)
         self._after_merge(touched, delta.totals, delta.clock, changed)
         self.synced_from[delta.source] = max(self.synced_from.get(delta.source, 0), delta.version)
-        return int(changed)
+        return changed
 
     def sync_from(self, other: Replica) -> int:
         """Pull ``other``'s changes since the last sync from it; return rows changed here."""
@@ -414,11 +488,13 @@ class Replica:
             "synced_from": sorted(self.synced_from.items()),
             "pending": [op.encode().hex() for _, op in sorted(self._pending.items())],
             "rejected": [[r.op_id, r.kind, r.reason] for r in self.rejected],
+            "side_rows": int(self.side_keys.shape[0]),
         }
         head = json.dumps(meta, sort_keys=True).encode()
         body = (
             _MAGIC + struct.pack("<q", len(head)) + head
             + self.cells.tobytes() + self.totals.tobytes() + self.clock.tobytes() + self._leaf_ver.tobytes()
+            + self.side_keys.tobytes() + self.side_vals.tobytes()
         )
         return body + hashlib.sha256(body).digest()
 
@@ -436,7 +512,9 @@ class Replica:
             meta = json.loads(body[off : off + hlen])
             off += hlen
             rep = cls(meta["id"], meta["R"], meta["N"], keyring, meta["leaf_size"])
-            for arr in (rep.cells, rep.totals, rep.clock, rep._leaf_ver):
+            rep.side_keys = np.zeros(meta["side_rows"], dtype=np.int64)
+            rep.side_vals = np.zeros((meta["side_rows"], 3 * rep.R), dtype=np.int64)
+            for arr in (rep.cells, rep.totals, rep.clock, rep._leaf_ver, rep.side_keys, rep.side_vals):
                 arr[...] = np.frombuffer(body, dtype=np.int64, count=arr.size, offset=off).reshape(arr.shape)
                 off += arr.nbytes
             if off != len(body):
@@ -448,5 +526,8 @@ class Replica:
         rep.synced_from = {int(k): v for k, v in meta["synced_from"]}
         rep._pending = {(op.origin, op.seq): op for op in (Op.decode(bytes.fromhex(h)) for h in meta["pending"])}
         rep.rejected = [Rejection(*r) for r in meta["rejected"]]
-        K.recompute_derived(rep.cells, rep.id, rep.R, rep._balance, rep._rights)
+        if rep.side_keys.size and ((np.diff(rep.side_keys) <= 0).any() or rep.side_keys[0] < 0 or rep.side_keys[-1] >= rep.N):
+            raise CorruptStateError("side table keys are not sorted accounts in range")
+        rep._reindex_side()
+        K.recompute_derived(rep.cells, rep._side_pos, rep.side_vals, rep.id, rep.R, rep._balance, rep._rights)
         return rep

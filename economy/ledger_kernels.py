@@ -1,21 +1,30 @@
-"""Numba kernels over a replica's cell array. Plain functions over arrays; ``ledger.py`` wraps them.
+"""Numba kernels over a replica's arrays. Plain functions over arrays; ``ledger.py`` wraps them.
 
-Cell layout, ``cells: int64[n_accounts, 5 * R + 2]`` (R = number of replicas), micro-credits:
+A replica's state (R = number of replicas, all values int64 micro-credits) is split by how often
+it is written:
 
-==========  =================  ==========================================================
-block       columns            written by
-==========  =================  ==========================================================
-earned      ``0*R + r``        replica r (mint, transfer-in, unstake) -- G-Counter
-spent_p     ``1*R + r``        replica r (spend, transfer-out, stake, burn) -- PN positive
-spent_n     ``2*R + r``        replica r (refunds of its own spends) -- PN negative
-lent        ``3*R + s``        the account's home replica (rights lent to replica s)
-returned    ``4*R + s``        replica s (rights it gave back to the home replica)
-stake_in    ``5*R``            the account's home replica
-stake_out   ``5*R + 1``        the account's home replica (unstake and slash)
-==========  =================  ==========================================================
+Dense, ``cells: int64[n_accounts, 2 * R + 2]`` -- written by almost every op:
 
-Every cell has exactly one writer, so element-wise max is a correct merge. The home replica of
-account ``a`` is ``a % R``.
+==========  =============  ========================================================
+block       columns        written by
+==========  =============  ========================================================
+earned      ``0*R + r``    replica r (mint, transfer-in, unstake) -- G-Counter
+spent_p     ``1*R + r``    replica r (spend, transfer-out, stake, burn) -- PN positive
+stake_in    ``2*R``        the account's home replica
+stake_out   ``2*R + 1``    the account's home replica (unstake and slash)
+==========  =============  ========================================================
+
+Side table, sorted ``keys: int64[m]`` (accounts) with ``vals: int64[m, 3 * R]`` -- written only
+by refunds and escrow moves, so it holds just the accounts that ever had one:
+
+==========  =============  ========================================================
+spent_n     ``0*R + r``    replica r (refunds of its own spends) -- PN negative
+lent        ``1*R + s``    the account's home replica (rights lent to replica s)
+returned    ``2*R + s``    replica s (rights it gave back to the home replica)
+==========  =============  ========================================================
+
+Every cell has exactly one writer, so element-wise max (over the union of side keys) is a
+correct merge. The home replica of account ``a`` is ``a % R``.
 """
 
 from __future__ import annotations
@@ -23,49 +32,61 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-EARNED, SPENT_P, SPENT_N, LENT, RETURNED = 0, 1, 2, 3, 4
+EARNED, SPENT_P = 0, 1  # dense blocks
+SPENT_N, LENT, RETURNED = 0, 1, 2  # side blocks
 
 # Kind codes mirror economy.ops.OpKind.
 MINT, SPEND, TRANSFER, REFUND, STAKE, UNSTAKE, SLASH, BURN, LEND, RETURN = range(10)
 
-# Per-entry outcome codes of apply_entries.
+# Per-entry outcome codes.
 OK, NO_RIGHTS, NO_STAKE = 0, 1, 2
 REASONS = {NO_RIGHTS: "spending rights held at this replica are short", NO_STAKE: "stake is short"}
 
 
 @njit(cache=True, inline="always")
-def row_rights(cells, a, me, R):
-    """Spending rights for account ``a`` that replica ``me`` holds, in its own view."""
-    v = cells[a, EARNED * R + me] - cells[a, SPENT_P * R + me] + cells[a, SPENT_N * R + me]
-    if a % R == me:
-        for s in range(R):
-            v += cells[a, RETURNED * R + s] - cells[a, LENT * R + s]
-    else:
-        v += cells[a, LENT * R + me] - cells[a, RETURNED * R + me]
+def row_rights(cells, pos, vals, a, me, R):
+    """Spending rights for account ``a`` that replica ``me`` holds, in its own view.
+
+    ``pos: int64[n_accounts]`` is each account's row in the side table, -1 when it has none.
+    """
+    v = cells[a, EARNED * R + me] - cells[a, SPENT_P * R + me]
+    i = pos[a]
+    if i >= 0:
+        v += vals[i, SPENT_N * R + me]
+        if a % R == me:
+            for s in range(R):
+                v += vals[i, RETURNED * R + s] - vals[i, LENT * R + s]
+        else:
+            v += vals[i, LENT * R + me] - vals[i, RETURNED * R + me]
     return v
 
 
 @njit(cache=True, inline="always")
-def row_balance(cells, a, R):
+def row_balance(cells, pos, vals, a, R):
     """Liquid balance of account ``a``: earned - spent_p + spent_n over all replicas."""
     v = 0
     for r in range(R):
-        v += cells[a, EARNED * R + r] - cells[a, SPENT_P * R + r] + cells[a, SPENT_N * R + r]
+        v += cells[a, EARNED * R + r] - cells[a, SPENT_P * R + r]
+    i = pos[a]
+    if i >= 0:
+        for r in range(R):
+            v += vals[i, SPENT_N * R + r]
     return v
 
 
 @njit(cache=True)
-def apply_entries(kind, origin, me, R, accounts, others, amounts, cells, totals, balance, rights, check):
-    """Apply entries in order; return int8 outcome codes (0 = applied).
+def apply_entries(kind, origin, me, R, accounts, others, amounts, cells, pos, vals, totals, balance, rights, check):
+    """Apply entries of a dense-table kind in order; return int8 outcome codes (0 = applied).
 
     ``check`` is True for ops created here (rights and stake are checked against this replica's own
     view, entry by entry), False for authenticated ops from their origin (already checked there).
-    ``totals: int64[R, 3]`` holds minted, burned, refunded per origin.
+    ``totals: int64[R, 3]`` holds minted, burned, refunded per origin. Side-table kinds (refund,
+    lend, return) go through :func:`refresh` after ``ledger.py`` writes the side table.
     """
     k = accounts.shape[0]
     out = np.zeros(k, dtype=np.int8)
-    stake_in = 5 * R
-    stake_out = 5 * R + 1
+    stake_in = 2 * R
+    stake_out = 2 * R + 1
     for i in range(k):
         a = accounts[i]
         x = amounts[i]
@@ -85,13 +106,9 @@ def apply_entries(kind, origin, me, R, accounts, others, amounts, cells, totals,
                 b = others[i]
                 cells[b, EARNED * R + origin] += x
                 balance[b] += x
-                rights[b] = row_rights(cells, b, me, R)
+                rights[b] = row_rights(cells, pos, vals, b, me, R)
             else:
                 totals[origin, 1] += x
-        elif kind == REFUND:
-            cells[a, SPENT_N * R + origin] += x
-            totals[origin, 2] += x
-            balance[a] += x
         elif kind == UNSTAKE or kind == SLASH:
             if check and cells[a, stake_in] - cells[a, stake_out] < x:
                 out[i] = NO_STAKE
@@ -102,21 +119,20 @@ def apply_entries(kind, origin, me, R, accounts, others, amounts, cells, totals,
                 balance[a] += x
             else:
                 totals[origin, 1] += x
-        elif kind == LEND:
-            if check and rights[a] < x:
-                out[i] = NO_RIGHTS
-                continue
-            cells[a, LENT * R + others[i]] += x
-        elif kind == RETURN:
-            if check and rights[a] < x:
-                out[i] = NO_RIGHTS
-                continue
-            cells[a, RETURNED * R + origin] += x
-        rights[a] = row_rights(cells, a, me, R)
+        rights[a] = row_rights(cells, pos, vals, a, me, R)
     return out
 
 
-def _merge_flags_py(cells, rows, incoming, me, R, balance, rights):
+@njit(cache=True)
+def refresh(cells, pos, vals, accounts, me, R, balance, rights):
+    """Recompute balance and own rights of ``accounts`` from the state."""
+    for j in range(accounts.shape[0]):
+        a = accounts[j]
+        balance[a] = row_balance(cells, pos, vals, a, R)
+        rights[a] = row_rights(cells, pos, vals, a, me, R)
+
+
+def _merge_flags_py(cells, rows, incoming, pos, vals, me, R, balance, rights):
     n = incoming.shape[0]
     K = incoming.shape[1]
     full = rows.shape[0] == 0
@@ -133,8 +149,8 @@ def _merge_flags_py(cells, rows, incoming, me, R, balance, rights):
             cells[a, c] = new
         if changed:
             flags[j] = True
-            balance[a] = row_balance(cells, a, R)
-            rights[a] = row_rights(cells, a, me, R)
+            balance[a] = row_balance(cells, pos, vals, a, R)
+            rights[a] = row_rights(cells, pos, vals, a, me, R)
     return flags
 
 
@@ -156,24 +172,79 @@ def _count_and_flag(flags, rows, leaf_size, leaf_dirty):
     return changed
 
 
-def merge_rows(cells, rows, incoming, me, R, balance, rights, leaf_size, leaf_dirty):
+def merge_rows(cells, rows, incoming, pos, vals, me, R, balance, rights, leaf_size, leaf_dirty):
     """Element-wise max of ``incoming[j]`` into ``cells[rows[j]]``; return rows changed.
 
-    An empty ``rows`` means "row j" (a full-state merge without an index array). Derived balance
-    and own rights are recomputed, and the row's Merkle leaf flagged, only for rows that changed.
-    The max runs in parallel over rows; the result does not depend on the thread count.
+    An empty ``rows`` means "row j" (a full-state merge without an index array). Merge the side
+    table first: derived balance and own rights are recomputed from it, and the row's Merkle leaf
+    flagged, for rows that changed. The max runs in parallel over rows on large merges; the result
+    does not depend on the thread count.
     """
     kernel = _merge_flags_parallel if incoming.shape[0] >= PARALLEL_ROWS else _merge_flags_serial
-    flags = kernel(cells, rows, incoming, me, R, balance, rights)
+    flags = kernel(cells, rows, incoming, pos, vals, me, R, balance, rights)
     return _count_and_flag(flags, rows, leaf_size, leaf_dirty)
 
 
 @njit(cache=True)
-def recompute_derived(cells, me, R, balance, rights):
-    """Rebuild balance and own rights for every account from the cells."""
+def merge_side(keys, vals, in_keys, in_vals):
+    """Max-merge side table ``in_*`` into ``keys, vals`` (both sorted by key).
+
+    Returns ``(keys, vals, changed)``: the merged table (the same arrays, updated in place, when
+    ``in_keys`` holds no new account) and the accounts whose side row changed.
+    """
+    m, k, S = keys.shape[0], in_keys.shape[0], vals.shape[1]
+    changed = np.empty(k, dtype=np.int64)
+    n_changed = 0
+    new_keys = 0
+    i = 0
+    for j in range(k):  # pass 1: in-place max for known accounts, count new ones
+        while i < m and keys[i] < in_keys[j]:
+            i += 1
+        if i < m and keys[i] == in_keys[j]:
+            row_changed = False
+            for c in range(S):
+                old = vals[i, c]
+                new = max(old, in_vals[j, c])
+                row_changed |= new != old
+                vals[i, c] = new
+            if row_changed:
+                changed[n_changed] = in_keys[j]
+                n_changed += 1
+        else:
+            new_keys += 1
+    if new_keys == 0:
+        return keys, vals, changed[:n_changed]
+    out_keys = np.empty(m + new_keys, dtype=np.int64)
+    out_vals = np.zeros((m + new_keys, S), dtype=np.int64)
+    i = 0
+    j = 0
+    o = 0
+    while i < m or j < k:  # pass 2: interleave, taking the new accounts' rows
+        if j >= k or (i < m and keys[i] < in_keys[j]):
+            out_keys[o] = keys[i]
+            out_vals[o] = vals[i]
+            i += 1
+        elif i < m and keys[i] == in_keys[j]:
+            out_keys[o] = keys[i]
+            out_vals[o] = vals[i]  # already merged in pass 1
+            i += 1
+            j += 1
+        else:
+            out_keys[o] = in_keys[j]
+            out_vals[o] = in_vals[j]
+            changed[n_changed] = in_keys[j]
+            n_changed += 1
+            j += 1
+        o += 1
+    return out_keys, out_vals, np.sort(changed[:n_changed])
+
+
+@njit(cache=True)
+def recompute_derived(cells, pos, vals, me, R, balance, rights):
+    """Rebuild balance and own rights for every account from the state."""
     for a in range(cells.shape[0]):
-        balance[a] = row_balance(cells, a, R)
-        rights[a] = row_rights(cells, a, me, R)
+        balance[a] = row_balance(cells, pos, vals, a, R)
+        rights[a] = row_rights(cells, pos, vals, a, me, R)
 
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
@@ -191,10 +262,11 @@ def mix64(h, v):
 
 
 @njit(cache=True)
-def hash_leaves(cells, leaf_size, leaves, out):
-    """Two-lane (128-bit) hash of each listed leaf's rows into ``out: uint64[n_leaves, 2]``."""
+def hash_leaves(cells, keys, vals, leaf_size, leaves, out):
+    """Two-lane (128-bit) hash of each listed leaf's dense rows and side rows into ``out: uint64[n_leaves, 2]``."""
     n = cells.shape[0]
     K = cells.shape[1]
+    S = vals.shape[1]
     for t in range(leaves.shape[0]):
         leaf = leaves[t]
         h0 = np.uint64(0x243F6A8885A308D3) ^ np.uint64(leaf)
@@ -206,6 +278,13 @@ def hash_leaves(cells, leaf_size, leaves, out):
                 v = np.uint64(cells[a, c])
                 h0 = mix64(h0, v)
                 h1 = mix64(h1 ^ np.uint64(c), v)
+        for i in range(np.searchsorted(keys, lo), np.searchsorted(keys, hi)):
+            h0 = mix64(h0, np.uint64(keys[i]) ^ np.uint64(0xA5A5A5A5A5A5A5A5))
+            h1 = mix64(h1, np.uint64(keys[i]))
+            for c in range(S):
+                v = np.uint64(vals[i, c])
+                h0 = mix64(h0, v)
+                h1 = mix64(h1 ^ np.uint64(K + c), v)
         out[leaf, 0] = h0
         out[leaf, 1] = h1
 

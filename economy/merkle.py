@@ -25,7 +25,7 @@ class MerkleDiff:
 
 
 class MerkleTree:
-    """Hash levels over ``cells: int64[n, K]`` in blocks of ``leaf_size`` rows, rebuilt incrementally."""
+    """Hash levels over account rows in blocks of ``leaf_size`` accounts, rebuilt incrementally."""
 
     def __init__(self, n_rows: int, leaf_size: int) -> None:
         self.n_rows = n_rows
@@ -41,12 +41,16 @@ class MerkleTree:
         """Number of leaf blocks."""
         return int(self.levels[0].shape[0])
 
-    def update(self, cells: npt.NDArray[np.int64], dirty: npt.NDArray[np.bool_]) -> None:
-        """Rehash the leaves flagged in ``dirty: bool[n_leaves]`` and every level above; clear ``dirty``."""
+    def update(self, cells: npt.NDArray[np.int64], keys: npt.NDArray[np.int64], vals: npt.NDArray[np.int64],
+               dirty: npt.NDArray[np.bool_]) -> None:
+        """Rehash the leaves flagged in ``dirty: bool[n_leaves]`` and every level above; clear ``dirty``.
+
+        ``cells`` are the dense rows, ``keys``/``vals`` the side table (see ``ledger_kernels``).
+        """
         leaves = np.flatnonzero(dirty).astype(np.int64)
         if leaves.size == 0:
             return
-        hash_leaves(cells, self.leaf_size, leaves, self.levels[0])
+        hash_leaves(cells, keys, vals, self.leaf_size, leaves, self.levels[0])
         for lower, upper in zip(self.levels, self.levels[1:]):
             hash_level(lower, upper)
         dirty[:] = False

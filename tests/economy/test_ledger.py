@@ -158,6 +158,9 @@ def test_merkle_diff_finds_the_differing_range_in_log_comparisons():
 def test_serialised_replica_loads_back_exactly_and_detects_corruption():
     a, b, _ = replicas()
     a.mint(0, 100)
+    a.lend(0, 2, 30)
+    fee = a.spend(0, 8)
+    a.refund(0, fee.seq, 3)
     pay = a.transfer(0, 3, 10)
     b.receive(pay)  # buffered: b has not seen the mint
     for blob, rep in ((a.to_bytes(), a), (b.to_bytes(), b)):
@@ -172,3 +175,34 @@ def test_serialised_replica_loads_back_exactly_and_detects_corruption():
             Replica.from_bytes(bytes(bad), a.keyring)
     with pytest.raises(CorruptStateError):
         Replica.from_bytes(bytes(blob[:-10]), a.keyring)
+
+
+def test_side_table_rows_are_hashed_synced_and_merged():
+    a, b, c = replicas(accounts=64, leaf=8)
+    for op in (a.mint(9, 50), a.mint(40, 50)):
+        b.receive(op)
+    assert a.root() == b.root()
+    fee = a.spend(9, 20)
+    b.receive(fee)
+    assert a.root() == b.root()
+    a.refund(9, fee.seq, 5)  # only the side table differs now
+    assert a.root() != b.root()
+    assert a.diff(b).ranges == [(8, 16)]
+    delta = a.delta_since(b.synced_from.get(0, 0))
+    assert 9 in delta.side_keys.tolist()
+    b.merge_delta(delta)
+    assert b.root() == a.root() and b.balance(9) == 35
+    c.merge(a)
+    assert c.root() == a.root() and c.counters(9)["spent_n"].tolist() == [5, 0, 0]
+
+
+def test_malformed_delta_is_refused():
+    a, b, _ = replicas(accounts=16, leaf=4)
+    a.mint(0, 5)
+    d = a.delta_since(0)
+    from economy.ledger import Delta
+
+    bad = Delta(d.source, d.version, d.rows + 100, d.cells, d.side_keys, d.side_vals, d.totals, d.clock)
+    with pytest.raises(LedgerError, match="out of range"):
+        b.merge_delta(bad)
+    assert b.balance(0) == 0

@@ -11,7 +11,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from economy import Keyring, LedgerError, Replica
-from economy.ledger_kernels import row_rights
 
 R, N = 3, 6
 KINDS = ("mint", "transfer", "spend", "burn", "stake", "unstake", "slash", "lend", "give_back", "refund")
@@ -106,10 +105,10 @@ def run_schedule(steps: list[tuple]) -> None:
     assert len(roots) == 1, "replicas did not converge to one Merkle root"
     assert all(r.pending == 0 for r in reps)
     # Every replica's true rights, computed from the converged state, are non-negative.
-    cells = reps[0].cells
     for acc in range(N):
         for me in range(R):
-            assert row_rights(cells, acc, me, R) >= 0
+            assert reps[0].rights_as(acc, me) >= 0
+            assert reps[me].rights_as(acc, me) == reps[me].rights(acc)
 
 
 @settings(max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow], database=None)

@@ -77,17 +77,16 @@ def test_z3_negative_control_also_breaks_transfers():
 
 def concrete(rep: Replica) -> State:
     """The rules' state read off a real replica (its own view; views = what it holds)."""
-    c = rep.cells
+    rows = [rep.counters(a) for a in ACCOUNTS]
 
-    def grid(block: int) -> list[list[int]]:
-        return [[int(c[a, block * R + r]) for r in range(R)] for a in ACCOUNTS]
+    def grid(block: str) -> list[list[int]]:
+        return [[int(v) for v in rows[a][block]] for a in ACCOUNTS]
 
     t = rep.totals.sum(axis=0)
-    return State(E=grid(0), P=grid(1), N=grid(2), L=grid(3), T=grid(4),
-                 SI=[int(c[a, 5 * R]) for a in ACCOUNTS], SO=[int(c[a, 5 * R + 1]) for a in ACCOUNTS],
+    return State(E=grid("earned"), P=grid("spent_p"), N=grid("spent_n"), L=grid("lent"), T=grid("returned"),
+                 SI=[int(rows[a]["stake_in"]) for a in ACCOUNTS], SO=[int(rows[a]["stake_out"]) for a in ACCOUNTS],
                  minted=int(t[0]), burned=int(t[1]), refunded=int(t[2]),
-                 view_L=grid(3), view_T=grid(4), view_P=grid(1))
-
+                 view_L=grid("lent"), view_T=grid("returned"), view_P=grid("spent_p"))
 
 @settings(max_examples=300, deadline=None, database=None)
 @given(st.lists(st.tuples(st.integers(0, R - 1), st.sampled_from(["mint", "transfer", "spend", "lend", "give_back", "stake", "unstake", "slash"]),
