@@ -132,44 +132,33 @@ def refresh(cells, pos, vals, accounts, me, R, balance, rights):
         rights[a] = row_rights(cells, pos, vals, a, me, R)
 
 
-def _merge_flags_py(cells, rows, incoming, pos, vals, me, R, balance, rights):
+def _merge_rows_py(cells, rows, incoming, pos, vals, me, R, balance, rights, leaf_size, leaf_dirty):
     n = incoming.shape[0]
     K = incoming.shape[1]
     full = rows.shape[0] == 0
-    flags = np.zeros(n, dtype=np.bool_)
+    changed = 0
     for j in prange(n):  # rows are distinct, so iterations touch disjoint memory
         a = np.int64(j)
         if not full:
             a = rows[j]
-        changed = False
-        for c in range(K):  # branch-free max keeps the loop at memory speed
+        diff = 0
+        for c in range(K):  # branch-free max and integer change mask: the loop vectorises
             old = cells[a, c]
             new = max(old, incoming[j, c])
-            changed |= new != old
+            diff |= old ^ new
             cells[a, c] = new
-        if changed:
-            flags[j] = True
+        if diff != 0:
+            changed += 1  # a reduction under prange
             balance[a] = row_balance(cells, pos, vals, a, R)
             rights[a] = row_rights(cells, pos, vals, a, me, R)
-    return flags
+            leaf_dirty[a // leaf_size] = True  # threads may race here, all writing True
+    return changed
 
 
 # Threads pay off only on large merges; small ones (most deltas) stay on one thread.
-_merge_flags_parallel = njit(cache=True, parallel=True)(_merge_flags_py)
-_merge_flags_serial = njit(cache=True)(_merge_flags_py)
+_merge_rows_parallel = njit(cache=True, parallel=True)(_merge_rows_py)
+_merge_rows_serial = njit(cache=True)(_merge_rows_py)
 PARALLEL_ROWS = 1 << 16
-
-
-@njit(cache=True)
-def _count_and_flag(flags, rows, leaf_size, leaf_dirty):
-    full = rows.shape[0] == 0
-    changed = 0
-    for j in range(flags.shape[0]):
-        if flags[j]:
-            changed += 1
-            a = j if full else rows[j]
-            leaf_dirty[a // leaf_size] = True
-    return changed
 
 
 def merge_rows(cells, rows, incoming, pos, vals, me, R, balance, rights, leaf_size, leaf_dirty):
@@ -180,9 +169,8 @@ def merge_rows(cells, rows, incoming, pos, vals, me, R, balance, rights, leaf_si
     flagged, for rows that changed. The max runs in parallel over rows on large merges; the result
     does not depend on the thread count.
     """
-    kernel = _merge_flags_parallel if incoming.shape[0] >= PARALLEL_ROWS else _merge_flags_serial
-    flags = kernel(cells, rows, incoming, pos, vals, me, R, balance, rights)
-    return _count_and_flag(flags, rows, leaf_size, leaf_dirty)
+    kernel = _merge_rows_parallel if incoming.shape[0] >= PARALLEL_ROWS else _merge_rows_serial
+    return kernel(cells, rows, incoming, pos, vals, me, R, balance, rights, leaf_size, leaf_dirty)
 
 
 @njit(cache=True)
@@ -201,13 +189,13 @@ def merge_side(keys, vals, in_keys, in_vals):
         while i < m and keys[i] < in_keys[j]:
             i += 1
         if i < m and keys[i] == in_keys[j]:
-            row_changed = False
+            diff = 0
             for c in range(S):
                 old = vals[i, c]
                 new = max(old, in_vals[j, c])
-                row_changed |= new != old
+                diff |= old ^ new
                 vals[i, c] = new
-            if row_changed:
+            if diff != 0:
                 changed[n_changed] = in_keys[j]
                 n_changed += 1
         else:
