@@ -18,22 +18,19 @@ Stake, unstake and slash run at the account's home replica, which serialises the
 from __future__ import annotations
 
 import hashlib
-import json
-import struct
 from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
 from economy import ledger_kernels as K
-from economy.errors import CorruptStateError, LedgerError, OpRejected
+from economy.errors import LedgerError, OpRejected
 from economy.merkle import MerkleDiff, MerkleTree
 from economy.ops import KIND_NAMES, Keyring, Op, OpKind, make_entries
 
 MAX_AMOUNT: int = 10**15
 """Largest amount of one entry, in micro-credits (10⁹ credits): keeps every counter far from int64 overflow."""
 
-_MAGIC = b"AGORA-LEDGER-1\n"
 _HOME_ONLY = (OpKind.STAKE, OpKind.UNSTAKE, OpKind.SLASH, OpKind.LEND)
 _SIDE_KINDS = (OpKind.REFUND, OpKind.LEND, OpKind.RETURN)
 
@@ -482,52 +479,13 @@ class Replica:
     # ------------------------------------------------------------------ persistence
     def to_bytes(self) -> bytes:
         """Serialise the whole replica; the last 32 bytes are a SHA-256 of everything before."""
-        meta = {
-            "id": self.id, "R": self.R, "N": self.N, "leaf_size": self.leaf_size, "version": self.version,
-            "spends": [[s, a, x] for (s, a), x in sorted(self._spends.items())],
-            "synced_from": sorted(self.synced_from.items()),
-            "pending": [op.encode().hex() for _, op in sorted(self._pending.items())],
-            "rejected": [[r.op_id, r.kind, r.reason] for r in self.rejected],
-            "side_rows": int(self.side_keys.shape[0]),
-        }
-        head = json.dumps(meta, sort_keys=True).encode()
-        body = (
-            _MAGIC + struct.pack("<q", len(head)) + head
-            + self.cells.tobytes() + self.totals.tobytes() + self.clock.tobytes() + self._leaf_ver.tobytes()
-            + self.side_keys.tobytes() + self.side_vals.tobytes()
-        )
-        return body + hashlib.sha256(body).digest()
+        from economy.ledger_codec import dump
+
+        return dump(self)
 
     @classmethod
     def from_bytes(cls, data: bytes, keyring: Keyring) -> Replica:
         """Load :meth:`to_bytes` output exactly; raise :class:`CorruptStateError` if it was altered."""
-        if len(data) < len(_MAGIC) + 40 or not data.startswith(_MAGIC):
-            raise CorruptStateError("not an Agora ledger replica (bad magic or too short)")
-        body, digest = data[:-32], data[-32:]
-        if hashlib.sha256(body).digest() != digest:
-            raise CorruptStateError("checksum mismatch: the replica bytes were altered or truncated")
-        try:
-            (hlen,) = struct.unpack_from("<q", body, len(_MAGIC))
-            off = len(_MAGIC) + 8
-            meta = json.loads(body[off : off + hlen])
-            off += hlen
-            rep = cls(meta["id"], meta["R"], meta["N"], keyring, meta["leaf_size"])
-            rep.side_keys = np.zeros(meta["side_rows"], dtype=np.int64)
-            rep.side_vals = np.zeros((meta["side_rows"], 3 * rep.R), dtype=np.int64)
-            for arr in (rep.cells, rep.totals, rep.clock, rep._leaf_ver, rep.side_keys, rep.side_vals):
-                arr[...] = np.frombuffer(body, dtype=np.int64, count=arr.size, offset=off).reshape(arr.shape)
-                off += arr.nbytes
-            if off != len(body):
-                raise ValueError(f"{len(body) - off} trailing bytes")
-        except (KeyError, ValueError, struct.error) as exc:
-            raise CorruptStateError(f"structure does not parse: {exc}") from exc
-        rep.version = meta["version"]
-        rep._spends = {(s, a): x for s, a, x in meta["spends"]}
-        rep.synced_from = {int(k): v for k, v in meta["synced_from"]}
-        rep._pending = {(op.origin, op.seq): op for op in (Op.decode(bytes.fromhex(h)) for h in meta["pending"])}
-        rep.rejected = [Rejection(*r) for r in meta["rejected"]]
-        if rep.side_keys.size and ((np.diff(rep.side_keys) <= 0).any() or rep.side_keys[0] < 0 or rep.side_keys[-1] >= rep.N):
-            raise CorruptStateError("side table keys are not sorted accounts in range")
-        rep._reindex_side()
-        K.recompute_derived(rep.cells, rep._side_pos, rep.side_vals, rep.id, rep.R, rep._balance, rep._rights)
-        return rep
+        from economy.ledger_codec import load
+
+        return load(data, keyring)
