@@ -14,13 +14,19 @@ from runtime.network import Network
 
 @dataclass(frozen=True)
 class Message:
-    """A payload travelling from region ``src`` to region ``dst`` on ``topic``."""
+    """A payload travelling from region ``src`` to region ``dst`` on ``topic``.
+
+    ``src_agent``/``dst_agent`` are the agents' ids for agent-to-agent messages, -1 for messages
+    between regions' services (ledger replicas).
+    """
 
     src: int
     dst: int
     topic: str
     payload: Any
     sent_at: float
+    src_agent: int = -1
+    dst_agent: int = -1
 
 
 class MessageBus:
@@ -45,8 +51,8 @@ class MessageBus:
         """Call ``handler`` for every message delivered on ``topic``."""
         self.handlers[topic] = handler
 
-    def send(self, src: int, dst: int, topic: str, payload: Any) -> None:
-        """Send ``payload`` from region ``src`` to region ``dst``."""
+    def send(self, src: int, dst: int, topic: str, payload: Any, src_agent: int = -1, dst_agent: int = -1) -> None:
+        """Send ``payload`` from region ``src`` to region ``dst`` (optionally between two agents)."""
         if topic not in self.handlers:
             raise KeyError(f"no handler subscribed to topic {topic!r}; topics are {sorted(self.handlers)}")
         u_loss, u_dup, u_jit = self.rng.random(3)
@@ -57,7 +63,7 @@ class MessageBus:
         if u_loss < self.loss:
             self.counts["lost"] += 1
             return
-        msg = Message(src, dst, topic, payload, self.env.now)
+        msg = Message(src, dst, topic, payload, self.env.now, src_agent, dst_agent)
         delay = float(self.network.latency[src, dst]) + u_jit * self.jitter
         copies = 2 if u_dup < self.duplication else 1
         self.counts["duplicated"] += copies - 1

@@ -229,6 +229,17 @@ class World(mesa.Model):
                 self.emit("minted", f"ledger/{r}", amount=int(amounts[sel].sum()), value=float(sel.sum()), detail=reason)
         self.count("minted", int(amounts.sum()))
 
+    def send(self, src_agent: int, dst_agent: int, topic: str, payload: object) -> None:
+        """Send a message between two agents over the bus (their regions' latency, loss, partitions).
+
+        Subscribe a handler first with ``world.bus.subscribe(topic, handler)``.
+        """
+        for agent in (src_agent, dst_agent):
+            if not 0 <= agent < self.n_accounts:
+                raise ValueError(f"agent {agent} does not exist; agents are 0..{self.n_accounts - 1}")
+        R = self.network.n_regions
+        self.bus.send(src_agent % R, dst_agent % R, topic, payload, src_agent, dst_agent)
+
     # ------------------------------------------------------------------ replication over the bus
     def _gossip(self, origin: int, op: Op) -> None:
         for dst in range(len(self.ledgers)):

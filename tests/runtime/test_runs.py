@@ -185,3 +185,21 @@ def test_locating_damage_never_crashes_wherever_the_byte_is(small_scenario, tmp_
         read_stream(damaged)
         found += first_difference(damaged, run / "events.arrows") is not None
     assert found > 100  # most flips change a value; a few land in padding
+
+
+def test_agent_messages_arrive_after_latency_and_not_across_a_partition(small_scenario):
+    sc, _ = load(small_scenario)
+    w = World(sc)
+    got = []
+    w.bus.subscribe("hello", lambda m: got.append((w.env.now, m.src_agent, m.dst_agent, m.payload)))
+    w.bus.loss = 0.0
+    w.bus.duplication = 0.0
+    w.send(0, 2, "hello", "hi")  # regions a -> c: path a-b-c, latency 0.1 + 0.2
+    w.env.run(until=1.0)
+    assert got == [(pytest.approx(0.3), 0, 2, "hi")]
+    w.network.partition([["a"], ["b", "c"]])
+    w.send(0, 2, "hello", "lost")
+    w.env.run(until=2.0)
+    assert len(got) == 1 and w.bus.counts["blocked"] >= 1
+    with pytest.raises(ValueError, match="does not exist"):
+        w.send(0, 10_000, "hello", "x")
