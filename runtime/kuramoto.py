@@ -1,0 +1,137 @@
+"""Kuramoto oscillators: each agent carries a phase and a natural frequency, coupled along a graph.
+
+``dθ_i/dt = ω_i + (K / d_i) Σ_j w_ij sin(θ_j − θ_i)``, integrated with explicit Euler steps of
+``dt``, where ``d_i = Σ_j w_ij`` (so all-to-all coupling with unit weights is the classical mean
+field ``K r sin(ψ − θ_i)`` up to the 1/(N−1) vs 1/N normalisation). The graph step is one O(E)
+numba kernel over CSR arrays, parallel over nodes with a fixed summation order per node, so the
+result does not depend on the thread count; all-to-all coupling has an O(N) mean-field path.
+
+The order parameter ``r e^{iψ} = mean(e^{iθ})`` says how synchronised a group is (1 = in phase).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import networkx as nx
+import numpy as np
+import numpy.typing as npt
+from numba import njit, prange
+
+
+@dataclass(frozen=True)
+class CSR:
+    """Compressed sparse rows of a weighted graph: ``indptr: int64[N+1]``, ``indices: int64[E]``,
+    ``weights: float64[E]`` (each undirected edge appears in both rows)."""
+
+    indptr: npt.NDArray[np.int64]
+    indices: npt.NDArray[np.int64]
+    weights: npt.NDArray[np.float64]
+
+    @property
+    def n(self) -> int:
+        """Number of nodes."""
+        return int(self.indptr.shape[0] - 1)
+
+    @classmethod
+    def from_edges(cls, n: int, src: npt.NDArray[np.int64], dst: npt.NDArray[np.int64],
+                   weights: npt.NDArray[np.float64] | None = None, undirected: bool = True) -> CSR:
+        """Build from edge lists (nodes ``0..n-1``); undirected edges are stored both ways."""
+        src = np.asarray(src, dtype=np.int64)
+        dst = np.asarray(dst, dtype=np.int64)
+        w = np.ones(src.shape[0]) if weights is None else np.asarray(weights, dtype=np.float64)
+        if src.size and (min(src.min(), dst.min()) < 0 or max(src.max(), dst.max()) >= n):
+            raise ValueError(f"edge endpoints must be in [0, {n})")
+        if undirected:
+            src, dst, w = np.concatenate([src, dst]), np.concatenate([dst, src]), np.concatenate([w, w])
+        order = np.lexsort((dst, src))
+        src, dst, w = src[order], dst[order], w[order]
+        indptr = np.zeros(n + 1, dtype=np.int64)
+        np.cumsum(np.bincount(src, minlength=n), out=indptr[1:])
+        return cls(indptr, dst, w)
+
+    @classmethod
+    def from_networkx(cls, graph: nx.Graph, weight: str = "weight") -> CSR:
+        """Build from a networkx graph whose nodes are ``0..n-1`` (edge attribute ``weight``, default 1)."""
+        n = graph.number_of_nodes()
+        if set(graph.nodes) != set(range(n)):
+            raise ValueError("graph nodes must be the integers 0..n-1 (use nx.convert_node_labels_to_integers)")
+        edges = np.array([(u, v, d.get(weight, 1.0)) for u, v, d in graph.edges(data=True)], dtype=np.float64).reshape(-1, 3)
+        return cls.from_edges(n, edges[:, 0].astype(np.int64), edges[:, 1].astype(np.int64), edges[:, 2],
+                              undirected=not graph.is_directed())
+
+
+@njit(cache=True, parallel=True)
+def _graph_step(theta, omega, indptr, indices, weights, coupling, dt, out):
+    n = theta.shape[0]
+    for i in prange(n):
+        s = 0.0
+        d = 0.0
+        ti = theta[i]
+        for k in range(indptr[i], indptr[i + 1]):
+            w = weights[k]
+            s += w * np.sin(theta[indices[k]] - ti)
+            d += w
+        drift = omega[i]
+        if d > 0.0:
+            drift += coupling * s / d
+        out[i] = ti + dt * drift
+
+
+def order_parameter(theta: npt.NDArray[np.float64]) -> tuple[float, float]:
+    """``(r, ψ)`` of the phases: r in [0, 1]."""
+    z = np.exp(1j * theta).mean()
+    return float(abs(z)), float(np.angle(z))
+
+
+def group_order(theta: npt.NDArray[np.float64], groups: npt.NDArray[np.int64], n_groups: int) -> npt.NDArray[np.float64]:
+    """Order parameter of each group: ``float64[n_groups]`` (0 for an empty group)."""
+    c = np.bincount(groups, weights=np.cos(theta), minlength=n_groups)
+    s = np.bincount(groups, weights=np.sin(theta), minlength=n_groups)
+    size = np.bincount(groups, minlength=n_groups)
+    return np.hypot(c, s) / np.maximum(size, 1)
+
+
+def lorentzian_frequencies(n: int, gamma: float, center: float = 0.0) -> npt.NDArray[np.float64]:
+    """``n`` natural frequencies at the quantiles of a Lorentzian of half-width ``gamma`` (no sampling noise)."""
+    q = (np.arange(1, n + 1) - 0.5) / n
+    return center + gamma * np.tan(np.pi * (q - 0.5))
+
+
+def coherence_gain(theta: npt.NDArray[np.float64], a: npt.NDArray[np.int64], b: npt.NDArray[np.int64]) -> npt.NDArray[np.float64]:
+    """Message gain between agents ``a`` and ``b``: ``(1 + cos(θ_a − θ_b)) / 2`` in [0, 1]."""
+    return 0.5 * (1.0 + np.cos(theta[a] - theta[b]))
+
+
+class Oscillators:
+    """Phases ``float64[N]`` and natural frequencies, stepped on a graph (CSR) or all-to-all."""
+
+    def __init__(self, omega: npt.NDArray[np.float64], coupling: float, dt: float, theta: npt.NDArray[np.float64],
+                 csr: CSR | None = None) -> None:
+        if dt <= 0 or coupling < 0:
+            raise ValueError(f"need dt > 0 and coupling >= 0, got dt={dt}, coupling={coupling}")
+        if csr is not None and csr.n != omega.shape[0]:
+            raise ValueError(f"graph has {csr.n} nodes, frequencies {omega.shape[0]}")
+        self.omega = np.asarray(omega, dtype=np.float64)
+        self.theta = np.asarray(theta, dtype=np.float64).copy()
+        self.coupling = float(coupling)
+        self.dt = float(dt)
+        self.csr = csr
+        self._next = np.empty_like(self.theta)
+
+    def step(self, n: int = 1) -> None:
+        """Advance ``n`` Euler steps (graph kernel, or mean field when there is no graph)."""
+        for _ in range(n):
+            if self.csr is None:
+                z = np.exp(1j * self.theta).mean()
+                drift = self.omega + self.coupling * abs(z) * np.sin(np.angle(z) - self.theta)
+                self.theta += self.dt * drift
+            else:
+                _graph_step(self.theta, self.omega, self.csr.indptr, self.csr.indices, self.csr.weights,
+                            self.coupling, self.dt, self._next)
+                self.theta, self._next = self._next, self.theta
+        np.mod(self.theta, 2 * np.pi, out=self.theta)
+
+    def r(self) -> float:
+        """Global order parameter."""
+        return order_parameter(self.theta)[0]
