@@ -1,0 +1,170 @@
+"""Neural Autonomous Organisation: stake-weighted attention voting on proposals, with snapshots,
+quorum, threshold, voting period, timelock, and a constitution check before execution.
+
+A member's weight on a proposal is ``stake^α × relevance``: ``stake`` is the member's stake
+*snapshotted when the proposal opened* (stake bought later counts for nothing), ``α ≤ 1`` is the
+optional sub-linear exponent against whales, and ``relevance = n · softmax_m(e · x_m / τ)`` is the
+attention of the proposal embedding ``e`` over member expertise embeddings ``x_m`` (mean 1).
+Weights are fixed-point integers (micro-weights), so tallies and the quorum and threshold
+comparisons are exact: a vote exactly at quorum passes, one weight unit short fails.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from fractions import Fraction
+
+import numpy as np
+import numpy.typing as npt
+
+from economy.constitution import Constitution, Verdict
+from economy.errors import LedgerError
+
+WEIGHT_SCALE = 1_000_000
+
+
+class GovernanceError(LedgerError):
+    """A governance action that cannot be taken (not a member, voting closed, ...)."""
+
+
+@dataclass
+class GovernanceParams:
+    """Governed parameters of governance itself; proposals may change them."""
+
+    quorum: float = 0.4  # fraction of the snapshotted weight that must vote
+    threshold: float = 0.5  # fraction of the cast weight that must say yes
+    voting_period: int = 5  # ticks a proposal stays open
+    timelock: int = 2  # ticks between passing and taking effect
+    stake_exponent: float = 1.0  # α; < 1 is sub-linear against whales
+    temperature: float = 1.0  # τ of the relevance softmax
+
+    def __post_init__(self) -> None:
+        if not (0 <= self.quorum <= 1 and 0 <= self.threshold <= 1 and self.voting_period >= 1
+                and self.timelock >= 0 and 0 < self.stake_exponent <= 1 and self.temperature > 0):
+            raise GovernanceError(f"invalid governance parameters: {self}")
+
+
+@dataclass
+class Proposal:
+    """One proposal: a parameter change (``changes``), its snapshot weights and its votes."""
+
+    id: int
+    proposer: int
+    changes: dict[str, float]
+    embedding: npt.NDArray[np.float64]
+    opened_at: int
+    closes_at: int
+    weights: npt.NDArray[np.int64]  # micro-weights per member, fixed at opening
+    votes: dict[int, bool] = field(default_factory=dict)
+    state: str = "open"  # open | rejected | blocked | queued | executed
+    reason: str = ""
+    eta: int | None = None
+
+    def tally(self) -> tuple[int, int, int]:
+        """``(yes, no, total)`` micro-weights."""
+        yes = sum(int(self.weights[m]) for m, v in self.votes.items() if v)
+        no = sum(int(self.weights[m]) for m, v in self.votes.items() if not v)
+        return yes, no, int(self.weights.sum())
+
+
+def attention_weights(stakes: npt.NDArray[np.int64], expertise: npt.NDArray[np.float64],
+                      embedding: npt.NDArray[np.float64], exponent: float, temperature: float) -> npt.NDArray[np.int64]:
+    """Micro-weights ``rint(stake^α · n · softmax(e·x/τ) · 10⁶)`` per member."""
+    logits = expertise @ embedding / temperature
+    z = np.exp(logits - logits.max())
+    relevance = z * (len(z) / z.sum())
+    power = stakes.astype(np.float64) ** exponent
+    return np.rint(power * relevance * WEIGHT_SCALE).astype(np.int64)
+
+
+class NAO:
+    """Members ``0..n-1`` with expertise ``float64[n, d]``; stakes read through ``stakes()``."""
+
+    def __init__(self, expertise: npt.NDArray[np.float64], stakes: Callable[[], npt.NDArray[np.int64]],
+                 params: GovernanceParams, constitution: Constitution, governed: dict[str, float],
+                 critic: Callable[[dict[str, float]], Verdict] | None = None) -> None:
+        self.expertise = np.asarray(expertise, dtype=np.float64)
+        self.stakes = stakes
+        self.params = params
+        self.constitution = constitution
+        self.governed = dict(governed)
+        self.critic = critic if critic is not None else constitution.verify
+        self.proposals: list[Proposal] = []
+        self.log: list[tuple[int, int, str, str]] = []  # (tick, proposal, event, detail)
+
+    @property
+    def n(self) -> int:
+        """Number of members."""
+        return int(self.expertise.shape[0])
+
+    def _member(self, m: int) -> None:
+        if not 0 <= m < self.n:
+            raise GovernanceError(f"member {m} does not exist; members are 0..{self.n - 1}")
+
+    def open(self, proposer: int, changes: dict[str, float], embedding: npt.NDArray[np.float64], now: int) -> Proposal:
+        """Open a proposal; snapshot every member's stake now."""
+        self._member(proposer)
+        known = set(self.governed) | set(vars(self.params))
+        unknown = sorted(set(changes) - known)
+        if not changes or unknown:
+            raise GovernanceError(f"proposal must change known parameters {sorted(known)}; got {sorted(changes)}")
+        own = {k: v for k, v in changes.items() if k in vars(self.params)}
+        if own:
+            GovernanceParams(**{**vars(self.params), **own})  # raises GovernanceError if invalid
+        stakes = np.asarray(self.stakes(), dtype=np.int64)
+        if stakes[proposer] <= 0:
+            raise GovernanceError(f"member {proposer} has no stake and cannot propose")
+        embedding = np.asarray(embedding, dtype=np.float64)
+        if embedding.shape != self.expertise.shape[1:]:
+            raise GovernanceError(f"embedding must have shape {self.expertise.shape[1:]}, got {embedding.shape}")
+        p = self.params
+        weights = attention_weights(stakes, self.expertise, embedding, p.stake_exponent, p.temperature)
+        prop = Proposal(len(self.proposals), proposer, dict(changes), embedding, now, now + p.voting_period, weights)
+        self.proposals.append(prop)
+        self.log.append((now, prop.id, "opened", repr(sorted(changes.items()))))
+        return prop
+
+    def vote(self, proposal: int, member: int, support: bool, now: int) -> None:
+        """Cast ``member``'s vote; one vote per member, only while the proposal is open."""
+        self._member(member)
+        if not 0 <= proposal < len(self.proposals):
+            raise GovernanceError(f"no proposal {proposal}")
+        prop = self.proposals[proposal]
+        if prop.state != "open" or now >= prop.closes_at:
+            raise GovernanceError(f"proposal {proposal} is closed for voting (state {prop.state}, closes at tick {prop.closes_at})")
+        if member in prop.votes:
+            raise GovernanceError(f"member {member} already voted on proposal {proposal}")
+        prop.votes[member] = bool(support)
+
+    def decide(self, prop: Proposal, now: int) -> None:
+        """Close ``prop``: quorum and threshold exactly, then the critic; queue it behind the timelock."""
+        yes, no, total = prop.tally()
+        q = Fraction(str(self.params.quorum))
+        t = Fraction(str(self.params.threshold))
+        if total == 0 or (yes + no) * q.denominator < q.numerator * total:
+            prop.state, prop.reason = "rejected", f"quorum not met: {yes + no} of {total} weight voted"
+        elif yes * t.denominator < t.numerator * (yes + no):
+            prop.state, prop.reason = "rejected", f"threshold not met: {yes} yes of {yes + no} cast"
+        else:
+            verdict = self.critic({**self.governed, **vars(self.params), **prop.changes})
+            if not verdict.ok:
+                prop.state, prop.reason = "blocked", f"critic: {verdict.reason}"
+            else:
+                prop.state, prop.reason, prop.eta = "queued", f"passed {yes} yes of {yes + no} cast", now + self.params.timelock
+        self.log.append((now, prop.id, prop.state, prop.reason))
+
+    def tick(self, now: int) -> list[Proposal]:
+        """At a tick boundary: close proposals whose period ended; execute those whose timelock ended."""
+        executed = []
+        for prop in self.proposals:
+            if prop.state == "open" and now >= prop.closes_at:
+                self.decide(prop, now)
+            if prop.state == "queued" and prop.eta is not None and now >= prop.eta:
+                own = {k: v for k, v in prop.changes.items() if k in vars(self.params)}
+                self.params = GovernanceParams(**{**vars(self.params), **own})
+                self.governed.update({k: v for k, v in prop.changes.items() if k not in own})
+                prop.state = "executed"
+                self.log.append((now, prop.id, "executed", repr(sorted(prop.changes.items()))))
+                executed.append(prop)
+        return executed
