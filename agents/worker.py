@@ -52,7 +52,7 @@ class WorkerPopulation(Population):
         rng = world.streams(f"population/{self.name}")
         board = world.task_board
         n_skills = world.market.prices.shape[0]
-        for counter in ("tasks_done", "tasks_failed", "volume"):
+        for counter in ("tasks_done", "tasks_failed", "volume", "fees"):
             world.count(counter, 0)
         world.gauge(f"{self.name}/route_load_std", 0.0)
         world.gauge(f"{self.name}/route_utilisation", 0.0)
@@ -83,6 +83,18 @@ class WorkerPopulation(Population):
             s = np.flatnonzero(success)
             paid[s] = world.execute_by_home(OpKind.TRANSFER, requester[s], worker_ids[s], price[s])
         ok = success & paid
+        fee_rate = world.params["fee_rate"]
+        if fee_rate > 0 and ok.any():
+            # The worker pays the governed fee out of the payment, at the replica that paid it.
+            s = np.flatnonzero(ok)
+            fees = (price[s] * fee_rate).astype(np.int64)
+            s, fees = s[fees > 0], fees[fees > 0]
+            homes = world.home(requester[s])
+            for r in range(len(world.ledgers)):
+                sel = homes == r
+                if sel.any():
+                    world.execute(r, OpKind.SPEND, worker_ids[s[sel]], np.zeros(int(sel.sum()), np.int64), fees[sel])
+            world.count("fees", int(fees.sum()))
         np.add.at(self.done, w[ok], 1)
         np.add.at(self.failed, w[~success], 1)
         world.emit_many("task_done", self.name, worker_ids[ok], requester[ok], price[ok], units[ok].astype(np.float64))

@@ -112,6 +112,8 @@ def _print_summary(s: dict[str, Any], target: Path) -> None:
         ("messages", f"{m['sent']:,} sent, {m['lost']:,} lost, {m['blocked']:,} blocked, {m['duplicated']:,} duplicated"),
         ("reputation accuracy", "n/a" if t["reputation_accuracy"] is None else f"{t['reputation_accuracy']:.3f}"),
         ("events", f"{t['events']:,}"),
+        *([("governance", ", ".join(f"#{p['id']} {p['state']}" for p in t["proposals"])
+            + "  (" + ", ".join(f"{k}={v:g}" for k, v in sorted(t["params"].items())) + ")")] if t.get("proposals") else []),
         ("final state", s["final_state_hash"][:32]),
         ("run directory", str(target)),
     ]

@@ -130,6 +130,8 @@ def record(scenario_path: Path, out: Path, *, seed: int | None = None, until: in
             "tasks_posted": world.task_board.next_id,
             "mean_price_micro": float(world.market.prices.mean()),
             "reputation_accuracy": world.reputation.accuracy if world.reputation.predictions else None,
+            "proposals": world.organisation.outcomes() if world.organisation else [],
+            "params": dict(world.params),
         },
         "files": {name: file_sha256(out / name) for name in RECORDED_FILES},
     }

@@ -110,6 +110,70 @@ class FaultConfig(_Strict):
         return self
 
 
+class ConstitutionBound(_Strict):
+    """Closed interval a governed parameter must stay in."""
+
+    min: float | None = Field(None, description="Lowest allowed value (none: unbounded).")
+    max: float | None = Field(None, description="Highest allowed value (none: unbounded).")
+
+
+class GovernanceConfig(_Strict):
+    """The Neural Autonomous Organisation: who votes, how, and what it may change."""
+
+    members: str = Field(description="Population whose agents are the members.")
+    member_stake: int = Field(10, ge=1, description="Credits each member stakes at tick 0.")
+    quorum: Probability = Field(0.4, description="Fraction of the snapshotted weight that must vote.")
+    threshold: Probability = Field(0.5, description="Fraction of the cast weight that must say yes.")
+    voting_period: int = Field(5, ge=1, description="Ticks a proposal stays open.")
+    timelock: int = Field(2, ge=0, description="Ticks between passing and taking effect.")
+    stake_exponent: float = Field(1.0, gt=0, le=1, description="Voting weight = stake^exponent x relevance; < 1 is sub-linear.")
+    temperature: float = Field(1.0, gt=0, description="Softmax temperature of proposal relevance.")
+    embedding_dim: int = Field(4, ge=1, le=64, description="Size of proposal and expertise embeddings.")
+    fee_rate: float = Field(0.0, ge=0, le=1, description="Governed: fraction of each task payment the worker pays as a fee.")
+    slash_fraction: float = Field(0.1, ge=0, le=1, description="Governed: fraction of stake a proven cheat loses.")
+    constitution: dict[str, ConstitutionBound] = Field({}, description="Bounds the critic enforces with z3, by parameter name.")
+
+
+class ProposalConfig(_Strict):
+    """A scripted proposal; members vote on it the tick after it opens."""
+
+    at: int = Field(ge=0, description="Tick at which it opens.")
+    proposer: int = Field(0, ge=0, description="Member index of the proposer.")
+    changes: dict[str, float] = Field(description="Parameters and their proposed values.")
+    turnout: Probability = Field(1.0, description="Probability each member votes.")
+    support: Probability = Field(0.5, description="Probability a voting member says yes.")
+
+
+class VoteConfig(_Strict):
+    """A scripted vote of one member (it replaces that member's drawn vote)."""
+
+    at: int = Field(ge=0, description="Tick of the vote.")
+    member: int = Field(ge=0, description="Member index.")
+    proposal: int = Field(ge=0, description="Index of the proposal in the [[proposal]] list.")
+    support: bool = Field(description="Yes or no.")
+
+
+class StakeEventConfig(_Strict):
+    """A member buys stake: credits minted to it and staked at its home replica."""
+
+    at: int = Field(ge=0, description="Tick of the purchase.")
+    member: int = Field(ge=0, description="Member index.")
+    credits: int = Field(ge=1, description="Credits bought and staked.")
+
+
+class CoordinationConfig(_Strict):
+    """Kuramoto oscillators on the interaction graph, and tension from its minimum cut."""
+
+    coupling: float = Field(2.0, ge=0, description="Coupling strength K.")
+    frequency_spread: float = Field(0.5, gt=0, description="Half-width gamma of the Lorentzian natural frequencies.")
+    dt: float = Field(0.05, gt=0, description="Integration step, virtual time units.")
+    steps_per_tick: int = Field(10, ge=1, description="Oscillator steps per tick.")
+    graph_every: int = Field(10, ge=1, description="Ticks between rebuilding the coupling graph from recent interactions.")
+    sync_threshold: Probability = Field(0.8, description="A region whose order parameter rises through this fires an extra anti-entropy round.")
+    close_votes_on_sync: bool = Field(False, description="Close open proposals early when the members' order parameter rises through sync_threshold.")
+    tension_every: int = Field(25, ge=1, description="Ticks between tension readings.")
+
+
 class RecordConfig(_Strict):
     """How the run is recorded."""
 
@@ -126,6 +190,11 @@ class Scenario(_Strict):
     population: list[PopulationConfig] = Field([], description="Agent populations.")
     fault: list[FaultConfig] = Field([], description="Fault schedule.")
     record: RecordConfig = Field(RecordConfig(), description="Recording.")
+    governance: GovernanceConfig | None = Field(None, description="Stake-weighted voting on live parameters (absent: none).")
+    proposal: list[ProposalConfig] = Field([], description="Scripted proposals (needs [governance]).")
+    vote: list[VoteConfig] = Field([], description="Scripted votes (needs [governance]).")
+    stake_event: list[StakeEventConfig] = Field([], description="Scripted stake purchases (needs [governance]).")
+    coordination: CoordinationConfig | None = Field(None, description="Kuramoto coordination and tension (absent: off).")
 
 
 def schema() -> dict[str, object]:
@@ -170,6 +239,43 @@ def _cross_check(sc: Scenario, base: Path, label: str) -> list[str]:
             for region in group:
                 if region not in regions:
                     problems.append(f"{label}: fault[{i}].groups: unknown region {region!r}; regions are {sorted(regions)}")
+    problems += _check_governance(sc, names, label)
+    return problems
+
+
+def _check_governance(sc: Scenario, names: list[str], label: str) -> list[str]:
+    problems = []
+    g = sc.governance
+    if g is None:
+        for key, items in (("proposal", sc.proposal), ("vote", sc.vote), ("stake_event", sc.stake_event)):
+            if items:
+                problems.append(f"{label}: {key}: needs a [governance] table")
+        return problems
+    if g.members not in names:
+        return [f"{label}: governance.members: unknown population {g.members!r}; populations are {names}"]
+    n = next(p.count for p in sc.population if p.name == g.members)
+    if n == 0:
+        problems.append(f"{label}: governance.members: population {g.members!r} is empty")
+    governed = {"fee_rate", "slash_fraction", "quorum", "threshold", "voting_period", "timelock", "stake_exponent", "temperature"}
+    for key, bound in g.constitution.items():
+        if key not in governed:
+            problems.append(f"{label}: governance.constitution.{key}: not a governed parameter; governed are {sorted(governed)}")
+        elif bound.min is not None and bound.max is not None and bound.min > bound.max:
+            problems.append(f"{label}: governance.constitution.{key}: min {bound.min} > max {bound.max}")
+    for i, p in enumerate(sc.proposal):
+        if p.proposer >= n:
+            problems.append(f"{label}: proposal[{i}].proposer: member {p.proposer} out of range (there are {n} members)")
+        for key in p.changes:
+            if key not in governed:
+                problems.append(f"{label}: proposal[{i}].changes.{key}: not a governed parameter; governed are {sorted(governed)}")
+    for i, v in enumerate(sc.vote):
+        if v.member >= n:
+            problems.append(f"{label}: vote[{i}].member: member {v.member} out of range (there are {n} members)")
+        if v.proposal >= len(sc.proposal):
+            problems.append(f"{label}: vote[{i}].proposal: no proposal {v.proposal} (there are {len(sc.proposal)})")
+    for i, e in enumerate(sc.stake_event):
+        if e.member >= n:
+            problems.append(f"{label}: stake_event[{i}].member: member {e.member} out of range (there are {n} members)")
     return problems
 
 

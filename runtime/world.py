@@ -28,6 +28,7 @@ from economy.rates import MICRO, Rates
 from economy.reputation import BetaReputation
 from runtime.bus import Message, MessageBus
 from runtime.network import Network
+from runtime.organisation import Organisation
 from runtime.population import Population, TickerPopulation
 from runtime.recorder import EventLog, MetricsLog
 from runtime.rng import Streams
@@ -106,11 +107,22 @@ class World(mesa.Model):
         self._gauges: dict[str, float] = {}
         self._roots = 1
         self._faults = self._expand_faults(scenario.fault)
+        # Live parameters that governance may change (defaults when the scenario has none).
+        gov = scenario.governance
+        self.params: dict[str, float] = {
+            "fee_rate": gov.fee_rate if gov else 0.0,
+            "slash_fraction": gov.slash_fraction if gov else 0.1,
+        }
+        self.organisation: Organisation | None = None
+        if gov is not None:
+            self.organisation = Organisation(self, gov, scenario.proposal, scenario.vote, scenario.stake_event)
         self.bus.subscribe("op", self._on_op)
         self.bus.subscribe("sync_request", self._on_sync_request)
         self.bus.subscribe("sync_delta", self._on_sync_delta)
         for pop in self.populations:
             pop.setup(self)
+        if self.organisation is not None:
+            self.organisation.setup()
 
     # ------------------------------------------------------------------ the clock
     def run(self, until: int | None = None, progress: Callable[[int], None] | None = None) -> None:
@@ -136,6 +148,8 @@ class World(mesa.Model):
         self._counters = dict.fromkeys(self._counters, 0)
         for fault in self._faults.get(t, []):
             self._apply_fault(fault)
+        if self.organisation is not None:
+            self.organisation.step(t)
         self.task_board.clear()
         for pop in sorted(self.populations, key=lambda p: p.phase):
             pop.step(self, t)
@@ -313,6 +327,8 @@ class World(mesa.Model):
         out["board"] = self.task_board.digest().hex()
         out["rng"] = self.streams.state_digest().hex()
         out["bus"] = hashlib.sha256(repr(sorted(self.bus.counts.items())).encode()).hexdigest()
+        if self.organisation is not None:
+            out["governance"] = self.organisation.digest().hex()
         out["network"] = hashlib.sha256(self.network.component.tobytes() + repr(self.network_compute).encode()).hexdigest()
         return out
 
@@ -331,6 +347,7 @@ class World(mesa.Model):
             "msgs_blocked": self.bus.counts["blocked"], "msgs_duplicated": self.bus.counts["duplicated"],
             "ops_pending": int(sum(ledger.pending for ledger in self.ledgers)),
             "reputation_accuracy": float(self.reputation.accuracy) if self.reputation.predictions else 0.0,
+            "fee_rate": float(self.params["fee_rate"]),
         })
         row["distinct_roots"] = self._roots
         if self.metrics is not None:

@@ -31,6 +31,14 @@ BROKEN = {
     "fault_after_end": ('[world]\nticks = 10\n[[fault]]\nat = 10\nkind = "heal"\n', "fault[0].at: tick 10 is past"),
     "missing_required": ('[[population]]\nrole = "worker"\ncount = 1\n', "population[0].name: Field required"),
     "partition_needs_groups": ('[[fault]]\nat = 0\nkind = "partition"\n', "needs 'groups'"),
+    "proposal_without_governance": ('[[proposal]]\nat = 1\nchanges = { fee_rate = 0.02 }\n', "proposal: needs a [governance] table"),
+    "governance_unknown_members": (POP + 'count = 2\n[governance]\nmembers = "ghosts"\n', "governance.members: unknown population 'ghosts'"),
+    "proposal_unknown_parameter": (POP + 'count = 2\n[governance]\nmembers = "w"\n[[proposal]]\nat = 1\nchanges = { fee = 0.02 }\n',
+                                   "proposal[0].changes.fee: not a governed parameter"),
+    "proposer_out_of_range": (POP + 'count = 2\n[governance]\nmembers = "w"\n[[proposal]]\nat = 1\nproposer = 5\nchanges = { fee_rate = 0.02 }\n',
+                              "proposal[0].proposer: member 5 out of range"),
+    "constitution_unknown_parameter": (POP + 'count = 2\n[governance]\nmembers = "w"\n[governance.constitution]\nfees = { max = 0.1 }\n',
+                                       "governance.constitution.fees: not a governed parameter"),
 }
 
 

@@ -1,0 +1,125 @@
+"""The NAO inside a world: member stakes on the ledger, scripted proposals, votes and stake purchases.
+
+Members are the agents of one population. Each stakes ``member_stake`` credits at tick 0 through
+the ledger (at its home replica), and the NAO reads stakes from the ledger when a proposal opens.
+At every tick boundary, before populations step: stake purchases of the tick are made; proposals
+whose voting period or timelock ended are decided or executed (executed changes take effect from
+this tick on); proposals of the tick open; members vote on proposals opened the tick before (drawn
+from the scenario's turnout and support) and cast scripted votes. Every step is recorded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import TYPE_CHECKING
+
+import numpy as np
+import numpy.typing as npt
+
+from economy.constitution import Constitution
+from economy.governance import NAO, GovernanceParams
+from economy.ops import OpKind
+from runtime.scenario import GovernanceConfig, ProposalConfig, StakeEventConfig, VoteConfig
+
+if TYPE_CHECKING:
+    from runtime.world import World
+
+
+class Organisation:
+    """Drives an :class:`economy.governance.NAO` from a scenario inside ``world``."""
+
+    def __init__(self, world: World, cfg: GovernanceConfig, proposals: list[ProposalConfig],
+                 votes: list[VoteConfig], stake_events: list[StakeEventConfig]) -> None:
+        self.world = world
+        self.cfg = cfg
+        self.scripted = proposals
+        self.votes = votes
+        self.stake_events = stake_events
+        pop = next(p for p in world.populations if p.name == cfg.members)
+        self.ids = pop.ids
+        rng = world.streams("governance/setup")
+        expertise = rng.normal(size=(len(self.ids), cfg.embedding_dim))
+        self.embeddings = rng.normal(size=(len(proposals), cfg.embedding_dim))
+        params = GovernanceParams(cfg.quorum, cfg.threshold, cfg.voting_period, cfg.timelock,
+                                  cfg.stake_exponent, cfg.temperature)
+        constitution = Constitution({k: (b.min, b.max) for k, b in cfg.constitution.items()})
+        self.nao = NAO(expertise, self.stakes, params, constitution,
+                       {"fee_rate": cfg.fee_rate, "slash_fraction": cfg.slash_fraction})
+        self.opened: dict[int, int] = {}  # scenario proposal index -> NAO proposal id
+        self._logged = 0
+
+    def setup(self) -> None:
+        """Each member stakes ``member_stake`` credits (minted to it first)."""
+        amounts = np.full(len(self.ids), self.cfg.member_stake * self.world.MICRO, dtype=np.int64)
+        self.world.mint(self.ids, amounts, "member stake")
+        self.world.execute_by_home(OpKind.STAKE, self.ids, np.zeros_like(self.ids), amounts)
+
+    def stakes(self) -> npt.NDArray[np.int64]:
+        """Each member's stake in whole credits, read from its home replica."""
+        out = np.zeros(len(self.ids), dtype=np.int64)
+        homes = self.world.home(self.ids)
+        for r, ledger in enumerate(self.world.ledgers):
+            sel = homes == r
+            out[sel] = ledger.staked()[self.ids[sel]]
+        return out // self.world.MICRO
+
+    def step(self, tick: int) -> None:
+        """Run one tick boundary of governance (see the module docstring for the order)."""
+        w = self.world
+        for e in self.stake_events:
+            if e.at == tick:
+                member = self.ids[e.member : e.member + 1]
+                amount = np.array([e.credits * w.MICRO], dtype=np.int64)
+                w.mint(member, amount, "stake purchase")
+                w.execute_by_home(OpKind.STAKE, member, np.zeros(1, np.int64), amount)
+                w.emit("stake_bought", "governance", int(member[0]), amount=int(amount[0]))
+        for prop in self.nao.tick(tick):
+            w.params.update(self.nao.governed)
+            for key, value in sorted(prop.changes.items()):
+                w.emit("param_changed", "governance", other=prop.id, value=float(value), detail=key)
+        for i, p in enumerate(self.scripted):
+            if p.at == tick:
+                prop = self.nao.open(p.proposer, dict(p.changes), self.embeddings[i], tick)
+                self.opened[i] = prop.id
+                w.emit("proposal_opened", "governance", int(self.ids[p.proposer]), prop.id,
+                       detail=repr(sorted(p.changes.items())))
+        self._vote(tick)
+        self._record_decisions()
+
+    def _vote(self, tick: int) -> None:
+        rng = self.world.streams("governance/votes")
+        for i, p in enumerate(self.scripted):
+            pid = self.opened.get(i)
+            if pid is None:
+                continue
+            prop = self.nao.proposals[pid]
+            scripted = {v.member for v in self.votes if v.proposal == i}
+            if tick == p.at + 1 and prop.state == "open" and tick < prop.closes_at:
+                turn = rng.random(len(self.ids)) < p.turnout
+                yes = rng.random(len(self.ids)) < p.support
+                for m in np.flatnonzero(turn):
+                    if int(m) not in scripted:
+                        self.nao.vote(pid, int(m), bool(yes[m]), tick)
+                self.world.emit("votes_cast", "governance", other=pid, amount=int(turn.sum()), value=float(yes[turn].mean()) if turn.any() else 0.0)
+            for v in self.votes:
+                if v.proposal == i and v.at == tick:
+                    self.nao.vote(pid, v.member, v.support, tick)
+                    self.world.emit("vote", "governance", int(self.ids[v.member]), pid, value=float(v.support))
+
+    def _record_decisions(self) -> None:
+        for tick, pid, event, detail in self.nao.log[self._logged :]:
+            if event in ("rejected", "blocked", "queued"):
+                self.world.emit(f"proposal_{event}", "governance", other=pid, detail=detail)
+        self._logged = len(self.nao.log)
+
+    def outcomes(self) -> list[dict[str, object]]:
+        """Each proposal's final state and reason (for the run summary)."""
+        return [{"id": p.id, "changes": p.changes, "state": p.state, "reason": p.reason} for p in self.nao.proposals]
+
+    def digest(self) -> bytes:
+        """Hash of proposals, votes, weights and governed parameters."""
+        h = hashlib.sha256(repr(sorted(self.nao.governed.items())).encode() + repr(vars(self.nao.params)).encode())
+        for p in self.nao.proposals:
+            h.update(repr((p.id, p.state, p.eta, sorted(p.votes.items()))).encode())
+            h.update(p.weights.tobytes())
+        return h.digest()
