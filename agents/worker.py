@@ -1,6 +1,7 @@
 """Workers: take tasks routed to them by skill, do them (or fail), and are paid by the requester.
 
-Routing is the economy's learned top-k gate (k = 1) over skill vectors with a capacity limit; the
+Routing is the economy's learned top-k gate (k = 1) over skill vectors with a capacity limit (a task
+whose best worker is full goes to the next best); the
 outcome feeds the workers' Beta reputation and the gate's learned bias. Live workers also earn the
 uptime reward each tick, scaled by the contribution multiplier of the network's total compute.
 """
@@ -23,7 +24,7 @@ if TYPE_CHECKING:
 
 
 class WorkerPopulation(Population):
-    """Workers with a main skill and a quality (probability of success in that skill)."""
+    """Workers with a main skill, a quality (probability of success in it) and a reservation price."""
 
     role: ClassVar[str] = "worker"
     phase: ClassVar[int] = 1
@@ -32,6 +33,7 @@ class WorkerPopulation(Population):
         super().__init__(cfg, ids, n_regions)
         self.main_skill = np.zeros(self.n, dtype=np.int64)
         self.quality = np.zeros(self.n, dtype=np.float64)
+        self.cost = np.zeros(self.n, dtype=np.int64)
         self.done = np.zeros(self.n, dtype=np.int64)
         self.failed = np.zeros(self.n, dtype=np.int64)
         self.gate: TopKGate | None = None
@@ -42,9 +44,12 @@ class WorkerPopulation(Population):
         n_skills = world.market.prices.shape[0]
         self.main_skill = rng.integers(0, n_skills, size=self.n)
         self.quality = np.clip(rng.normal(self.cfg.quality, 0.05, size=self.n), 0.0, 1.0)
+        # Reservation price per task unit: a worker takes work only when its skill's price covers it.
+        base = int(world.market.prices[0])
+        self.cost = (base * rng.uniform(0.2, 1.5, size=self.n)).astype(np.int64)
         skills = np.full((self.n, n_skills), 0.1)
         skills[np.arange(self.n), self.main_skill] = 1.0
-        self.gate = TopKGate(skills, k=1, capacity_factor=self.cfg.capacity_factor)
+        self.gate = TopKGate(skills, k=1, capacity_factor=self.cfg.capacity_factor, overflow=True)
 
     def step(self, world: World, tick: int) -> None:
         """Serve the board, settle payments, update reputation and prices, earn uptime."""
@@ -56,12 +61,17 @@ class WorkerPopulation(Population):
             world.count(counter, 0)
         world.gauge(f"{self.name}/route_load_std", 0.0)
         world.gauge(f"{self.name}/route_utilisation", 0.0)
+        # Prices rise with tasks left unserved and fall with workers left idle, per skill.
         demand = np.bincount(board.skill, minlength=n_skills)
-        supply = np.bincount(self.main_skill[self.alive], minlength=n_skills)
-        if len(board) and self.alive.any():
+        served_n = np.zeros(n_skills, dtype=np.int64)
+        busy = np.zeros(self.n, dtype=np.bool_)
+        willing = self.alive & (world.market.prices[self.main_skill] >= self.cost)
+        if len(board) and willing.any():
             onehot = np.zeros((len(board), n_skills))
             onehot[np.arange(len(board)), board.skill] = 1.0
-            assignment, stats = self.gate.route(onehot, available=self.alive)
+            # A worker's capacity per tick is set by the whole live workforce, not by who is willing.
+            capacity = int(np.ceil(self.cfg.capacity_factor * len(board) / max(1, int(self.alive.sum()))))
+            assignment, stats = self.gate.route(onehot, available=willing, capacity=capacity)
             world.gauge(f"{self.name}/route_load_std", stats.load_std)
             world.gauge(f"{self.name}/route_utilisation", stats.utilisation)
             w = assignment[:, 0]
@@ -72,8 +82,11 @@ class WorkerPopulation(Population):
             success = rng.random(len(tw)) < p_success
             self._settle(world, tw, board.requester[served], board.price[served], board.units[served], success)
             board.take(~served)
+            served_n = np.bincount(skill, minlength=n_skills)
+            busy[tw] = True
+        idle = np.bincount(self.main_skill[willing & ~busy], minlength=n_skills)
         self._earn_uptime(world)
-        world.market.update(demand, supply)
+        world.market.update(demand, served_n + idle)
 
     def _settle(self, world: World, w: npt.NDArray[np.int64], requester: npt.NDArray[np.int64],
                 price: npt.NDArray[np.int64], units: npt.NDArray[np.int64], success: npt.NDArray[np.bool_]) -> None:
@@ -95,6 +108,7 @@ class WorkerPopulation(Population):
                 if sel.any():
                     world.execute(r, OpKind.SPEND, worker_ids[s[sel]], np.zeros(int(sel.sum()), np.int64), fees[sel])
             world.count("fees", int(fees.sum()))
+        world.interact(worker_ids[ok], requester[ok])
         np.add.at(self.done, w[ok], 1)
         np.add.at(self.failed, w[~success], 1)
         world.emit_many("task_done", self.name, worker_ids[ok], requester[ok], price[ok], units[ok].astype(np.float64))
@@ -119,5 +133,5 @@ class WorkerPopulation(Population):
     def state_arrays(self) -> dict[str, npt.NDArray[np.generic]]:
         """Alive flags, skills, qualities, counts and the router's learned bias."""
         assert self.gate is not None
-        return {"alive": self.alive, "main_skill": self.main_skill, "quality": self.quality,
+        return {"alive": self.alive, "main_skill": self.main_skill, "quality": self.quality, "cost": self.cost,
                 "done": self.done, "failed": self.failed, "gate_bias": self.gate.bias}

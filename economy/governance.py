@@ -154,6 +154,14 @@ class NAO:
                 prop.state, prop.reason, prop.eta = "queued", f"passed {yes} yes of {yes + no} cast", now + self.params.timelock
         self.log.append((now, prop.id, prop.state, prop.reason))
 
+    def close_open(self, now: int) -> list[Proposal]:
+        """Decide now every open proposal that has been open for at least one tick (early close)."""
+        closing = [p for p in self.proposals if p.state == "open" and now > p.opened_at]
+        for prop in closing:
+            prop.closes_at = now
+            self.decide(prop, now)
+        return closing
+
     def tick(self, now: int) -> list[Proposal]:
         """At a tick boundary: close proposals whose period ended; execute those whose timelock ended."""
         executed = []

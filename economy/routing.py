@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
+from numba import njit
 
 from economy.errors import LedgerError
 
@@ -57,6 +58,41 @@ class RouteStats:
         return self.dropped / self.requested if self.requested else 0.0
 
 
+@njit(cache=True)
+def _assign(logits, capacity, k, overflow):
+    """Greedy assignment, slot by slot: each task takes its best agent not yet tried for it (ties to
+    the lower index); without ``overflow`` a full agent drops the slot, with it the best agent with
+    room is taken. O(tasks · agents · k), no sort."""
+    m, n = logits.shape
+    assignment = np.full((m, k), -1, dtype=np.int64)
+    tried = np.full((m, k), -1, dtype=np.int64)
+    load = np.zeros(n, dtype=np.int64)
+    for slot in range(k):  # first choices claim capacity before second choices
+        for t in range(m):
+            best = -1
+            best_v = -np.inf
+            for a in range(n):
+                v = logits[t, a]
+                if v == -np.inf or v <= best_v:
+                    continue
+                if overflow and load[a] >= capacity:
+                    continue
+                seen = False
+                for q in range(slot):
+                    if tried[t, q] == a:
+                        seen = True
+                if not seen:
+                    best = a
+                    best_v = v
+            if best < 0:
+                continue
+            tried[t, slot] = best
+            if load[best] < capacity:
+                load[best] += 1
+                assignment[t, slot] = best
+    return assignment
+
+
 def load_stats(assignment: npt.NDArray[np.int64], n_agents: int) -> RouteStats:
     """Stats of an assignment ``int64[tasks, k]`` (-1 = dropped)."""
     flat = assignment.ravel()
@@ -65,10 +101,15 @@ def load_stats(assignment: npt.NDArray[np.int64], n_agents: int) -> RouteStats:
 
 
 class TopKGate:
-    """Learned top-k router over agent skills ``float64[n_agents, d]``."""
+    """Learned top-k router over agent skills ``float64[n_agents, d]``.
+
+    With ``overflow=False`` a slot whose chosen agent is at capacity is dropped, as in a
+    mixture-of-experts layer; with ``overflow=True`` it goes to the next-best agent with room, as a
+    task market would offer it on.
+    """
 
     def __init__(self, skills: npt.NDArray[np.float64], k: int = 1, capacity_factor: float = 1.25,
-                 lr: float = 0.1, balance_rate: float = 0.01) -> None:
+                 lr: float = 0.1, balance_rate: float = 0.01, overflow: bool = False) -> None:
         skills = np.asarray(skills, dtype=np.float64)
         if skills.ndim != 2 or not 1 <= k <= skills.shape[0] or capacity_factor <= 0:
             raise LedgerError(f"need skills [agents, d], 1 <= k <= agents, capacity_factor > 0; got {skills.shape}, k={k}, {capacity_factor}")
@@ -77,18 +118,19 @@ class TopKGate:
         self.capacity_factor = capacity_factor
         self.lr = lr
         self.balance_rate = balance_rate
+        self.overflow = overflow  # False: a full agent drops the slot (MoE); True: the next-best agent takes it
         self.bias = np.zeros(skills.shape[0], dtype=np.float64)
 
     def scores(self, task_skills: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
         """Gate logits ``float64[tasks, agents]``."""
         return np.asarray(task_skills, dtype=np.float64) @ self.skills.T + self.bias
 
-    def route(self, task_skills: npt.NDArray[np.float64],
-              available: npt.NDArray[np.bool_] | None = None) -> tuple[npt.NDArray[np.int64], RouteStats]:
+    def route(self, task_skills: npt.NDArray[np.float64], available: npt.NDArray[np.bool_] | None = None,
+              capacity: int | None = None) -> tuple[npt.NDArray[np.int64], RouteStats]:
         """Assign each task its top-k agents within capacity; ``-1`` marks a dropped slot.
 
-        ``available: bool[n_agents]`` excludes agents (crashed, quarantined); capacity is shared
-        among the available ones.
+        ``available: bool[n_agents]`` excludes agents (crashed, quarantined, unwilling); by default
+        capacity is ``ceil(capacity_factor · tasks · k / available agents)``, or ``capacity`` per agent.
         """
         logits = self.scores(task_skills)
         m, n = logits.shape
@@ -96,17 +138,9 @@ class TopKGate:
         if available is not None:
             logits[:, ~available] = -np.inf
             n_avail = max(1, int(available.sum()))
-        capacity = int(np.ceil(self.capacity_factor * m * self.k / n_avail))
-        # Stable sort on the negated logits: ties break by agent index, so routing is deterministic.
-        choice = np.argsort(-logits, axis=1, kind="stable")[:, : self.k]
-        assignment = np.full((m, self.k), -1, dtype=np.int64)
-        load = np.zeros(n, dtype=np.int64)
-        for slot in range(self.k):  # first choices claim capacity before second choices
-            for t in range(m):
-                agent = choice[t, slot]
-                if load[agent] < capacity and logits[t, agent] > -np.inf:
-                    load[agent] += 1
-                    assignment[t, slot] = agent
+        if capacity is None:
+            capacity = int(np.ceil(self.capacity_factor * m * self.k / n_avail))
+        assignment = _assign(logits, capacity, self.k, self.overflow)
         stats = load_stats(assignment, n)
         self.bias -= self.balance_rate * np.sign(stats.load - stats.load.mean())
         return assignment, stats

@@ -17,7 +17,8 @@ class Message:
     """A payload travelling from region ``src`` to region ``dst`` on ``topic``.
 
     ``src_agent``/``dst_agent`` are the agents' ids for agent-to-agent messages, -1 for messages
-    between regions' services (ledger replicas).
+    between regions' services (ledger replicas); ``gain`` in [0, 1] is how strongly the receiver
+    should weigh the message (the senders' phase coherence).
     """
 
     src: int
@@ -27,6 +28,7 @@ class Message:
     sent_at: float
     src_agent: int = -1
     dst_agent: int = -1
+    gain: float = 1.0  # phase coherence of the two agents when coordination is on
 
 
 class MessageBus:
@@ -51,7 +53,8 @@ class MessageBus:
         """Call ``handler`` for every message delivered on ``topic``."""
         self.handlers[topic] = handler
 
-    def send(self, src: int, dst: int, topic: str, payload: Any, src_agent: int = -1, dst_agent: int = -1) -> None:
+    def send(self, src: int, dst: int, topic: str, payload: Any, src_agent: int = -1, dst_agent: int = -1,
+             gain: float = 1.0) -> None:
         """Send ``payload`` from region ``src`` to region ``dst`` (optionally between two agents)."""
         if topic not in self.handlers:
             raise KeyError(f"no handler subscribed to topic {topic!r}; topics are {sorted(self.handlers)}")
@@ -63,7 +66,7 @@ class MessageBus:
         if u_loss < self.loss:
             self.counts["lost"] += 1
             return
-        msg = Message(src, dst, topic, payload, self.env.now, src_agent, dst_agent)
+        msg = Message(src, dst, topic, payload, self.env.now, src_agent, dst_agent, gain)
         delay = float(self.network.latency[src, dst]) + u_jit * self.jitter
         copies = 2 if u_dup < self.duplication else 1
         self.counts["duplicated"] += copies - 1

@@ -43,7 +43,7 @@ def _sweep_cut(graph: nx.Graph, weight: str) -> tuple[float, frozenset[object]]:
     deg = np.asarray(a.sum(axis=1)).ravel()
     d = sp.diags(1.0 / np.sqrt(deg))
     lap = sp.identity(n) - d @ a @ d
-    if n <= 2000:
+    if n <= 500:
         _, vecs = np.linalg.eigh(lap.toarray())
         fiedler = vecs[:, 1]
     else:

@@ -27,6 +27,7 @@ from economy.ops import Keyring, Op, OpKind
 from economy.rates import MICRO, Rates
 from economy.reputation import BetaReputation
 from runtime.bus import Message, MessageBus
+from runtime.coordination import Coordination
 from runtime.network import Network
 from runtime.organisation import Organisation
 from runtime.population import Population, TickerPopulation
@@ -116,6 +117,9 @@ class World(mesa.Model):
         self.organisation: Organisation | None = None
         if gov is not None:
             self.organisation = Organisation(self, gov, scenario.proposal, scenario.vote, scenario.stake_event)
+        self.coordination: Coordination | None = None
+        if scenario.coordination is not None:
+            self.coordination = Coordination(self, scenario.coordination)
         self.bus.subscribe("op", self._on_op)
         self.bus.subscribe("sync_request", self._on_sync_request)
         self.bus.subscribe("sync_delta", self._on_sync_delta)
@@ -157,6 +161,8 @@ class World(mesa.Model):
             self.emit_many("task_expired", "board", self.task_board.requester, self.task_board.task_id,
                            self.task_board.price, self.task_board.skill.astype(np.float64))
         self.reputation.step()
+        if self.coordination is not None:
+            self.coordination.step(t)
         if t % self.scenario.economy.anti_entropy_every == 0:
             self._anti_entropy()
         self._write_metrics()
@@ -252,7 +258,10 @@ class World(mesa.Model):
             if not 0 <= agent < self.n_accounts:
                 raise ValueError(f"agent {agent} does not exist; agents are 0..{self.n_accounts - 1}")
         R = self.network.n_regions
-        self.bus.send(src_agent % R, dst_agent % R, topic, payload, src_agent, dst_agent)
+        gain = 1.0
+        if self.coordination is not None:
+            gain = float(self.coordination.gain(np.array([src_agent]), np.array([dst_agent]))[0])
+        self.bus.send(src_agent % R, dst_agent % R, topic, payload, src_agent, dst_agent, gain)
 
     # ------------------------------------------------------------------ replication over the bus
     def _gossip(self, origin: int, op: Op) -> None:
@@ -268,9 +277,18 @@ class World(mesa.Model):
 
     def _anti_entropy(self) -> None:
         for a in range(len(self.ledgers)):
-            for b in range(len(self.ledgers)):
-                if a != b:
-                    self.bus.send(a, b, "sync_request", self.ledgers[a].synced_from.get(b, 0))
+            self.anti_entropy_from(a)
+
+    def anti_entropy_from(self, replica: int) -> None:
+        """Replica ``replica`` asks every other replica for the changes it has not seen."""
+        for b in range(len(self.ledgers)):
+            if b != replica:
+                self.bus.send(replica, b, "sync_request", self.ledgers[replica].synced_from.get(b, 0))
+
+    def interact(self, a: npt.NDArray[np.int64], b: npt.NDArray[np.int64]) -> None:
+        """Record that agents ``a[i]`` and ``b[i]`` traded (the interaction graph couples them)."""
+        if self.coordination is not None:
+            self.coordination.interact(a, b)
 
     def _on_sync_request(self, msg: Message) -> None:
         self.bus.send(msg.dst, msg.src, "sync_delta", self.ledgers[msg.dst].delta_since(int(msg.payload)))
@@ -329,6 +347,8 @@ class World(mesa.Model):
         out["bus"] = hashlib.sha256(repr(sorted(self.bus.counts.items())).encode()).hexdigest()
         if self.organisation is not None:
             out["governance"] = self.organisation.digest().hex()
+        if self.coordination is not None:
+            out["coordination"] = self.coordination.digest().hex()
         out["network"] = hashlib.sha256(self.network.component.tobytes() + repr(self.network_compute).encode()).hexdigest()
         return out
 

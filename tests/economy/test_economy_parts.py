@@ -112,3 +112,17 @@ def test_topk_gate_respects_capacity_and_learns_from_outcomes():
     a3, _ = gate.route(np.eye(4)[[0]], available=np.array([True, False, True, True]))
     assert a3[0, 0] != 1
     assert stats.utilisation <= 1.0 and stats.load_std >= 0
+
+
+def test_overflow_gate_offers_full_agents_work_to_the_next_best():
+    skills = np.eye(4)[[0, 0, 1, 2, 3, 3]]
+    tasks = np.eye(4)[[0] * 12]
+    dropped = TopKGate(skills, k=1, capacity_factor=1.0, balance_rate=0.0)
+    _, s_drop = dropped.route(tasks)
+    assert s_drop.dropped == 12 - 2  # capacity 2, one best agent
+    market = TopKGate(skills, k=1, capacity_factor=1.0, balance_rate=0.0, overflow=True)
+    a, s_next = market.route(tasks)
+    assert s_next.dropped == 0 and s_next.load.tolist() == [2, 2, 2, 2, 2, 2]
+    assert a[:4, 0].tolist() == [0, 0, 1, 1]  # the skilled agents first
+    a2, _ = TopKGate(skills, k=2, capacity_factor=2.0, overflow=True).route(tasks[:3])
+    assert all(len(set(row)) == 2 for row in a2.tolist())

@@ -124,3 +124,13 @@ def test_bad_governance_actions_are_refused():
     org.tick(2)
     org.tick(4)
     assert p.state == "executed" and org.params.quorum == 0.5
+
+
+def test_close_open_decides_early_but_not_in_the_opening_tick():
+    org, _ = nao([10, 10, 10], voting_period=10)
+    first = org.open(0, {"fee_rate": 0.02}, FLAT, now=0)
+    org.vote(first.id, 0, True, now=0)
+    org.vote(first.id, 1, True, now=0)
+    second = org.open(1, {"fee_rate": 0.03}, FLAT, now=3)
+    closed = org.close_open(now=3)
+    assert closed == [first] and first.state == "queued" and second.state == "open"

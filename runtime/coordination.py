@@ -1,0 +1,144 @@
+"""Coordination in a world: Kuramoto phases on the interaction graph, order parameters, tension.
+
+Every agent carries a phase and a natural frequency (Lorentzian quantiles, dealt out by a seeded
+permutation). Agents that traded in the last ``graph_every`` ticks are coupled, with weight equal
+to how often they traded: the interaction graph is rebuilt from those trades (as CSR arrays for the
+O(E) kernel and as a networkx graph for the minimum cut). Each tick the oscillators advance
+``steps_per_tick`` steps and the order parameter is recorded globally and per region. A region
+whose order parameter rises through ``sync_threshold`` fires an extra ledger anti-entropy round;
+with ``close_votes_on_sync`` the members' synchronisation closes open votes early. Every
+``tension_every`` ticks the tension of the interaction graph's 2-core (of its largest component)
+is read (``runtime.tension``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import TYPE_CHECKING
+
+import networkx as nx
+import numpy as np
+import numpy.typing as npt
+import scipy.sparse as sp
+from scipy.sparse.csgraph import connected_components
+
+from runtime.kuramoto import CSR, Oscillators, coherence_gain, group_order, lorentzian_frequencies, order_parameter
+from runtime.scenario import CoordinationConfig
+from runtime.tension import tension
+
+if TYPE_CHECKING:
+    from runtime.world import World
+
+
+class Coordination:
+    """Oscillators for all ``world.n_accounts`` agents and the signals read from them."""
+
+    def __init__(self, world: World, cfg: CoordinationConfig) -> None:
+        self.world = world
+        self.cfg = cfg
+        n = world.n_accounts
+        rng = world.streams("coordination")
+        omega = rng.permutation(lorentzian_frequencies(n, cfg.frequency_spread))
+        theta = rng.uniform(0.0, 2 * np.pi, n)
+        empty = CSR.from_edges(n, np.empty(0, np.int64), np.empty(0, np.int64))
+        self.osc = Oscillators(omega, cfg.coupling, cfg.dt, theta, empty)
+        self._src: list[npt.NDArray[np.int64]] = []
+        self._dst: list[npt.NDArray[np.int64]] = []
+        self._edges: tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.float64]] = (
+            np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.float64))
+        self.n_regions = world.network.n_regions
+        self.region_r = np.zeros(self.n_regions)
+        self.member_r = 0.0
+        self.tension = 0.0
+
+    def interact(self, a: npt.NDArray[np.int64], b: npt.NDArray[np.int64]) -> None:
+        """Record that agents ``a[i]`` and ``b[i]`` traded this tick."""
+        self._src.append(np.asarray(a, dtype=np.int64))
+        self._dst.append(np.asarray(b, dtype=np.int64))
+
+    def gain(self, a: npt.NDArray[np.int64], b: npt.NDArray[np.int64]) -> npt.NDArray[np.float64]:
+        """Message gain between agents: their phase coherence in [0, 1]."""
+        return coherence_gain(self.osc.theta, np.asarray(a), np.asarray(b))
+
+    def _rebuild(self) -> None:
+        n = self.world.n_accounts
+        if self._src:
+            src, dst = np.concatenate(self._src), np.concatenate(self._dst)
+            lo, hi = np.minimum(src, dst), np.maximum(src, dst)
+            keep = lo != hi
+            pairs, counts = np.unique(lo[keep] * n + hi[keep], return_counts=True)
+            u, v, w = pairs // n, pairs % n, counts.astype(np.float64)
+        else:
+            u = v = np.empty(0, np.int64)
+            w = np.empty(0, np.float64)
+        self.osc.csr = CSR.from_edges(n, u, v, w)
+        self._edges = (u, v, w)
+        self._src, self._dst = [], []
+
+    def step(self, tick: int) -> None:
+        """Advance one tick; record r, fire synchronisation actions, read tension when due."""
+        w = self.world
+        if tick % self.cfg.graph_every == 0:
+            self._rebuild()
+        self.osc.step(self.cfg.steps_per_tick)
+        theta = self.osc.theta
+        w.gauge("r_global", order_parameter(theta)[0])
+        regions = np.arange(w.n_accounts) % self.n_regions
+        r = group_order(theta, regions, self.n_regions)
+        for i, name in enumerate(w.network.names):
+            w.gauge(f"r_region/{name}", float(r[i]))
+            if self.region_r[i] < self.cfg.sync_threshold <= r[i]:
+                w.emit("sync_fired", "coordination", other=i, value=float(r[i]), detail=f"region {name}")
+                w.anti_entropy_from(i)
+        self.region_r = r
+        org = w.organisation
+        if org is not None:
+            member_r = order_parameter(theta[org.ids])[0]
+            w.gauge("r_members", member_r)
+            if self.cfg.close_votes_on_sync and self.member_r < self.cfg.sync_threshold <= member_r:
+                closed = org.nao.close_open(tick)
+                w.emit("votes_closed_on_sync", "coordination", amount=len(closed), value=member_r)
+            self.member_r = member_r
+        if tick % self.cfg.tension_every == 0:
+            core = self._core()
+            if core.number_of_nodes() >= 2:
+                reading = tension(core)
+                self.tension = reading.value
+                w.emit("tension", "coordination", amount=int(reading.cut), value=reading.value, detail=reading.method)
+        w.gauge("tension", self.tension)
+
+    def graph(self) -> nx.Graph:
+        """The current interaction graph as a networkx graph (edge attribute ``weight``)."""
+        u, v, w = self._edges
+        g = nx.Graph()
+        g.add_weighted_edges_from(zip(u.tolist(), v.tolist(), w.tolist(), strict=True))
+        return g
+
+    def _core(self) -> nx.Graph:
+        """The 2-core of the interaction graph's largest connected component: one-off trades (leaves)
+        would make every minimum cut a single edge."""
+        u, v, w = self._edges
+        n = self.world.n_accounts
+        while u.size:  # peel nodes of degree < 2 until none is left
+            deg = np.bincount(u, minlength=n) + np.bincount(v, minlength=n)
+            keep = (deg[u] >= 2) & (deg[v] >= 2)
+            if keep.all():
+                break
+            u, v, w = u[keep], v[keep], w[keep]
+        if u.size:
+            adj = sp.coo_array((np.ones(u.size), (u, v)), shape=(n, n))
+            _, label = connected_components(adj, directed=False)
+            sizes = np.bincount(label[u], minlength=label.max() + 1)
+            keep = label[u] == np.argmax(sizes)
+            u, v, w = u[keep], v[keep], w[keep]
+        g = nx.Graph()
+        g.add_weighted_edges_from(zip(u.tolist(), v.tolist(), w.tolist(), strict=True))
+        return g
+
+    def digest(self) -> bytes:
+        """Hash of phases and the coupling graph."""
+        h = hashlib.sha256(self.osc.theta.tobytes())
+        csr = self.osc.csr
+        if csr is not None:
+            h.update(csr.indptr.tobytes() + csr.indices.tobytes() + csr.weights.tobytes())
+        return h.digest()
