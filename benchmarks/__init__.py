@@ -9,7 +9,7 @@ from rich.table import Table
 
 
 def run_all(quick: bool = False, only: str | None = None, console: Console | None = None) -> None:
-    """Run the kernel and ledger suites and print one table each."""
+    """Run the kernel, coordination and ledger suites and print one table each."""
     console = console or Console()
     console.print(f"machine: {platform.machine()}, {platform.python_implementation()} {platform.python_version()}, "
                   f"{'quick sizes' if quick else 'full sizes'}", markup=False)
@@ -27,6 +27,15 @@ def run_all(quick: bool = False, only: str | None = None, console: Console | Non
         for col in ("agents", "implementation", "agent-steps/s", "Agora is"):
             t.add_column(col)
         for row in rows:
+            t.add_row(*row)
+        console.print(t)
+    if only in (None, "coordination"):
+        from benchmarks import coordination
+
+        t = Table(title="coordination: one Kuramoto Euler step on a random graph")
+        for col in ("N", "E", "implementation", "steps/s", "edge updates/s", "Agora is"):
+            t.add_column(col)
+        for row in coordination.run(quick):
             t.add_row(*row)
         console.print(t)
     if only in (None, "ledger"):

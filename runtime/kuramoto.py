@@ -3,7 +3,8 @@
 ``dθ_i/dt = ω_i + (K / d_i) Σ_j w_ij sin(θ_j − θ_i)``, integrated with explicit Euler steps of
 ``dt``, where ``d_i = Σ_j w_ij`` (so all-to-all coupling with unit weights is the classical mean
 field ``K r sin(ψ − θ_i)`` up to the 1/(N−1) vs 1/N normalisation). The graph step is one O(E)
-numba kernel over CSR arrays, parallel over nodes with a fixed summation order per node, so the
+numba kernel over CSR arrays (N sines and cosines, then multiply-adds per edge, using
+``sin(θj − θi) = sin θj cos θi − cos θj sin θi``), parallel over nodes with a fixed summation order per node, so the
 result does not depend on the thread count; all-to-all coupling has an O(N) mean-field path.
 
 The order parameter ``r e^{iψ} = mean(e^{iθ})`` says how synchronised a group is (1 = in phase).
@@ -61,20 +62,26 @@ class CSR:
                               undirected=not graph.is_directed())
 
 
-def _graph_step_py(theta, omega, indptr, indices, weights, coupling, dt, out):
+def _graph_step_py(theta, omega, indptr, indices, weights, coupling, dt, out, sin_t, cos_t):
+    # sin(θj − θi) = sin θj cos θi − cos θj sin θi: N sines and cosines, then only multiply-adds per edge.
     n = theta.shape[0]
     for i in prange(n):
-        s = 0.0
+        sin_t[i] = np.sin(theta[i])
+        cos_t[i] = np.cos(theta[i])
+    for i in prange(n):
+        ss = 0.0
+        sc = 0.0
         d = 0.0
-        ti = theta[i]
         for k in range(indptr[i], indptr[i + 1]):
             w = weights[k]
-            s += w * np.sin(theta[indices[k]] - ti)
+            j = indices[k]
+            ss += w * sin_t[j]
+            sc += w * cos_t[j]
             d += w
         drift = omega[i]
         if d > 0.0:
-            drift += coupling * s / d
-        out[i] = ti + dt * drift
+            drift += coupling * (ss * cos_t[i] - sc * sin_t[i]) / d
+        out[i] = theta[i] + dt * drift
 
 
 # Threads pay off on large graphs only; the result is the same either way (per-node sums in a fixed order).
@@ -123,6 +130,8 @@ class Oscillators:
         self.dt = float(dt)
         self.csr = csr
         self._next = np.empty_like(self.theta)
+        self._sin = np.empty_like(self.theta)
+        self._cos = np.empty_like(self.theta)
 
     def step(self, n: int = 1) -> None:
         """Advance ``n`` Euler steps (graph kernel, or mean field when there is no graph)."""
@@ -134,10 +143,59 @@ class Oscillators:
             else:
                 kernel = _graph_step_parallel if self.theta.shape[0] >= PARALLEL_NODES else _graph_step_serial
                 kernel(self.theta, self.omega, self.csr.indptr, self.csr.indices, self.csr.weights,
-                       self.coupling, self.dt, self._next)
+                       self.coupling, self.dt, self._next, self._sin, self._cos)
                 self.theta, self._next = self._next, self.theta
         np.mod(self.theta, 2 * np.pi, out=self.theta)
 
     def r(self) -> float:
         """Global order parameter."""
         return order_parameter(self.theta)[0]
+
+
+class TorchOscillators:
+    """The graph step in torch (``device="cuda"`` for the GPU): node sines and cosines, then two
+    weighted ``index_add_`` sums per row.
+
+    Float64 throughout. On the GPU, ``index_add_`` sums in an unspecified order, so phases match
+    the numba kernel to rounding (about 1e-12 per step), not bit for bit; runs that must replay
+    exactly use :class:`Oscillators`.
+    """
+
+    def __init__(self, omega: npt.NDArray[np.float64], coupling: float, dt: float, theta: npt.NDArray[np.float64],
+                 csr: CSR, device: str = "cuda") -> None:
+        import torch  # heavy; only this path needs it
+
+        self.torch = torch
+        self.device = torch.device(device)
+        counts = np.diff(csr.indptr)
+        deg = np.add.reduceat(csr.weights, csr.indptr[:-1]) if csr.weights.size else np.zeros(csr.n)
+        deg = np.where(counts > 0, deg, 0.0)
+        inv_deg = np.divide(1.0, deg, out=np.zeros_like(deg), where=deg > 0)
+        put = lambda a, dtype: torch.as_tensor(np.ascontiguousarray(a), dtype=dtype, device=self.device)  # noqa: E731
+        self.rows = put(np.repeat(np.arange(csr.n), counts), torch.int64)
+        self.cols = put(csr.indices, torch.int64)
+        self.weights = put(csr.weights, torch.float64)
+        self.inv_deg = put(inv_deg, torch.float64)
+        self.omega = put(omega, torch.float64)
+        self.theta = put(theta, torch.float64)
+        self.coupling = float(coupling)
+        self.dt = float(dt)
+
+    def step(self, n: int = 1) -> None:
+        """Advance ``n`` Euler steps on the device."""
+        torch = self.torch
+        for _ in range(n):
+            s, c = torch.sin(self.theta), torch.cos(self.theta)
+            ws = torch.zeros_like(self.theta).index_add_(0, self.rows, self.weights * s[self.cols])
+            wc = torch.zeros_like(self.theta).index_add_(0, self.rows, self.weights * c[self.cols])
+            self.theta = self.theta + self.dt * (self.omega + self.coupling * (ws * c - wc * s) * self.inv_deg)
+        self.theta = torch.remainder(self.theta, 2 * np.pi)
+
+    def synchronize(self) -> None:
+        """Wait for queued device work (for timing)."""
+        if self.device.type == "cuda":
+            self.torch.cuda.synchronize()
+
+    def phases(self) -> npt.NDArray[np.float64]:
+        """Phases copied back to the host."""
+        return self.theta.detach().cpu().numpy()
