@@ -98,7 +98,7 @@ class WorkerPopulation(Population):
         ok = success & paid
         fee_rate = world.params["fee_rate"]
         if fee_rate > 0 and ok.any():
-            # The worker pays the governed fee out of the payment, at the replica that paid it.
+            # The worker pays the governed fee to the treasury out of the payment, at the replica that paid it.
             s = np.flatnonzero(ok)
             fees = (price[s] * fee_rate).astype(np.int64)
             s, fees = s[fees > 0], fees[fees > 0]
@@ -106,7 +106,8 @@ class WorkerPopulation(Population):
             for r in range(len(world.ledgers)):
                 sel = homes == r
                 if sel.any():
-                    world.execute(r, OpKind.SPEND, worker_ids[s[sel]], np.zeros(int(sel.sum()), np.int64), fees[sel])
+                    world.execute(r, OpKind.TRANSFER, worker_ids[s[sel]],
+                                  np.full(int(sel.sum()), world.treasury, np.int64), fees[sel])
             world.count("fees", int(fees.sum()))
         world.interact(worker_ids[ok], requester[ok])
         np.add.at(self.done, w[ok], 1)

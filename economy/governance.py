@@ -45,13 +45,23 @@ class GovernanceParams:
             raise GovernanceError(f"invalid governance parameters: {self}")
 
 
+KINDS = ("params", "admit", "expel", "treasury")
+
+
 @dataclass
 class Proposal:
-    """One proposal: a parameter change (``changes``), its snapshot weights and its votes."""
+    """One proposal, its snapshot weights and its votes.
+
+    ``kind`` is ``params`` (set ``changes``), ``admit`` or ``expel`` (member ``target``), or
+    ``treasury`` (pay ``amount`` credits from the treasury to account ``target``).
+    """
 
     id: int
     proposer: int
+    kind: str
     changes: dict[str, float]
+    target: int
+    amount: int
     embedding: npt.NDArray[np.float64]
     opened_at: int
     closes_at: int
@@ -83,8 +93,10 @@ class NAO:
 
     def __init__(self, expertise: npt.NDArray[np.float64], stakes: Callable[[], npt.NDArray[np.int64]],
                  params: GovernanceParams, constitution: Constitution, governed: dict[str, float],
-                 critic: Callable[[dict[str, float]], Verdict] | None = None) -> None:
+                 critic: Callable[[dict[str, float]], Verdict] | None = None,
+                 active: npt.NDArray[np.bool_] | None = None) -> None:
         self.expertise = np.asarray(expertise, dtype=np.float64)
+        self.active = np.ones(self.expertise.shape[0], dtype=np.bool_) if active is None else np.asarray(active, dtype=np.bool_).copy()
         self.stakes = stakes
         self.params = params
         self.constitution = constitution
@@ -98,17 +110,28 @@ class NAO:
         """Number of members."""
         return int(self.expertise.shape[0])
 
-    def _member(self, m: int) -> None:
+    def _member(self, m: int, active: bool = True) -> None:
         if not 0 <= m < self.n:
             raise GovernanceError(f"member {m} does not exist; members are 0..{self.n - 1}")
+        if active and not self.active[m]:
+            raise GovernanceError(f"member {m} is not an active member (not admitted, or expelled)")
 
-    def open(self, proposer: int, changes: dict[str, float], embedding: npt.NDArray[np.float64], now: int) -> Proposal:
-        """Open a proposal; snapshot every member's stake now."""
+    def open(self, proposer: int, changes: dict[str, float], embedding: npt.NDArray[np.float64], now: int,
+             kind: str = "params", target: int = -1, amount: int = 0) -> Proposal:
+        """Open a proposal; snapshot every active member's stake now."""
         self._member(proposer)
+        if kind not in KINDS:
+            raise GovernanceError(f"proposal kind must be one of {KINDS}, got {kind!r}")
+        if kind in ("admit", "expel"):
+            self._member(target, active=False)
+            if self.active[target] == (kind == "admit"):
+                raise GovernanceError(f"member {target} is already {'active' if kind == 'admit' else 'inactive'}")
+        if kind == "treasury" and (amount <= 0 or target < 0):
+            raise GovernanceError(f"a treasury spend needs amount > 0 and a recipient account, got {amount}, {target}")
         known = set(self.governed) | set(vars(self.params))
         unknown = sorted(set(changes) - known)
-        if not changes or unknown:
-            raise GovernanceError(f"proposal must change known parameters {sorted(known)}; got {sorted(changes)}")
+        if (kind == "params" and not changes) or unknown or (kind != "params" and changes):
+            raise GovernanceError(f"a params proposal changes known parameters {sorted(known)}; got {kind} with {sorted(changes)}")
         own = {k: v for k, v in changes.items() if k in vars(self.params)}
         if own:
             GovernanceParams(**{**vars(self.params), **own})  # raises GovernanceError if invalid
@@ -119,15 +142,16 @@ class NAO:
         if embedding.shape != self.expertise.shape[1:]:
             raise GovernanceError(f"embedding must have shape {self.expertise.shape[1:]}, got {embedding.shape}")
         p = self.params
-        weights = attention_weights(stakes, self.expertise, embedding, p.stake_exponent, p.temperature)
-        prop = Proposal(len(self.proposals), proposer, dict(changes), embedding, now, now + p.voting_period, weights)
+        weights = attention_weights(stakes, self.expertise, embedding, p.stake_exponent, p.temperature) * self.active
+        prop = Proposal(len(self.proposals), proposer, kind, dict(changes), target, amount, embedding, now,
+                        now + p.voting_period, weights)
         self.proposals.append(prop)
-        self.log.append((now, prop.id, "opened", repr(sorted(changes.items()))))
+        self.log.append((now, prop.id, "opened", self.describe(prop)))
         return prop
 
     def vote(self, proposal: int, member: int, support: bool, now: int) -> None:
         """Cast ``member``'s vote; one vote per member, only while the proposal is open."""
-        self._member(member)
+        self._member(member, active=False)
         if not 0 <= proposal < len(self.proposals):
             raise GovernanceError(f"no proposal {proposal}")
         prop = self.proposals[proposal]
@@ -135,6 +159,8 @@ class NAO:
             raise GovernanceError(f"proposal {proposal} is closed for voting (state {prop.state}, closes at tick {prop.closes_at})")
         if member in prop.votes:
             raise GovernanceError(f"member {member} already voted on proposal {proposal}")
+        if prop.weights[member] == 0:
+            raise GovernanceError(f"member {member} had no weight when proposal {proposal} opened and cannot vote on it")
         prop.votes[member] = bool(support)
 
     def decide(self, prop: Proposal, now: int) -> None:
@@ -147,12 +173,34 @@ class NAO:
         elif yes * t.denominator < t.numerator * (yes + no):
             prop.state, prop.reason = "rejected", f"threshold not met: {yes} yes of {yes + no} cast"
         else:
-            verdict = self.critic({**self.governed, **vars(self.params), **prop.changes})
+            verdict = self.critic(self.state_after(prop))
             if not verdict.ok:
                 prop.state, prop.reason = "blocked", f"critic: {verdict.reason}"
             else:
                 prop.state, prop.reason, prop.eta = "queued", f"passed {yes} yes of {yes + no} cast", now + self.params.timelock
         self.log.append((now, prop.id, prop.state, prop.reason))
+
+    def state_after(self, prop: Proposal) -> dict[str, float]:
+        """What the critic checks: every governed value as it would be if ``prop`` executed, plus
+        ``member_count`` and, for a treasury spend, ``treasury_spend`` (credits)."""
+        state = {**self.governed, **vars(self.params), **prop.changes}
+        count = int(self.active.sum())
+        if prop.kind == "admit":
+            count += 1
+        elif prop.kind == "expel":
+            count -= 1
+        state["member_count"] = count
+        state["treasury_spend"] = prop.amount if prop.kind == "treasury" else 0
+        return state
+
+    @staticmethod
+    def describe(prop: Proposal) -> str:
+        """One line naming what the proposal does."""
+        if prop.kind == "params":
+            return ", ".join(f"{k}={v:g}" for k, v in sorted(prop.changes.items()))
+        if prop.kind == "treasury":
+            return f"pay {prop.amount} credits from the treasury to account {prop.target}"
+        return f"{prop.kind} member {prop.target}"
 
     def close_open(self, now: int) -> list[Proposal]:
         """Decide now every open proposal that has been open for at least one tick (early close)."""
@@ -172,7 +220,9 @@ class NAO:
                 own = {k: v for k, v in prop.changes.items() if k in vars(self.params)}
                 self.params = GovernanceParams(**{**vars(self.params), **own})
                 self.governed.update({k: v for k, v in prop.changes.items() if k not in own})
+                if prop.kind in ("admit", "expel"):
+                    self.active[prop.target] = prop.kind == "admit"
                 prop.state = "executed"
-                self.log.append((now, prop.id, "executed", repr(sorted(prop.changes.items()))))
+                self.log.append((now, prop.id, "executed", self.describe(prop)))
                 executed.append(prop)
         return executed

@@ -31,12 +31,12 @@ if TYPE_CHECKING:
 
 
 class Coordination:
-    """Oscillators for all ``world.n_accounts`` agents and the signals read from them."""
+    """Oscillators for all ``world.n_agents`` agents and the signals read from them."""
 
     def __init__(self, world: World, cfg: CoordinationConfig) -> None:
         self.world = world
         self.cfg = cfg
-        n = world.n_accounts
+        n = world.n_agents
         rng = world.streams("coordination")
         omega = rng.permutation(lorentzian_frequencies(n, cfg.frequency_spread))
         theta = rng.uniform(0.0, 2 * np.pi, n)
@@ -61,7 +61,7 @@ class Coordination:
         return coherence_gain(self.osc.theta, np.asarray(a), np.asarray(b))
 
     def _rebuild(self) -> None:
-        n = self.world.n_accounts
+        n = self.world.n_agents
         if self._src:
             src, dst = np.concatenate(self._src), np.concatenate(self._dst)
             lo, hi = np.minimum(src, dst), np.maximum(src, dst)
@@ -83,7 +83,7 @@ class Coordination:
         self.osc.step(self.cfg.steps_per_tick)
         theta = self.osc.theta
         w.gauge("r_global", order_parameter(theta)[0])
-        regions = np.arange(w.n_accounts) % self.n_regions
+        regions = np.arange(w.n_agents) % self.n_regions
         r = group_order(theta, regions, self.n_regions)
         for i, name in enumerate(w.network.names):
             w.gauge(f"r_region/{name}", float(r[i]))
@@ -118,7 +118,7 @@ class Coordination:
         """The 2-core of the interaction graph's largest connected component: one-off trades (leaves)
         would make every minimum cut a single edge."""
         u, v, w = self._edges
-        n = self.world.n_accounts
+        n = self.world.n_agents
         while u.size:  # peel nodes of degree < 2 until none is left
             deg = np.bincount(u, minlength=n) + np.bincount(v, minlength=n)
             keep = (deg[u] >= 2) & (deg[v] >= 2)

@@ -4,7 +4,8 @@ Members are the agents of one population. Each stakes ``member_stake`` credits a
 the ledger (at its home replica), and the NAO reads stakes from the ledger when a proposal opens.
 At every tick boundary, before populations step: stake purchases of the tick are made; proposals
 whose voting period or timelock ended are decided or executed (executed changes take effect from
-this tick on); proposals of the tick open; members vote on proposals opened the tick before (drawn
+this tick on; treasury spends pay out of the treasury account, which the governed fee fills);
+proposals of the tick open; members vote on proposals opened the tick before (drawn
 from the scenario's turnout and support) and cast scripted votes. Every step is recorded.
 """
 
@@ -43,8 +44,9 @@ class Organisation:
         params = GovernanceParams(cfg.quorum, cfg.threshold, cfg.voting_period, cfg.timelock,
                                   cfg.stake_exponent, cfg.temperature)
         constitution = Constitution({k: (b.min, b.max) for k, b in cfg.constitution.items()})
-        self.nao = NAO(expertise, self.stakes, params, constitution,
-                       {"fee_rate": cfg.fee_rate, "slash_fraction": cfg.slash_fraction})
+        active = np.zeros(len(self.ids), dtype=np.bool_)
+        active[: cfg.initial_members if cfg.initial_members is not None else len(self.ids)] = True
+        self.nao = NAO(expertise, self.stakes, params, constitution, dict(world.params), active=active)
         self.opened: dict[int, int] = {}  # scenario proposal index -> NAO proposal id
         self._logged = 0
 
@@ -75,16 +77,33 @@ class Organisation:
                 w.emit("stake_bought", "governance", int(member[0]), amount=int(amount[0]))
         for prop in self.nao.tick(tick):
             w.params.update(self.nao.governed)
+            w.market.elasticity = w.params["price_elasticity"]
             for key, value in sorted(prop.changes.items()):
                 w.emit("param_changed", "governance", other=prop.id, value=float(value), detail=key)
+            if prop.kind in ("admit", "expel"):
+                w.emit("member_admitted" if prop.kind == "admit" else "member_expelled", "governance",
+                       int(self.ids[prop.target]), prop.id)
+            if prop.kind == "treasury":
+                self._pay(prop.id, int(self.ids[prop.target]), prop.amount * w.MICRO)
         for i, p in enumerate(self.scripted):
             if p.at == tick:
-                prop = self.nao.open(p.proposer, dict(p.changes), self.embeddings[i], tick)
+                prop = self.nao.open(p.proposer, dict(p.changes), self.embeddings[i], tick, p.kind, p.target, p.credits)
                 self.opened[i] = prop.id
-                w.emit("proposal_opened", "governance", int(self.ids[p.proposer]), prop.id,
-                       detail=repr(sorted(p.changes.items())))
+                w.emit("proposal_opened", "governance", int(self.ids[p.proposer]), prop.id, detail=self.nao.describe(prop))
         self._vote(tick)
         self._record_decisions()
+
+    def _pay(self, pid: int, recipient: int, amount: int) -> None:
+        """Pay from the treasury at the replica holding the most of its spending rights."""
+        w = self.world
+        rights = np.array([ledger.rights(w.treasury) for ledger in w.ledgers])
+        r = int(np.argmax(rights))
+        if rights[r] < amount:
+            w.emit("treasury_spend_failed", "governance", recipient, pid, amount,
+                   detail=f"no replica holds {amount} of the treasury's rights (most: {int(rights[r])})")
+            return
+        w.execute(r, OpKind.TRANSFER, np.array([w.treasury]), np.array([recipient]), np.array([amount]))
+        w.emit("treasury_spent", "governance", recipient, pid, amount)
 
     def _vote(self, tick: int) -> None:
         rng = self.world.streams("governance/votes")
@@ -97,7 +116,7 @@ class Organisation:
             if tick == p.at + 1 and prop.state == "open" and tick < prop.closes_at:
                 turn = rng.random(len(self.ids)) < p.turnout
                 yes = rng.random(len(self.ids)) < p.support
-                for m in np.flatnonzero(turn):
+                for m in np.flatnonzero(turn & (prop.weights > 0)):
                     if int(m) not in scripted:
                         self.nao.vote(pid, int(m), bool(yes[m]), tick)
                 self.world.emit("votes_cast", "governance", other=pid, amount=int(turn.sum()), value=float(yes[turn].mean()) if turn.any() else 0.0)
@@ -114,11 +133,12 @@ class Organisation:
 
     def outcomes(self) -> list[dict[str, object]]:
         """Each proposal's final state and reason (for the run summary)."""
-        return [{"id": p.id, "changes": p.changes, "state": p.state, "reason": p.reason} for p in self.nao.proposals]
+        return [{"id": p.id, "what": self.nao.describe(p), "state": p.state, "reason": p.reason} for p in self.nao.proposals]
 
     def digest(self) -> bytes:
         """Hash of proposals, votes, weights and governed parameters."""
-        h = hashlib.sha256(repr(sorted(self.nao.governed.items())).encode() + repr(vars(self.nao.params)).encode())
+        h = hashlib.sha256(repr(sorted(self.nao.governed.items())).encode() + repr(vars(self.nao.params)).encode()
+                           + self.nao.active.tobytes())
         for p in self.nao.proposals:
             h.update(repr((p.id, p.state, p.eta, sorted(p.votes.items()))).encode())
             h.update(p.weights.tobytes())

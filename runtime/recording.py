@@ -120,7 +120,7 @@ def record(scenario_path: Path, out: Path, *, seed: int | None = None, until: in
         "final": final,
         "final_state_hash": hashlib.sha256(json.dumps(final, sort_keys=True).encode()).hexdigest(),
         "totals": {
-            "agents": world.n_accounts,
+            "agents": world.n_agents,
             "events": world.log.seq if world.log else 0,
             "supply_held_micro": held,
             "supply_issued_micro": issued,

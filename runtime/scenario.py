@@ -120,7 +120,8 @@ class ConstitutionBound(_Strict):
 class GovernanceConfig(_Strict):
     """The Neural Autonomous Organisation: who votes, how, and what it may change."""
 
-    members: str = Field(description="Population whose agents are the members.")
+    members: str = Field(description="Population whose agents can be members.")
+    initial_members: int | None = Field(None, ge=1, description="The first N agents of that population start as members; the rest are candidates for admission (default: all).")
     member_stake: int = Field(10, ge=1, description="Credits each member stakes at tick 0.")
     quorum: Probability = Field(0.4, description="Fraction of the snapshotted weight that must vote.")
     threshold: Probability = Field(0.5, description="Fraction of the cast weight that must say yes.")
@@ -139,7 +140,10 @@ class ProposalConfig(_Strict):
 
     at: int = Field(ge=0, description="Tick at which it opens.")
     proposer: int = Field(0, ge=0, description="Member index of the proposer.")
-    changes: dict[str, float] = Field(description="Parameters and their proposed values.")
+    kind: Literal["params", "admit", "expel", "treasury"] = Field("params", description="What it does.")
+    changes: dict[str, float] = Field({}, description="params: parameters and their proposed values.")
+    target: int = Field(0, ge=0, description="admit/expel: member index; treasury: member index of the recipient.")
+    credits: int = Field(0, ge=0, description="treasury: credits paid from the treasury.")
     turnout: Probability = Field(1.0, description="Probability each member votes.")
     support: Probability = Field(0.5, description="Probability a voting member says yes.")
 
@@ -256,15 +260,25 @@ def _check_governance(sc: Scenario, names: list[str], label: str) -> list[str]:
     n = next(p.count for p in sc.population if p.name == g.members)
     if n == 0:
         problems.append(f"{label}: governance.members: population {g.members!r} is empty")
-    governed = {"fee_rate", "slash_fraction", "quorum", "threshold", "voting_period", "timelock", "stake_exponent", "temperature"}
+    governed = {"fee_rate", "slash_fraction", "price_elasticity", "quorum", "threshold", "voting_period", "timelock",
+                "stake_exponent", "temperature"}
+    checked = governed | {"member_count", "treasury_spend"}
     for key, bound in g.constitution.items():
-        if key not in governed:
-            problems.append(f"{label}: governance.constitution.{key}: not a governed parameter; governed are {sorted(governed)}")
+        if key not in checked:
+            problems.append(f"{label}: governance.constitution.{key}: not a governed quantity; those are {sorted(checked)}")
         elif bound.min is not None and bound.max is not None and bound.min > bound.max:
             problems.append(f"{label}: governance.constitution.{key}: min {bound.min} > max {bound.max}")
+    if g.initial_members is not None and g.initial_members > n:
+        problems.append(f"{label}: governance.initial_members: {g.initial_members} is more than the {n} agents of {g.members!r}")
     for i, p in enumerate(sc.proposal):
         if p.proposer >= n:
             problems.append(f"{label}: proposal[{i}].proposer: member {p.proposer} out of range (there are {n} members)")
+        if p.kind != "params" and p.target >= n:
+            problems.append(f"{label}: proposal[{i}].target: member {p.target} out of range (there are {n} members)")
+        if (p.kind == "params") != bool(p.changes):
+            problems.append(f"{label}: proposal[{i}].changes: a params proposal needs changes, other kinds take none")
+        if (p.kind == "treasury") != (p.credits > 0):
+            problems.append(f"{label}: proposal[{i}].credits: a treasury proposal needs credits > 0, other kinds take none")
         for key in p.changes:
             if key not in governed:
                 problems.append(f"{label}: proposal[{i}].changes.{key}: not a governed parameter; governed are {sorted(governed)}")

@@ -86,7 +86,9 @@ class World(mesa.Model):
             ids = np.arange(offset, offset + cfg.count, dtype=np.int64)
             self.populations.append(roles[cfg.role](cfg, ids, R))
             offset += cfg.count
-        self.n_accounts = max(offset, 1)
+        self.n_agents = offset
+        self.treasury = offset  # one account past the agents: the organisation's treasury
+        self.n_accounts = offset + 1
         keyring = Keyring.derive(R, f"agora/{seed}".encode())
         self.ledgers = [Replica(r, R, self.n_accounts, keyring) for r in range(R)]
         self.rates = Rates(task_unit=eco.task_unit_credits * MICRO, uptime_hour=eco.uptime_millicredits_per_hour * 1000)
@@ -113,6 +115,7 @@ class World(mesa.Model):
         self.params: dict[str, float] = {
             "fee_rate": gov.fee_rate if gov else 0.0,
             "slash_fraction": gov.slash_fraction if gov else 0.1,
+            "price_elasticity": eco.price_elasticity,
         }
         self.organisation: Organisation | None = None
         if gov is not None:
@@ -255,8 +258,8 @@ class World(mesa.Model):
         Subscribe a handler first with ``world.bus.subscribe(topic, handler)``.
         """
         for agent in (src_agent, dst_agent):
-            if not 0 <= agent < self.n_accounts:
-                raise ValueError(f"agent {agent} does not exist; agents are 0..{self.n_accounts - 1}")
+            if not 0 <= agent < self.n_agents:
+                raise ValueError(f"agent {agent} does not exist; agents are 0..{self.n_agents - 1}")
         R = self.network.n_regions
         gain = 1.0
         if self.coordination is not None:

@@ -134,3 +134,46 @@ def test_close_open_decides_early_but_not_in_the_opening_tick():
     second = org.open(1, {"fee_rate": 0.03}, FLAT, now=3)
     closed = org.close_open(now=3)
     assert closed == [first] and first.state == "queued" and second.state == "open"
+
+
+def test_admission_and_expulsion_change_who_votes():
+    book = np.array([10, 10, 10, 10], dtype=np.int64)
+    org = NAO(np.zeros((4, 2)), lambda: book.copy(), GovernanceParams(voting_period=1, timelock=0), CONSTITUTION,
+              {"fee_rate": 0.01}, active=np.array([True, True, True, False]))
+    with pytest.raises(GovernanceError, match="not an active member"):
+        org.open(3, {"fee_rate": 0.02}, FLAT, now=0)
+    admit = org.open(0, {}, FLAT, now=0, kind="admit", target=3)
+    assert admit.weights[3] == 0  # a candidate has no say on its own admission
+    with pytest.raises(GovernanceError, match="no weight"):
+        org.vote(admit.id, 3, True, now=0)
+    for m in (0, 1):
+        org.vote(admit.id, m, True, now=0)
+    org.tick(1)
+    assert admit.state == "executed" and org.active[3]
+    expel = org.open(3, {}, FLAT, now=1, kind="expel", target=0)
+    for m in (1, 2, 3):
+        org.vote(expel.id, m, True, now=1)
+    org.tick(2)
+    assert expel.state == "executed" and not org.active[0]
+    with pytest.raises(GovernanceError, match="already inactive"):
+        org.open(1, {}, FLAT, now=2, kind="expel", target=0)
+
+
+def test_treasury_spend_is_bounded_by_the_constitution():
+    book = np.array([10, 10], dtype=np.int64)
+    c = Constitution({"treasury_spend": (0, 100), "member_count": (2, None)})
+    org = NAO(np.zeros((2, 2)), lambda: book.copy(), GovernanceParams(voting_period=1, timelock=0), c, {})
+    ok = org.open(0, {}, FLAT, now=0, kind="treasury", target=7, amount=100)
+    big = org.open(0, {}, FLAT, now=0, kind="treasury", target=7, amount=101)
+    shrink = org.open(0, {}, FLAT, now=0, kind="expel", target=1)
+    for p in (ok, big, shrink):
+        org.vote(p.id, 0, True, now=0)
+        org.vote(p.id, 1, True, now=0)
+    executed = org.tick(1)
+    assert executed == [ok]
+    assert big.state == "blocked" and "treasury_spend <= 100" in big.reason
+    assert shrink.state == "blocked" and "member_count >= 2" in shrink.reason
+    with pytest.raises(GovernanceError, match="amount > 0"):
+        org.open(0, {}, FLAT, now=1, kind="treasury", target=7, amount=0)
+    with pytest.raises(GovernanceError, match="kind"):
+        org.open(0, {}, FLAT, now=1, kind="coup")

@@ -22,8 +22,8 @@ def gov_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path]:
 def test_the_three_outcomes(gov_run):
     summary, _ = gov_run
     states = [p["state"] for p in summary["totals"]["proposals"]]
-    assert states == ["executed", "rejected", "blocked"]
-    assert summary["totals"]["params"] == {"fee_rate": 0.02, "slash_fraction": 0.1}
+    assert states == ["executed", "rejected", "blocked", "executed", "executed"]
+    assert summary["totals"]["params"] == {"fee_rate": 0.02, "slash_fraction": 0.1, "price_elasticity": 0.5}
     assert "threshold not met" in summary["totals"]["proposals"][1]["reason"]
     assert "fee_rate <= 0.05" in summary["totals"]["proposals"][2]["reason"]
 
@@ -53,6 +53,17 @@ def test_the_whale_bought_more_stake_than_everyone_else_and_still_lost(gov_run):
     assert len(bought) == 1 and events.column("amount")[bought[0]].as_py() == 100_000 * 1_000_000
     whale_votes = [i for i, k in enumerate(kinds) if k == "vote"]
     assert len(whale_votes) == 1 and events.column("value")[whale_votes[0]].as_py() == 1.0
+
+
+def test_admission_and_a_treasury_spend_paid_from_fees(gov_run):
+    _, out = gov_run
+    events, _ = read_stream(out / "events.arrows")
+    kinds = events.column("kind").to_pylist()
+    admitted = [i for i, k in enumerate(kinds) if k == "member_admitted"]
+    spent = [i for i, k in enumerate(kinds) if k == "treasury_spent"]
+    assert len(admitted) == 1 and events.column("agent")[admitted[0]].as_py() == 300 + 100  # requesters come first
+    assert len(spent) == 1 and events.column("amount")[spent[0]].as_py() == 20 * 1_000_000
+    assert events.column("agent")[spent[0]].as_py() == 300 + 5
 
 
 def test_governance_run_replays_identically(gov_run):

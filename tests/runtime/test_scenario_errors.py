@@ -38,7 +38,7 @@ BROKEN = {
     "proposer_out_of_range": (POP + 'count = 2\n[governance]\nmembers = "w"\n[[proposal]]\nat = 1\nproposer = 5\nchanges = { fee_rate = 0.02 }\n',
                               "proposal[0].proposer: member 5 out of range"),
     "constitution_unknown_parameter": (POP + 'count = 2\n[governance]\nmembers = "w"\n[governance.constitution]\nfees = { max = 0.1 }\n',
-                                       "governance.constitution.fees: not a governed parameter"),
+                                       "governance.constitution.fees: not a governed quantity"),
 }
 
 
@@ -118,3 +118,15 @@ def test_graph_file_is_loaded_with_networkx(tmp_path):
     w = World(sc, base=tmp_path)
     assert w.network.names == ["x", "y", "z"]
     assert w.network.latency[0, 2] == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize("extra, expected", [
+    ('kind = "treasury"\ntarget = 0\n', "proposal[0].credits: a treasury proposal needs credits > 0"),
+    ('kind = "admit"\ntarget = 9\n', "proposal[0].target: member 9 out of range"),
+    ('kind = "expel"\ntarget = 0\nchanges = { fee_rate = 0.1 }\n', "proposal[0].changes: a params proposal needs changes, other kinds take none"),
+])
+def test_bad_governance_proposals_exit_2(extra, expected, tmp_path):
+    path = tmp_path / "g.toml"
+    path.write_text(POP + 'count = 2\n[governance]\nmembers = "w"\n[[proposal]]\nat = 1\n' + extra)
+    result = CliRunner().invoke(app, ["validate", str(path)])
+    assert result.exit_code == 2 and expected in result.output, result.output
