@@ -89,7 +89,10 @@ class Organisation:
             if p.at == tick:
                 prop = self.nao.open(p.proposer, dict(p.changes), self.embeddings[i], tick, p.kind, p.target, p.credits)
                 self.opened[i] = prop.id
-                w.emit("proposal_opened", "governance", int(self.ids[p.proposer]), prop.id, detail=self.nao.describe(prop))
+                # The proposal is recorded with the network's tension at opening, for voters and analysts.
+                tension = w.coordination.tension if w.coordination is not None else 0.0
+                w.emit("proposal_opened", "governance", int(self.ids[p.proposer]), prop.id, value=tension,
+                       detail=self.nao.describe(prop))
         self._vote(tick)
         self._record_decisions()
 

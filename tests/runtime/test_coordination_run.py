@@ -85,3 +85,24 @@ def test_message_gain_follows_phase_coherence():
     world.send(0, 2, "note", None)
     world.env.run(until=1.0)
     assert np.allclose(sorted(got), [0.0, 1.0])
+
+
+def test_members_synchronising_close_open_votes_early():
+    text = SCENARIO.replace("tension_every = 10", "tension_every = 10\nclose_votes_on_sync = true").replace(
+        "sync_threshold = 0.8", "sync_threshold = 0.6") + """
+[governance]
+members = "work"
+voting_period = 30
+quorum = 0.0
+[[proposal]]
+at = 2
+changes = { fee_rate = 0.02 }
+support = 1.0
+"""
+    world = World(parse(text))
+    world.run(40)
+    prop = world.organisation.nao.proposals[0]
+    assert prop.state in ("queued", "executed")
+    assert prop.closes_at < 2 + 30, "closed by synchronisation, before its voting period ended"
+    closes = [e for e in world.organisation.nao.log if e[2] == "queued"]
+    assert closes and closes[0][0] == prop.closes_at
