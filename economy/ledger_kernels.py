@@ -142,11 +142,13 @@ def _merge_rows_py(cells, rows, incoming, pos, vals, me, R, balance, rights, lea
         if not full:
             a = rows[j]
         diff = 0
-        for c in range(K):  # branch-free max and integer change mask: the loop vectorises
+        for c in range(K):  # write only the cells that grow: merges of similar states touch little memory
             old = cells[a, c]
-            new = max(old, incoming[j, c])
-            diff |= old ^ new
-            cells[a, c] = new
+            v = incoming[j, c]
+            grows = v > old
+            diff |= grows
+            if grows:
+                cells[a, c] = v
         if diff != 0:
             changed += 1  # a reduction under prange
             balance[a] = row_balance(cells, pos, vals, a, R)
