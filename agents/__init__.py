@@ -1,12 +1,14 @@
 """Agora's agent roles. Each role is a :class:`runtime.population.Population` stepped as arrays.
 
-So far the marketplace's two roles exist: requesters post tasks, workers do them for credits.
-The five roles of DESIGN.md (negotiator, critic, refactor, world-model, healing) are not built yet.
+The marketplace's two roles: requesters post tasks, workers do them for credits. Of the five roles
+of DESIGN.md, healing is built (``healing.py``); negotiator, critic, refactor and world-model are
+not built yet.
 """
 
+from agents.healing import HealerPopulation
 from agents.requester import RequesterPopulation
 from agents.worker import WorkerPopulation
 
-ROLES = {"requester": RequesterPopulation, "worker": WorkerPopulation}
+ROLES = {"requester": RequesterPopulation, "worker": WorkerPopulation, "healer": HealerPopulation}
 
-__all__ = ["ROLES", "RequesterPopulation", "WorkerPopulation"]
+__all__ = ["ROLES", "HealerPopulation", "RequesterPopulation", "WorkerPopulation"]

@@ -35,6 +35,9 @@ class WorkerPopulation(Population):
         self.quality = np.zeros(self.n, dtype=np.float64)
         self.cost = np.zeros(self.n, dtype=np.int64)
         self.done = np.zeros(self.n, dtype=np.int64)
+        # This tick's telemetry, what a healer can see: tasks taken and tasks failed per worker.
+        self.tel_tasks = np.zeros(self.n, dtype=np.int64)
+        self.tel_failed = np.zeros(self.n, dtype=np.int64)
         self.failed = np.zeros(self.n, dtype=np.int64)
         self.gate: TopKGate | None = None
 
@@ -65,7 +68,9 @@ class WorkerPopulation(Population):
         demand = np.bincount(board.skill, minlength=n_skills)
         served_n = np.zeros(n_skills, dtype=np.int64)
         busy = np.zeros(self.n, dtype=np.bool_)
-        willing = self.alive & (world.market.prices[self.main_skill] >= self.cost)
+        self.tel_tasks[:] = 0
+        self.tel_failed[:] = 0
+        willing = self.alive & ~self.quarantined & (world.market.prices[self.main_skill] >= self.cost)
         if len(board) and willing.any():
             onehot = np.zeros((len(board), n_skills))
             onehot[np.arange(len(board)), board.skill] = 1.0
@@ -79,7 +84,11 @@ class WorkerPopulation(Population):
             tw = w[served]
             skill = board.skill[served]
             p_success = np.where(skill == self.main_skill[tw], self.quality[tw], self.quality[tw] * 0.5)
-            success = rng.random(len(tw)) < p_success
+            success = rng.random(len(tw)) < p_success * (1.0 - self.degraded[tw])
+            np.add.at(self.tel_tasks, tw, 1)
+            np.add.at(self.tel_failed, tw, ~success)
+            lost = (~success) & (self.degraded[tw] > 0)
+            world.health.credits_lost += int(board.price[served][lost].sum())
             self._settle(world, tw, board.requester[served], board.price[served], board.units[served], success)
             board.take(~served)
             served_n = np.bincount(skill, minlength=n_skills)

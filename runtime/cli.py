@@ -63,6 +63,7 @@ def run(
     realtime: Annotated[Optional[float], typer.Option(min=0.0, help="Pace against the wall clock: FACTOR wall seconds per unit of virtual time (simpy.rt).")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace a non-empty --out directory.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar and no summary table.")] = False,
+    compare_baseline: Annotated[bool, typer.Option("--compare-baseline", help="Also run every role's baseline core (same seed) into OUT/baseline and print each role's metric beside its baseline's.")] = False,
 ) -> None:
     """Run a scenario and record it: event log, per-tick metrics and summary.json with state hashes."""
     from runtime.recording import record
@@ -91,6 +92,23 @@ def run(
         _print_summary(summary, target)
     else:
         out.print(str(target), markup=False)
+    if compare_baseline:
+        base = record(scenario, target / "baseline", seed=seed, until=until, overwrite=True, baseline=True)
+        _print_comparison(summary, base)
+
+
+def _print_comparison(learned: dict[str, Any], base: dict[str, Any]) -> None:
+    table = Table(title="roles: learned cores vs baselines (same seed)")
+    for col in ("role", "metric", "learned", "baseline"):
+        table.add_column(col)
+
+    def fmt(v: Any) -> str:
+        return "n/a" if v is None else (f"{v:.3f}" if isinstance(v, float) else f"{v:,}")
+
+    h1, h0 = learned["totals"]["health"], base["totals"]["health"]
+    for key in ("precision", "recall", "mean_time_to_repair", "credits_lost_micro", "unrepaired_at_end"):
+        table.add_row("healing", key, fmt(h1[key]), fmt(h0[key]))
+    out.print(table)
 
 
 def _print_summary(s: dict[str, Any], target: Path) -> None:
@@ -112,6 +130,12 @@ def _print_summary(s: dict[str, Any], target: Path) -> None:
         ("messages", f"{m['sent']:,} sent, {m['lost']:,} lost, {m['blocked']:,} blocked, {m['duplicated']:,} duplicated"),
         ("reputation accuracy", "n/a" if t["reputation_accuracy"] is None else f"{t['reputation_accuracy']:.3f}"),
         ("events", f"{t['events']:,}"),
+        *([("healing", f"{h['episodes']} faults, {h['detections']} actions, precision "
+            + ("n/a" if h["precision"] is None else f"{h['precision']:.2f}") + ", recall "
+            + ("n/a" if h["recall"] is None else f"{h['recall']:.2f}") + ", repair "
+            + ("n/a" if h["mean_time_to_repair"] is None else f"{h['mean_time_to_repair']:.1f} ticks")
+            + f", {h['credits_lost_micro'] / 1e6:,.1f} credits of work lost")]
+          if (h := t.get("health")) and h["episodes"] else []),
         *([("governance", ", ".join(f"#{p['id']} {p['state']}" for p in t["proposals"])
             + "  (" + ", ".join(f"{k}={v:g}" for k, v in sorted(t["params"].items())) + ")")] if t.get("proposals") else []),
         ("final state", s["final_state_hash"][:32]),

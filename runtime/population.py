@@ -34,6 +34,9 @@ class Population(ABC):
         self.n = int(ids.shape[0])
         self.region = (ids % n_regions).astype(np.int64)
         self.alive = np.ones(self.n, dtype=np.bool_)
+        # Health, set by faults and healers: extra failure probability, and quarantine (not routed to).
+        self.degraded = np.zeros(self.n, dtype=np.float64)
+        self.quarantined = np.zeros(self.n, dtype=np.bool_)
 
     @abstractmethod
     def step(self, world: World, tick: int) -> None:
@@ -48,7 +51,7 @@ class Population(ABC):
 
     def digest(self) -> bytes:
         """SHA-256 over :meth:`state_arrays`, in name order."""
-        h = hashlib.sha256()
+        h = hashlib.sha256(self.degraded.tobytes() + self.quarantined.tobytes())
         for name, arr in sorted(self.state_arrays().items()):
             h.update(name.encode())
             h.update(np.ascontiguousarray(arr).tobytes())

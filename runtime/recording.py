@@ -90,11 +90,22 @@ def execute(sc: Scenario, base: Path, out: Path | None, seed: int, until: int,
     return world, time.perf_counter() - start
 
 
+def with_baseline_cores(sc: Scenario) -> Scenario:
+    """The same scenario with every role that has a core set to its baseline."""
+    pops = [p.model_copy(update={"core": "baseline"}) if p.role in ("healer",) else p for p in sc.population]
+    return sc.model_copy(update={"population": pops})
+
+
 def record(scenario_path: Path, out: Path, *, seed: int | None = None, until: int | None = None,
            realtime: float | None = None, overwrite: bool = False,
-           progress: Callable[[int], None] | None = None) -> dict[str, Any]:
-    """Run a scenario file into ``out`` and return the summary written there."""
+           progress: Callable[[int], None] | None = None, baseline: bool = False) -> dict[str, Any]:
+    """Run a scenario file into ``out`` and return the summary written there.
+
+    ``baseline`` runs every role's baseline core instead (recorded in the summary, and replayed so).
+    """
     sc, raw = load(scenario_path)
+    if baseline:
+        sc = with_baseline_cores(sc)
     seed = sc.world.seed if seed is None else seed
     until = sc.world.ticks if until is None else until
     if until < 1:
@@ -107,6 +118,7 @@ def record(scenario_path: Path, out: Path, *, seed: int | None = None, until: in
     final = world.hashes()
     summary: dict[str, Any] = {
         "format": "agora-run-1",
+        "cores": "baseline" if baseline else "as written",
         "scenario": sc.world.name,
         "scenario_file": SCENARIO_COPY,
         "scenario_sha256": scenario_hash(raw),
@@ -132,6 +144,7 @@ def record(scenario_path: Path, out: Path, *, seed: int | None = None, until: in
             "reputation_accuracy": world.reputation.accuracy if world.reputation.predictions else None,
             "proposals": world.organisation.outcomes() if world.organisation else [],
             "params": dict(world.params),
+            "health": world.health.summary(),
         },
         "files": {name: file_sha256(out / name) for name in RECORDED_FILES},
     }

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from runtime.recording import SCENARIO_COPY, execute, file_sha256, read_summary
+from runtime.recording import SCENARIO_COPY, execute, file_sha256, read_summary, with_baseline_cores
 from runtime.recorder import read_stream
 from runtime.scenario import ScenarioError, parse
 from runtime.world import Checkpoint
@@ -71,6 +71,8 @@ def verify(run_dir: Path, progress: Callable[[int], None] | None = None) -> Verd
         sc = parse((run_dir / SCENARIO_COPY).read_text(), str(run_dir / SCENARIO_COPY), run_dir)
     except ScenarioError as exc:
         return Verdict("tampered", [f"recorded scenario no longer validates: {exc.problems[0]}"])
+    if summary.get("cores") == "baseline":
+        sc = with_baseline_cores(sc)
     recorded: list[dict[str, Any]] = summary["checkpoints"]
     position = {"i": 0}
 

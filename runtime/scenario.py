@@ -81,29 +81,36 @@ class PopulationConfig(_Strict):
     """A population of agents of one role, stepped as arrays."""
 
     name: str = Field(description="Unique population name, used by faults.")
-    role: Literal["requester", "worker", "ticker"] = Field(description="What the agents do.")
+    role: Literal["requester", "worker", "ticker", "healer"] = Field(description="What the agents do.")
+    core: Literal["baseline", "learned"] | None = Field(None, description="Roles with a core (healer): 'learned' (default) or 'baseline'; `agora run --compare-baseline` reruns with every core at baseline.")
     count: int = Field(ge=0, le=50_000_000, description="Number of agents.")
     initial_credits: int = Field(0, ge=0, description="Credits minted to each agent at tick 0.")
     post_rate: Probability = Field(0.2, description="requester: probability of posting a task per tick.")
     task_units: int = Field(1, ge=1, description="requester: most task units per task (uniform 1..task_units).")
     quality: Probability = Field(0.9, description="worker: mean probability of completing a task in its main skill.")
     capacity_factor: float = Field(1.25, gt=0, description="worker: router capacity factor (as in a mixture of experts).")
+    watches: str | None = Field(None, description="healer: the population it watches.")
+    z_threshold: float = Field(3.0, gt=0, description="healer: EWMA z-score that raises an alarm.")
+    ewma_alpha: float = Field(0.3, gt=0, le=1, description="healer: weight of the newest tick in the recent (fast) EWMA; the usual rate uses a tenth of it.")
+    confirm_ticks: int = Field(2, ge=1, description="healer: consecutive alarms before it acts.")
+    restart_ticks: int = Field(2, ge=1, description="healer: ticks a quarantined agent is down while it restarts.")
 
 
 class FaultConfig(_Strict):
     """A scheduled fault, applied by the kernel at a tick boundary and recorded."""
 
     at: int = Field(ge=0, description="Tick at which the fault starts.")
-    kind: Literal["crash", "restart", "partition", "heal", "loss_burst"] = Field(description="What happens.")
-    population: str | None = Field(None, description="crash/restart: population name.")
-    fraction: Probability = Field(1.0, description="crash/restart: fraction of the population, from its first agent.")
+    kind: Literal["crash", "restart", "degrade", "partition", "heal", "loss_burst"] = Field(description="What happens.")
+    population: str | None = Field(None, description="crash/restart/degrade: population name.")
+    fraction: Probability = Field(1.0, description="crash/restart: fraction of the population, from its first agent; degrade: a seeded random subset of this size.")
+    severity: Probability = Field(0.6, description="degrade: probability that a degraded agent's task fails.")
     groups: list[list[str]] = Field([], description="partition: lists of regions that can still reach each other.")
     loss: Probability = Field(0.5, description="loss_burst: message loss during the burst.")
     duration: int | None = Field(None, ge=1, description="Ticks until the fault is undone (restart/heal/end of burst).")
 
     @model_validator(mode="after")
     def _needs(self) -> FaultConfig:
-        if self.kind in ("crash", "restart") and self.population is None:
+        if self.kind in ("crash", "restart", "degrade") and self.population is None:
             raise ValueError(f"a {self.kind} fault needs 'population'")
         if self.kind == "partition" and len(self.groups) < 2:
             raise ValueError("a partition fault needs 'groups' with at least two lists of regions")
@@ -234,6 +241,12 @@ def _cross_check(sc: Scenario, base: Path, label: str) -> list[str]:
     for i, p in enumerate(sc.population):
         if names.count(p.name) > 1:
             problems.append(f"{label}: population[{i}].name: duplicate population name {p.name!r}")
+        if p.core is not None and p.role not in ("healer",):
+            problems.append(f"{label}: population[{i}].core: role {p.role!r} has no core to choose (roles with one: healer)")
+        if p.role == "healer":
+            watched = next((q for q in sc.population if q.name == p.watches), None)
+            if watched is None or watched.role != "worker":
+                problems.append(f"{label}: population[{i}].watches: a healer watches a worker population; got {p.watches!r}")
     for i, f in enumerate(sc.fault):
         if f.at >= sc.world.ticks:
             problems.append(f"{label}: fault[{i}].at: tick {f.at} is past the run's last tick {sc.world.ticks - 1}")

@@ -28,6 +28,7 @@ from economy.rates import MICRO, Rates
 from economy.reputation import BetaReputation
 from runtime.bus import Message, MessageBus
 from runtime.coordination import Coordination
+from runtime.health import HealthRecord
 from runtime.network import Network
 from runtime.organisation import Organisation
 from runtime.population import Population, TickerPopulation
@@ -110,6 +111,8 @@ class World(mesa.Model):
         self._gauges: dict[str, float] = {}
         self._roots = 1
         self._faults = self._expand_faults(scenario.fault)
+        self.health = HealthRecord()
+        self._degraded_sets: dict[int, npt.NDArray[np.int64]] = {}
         # Live parameters that governance may change (defaults when the scenario has none).
         gov = scenario.governance
         self.params: dict[str, float] = {
@@ -302,17 +305,20 @@ class World(mesa.Model):
         self.count("sync_rows_changed", changed)
 
     # ------------------------------------------------------------------ faults
-    def _expand_faults(self, faults: list[FaultConfig]) -> dict[int, list[tuple[str, FaultConfig]]]:
-        out: dict[int, list[tuple[str, FaultConfig]]] = {}
-        for f in faults:
-            out.setdefault(f.at, []).append(("do", f))
+    def _expand_faults(self, faults: list[FaultConfig]) -> dict[int, list[tuple[str, int, FaultConfig]]]:
+        out: dict[int, list[tuple[str, int, FaultConfig]]] = {}
+        for i, f in enumerate(faults):
+            out.setdefault(f.at, []).append(("do", i, f))
             if f.duration is not None:
-                out.setdefault(f.at + f.duration, []).append(("undo", f))
+                out.setdefault(f.at + f.duration, []).append(("undo", i, f))
         return out
 
-    def _apply_fault(self, action: tuple[str, FaultConfig]) -> None:
-        mode, f = action
+    def _apply_fault(self, action: tuple[str, int, FaultConfig]) -> None:
+        mode, index, f = action
         kind = f.kind
+        if kind == "degrade":
+            self._degrade(index, f, mode == "do")
+            return
         if mode == "undo":
             kind = {"crash": "restart", "restart": "crash", "partition": "heal", "heal": "heal", "loss_burst": "loss_end"}[kind]
         if kind in ("crash", "restart"):
@@ -332,6 +338,27 @@ class World(mesa.Model):
         elif kind == "loss_end":
             self.bus.loss = self.scenario.bus.loss
             self.emit("fault", "bus", value=self.bus.loss, detail="loss burst ends")
+
+    def _degrade(self, index: int, f: FaultConfig, start: bool) -> None:
+        """Degrade a seeded random subset of a population (its tasks fail with ``severity``), or end it."""
+        pop = next(p for p in self.populations if p.name == f.population)
+        k = math.ceil(f.fraction * pop.n)
+        if start:
+            chosen = np.sort(self.streams(f"faults/{index}").choice(pop.n, size=k, replace=False))
+            self._degraded_sets[index] = chosen
+        else:
+            chosen = self._degraded_sets.pop(index)
+        if start:
+            pop.degraded[chosen] = f.severity
+            for i in chosen.tolist():
+                self.health.start(int(pop.ids[i]), self.tick)
+            self.emit("fault", pop.name, amount=k, value=f.severity, detail=f"degrade {k} of {pop.n}")
+        else:
+            still = [i for i in chosen.tolist() if self.health.degraded(int(pop.ids[i]))]
+            pop.degraded[still] = 0.0
+            for i in still:
+                self.health.end(int(pop.ids[i]), self.tick, "fault ended")
+            self.emit("fault", pop.name, amount=len(still), detail=f"degrade ends for {len(still)}")
 
     # ------------------------------------------------------------------ observation
     def distinct_roots(self) -> int:

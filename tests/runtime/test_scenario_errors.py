@@ -130,3 +130,16 @@ def test_bad_governance_proposals_exit_2(extra, expected, tmp_path):
     path.write_text(POP + 'count = 2\n[governance]\nmembers = "w"\n[[proposal]]\nat = 1\n' + extra)
     result = CliRunner().invoke(app, ["validate", str(path)])
     assert result.exit_code == 2 and expected in result.output, result.output
+
+
+@pytest.mark.parametrize("text, expected", [
+    (POP + 'count = 2\ncore = "learned"\n', "population[0].core: role 'worker' has no core"),
+    ('[[population]]\nname = "h"\nrole = "healer"\ncount = 1\nwatches = "nobody"\n', "population[0].watches: a healer watches a worker population"),
+    ('[[fault]]\nat = 0\nkind = "degrade"\n', "a degrade fault needs 'population'"),
+    (POP + 'count = 2\n[[population]]\nname = "h"\nrole = "healer"\ncount = 1\nwatches = "w"\ncore = "magic"\n', "population[1].core"),
+])
+def test_bad_role_settings_exit_2(text, expected, tmp_path):
+    path = tmp_path / "r.toml"
+    path.write_text(text)
+    result = CliRunner().invoke(app, ["validate", str(path)])
+    assert result.exit_code == 2 and expected in result.output, result.output
