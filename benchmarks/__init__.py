@@ -38,6 +38,15 @@ def run_all(quick: bool = False, only: str | None = None, console: Console | Non
         for row in coordination.run(quick):
             t.add_row(*row)
         console.print(t)
+    if only in (None, "roles"):
+        from benchmarks import roles
+
+        t = Table(title="roles: healing, learned core vs no healing, held-out seeds (default scenario)")
+        for col in ("seed", "metric", "learned", "baseline"):
+            t.add_column(col)
+        for row in roles.run(quick):
+            t.add_row(*row)
+        console.print(t)
     if only in (None, "ledger"):
         from benchmarks import ledger
 

@@ -204,13 +204,13 @@ def replay(
 @app.command()
 def bench(
     quick: Annotated[bool, typer.Option("--quick", help="Smaller sizes (seconds instead of minutes).")] = False,
-    only: Annotated[Optional[str], typer.Option(help="Run one suite: kernel, coordination or ledger.")] = None,
+    only: Annotated[Optional[str], typer.Option(help="Run one suite: kernel, coordination, roles or ledger.")] = None,
 ) -> None:
     """Run the benchmark suite and print tables with the peers side by side."""
     from benchmarks import run_all
 
-    if only not in (None, "kernel", "coordination", "ledger"):
-        _fail([f"--only {only!r}: expected 'kernel', 'coordination' or 'ledger'"])
+    if only not in (None, "kernel", "coordination", "roles", "ledger"):
+        _fail([f"--only {only!r}: expected 'kernel', 'coordination', 'roles' or 'ledger'"])
     run_all(quick=quick, only=only, console=out)
 
 
