@@ -38,6 +38,10 @@ class WorkerPopulation(Population):
         # This tick's telemetry, what a healer can see: tasks taken and tasks failed per worker.
         self.tel_tasks = np.zeros(self.n, dtype=np.int64)
         self.tel_failed = np.zeros(self.n, dtype=np.int64)
+        self.cheater = np.zeros(self.n, dtype=np.bool_)
+        # This tick's paid results, what a critic can check: worker index, requester, price, and the
+        # hidden truth of whether the work was really done.
+        self.results = _empty_results()
         self.failed = np.zeros(self.n, dtype=np.int64)
         self.gate: TopKGate | None = None
 
@@ -50,6 +54,11 @@ class WorkerPopulation(Population):
         # Reservation price per task unit: a worker takes work only when its skill's price covers it.
         base = int(world.market.prices[0])
         self.cost = (base * rng.uniform(0.2, 1.5, size=self.n)).astype(np.int64)
+        self.cheater = rng.random(self.n) < self.cfg.cheat_fraction
+        if self.cfg.stake > 0:
+            amounts = np.full(self.n, self.cfg.stake * world.MICRO, dtype=np.int64)
+            world.mint(self.ids, amounts, "worker stake")
+            world.execute_by_home(OpKind.STAKE, self.ids, np.zeros(self.n, np.int64), amounts)
         skills = np.full((self.n, n_skills), 0.1)
         skills[np.arange(self.n), self.main_skill] = 1.0
         self.gate = TopKGate(skills, k=1, capacity_factor=self.cfg.capacity_factor, overflow=True)
@@ -60,7 +69,7 @@ class WorkerPopulation(Population):
         rng = world.streams(f"population/{self.name}")
         board = world.task_board
         n_skills = world.market.prices.shape[0]
-        for counter in ("tasks_done", "tasks_failed", "volume", "fees"):
+        for counter in ("tasks_done", "tasks_failed", "volume", "fees", "cheats"):
             world.count(counter, 0)
         world.gauge(f"{self.name}/route_load_std", 0.0)
         world.gauge(f"{self.name}/route_utilisation", 0.0)
@@ -70,6 +79,7 @@ class WorkerPopulation(Population):
         busy = np.zeros(self.n, dtype=np.bool_)
         self.tel_tasks[:] = 0
         self.tel_failed[:] = 0
+        self.results = _empty_results()
         willing = self.alive & ~self.quarantined & (world.market.prices[self.main_skill] >= self.cost)
         if len(board) and willing.any():
             onehot = np.zeros((len(board), n_skills))
@@ -85,11 +95,18 @@ class WorkerPopulation(Population):
             skill = board.skill[served]
             p_success = np.where(skill == self.main_skill[tw], self.quality[tw], self.quality[tw] * 0.5)
             success = rng.random(len(tw)) < p_success * (1.0 - self.degraded[tw])
+            # A cheater sometimes claims a task done without doing it: paid, but invalid.
+            cheats = self.cheater[tw] & (rng.random(len(tw)) < self.cfg.cheat_probability)
+            valid = success & ~cheats
+            success = success | cheats
             np.add.at(self.tel_tasks, tw, 1)
             np.add.at(self.tel_failed, tw, ~success)
             lost = (~success) & (self.degraded[tw] > 0)
             world.health.credits_lost += int(board.price[served][lost].sum())
-            self._settle(world, tw, board.requester[served], board.price[served], board.units[served], success)
+            paid = self._settle(world, tw, board.requester[served], board.price[served], board.units[served], success)
+            self.results = {"worker": tw[paid], "requester": board.requester[served][paid],
+                            "price": board.price[served][paid], "valid": valid[paid]}
+            world.count("cheats", int((paid & ~valid & success).sum()))
             board.take(~served)
             served_n = np.bincount(skill, minlength=n_skills)
             busy[tw] = True
@@ -98,7 +115,8 @@ class WorkerPopulation(Population):
         world.market.update(demand, served_n + idle)
 
     def _settle(self, world: World, w: npt.NDArray[np.int64], requester: npt.NDArray[np.int64],
-                price: npt.NDArray[np.int64], units: npt.NDArray[np.int64], success: npt.NDArray[np.bool_]) -> None:
+                price: npt.NDArray[np.int64], units: npt.NDArray[np.int64], success: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
+        """Pay claimed successes, charge the fee, record outcomes; return which tasks were paid."""
         worker_ids = self.ids[w]
         paid = np.zeros(len(w), dtype=np.bool_)
         if success.any():
@@ -130,6 +148,7 @@ class WorkerPopulation(Population):
         world.reputation.observe(worker_ids, success)
         assert self.gate is not None
         self.gate.learn(w, success)
+        return ok
 
     def _earn_uptime(self, world: World) -> None:
         live = self.ids[self.alive]
@@ -141,7 +160,12 @@ class WorkerPopulation(Population):
             world.mint(live, np.full(live.size, reward, dtype=np.int64), "uptime")
 
     def state_arrays(self) -> dict[str, npt.NDArray[np.generic]]:
-        """Alive flags, skills, qualities, counts and the router's learned bias."""
+        """Alive flags, skills, qualities, cheaters, counts and the router's learned bias."""
         assert self.gate is not None
         return {"alive": self.alive, "main_skill": self.main_skill, "quality": self.quality, "cost": self.cost,
-                "done": self.done, "failed": self.failed, "gate_bias": self.gate.bias}
+                "cheater": self.cheater, "done": self.done, "failed": self.failed, "gate_bias": self.gate.bias}
+
+
+def _empty_results() -> dict[str, npt.NDArray[np.generic]]:
+    return {"worker": np.empty(0, np.int64), "requester": np.empty(0, np.int64),
+            "price": np.empty(0, np.int64), "valid": np.empty(0, np.bool_)}

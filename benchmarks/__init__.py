@@ -41,8 +41,8 @@ def run_all(quick: bool = False, only: str | None = None, console: Console | Non
     if only in (None, "roles"):
         from benchmarks import roles
 
-        t = Table(title="roles: healing, learned core vs no healing, held-out seeds (default scenario)")
-        for col in ("seed", "metric", "learned", "baseline"):
+        t = Table(title="roles: learned cores vs baselines, held-out seeds (default scenario)")
+        for col in ("role", "seed", "metric", "learned", "baseline"):
             t.add_column(col)
         for row in roles.run(quick):
             t.add_row(*row)

@@ -1,5 +1,6 @@
 """Each role's learned core beside its baseline on held-out seeds (the default scenario's seed is 42;
-these are 101..105). So far only the healing role has a core."""
+these are 101..105): healing (learned detector vs no healing) and critic (Thompson-sampled checks
+vs random spot checks at the same budget)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ SEEDS = (101, 102, 103, 104, 105)
 
 
 def run(quick: bool, scenario: Path = Path("scenarios/marketplace.toml")) -> list[tuple[str, ...]]:
-    """Rows: (seed, metric, learned, baseline) for the healing role, then the mean over seeds."""
+    """Rows: (role, seed, metric, learned, baseline), then the mean over seeds."""
     sc, _ = load(scenario)
     until = 120 if quick else None
     rows: list[tuple[str, ...]] = []
@@ -24,14 +25,19 @@ def run(quick: bool, scenario: Path = Path("scenarios/marketplace.toml")) -> lis
         baseline = World(with_baseline_cores(sc), base=scenario.parent, seed=seed)
         baseline.run(until)
         h, b = learned.health.summary(), baseline.health.summary()
-        for key, scale in (("recall", 1.0), ("mean_time_to_repair", 1.0), ("credits_lost_micro", 1e-6)):
-            lv, bv = h[key], b[key]
-            label = "credits lost" if key == "credits_lost_micro" else key.replace("_", " ")
-            rows.append((str(seed), label, f"{(lv or 0) * scale:,.2f}", f"{(bv or 0) * scale:,.2f}"))
-            totals.setdefault(label, []).append(((lv or 0) * scale, (bv or 0) * scale))
-        rows.append((str(seed), "precision", "n/a" if h["precision"] is None else f"{h['precision']:.2f}", "n/a"))
-    for label, pairs in totals.items():
-        lm = sum(p[0] for p in pairs) / len(pairs)
-        bm = sum(p[1] for p in pairs) / len(pairs)
-        rows.append(("mean", label, f"{lm:,.2f}", f"{bm:,.2f}"))
+        pairs = [("healing", "recall", h["recall"], b["recall"]),
+                 ("healing", "mean time to repair", h["mean_time_to_repair"], b["mean_time_to_repair"]),
+                 ("healing", "credits lost", h["credits_lost_micro"] / 1e6, b["credits_lost_micro"] / 1e6)]
+        for pop_l, pop_b in zip(learned.populations, baseline.populations, strict=True):
+            ml, mb = pop_l.role_metrics(), pop_b.role_metrics()
+            if "catch_rate" in ml:
+                pairs += [(pop_l.name, "catch rate", ml["catch_rate"], mb["catch_rate"]),
+                          (pop_l.name, "false-slash rate", ml["false_slash_rate"], mb["false_slash_rate"])]
+        for role, label, lv, bv in pairs:
+            rows.append((role, str(seed), label, f"{lv or 0:,.3f}", f"{bv or 0:,.3f}"))
+            totals.setdefault((role, label), []).append((lv or 0.0, bv or 0.0))
+    for (role, label), values in totals.items():
+        lm = sum(v[0] for v in values) / len(values)
+        bm = sum(v[1] for v in values) / len(values)
+        rows.append((role, "mean", label, f"{lm:,.3f}", f"{bm:,.3f}"))
     return rows

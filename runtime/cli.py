@@ -106,8 +106,14 @@ def _print_comparison(learned: dict[str, Any], base: dict[str, Any]) -> None:
         return "n/a" if v is None else (f"{v:.3f}" if isinstance(v, float) else f"{v:,}")
 
     h1, h0 = learned["totals"]["health"], base["totals"]["health"]
-    for key in ("precision", "recall", "mean_time_to_repair", "credits_lost_micro", "unrepaired_at_end"):
-        table.add_row("healing", key, fmt(h1[key]), fmt(h0[key]))
+    if h1["episodes"]:
+        for key in ("precision", "recall", "mean_time_to_repair", "credits_lost_micro", "unrepaired_at_end"):
+            table.add_row("healing", key, fmt(h1[key]), fmt(h0[key]))
+    for name, metrics in learned["totals"].get("roles", {}).items():
+        other = base["totals"].get("roles", {}).get(name, {})
+        for key in ("catch_rate", "false_slash_rate", "checks", "caught", "invalid"):
+            if key in metrics:
+                table.add_row(name, key, fmt(metrics[key]), fmt(other.get(key)))
     out.print(table)
 
 

@@ -45,6 +45,10 @@ class Population(ABC):
     def setup(self, world: World) -> None:  # noqa: B027 -- optional hook, empty by design
         """Called once before tick 0 (mint initial credits, build routers, ...)."""
 
+    def role_metrics(self) -> dict[str, float | int | None]:
+        """The role's own scores for the run summary (empty for roles without any)."""
+        return {}
+
     def state_arrays(self) -> dict[str, npt.NDArray[np.generic]]:
         """Arrays that make up this population's state (hashed at checkpoints)."""
         return {"alive": self.alive}

@@ -92,7 +92,7 @@ def execute(sc: Scenario, base: Path, out: Path | None, seed: int, until: int,
 
 def with_baseline_cores(sc: Scenario) -> Scenario:
     """The same scenario with every role that has a core set to its baseline."""
-    pops = [p.model_copy(update={"core": "baseline"}) if p.role in ("healer",) else p for p in sc.population]
+    pops = [p.model_copy(update={"core": "baseline"}) if p.role in ("healer", "critic") else p for p in sc.population]
     return sc.model_copy(update={"population": pops})
 
 
@@ -145,6 +145,7 @@ def record(scenario_path: Path, out: Path, *, seed: int | None = None, until: in
             "proposals": world.organisation.outcomes() if world.organisation else [],
             "params": dict(world.params),
             "health": world.health.summary(),
+            "roles": {p.name: m for p in world.populations if (m := p.role_metrics())},
         },
         "files": {name: file_sha256(out / name) for name in RECORDED_FILES},
     }

@@ -81,15 +81,20 @@ class PopulationConfig(_Strict):
     """A population of agents of one role, stepped as arrays."""
 
     name: str = Field(description="Unique population name, used by faults.")
-    role: Literal["requester", "worker", "ticker", "healer"] = Field(description="What the agents do.")
-    core: Literal["baseline", "learned"] | None = Field(None, description="Roles with a core (healer): 'learned' (default) or 'baseline'; `agora run --compare-baseline` reruns with every core at baseline.")
+    role: Literal["requester", "worker", "ticker", "healer", "critic"] = Field(description="What the agents do.")
+    core: Literal["baseline", "learned"] | None = Field(None, description="Roles with a core (healer, critic): 'learned' (default) or 'baseline'; `agora run --compare-baseline` reruns with every core at baseline.")
     count: int = Field(ge=0, le=50_000_000, description="Number of agents.")
     initial_credits: int = Field(0, ge=0, description="Credits minted to each agent at tick 0.")
     post_rate: Probability = Field(0.2, description="requester: probability of posting a task per tick.")
     task_units: int = Field(1, ge=1, description="requester: most task units per task (uniform 1..task_units).")
     quality: Probability = Field(0.9, description="worker: mean probability of completing a task in its main skill.")
     capacity_factor: float = Field(1.25, gt=0, description="worker: router capacity factor (as in a mixture of experts).")
-    watches: str | None = Field(None, description="healer: the population it watches.")
+    stake: int = Field(0, ge=0, description="worker: credits each worker stakes at tick 0 (what a critic can slash).")
+    cheat_fraction: Probability = Field(0.0, description="worker: fraction of workers that cheat.")
+    cheat_probability: Probability = Field(0.5, description="worker: probability a cheater claims a task done without doing it.")
+    watches: str | None = Field(None, description="healer, critic: the worker population it watches.")
+    check_budget: Probability = Field(0.1, description="critic: fraction of each tick's results it verifies.")
+    check_accuracy: Probability = Field(0.98, description="critic: probability a verification judges a result correctly.")
     z_threshold: float = Field(3.0, gt=0, description="healer: EWMA z-score that raises an alarm.")
     ewma_alpha: float = Field(0.3, gt=0, le=1, description="healer: weight of the newest tick in the recent (fast) EWMA; the usual rate uses a tenth of it.")
     confirm_ticks: int = Field(2, ge=1, description="healer: consecutive alarms before it acts.")
@@ -241,12 +246,12 @@ def _cross_check(sc: Scenario, base: Path, label: str) -> list[str]:
     for i, p in enumerate(sc.population):
         if names.count(p.name) > 1:
             problems.append(f"{label}: population[{i}].name: duplicate population name {p.name!r}")
-        if p.core is not None and p.role not in ("healer",):
-            problems.append(f"{label}: population[{i}].core: role {p.role!r} has no core to choose (roles with one: healer)")
-        if p.role == "healer":
+        if p.core is not None and p.role not in ("healer", "critic"):
+            problems.append(f"{label}: population[{i}].core: role {p.role!r} has no core to choose (roles with one: healer, critic)")
+        if p.role in ("healer", "critic"):
             watched = next((q for q in sc.population if q.name == p.watches), None)
             if watched is None or watched.role != "worker":
-                problems.append(f"{label}: population[{i}].watches: a healer watches a worker population; got {p.watches!r}")
+                problems.append(f"{label}: population[{i}].watches: a {p.role} watches a worker population; got {p.watches!r}")
     for i, f in enumerate(sc.fault):
         if f.at >= sc.world.ticks:
             problems.append(f"{label}: fault[{i}].at: tick {f.at} is past the run's last tick {sc.world.ticks - 1}")
