@@ -1,6 +1,6 @@
 """Each role's learned core beside its baseline on held-out seeds (the default scenario's seed is 42;
-these are 101..105): healing (learned detector vs no healing) and critic (Thompson-sampled checks
-vs random spot checks at the same budget)."""
+these are 101..105): healing (learned detector vs no healing), critic (Thompson-sampled checks vs
+random spot checks at the same budget) and world model (MLP ensemble vs persistence forecast)."""
 
 from __future__ import annotations
 
@@ -33,6 +33,8 @@ def run(quick: bool, scenario: Path = Path("scenarios/marketplace.toml")) -> lis
             if "catch_rate" in ml:
                 pairs += [(pop_l.name, "catch rate", ml["catch_rate"], mb["catch_rate"]),
                           (pop_l.name, "false-slash rate", ml["false_slash_rate"], mb["false_slash_rate"])]
+            for key in sorted(k for k in ml if k.startswith("mape_")):
+                pairs.append((pop_l.name, key.replace("mape_", "MAPE at ") + " ticks", ml[key], mb[key]))
         for role, label, lv, bv in pairs:
             rows.append((role, str(seed), label, f"{lv or 0:,.3f}", f"{bv or 0:,.3f}"))
             totals.setdefault((role, label), []).append((lv or 0.0, bv or 0.0))

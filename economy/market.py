@@ -25,6 +25,7 @@ class Market:
         self.elasticity = elasticity
         self.max_step = max_step
         self.floor = floor
+        self.pressure = np.zeros(n_skills, dtype=np.float64)  # of the last update, in [-1, 1]
 
     def update(self, demand: npt.NDArray[np.int64], supply: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
         """Move prices one tick; return the new prices."""
@@ -33,6 +34,7 @@ class Market:
         if d.shape != self.prices.shape or s.shape != self.prices.shape:
             raise LedgerError(f"demand {d.shape} and supply {s.shape} must match prices {self.prices.shape}")
         pressure = (d - s) / np.maximum(d + s, 1.0)
+        self.pressure = pressure
         factor = np.clip(np.exp(self.elasticity * pressure), 1.0 - self.max_step, 1.0 + self.max_step)
         self.prices = np.maximum(np.rint(self.prices * factor).astype(np.int64), self.floor)
         return self.prices

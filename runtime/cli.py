@@ -111,7 +111,7 @@ def _print_comparison(learned: dict[str, Any], base: dict[str, Any]) -> None:
             table.add_row("healing", key, fmt(h1[key]), fmt(h0[key]))
     for name, metrics in learned["totals"].get("roles", {}).items():
         other = base["totals"].get("roles", {}).get(name, {})
-        for key in ("catch_rate", "false_slash_rate", "checks", "caught", "invalid"):
+        for key in ("catch_rate", "false_slash_rate", "checks", "caught", "invalid", *sorted(k for k in metrics if k.startswith("mape"))):
             if key in metrics:
                 table.add_row(name, key, fmt(metrics[key]), fmt(other.get(key)))
     out.print(table)
