@@ -155,3 +155,30 @@ class CriticPopulation(Population):
     def state_arrays(self) -> dict[str, npt.NDArray[np.generic]]:
         """Alive flags and the per-worker check record."""
         return {"alive": self.alive, "bad": self.bad, "good": self.good}
+
+
+def plan_keeps_acyclic(edges: list[tuple[int, int]], added: list[tuple[int, int]]) -> tuple[bool, str]:
+    """Prove with z3 that a dependency graph stays acyclic after ``added`` edges.
+
+    A directed graph is acyclic exactly when its nodes can be numbered so every edge goes from a
+    lower to a higher number; z3 looks for such a numbering. Returns ``(True, "")`` or ``(False,
+    reason)`` naming the first added edge that makes it impossible.
+    """
+    solver = z3.Solver()
+    order: dict[int, z3.ArithRef] = {}
+
+    def rank(node: int) -> z3.ArithRef:
+        if node not in order:
+            order[node] = z3.Int(f"rank_{node}")
+        return order[node]
+
+    for u, v in edges:
+        solver.add(rank(u) < rank(v))
+    for u, v in added:
+        solver.push()
+        solver.add(rank(u) < rank(v))
+        if solver.check() == z3.unsat:
+            return False, f"dependency {u} -> {v} would close a cycle"
+        solver.pop()
+        solver.add(rank(u) < rank(v))
+    return True, ""

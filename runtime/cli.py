@@ -103,7 +103,7 @@ def _print_comparison(learned: dict[str, Any], base: dict[str, Any]) -> None:
         table.add_column(col)
 
     def fmt(v: Any) -> str:
-        return "n/a" if v is None else (f"{v:.3f}" if isinstance(v, float) else f"{v:,}")
+        return "n/a" if v is None else (f"{v:.4g}" if isinstance(v, float) else f"{v:,}")
 
     h1, h0 = learned["totals"]["health"], base["totals"]["health"]
     if h1["episodes"]:
@@ -111,7 +111,9 @@ def _print_comparison(learned: dict[str, Any], base: dict[str, Any]) -> None:
             table.add_row("healing", key, fmt(h1[key]), fmt(h0[key]))
     for name, metrics in learned["totals"].get("roles", {}).items():
         other = base["totals"].get("roles", {}).get(name, {})
-        for key in ("catch_rate", "false_slash_rate", "checks", "caught", "invalid", *sorted(k for k in metrics if k.startswith("mape"))):
+        keys = ("catch_rate", "false_slash_rate", "checks", "caught", "invalid", "quality_gained", "credits_spent",
+                "quality_per_credit", *sorted(k for k in metrics if k.startswith("mape")))
+        for key in keys:
             if key in metrics:
                 table.add_row(name, key, fmt(metrics[key]), fmt(other.get(key)))
     out.print(table)

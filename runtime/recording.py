@@ -18,7 +18,7 @@ from importlib import metadata
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from runtime.scenario import Scenario, ScenarioError, load, scenario_hash
+from runtime.scenario import CORE_ROLES, Scenario, ScenarioError, load, scenario_hash
 from runtime.world import World
 
 SUMMARY = "summary.json"
@@ -92,7 +92,7 @@ def execute(sc: Scenario, base: Path, out: Path | None, seed: int, until: int,
 
 def with_baseline_cores(sc: Scenario) -> Scenario:
     """The same scenario with every role that has a core set to its baseline."""
-    pops = [p.model_copy(update={"core": "baseline"}) if p.role in ("healer", "critic", "world_model") else p for p in sc.population]
+    pops = [p.model_copy(update={"core": "baseline"}) if p.role in CORE_ROLES else p for p in sc.population]
     return sc.model_copy(update={"population": pops})
 
 

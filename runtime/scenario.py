@@ -16,6 +16,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
 
+CORE_ROLES = ("healer", "critic", "world_model", "refactor")
+"""Roles with a learned core and a baseline to compare it with."""
+
 
 class ScenarioError(Exception):
     """A scenario file that cannot be run; ``problems`` holds one ``file: key: reason`` line each."""
@@ -81,8 +84,9 @@ class PopulationConfig(_Strict):
     """A population of agents of one role, stepped as arrays."""
 
     name: str = Field(description="Unique population name, used by faults.")
-    role: Literal["requester", "worker", "ticker", "healer", "critic", "world_model"] = Field(description="What the agents do.")
-    core: Literal["baseline", "learned"] | None = Field(None, description="Roles with a core (healer, critic, world_model): 'learned' (default) or 'baseline'; `agora run --compare-baseline` reruns with every core at baseline.")
+    role: Literal["requester", "worker", "ticker", "healer", "critic", "world_model", "refactor"] = Field(description="What the agents do.")
+    core: Literal["baseline", "learned"] | None = Field(None, description="Roles with a core (healer, critic, world_model, refactor): 'learned' (default) or 'baseline'; `agora run --compare-baseline` reruns with every core at baseline.")
+    modules: int = Field(40, ge=2, le=10_000, description="refactor: modules in the simulated codebase.")
     horizon: int = Field(5, ge=1, le=50, description="world_model: the k of its k-step forecasts.")
     count: int = Field(ge=0, le=50_000_000, description="Number of agents.")
     initial_credits: int = Field(0, ge=0, description="Credits minted to each agent at tick 0.")
@@ -247,8 +251,8 @@ def _cross_check(sc: Scenario, base: Path, label: str) -> list[str]:
     for i, p in enumerate(sc.population):
         if names.count(p.name) > 1:
             problems.append(f"{label}: population[{i}].name: duplicate population name {p.name!r}")
-        if p.core is not None and p.role not in ("healer", "critic", "world_model"):
-            problems.append(f"{label}: population[{i}].core: role {p.role!r} has no core to choose (roles with one: healer, critic, world_model)")
+        if p.core is not None and p.role not in CORE_ROLES:
+            problems.append(f"{label}: population[{i}].core: role {p.role!r} has no core to choose (roles with one: {', '.join(CORE_ROLES)})")
         if p.role in ("healer", "critic"):
             watched = next((q for q in sc.population if q.name == p.watches), None)
             if watched is None or watched.role != "worker":
