@@ -1,7 +1,7 @@
 """Each role's learned core beside its baseline on held-out seeds (the default scenario's seed is 42;
 these are 101..105): healing (learned detector vs no healing), critic (Thompson-sampled checks vs
-random spot checks at the same budget), world model (MLP ensemble vs persistence forecast) and
-refactor (Q-learning vs random changes)."""
+random spot checks at the same budget), world model (MLP ensemble vs persistence forecast),
+refactor (Q-learning vs random changes) and negotiator (policy network + MicroLoRA vs ZI-C)."""
 
 from __future__ import annotations
 
@@ -34,6 +34,9 @@ def run(quick: bool, scenario: Path = Path("scenarios/marketplace.toml")) -> lis
             if "catch_rate" in ml:
                 pairs += [(pop_l.name, "catch rate", ml["catch_rate"], mb["catch_rate"]),
                           (pop_l.name, "false-slash rate", ml["false_slash_rate"], mb["false_slash_rate"])]
+            if "efficiency" in ml:
+                pairs += [(pop_l.name, "allocative efficiency", ml["efficiency"], mb["efficiency"]),
+                          (pop_l.name, "profit per agent", ml["profit_per_agent"], mb["profit_per_agent"])]
             if "quality_per_credit" in ml:
                 pairs.append((pop_l.name, "quality per 1,000 credits", ml["quality_per_credit"] * 1000,
                               (mb["quality_per_credit"] or 0) * 1000))

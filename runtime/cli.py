@@ -111,7 +111,8 @@ def _print_comparison(learned: dict[str, Any], base: dict[str, Any]) -> None:
             table.add_row("healing", key, fmt(h1[key]), fmt(h0[key]))
     for name, metrics in learned["totals"].get("roles", {}).items():
         other = base["totals"].get("roles", {}).get(name, {})
-        keys = ("catch_rate", "false_slash_rate", "checks", "caught", "invalid", "quality_gained", "credits_spent",
+        keys = ("efficiency", "profit_per_agent", "catch_rate", "false_slash_rate", "checks", "caught", "invalid",
+                "quality_gained", "credits_spent",
                 "quality_per_credit", *sorted(k for k in metrics if k.startswith("mape")))
         for key in keys:
             if key in metrics:

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
 
-CORE_ROLES = ("healer", "critic", "world_model", "refactor")
+CORE_ROLES = ("healer", "critic", "world_model", "refactor", "negotiator")
 """Roles with a learned core and a baseline to compare it with."""
 
 
@@ -84,8 +84,8 @@ class PopulationConfig(_Strict):
     """A population of agents of one role, stepped as arrays."""
 
     name: str = Field(description="Unique population name, used by faults.")
-    role: Literal["requester", "worker", "ticker", "healer", "critic", "world_model", "refactor"] = Field(description="What the agents do.")
-    core: Literal["baseline", "learned"] | None = Field(None, description="Roles with a core (healer, critic, world_model, refactor): 'learned' (default) or 'baseline'; `agora run --compare-baseline` reruns with every core at baseline.")
+    role: Literal["requester", "worker", "ticker", "healer", "critic", "world_model", "refactor", "negotiator"] = Field(description="What the agents do.")
+    core: Literal["baseline", "learned"] | None = Field(None, description="Roles with a core (healer, critic, world_model, refactor, negotiator): 'learned' (default) or 'baseline'; `agora run --compare-baseline` reruns with every core at baseline.")
     modules: int = Field(40, ge=2, le=10_000, description="refactor: modules in the simulated codebase.")
     horizon: int = Field(5, ge=1, le=50, description="world_model: the k of its k-step forecasts.")
     count: int = Field(ge=0, le=50_000_000, description="Number of agents.")

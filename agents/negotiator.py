@@ -1,0 +1,190 @@
+"""Negotiators: buyers and sellers trading in a continuous double auction, one trading period a tick.
+
+Every period each negotiator draws a private value (buyers) or cost (sellers) and the market runs a
+continuous double auction (Gode & Sunder's rules): agents arrive in random order and post a price;
+a post that crosses the best standing order on the other side trades at the standing order's
+price, otherwise it replaces the agent's standing order; untraded agents post again, for
+``ROUNDS`` rounds. Allocative efficiency is realised surplus over the maximum surplus.
+
+Core ``baseline``: zero-intelligence-constrained traders -- each post is uniform between 0 and the
+value (buyers) or between the cost and the price ceiling (sellers). Core ``learned``: a small policy
+network shared by the population maps (value or cost relative to the last mean price, side) to a
+shading fraction; each agent adds a rank-2 MicroLoRA adapter to the first layer
+(``W = W_base + α·A·B``, α = 0.1). Posts are value × (1 − shade) or cost × (1 + shade) with
+exploration noise; after each period the base network learns from the population's profits and
+each agent's adapter from its own (REINFORCE with a running baseline). Trades settle in credits.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, ClassVar
+
+import numpy as np
+import numpy.typing as npt
+from numba import njit
+
+from economy.ops import OpKind
+from runtime.population import Population
+from runtime.scenario import PopulationConfig
+
+if TYPE_CHECKING:
+    from runtime.world import World
+
+ROUNDS = 30
+HIDDEN = 8
+ALPHA = 0.1  # MicroLoRA scale
+CEILING = 2.0  # price ceiling, in units of the mean value
+
+
+@njit(cache=True)
+def double_auction(is_buyer, limit, posts, order):
+    """Run one continuous double auction; return (partner, price) per agent (-1 / 0 if untraded).
+
+    ``posts: float64[rounds, n]`` is each agent's post in each round, ``order: int64[rounds, n]``
+    the arrival order of each round. A post crossing the best standing opposite order trades at that
+    order's price; posts are capped by the agent's limit (no trade at a loss).
+    """
+    n = limit.shape[0]
+    partner = np.full(n, -1, dtype=np.int64)
+    price = np.zeros(n)
+    standing = np.full(n, np.nan)
+    for r in range(posts.shape[0]):
+        for k in range(n):
+            i = order[r, k]
+            if partner[i] >= 0:
+                continue
+            p = posts[r, i]
+            best = -1
+            for j in range(n):  # best standing order on the other side
+                if partner[j] >= 0 or is_buyer[j] == is_buyer[i] or np.isnan(standing[j]):
+                    continue
+                if best < 0 or (standing[j] < standing[best] if is_buyer[i] else standing[j] > standing[best]):
+                    best = j
+            if best >= 0 and ((is_buyer[i] and p >= standing[best]) or (not is_buyer[i] and p <= standing[best])):
+                partner[i], partner[best] = best, i
+                price[i] = price[best] = standing[best]
+                standing[i] = standing[best] = np.nan
+            else:
+                standing[i] = p
+    return partner, price
+
+
+def max_surplus(is_buyer: npt.NDArray[np.bool_], limit: npt.NDArray[np.float64]) -> float:
+    """Largest total surplus any set of trades could realise (values high to low against costs low to high)."""
+    values = np.sort(limit[is_buyer])[::-1]
+    costs = np.sort(limit[~is_buyer])
+    k = min(values.size, costs.size)
+    gaps = values[:k] - costs[:k]
+    return float(gaps[gaps > 0].sum())
+
+
+def realised_surplus(is_buyer: npt.NDArray[np.bool_], limit: npt.NDArray[np.float64], partner: npt.NDArray[np.int64]) -> float:
+    """Surplus of the trades made: value minus cost over traded pairs."""
+    traded = np.flatnonzero(is_buyer & (partner >= 0))
+    return float((limit[traded] - limit[partner[traded]]).sum())
+
+
+class Policy:
+    """Shared two-layer network plus per-agent rank-2 MicroLoRA adapters on its first layer."""
+
+    def __init__(self, n_agents: int, rng: np.random.Generator) -> None:
+        self.w1 = rng.normal(0, 0.5, size=(2, HIDDEN))
+        self.b1 = np.zeros(HIDDEN)
+        self.w2 = rng.normal(0, 0.1, size=HIDDEN)
+        self.b2 = -1.0  # start shading ~27%
+        self.A = np.zeros((n_agents, 2, 2))  # adapter: W1_i = w1 + ALPHA * A_i @ B_i
+        self.B = rng.normal(0, 0.1, size=(n_agents, 2, HIDDEN))
+
+    def forward(self, x: npt.NDArray[np.float64]) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+        """Shade logits ``float64[n]`` for features ``x: float64[n, 2]``, and the hidden layer."""
+        w = self.w1[None] + ALPHA * np.einsum("nij,njk->nik", self.A, self.B)
+        h = np.tanh(np.einsum("ni,nik->nk", x, w) + self.b1)
+        return h @ self.w2 + self.b2, h
+
+    def learn(self, x, h, advantage, noise, sigma, lr_base, lr_adapter, agents_only=None):  # type: ignore[no-untyped-def]
+        """REINFORCE step on the shade logits; the base learns from everyone, each adapter from its agent."""
+        g_out = advantage * noise / sigma  # d log-prob / d logit, times the advantage
+        g_h = np.outer(g_out, self.w2) * (1 - h**2)  # [n, HIDDEN]
+        self.w2 += lr_base * (h * g_out[:, None]).mean(0)
+        self.b2 += lr_base * g_out.mean()
+        self.b1 += lr_base * g_h.mean(0)
+        self.w1 += lr_base * np.einsum("ni,nk->ik", x, g_h) / x.shape[0]
+        g_w = np.einsum("ni,nk->nik", x, g_h)  # per-agent gradient of its first layer
+        mask = np.ones(x.shape[0], dtype=bool) if agents_only is None else agents_only
+        self.A[mask] += lr_adapter * ALPHA * np.einsum("nik,njk->nij", g_w, self.B)[mask]
+
+
+class NegotiatorPopulation(Population):
+    """Half buyers, half sellers; one continuous double auction per tick."""
+
+    role: ClassVar[str] = "negotiator"
+    phase: ClassVar[int] = 3
+
+    def __init__(self, cfg: PopulationConfig, ids: npt.NDArray[np.int64], n_regions: int) -> None:
+        super().__init__(cfg, ids, n_regions)
+        self.core = cfg.core or "learned"
+        self.is_buyer = np.arange(self.n) % 2 == 0
+        self.policy: Policy | None = None
+        self.last_price = 1.0
+        self.reward_baseline = 0.0
+        self.surplus = 0.0
+        self.max_surplus = 0.0
+        self.profit = np.zeros(self.n)
+
+    def setup(self, world: World) -> None:
+        """Build the policy; mint the traders' starting credits."""
+        self.policy = Policy(self.n, world.streams(f"population/{self.name}/init"))
+        world.mint(self.ids, np.full(self.n, self.cfg.initial_credits * world.MICRO, dtype=np.int64), "negotiator budget")
+
+    def posts(self, rng: np.random.Generator, limit: npt.NDArray[np.float64]) -> tuple:  # type: ignore[type-arg]
+        """Each agent's post in each round (and, learned core, what learning needs)."""
+        buyer = self.is_buyer
+        if self.core == "baseline":
+            u = rng.random((ROUNDS, self.n))
+            return np.where(buyer, u * limit, limit + u * (CEILING - limit)), None
+        assert self.policy is not None
+        x = np.column_stack([limit / self.last_price - 1.0, np.where(buyer, 1.0, -1.0)])
+        logit, h = self.policy.forward(x)
+        sigma = 0.3
+        noise = rng.normal(0, sigma, size=self.n)
+        shade = 1 / (1 + np.exp(-(logit + noise)))
+        post = np.where(buyer, limit * (1 - shade), limit * (1 + shade))
+        # Each round an untraded agent concedes a little toward its limit.
+        concede = np.linspace(1.0, 0.0, ROUNDS)[:, None]
+        rounds = np.where(buyer, limit - (limit - post) * concede, limit + (post - limit) * concede)
+        return rounds, (x, h, noise, sigma)
+
+    def step(self, world: World, tick: int) -> None:
+        """One trading period: draw limits, trade, settle in credits, learn."""
+        rng = world.streams(f"population/{self.name}")
+        limit = rng.uniform(0.5, 1.5, size=self.n)  # private values and costs, in credits
+        posts, learning = self.posts(rng, limit)
+        order = np.argsort(rng.random((ROUNDS, self.n)), axis=1).astype(np.int64)
+        partner, price = double_auction(self.is_buyer, limit, posts, order)
+        profit = np.where(partner >= 0, np.where(self.is_buyer, limit - price, price - limit), 0.0)
+        self.profit += profit
+        self.surplus += realised_surplus(self.is_buyer, limit, partner)
+        self.max_surplus += max_surplus(self.is_buyer, limit)
+        traded = np.flatnonzero(self.is_buyer & (partner >= 0))
+        if traded.size:
+            self.last_price = float(price[traded].mean())
+            amounts = (price[traded] * world.MICRO).astype(np.int64)
+            world.execute_by_home(OpKind.TRANSFER, self.ids[traded], self.ids[partner[traded]], amounts)
+        world.count(f"{self.name}/trades", int(traded.size))
+        if learning is not None:
+            assert self.policy is not None
+            x, h, noise, sigma = learning
+            self.reward_baseline += 0.05 * (profit.mean() - self.reward_baseline)
+            self.policy.learn(x, h, profit - self.reward_baseline, noise, sigma, 0.05, 0.5)
+
+    def role_metrics(self) -> dict[str, float | int | None]:
+        """Allocative efficiency over the run and mean profit per agent per period."""
+        return {"efficiency": self.surplus / self.max_surplus if self.max_surplus else None,
+                "profit_per_agent": float(self.profit.mean())}
+
+    def state_arrays(self) -> dict[str, npt.NDArray[np.generic]]:
+        """Alive flags, profits and (learned core) the policy's weights and adapters."""
+        arrays: dict[str, npt.NDArray[np.generic]] = {"alive": self.alive, "profit": self.profit}
+        if self.policy is not None:
+            arrays["w1"], arrays["A"], arrays["B"] = self.policy.w1, self.policy.A, self.policy.B
+        return arrays
