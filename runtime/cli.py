@@ -120,6 +120,10 @@ def _print_comparison(learned: dict[str, Any], base: dict[str, Any]) -> None:
     out.print(table)
 
 
+SHOWN_METRICS = ("efficiency", "profit_per_agent", "catch_rate", "false_slash_rate", "mape_1", "mape_5",
+                 "quality_per_credit")
+
+
 def _print_summary(s: dict[str, Any], target: Path) -> None:
     t = s["totals"]
     m = s["totals"]["messages"]
@@ -147,6 +151,9 @@ def _print_summary(s: dict[str, Any], target: Path) -> None:
           if (h := t.get("health")) and h["episodes"] else []),
         *([("governance", ", ".join(f"#{p['id']} {p['state']}" for p in t["proposals"])
             + "  (" + ", ".join(f"{k}={v:g}" for k, v in sorted(t["params"].items())) + ")")] if t.get("proposals") else []),
+        *[(name, ", ".join(f"{k.replace('_', ' ')} {v:.4g}" for k, v in m.items()
+                           if k in SHOWN_METRICS and isinstance(v, float)))
+          for name, m in t.get("roles", {}).items()],
         ("final state", s["final_state_hash"][:32]),
         ("run directory", str(target)),
     ]
