@@ -17,6 +17,7 @@ each agent's adapter from its own (REINFORCE with a running baseline). Trades se
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
@@ -25,7 +26,7 @@ from numba import njit
 
 from economy.ops import OpKind
 from runtime.population import Population
-from runtime.scenario import PopulationConfig
+from runtime.scenario import PopulationConfig, ScenarioError
 
 if TYPE_CHECKING:
     from runtime.world import World
@@ -95,6 +96,25 @@ class Policy:
         self.A = np.zeros((n_agents, 2, 2))  # adapter: W1_i = w1 + ALPHA * A_i @ B_i
         self.B = rng.normal(0, 0.1, size=(n_agents, 2, HIDDEN))
 
+    def save(self, path: Path) -> None:
+        """Write the shared weights to an .npz file (written to bytes first: the same bytes every run)."""
+        import io
+
+        buf = io.BytesIO()
+        np.savez(buf, w1=self.w1, b1=self.b1, w2=self.w2, b2=np.array([self.b2]))
+        path.write_bytes(buf.getvalue())
+
+    def load(self, path: Path) -> None:
+        """Read shared weights saved by :meth:`save`; raise ValueError naming what does not fit."""
+        try:
+            with np.load(path) as data:
+                w1, b1, w2, b2 = data["w1"], data["b1"], data["w2"], float(data["b2"][0])
+        except (OSError, KeyError, ValueError) as exc:
+            raise ValueError(f"{path}: not a negotiator policy file ({exc})") from None
+        if w1.shape != self.w1.shape or b1.shape != self.b1.shape or w2.shape != self.w2.shape:
+            raise ValueError(f"{path}: policy shapes {w1.shape}/{w2.shape} do not fit {self.w1.shape}/{self.w2.shape}")
+        self.w1, self.b1, self.w2, self.b2 = w1, b1, w2, b2
+
     def forward(self, x: npt.NDArray[np.float64]) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
         """Shade logits ``float64[n]`` for features ``x: float64[n, 2]``, and the hidden layer."""
         w = self.w1[None] + ALPHA * np.einsum("nij,njk->nik", self.A, self.B)
@@ -132,8 +152,14 @@ class NegotiatorPopulation(Population):
         self.profit = np.zeros(self.n)
 
     def setup(self, world: World) -> None:
-        """Build the policy; mint the traders' starting credits."""
+        """Build the policy (or load a saved one); mint the traders' starting credits."""
         self.policy = Policy(self.n, world.streams(f"population/{self.name}/init"))
+        if self.core not in ("baseline", "learned"):
+            try:
+                self.policy.load(world.base / self.core)
+            except ValueError as exc:
+                raise ScenarioError([f"population {self.name!r}: core: {exc}"]) from None
+            self.core = "learned"
         world.mint(self.ids, np.full(self.n, self.cfg.initial_credits * world.MICRO, dtype=np.int64), "negotiator budget")
 
     def posts(self, rng: np.random.Generator, limit: npt.NDArray[np.float64]) -> tuple:  # type: ignore[type-arg]
@@ -176,6 +202,15 @@ class NegotiatorPopulation(Population):
             x, h, noise, sigma = learning
             self.reward_baseline += 0.05 * (profit.mean() - self.reward_baseline)
             self.policy.learn(x, h, profit - self.reward_baseline, noise, sigma, 0.05, 0.5)
+
+    def save_core(self, folder: Path) -> Path | None:
+        """Save the shared policy (not the per-agent adapters) for another scenario to load as its core."""
+        if self.core != "learned" or self.policy is None:
+            return None
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{self.name}.npz"
+        self.policy.save(path)
+        return path
 
     def role_metrics(self) -> dict[str, float | int | None]:
         """Allocative efficiency over the run and mean profit per agent per period."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from abc import ABC, abstractmethod
+from pathlib import Path
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
@@ -44,6 +45,10 @@ class Population(ABC):
 
     def setup(self, world: World) -> None:  # noqa: B027 -- optional hook, empty by design
         """Called once before tick 0 (mint initial credits, build routers, ...)."""
+
+    def save_core(self, folder: Path) -> Path | None:
+        """Write the role's learned core to ``folder`` (roles that can reload one); return its path."""
+        return None
 
     def role_metrics(self) -> dict[str, float | int | None]:
         """The role's own scores for the run summary (empty for roles without any)."""

@@ -67,11 +67,14 @@ def prepare_out(out: Path, overwrite: bool) -> None:
 
 
 def _copy_references(sc: Scenario, src_base: Path, out: Path) -> None:
-    ref = sc.network.graph_file
-    if ref is not None:
+    """Copy the files a scenario names (graph, policy files) beside its copy, so runs replay anywhere."""
+    refs = [sc.network.graph_file] + [p.core for p in sc.population if p.core not in (None, "baseline", "learned")]
+    for ref in refs:
+        if ref is None:
+            continue
         rel = PurePosixPath(ref)
         if rel.is_absolute() or ".." in rel.parts:
-            raise ScenarioError([f"network.graph_file: {ref!r} must be a path inside the scenario's folder so runs can be replayed"])
+            raise ScenarioError([f"{ref!r}: a file a scenario names must lie inside the scenario's folder, so runs can be replayed"])
         (out / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(src_base / rel, out / rel)
 
@@ -114,6 +117,11 @@ def record(scenario_path: Path, out: Path, *, seed: int | None = None, until: in
     (out / SCENARIO_COPY).write_bytes(raw)
     _copy_references(sc, scenario_path.parent, out)
     world, wall = execute(sc, scenario_path.parent, out, seed, until, realtime, progress)
+    saved = {}
+    for pop in world.populations:
+        path = pop.save_core(out / "cores")
+        if path is not None:
+            saved[pop.name] = str(path.relative_to(out))
     held, issued = world.ledgers[0].supply()
     final = world.hashes()
     summary: dict[str, Any] = {
@@ -148,6 +156,7 @@ def record(scenario_path: Path, out: Path, *, seed: int | None = None, until: in
             "roles": {p.name: m for p in world.populations if (m := p.role_metrics())},
         },
         "files": {name: file_sha256(out / name) for name in RECORDED_FILES},
+        "cores_saved": saved,
     }
     summary["summary_sha256"] = hashlib.sha256(_canonical(summary)).hexdigest()
     (out / SUMMARY).write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")

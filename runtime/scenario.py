@@ -85,7 +85,7 @@ class PopulationConfig(_Strict):
 
     name: str = Field(description="Unique population name, used by faults.")
     role: Literal["requester", "worker", "ticker", "healer", "critic", "world_model", "refactor", "negotiator"] = Field(description="What the agents do.")
-    core: Literal["baseline", "learned"] | None = Field(None, description="Roles with a core (healer, critic, world_model, refactor, negotiator): 'learned' (default) or 'baseline'; `agora run --compare-baseline` reruns with every core at baseline.")
+    core: str | None = Field(None, description="Roles with a core (healer, critic, world_model, refactor, negotiator): 'learned' (default), 'baseline', or (negotiator) the path of a saved policy file (.npz, written to a run's cores/ folder), relative to the scenario file; `agora run --compare-baseline` reruns with every core at baseline.")
     modules: int = Field(40, ge=2, le=10_000, description="refactor: modules in the simulated codebase.")
     horizon: int = Field(5, ge=1, le=50, description="world_model: the k of its k-step forecasts.")
     count: int = Field(ge=0, le=50_000_000, description="Number of agents.")
@@ -253,6 +253,11 @@ def _cross_check(sc: Scenario, base: Path, label: str) -> list[str]:
             problems.append(f"{label}: population[{i}].name: duplicate population name {p.name!r}")
         if p.core is not None and p.role not in CORE_ROLES:
             problems.append(f"{label}: population[{i}].core: role {p.role!r} has no core to choose (roles with one: {', '.join(CORE_ROLES)})")
+        elif p.core not in (None, "baseline", "learned"):
+            if p.role != "negotiator":
+                problems.append(f"{label}: population[{i}].core: {p.core!r}: only 'baseline' or 'learned' for role {p.role!r} (policy files: negotiator)")
+            elif not (base / p.core).is_file():
+                problems.append(f"{label}: population[{i}].core: policy file not found: {base / p.core}")
         if p.role in ("healer", "critic"):
             watched = next((q for q in sc.population if q.name == p.watches), None)
             if watched is None or watched.role != "worker":

@@ -70,6 +70,7 @@ class World(mesa.Model):
         seed = scenario.world.seed if seed is None else seed
         super().__init__(seed=seed)
         self.scenario = scenario
+        self.base = base  # the scenario's folder: files it names are relative to it
         self.seed = seed
         self.streams = Streams(seed)
         self.env: simpy.Environment = (

@@ -81,3 +81,41 @@ def test_a_negotiator_run_replays(tmp_path):
     summary = record(path, tmp_path / "run")
     assert summary["totals"]["roles"]["neg"]["efficiency"] > 0.9
     assert verify(tmp_path / "run").status == "identical"
+
+
+def test_a_saved_policy_is_loaded_as_another_scenarios_core(tmp_path):
+    train = tmp_path / "train.toml"
+    train.write_text(SCENARIO)
+    summary = record(train, tmp_path / "trained")
+    assert summary["cores_saved"] == {"neg": "cores/neg.npz"}
+    deploy_dir = tmp_path / "deploy"
+    (deploy_dir / "policies").mkdir(parents=True)
+    (deploy_dir / "policies" / "neg.npz").write_bytes((tmp_path / "trained" / "cores" / "neg.npz").read_bytes())
+    deploy = deploy_dir / "deploy.toml"
+    deploy.write_text(SCENARIO.replace('initial_credits = 1000', 'initial_credits = 1000\ncore = "policies/neg.npz"')
+                      .replace("seed = 8", "seed = 9").replace("ticks = 200", "ticks = 20"))
+    loaded = World(parse(deploy.read_text(), str(deploy), deploy_dir), base=deploy_dir)
+    fresh = World(parse(SCENARIO.replace("seed = 8", "seed = 9").replace("ticks = 200", "ticks = 20")))
+    trained_w1 = np.load(tmp_path / "trained" / "cores" / "neg.npz")["w1"]
+    assert np.array_equal(loaded.populations[0].policy.w1, trained_w1)
+    loaded.run()
+    fresh.run()
+    # The trained policy trades efficiently from its first periods; a fresh one is still learning.
+    assert loaded.populations[0].role_metrics()["efficiency"] > fresh.populations[0].role_metrics()["efficiency"]
+    run = record(deploy, tmp_path / "deployed")  # the policy file travels with the run...
+    assert (tmp_path / "deployed" / "policies" / "neg.npz").is_file() and run["cores_saved"]
+    assert verify(tmp_path / "deployed").status == "identical"  # ...so it replays
+
+
+def test_a_missing_or_broken_policy_file_is_a_clear_error(tmp_path):
+    from typer.testing import CliRunner
+
+    from runtime.cli import app
+
+    path = tmp_path / "s.toml"
+    path.write_text(SCENARIO.replace('initial_credits = 1000', 'initial_credits = 1000\ncore = "nope.npz"'))
+    r = CliRunner().invoke(app, ["validate", str(path)])
+    assert r.exit_code == 2 and "policy file not found" in r.output
+    (tmp_path / "nope.npz").write_bytes(b"not a policy")
+    r = CliRunner().invoke(app, ["run", str(path), "--out", str(tmp_path / "out"), "-q"])
+    assert r.exit_code == 2 and "not a negotiator policy file" in r.output and "Traceback" not in r.output
