@@ -50,6 +50,25 @@ def python_step(theta, omega, csr):  # type: ignore[no-untyped-def]
     return out
 
 
+def _gpu_rate(omega, theta0, csr: CSR, repeat: int) -> tuple[str, float] | None:  # type: ignore[no-untyped-def]
+    """Steps/s of the torch kernel on the first CUDA GPU, or None where there is none."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    if not torch.cuda.is_available():
+        return None
+    from runtime.kuramoto import TorchOscillators
+
+    dev = TorchOscillators(omega, K, DT, theta0, csr, device="cuda")
+
+    def gpu_step() -> None:
+        dev.step()
+        dev.synchronize()
+
+    return f"torch on {torch.cuda.get_device_name(0)}", _rate(gpu_step, repeat)
+
+
 def run(quick: bool) -> list[tuple[str, ...]]:
     """Rows: (N, E, implementation, steps/s, edge updates/s, Agora is)."""
     rows: list[tuple[str, ...]] = []
@@ -75,21 +94,9 @@ def run(quick: bool) -> list[tuple[str, ...]]:
         if n <= 10_000:
             th, om = theta0.tolist(), omega.tolist()
             results["pure-Python loop"] = _rate(lambda: python_step(th, om, csr), 1)  # noqa: B023
-        try:
-            import torch
-
-            if torch.cuda.is_available():
-                from runtime.kuramoto import TorchOscillators
-
-                dev = TorchOscillators(omega, K, DT, theta0, csr, device="cuda")
-
-                def gpu_step() -> None:
-                    dev.step()  # noqa: B023
-                    dev.synchronize()  # noqa: B023
-
-                results[f"torch on {torch.cuda.get_device_name(0)}"] = _rate(gpu_step, repeat * 5)
-        except ImportError:
-            pass
+        gpu = _gpu_rate(omega, theta0, csr, repeat * 5)
+        if gpu is not None:
+            results[gpu[0]] = gpu[1]
         for name, rate in results.items():
             rows.append((f"{n:,}", f"{e:,}", name, f"{rate:,.1f}", f"{rate * e:,.3g}", f"{agora / rate:,.2f}x"))
         mf = Oscillators(omega, K, DT, theta0)
