@@ -7,8 +7,8 @@ price, otherwise it replaces the agent's standing order; untraded agents post ag
 ``ROUNDS`` rounds. Allocative efficiency is realised surplus over the maximum surplus.
 
 Core ``baseline``: zero-intelligence-constrained traders -- each post is uniform between 0 and the
-value (buyers) or between the cost and the price ceiling (sellers). Core ``learned``: a small policy
-network shared by the population maps (value or cost relative to the last mean price, side) to a
+value (buyers) or between the cost and the price ceiling (sellers). Core ``learned``: a small torch
+policy network (CPU, or the GPU with ``agora run --device cuda``) shared by the population maps (value or cost relative to the last mean price, side) to a
 shading fraction; each agent adds a rank-2 MicroLoRA adapter to the first layer
 (``W = W_base + α·A·B``, α = 0.1). Posts are value × (1 − shade) or cost × (1 + shade) with
 exploration noise; after each period the base network learns from the population's profits and
@@ -86,22 +86,37 @@ def realised_surplus(is_buyer: npt.NDArray[np.bool_], limit: npt.NDArray[np.floa
 
 
 class Policy:
-    """Shared two-layer network plus per-agent rank-2 MicroLoRA adapters on its first layer."""
+    """Shared two-layer network plus per-agent rank-2 MicroLoRA adapters on its first layer.
 
-    def __init__(self, n_agents: int, rng: np.random.Generator) -> None:
-        self.w1 = rng.normal(0, 0.5, size=(2, HIDDEN))
-        self.b1 = np.zeros(HIDDEN)
-        self.w2 = rng.normal(0, 0.1, size=HIDDEN)
-        self.b2 = -1.0  # start shading ~27%
-        self.A = np.zeros((n_agents, 2, 2))  # adapter: W1_i = w1 + ALPHA * A_i @ B_i
-        self.B = rng.normal(0, 0.1, size=(n_agents, 2, HIDDEN))
+    Torch, float64, on ``device`` ("cpu", or "cuda" for the GPU). On the CPU with one thread the
+    same seed gives the same updates bit for bit; on the GPU, to rounding.
+    """
+
+    def __init__(self, n_agents: int, rng: np.random.Generator, device: str = "cpu") -> None:
+        import torch
+
+        self.torch = torch
+        self.device = torch.device(device)
+        put = lambda a: torch.as_tensor(np.asarray(a, dtype=np.float64), device=self.device)  # noqa: E731
+        self.put = put
+        self.w1 = put(rng.normal(0, 0.5, size=(2, HIDDEN)))
+        self.b1 = put(np.zeros(HIDDEN))
+        self.w2 = put(rng.normal(0, 0.1, size=HIDDEN))
+        self.b2 = put(-1.0)  # start shading ~27%
+        self.A = put(np.zeros((n_agents, 2, 2)))  # adapter: W1_i = w1 + ALPHA * A_i @ B_i
+        self.B = put(rng.normal(0, 0.1, size=(n_agents, 2, HIDDEN)))
+
+    def arrays(self) -> dict[str, npt.NDArray[np.float64]]:
+        """Every parameter as a host array (for hashing and saving)."""
+        return {k: getattr(self, k).detach().cpu().numpy() for k in ("w1", "b1", "w2", "b2", "A", "B")}
 
     def save(self, path: Path) -> None:
         """Write the shared weights to an .npz file (written to bytes first: the same bytes every run)."""
         import io
 
+        a = self.arrays()
         buf = io.BytesIO()
-        np.savez(buf, w1=self.w1, b1=self.b1, w2=self.w2, b2=np.array([self.b2]))
+        np.savez(buf, w1=a["w1"], b1=a["b1"], w2=a["w2"], b2=np.atleast_1d(a["b2"]))
         path.write_bytes(buf.getvalue())
 
     def load(self, path: Path) -> None:
@@ -111,27 +126,35 @@ class Policy:
                 w1, b1, w2, b2 = data["w1"], data["b1"], data["w2"], float(data["b2"][0])
         except (OSError, KeyError, ValueError) as exc:
             raise ValueError(f"{path}: not a negotiator policy file ({exc})") from None
-        if w1.shape != self.w1.shape or b1.shape != self.b1.shape or w2.shape != self.w2.shape:
-            raise ValueError(f"{path}: policy shapes {w1.shape}/{w2.shape} do not fit {self.w1.shape}/{self.w2.shape}")
-        self.w1, self.b1, self.w2, self.b2 = w1, b1, w2, b2
+        if w1.shape != tuple(self.w1.shape) or b1.shape != tuple(self.b1.shape) or w2.shape != tuple(self.w2.shape):
+            raise ValueError(f"{path}: policy shapes {w1.shape}/{w2.shape} do not fit {tuple(self.w1.shape)}/{tuple(self.w2.shape)}")
+        self.w1, self.b1, self.w2, self.b2 = self.put(w1), self.put(b1), self.put(w2), self.put(b2)
 
-    def forward(self, x: npt.NDArray[np.float64]) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
-        """Shade logits ``float64[n]`` for features ``x: float64[n, 2]``, and the hidden layer."""
-        w = self.w1[None] + ALPHA * np.einsum("nij,njk->nik", self.A, self.B)
-        h = np.tanh(np.einsum("ni,nik->nk", x, w) + self.b1)
-        return h @ self.w2 + self.b2, h
+    def forward(self, x: npt.NDArray[np.float64]):  # type: ignore[no-untyped-def]
+        """Shade logits ``float64[n]`` (host array) for features ``x: float64[n, 2]``, and the hidden layer."""
+        torch = self.torch
+        xt = self.put(x)
+        w = self.w1[None] + ALPHA * torch.einsum("nij,njk->nik", self.A, self.B)
+        h = torch.tanh(torch.einsum("ni,nik->nk", xt, w) + self.b1)
+        return (h @ self.w2 + self.b2).cpu().numpy(), h
 
     def learn(self, x, h, advantage, noise, sigma, lr_base, lr_adapter, agents_only=None):  # type: ignore[no-untyped-def]
         """REINFORCE step on the shade logits; the base learns from everyone, each adapter from its agent."""
-        g_out = advantage * noise / sigma  # d log-prob / d logit, times the advantage
-        g_h = np.outer(g_out, self.w2) * (1 - h**2)  # [n, HIDDEN]
-        self.w2 += lr_base * (h * g_out[:, None]).mean(0)
-        self.b2 += lr_base * g_out.mean()
-        self.b1 += lr_base * g_h.mean(0)
-        self.w1 += lr_base * np.einsum("ni,nk->ik", x, g_h) / x.shape[0]
-        g_w = np.einsum("ni,nk->nik", x, g_h)  # per-agent gradient of its first layer
+        torch = self.torch
+        xt = self.put(x)
+        g_out = self.put(advantage * noise / sigma)  # d log-prob / d logit, times the advantage
+        g_h = torch.outer(g_out, self.w2) * (1 - h**2)  # [n, HIDDEN]
+        g_w = torch.einsum("ni,nk->nik", xt, g_h)  # per-agent gradient of its first layer
+        g_a = torch.einsum("nik,njk->nij", g_w, self.B)
+        self.w2 = self.w2 + lr_base * (h * g_out[:, None]).mean(0)
+        self.b2 = self.b2 + lr_base * g_out.mean()
+        self.b1 = self.b1 + lr_base * g_h.mean(0)
+        self.w1 = self.w1 + lr_base * torch.einsum("ni,nk->ik", xt, g_h) / xt.shape[0]
         mask = np.ones(x.shape[0], dtype=bool) if agents_only is None else agents_only
-        self.A[mask] += lr_adapter * ALPHA * np.einsum("nik,njk->nij", g_w, self.B)[mask]
+        step = torch.zeros_like(self.A)
+        idx = torch.as_tensor(np.flatnonzero(mask), device=self.device)
+        step[idx] = lr_adapter * ALPHA * g_a[idx]
+        self.A = self.A + step
 
 
 class NegotiatorPopulation(Population):
@@ -153,7 +176,11 @@ class NegotiatorPopulation(Population):
 
     def setup(self, world: World) -> None:
         """Build the policy (or load a saved one); mint the traders' starting credits."""
-        self.policy = Policy(self.n, world.streams(f"population/{self.name}/init"))
+        import torch
+
+        if world.device == "cpu":
+            torch.set_num_threads(1)  # one thread: the same updates in the same order on every run
+        self.policy = Policy(self.n, world.streams(f"population/{self.name}/init"), world.device)
         if self.core not in ("baseline", "learned"):
             try:
                 self.policy.load(world.base / self.core)
@@ -221,5 +248,5 @@ class NegotiatorPopulation(Population):
         """Alive flags, profits and (learned core) the policy's weights and adapters."""
         arrays: dict[str, npt.NDArray[np.generic]] = {"alive": self.alive, "profit": self.profit}
         if self.policy is not None:
-            arrays["w1"], arrays["A"], arrays["B"] = self.policy.w1, self.policy.A, self.policy.B
+            arrays.update(self.policy.arrays())
         return arrays

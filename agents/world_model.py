@@ -1,6 +1,7 @@
 """World-model agents: learn the market's price dynamics online and forecast prices 1 and k ticks ahead.
 
-Core ``learned``: an ensemble of small torch MLPs on the CPU, shared across skills, maps the last
+Core ``learned``: an ensemble of small torch MLPs (CPU, or the GPU with ``agora run --device cuda``),
+shared across skills, maps the last
 ``WINDOW`` log-price changes of a skill and its latest market pressure (public: demand against
 served and idle supply) to its next ``horizon`` cumulative log-price changes; each tick it takes a few Adam steps on windows drawn from the history it has seen. Core
 ``baseline``: the persistence forecast (the price stays where it is). Forecasts are scored online
@@ -48,15 +49,17 @@ class WorldModelPopulation(Population):
             return
         import torch
 
-        torch.set_num_threads(1)  # one thread: the same updates in the same order on every run
+        if world.device == "cpu":
+            torch.set_num_threads(1)  # one thread: the same updates in the same order on every run
+        self.device = torch.device(world.device)
         seed = int(world.streams(f"population/{self.name}/init").integers(2**31))
-        gen = torch.Generator().manual_seed(seed)
+        gen = torch.Generator().manual_seed(seed)  # weights drawn on the CPU, then moved: same start on any device
         layers = []
         for _ in range(MEMBERS):
             w1 = torch.randn(WINDOW + 1, HIDDEN, generator=gen, dtype=torch.float64) * (1 / WINDOW) ** 0.5
             w2 = torch.randn(HIDDEN, self.horizon, generator=gen, dtype=torch.float64) * (1 / HIDDEN) ** 0.5 * 0.1
-            layers.append([w1.requires_grad_(), torch.zeros(HIDDEN, dtype=torch.float64, requires_grad=True),
-                           w2.requires_grad_(), torch.zeros(self.horizon, dtype=torch.float64, requires_grad=True)])
+            params = [w1, torch.zeros(HIDDEN, dtype=torch.float64), w2, torch.zeros(self.horizon, dtype=torch.float64)]
+            layers.append([p.to(self.device).requires_grad_() for p in params])
         self.model = layers
         self.opt = torch.optim.Adam([p for member in layers for p in member], lr=3e-3)
         self.torch = torch
@@ -91,15 +94,15 @@ class WorldModelPopulation(Population):
         press = np.array(self.pressures)  # press[t] drove the change into history[t]
         xs = np.stack([np.append(diffs[s : s + WINDOW, k], press[s + WINDOW, k]) for s, k in zip(starts, skills, strict=True)])
         ys = np.stack([np.cumsum(diffs[s + WINDOW : s + WINDOW + self.horizon, k]) for s, k in zip(starts, skills, strict=True)])
-        x, y = torch.from_numpy(xs), torch.from_numpy(ys)
+        x, y = torch.from_numpy(xs).to(self.device), torch.from_numpy(ys).to(self.device)
         for _ in range(3):
             self.opt.zero_grad()
             loss = ((self._predict(x) - y) ** 2).mean()
             loss.backward()
             self.opt.step()
         with torch.no_grad():
-            recent = torch.from_numpy(np.ascontiguousarray(np.column_stack([diffs[-WINDOW:].T, press[-1]])))
-            ahead = self._predict(recent).numpy()  # cumulative log change, [skills, horizon]
+            recent = torch.from_numpy(np.ascontiguousarray(np.column_stack([diffs[-WINDOW:].T, press[-1]]))).to(self.device)
+            ahead = self._predict(recent).cpu().numpy()  # cumulative log change, [skills, horizon]
         for h in {1, self.horizon}:
             self.pending.append((tick + h, h, prices * np.exp(ahead[:, h - 1])))
 
@@ -119,5 +122,5 @@ class WorldModelPopulation(Population):
         if self.pressures:
             arrays["pressures"] = np.array(self.pressures)
         if self.model is not None:
-            arrays["weights"] = np.concatenate([p.detach().numpy().ravel() for m in self.model for p in m])
+            arrays["weights"] = np.concatenate([p.detach().cpu().numpy().ravel() for m in self.model for p in m])
         return arrays

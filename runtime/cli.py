@@ -59,7 +59,7 @@ def run(
     out_dir: Annotated[Optional[Path], typer.Option("--out", help="Run directory to write (default: runs/<scenario name>[-N]).")] = None,
     seed: Annotated[Optional[int], typer.Option(min=0, help="Override the scenario's seed.")] = None,
     until: Annotated[Optional[int], typer.Option(min=1, help="Run this many ticks instead of the scenario's world.ticks.")] = None,
-    device: Annotated[str, typer.Option(help="cpu (the only device built so far).")] = "cpu",
+    device: Annotated[str, typer.Option(help="Where the roles' networks run: cpu (replays bit for bit) or cuda (a GPU, when torch sees one).")] = "cpu",
     realtime: Annotated[Optional[float], typer.Option(min=0.0, help="Pace against the wall clock: FACTOR wall seconds per unit of virtual time (simpy.rt).")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace a non-empty --out directory.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar and no summary table.")] = False,
@@ -68,8 +68,13 @@ def run(
     """Run a scenario and record it: event log, per-tick metrics and summary.json with state hashes."""
     from runtime.recording import record
 
-    if device != "cpu":
-        _fail([f"--device {device!r}: only 'cpu' is built so far (the GPU path is a later issue)"])
+    if device not in ("cpu", "cuda"):
+        _fail([f"--device {device!r}: expected cpu or cuda"])
+    if device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            _fail(["--device cuda: torch sees no CUDA GPU on this machine (this install is the CPU build); use --device cpu"])
     if realtime is not None and realtime <= 0:
         _fail([f"--realtime must be > 0 wall seconds per unit of virtual time, got {realtime}"])
     target = out_dir if out_dir is not None else _default_out(scenario)
@@ -81,9 +86,11 @@ def run(
         bar, callback = _progress(ticks, quiet, f"{sc.world.name}")
         if bar is not None:
             with bar:
-                summary = record(scenario, target, seed=seed, until=until, realtime=realtime, overwrite=overwrite, progress=callback)
+                summary = record(scenario, target, seed=seed, until=until, realtime=realtime, overwrite=overwrite,
+                                 progress=callback, device=device)
         else:
-            summary = record(scenario, target, seed=seed, until=until, realtime=realtime, overwrite=overwrite)
+            summary = record(scenario, target, seed=seed, until=until, realtime=realtime, overwrite=overwrite,
+                             device=device)
     except ScenarioError as exc:
         _fail(exc.problems)
     except RunDirError as exc:
@@ -93,7 +100,8 @@ def run(
     else:
         out.print(str(target), markup=False)
     if compare_baseline:
-        base = record(scenario, target / "baseline", seed=seed, until=until, overwrite=True, baseline=True)
+        base = record(scenario, target / "baseline", seed=seed, until=until, overwrite=True, baseline=True,
+                      device=device)
         _print_comparison(summary, base)
 
 

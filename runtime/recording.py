@@ -81,9 +81,9 @@ def _copy_references(sc: Scenario, src_base: Path, out: Path) -> None:
 
 def execute(sc: Scenario, base: Path, out: Path | None, seed: int, until: int,
             realtime: float | None = None, progress: Callable[[int], None] | None = None,
-            on_checkpoint: Callable[[Any], None] | None = None) -> tuple[World, float]:
+            on_checkpoint: Callable[[Any], None] | None = None, device: str = "cpu") -> tuple[World, float]:
     """Build and run a world; return it (closed) and the wall time in seconds."""
-    world = World(sc, base=base, out=out, seed=seed, realtime=realtime)
+    world = World(sc, base=base, out=out, seed=seed, realtime=realtime, device=device)
     world.on_checkpoint = on_checkpoint
     start = time.perf_counter()
     try:
@@ -101,7 +101,8 @@ def with_baseline_cores(sc: Scenario) -> Scenario:
 
 def record(scenario_path: Path, out: Path, *, seed: int | None = None, until: int | None = None,
            realtime: float | None = None, overwrite: bool = False,
-           progress: Callable[[int], None] | None = None, baseline: bool = False) -> dict[str, Any]:
+           progress: Callable[[int], None] | None = None, baseline: bool = False,
+           device: str = "cpu") -> dict[str, Any]:
     """Run a scenario file into ``out`` and return the summary written there.
 
     ``baseline`` runs every role's baseline core instead (recorded in the summary, and replayed so).
@@ -116,7 +117,7 @@ def record(scenario_path: Path, out: Path, *, seed: int | None = None, until: in
     prepare_out(out, overwrite)
     (out / SCENARIO_COPY).write_bytes(raw)
     _copy_references(sc, scenario_path.parent, out)
-    world, wall = execute(sc, scenario_path.parent, out, seed, until, realtime, progress)
+    world, wall = execute(sc, scenario_path.parent, out, seed, until, realtime, progress, device=device)
     saved = {}
     for pop in world.populations:
         path = pop.save_core(out / "cores")
@@ -127,6 +128,7 @@ def record(scenario_path: Path, out: Path, *, seed: int | None = None, until: in
     summary: dict[str, Any] = {
         "format": "agora-run-1",
         "cores": "baseline" if baseline else "as written",
+        "device": device,
         "scenario": sc.world.name,
         "scenario_file": SCENARIO_COPY,
         "scenario_sha256": scenario_hash(raw),

@@ -74,6 +74,10 @@ def verify(run_dir: Path, progress: Callable[[int], None] | None = None) -> Verd
     if summary.get("cores") == "baseline":
         sc = with_baseline_cores(sc)
     recorded: list[dict[str, Any]] = summary["checkpoints"]
+    device = summary.get("device", "cpu")
+    if device != "cpu":
+        return Verdict("diverged", [f"the run used --device {device}: GPU arithmetic matches the CPU to rounding, "
+                                    "not bit for bit, so it cannot be verified; record with --device cpu to replay"])
     position = {"i": 0}
 
     def compare(cp: Checkpoint) -> None:

@@ -66,11 +66,12 @@ class World(mesa.Model):
     MICRO = MICRO
 
     def __init__(self, scenario: Scenario, *, base: Path = Path("."), out: Path | None = None,
-                 seed: int | None = None, realtime: float | None = None) -> None:
+                 seed: int | None = None, realtime: float | None = None, device: str = "cpu") -> None:
         seed = scenario.world.seed if seed is None else seed
         super().__init__(seed=seed)
         self.scenario = scenario
         self.base = base  # the scenario's folder: files it names are relative to it
+        self.device = device  # where the roles' networks run: "cpu" (bit-for-bit replayable) or "cuda"
         self.seed = seed
         self.streams = Streams(seed)
         self.env: simpy.Environment = (

@@ -41,10 +41,11 @@ def test_a_microlora_update_changes_only_that_agents_outputs():
     before, h = policy.forward(x)
     only = np.zeros(6, dtype=bool)
     only[3] = True
-    base = (policy.w1.copy(), policy.b1.copy(), policy.w2.copy(), policy.b2)
+    base = policy.arrays()
     policy.learn(x, h, np.ones(6), np.ones(6), 0.3, 0.0, 1.0, agents_only=only)
     after, _ = policy.forward(x)
-    assert np.array_equal(policy.w1, base[0]) and policy.b2 == base[3]
+    now = policy.arrays()
+    assert all(np.array_equal(now[k], base[k]) for k in ("w1", "b1", "w2", "b2", "B"))
     changed = np.flatnonzero(after != before)
     assert changed.tolist() == [3]
 
@@ -97,7 +98,7 @@ def test_a_saved_policy_is_loaded_as_another_scenarios_core(tmp_path):
     loaded = World(parse(deploy.read_text(), str(deploy), deploy_dir), base=deploy_dir)
     fresh = World(parse(SCENARIO.replace("seed = 8", "seed = 9").replace("ticks = 200", "ticks = 20")))
     trained_w1 = np.load(tmp_path / "trained" / "cores" / "neg.npz")["w1"]
-    assert np.array_equal(loaded.populations[0].policy.w1, trained_w1)
+    assert np.array_equal(loaded.populations[0].policy.arrays()["w1"], trained_w1)
     loaded.run()
     fresh.run()
     # The trained policy trades efficiently from its first periods; a fresh one is still learning.

@@ -37,6 +37,7 @@ class Host:
 
         self.market = FakeMarket(path)
         self.streams = Streams(3)
+        self.device = "cpu"
 
 
 def run_forecaster(core: str, path: np.ndarray) -> dict:
