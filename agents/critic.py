@@ -63,7 +63,7 @@ class CriticPopulation(Population):
     """Critics sharing one verification budget over their watched worker population."""
 
     role: ClassVar[str] = "critic"
-    phase: ClassVar[int] = 2  # after workers: this tick's results are complete
+    phase: ClassVar[int] = 3  # after workers: this tick's results are complete
 
     def __init__(self, cfg: PopulationConfig, ids: npt.NDArray[np.int64], n_regions: int) -> None:
         super().__init__(cfg, ids, n_regions)

@@ -64,7 +64,7 @@ class HealerPopulation(Population):
     """Healers sharing one detector over their watched population."""
 
     role: ClassVar[str] = "healer"
-    phase: ClassVar[int] = 2  # after workers, so this tick's telemetry is complete
+    phase: ClassVar[int] = 3  # after workers, so this tick's telemetry is complete
 
     def __init__(self, cfg: PopulationConfig, ids: npt.NDArray[np.int64], n_regions: int) -> None:
         super().__init__(cfg, ids, n_regions)

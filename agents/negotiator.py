@@ -1,18 +1,20 @@
-"""Negotiators: buyers and sellers trading in a continuous double auction, one trading period a tick.
+"""Negotiators: contractors who bid for the requesters' tasks in a continuous double auction.
 
-Every period each negotiator draws a private value (buyers) or cost (sellers) and the market runs a
-continuous double auction (Gode & Sunder's rules): agents arrive in random order and post a price;
+Each tick, up to one posted task per negotiator is auctioned before the workers see the board.
+Each requester values its task at 1–2 times the task's posted price and bids for a contractor as a
+zero-intelligence-constrained trader; each negotiator draws a private cost of 0.5–1.5 times it and
+asks. The market is a continuous double auction (Gode & Sunder's rules): agents arrive in random order and post a price;
 a post that crosses the best standing order on the other side trades at the standing order's
 price, otherwise it replaces the agent's standing order; untraded agents post again, for
 ``ROUNDS`` rounds. Allocative efficiency is realised surplus over the maximum surplus.
 
-Core ``baseline``: zero-intelligence-constrained traders -- each post is uniform between 0 and the
-value (buyers) or between the cost and the price ceiling (sellers). Core ``learned``: a small torch
-policy network (CPU, or the GPU with ``agora run --device cuda``) shared by the population maps (value or cost relative to the last mean price, side) to a
-shading fraction; each agent adds a rank-2 MicroLoRA adapter to the first layer
-(``W = W_base + α·A·B``, α = 0.1). Posts are value × (1 − shade) or cost × (1 + shade) with
-exploration noise; after each period the base network learns from the population's profits and
-each agent's adapter from its own (REINFORCE with a running baseline). Trades settle in credits.
+Core ``baseline``: zero-intelligence-constrained asks, uniform between the cost and the price
+ceiling. Core ``learned``: a small torch
+policy network (CPU, or the GPU with ``agora run --device cuda``) shared by the population maps
+(cost relative to the posted price, side) to a markup; each agent adds a rank-2 MicroLoRA adapter to the first layer
+(``W = W_base + α·A·B``, α = 0.1). Asks are cost × (1 + markup) with exploration noise,
+conceding toward the cost round by round; after each period the base network learns from the population's profits and
+each agent's adapter from its own (REINFORCE with a running baseline).
 """
 
 from __future__ import annotations
@@ -158,24 +160,22 @@ class Policy:
 
 
 class NegotiatorPopulation(Population):
-    """Half buyers, half sellers; one continuous double auction per tick."""
+    """Contractors who bid for the requesters' posted tasks in a continuous double auction each tick."""
 
     role: ClassVar[str] = "negotiator"
-    phase: ClassVar[int] = 3
+    phase: ClassVar[int] = 1  # after requesters post, before workers take what is left
 
     def __init__(self, cfg: PopulationConfig, ids: npt.NDArray[np.int64], n_regions: int) -> None:
         super().__init__(cfg, ids, n_regions)
         self.core = cfg.core or "learned"
-        self.is_buyer = np.arange(self.n) % 2 == 0
         self.policy: Policy | None = None
-        self.last_price = 1.0
         self.reward_baseline = 0.0
         self.surplus = 0.0
         self.max_surplus = 0.0
         self.profit = np.zeros(self.n)
 
     def setup(self, world: World) -> None:
-        """Build the policy (or load a saved one); mint the traders' starting credits."""
+        """Build the policy (or load a saved one); mint the contractors' starting credits."""
         import torch
 
         if world.device == "cpu":
@@ -189,46 +189,70 @@ class NegotiatorPopulation(Population):
             self.core = "learned"
         world.mint(self.ids, np.full(self.n, self.cfg.initial_credits * world.MICRO, dtype=np.int64), "negotiator budget")
 
-    def posts(self, rng: np.random.Generator, limit: npt.NDArray[np.float64]) -> tuple:  # type: ignore[type-arg]
-        """Each agent's post in each round (and, learned core, what learning needs)."""
-        buyer = self.is_buyer
+    def seller_posts(self, rng: np.random.Generator, cost: npt.NDArray[np.float64]) -> tuple:  # type: ignore[type-arg]
+        """Each contractor's ask in each round, costs relative to the tasks' posted price (and, learned
+        core, what learning needs)."""
         if self.core == "baseline":
             u = rng.random((ROUNDS, self.n))
-            return np.where(buyer, u * limit, limit + u * (CEILING - limit)), None
+            return cost + u * (CEILING - cost), None
         assert self.policy is not None
-        x = np.column_stack([limit / self.last_price - 1.0, np.where(buyer, 1.0, -1.0)])
+        x = np.column_stack([cost - 1.0, np.full(self.n, -1.0)])
         logit, h = self.policy.forward(x)
         sigma = 0.3
         noise = rng.normal(0, sigma, size=self.n)
         shade = 1 / (1 + np.exp(-(logit + noise)))
-        post = np.where(buyer, limit * (1 - shade), limit * (1 + shade))
-        # Each round an untraded agent concedes a little toward its limit.
+        ask = cost * (1 + shade)
+        # Each round an untraded contractor concedes a little toward its cost.
         concede = np.linspace(1.0, 0.0, ROUNDS)[:, None]
-        rounds = np.where(buyer, limit - (limit - post) * concede, limit + (post - limit) * concede)
-        return rounds, (x, h, noise, sigma)
+        return cost + (ask - cost) * concede, (x, h, noise, sigma)
 
     def step(self, world: World, tick: int) -> None:
-        """One trading period: draw limits, trade, settle in credits, learn."""
+        """Auction this tick's tasks among the contractors; contracts are paid, the rest go to workers."""
+        board = world.task_board
+        world.count(f"{self.name}/contracts", 0)
+        m = min(len(board), self.n)
+        if m == 0 or not self.alive.any():
+            return
         rng = world.streams(f"population/{self.name}")
-        limit = rng.uniform(0.5, 1.5, size=self.n)  # private values and costs, in credits
-        posts, learning = self.posts(rng, limit)
-        order = np.argsort(rng.random((ROUNDS, self.n)), axis=1).astype(np.int64)
-        partner, price = double_auction(self.is_buyer, limit, posts, order)
-        profit = np.where(partner >= 0, np.where(self.is_buyer, limit - price, price - limit), 0.0)
+        take = np.sort(rng.choice(len(board), size=m, replace=False))
+        ref = board.price[take].astype(np.float64)  # the posted (market) price of each task
+        # Prices in units of each task's posted price: a requester values its task at 1..2 times the
+        # posted price; a contractor's cost for it is 0.5..1.5 times.
+        value = rng.uniform(1.0, 2.0, size=m)
+        cost = rng.uniform(0.5, 1.5, size=self.n)
+        asks, learning = self.seller_posts(rng, cost)
+        u = rng.random((ROUNDS, m))
+        bids = u * value  # requesters bid as zero-intelligence-constrained traders, whatever the core
+        is_buyer = np.concatenate([np.ones(m, dtype=np.bool_), np.zeros(self.n, dtype=np.bool_)])
+        limit = np.concatenate([value, cost])
+        posts = np.concatenate([bids, asks], axis=1)
+        order = np.argsort(rng.random((ROUNDS, m + self.n)), axis=1).astype(np.int64)
+        partner, price = double_auction(is_buyer, limit, posts, order)
+        # Surplus in credits: each task's prices scale with its posted price; contractor j serves task i.
+        tasks = np.flatnonzero(partner[:m] >= 0)
+        sellers = partner[tasks] - m
+        scale = ref[tasks] / world.MICRO
+        self.surplus += float(((value[tasks] - cost[sellers]) * scale).sum())
+        self.max_surplus += max_surplus(is_buyer, limit) * float(ref.mean()) / world.MICRO
+        profit = np.zeros(self.n)
+        profit[sellers] = (price[tasks] - cost[sellers]) * scale
         self.profit += profit
-        self.surplus += realised_surplus(self.is_buyer, limit, partner)
-        self.max_surplus += max_surplus(self.is_buyer, limit)
-        traded = np.flatnonzero(self.is_buyer & (partner >= 0))
-        if traded.size:
-            self.last_price = float(price[traded].mean())
-            amounts = (price[traded] * world.MICRO).astype(np.int64)
-            world.execute_by_home(OpKind.TRANSFER, self.ids[traded], self.ids[partner[traded]], amounts)
-        world.count(f"{self.name}/trades", int(traded.size))
+        if tasks.size:
+            amounts = (price[tasks] * ref[tasks]).astype(np.int64)
+            world.execute_by_home(OpKind.TRANSFER, board.requester[take[tasks]], self.ids[sellers], amounts)
+            world.emit_many("contract", self.name, self.ids[sellers], board.requester[take[tasks]], amounts,
+                            price[tasks])
+            keep = np.ones(len(board), dtype=np.bool_)
+            keep[take[tasks]] = False
+            board.take(keep)
+        world.count(f"{self.name}/contracts", int(tasks.size))
         if learning is not None:
             assert self.policy is not None
             x, h, noise, sigma = learning
-            self.reward_baseline += 0.05 * (profit.mean() - self.reward_baseline)
-            self.policy.learn(x, h, profit - self.reward_baseline, noise, sigma, 0.05, 0.5)
+            relative = np.zeros(self.n)
+            relative[sellers] = price[tasks] - cost[sellers]
+            self.reward_baseline += 0.05 * (relative.mean() - self.reward_baseline)
+            self.policy.learn(x, h, relative - self.reward_baseline, noise, sigma, 0.3, 1.0)
 
     def save_core(self, folder: Path) -> Path | None:
         """Save the shared policy (not the per-agent adapters) for another scenario to load as its core."""

@@ -68,7 +68,7 @@ class RefactorPopulation(Population):
     """Refactor agents sharing one codebase and one Q-table."""
 
     role: ClassVar[str] = "refactor"
-    phase: ClassVar[int] = 3
+    phase: ClassVar[int] = 4
 
     def __init__(self, cfg: PopulationConfig, ids: npt.NDArray[np.int64], n_regions: int) -> None:
         super().__init__(cfg, ids, n_regions)

@@ -27,7 +27,7 @@ class WorkerPopulation(Population):
     """Workers with a main skill, a quality (probability of success in it) and a reservation price."""
 
     role: ClassVar[str] = "worker"
-    phase: ClassVar[int] = 1
+    phase: ClassVar[int] = 2
 
     def __init__(self, cfg: PopulationConfig, ids: npt.NDArray[np.int64], n_regions: int) -> None:
         super().__init__(cfg, ids, n_regions)

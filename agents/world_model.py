@@ -31,7 +31,7 @@ class WorldModelPopulation(Population):
     """Forecasters sharing one model of the market's prices."""
 
     role: ClassVar[str] = "world_model"
-    phase: ClassVar[int] = 3  # after the market moved this tick
+    phase: ClassVar[int] = 4  # after the market moved this tick
 
     def __init__(self, cfg: PopulationConfig, ids: npt.NDArray[np.int64], n_regions: int) -> None:
         super().__init__(cfg, ids, n_regions)
