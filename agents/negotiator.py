@@ -1,8 +1,8 @@
 """Negotiators: contractors who bid for the requesters' tasks in a continuous double auction.
 
 Each tick, up to one posted task per negotiator is auctioned before the workers see the board.
-Each requester values its task at 1–2 times the task's posted price and bids for a contractor as a
-zero-intelligence-constrained trader; each negotiator draws a private cost of 0.5–1.5 times it and
+Each requester values its task at 1–2 times the task's posted price (at most what it can pay) and
+bids for a contractor as a zero-intelligence-constrained trader; each negotiator draws a private cost of 0.5–1.5 times it and
 asks. The market is a continuous double auction (Gode & Sunder's rules): agents arrive in random order and post a price;
 a post that crosses the best standing order on the other side trades at the standing order's
 price, otherwise it replaces the agent's standing order; untraded agents post again, for
@@ -219,6 +219,9 @@ class NegotiatorPopulation(Population):
         # Prices in units of each task's posted price: a requester values its task at 1..2 times the
         # posted price; a contractor's cost for it is 0.5..1.5 times.
         value = rng.uniform(1.0, 2.0, size=m)
+        # A requester cannot bid past what it can pay (budget-constrained, as ZI-C traders are).
+        budget = world.rights_at_home(board.requester[take]) / ref
+        value = np.minimum(value, budget)
         cost = rng.uniform(0.5, 1.5, size=self.n)
         asks, learning = self.seller_posts(rng, cost)
         u = rng.random((ROUNDS, m))
@@ -228,9 +231,15 @@ class NegotiatorPopulation(Population):
         posts = np.concatenate([bids, asks], axis=1)
         order = np.argsort(rng.random((ROUNDS, m + self.n)), axis=1).astype(np.int64)
         partner, price = double_auction(is_buyer, limit, posts, order)
-        # Surplus in credits: each task's prices scale with its posted price; contractor j serves task i.
         tasks = np.flatnonzero(partner[:m] >= 0)
+        if tasks.size:
+            # A requester whose rights fall short of the contract price cannot sign: that task stays
+            # on the board for the workers, and the contract does not count.
+            amounts = (price[tasks] * ref[tasks]).astype(np.int64)
+            paid = world.execute_by_home(OpKind.TRANSFER, board.requester[take[tasks]], self.ids[partner[tasks] - m], amounts)
+            tasks, amounts = tasks[paid], amounts[paid]
         sellers = partner[tasks] - m
+        # Surplus in credits: each task's prices scale with its posted price; contractor j serves task i.
         scale = ref[tasks] / world.MICRO
         self.surplus += float(((value[tasks] - cost[sellers]) * scale).sum())
         self.max_surplus += max_surplus(is_buyer, limit) * float(ref.mean()) / world.MICRO
@@ -238,8 +247,6 @@ class NegotiatorPopulation(Population):
         profit[sellers] = (price[tasks] - cost[sellers]) * scale
         self.profit += profit
         if tasks.size:
-            amounts = (price[tasks] * ref[tasks]).astype(np.int64)
-            world.execute_by_home(OpKind.TRANSFER, board.requester[take[tasks]], self.ids[sellers], amounts)
             world.emit_many("contract", self.name, self.ids[sellers], board.requester[take[tasks]], amounts,
                             price[tasks])
             keep = np.ones(len(board), dtype=np.bool_)
