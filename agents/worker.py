@@ -22,6 +22,8 @@ from runtime.scenario import PopulationConfig
 if TYPE_CHECKING:
     from runtime.world import World
 
+MAX_ATTEMPTS = 3  # a task is done at most this many times (the first try and two redos after rejections)
+
 
 class WorkerPopulation(Population):
     """Workers with a main skill, a quality (probability of success in it) and a reservation price."""
@@ -42,6 +44,7 @@ class WorkerPopulation(Population):
         # This tick's paid results, what a critic can check: worker index, requester, price, and the
         # hidden truth of whether the work was really done.
         self.results = _empty_results()
+        self.rework = _empty_results()  # results a critic sent back, redone by their producer next tick
         self.failed = np.zeros(self.n, dtype=np.int64)
         self.gate: TopKGate | None = None
 
@@ -80,6 +83,17 @@ class WorkerPopulation(Population):
         self.tel_tasks[:] = 0
         self.tel_failed[:] = 0
         self.results = _empty_results()
+        world.count("rework_done", 0)
+        world.count("rework_abandoned", 0)
+        if self.rework["worker"].size:
+            # Tasks the critic sent back are redone first by their producer, if it is up.
+            rw, self.rework = self.rework, _empty_results()
+            up = self.alive[rw["worker"]] & ~self.quarantined[rw["worker"]]
+            world.count("rework_abandoned", int((~up).sum()))
+            world.count("rework_done", int(up.sum()))
+            self._do(world, rng, rw["worker"][up], rw["requester"][up], rw["price"][up], rw["units"][up],
+                     rw["skill"][up], rw["attempt"][up] + 1)
+            busy[rw["worker"][up]] = True
         willing = self.alive & ~self.quarantined & (world.market.prices[self.main_skill] >= self.cost)
         if len(board) and willing.any():
             onehot = np.zeros((len(board), n_skills))
@@ -93,26 +107,44 @@ class WorkerPopulation(Population):
             served = w >= 0
             tw = w[served]
             skill = board.skill[served]
-            p_success = np.where(skill == self.main_skill[tw], self.quality[tw], self.quality[tw] * 0.5)
-            success = rng.random(len(tw)) < p_success * (1.0 - self.degraded[tw])
-            # A cheater sometimes claims a task done without doing it: paid, but invalid.
-            cheats = self.cheater[tw] & (rng.random(len(tw)) < self.cfg.cheat_probability)
-            valid = success & ~cheats
-            success = success | cheats
-            np.add.at(self.tel_tasks, tw, 1)
-            np.add.at(self.tel_failed, tw, ~success)
-            lost = (~success) & (self.degraded[tw] > 0)
-            world.health.credits_lost += int(board.price[served][lost].sum())
-            paid = self._settle(world, tw, board.requester[served], board.price[served], board.units[served], success)
-            self.results = {"worker": tw[paid], "requester": board.requester[served][paid],
-                            "price": board.price[served][paid], "valid": valid[paid]}
-            world.count("cheats", int((paid & ~valid & success).sum()))
+            self._do(world, rng, tw, board.requester[served], board.price[served], board.units[served], skill,
+                     np.zeros(len(tw), np.int64))
             board.take(~served)
             served_n = np.bincount(skill, minlength=n_skills)
             busy[tw] = True
         idle = np.bincount(self.main_skill[willing & ~busy], minlength=n_skills)
         self._earn_uptime(world)
         world.market.update(demand, served_n + idle)
+
+    def _do(self, world: World, rng: np.random.Generator, tw: npt.NDArray[np.int64], requester: npt.NDArray[np.int64],
+            price: npt.NDArray[np.int64], units: npt.NDArray[np.int64], skill: npt.NDArray[np.int64],
+            attempt: npt.NDArray[np.int64]) -> None:
+        """Workers ``tw`` do one task each: succeed, fail or cheat; get paid; the paid results join :attr:`results`."""
+        if tw.size == 0:
+            return
+        p_success = np.where(skill == self.main_skill[tw], self.quality[tw], self.quality[tw] * 0.5)
+        success = rng.random(len(tw)) < p_success * (1.0 - self.degraded[tw])
+        # A cheater sometimes claims a task done without doing it: paid, but invalid.
+        cheats = self.cheater[tw] & (rng.random(len(tw)) < self.cfg.cheat_probability)
+        valid = success & ~cheats
+        success = success | cheats
+        np.add.at(self.tel_tasks, tw, 1)
+        np.add.at(self.tel_failed, tw, ~success)
+        lost = (~success) & (self.degraded[tw] > 0)
+        world.health.credits_lost += int(price[lost].sum())
+        paid = self._settle(world, tw, requester, price, units, success)
+        new = {"worker": tw[paid], "requester": requester[paid], "price": price[paid], "valid": valid[paid],
+               "units": units[paid], "skill": skill[paid], "attempt": attempt[paid]}
+        self.results = {k: np.concatenate([self.results[k], v]) for k, v in new.items()}
+        world.count("cheats", int((paid & ~valid & success).sum()))
+
+    def send_back(self, rows: npt.NDArray[np.int64], reason: str) -> None:
+        """A critic rejected these rows of :attr:`results` (the requester was refunded): redo them next tick.
+
+        A task sent back ``MAX_ATTEMPTS`` times is dropped.
+        """
+        again = rows[self.results["attempt"][rows] + 1 < MAX_ATTEMPTS]
+        self.rework = {k: np.concatenate([self.rework[k], v[again]]) for k, v in self.results.items()}
 
     def _settle(self, world: World, w: npt.NDArray[np.int64], requester: npt.NDArray[np.int64],
                 price: npt.NDArray[np.int64], units: npt.NDArray[np.int64], success: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
@@ -163,9 +195,11 @@ class WorkerPopulation(Population):
         """Alive flags, skills, qualities, cheaters, counts and the router's learned bias."""
         assert self.gate is not None
         return {"alive": self.alive, "main_skill": self.main_skill, "quality": self.quality, "cost": self.cost,
-                "cheater": self.cheater, "done": self.done, "failed": self.failed, "gate_bias": self.gate.bias}
+                "cheater": self.cheater, "done": self.done, "failed": self.failed, "gate_bias": self.gate.bias,
+                **{f"rework_{k}": v for k, v in self.rework.items()}}
 
 
 def _empty_results() -> dict[str, npt.NDArray[np.generic]]:
-    return {"worker": np.empty(0, np.int64), "requester": np.empty(0, np.int64),
-            "price": np.empty(0, np.int64), "valid": np.empty(0, np.bool_)}
+    return {"worker": np.empty(0, np.int64), "requester": np.empty(0, np.int64), "price": np.empty(0, np.int64),
+            "valid": np.empty(0, np.bool_), "units": np.empty(0, np.int64), "skill": np.empty(0, np.int64),
+            "attempt": np.empty(0, np.int64)}

@@ -12,6 +12,7 @@ from the scenario's turnout and support) and cast scripted votes. Every step is 
 from __future__ import annotations
 
 import hashlib
+from functools import partial
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -46,7 +47,10 @@ class Organisation:
         constitution = Constitution({k: (b.min, b.max) for k, b in cfg.constitution.items()})
         active = np.zeros(len(self.ids), dtype=np.bool_)
         active[: cfg.initial_members if cfg.initial_members is not None else len(self.ids)] = True
-        self.nao = NAO(expertise, self.stakes, params, constitution, dict(world.params), active=active)
+        # A critic population, when the world has one, is who proves proposals against the constitution.
+        critic = next((p for p in world.populations if p.role == "critic"), None)
+        check = None if critic is None else partial(critic.verify_proposal, constitution)  # type: ignore[attr-defined]
+        self.nao = NAO(expertise, self.stakes, params, constitution, dict(world.params), active=active, critic=check)
         self.opened: dict[int, int] = {}  # scenario proposal index -> NAO proposal id
         self._logged = 0
 

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, ClassVar
 import numpy as np
 import numpy.typing as npt
 
+from economy.ops import OpKind
 from runtime.scenario import PopulationConfig
 
 if TYPE_CHECKING:
@@ -27,6 +28,7 @@ class Population(ABC):
 
     role: ClassVar[str]
     phase: ClassVar[int] = 0  # populations step in phase order, then scenario order
+    reviews_batches: ClassVar[bool] = False  # True: the world sends it every ledger batch first
 
     def __init__(self, cfg: PopulationConfig, ids: npt.NDArray[np.int64], n_regions: int) -> None:
         self.cfg = cfg
@@ -49,6 +51,11 @@ class Population(ABC):
     def save_core(self, folder: Path) -> Path | None:
         """Write the role's learned core to ``folder`` (roles that can reload one); return its path."""
         return None
+
+    def review_batch(self, world: World, replica: int, kind: OpKind, accounts: npt.NDArray[np.int64],
+                     others: npt.NDArray[np.int64], amounts: npt.NDArray[np.int64]) -> tuple[npt.NDArray[np.bool_], str]:
+        """For a reviewing population: the entries of a batch that may execute, and why others may not."""
+        raise NotImplementedError(f"role {self.role!r} does not review ledger batches")
 
     def role_metrics(self) -> dict[str, float | int | None]:
         """The role's own scores for the run summary (empty for roles without any)."""

@@ -147,7 +147,7 @@ def record(scenario_path: Path, out: Path, *, seed: int | None = None, until: in
             "supply_held_micro": held,
             "supply_issued_micro": issued,
             "distinct_ledger_roots": world.distinct_roots(),
-            "ops_refused": sum(len(ledger.rejected) for ledger in world.ledgers),
+            "ops_refused": sum(len(ledger.rejected) for ledger in world.ledgers) + world.refused_by_critic,
             "messages": dict(world.bus.counts),
             "tasks_posted": world.task_board.next_id,
             "mean_price_micro": float(world.market.prices.mean()),

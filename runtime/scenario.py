@@ -99,6 +99,7 @@ class PopulationConfig(_Strict):
     cheat_probability: Probability = Field(0.5, description="worker: probability a cheater claims a task done without doing it.")
     watches: str | None = Field(None, description="healer, critic: the worker population it watches.")
     check_budget: Probability = Field(0.1, description="critic: fraction of each tick's results it verifies.")
+    review_ledger: bool = Field(True, description="critic: prove every ledger batch with z3 before it executes (at most one critic population may).")
     check_accuracy: Probability = Field(0.98, description="critic: probability a verification judges a result correctly.")
     z_threshold: float = Field(3.0, gt=0, description="healer: EWMA z-score that raises an alarm.")
     ewma_alpha: float = Field(0.3, gt=0, le=1, description="healer: weight of the newest tick in the recent (fast) EWMA; the usual rate uses a tenth of it.")
@@ -258,6 +259,8 @@ def _cross_check(sc: Scenario, base: Path, label: str) -> list[str]:
                 problems.append(f"{label}: population[{i}].core: {p.core!r}: only 'baseline' or 'learned' for role {p.role!r} (policy files: negotiator)")
             elif not (base / p.core).is_file():
                 problems.append(f"{label}: population[{i}].core: policy file not found: {base / p.core}")
+        if p.role == "critic" and p.review_ledger and sum(q.role == "critic" and q.review_ledger for q in sc.population[:i]):
+            problems.append(f"{label}: population[{i}].review_ledger: another critic population already reviews the ledger; set review_ledger = false on one")
         if p.role in ("healer", "critic"):
             watched = next((q for q in sc.population if q.name == p.watches), None)
             if watched is None or watched.role != "worker":

@@ -37,6 +37,9 @@ from runtime.rng import Streams
 from runtime.scenario import FaultConfig, Scenario
 from runtime.tasks import TaskBoard
 
+# Batches that draw on what an account holds: a reviewing critic proves them before they execute.
+REVIEWED = frozenset({OpKind.SPEND, OpKind.TRANSFER, OpKind.STAKE, OpKind.BURN, OpKind.UNSTAKE, OpKind.SLASH})
+
 
 @dataclass(frozen=True)
 class Checkpoint:
@@ -131,6 +134,9 @@ class World(mesa.Model):
         self.bus.subscribe("op", self._on_op)
         self.bus.subscribe("sync_request", self._on_sync_request)
         self.bus.subscribe("sync_delta", self._on_sync_delta)
+        # A population that reviews ledger batches (a critic) sees every batch from the first one on.
+        self.reviewer: Population | None = next((p for p in self.populations if p.reviews_batches), None)
+        self.refused_by_critic = 0  # entries a reviewer dropped before they reached a ledger
         for pop in self.populations:
             pop.setup(self)
         if self.organisation is not None:
@@ -224,9 +230,25 @@ class World(mesa.Model):
         accepted = np.ones(len(accounts), dtype=np.bool_)
         if len(accounts) == 0:
             return accepted
+        if self.reviewer is not None and kind in REVIEWED:
+            # A critic reviews the batch before it executes; what it drops never reaches the ledger.
+            keep, reason = self.reviewer.review_batch(self, replica, kind, accounts, others, amounts)
+            if not keep.all():
+                for index in np.flatnonzero(~keep).tolist():
+                    self.emit("op_refused", f"ledger/{replica}", int(accounts[index]), int(others[index]),
+                              int(amounts[index]), detail=f"{kind.name.lower()}: critic: {reason}")
+                self.count("ops_refused", int((~keep).sum()))
+                self.refused_by_critic += int((~keep).sum())
+                accepted = keep.copy()
+                if not keep.any():
+                    return accepted
+                accounts, others, amounts = accounts[keep], others[keep], amounts[keep]
+            index_map = np.flatnonzero(keep)
+        else:
+            index_map = np.arange(len(accounts))
         op, refused = self.ledgers[replica].execute(kind, accounts, others, amounts)
         for index, reason in refused:
-            accepted[index] = False
+            accepted[index_map[index]] = False
             self.emit("op_refused", f"ledger/{replica}", int(accounts[index]), int(others[index]),
                       int(amounts[index]), detail=f"{kind.name.lower()}: {reason}")
         self.count("ops_refused", len(refused))

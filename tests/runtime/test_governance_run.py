@@ -26,6 +26,11 @@ def test_the_three_outcomes(gov_run):
     assert summary["totals"]["params"] == {"fee_rate": 0.02, "slash_fraction": 0.1, "price_elasticity": 0.5}
     assert "threshold not met" in summary["totals"]["proposals"][1]["reason"]
     assert "fee_rate <= 0.05" in summary["totals"]["proposals"][2]["reason"]
+    assert summary["totals"]["proposals"][2]["reason"].startswith("critic: ")
+    critic = summary["totals"]["roles"]["critics"]
+    # Every proposal that passed its vote went to the critic; the one breaking the constitution was blocked.
+    assert critic["proposals_checked"] == 4 and critic["proposals_blocked"] == 1
+    assert critic["batches_proved"] > 0
 
 
 def test_changes_take_effect_at_a_tick_boundary_and_fees_follow(gov_run):
