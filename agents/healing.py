@@ -1,13 +1,23 @@
-"""Healers: watch a worker population's telemetry, detect degraded workers, quarantine and restart them.
+"""Healers: watch a worker population's telemetry, detect failing, slow and silent workers, restart them.
 
-Core ``learned``: a streaming detector per watched worker, run as one batched numba kernel --
-exponentially weighted counts of the worker's tasks and failures, now (fast) and usually (slow),
-and an alarm when the binomial z-score of the recent failures against the usual rate passes
-``z_threshold`` (lowered by the interaction graph's tension when coordination
-is on: a network near a split is watched more closely), and action after ``confirm_ticks``
-consecutive alarms: the worker is quarantined (no work is routed to it) and restarted, which takes
-``restart_ticks`` and clears a degradation. Core ``baseline``: no healing -- faults run their course.
-Scores come from the world's ground truth (:mod:`runtime.health`).
+Telemetry per watched worker and tick: tasks taken and failed, mean task latency, and a heartbeat
+(lost by the network like any message). Core ``learned`` runs three streaming detectors, each one
+batched numba kernel or array expression over the whole population:
+
+* failures -- exponentially weighted counts of tasks and failures, now (fast) and usually (slow);
+  an alarm when the binomial z-score of the recent failures against the usual rate passes
+  ``z_threshold``;
+* latency -- an EWMA of the worker's latency against its usual mean and deviation, same threshold;
+* heartbeats -- a worker silent (no heartbeat, no tasks) for ``confirm_ticks`` ticks in a row is
+  judged down once the chance that network loss alone silenced it that long is under 0.1%; the loss
+  rate is estimated each tick from the heartbeats missing among workers whose tasks came in.
+
+The threshold is lowered by the interaction graph's tension when coordination is on (a network
+near a split is watched more closely). After ``confirm_ticks`` consecutive alarms, or a judged
+crash, the worker is quarantined (no work is routed to it, which re-routes its share to others)
+and restarted, which takes ``restart_ticks``, clears a degradation and brings a crashed worker
+back. Core ``baseline``: no healing -- faults run their course. Scores come from the world's ground
+truth (:mod:`runtime.health`), which holds degradations and crashes as episodes.
 """
 
 from __future__ import annotations
@@ -60,6 +70,40 @@ def ewma_alarm(tasks, failed, fast_t, fast_f, slow_t, slow_f, streak, alpha, z_t
         slow_f[i] = (1.0 - slow) * slow_f[i] + failed[i]
 
 
+@njit(cache=True)
+def latency_alarm(latency, tasks, fast, slow_mean, slow_var, seen, alpha, z_threshold, alarm):
+    """One tick of the latency detector over every watched worker; sets ``alarm[i]``.
+
+    Per worker that did tasks this tick: an EWMA of its mean task latency now (``alpha``) and, at a
+    tenth of the speed, its usual mean and variance; an alarm when the recent latency sits more than
+    ``z_threshold`` usual deviations above the usual mean (after five ticks of history). A tick
+    without tasks leaves the worker's state alone; a tick whose own latency is that far out does
+    not teach the usual level.
+    """
+    slow = alpha / 10.0
+    for i in range(latency.shape[0]):
+        alarm[i] = False
+        if tasks[i] == 0:
+            continue
+        x = latency[i]
+        if seen[i] == 0:
+            fast[i] = x
+            slow_mean[i] = x
+            slow_var[i] = (0.25 * x) ** 2
+            seen[i] = 1
+            continue
+        fast[i] = (1.0 - alpha) * fast[i] + alpha * x
+        sd = np.sqrt(slow_var[i]) + 1e-9
+        if seen[i] >= 5 and (fast[i] - slow_mean[i]) / sd > z_threshold:
+            alarm[i] = True
+        if seen[i] >= 5 and (x - slow_mean[i]) / sd > z_threshold:
+            continue  # an outlying tick does not teach the usual level
+        seen[i] += 1
+        d = x - slow_mean[i]
+        slow_mean[i] += slow * d
+        slow_var[i] = (1.0 - slow) * (slow_var[i] + slow * d * d)
+
+
 class HealerPopulation(Population):
     """Healers sharing one detector over their watched population."""
 
@@ -74,6 +118,10 @@ class HealerPopulation(Population):
         self.slow = np.zeros((2, 0))
         self.streak = np.zeros(0, dtype=np.int64)
         self.back_at = np.zeros(0, dtype=np.int64)  # tick a restarting worker returns, -1 if none
+        self.lat = np.zeros((3, 0))  # latency: recent, usual mean, usual variance
+        self.lat_seen = np.zeros(0, dtype=np.int64)
+        self.missed = np.zeros(0, dtype=np.int64)  # consecutive missed heartbeats
+        self.p_loss = np.ones(0)  # chance that network loss alone explains the missed heartbeats
 
     def setup(self, world: World) -> None:
         """Find the watched population and size the detector state to it."""
@@ -83,6 +131,10 @@ class HealerPopulation(Population):
         self.slow = np.zeros((2, n))
         self.streak = np.zeros(n, dtype=np.int64)
         self.back_at = np.full(n, -1, dtype=np.int64)
+        self.lat = np.zeros((3, n))
+        self.lat_seen = np.zeros(n, dtype=np.int64)
+        self.missed = np.zeros(n, dtype=np.int64)
+        self.p_loss = np.ones(n)
 
     def step(self, world: World, tick: int) -> None:
         """Bring restarted workers back; with the learned core, detect and act."""
@@ -92,6 +144,7 @@ class HealerPopulation(Population):
         back = np.flatnonzero((self.back_at >= 0) & (self.back_at <= tick))
         if back.size:
             target.quarantined[back] = False
+            target.alive[back] = True  # a crashed worker the healer restarted is up again
             self.back_at[back] = -1
             world.emit_many("restarted", self.name, target.ids[back], np.full(back.size, -1), np.zeros(back.size, np.int64),
                             np.zeros(back.size))
@@ -99,11 +152,30 @@ class HealerPopulation(Population):
             return
         tension = world.coordination.tension if world.coordination is not None else 0.0
         threshold = self.cfg.z_threshold * (1.0 - 0.5 * tension)
+        before = self.streak.copy()
         ewma_alarm(target.tel_tasks, target.tel_failed, self.fast[0], self.fast[1], self.slow[0], self.slow[1],
                    self.streak, self.cfg.ewma_alpha, threshold, 3.0)
-        act = np.flatnonzero((self.streak >= self.cfg.confirm_ticks) & ~target.quarantined & target.alive)
+        slow_alarm = np.zeros(target.n, dtype=np.bool_)
+        mean_latency = target.tel_latency / np.maximum(target.tel_tasks, 1)
+        latency_alarm(mean_latency, target.tel_tasks, self.lat[0], self.lat[1], self.lat[2], self.lat_seen,
+                      self.cfg.ewma_alpha, threshold, slow_alarm)
+        self.streak[:] = np.where((self.streak > before) | slow_alarm, before + 1, 0)
+        # Heartbeats: a worker that is not restarting and is silent for confirm_ticks in a row is down.
+        expected = self.back_at < 0
+        # A worker whose tasks came in this tick is up, whatever happened to its heartbeat; the share
+        # of those workers' heartbeats that went missing estimates the network's loss this tick. A
+        # silent worker is judged down once the chance that loss alone silenced it so long is < 0.1%.
+        busy = target.tel_tasks > 0
+        loss = (int((busy & ~target.heartbeat).sum()) + 1) / (int(busy.sum()) + 2)
+        silent = expected & ~target.heartbeat & ~busy
+        self.missed = np.where(silent, self.missed + 1, 0)
+        self.p_loss = np.where(silent, self.p_loss * loss, 1.0)
+        down = (self.missed >= self.cfg.confirm_ticks) & (self.p_loss < 1e-3)
+        act = np.flatnonzero(((self.streak >= self.cfg.confirm_ticks) & ~target.quarantined & target.alive) | down)
         if act.size == 0:
             return
+        self.missed[act] = 0
+        self.p_loss[act] = 1.0
         target.quarantined[act] = True
         self.back_at[act] = tick + self.cfg.restart_ticks
         self.streak[act] = 0
@@ -120,4 +192,5 @@ class HealerPopulation(Population):
 
     def state_arrays(self) -> dict[str, npt.NDArray[np.generic]]:
         """Alive flags and the detector state."""
-        return {"alive": self.alive, "fast": self.fast, "slow": self.slow, "streak": self.streak, "back_at": self.back_at}
+        return {"alive": self.alive, "fast": self.fast, "slow": self.slow, "streak": self.streak, "back_at": self.back_at,
+                "latency": self.lat, "latency_seen": self.lat_seen, "missed": self.missed, "p_loss": self.p_loss}

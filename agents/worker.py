@@ -40,6 +40,9 @@ class WorkerPopulation(Population):
         # This tick's telemetry, what a healer can see: tasks taken and tasks failed per worker.
         self.tel_tasks = np.zeros(self.n, dtype=np.int64)
         self.tel_failed = np.zeros(self.n, dtype=np.int64)
+        self.tel_latency = np.zeros(self.n, dtype=np.float64)  # summed task latency, virtual seconds
+        self.heartbeat = np.zeros(self.n, dtype=np.bool_)  # heartbeat received this tick
+        self.speed = np.ones(self.n, dtype=np.float64)  # seconds per task unit when healthy
         self.cheater = np.zeros(self.n, dtype=np.bool_)
         # This tick's paid results, what a critic can check: worker index, requester, price, and the
         # hidden truth of whether the work was really done.
@@ -58,6 +61,7 @@ class WorkerPopulation(Population):
         base = int(world.market.prices[0])
         self.cost = (base * rng.uniform(0.2, 1.5, size=self.n)).astype(np.int64)
         self.cheater = rng.random(self.n) < self.cfg.cheat_fraction
+        self.speed = rng.lognormal(np.log(60.0), 0.3, size=self.n)
         if self.cfg.stake > 0:
             amounts = np.full(self.n, self.cfg.stake * world.MICRO, dtype=np.int64)
             world.mint(self.ids, amounts, "worker stake")
@@ -82,6 +86,10 @@ class WorkerPopulation(Population):
         busy = np.zeros(self.n, dtype=np.bool_)
         self.tel_tasks[:] = 0
         self.tel_failed[:] = 0
+        self.tel_latency[:] = 0.0
+        # A live worker sends a heartbeat each tick; the network loses it like any message.
+        beat_rng = world.streams(f"population/{self.name}/heartbeat")
+        self.heartbeat = self.alive & (beat_rng.random(self.n) >= world.bus.loss)
         self.results = _empty_results()
         world.count("rework_done", 0)
         world.count("rework_abandoned", 0)
@@ -130,6 +138,9 @@ class WorkerPopulation(Population):
         success = success | cheats
         np.add.at(self.tel_tasks, tw, 1)
         np.add.at(self.tel_failed, tw, ~success)
+        # Task latency: the worker's speed per unit, slowed by degradation, with noise.
+        latency = self.speed[tw] * units * (1.0 + 3.0 * self.degraded[tw]) * rng.lognormal(0.0, 0.2, len(tw))
+        np.add.at(self.tel_latency, tw, latency / units)
         lost = (~success) & (self.degraded[tw] > 0)
         world.health.credits_lost += int(price[lost].sum())
         paid = self._settle(world, tw, requester, price, units, success)

@@ -348,6 +348,12 @@ class World(mesa.Model):
         if kind in ("crash", "restart"):
             pop = next(p for p in self.populations if p.name == f.population)
             k = math.ceil(f.fraction * pop.n)
+            # A crash is a fault episode per agent it takes down, until a restart (scheduled or a healer's).
+            for i in range(k):
+                if kind == "crash" and pop.alive[i]:
+                    self.health.start(int(pop.ids[i]), self.tick)
+                elif kind == "restart":
+                    self.health.end(int(pop.ids[i]), self.tick, "fault ended")
             pop.alive[:k] = kind == "restart"
             self.emit("fault", pop.name, amount=k, detail=f"{kind} {k} of {pop.n}")
         elif kind == "partition":

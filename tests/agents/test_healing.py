@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from agents.healing import ewma_alarm
+from agents.healing import ewma_alarm, latency_alarm
 from runtime.health import HealthRecord
 from runtime.recording import record, with_baseline_cores
 from runtime.replay import verify
@@ -124,3 +124,61 @@ def test_a_healer_run_replays(tmp_path):
     assert verify(tmp_path / "run").status == "identical"
     base = record(path, tmp_path / "base", baseline=True)
     assert base["cores"] == "baseline" and verify(tmp_path / "base").status == "identical"
+
+
+def test_the_latency_detector_finds_a_slowed_worker_and_ignores_idle_ticks():
+    rng = np.random.default_rng(3)
+    n = 100
+    state = np.zeros((3, n))
+    seen = np.zeros(n, dtype=np.int64)
+    alarm = np.zeros(n, dtype=np.bool_)
+    speed = rng.lognormal(np.log(60), 0.3, n)
+    first = np.full(n, -1)
+    for t in range(80):
+        tasks = np.where(rng.random(n) < 0.8, 1, 0)
+        tasks[5] = 0 if 40 <= t < 45 else 1  # an idle stretch changes nothing
+        tasks[9] = 1
+        slow = np.where(np.arange(n) == 9, 1.0 + 3.0 * 0.6 * (t >= 50), 1.0)
+        latency = speed * slow * rng.lognormal(0, 0.2, n)
+        latency_alarm(latency, tasks, state[0], state[1], state[2], seen, 0.3, 3.0, alarm)
+        first[alarm & (first < 0)] = t
+    assert 50 <= first[9] <= 52
+    assert (first >= 0).sum() <= 3  # the slowed worker and at most two false alarms among 99
+
+
+CRASH = SCENARIO.replace('''[[fault]]
+at = 20
+kind = "degrade"''', '''[[fault]]
+at = 30
+kind = "crash"
+population = "work"
+fraction = 0.1
+duration = 30
+[[fault]]
+at = 10
+kind = "loss_burst"
+loss = 0.4
+duration = 6
+[[fault]]
+at = 20
+kind = "degrade"''')
+
+
+def test_crashed_workers_are_restarted_from_missed_heartbeats_and_a_loss_burst_is_not_a_crash():
+    sc = parse(CRASH)
+    healed = World(sc)
+    healed.run()
+    plain = World(with_baseline_cores(sc))
+    plain.run()
+    crashed = healed.populations[1].ids[:6]
+
+    def at_crash(world: World) -> list:  # type: ignore[type-arg]
+        return [e for e in world.health.episodes
+                if e.agent in set(crashed.tolist()) and e.start <= 30 and (e.end is None or e.end > 30)]
+
+    mine, theirs = at_crash(healed), at_crash(plain)
+    assert len(mine) == len(theirs) == 6
+    assert all(e.end is None or e.end >= 60 for e in theirs)  # nobody restarts them before the fault ends
+    assert all(e.repaired_by == "healer restart" and e.end <= 30 + 2 + 2 for e in mine)
+    false_during_burst = [d for d in healed.health.detections if 10 <= d[0] < 16 and not d[2]]
+    assert len(false_during_burst) <= 1  # the lost heartbeats of a loss burst are not taken for crashes
