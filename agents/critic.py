@@ -197,6 +197,9 @@ class CriticPopulation(Population):
         self.target = next(p for p in world.populations if p.name == self.cfg.watches)  # type: ignore[assignment]
         self.bad = np.zeros(self.target.n)
         self.good = np.zeros(self.target.n)
+        if self.core not in ("baseline", "learned"):
+            self.load_core(world.base / self.core)  # start from a saved check record of the same workers
+            self.core = "learned"
 
     def _choose(self, rng: np.random.Generator, workers: npt.NDArray[np.int64], budget: int) -> npt.NDArray[np.int64]:
         if self.core == "baseline":
@@ -274,6 +277,14 @@ class CriticPopulation(Population):
         s = self.stats
         return {**s, "catch_rate": s["caught"] / s["invalid"] if s["invalid"] else None,
                 "false_slash_rate": s["false_slashes"] / s["checks"] if s["checks"] else None}
+
+    def core_state(self) -> dict[str, npt.NDArray[np.generic]] | None:
+        """The per-worker check record behind the Thompson draws (learned core)."""
+        return {"bad": self.bad, "good": self.good} if self.core != "baseline" else None
+
+    def set_core_state(self, arrays: dict[str, npt.NDArray[np.generic]]) -> None:
+        """Start from a saved check record."""
+        self.bad, self.good = arrays["bad"].copy(), arrays["good"].copy()
 
     def state_arrays(self) -> dict[str, npt.NDArray[np.generic]]:
         """Alive flags and the per-worker check record."""

@@ -135,6 +135,9 @@ class HealerPopulation(Population):
         self.lat_seen = np.zeros(n, dtype=np.int64)
         self.missed = np.zeros(n, dtype=np.int64)
         self.p_loss = np.ones(n)
+        if self.core not in ("baseline", "learned"):
+            self.load_core(world.base / self.core)  # start from the saved usual levels of the same workers
+            self.core = "learned"
 
     def step(self, world: World, tick: int) -> None:
         """Bring restarted workers back; with the learned core, detect and act."""
@@ -189,6 +192,18 @@ class HealerPopulation(Population):
             target.degraded[i] = 0.0  # the restart clears any degradation
         world.emit_many("quarantined", self.name, target.ids[act], np.full(act.size, -1), np.zeros(act.size, np.int64), truth)
         world.count("healer_actions", int(act.size))
+
+    def core_state(self) -> dict[str, npt.NDArray[np.generic]] | None:
+        """What the detectors learned: each worker's usual failure counts and latency (learned core)."""
+        if self.core == "baseline":
+            return None
+        return {"slow": self.slow, "latency_usual": self.lat[1:], "latency_seen": self.lat_seen}
+
+    def set_core_state(self, arrays: dict[str, npt.NDArray[np.generic]]) -> None:
+        """Start from saved usual levels."""
+        self.slow = arrays["slow"].copy()
+        self.lat[1:] = arrays["latency_usual"]
+        self.lat_seen = arrays["latency_seen"].copy()
 
     def state_arrays(self) -> dict[str, npt.NDArray[np.generic]]:
         """Alive flags and the detector state."""

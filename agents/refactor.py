@@ -84,6 +84,9 @@ class RefactorPopulation(Population):
         """Build the codebase and give the agents their starting credits."""
         self.code = Codebase(self.cfg.modules, world.streams(f"population/{self.name}/codebase"))
         self.start_quality = self.code.quality()
+        if self.core not in ("baseline", "learned"):
+            self.load_core(world.base / self.core)  # start from a saved Q-table, and keep learning
+            self.core = "learned"
         world.mint(self.ids, np.full(self.n, self.cfg.initial_credits * world.MICRO, dtype=np.int64), "refactor budget")
 
     def _choose(self, rng: np.random.Generator) -> tuple[int, int]:
@@ -160,6 +163,14 @@ class RefactorPopulation(Population):
         return {"quality_gained": gained, "credits_spent": spent,
                 "quality_per_credit": gained / spent if spent else None,
                 "plans_refused": self.refused_plans, "acyclic": nx.is_directed_acyclic_graph(self.code.graph)}
+
+    def core_state(self) -> dict[str, npt.NDArray[np.generic]] | None:
+        """The Q-table (learned core)."""
+        return {"q": self.q} if self.core != "baseline" else None
+
+    def set_core_state(self, arrays: dict[str, npt.NDArray[np.generic]]) -> None:
+        """Start from a saved Q-table."""
+        self.q = arrays["q"].astype(np.float64).copy()
 
     def state_arrays(self) -> dict[str, npt.NDArray[np.generic]]:
         """Alive flags, the Q-table and the codebase."""

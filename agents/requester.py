@@ -1,4 +1,11 @@
-"""Requesters: post tasks they can afford, at the market's price, and pay for completed work."""
+"""Requesters: post tasks they can afford, at the market's price, and pay for completed work.
+
+With ``forecasts_from`` naming a world-model population, a requester about to post first buys
+the forecast of its task's price next tick (``forecast_fee`` credits, through the ledger) and,
+when the forecast is lower than today's price by more than the fee, defers the task by one tick
+and posts it then at whatever the price has become. Deferral savings (today's price minus the
+price posted at, negative when the forecast was wrong) and the fees are in the role metrics.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +18,7 @@ from runtime.population import Population
 from runtime.scenario import PopulationConfig
 
 if TYPE_CHECKING:
+    from agents.world_model import WorldModelPopulation
     from runtime.world import World
 
 
@@ -23,10 +31,16 @@ class RequesterPopulation(Population):
     def __init__(self, cfg: PopulationConfig, ids: npt.NDArray[np.int64], n_regions: int) -> None:
         super().__init__(cfg, ids, n_regions)
         self.posted = np.zeros(self.n, dtype=np.int64)
+        self.seller: WorldModelPopulation | None = None
+        # Tasks deferred to next tick: requester index, skill, units, the price they would have paid.
+        self.deferred = {k: np.empty(0, np.int64) for k in ("who", "skill", "units", "price")}
+        self.stats = {"forecasts_bought": 0, "forecast_fees_micro": 0, "deferred": 0, "deferral_savings_micro": 0}
 
     def setup(self, world: World) -> None:
         """Mint each requester's initial credits at its home replica."""
         world.mint(self.ids, np.full(self.n, self.cfg.initial_credits * world.MICRO, dtype=np.int64), "initial")
+        if self.cfg.forecasts_from is not None:
+            self.seller = next(p for p in world.populations if p.name == self.cfg.forecasts_from)  # type: ignore[assignment]
 
     def step(self, world: World, tick: int) -> None:
         """Post this tick's tasks to the board."""
@@ -36,15 +50,61 @@ class RequesterPopulation(Population):
         units = rng.integers(1, self.cfg.task_units + 1, size=self.n)
         price = world.market.prices[skill] * units
         wants = self.alive & (u < self.cfg.post_rate)
-        can_pay = world.rights_at_home(self.ids) >= price
+        rights = world.rights_at_home(self.ids)
+        can_pay = rights >= price
         post = wants & can_pay
-        idx = np.flatnonzero(post)
-        task_ids = world.task_board.post(self.ids[idx], skill[idx], units[idx], price[idx])
-        self.posted[idx] += 1
-        world.emit_many("task_posted", self.name, self.ids[idx], task_ids, price[idx], skill[idx].astype(np.float64))
-        world.count("tasks_posted", len(idx))
         world.count("tasks_unaffordable", int((wants & ~can_pay).sum()))
+        world.count("tasks_deferred", 0)
+        # Last tick's deferred tasks are posted now, at today's price, if still affordable.
+        d = self.deferred
+        self.deferred = {k: np.empty(0, np.int64) for k in d}
+        due = d["who"][self.alive[d["who"]]]
+        if due.size:
+            sel = self.alive[d["who"]]
+            d_skill, d_units, d_then = d["skill"][sel], d["units"][sel], d["price"][sel]
+            d_price = world.market.prices[d_skill] * d_units
+            ok = rights[due] >= d_price + np.where(post[due], price[due], 0)
+            self.stats["deferral_savings_micro"] += int((d_then[ok] - d_price[ok]).sum())
+            self._post(world, due[ok], d_skill[ok], d_units[ok], d_price[ok])
+        if self.seller is not None and post.any():
+            post = self._consult(world, post, skill, units, price, rights)
+        idx = np.flatnonzero(post)
+        self._post(world, idx, skill[idx], units[idx], price[idx])
+
+    def _consult(self, world: World, post: npt.NDArray[np.bool_], skill: npt.NDArray[np.int64],
+                 units: npt.NDArray[np.int64], price: npt.NDArray[np.int64],
+                 rights: npt.NDArray[np.int64]) -> npt.NDArray[np.bool_]:
+        """Buy forecasts for the tasks about to be posted; defer those whose price should fall. Return who posts now."""
+        assert self.seller is not None
+        fee = int(round(self.cfg.forecast_fee * world.MICRO))
+        buyers = np.flatnonzero(post & (rights >= price + fee))
+        paid, ahead = self.seller.sell(world, self.ids[buyers], skill[buyers], fee)
+        self.stats["forecasts_bought"] += int(paid.sum())
+        self.stats["forecast_fees_micro"] += int(paid.sum()) * fee
+        expected = ahead * units[buyers]
+        wait = buyers[paid & (expected < price[buyers] - fee)]
+        if wait.size:
+            self.deferred = {"who": wait, "skill": skill[wait], "units": units[wait], "price": price[wait]}
+            self.stats["deferred"] += int(wait.size)
+            world.count("tasks_deferred", int(wait.size))
+            post = post.copy()
+            post[wait] = False
+        return post
+
+    def _post(self, world: World, idx: npt.NDArray[np.int64], skill: npt.NDArray[np.int64],
+              units: npt.NDArray[np.int64], price: npt.NDArray[np.int64]) -> None:
+        task_ids = world.task_board.post(self.ids[idx], skill, units, price)
+        np.add.at(self.posted, idx, 1)
+        world.emit_many("task_posted", self.name, self.ids[idx], task_ids, price, skill.astype(np.float64))
+        world.count("tasks_posted", len(idx))
+
+    def role_metrics(self) -> dict[str, float | int | None]:
+        """Forecasts bought, their fees, tasks deferred and what deferring saved (micro-credits)."""
+        if self.seller is None:
+            return {}
+        s = self.stats
+        return {**s, "net_value_micro": s["deferral_savings_micro"] - s["forecast_fees_micro"]}
 
     def state_arrays(self) -> dict[str, npt.NDArray[np.generic]]:
-        """Alive flags and tasks posted."""
-        return {"alive": self.alive, "posted": self.posted}
+        """Alive flags, tasks posted and tasks deferred."""
+        return {"alive": self.alive, "posted": self.posted, **{f"deferred_{k}": v for k, v in self.deferred.items()}}

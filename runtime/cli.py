@@ -121,7 +121,9 @@ def _print_comparison(learned: dict[str, Any], base: dict[str, Any]) -> None:
         other = base["totals"].get("roles", {}).get(name, {})
         keys = ("efficiency", "profit_per_agent", "catch_rate", "false_slash_rate", "checks", "caught", "invalid",
                 "quality_gained", "credits_spent",
-                "quality_per_credit", *sorted(k for k in metrics if k.startswith("mape")))
+                "quality_per_credit", *sorted(k for k in metrics if k.startswith("mape")), "forecasts_sold",
+                "forecasts_bought", "deferred", "net_value_micro", "proposals_checked", "batches_proved",
+                "batches_refused", "sent_back")
         for key in keys:
             if key in metrics:
                 table.add_row(name, key, fmt(metrics[key]), fmt(other.get(key)))
@@ -129,7 +131,7 @@ def _print_comparison(learned: dict[str, Any], base: dict[str, Any]) -> None:
 
 
 SHOWN_METRICS = ("efficiency", "profit_per_agent", "catch_rate", "false_slash_rate", "mape_1", "mape_5",
-                 "quality_per_credit")
+                 "quality_per_credit", "net_value_micro")
 
 
 def _print_summary(s: dict[str, Any], target: Path) -> None:

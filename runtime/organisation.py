@@ -97,8 +97,18 @@ class Organisation:
                 tension = w.coordination.tension if w.coordination is not None else 0.0
                 w.emit("proposal_opened", "governance", int(self.ids[p.proposer]), prop.id, value=tension,
                        detail=self.nao.describe(prop))
+                self._ask_world_model(prop.id, dict(p.changes))
         self._vote(tick)
         self._record_decisions()
+
+    def _ask_world_model(self, pid: int, changes: dict[str, float]) -> None:
+        """Record a learned world model's what-if answer for a parameter change, for voters and analysts."""
+        w = self.world
+        model = next((p for p in w.populations if p.role == "world_model" and getattr(p, "core", "") == "learned"), None)
+        if model is None or not changes:
+            return
+        change, line = model.what_if(changes, w.params)  # type: ignore[attr-defined]
+        w.emit("what_if", model.name, other=pid, value=float("nan") if change is None else change, detail=line)
 
     def _pay(self, pid: int, recipient: int, amount: int) -> None:
         """Pay from the treasury at the replica holding the most of its spending rights."""

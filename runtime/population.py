@@ -8,6 +8,7 @@ only; the hot path is :meth:`Population.step` over whole arrays.
 from __future__ import annotations
 
 import hashlib
+import io
 from abc import ABC, abstractmethod
 from pathlib import Path
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ import numpy as np
 import numpy.typing as npt
 
 from economy.ops import OpKind
-from runtime.scenario import PopulationConfig
+from runtime.scenario import PopulationConfig, ScenarioError
 
 if TYPE_CHECKING:
     from runtime.world import World
@@ -48,9 +49,49 @@ class Population(ABC):
     def setup(self, world: World) -> None:  # noqa: B027 -- optional hook, empty by design
         """Called once before tick 0 (mint initial credits, build routers, ...)."""
 
-    def save_core(self, folder: Path) -> Path | None:
-        """Write the role's learned core to ``folder`` (roles that can reload one); return its path."""
+    def core_state(self) -> dict[str, npt.NDArray[np.generic]] | None:
+        """What a saved core holds (roles with a learned core); None when there is nothing to save."""
         return None
+
+    def set_core_state(self, arrays: dict[str, npt.NDArray[np.generic]]) -> None:
+        """Take up a saved core (arrays checked against :meth:`core_state`'s names and shapes)."""
+        raise NotImplementedError(f"role {self.role!r} has no core to load")
+
+    def save_core(self, folder: Path) -> Path | None:
+        """Write the role's learned core to ``folder/<name>.npz``; return its path (None: nothing to save).
+
+        The file holds the role's name and the arrays of :meth:`core_state`, written to bytes
+        first so one run always writes the same bytes.
+        """
+        state = self.core_state()
+        if state is None:
+            return None
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{self.name}.npz"
+        buf = io.BytesIO()
+        np.savez(buf, agora_role=np.array(self.role), **state)
+        path.write_bytes(buf.getvalue())
+        return path
+
+    def load_core(self, path: Path) -> None:
+        """Load a core file written by :meth:`save_core` for this role; ScenarioError naming what does not fit."""
+        template = self.core_state()
+        where = f"population {self.name!r}: core: {path}"
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                arrays = {k: data[k] for k in data.files}
+        except (OSError, ValueError) as exc:
+            raise ScenarioError([f"{where}: not a core file ({exc})"]) from None
+        role = str(arrays.pop("agora_role", ""))
+        if role != self.role:
+            raise ScenarioError([f"{where}: a core of role {role or 'unknown'!r}, not {self.role!r}"])
+        assert template is not None, "roles that load cores describe them in core_state()"
+        for key, want in template.items():
+            if key not in arrays:
+                raise ScenarioError([f"{where}: has no {key!r}"])
+            if arrays[key].shape != want.shape:
+                raise ScenarioError([f"{where}: {key!r} has shape {arrays[key].shape}, this population needs {want.shape}"])
+        self.set_core_state({k: arrays[k].astype(template[k].dtype) for k in template})
 
     def review_batch(self, world: World, replica: int, kind: OpKind, accounts: npt.NDArray[np.int64],
                      others: npt.NDArray[np.int64], amounts: npt.NDArray[np.int64]) -> tuple[npt.NDArray[np.bool_], str]:

@@ -115,9 +115,13 @@ def record(scenario_path: Path, out: Path, *, seed: int | None = None, until: in
     if until < 1:
         raise ScenarioError([f"--until: must be >= 1 tick, got {until}"])
     prepare_out(out, overwrite)
-    (out / SCENARIO_COPY).write_bytes(raw)
-    _copy_references(sc, scenario_path.parent, out)
-    world, wall = execute(sc, scenario_path.parent, out, seed, until, realtime, progress, device=device)
+    try:
+        (out / SCENARIO_COPY).write_bytes(raw)
+        _copy_references(sc, scenario_path.parent, out)
+        world, wall = execute(sc, scenario_path.parent, out, seed, until, realtime, progress, device=device)
+    except ScenarioError:
+        shutil.rmtree(out)  # a scenario refused while the world was built leaves no half-made run behind
+        raise
     saved = {}
     for pop in world.populations:
         path = pop.save_core(out / "cores")

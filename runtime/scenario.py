@@ -85,13 +85,15 @@ class PopulationConfig(_Strict):
 
     name: str = Field(description="Unique population name, used by faults.")
     role: Literal["requester", "worker", "ticker", "healer", "critic", "world_model", "refactor", "negotiator"] = Field(description="What the agents do.")
-    core: str | None = Field(None, description="Roles with a core (healer, critic, world_model, refactor, negotiator): 'learned' (default), 'baseline', or (negotiator) the path of a saved policy file (.npz, written to a run's cores/ folder), relative to the scenario file; `agora run --compare-baseline` reruns with every core at baseline.")
+    core: str | None = Field(None, description="Roles with a core (healer, critic, world_model, refactor, negotiator): 'learned' (default), 'baseline', or the path of a core file of that role (.npz, written to a run's cores/ folder), relative to the scenario file, which the learned core starts from; `agora run --compare-baseline` reruns with every core at baseline.")
     modules: int = Field(40, ge=2, le=10_000, description="refactor: modules in the simulated codebase.")
     horizon: int = Field(5, ge=1, le=50, description="world_model: the k of its k-step forecasts.")
     count: int = Field(ge=0, le=50_000_000, description="Number of agents.")
     initial_credits: int = Field(0, ge=0, description="Credits minted to each agent at tick 0.")
     post_rate: Probability = Field(0.2, description="requester: probability of posting a task per tick.")
     task_units: int = Field(1, ge=1, description="requester: most task units per task (uniform 1..task_units).")
+    forecasts_from: str | None = Field(None, description="requester: a world_model population to buy next tick's price from before posting; a task is deferred a tick when the forecast says its price falls.")
+    forecast_fee: float = Field(0.001, ge=0, description="requester: credits paid per forecast bought.")
     quality: Probability = Field(0.9, description="worker: mean probability of completing a task in its main skill.")
     capacity_factor: float = Field(1.25, gt=0, description="worker: router capacity factor (as in a mixture of experts).")
     stake: int = Field(0, ge=0, description="worker: credits each worker stakes at tick 0 (what a critic can slash).")
@@ -255,12 +257,16 @@ def _cross_check(sc: Scenario, base: Path, label: str) -> list[str]:
         if p.core is not None and p.role not in CORE_ROLES:
             problems.append(f"{label}: population[{i}].core: role {p.role!r} has no core to choose (roles with one: {', '.join(CORE_ROLES)})")
         elif p.core not in (None, "baseline", "learned"):
-            if p.role != "negotiator":
-                problems.append(f"{label}: population[{i}].core: {p.core!r}: only 'baseline' or 'learned' for role {p.role!r} (policy files: negotiator)")
-            elif not (base / p.core).is_file():
+            if not (base / p.core).is_file():
                 problems.append(f"{label}: population[{i}].core: policy file not found: {base / p.core}")
         if p.role == "critic" and p.review_ledger and sum(q.role == "critic" and q.review_ledger for q in sc.population[:i]):
             problems.append(f"{label}: population[{i}].review_ledger: another critic population already reviews the ledger; set review_ledger = false on one")
+        if p.forecasts_from is not None:
+            seller = next((q for q in sc.population if q.name == p.forecasts_from), None)
+            if p.role != "requester":
+                problems.append(f"{label}: population[{i}].forecasts_from: only requesters buy forecasts; this is a {p.role}")
+            elif seller is None or seller.role != "world_model":
+                problems.append(f"{label}: population[{i}].forecasts_from: names no world_model population; got {p.forecasts_from!r}")
         if p.role in ("healer", "critic"):
             watched = next((q for q in sc.population if q.name == p.watches), None)
             if watched is None or watched.role != "worker":

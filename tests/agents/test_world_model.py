@@ -109,3 +109,85 @@ def test_world_model_in_a_world_learns_weights():
     before = wm.state_arrays()["weights"].copy()
     world.run(30)
     assert not np.array_equal(before, wm.state_arrays()["weights"])
+
+
+MARKET = """
+[world]
+ticks = 60
+seed = 5
+[economy]
+n_skills = 4
+price_max_step = 0.05
+[[population]]
+name = "req"
+role = "requester"
+count = 400
+initial_credits = 100
+post_rate = 0.3
+task_units = 3
+[[population]]
+name = "buyers"
+role = "requester"
+count = 100
+initial_credits = 100
+post_rate = 0.3
+task_units = 3
+forecasts_from = "wm"
+forecast_fee = 0.001
+[[population]]
+name = "work"
+role = "worker"
+count = 100
+[[population]]
+name = "wm"
+role = "world_model"
+count = 2
+horizon = 3
+"""
+
+
+@pytest.mark.parametrize("core", ["learned", "baseline"])
+def test_forecasts_are_sold_through_the_ledger_and_persistence_never_defers(core):
+    world = World(parse(MARKET.replace('horizon = 3', f'horizon = 3\ncore = "{core}"')))
+    world.run()
+    buyers, wm = world.populations[1].role_metrics(), world.populations[3].role_metrics()
+    assert buyers["forecasts_bought"] == wm["forecasts_sold"] > 0
+    assert buyers["forecast_fees_micro"] == wm["revenue_micro"] == 1000 * wm["forecasts_sold"]
+    ids = world.populations[3].ids
+    earned = sum(int(world.ledgers[0].balance(int(a))) for a in ids)
+    assert earned == wm["revenue_micro"]  # the fees reached the forecasters' accounts
+    for ledger in world.ledgers:
+        assert ledger.supply()[0] == ledger.supply()[1]
+    if core == "baseline":
+        assert buyers["deferred"] == 0 and buyers["net_value_micro"] == -buyers["forecast_fees_micro"]
+    else:
+        assert buyers["deferred"] > 0
+
+
+def test_what_if_answers_for_elasticity_and_says_why_not_otherwise():
+    world = World(parse(MARKET))
+    wm = world.populations[3]
+    assert wm.what_if({"price_elasticity": 1.0}, world.params)[0] is None  # nothing learned yet
+    world.run(40)
+    same, line = wm.what_if({"price_elasticity": world.params["price_elasticity"]}, world.params)
+    assert same == 0.0 and "price_elasticity" in line
+    change, _ = wm.what_if({"price_elasticity": 2 * world.params["price_elasticity"]}, world.params)
+    assert change is not None and change != 0.0
+    none, why = wm.what_if({"fee_rate": 0.02}, world.params)
+    assert none is None and "fee_rate" in why
+
+
+def test_governance_records_the_world_models_answer_when_a_change_is_proposed(tmp_path):
+    from pathlib import Path
+
+    from runtime.recorder import read_stream
+
+    text = Path("scenarios/governance.toml").read_text()
+    text += '\n[[population]]\nname = "wm"\nrole = "world_model"\ncount = 1\n'
+    path = tmp_path / "g.toml"
+    path.write_text(text)
+    record(path, tmp_path / "run", until=8)
+    events, _ = read_stream(tmp_path / "run" / "events.arrows")
+    kinds = events.column("kind").to_pylist()
+    answers = [events.column("detail")[i].as_py() for i, k in enumerate(kinds) if k == "what_if"]
+    assert answers and "no learned forecast yet" in answers[0]  # proposals at tick 5 come before enough history
