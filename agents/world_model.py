@@ -53,6 +53,9 @@ class WorldModelPopulation(Population):
         self.pressures: list[npt.NDArray[np.float64]] = []  # market pressure per tick, float64[n_skills]
         self.pending: list[tuple[int, int, npt.NDArray[np.float64]]] = []  # (due tick, h, predicted prices)
         self.errors = {1: [0.0, 0], cfg.horizon: [0.0, 0]}
+        # Persistence's error on the same prices (the learned core's sales move the market, so a
+        # baseline run's prices differ; this is the same-path comparison).
+        self.persist_errors = {1: 0.0, cfg.horizon: 0.0}
         # Per horizon, EWMAs of b·(b − a) and (b − a)² for the relative errors a (model) and b
         # (persistence): the least-squares weight of the model in the issued forecast is their ratio.
         self.recent = {1: np.zeros(2), cfg.horizon: np.zeros(2)}
@@ -97,6 +100,7 @@ class WorldModelPopulation(Population):
             err = float(np.mean(np.abs(issued - prices) / prices))
             self.errors[h][0] += err
             self.errors[h][1] += 1
+            self.persist_errors[h] += float(np.mean(np.abs(persist - prices) / prices))
             if model is not None:
                 a, b = (model - prices) / prices, (persist - prices) / prices
                 self.recent[h] = 0.9 * self.recent[h] + 0.1 * np.array([np.mean(b * (b - a)), np.mean((b - a) ** 2)])
@@ -208,6 +212,7 @@ class WorldModelPopulation(Population):
         for h, (total, count) in sorted(self.errors.items()):
             out[f"mape_{h}"] = total / count if count else None
             out[f"forecasts_{h}"] = count
+            out[f"persistence_mape_{h}"] = self.persist_errors[h] / count if count else None
         out["forecasts_sold"] = self.sold
         out["revenue_micro"] = self.revenue
         return out

@@ -1,1 +1,20 @@
-"""Gymnasium and PettingZoo environments on the runtime. Not built yet (a later issue); nothing is registered."""
+"""Gymnasium and PettingZoo environments on Agora's task market.
+
+Importing this package registers ``agora/Market-v0`` with Gymnasium; ``gymnasium.make(
+"environments:agora/Market-v0")`` imports it for you. ``environments.market_v0`` is the PettingZoo
+environment (``env()``, ``parallel_env()``, ``raw_env()``).
+"""
+
+from __future__ import annotations
+
+import gymnasium
+
+
+def register_envs() -> None:
+    """Register Agora's Gymnasium environments (idempotent)."""
+    if "agora/Market-v0" not in gymnasium.registry:
+        gymnasium.register(id="agora/Market-v0", entry_point="environments.market:MarketEnv",
+                           vector_entry_point="environments.market:MarketVectorEnv")
+
+
+register_envs()

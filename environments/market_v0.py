@@ -1,0 +1,110 @@
+"""``environments.market_v0``: every negotiator learns at once, as a PettingZoo environment.
+
+``parallel_env()`` is the native form (all negotiators act each period); ``raw_env()`` is its AEC
+form and ``env()`` the AEC form with PettingZoo's order-enforcing wrapper, as PettingZoo's own
+environments are laid out. Spaces are Market-v0's (:mod:`environments.market`). A negotiator that
+cannot pay the next period's fee is bankrupt: it is terminated that period and leaves ``agents``;
+the others go on. All are truncated after ``periods`` periods. An action outside the space, or an
+action for an agent that is not in ``agents``, raises ``ValueError`` naming the agent.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from pettingzoo import ParallelEnv
+from pettingzoo.utils import conversions, wrappers
+
+from environments.market import action_space, check_action, observation_space
+from environments.market_core import UNIT, MarketBatch
+
+
+def env(**kwargs: Any) -> Any:
+    """The AEC environment with PettingZoo's order-enforcing wrapper."""
+    return wrappers.OrderEnforcingWrapper(raw_env(**kwargs))
+
+
+def raw_env(**kwargs: Any) -> Any:
+    """The AEC environment (the parallel one, converted)."""
+    return conversions.parallel_to_aec(parallel_env(**kwargs))
+
+
+def parallel_env(**kwargs: Any) -> MarketParallelEnv:
+    """The native parallel environment."""
+    return MarketParallelEnv(**kwargs)
+
+
+class MarketParallelEnv(ParallelEnv):  # type: ignore[type-arg]
+    """``n_agents`` learning negotiators and as many ZI-C requesters in one call market per period."""
+
+    metadata = {"name": "market_v0", "render_modes": ["ansi"], "is_parallelizable": True}
+
+    def __init__(self, n_agents: int = 8, periods: int = 50, fee: float = 0.05, initial_credits: float = 2.0,
+                 render_mode: str | None = None) -> None:
+        if render_mode not in (None, "ansi"):
+            raise ValueError(f"render_mode {render_mode!r}: this environment renders 'ansi' only")
+        self.render_mode = render_mode
+        self.market = MarketBatch(1, n_agents, periods, int(fee * UNIT), int(initial_credits * UNIT))
+        self.possible_agents = [f"negotiator_{i}" for i in range(n_agents)]
+        self.index = {a: i for i, a in enumerate(self.possible_agents)}
+        self.agents: list[str] = []
+        self._scripted = np.zeros(n_agents, dtype=np.bool_)
+        self._seed_rng = np.random.default_rng()
+
+    @functools.lru_cache(maxsize=None)  # noqa: B019 -- one space object per agent, as PettingZoo expects
+    def observation_space(self, agent: str) -> Any:
+        """Market-v0's observation space."""
+        return observation_space()
+
+    @functools.lru_cache(maxsize=None)  # noqa: B019
+    def action_space(self, agent: str) -> Any:
+        """Market-v0's action space."""
+        return action_space()
+
+    def reset(self, seed: int | None = None, options: dict[str, Any] | None = None
+              ) -> tuple[dict[str, npt.NDArray[np.float32]], dict[str, dict[str, Any]]]:
+        """Start an episode with every negotiator; ``seed`` makes it reproducible."""
+        if seed is not None:
+            self._seed_rng = np.random.default_rng(seed)
+        self.market.reset(0, int(self._seed_rng.integers(2**63 - 1)))
+        self.agents = list(self.possible_agents)
+        obs = self.market.observe()[0]
+        return {a: obs[self.index[a]] for a in self.agents}, {a: {} for a in self.agents}
+
+    def step(self, actions: dict[str, Any]) -> tuple[dict[str, Any], dict[str, float], dict[str, bool],
+                                                     dict[str, bool], dict[str, dict[str, Any]]]:
+        """One period: every live negotiator's shade in, everyone's outcome out."""
+        if not self.agents:
+            raise RuntimeError("market_v0: the episode is over; call reset()")
+        shade = np.zeros((1, self.market.n))
+        for agent, action in actions.items():
+            if agent not in self.agents:
+                raise ValueError(f"market_v0: {agent!r} is not a live agent (live: {len(self.agents)})")
+            shade[0, self.index[agent]] = check_action(self.action_space(agent), action, agent)
+        missing = set(self.agents) - set(actions)
+        if missing:
+            raise ValueError(f"market_v0: no action for {sorted(missing)[:3]}{' ...' if len(missing) > 3 else ''}")
+        gain, bankrupt, done = self.market.step(shade, self._scripted)
+        obs_all = self.market.observe()[0]
+        live = self.agents
+        obs = {a: obs_all[self.index[a]] for a in live}
+        rewards = {a: float(gain[0, self.index[a]]) / UNIT for a in live}
+        terminations = {a: bool(bankrupt[0, self.index[a]]) for a in live}
+        truncations = {a: bool(done[0]) and not terminations[a] for a in live}
+        infos = {a: {"credits": int(self.market.credits[0, self.index[a]])} for a in live}
+        self.agents = [a for a in live if not (terminations[a] or truncations[a])]
+        return obs, rewards, terminations, truncations, infos
+
+    def render(self) -> str | None:
+        """One line: period, live agents, last price, efficiency so far."""
+        if self.render_mode != "ansi":
+            return None
+        m = self.market
+        eff = m.surplus[0] / m.best[0] if m.best[0] else 0.0
+        return f"period {int(m.t[0])}/{m.periods}  live {len(self.agents)}  last price {m.last_price[0]:.3f}  efficiency {eff:.3f}"
+
+    def close(self) -> None:
+        """Nothing to release."""

@@ -1,0 +1,137 @@
+"""Market-v0 and market_v0 pass Gymnasium's and PettingZoo's own checks, seeding is reproducible,
+agents that go bankrupt leave without breaking the API, and bad actions are refused, not clipped."""
+
+from __future__ import annotations
+
+import gymnasium
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env
+from pettingzoo.test import api_test, parallel_api_test, parallel_seed_test, seed_test
+
+import environments  # noqa: F401 -- registers agora/Market-v0
+from environments import market_v0
+from environments.market import MarketEnv, MarketVectorEnv
+from environments.market_core import MarketBatch
+
+
+@pytest.mark.parametrize("env_id", sorted(k for k in gymnasium.registry if k.startswith("agora/")))
+def test_every_registered_env_passes_gymnasiums_checker(env_id):
+    env = gymnasium.make(env_id).unwrapped
+    check_env(env, skip_render_check=False)
+
+
+def test_make_finds_the_env_through_its_module_prefix():
+    env = gymnasium.make("environments:agora/Market-v0", render_mode="ansi")
+    env.reset(seed=0)
+    assert "period 0/50" in env.render()
+
+
+def test_reset_with_a_seed_reproduces_an_episode():
+    def episode(seed: int) -> list[float]:
+        env = MarketEnv()
+        env.reset(seed=seed)
+        return [env.step(np.array([0.3], dtype=np.float32))[1] for _ in range(30)]
+
+    assert episode(4) == episode(4)
+    assert episode(4) != episode(5)
+
+
+@pytest.mark.parametrize("bad", [np.array([1.5], dtype=np.float32), np.array([-0.1], dtype=np.float32),
+                                 np.array([np.nan], dtype=np.float32), np.array([0.1, 0.2]), "high"])
+def test_an_action_outside_the_space_is_an_error_not_a_clip(bad):
+    env = MarketEnv()
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match="agora/Market-v0: action"):
+        env.step(bad)
+
+
+def test_a_bankrupt_negotiator_terminates_its_episode():
+    env = MarketEnv(fee=0.5, initial_credits=1.0)
+    env.reset(seed=1)
+    for _ in range(50):
+        _, _, terminated, truncated, info = env.step(np.array([1.0], dtype=np.float32))  # asks the ceiling: never trades
+        if terminated or truncated:
+            break
+    assert terminated and not truncated and info["credits"] < 500_000
+    with pytest.raises(RuntimeError, match="bankrupt"):
+        env.step(np.array([0.5], dtype=np.float32))
+
+
+def test_the_vector_env_matches_single_envs_seeded_alike_and_autoresets():
+    vec = MarketVectorEnv(num_envs=3, periods=5)
+    obs, _ = vec.reset(seed=10)
+    singles = [MarketEnv(periods=5) for _ in range(3)]
+    # A sub-environment is a Market-v0 market seeded directly with seed + i.
+    for i, s in enumerate(singles):
+        s.market.reset(0, 10 + i)
+        assert np.array_equal(obs[i], s.market.observe()[0, 0])
+    shades = np.full((3, 1), 0.2)
+    for _ in range(5):
+        obs, reward, terminated, truncated, _ = vec.step(shades)
+        for i, s in enumerate(singles):
+            gain, _, _ = s.market.step(np.array([[0.2] + [0.0] * 7]), s.scripted)
+            assert reward[i] == gain[0, 0] / 1e6
+    assert truncated.all()
+    obs, reward, terminated, truncated, _ = vec.step(shades)  # next-step autoreset
+    assert (reward == 0).all() and not truncated.any() and (obs[:, 3] == 1.0).all()
+    with pytest.raises(ValueError, match="shades in"):
+        vec.step(np.full((3, 1), 2.0))
+
+
+def test_pettingzoo_api_tests_pass():
+    api_test(market_v0.env(), num_cycles=60)
+    parallel_api_test(market_v0.parallel_env(), num_cycles=60)
+
+
+def test_pettingzoo_seed_tests_pass():
+    seed_test(market_v0.env, num_cycles=40)
+    parallel_seed_test(market_v0.parallel_env)
+
+
+def test_agents_that_go_bankrupt_leave_and_the_api_stays_correct():
+    env = market_v0.parallel_env(n_agents=6, fee=0.3, initial_credits=1.0)
+    obs, _ = env.reset(seed=3)
+    left = []
+    for _ in range(50):
+        # Half the agents ask the ceiling and never trade, so they run out of credits.
+        actions = {a: np.array([1.0 if int(a[-1]) % 2 else 0.1], dtype=np.float32) for a in env.agents}
+        obs, rewards, term, trunc, infos = env.step(actions)
+        assert set(obs) == set(rewards) == set(term) == set(trunc) == set(actions)
+        left += [a for a in term if term[a]]
+        assert not set(left) & set(env.agents)
+        if not env.agents:
+            break
+    # Those that never trade leave first; the others may follow later, when fees outrun profits.
+    assert sorted(left[:3]) == ["negotiator_1", "negotiator_3", "negotiator_5"]
+    with pytest.raises(RuntimeError, match="episode is over"):
+        env.step({})
+
+
+def test_pettingzoo_refuses_actions_for_departed_or_unknown_agents_and_bad_values():
+    env = market_v0.parallel_env(n_agents=3)
+    env.reset(seed=0)
+    ok = {a: np.array([0.5], dtype=np.float32) for a in env.agents}
+    with pytest.raises(ValueError, match="'ghost' is not a live agent"):
+        env.step({**ok, "ghost": np.array([0.5], dtype=np.float32)})
+    with pytest.raises(ValueError, match="negotiator_1: action 7.0 is outside"):
+        env.step({**ok, "negotiator_1": np.array([7.0], dtype=np.float32)})
+    with pytest.raises(ValueError, match="no action for"):
+        env.step({"negotiator_0": ok["negotiator_0"]})
+
+
+def test_the_call_market_clears_a_textbook_case():
+    m = MarketBatch(1, 3, 10, 0, 1_000_000)
+    m.reset(0, 0)
+    m.cost[0] = [0.6, 0.9, 1.4]
+    from environments.market_core import clear
+
+    asks = np.array([[0.7, 1.0, 1.5]])
+    bids = np.array([[1.8, 1.2, 0.8]])
+    value = np.array([[1.9, 1.3, 1.0]])
+    price, traded, s, b = np.zeros(1), np.zeros((1, 3), dtype=np.bool_), np.zeros(1), np.zeros(1)
+    clear(asks, bids, m.alive, m.cost, value, price, traded, s, b)
+    # Pairs (1.8, 0.7) and (1.2, 1.0) cross; (0.8, 1.5) does not. Price: midpoint of the 2nd pair.
+    assert price[0] == pytest.approx(1.1) and traded[0].tolist() == [True, True, False]
+    assert s[0] == pytest.approx((1.9 - 0.6) + (1.3 - 0.9))
+    assert b[0] == pytest.approx((1.9 - 0.6) + (1.3 - 0.9))  # the third pair (1.0 vs 1.4) would lose surplus
