@@ -64,6 +64,32 @@ class Codebase:
         return (c * 5 + v) * 2 + int(self.dirty[m])
 
 
+def apply_action(code: Codebase, m: int, action: str, rng: np.random.Generator) -> str:
+    """Apply ``action`` to module ``m``; return "" or why the critic refused the plan (nothing changed)."""
+    snapshot = (code.complexity[m], code.coverage[m], bool(code.dirty[m]))
+    if action == "refactor":
+        code.previous[m] = snapshot
+        if rng.random() < 0.3 + 0.7 * code.coverage[m]:
+            code.complexity[m] = max(1.0, code.complexity[m] - 1)
+        else:
+            code.coverage[m] = max(0.0, code.coverage[m] - 0.2)
+            code.dirty[m] = True
+    elif action == "replace":
+        other = int(rng.integers(code.size.shape[0]))
+        ok, reason = plan_keeps_acyclic(list(code.graph.edges), [(m, other)] if other != m else [])
+        if not ok:
+            return reason
+        code.previous[m] = snapshot
+        code.complexity[m] = float(rng.integers(1, 5))
+        code.coverage[m] = 0.3
+        code.dirty[m] = False
+        if other != m:
+            code.graph.add_edge(m, other)
+    elif m in code.previous:
+        code.complexity[m], code.coverage[m], code.dirty[m] = code.previous.pop(m)
+    return ""
+
+
 class RefactorPopulation(Population):
     """Refactor agents sharing one codebase and one Q-table."""
 
@@ -131,29 +157,10 @@ class RefactorPopulation(Population):
             world.emit("code_change", self.name, agent, m, cost, gain, detail=action)
 
     def _apply(self, world: World, code: Codebase, m: int, action: str, rng: np.random.Generator) -> None:
-        snapshot = (code.complexity[m], code.coverage[m], bool(code.dirty[m]))
-        if action == "refactor":
-            code.previous[m] = snapshot
-            if rng.random() < 0.3 + 0.7 * code.coverage[m]:
-                code.complexity[m] = max(1.0, code.complexity[m] - 1)
-            else:
-                code.coverage[m] = max(0.0, code.coverage[m] - 0.2)
-                code.dirty[m] = True
-        elif action == "replace":
-            other = int(rng.integers(code.size.shape[0]))
-            ok, reason = plan_keeps_acyclic(list(code.graph.edges), [(m, other)] if other != m else [])
-            if not ok:
-                self.refused_plans += 1
-                world.emit("plan_refused", self.name, other=m, detail=reason)
-                return
-            code.previous[m] = snapshot
-            code.complexity[m] = float(rng.integers(1, 5))
-            code.coverage[m] = 0.3
-            code.dirty[m] = False
-            if other != m:
-                code.graph.add_edge(m, other)
-        elif m in code.previous:
-            code.complexity[m], code.coverage[m], code.dirty[m] = code.previous.pop(m)
+        reason = apply_action(code, m, action, rng)
+        if reason:
+            self.refused_plans += 1
+            world.emit("plan_refused", self.name, other=m, detail=reason)
 
     def role_metrics(self) -> dict[str, float | int | None]:
         """True quality gained per credit spent, and the totals behind it."""

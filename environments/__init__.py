@@ -1,7 +1,7 @@
 """Gymnasium and PettingZoo environments on Agora's task market.
 
-Importing this package registers ``agora/Market-v0`` with Gymnasium; ``gymnasium.make(
-"environments:agora/Market-v0")`` imports it for you. ``environments.market_v0`` is the PettingZoo
+Importing this package registers ``agora/Market-v0`` and ``agora/Refactor-v0`` with Gymnasium;
+``gymnasium.make("environments:agora/Market-v0")`` imports it for you. ``environments.market_v0`` is the PettingZoo
 environment (``env()``, ``parallel_env()``, ``raw_env()``).
 """
 
@@ -15,6 +15,8 @@ def register_envs() -> None:
     if "agora/Market-v0" not in gymnasium.registry:
         gymnasium.register(id="agora/Market-v0", entry_point="environments.market:MarketEnv",
                            vector_entry_point="environments.market:MarketVectorEnv")
+    if "agora/Refactor-v0" not in gymnasium.registry:
+        gymnasium.register(id="agora/Refactor-v0", entry_point="environments.refactor_env:RefactorEnv")
 
 
 register_envs()
