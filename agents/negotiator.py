@@ -26,6 +26,8 @@ import numpy as np
 import numpy.typing as npt
 from numba import njit
 
+from agents.auction import double_auction_fast, max_surplus, realised_surplus
+from agents.shade_policy import ShadePolicy, is_shade_policy
 from economy.ops import OpKind
 from runtime.population import Population
 from runtime.scenario import PopulationConfig, ScenarioError
@@ -37,54 +39,6 @@ ROUNDS = 30
 HIDDEN = 8
 ALPHA = 0.1  # MicroLoRA scale
 CEILING = 2.0  # price ceiling, in units of the mean value
-
-
-@njit(cache=True)
-def double_auction(is_buyer, limit, posts, order):
-    """Run one continuous double auction; return (partner, price) per agent (-1 / 0 if untraded).
-
-    ``posts: float64[rounds, n]`` is each agent's post in each round, ``order: int64[rounds, n]``
-    the arrival order of each round. A post crossing the best standing opposite order trades at that
-    order's price; posts are capped by the agent's limit (no trade at a loss).
-    """
-    n = limit.shape[0]
-    partner = np.full(n, -1, dtype=np.int64)
-    price = np.zeros(n)
-    standing = np.full(n, np.nan)
-    for r in range(posts.shape[0]):
-        for k in range(n):
-            i = order[r, k]
-            if partner[i] >= 0:
-                continue
-            p = posts[r, i]
-            best = -1
-            for j in range(n):  # best standing order on the other side
-                if partner[j] >= 0 or is_buyer[j] == is_buyer[i] or np.isnan(standing[j]):
-                    continue
-                if best < 0 or (standing[j] < standing[best] if is_buyer[i] else standing[j] > standing[best]):
-                    best = j
-            if best >= 0 and ((is_buyer[i] and p >= standing[best]) or (not is_buyer[i] and p <= standing[best])):
-                partner[i], partner[best] = best, i
-                price[i] = price[best] = standing[best]
-                standing[i] = standing[best] = np.nan
-            else:
-                standing[i] = p
-    return partner, price
-
-
-def max_surplus(is_buyer: npt.NDArray[np.bool_], limit: npt.NDArray[np.float64]) -> float:
-    """Largest total surplus any set of trades could realise (values high to low against costs low to high)."""
-    values = np.sort(limit[is_buyer])[::-1]
-    costs = np.sort(limit[~is_buyer])
-    k = min(values.size, costs.size)
-    gaps = values[:k] - costs[:k]
-    return float(gaps[gaps > 0].sum())
-
-
-def realised_surplus(is_buyer: npt.NDArray[np.bool_], limit: npt.NDArray[np.float64], partner: npt.NDArray[np.int64]) -> float:
-    """Surplus of the trades made: value minus cost over traded pairs."""
-    traded = np.flatnonzero(is_buyer & (partner >= 0))
-    return float((limit[traded] - limit[partner[traded]]).sum())
 
 
 class Policy:
@@ -173,6 +127,9 @@ class NegotiatorPopulation(Population):
         self.surplus = 0.0
         self.max_surplus = 0.0
         self.profit = np.zeros(self.n)
+        self.trained: ShadePolicy | None = None
+        self.seat = np.ones(self.n, dtype=np.bool_)
+        self.last_price = 0.0  # mean contract price last tick, in units of the posted price (0: none)
 
     def setup(self, world: World) -> None:
         """Build the policy (or load a saved one); mint the contractors' starting credits."""
@@ -182,11 +139,24 @@ class NegotiatorPopulation(Population):
             torch.set_num_threads(1)  # one thread: the same updates in the same order on every run
         self.policy = Policy(self.n, world.streams(f"population/{self.name}/init"), world.device)
         if self.core not in ("baseline", "learned"):
+            path = world.base / self.core
             try:
-                self.policy.load(world.base / self.core)
+                if is_shade_policy(path):  # trained by `agora train` on agora/Market-v0: a fixed policy
+                    self.trained = ShadePolicy(path)
+                    self.core = "trained"
+                else:
+                    self.policy.load(path)
+                    self.core = "learned"
             except ValueError as exc:
                 raise ScenarioError([f"population {self.name!r}: core: {exc}"]) from None
-            self.core = "learned"
+        self.seat = np.ones(self.n, dtype=np.bool_)  # which contractors use the core (the rest: ZI-C)
+        if self.cfg.core_share < 1.0:
+            if self.core != "trained" and self.core != "baseline":
+                raise ScenarioError([f"population {self.name!r}: core_share: needs a policy file from `agora train` as the core"])
+            k = int(np.ceil(self.cfg.core_share * self.n))
+            pick = world.streams(f"population/{self.name}/seats").choice(self.n, size=k, replace=False)
+            self.seat[:] = False
+            self.seat[pick] = True
         world.mint(self.ids, np.full(self.n, self.cfg.initial_credits * world.MICRO, dtype=np.int64), "negotiator budget")
 
     def seller_posts(self, rng: np.random.Generator, cost: npt.NDArray[np.float64]) -> tuple:  # type: ignore[type-arg]
@@ -195,6 +165,14 @@ class NegotiatorPopulation(Population):
         if self.core == "baseline":
             u = rng.random((ROUNDS, self.n))
             return cost + u * (CEILING - cost), None
+        if self.trained is not None:  # Market-v0's observation, then one ask held for every round
+            shade = self.trained(np.column_stack([cost, np.full(self.n, self.last_price), self.obs_credits,
+                                                  np.full(self.n, self.obs_left)]))
+            asks = np.repeat((cost + shade * (CEILING - cost))[None, :], ROUNDS, axis=0)
+            if not self.seat.all():  # the other contractors trade as ZI-C
+                u = rng.random((ROUNDS, self.n))
+                asks[:, ~self.seat] = (cost + u * (CEILING - cost))[:, ~self.seat]
+            return asks, None
         assert self.policy is not None
         x = np.column_stack([cost - 1.0, np.full(self.n, -1.0)])
         logit, h = self.policy.forward(x)
@@ -223,6 +201,10 @@ class NegotiatorPopulation(Population):
         budget = world.rights_at_home(board.requester[take]) / ref
         value = np.minimum(value, budget)
         cost = rng.uniform(0.5, 1.5, size=self.n)
+        if self.trained is not None:
+            start = max(1, self.cfg.initial_credits * world.MICRO)
+            self.obs_credits = np.minimum(world.rights_at_home(self.ids) / start, 10.0)
+            self.obs_left = 1.0 - tick / world.scenario.world.ticks
         asks, learning = self.seller_posts(rng, cost)
         u = rng.random((ROUNDS, m))
         bids = u * value  # requesters bid as zero-intelligence-constrained traders, whatever the core
@@ -230,7 +212,7 @@ class NegotiatorPopulation(Population):
         limit = np.concatenate([value, cost])
         posts = np.concatenate([bids, asks], axis=1)
         order = np.argsort(rng.random((ROUNDS, m + self.n)), axis=1).astype(np.int64)
-        partner, price = double_auction(is_buyer, limit, posts, order)
+        partner, price = double_auction_fast(is_buyer, limit, posts, order)
         tasks = np.flatnonzero(partner[:m] >= 0)
         if tasks.size:
             # A requester whose rights fall short of the contract price cannot sign: that task stays
@@ -253,6 +235,7 @@ class NegotiatorPopulation(Population):
             keep[take[tasks]] = False
             board.take(keep)
         world.count(f"{self.name}/contracts", int(tasks.size))
+        self.last_price = float(price[tasks].mean()) if tasks.size else 0.0
         if learning is not None:
             assert self.policy is not None
             x, h, noise, sigma = learning
@@ -272,12 +255,18 @@ class NegotiatorPopulation(Population):
 
     def role_metrics(self) -> dict[str, float | int | None]:
         """Allocative efficiency over the run and mean profit per agent per period."""
-        return {"efficiency": self.surplus / self.max_surplus if self.max_surplus else None,
-                "profit_per_agent": float(self.profit.mean())}
+        out: dict[str, float | int | None] = {
+            "efficiency": self.surplus / self.max_surplus if self.max_surplus else None,
+            "profit_per_agent": float(self.profit.mean())}
+        if not self.seat.all():
+            out["profit_per_core_agent"] = float(self.profit[self.seat].mean())
+            out["profit_per_zic_agent"] = float(self.profit[~self.seat].mean())
+        return out
 
     def state_arrays(self) -> dict[str, npt.NDArray[np.generic]]:
         """Alive flags, profits and (learned core) the policy's weights and adapters."""
-        arrays: dict[str, npt.NDArray[np.generic]] = {"alive": self.alive, "profit": self.profit}
+        arrays: dict[str, npt.NDArray[np.generic]] = {"alive": self.alive, "profit": self.profit,
+                                                      "last_price": np.array([self.last_price])}
         if self.policy is not None:
             arrays.update(self.policy.arrays())
         return arrays

@@ -7,7 +7,7 @@ import platform
 from rich.console import Console
 from rich.table import Table
 
-SUITES = ("kernel", "coordination", "roles", "ledger")
+SUITES = ("kernel", "coordination", "roles", "ledger", "envs")
 
 
 def _print(console: Console, title: str, columns: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
@@ -46,3 +46,10 @@ def run_all(quick: bool = False, only: str | None = None, console: Console | Non
 
         _print(console, "ledger: array replica vs dict replica (same CRDT)",
                ("measure", "size", "Agora", "dict baseline", "Agora is"), ledger.run(quick))
+    if only in (None, "envs"):
+        from benchmarks import envs
+
+        throughput, policy = envs.run(quick)
+        _print(console, "environments: throughput (this CPU)", ("environment", "env steps/s", "agent-steps/s"), throughput)
+        _print(console, "trained PPO negotiators in scenarios/trained_negotiators.toml (5 of 40 seats), held-out seeds",
+               ("seed", "profit per trained contractor", "profit per ZI-C contractor", "efficiency"), policy)

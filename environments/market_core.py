@@ -1,16 +1,18 @@
 """The task market that the environments step: batched, array-held, one call per trading period.
 
 ``B`` independent markets, each with ``n`` negotiators (sellers of contracts) and ``n`` requesters
-(buyers). Every period each negotiator draws a private cost for a task (0.5–1.5 times the task's
-posted price, which is one credit), each requester a value (1–2 times), and the market clears as a
-call market (a k = ½ double auction): bids sorted high to low against asks low to high, the ``k``
-crossing pairs trade at the midpoint of the k-th pair, one price for all. Requesters bid as
-zero-intelligence-constrained traders (uniform up to their value). A negotiator's action is its
-shade ``a ∈ [0, 1]``: it asks ``cost + a·(CEILING − cost)``; scripted negotiators (ZI-C) draw
-``a`` uniformly. Profit is integer micro-credits; every live negotiator pays ``fee`` micro-credits
-per period, and one that cannot pay the next period's fee is bankrupt and leaves its market.
+(buyers) -- the negotiator role's task auction (:mod:`agents.negotiator`). Every period each
+negotiator draws a private cost for a task (0.5–1.5 times the task's posted price, which is one
+credit), each requester a value (1–2 times), and they trade in a continuous double auction of
+``ROUNDS`` rounds (Gode & Sunder's rules, :func:`agents.auction.double_auction_fast`): in each round
+everyone untraded posts in random order, a post crossing the best standing opposite order trades at
+that order's price. Requesters bid as zero-intelligence-constrained traders (uniform up to their
+value, each round). A negotiator's action is its shade ``a ∈ [0, 1]``: it asks ``cost +
+a·(CEILING − cost)`` in every round; scripted negotiators (ZI-C) draw a fresh ask uniformly in
+``[cost, CEILING]`` each round. Profit is integer micro-credits; every live negotiator pays ``fee``
+micro-credits per period, and one that cannot pay the next period's fee is bankrupt and leaves.
 
-Clearing is one numba kernel over all markets; randomness comes from one generator per market, so
+Clearing is one numba call over all markets; randomness comes from one generator per market, so
 each market's episode depends only on its own seed.
 """
 
@@ -20,40 +22,43 @@ import numpy as np
 import numpy.typing as npt
 from numba import njit
 
-CEILING = 2.0  # highest ask, in units of the task's posted price
+from agents.auction import double_auction_fast
+
+CEILING = 2.0  # highest ask, in units of the task's posted price (as in the negotiator role)
+ROUNDS = 30  # auction rounds per period (as in the negotiator role)
 UNIT = 1_000_000  # micro-credits per credit: a task's posted price is one credit
 OBS_DIM = 4
 
 
 @njit(cache=True)
-def clear(asks, bids, alive, cost, value, price_out, traded_out, surplus_out, best_out):
-    """Clear every market: per market the uniform price, which sellers traded, realised and best surplus.
+def clear(asks, bids, alive, cost, value, order, price_out, traded_out, surplus_out, best_out):
+    """Run every market's auction. ``asks: [B, R, n]``, ``bids: [B, R, n]``, ``order: [B, R, 2n]``.
 
-    ``asks, cost, alive: [B, n]``, ``bids, value: [B, n]``. Dead sellers do not ask. Writes
-    ``price_out[B]`` (NaN when nothing trades), ``traded_out[B, n]``, ``surplus_out[B]`` (value minus
-    cost of the trades made) and ``best_out[B]`` (the most surplus any set of trades could make).
+    Agents ``0..n-1`` of a market are its negotiators (sellers), ``n..2n-1`` its requesters. Departed
+    negotiators do not post. Writes each negotiator's trade price (``price_out[B, n]``, 0 if none),
+    whether it traded, the realised surplus and the largest possible surplus per market.
     """
-    B, n = asks.shape
+    B, R, n = asks.shape
+    is_buyer = np.zeros(2 * n, dtype=np.bool_)
+    is_buyer[n:] = True
     for b in range(B):
-        live = np.flatnonzero(alive[b])
-        traded_out[b, :] = False
-        price_out[b] = np.nan
+        limit = np.concatenate((cost[b], value[b]))
+        posts = np.empty((R, 2 * n))
+        posts[:, :n] = asks[b]
+        posts[:, n:] = bids[b]
+        for i in range(n):
+            if not alive[b, i]:
+                posts[:, i] = np.inf  # never crosses a bid: a departed seat does not trade
+        partner, price = double_auction_fast(is_buyer, limit, posts, order[b])
         surplus_out[b] = 0.0
-        best_out[b] = 0.0
-        if live.size == 0:
-            continue
-        sa = live[np.argsort(asks[b, live])]
-        sb = np.argsort(-bids[b])
-        k = 0
-        while k < sa.size and k < n and bids[b, sb[k]] >= asks[b, sa[k]]:
-            k += 1
-        if k > 0:
-            price_out[b] = 0.5 * (bids[b, sb[k - 1]] + asks[b, sa[k - 1]])
-            for j in range(k):
-                traded_out[b, sa[j]] = True
-                surplus_out[b] += value[b, sb[j]] - cost[b, sa[j]]
+        for i in range(n):
+            traded_out[b, i] = partner[i] >= 0
+            price_out[b, i] = price[i]
+            if partner[i] >= 0:
+                surplus_out[b] += value[b, partner[i] - n] - cost[b, i]
         vs = np.sort(value[b])[::-1]
-        cs = np.sort(cost[b, live])
+        cs = np.sort(cost[b][alive[b]])
+        best_out[b] = 0.0
         for j in range(min(vs.size, cs.size)):
             if vs[j] <= cs[j]:
                 break
@@ -75,7 +80,7 @@ class MarketBatch:
         self.last_price = np.zeros(n_markets)
         self.surplus = np.zeros(n_markets)
         self.best = np.zeros(n_markets)
-        self._price = np.zeros(n_markets)
+        self._price = np.zeros((n_markets, n_agents))
         self._traded = np.zeros((n_markets, n_agents), dtype=np.bool_)
         self._s = np.zeros(n_markets)
         self._b = np.zeros(n_markets)
@@ -110,19 +115,24 @@ class MarketBatch:
         """
         B, n = self.B, self.n
         value = np.empty((B, n))
-        bids = np.empty((B, n))
-        a = np.array(shade, dtype=np.float64, copy=True)
+        bids = np.empty((B, ROUNDS, n))
+        asks = np.empty((B, ROUNDS, n))
+        order = np.empty((B, ROUNDS, 2 * n), dtype=np.int64)
+        a = np.asarray(shade, dtype=np.float64)
         for b in range(B):
             rng = self.rngs[b]
             value[b] = rng.uniform(1.0, 2.0, n)
-            bids[b] = rng.random(n) * value[b]
-            zic = rng.random(n)
-            a[b, scripted] = zic[scripted]
-        asks = self.cost + a * (CEILING - self.cost)
-        clear(asks, bids, self.alive, self.cost, value, self._price, self._traded, self._s, self._b)
-        price = np.nan_to_num(self._price, nan=0.0)
-        profit = np.where(self._traded, np.floor((price[:, None] - self.cost) * UNIT), 0).astype(np.int64)
+            bids[b] = rng.random((ROUNDS, n)) * value[b]
+            asks[b] = self.cost[b] + a[b] * (CEILING - self.cost[b])
+            zic = self.cost[b] + rng.random((ROUNDS, n)) * (CEILING - self.cost[b])
+            asks[b][:, scripted] = zic[:, scripted]
+            order[b] = np.argsort(rng.random((ROUNDS, 2 * n)), axis=1)
+        clear(asks, bids, self.alive, self.cost, value, order, self._price, self._traded, self._s, self._b)
+        traded = self._traded & self.alive
+        profit = np.where(traded, np.floor((self._price - self.cost) * UNIT), 0).astype(np.int64)
         gain = np.where(self.alive, profit - self.fee, 0)
+        count = traded.sum(axis=1)
+        price = np.where(count > 0, (self._price * traded).sum(axis=1) / np.maximum(count, 1), 0.0)
         self.credits += gain
         bankrupt = self.alive & (self.credits < self.fee)
         self.alive &= ~bankrupt

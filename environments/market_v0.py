@@ -51,6 +51,7 @@ class MarketParallelEnv(ParallelEnv):  # type: ignore[type-arg]
         self.possible_agents = [f"negotiator_{i}" for i in range(n_agents)]
         self.index = {a: i for i, a in enumerate(self.possible_agents)}
         self.agents: list[str] = []
+        self._live_set: set[str] = set()
         self._scripted = np.zeros(n_agents, dtype=np.bool_)
         self._seed_rng = np.random.default_rng()
 
@@ -71,6 +72,7 @@ class MarketParallelEnv(ParallelEnv):  # type: ignore[type-arg]
             self._seed_rng = np.random.default_rng(seed)
         self.market.reset(0, int(self._seed_rng.integers(2**63 - 1)))
         self.agents = list(self.possible_agents)
+        self._live_set = set(self.agents)
         obs = self.market.observe()[0]
         return {a: obs[self.index[a]] for a in self.agents}, {a: {} for a in self.agents}
 
@@ -80,22 +82,38 @@ class MarketParallelEnv(ParallelEnv):  # type: ignore[type-arg]
         if not self.agents:
             raise RuntimeError("market_v0: the episode is over; call reset()")
         shade = np.zeros((1, self.market.n))
-        for agent, action in actions.items():
-            if agent not in self.agents:
+        live_set = self._live_set
+        seats = np.empty(len(actions), dtype=np.int64)
+        values = np.empty(len(actions))
+        for k, (agent, action) in enumerate(actions.items()):
+            if agent not in live_set:
                 raise ValueError(f"market_v0: {agent!r} is not a live agent (live: {len(self.agents)})")
-            shade[0, self.index[agent]] = check_action(self.action_space(agent), action, agent)
-        missing = set(self.agents) - set(actions)
-        if missing:
+            arr = np.asarray(action)
+            if arr.size != 1 or arr.dtype.kind not in "fiu":
+                check_action(self.action_space(agent), action, agent)  # raises, naming the agent
+            seats[k] = self.index[agent]
+            values[k] = arr.flat[0]
+        bad = ~np.isfinite(values) | (values < 0.0) | (values > 1.0)
+        if bad.any():  # the first offender, named as check_action names it
+            k = int(np.argmax(bad))
+            check_action(self.action_space(self.possible_agents[seats[k]]), values[k], self.possible_agents[seats[k]])
+        if len(actions) != len(live_set):
+            missing = live_set - set(actions)
             raise ValueError(f"market_v0: no action for {sorted(missing)[:3]}{' ...' if len(missing) > 3 else ''}")
+        shade[0, seats] = values
         gain, bankrupt, done = self.market.step(shade, self._scripted)
         obs_all = self.market.observe()[0]
         live = self.agents
-        obs = {a: obs_all[self.index[a]] for a in live}
-        rewards = {a: float(gain[0, self.index[a]]) / UNIT for a in live}
-        terminations = {a: bool(bankrupt[0, self.index[a]]) for a in live}
-        truncations = {a: bool(done[0]) and not terminations[a] for a in live}
-        infos = {a: {"credits": int(self.market.credits[0, self.index[a]])} for a in live}
-        self.agents = [a for a in live if not (terminations[a] or truncations[a])]
+        idx = np.fromiter((self.index[a] for a in live), dtype=np.int64, count=len(live))
+        ended = bool(done[0])
+        term_l = bankrupt[0, idx].tolist()
+        obs = dict(zip(live, obs_all[idx], strict=True))
+        rewards = dict(zip(live, (gain[0, idx] / UNIT).tolist(), strict=True))
+        terminations = dict(zip(live, term_l, strict=True))
+        truncations = {a: ended and not t for a, t in zip(live, term_l, strict=True)}
+        infos = {a: {"credits": c} for a, c in zip(live, self.market.credits[0, idx].tolist(), strict=True)}
+        self.agents = [a for a, t in zip(live, term_l, strict=True) if not (t or ended)]
+        self._live_set = set(self.agents)
         return obs, rewards, terminations, truncations, infos
 
     def render(self) -> str | None:

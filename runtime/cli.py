@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
+import numpy as np
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -22,7 +23,8 @@ app = typer.Typer(
         "Agora: a runtime and simulator for economies of autonomous agents.\n\n"
         "Run a scenario file into a recorded run directory (agora run), check scenario files "
         "(agora validate, agora schema), prove a run replays bit for bit (agora replay --verify), "
-        "and measure the kernel (agora bench). Not built yet: analyze, train, sweep."
+        "train a negotiator with PPO on agora/Market-v0 (agora train), "
+        "and measure the kernel (agora bench). Not built yet: analyze, sweep."
     ),
 )
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -122,7 +124,7 @@ def _print_comparison(learned: dict[str, Any], base: dict[str, Any]) -> None:
         keys = ("efficiency", "profit_per_agent", "catch_rate", "false_slash_rate", "checks", "caught", "invalid",
                 "quality_gained", "credits_spent",
                 "quality_per_credit", *sorted(k for k in metrics if k.startswith("mape")), "forecasts_sold",
-                "forecasts_bought", "deferred", "net_value_micro", "proposals_checked", "batches_proved",
+                "forecasts_bought", "deferred", "net_value_micro", "profit_per_core_agent", "profit_per_zic_agent", "proposals_checked", "batches_proved",
                 "batches_refused", "sent_back")
         for key in keys:
             if key in metrics:
@@ -228,9 +230,77 @@ def replay(
 
 
 @app.command()
+def train(
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder for curve.csv, curve.png, checkpoints/, policy.npz and eval.json.")] = Path("runs/train"),
+    env_id: Annotated[str, typer.Option("--env", help="Environment to train on (agora/Market-v0 is the one PPO trains).")] = "agora/Market-v0",
+    total_steps: Annotated[int, typer.Option(min=1, help="Environment steps in all (summed over the vector's markets).")] = 200_000,
+    num_envs: Annotated[int, typer.Option(min=1, help="Markets stepped together (the native vector env).")] = 16,
+    num_steps: Annotated[int, typer.Option(min=1, help="Steps per market per rollout.")] = 128,
+    n_agents: Annotated[int, typer.Option(min=2, help="Negotiators per market (one learns; the rest are ZI-C).")] = 8,
+    lr: Annotated[float, typer.Option(min=0.0, help="Adam learning rate (annealed to 0).")] = 3e-4,
+    seed: Annotated[int, typer.Option(min=0, help="Seed: the same seed gives the same policy on the CPU.")] = 1,
+    device: Annotated[str, typer.Option(help="cpu, or cuda for a GPU when torch sees one.")] = "cpu",
+    eval_episodes: Annotated[int, typer.Option(min=1, help="Episodes per held-out seed (1001-1005) in the final evaluation.")] = 20,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a non-empty --out folder.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Train a negotiator with PPO (CleanRL-style, torch) on agora/Market-v0 and evaluate it against ZI-C.
+
+    Writes the learning curve (CSV and PNG), checkpoints, the policy file and the evaluation on held-out seeds.
+
+    A scenario loads the policy as a negotiator's core: core = "path/to/policy.npz".
+    """
+    import shutil
+
+    problems = []
+    if env_id != "agora/Market-v0":
+        problems.append(f"--env {env_id!r}: PPO here trains agora/Market-v0 (the negotiator); agora/Refactor-v0 is for your own trainers")
+    if device not in ("cpu", "cuda"):
+        problems.append(f"--device {device!r}: expected cpu or cuda")
+    elif device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            problems.append("--device cuda: torch sees no CUDA GPU on this machine")
+    if out_dir.exists() and not out_dir.is_dir():
+        problems.append(f"--out {out_dir}: exists and is not a directory")
+    elif out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
+        problems.append(f"--out {out_dir}: folder is not empty; pass --overwrite or choose another --out")
+    if problems:
+        _fail(problems)
+    if out_dir.exists() and overwrite:
+        shutil.rmtree(out_dir)
+    from environments.ppo import Args, train as run_ppo
+
+    args = Args(total_steps=total_steps, num_envs=num_envs, num_steps=num_steps, n_agents=n_agents, lr=lr, seed=seed,
+                device=device, eval_episodes=eval_episodes)
+    iterations = max(1, total_steps // (num_envs * num_steps))
+    if quiet or not sys.stderr.isatty():
+        curve_line = None if quiet else (lambda it, n, r: err.print(f"iteration {it}/{n}: mean return {r:.3f}", markup=False)
+                                          if it == 1 or it % 10 == 0 or it == n else None)
+        result = run_ppo(args, out_dir, curve_line)
+    else:
+        bar = Progress(TextColumn("train"), BarColumn(), MofNCompleteColumn(), TextColumn("iterations"),
+                       TextColumn("{task.fields[ret]}"), TimeRemainingColumn(), console=err, transient=True)
+        task = bar.add_task("train", total=iterations, ret="")
+        with bar:
+            result = run_ppo(args, out_dir, lambda it, n, r: bar.update(task, completed=it, ret=f"return {r:.3f}"))
+    table = Table(title=f"PPO on agora/Market-v0: mean episode return on held-out seeds ({eval_episodes} episodes each)")
+    for col in ("seed", "trained", "scripted (ZI-C)"):
+        table.add_column(col)
+    for s_, a, b in zip(result["seeds"], result["trained"], result["scripted"], strict=True):
+        table.add_row(str(s_), f"{a:.3f}", f"{b:.3f}")
+    table.add_row("mean", f"{np.mean(result['trained']):.3f}", f"{np.mean(result['scripted']):.3f}")
+    out.print(table)
+    out.print(f"learning curve: first iteration {result['first_return']:.3f}, last {result['last_return']:.3f} "
+              f"({result['env_steps']:,} env steps)", markup=False)
+    out.print(f"wrote {out_dir}/curve.csv, curve.png, checkpoints/, policy.npz, eval.json", markup=False)
+
+
+@app.command()
 def bench(
     quick: Annotated[bool, typer.Option("--quick", help="Smaller sizes (seconds instead of minutes).")] = False,
-    only: Annotated[Optional[str], typer.Option(help="Run one suite: kernel, coordination, roles or ledger.")] = None,
+    only: Annotated[Optional[str], typer.Option(help="Run one suite: kernel, coordination, roles, ledger or envs.")] = None,
 ) -> None:
     """Run the benchmark suite and print tables with the peers side by side."""
     from benchmarks import SUITES, run_all

@@ -88,6 +88,7 @@ class PopulationConfig(_Strict):
     core: str | None = Field(None, description="Roles with a core (healer, critic, world_model, refactor, negotiator): 'learned' (default), 'baseline', or the path of a core file of that role (.npz, written to a run's cores/ folder), relative to the scenario file, which the learned core starts from; `agora run --compare-baseline` reruns with every core at baseline.")
     modules: int = Field(40, ge=2, le=10_000, description="refactor: modules in the simulated codebase.")
     horizon: int = Field(5, ge=1, le=50, description="world_model: the k of its k-step forecasts.")
+    core_share: Probability = Field(1.0, description="negotiator with a policy file from `agora train`: the share of contractors (a seeded random subset) that use it; the rest trade as ZI-C in the same auction, and the summary shows both groups' profit.")
     count: int = Field(ge=0, le=50_000_000, description="Number of agents.")
     initial_credits: int = Field(0, ge=0, description="Credits minted to each agent at tick 0.")
     post_rate: Probability = Field(0.2, description="requester: probability of posting a task per tick.")

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from agents.negotiator import CEILING, ROUNDS, Policy, double_auction, max_surplus, realised_surplus
+from agents.auction import double_auction, double_auction_fast, max_surplus, realised_surplus
+from agents.negotiator import CEILING, ROUNDS, Policy
 from runtime.recording import record, with_baseline_cores
 from runtime.replay import verify
 from runtime.scenario import parse
@@ -135,3 +136,15 @@ def test_a_missing_or_broken_policy_file_is_a_clear_error(tmp_path):
     (tmp_path / "nope.npz").write_bytes(b"not a policy")
     r = CliRunner().invoke(app, ["run", str(path), "--out", str(tmp_path / "out"), "-q"])
     assert r.exit_code == 2 and "not a negotiator policy file" in r.output and "Traceback" not in r.output
+
+
+def test_the_heap_auction_matches_the_direct_one_on_random_markets_ties_included():
+    rng = np.random.default_rng(12)
+    for trial in range(200):
+        n, rounds = int(rng.integers(2, 50)), int(rng.integers(1, 15))
+        is_buyer = rng.random(n) < 0.5
+        limit = rng.uniform(0.5, 2.0, n)
+        posts = np.round(rng.random((rounds, n)) * 2, 1 if trial % 2 else 6)  # coarse prices: many ties
+        order = np.argsort(rng.random((rounds, n)), axis=1).astype(np.int64)
+        a, b = double_auction(is_buyer, limit, posts, order), double_auction_fast(is_buyer, limit, posts, order)
+        assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1]), trial

@@ -90,7 +90,7 @@ def test_pettingzoo_seed_tests_pass():
 
 
 def test_agents_that_go_bankrupt_leave_and_the_api_stays_correct():
-    env = market_v0.parallel_env(n_agents=6, fee=0.3, initial_credits=1.0)
+    env = market_v0.parallel_env(n_agents=6, fee=0.1, initial_credits=1.0)
     obs, _ = env.reset(seed=3)
     left = []
     for _ in range(50):
@@ -120,18 +120,26 @@ def test_pettingzoo_refuses_actions_for_departed_or_unknown_agents_and_bad_value
         env.step({"negotiator_0": ok["negotiator_0"]})
 
 
-def test_the_call_market_clears_a_textbook_case():
-    m = MarketBatch(1, 3, 10, 0, 1_000_000)
-    m.reset(0, 0)
-    m.cost[0] = [0.6, 0.9, 1.4]
+def test_the_batched_clearing_is_the_negotiators_auction_market_by_market():
+    from agents.auction import double_auction
     from environments.market_core import clear
 
-    asks = np.array([[0.7, 1.0, 1.5]])
-    bids = np.array([[1.8, 1.2, 0.8]])
-    value = np.array([[1.9, 1.3, 1.0]])
-    price, traded, s, b = np.zeros(1), np.zeros((1, 3), dtype=np.bool_), np.zeros(1), np.zeros(1)
-    clear(asks, bids, m.alive, m.cost, value, price, traded, s, b)
-    # Pairs (1.8, 0.7) and (1.2, 1.0) cross; (0.8, 1.5) does not. Price: midpoint of the 2nd pair.
-    assert price[0] == pytest.approx(1.1) and traded[0].tolist() == [True, True, False]
-    assert s[0] == pytest.approx((1.9 - 0.6) + (1.3 - 0.9))
-    assert b[0] == pytest.approx((1.9 - 0.6) + (1.3 - 0.9))  # the third pair (1.0 vs 1.4) would lose surplus
+    rng = np.random.default_rng(2)
+    B, R, n = 4, 30, 6
+    cost, value = rng.uniform(0.5, 1.5, (B, n)), rng.uniform(1.0, 2.0, (B, n))
+    asks = cost[:, None, :] + rng.random((B, R, n)) * (2.0 - cost[:, None, :])
+    bids = rng.random((B, R, n)) * value[:, None, :]
+    order = np.argsort(rng.random((B, R, 2 * n)), axis=2).astype(np.int64)
+    alive = np.ones((B, n), dtype=np.bool_)
+    alive[1, :3] = False  # departed seats post nothing that can trade
+    price, traded = np.zeros((B, n)), np.zeros((B, n), dtype=np.bool_)
+    s, best = np.zeros(B), np.zeros(B)
+    clear(asks, bids, alive, cost, value, order, price, traded, s, best)
+    is_buyer = np.arange(2 * n) >= n
+    for b in range(B):
+        posts = np.concatenate([np.where(alive[b], asks[b], np.inf), bids[b]], axis=1)
+        partner, p = double_auction(is_buyer, np.concatenate([cost[b], value[b]]), posts, order[b])
+        assert traded[b].tolist() == (partner[:n] >= 0).tolist()
+        assert np.array_equal(price[b], p[:n])
+    assert not traded[1, :3].any()
+    assert (s <= best + 1e-12).all() and (s > 0).all()

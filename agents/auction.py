@@ -1,0 +1,152 @@
+"""The task auction's kernels: a continuous double auction (Gode & Sunder's rules) and its scores.
+
+:func:`double_auction` is the direct form (each post scans the standing orders: O(n) per post);
+:func:`double_auction_fast` keeps the standing orders in two heaps (O(log n) per post) and gives the
+same result, ties included -- the tests compare them on random markets. The negotiator role and the
+Market environments clear with the fast one.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+from numba import njit
+
+
+@njit(cache=True)
+def double_auction(is_buyer, limit, posts, order):
+    """Run one continuous double auction; return (partner, price) per agent (-1 / 0 if untraded).
+
+    ``posts: float64[rounds, n]`` is each agent's post in each round, ``order: int64[rounds, n]``
+    the arrival order of each round. A post crossing the best standing opposite order trades at that
+    order's price; otherwise it replaces the agent's standing order. Among equal prices the lowest
+    index is best.
+    """
+    n = limit.shape[0]
+    partner = np.full(n, -1, dtype=np.int64)
+    price = np.zeros(n)
+    standing = np.full(n, np.nan)
+    for r in range(posts.shape[0]):
+        for k in range(n):
+            i = order[r, k]
+            if partner[i] >= 0:
+                continue
+            p = posts[r, i]
+            best = -1
+            for j in range(n):  # best standing order on the other side
+                if partner[j] >= 0 or is_buyer[j] == is_buyer[i] or np.isnan(standing[j]):
+                    continue
+                if best < 0 or (standing[j] < standing[best] if is_buyer[i] else standing[j] > standing[best]):
+                    best = j
+            if best >= 0 and ((is_buyer[i] and p >= standing[best]) or (not is_buyer[i] and p <= standing[best])):
+                partner[i], partner[best] = best, i
+                price[i] = price[best] = standing[best]
+                standing[i] = standing[best] = np.nan
+            else:
+                standing[i] = p
+    return partner, price
+
+
+@njit(cache=True)
+def _push(key, idx, ver, size, k, i, v):
+    """Push (k, i, v) on the min-heap (ordered by key, then index) in ``key/idx/ver[:size]``."""
+    j = size
+    key[j], idx[j], ver[j] = k, i, v
+    while j > 0:
+        up = (j - 1) // 2
+        if key[up] < key[j] or (key[up] == key[j] and idx[up] <= idx[j]):
+            break
+        key[up], key[j] = key[j], key[up]
+        idx[up], idx[j] = idx[j], idx[up]
+        ver[up], ver[j] = ver[j], ver[up]
+        j = up
+    return size + 1
+
+
+@njit(cache=True)
+def _pop(key, idx, ver, size):
+    """Remove the heap's top; return the new size."""
+    size -= 1
+    key[0], idx[0], ver[0] = key[size], idx[size], ver[size]
+    j = 0
+    while True:
+        a = 2 * j + 1
+        b = a + 1
+        m = j
+        if a < size and (key[a] < key[m] or (key[a] == key[m] and idx[a] < idx[m])):
+            m = a
+        if b < size and (key[b] < key[m] or (key[b] == key[m] and idx[b] < idx[m])):
+            m = b
+        if m == j:
+            return size
+        key[m], key[j] = key[j], key[m]
+        idx[m], idx[j] = idx[j], idx[m]
+        ver[m], ver[j] = ver[j], ver[m]
+        j = m
+
+
+@njit(cache=True)
+def double_auction_fast(is_buyer, limit, posts, order):
+    """:func:`double_auction` with standing asks in a min-heap keyed (price, index) and standing bids
+    in one keyed (−price, index); an order replaced by a newer one, or whose agent traded, is dropped
+    when it reaches the top (lazy deletion)."""
+    n = limit.shape[0]
+    cap = posts.shape[0] * n + 1
+    partner = np.full(n, -1, dtype=np.int64)
+    price = np.zeros(n)
+    version = np.zeros(n, dtype=np.int64)  # an agent's live order carries its current version
+    ak = np.empty(cap)
+    ai = np.empty(cap, dtype=np.int64)
+    av = np.empty(cap, dtype=np.int64)
+    bk = np.empty(cap)
+    bi = np.empty(cap, dtype=np.int64)
+    bv = np.empty(cap, dtype=np.int64)
+    na = 0
+    nb = 0
+    for r in range(posts.shape[0]):
+        for k in range(n):
+            i = order[r, k]
+            if partner[i] >= 0:
+                continue
+            p = posts[r, i]
+            best = -1
+            at = 0.0
+            if is_buyer[i]:
+                while na > 0 and (partner[ai[0]] >= 0 or av[0] != version[ai[0]]):
+                    na = _pop(ak, ai, av, na)
+                if na > 0 and p >= ak[0]:
+                    best, at = ai[0], ak[0]
+                    na = _pop(ak, ai, av, na)
+            else:
+                while nb > 0 and (partner[bi[0]] >= 0 or bv[0] != version[bi[0]]):
+                    nb = _pop(bk, bi, bv, nb)
+                if nb > 0 and p <= -bk[0]:
+                    best, at = bi[0], -bk[0]
+                    nb = _pop(bk, bi, bv, nb)
+            if best >= 0:
+                partner[i] = best
+                partner[best] = i
+                price[i] = at
+                price[best] = at
+            else:
+                version[i] += 1
+                if is_buyer[i]:
+                    nb = _push(bk, bi, bv, nb, -p, i, version[i])
+                else:
+                    na = _push(ak, ai, av, na, p, i, version[i])
+    return partner, price
+
+
+def max_surplus(is_buyer: npt.NDArray[np.bool_], limit: npt.NDArray[np.float64]) -> float:
+    """Largest total surplus any set of trades could realise (values high to low against costs low to high)."""
+    values = np.sort(limit[is_buyer])[::-1]
+    costs = np.sort(limit[~is_buyer])
+    k = min(values.size, costs.size)
+    gaps = values[:k] - costs[:k]
+    return float(gaps[gaps > 0].sum())
+
+
+def realised_surplus(is_buyer: npt.NDArray[np.bool_], limit: npt.NDArray[np.float64], partner: npt.NDArray[np.int64]) -> float:
+    """Surplus of the trades made: value minus cost over traded pairs."""
+    traded = np.flatnonzero(is_buyer & (partner >= 0))
+    return float((limit[traded] - limit[partner[traded]]).sum())

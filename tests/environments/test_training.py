@@ -1,0 +1,105 @@
+"""PPO on Market-v0: a short run improves on its first return, the same seed gives the same policy,
+the policy file drives negotiators in a scenario, and `agora train` refuses bad arguments."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from agents.shade_policy import ShadePolicy, is_shade_policy
+from environments.ppo import Args, train
+from runtime.scenario import ScenarioError, load, parse
+from runtime.world import World
+
+SHORT = Args(total_steps=24_576, eval_seeds=(1001, 1002), eval_episodes=3, checkpoint_every=4)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path]:
+    out = tmp_path_factory.mktemp("ppo")
+    return train(SHORT, out), out
+
+
+def test_a_short_run_improves_on_its_first_return_and_beats_zi_c(trained):
+    result, out = trained
+    curve = np.genfromtxt(out / "curve.csv", delimiter=",", names=True)
+    assert len(curve) == 12
+    first, last = curve["mean_return"][:2].mean(), curve["mean_return"][-2:].mean()
+    assert last > first + 0.5  # credits per 50-period episode
+    assert np.mean(result["trained"]) > np.mean(result["scripted"])
+    for name in ("curve.png", "policy.npz", "eval.json", "checkpoints/iter_0004.pt", "checkpoints/iter_0012.pt"):
+        assert (out / name).is_file(), name
+    state = torch.load(out / "checkpoints" / "iter_0012.pt", weights_only=False)
+    assert state["iteration"] == 12 and "agent" in state and "optimizer" in state
+
+
+def test_the_same_seed_trains_the_same_policy(trained, tmp_path):
+    _, out = trained
+    again = Args(**{**SHORT.__dict__, "total_steps": 4096})
+    a = train(again, tmp_path / "a")
+    b = train(again, tmp_path / "b")
+    assert (tmp_path / "a" / "policy.npz").read_bytes() == (tmp_path / "b" / "policy.npz").read_bytes()
+    assert a["trained"] == b["trained"]
+
+
+def test_the_policy_file_drives_a_scenarios_negotiators(trained, tmp_path):
+    _, out = trained
+    assert is_shade_policy(out / "policy.npz")
+    (tmp_path / "p.npz").write_bytes((out / "policy.npz").read_bytes())
+    text = Path("scenarios/trained_negotiators.toml").read_text().replace("policies/market_ppo.npz", "p.npz")
+    text = text.replace("ticks = 150", "ticks = 20")
+    (tmp_path / "s.toml").write_text(text)
+    sc, _ = load(tmp_path / "s.toml")
+    world = World(sc, base=tmp_path)
+    neg = world.populations[2]
+    assert neg.core == "trained" and neg.seat.sum() == 5
+    world.run()
+    m = neg.role_metrics()
+    assert m["profit_per_core_agent"] > 0 and m["profit_per_zic_agent"] > 0
+    # The seats' asks are the policy's: cost + shade x (2 - cost), the same in every round.
+    rng = np.random.default_rng(0)
+    cost = rng.uniform(0.5, 1.5, neg.n)
+    asks, _ = neg.seller_posts(rng, cost)
+    policy = ShadePolicy(tmp_path / "p.npz")
+    obs = np.column_stack([cost, np.full(neg.n, neg.last_price), neg.obs_credits, np.full(neg.n, neg.obs_left)])
+    expected = cost + policy(obs) * (2.0 - cost)
+    assert np.allclose(asks[:, neg.seat], expected[neg.seat])  # the policy's ask, held in every round
+    assert not np.allclose(asks[0, ~neg.seat], asks[-1, ~neg.seat])  # ZI-C seats draw afresh each round
+
+
+def test_core_share_needs_a_trained_policy():
+    text = Path("scenarios/trained_negotiators.toml").read_text().replace('core = "policies/market_ppo.npz"\n', "")
+    with pytest.raises(ScenarioError, match="core_share: needs a policy file"):
+        World(parse(text))
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--env", "agora/Refactor-v0"], "--env 'agora/Refactor-v0'"),
+    (["--device", "tpu"], "--device 'tpu'"),
+    (["--total-steps", "0"], "--total-steps"),
+])
+def test_agora_train_refuses_bad_arguments_with_exit_2(args, message, tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "runtime.cli", "train", "--out", str(tmp_path / "t"), *args],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "t").exists()
+
+
+def test_agora_train_will_not_overwrite_a_folder_unasked(tmp_path):
+    (tmp_path / "t").mkdir()
+    (tmp_path / "t" / "keep.txt").write_text("mine")
+    proc = subprocess.run([sys.executable, "-m", "runtime.cli", "train", "--out", str(tmp_path / "t")],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and "--overwrite" in proc.stderr
+    assert (tmp_path / "t" / "keep.txt").read_text() == "mine"
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU here")
+def test_training_on_the_gpu_learns_too(tmp_path):
+    result = train(Args(**{**SHORT.__dict__, "device": "cuda"}), tmp_path)
+    assert np.mean(result["trained"]) > np.mean(result["scripted"])
