@@ -143,3 +143,12 @@ def test_the_batched_clearing_is_the_negotiators_auction_market_by_market():
         assert np.array_equal(price[b], p[:n])
     assert not traded[1, :3].any()
     assert (s <= best + 1e-12).all() and (s > 0).all()
+
+
+def test_make_vec_builds_the_native_vector_env():
+    vec = gymnasium.make_vec("agora/Market-v0", num_envs=4, vectorization_mode="vector_entry_point")
+    assert isinstance(vec, MarketVectorEnv) and vec.num_envs == 4
+    obs, _ = vec.reset(seed=1)
+    assert obs.shape == (4, 4) and vec.observation_space.contains(obs)
+    _, reward, _, _, _ = vec.step(np.full((4, 1), 0.2))
+    assert reward.shape == (4,)
