@@ -238,7 +238,9 @@ class CriticPopulation(Population):
         workers = self.target.ids[res["worker"][rows]]
         requesters = res["requester"][rows]
         prices = res["price"][rows]
-        world.emit_many("result_rejected", self.name, workers, requesters, prices, np.zeros(rows.size),
+        # value: 1 when the result truly was invalid, 0 for a false rejection (ground truth, for analysis).
+        world.emit_many("result_rejected", self.name, workers, requesters, prices,
+                        (~res["valid"][rows]).astype(np.float64),
                         detail="judged invalid: refund the requester, slash the stake")
         homes = world.home(requesters)  # the worker was paid, and holds the rights, at this replica
         for r in range(len(world.ledgers)):
@@ -269,7 +271,9 @@ class CriticPopulation(Population):
         if keep.any():
             # Several rejections of one worker in a tick slash it once, by the largest amount.
             uniq, first = np.unique(workers[keep], return_index=True)
-            world.execute_by_home(OpKind.SLASH, uniq, np.zeros(uniq.size, np.int64), amounts[keep][first])
+            done = world.execute_by_home(OpKind.SLASH, uniq, np.zeros(uniq.size, np.int64), amounts[keep][first])
+            world.emit_many("slashed", self.name, uniq[done], np.full(int(done.sum()), -1), amounts[keep][first][done],
+                            np.full(int(done.sum()), world.params["slash_fraction"]))
             self.stats["slashed_micro"] += int(amounts[keep][first].sum())
 
     def role_metrics(self) -> dict[str, float | int | None]:

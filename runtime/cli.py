@@ -23,8 +23,9 @@ app = typer.Typer(
         "Agora: a runtime and simulator for economies of autonomous agents.\n\n"
         "Run a scenario file into a recorded run directory (agora run), check scenario files "
         "(agora validate, agora schema), prove a run replays bit for bit (agora replay --verify), "
+        "analyse runs (agora analyze, agora replay --at, agora query), "
         "train a negotiator with PPO on agora/Market-v0 (agora train), "
-        "and measure the kernel (agora bench). Not built yet: analyze, sweep."
+        "and measure the kernel (agora bench). Not built yet: sweep (Ray)."
     ),
 )
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -205,13 +206,18 @@ def schema() -> None:
 def replay(
     run_dir: Annotated[Path, typer.Argument(help="A run directory written by agora run.")],
     verify: Annotated[bool, typer.Option("--verify", help="Re-execute and compare state hashes at every checkpoint.")] = False,
+    at: Annotated[Optional[int], typer.Option("--at", help="Rebuild the state after this tick from the recorded state (nearest checkpoint snapshot + deltas; no re-simulation).")] = None,
+    export: Annotated[Optional[Path], typer.Option("--out", help="With --at: write the state table to this .parquet or .csv file (prices go to <name>.prices.csv beside a CSV, into the metadata of a Parquet file).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
-    """Replay a recorded run. With --verify: exit 0 identical, 1 diverged or tampered (with where)."""
+    """Replay a recorded run. --verify: exit 0 identical, 1 diverged or tampered (with where). --at TICK: the state then."""
     from runtime.replay import verify as do_verify
 
-    if not verify:
-        _fail(["only `agora replay DIR --verify` is built so far; state at a tick (--at) is a later issue"])
+    if verify == (at is not None):
+        _fail(["give exactly one of --verify or --at TICK"])
+    if at is not None:
+        _state_at(run_dir, at, export)
+        return
     try:
         from runtime.recording import read_summary
 
@@ -295,6 +301,156 @@ def train(
     out.print(f"learning curve: first iteration {result['first_return']:.3f}, last {result['last_return']:.3f} "
               f"({result['env_steps']:,} env steps)", markup=False)
     out.print(f"wrote {out_dir}/curve.csv, curve.png, checkpoints/, policy.npz, eval.json", markup=False)
+
+
+def _state_at(run_dir: Path, tick: int, export: Path | None) -> None:
+    import time
+
+    from runtime.replay import open as open_run
+
+    if export is not None and export.suffix not in (".parquet", ".csv"):
+        _fail([f"--out {export}: the file name must end in .parquet or .csv"])
+    start = time.perf_counter()
+    try:
+        run = open_run(run_dir)
+        table, facts = run.state_at(tick)
+    except (RunDirError, ScenarioError) as exc:
+        _fail([str(exc)] if isinstance(exc, RunDirError) else exc.problems)
+    wall = time.perf_counter() - start
+    alive = table.column("alive").to_numpy(zero_copy_only=False)
+    balance = table.column("balance").to_numpy()
+    summary = Table(title=f"state after tick {tick}: {run_dir}", show_header=False)
+    summary.add_column(style="bold")
+    summary.add_column()
+    summary.add_row("accounts", f"{table.num_rows:,} ({int(alive.sum()):,} alive)")
+    summary.add_row("balances", f"{balance.sum() / 1e6:,.6f} credits in all")
+    summary.add_row("stakes", f"{table.column('stake').to_numpy().sum() / 1e6:,.6f} credits in all")
+    summary.add_row("prices", ", ".join(f"{k.removeprefix('price_')}: {v / 1e6:.4f}" for k, v in facts["prices_micro"].items()))
+    summary.add_row("rebuilt from", f"snapshot of tick {facts['from_snapshot']}" if facts["from_snapshot"] >= 0 else "tick 0")
+    summary.add_row("state hash", f"{facts['state_hash'][:16]} ({'matches the live run' if facts['matches_live'] else 'DIFFERS from the live run: ' + str(facts['recorded_hash'])[:16]})")
+    summary.add_row("time", f"{wall:.3f} s")
+    out.print(summary)
+    if export is not None:
+        import pyarrow as pa
+        import pyarrow.csv
+        import pyarrow.parquet as pq
+
+        export.parent.mkdir(parents=True, exist_ok=True)
+        if export.suffix == ".parquet":
+            meta = {b"agora": json.dumps({k: v for k, v in facts.items()}).encode()}
+            pq.write_table(table.replace_schema_metadata(meta), export)
+        else:
+            pa.csv.write_csv(table, export)
+            prices = pa.table({"skill": [int(k.removeprefix("price_")) for k in facts["prices_micro"]],
+                               "price_micro": list(facts["prices_micro"].values())})
+            pa.csv.write_csv(prices, export.with_name(export.stem + ".prices.csv"))
+        out.print(f"wrote {export}", markup=False)
+    if not facts["matches_live"]:
+        raise typer.Exit(1)
+
+
+@app.command()
+def analyze(
+    run_dirs: Annotated[list[Path], typer.Argument(help="One run directory, or several side by side (seeds or settings).")],
+    report: Annotated[Optional[Path], typer.Option("--report", help="Also write a self-contained HTML report with plots to this file.")] = None,
+    fmt_: Annotated[str, typer.Option("--format", help="table (default) or json.")] = "table",
+) -> None:
+    """The run's indicators: wealth inequality, prices, volume, efficiency, slashes, ledger convergence,
+    synchronisation, tension, healing, forecasts, and each role against its baseline.
+
+    With several runs: side by side, the difference from the first, and the mean with a 95% confidence
+    interval (for seeds of one scenario).
+    """
+    from runtime.analysis import analyze as run_analysis
+    from runtime.analysis import compare, fmt, report_html, role_rows, scalar_rows
+    from runtime.replay import open as open_run
+
+    if fmt_ not in ("table", "json"):
+        _fail([f"--format {fmt_!r}: expected table or json"])
+    if report is not None and report.suffix.lower() not in (".html", ".htm"):
+        _fail([f"--report {report}: the file name must end in .html"])
+    analyses = []
+    try:
+        for d in run_dirs:
+            analyses.append(run_analysis(open_run(d)))
+    except RunDirError as exc:
+        _fail([str(exc)])
+    except ScenarioError as exc:
+        _fail(exc.problems)
+    if report is not None:
+        report.parent.mkdir(parents=True, exist_ok=True)
+        report.write_text(report_html(analyses))
+    if fmt_ == "json":
+        payload = analyses[0] if len(analyses) == 1 else {"runs": analyses, "comparison": compare(analyses)}
+        out.print_json(json.dumps(payload, default=float))
+        return
+    names = [str(d) for d in run_dirs]
+    table = Table(title="indicators" if len(analyses) == 1 else "indicators, side by side")
+    table.add_column("indicator")
+    for n in names:
+        table.add_column(n)
+    if len(analyses) > 1:
+        table.add_column("mean [95% CI]")
+        for row in compare(analyses)["rows"]:
+            diffs = row["diff_from_first"]
+            cells = [fmt(v) + (f" ({d:+.3g})" if i and isinstance(d, (int, float)) else "")
+                     for i, (v, d) in enumerate(zip(row["values"], diffs, strict=True))]
+            table.add_row(row["indicator"], *cells, f"{fmt(row['mean'])} [{fmt(row['ci95'][0])}, {fmt(row['ci95'][1])}]")
+    else:
+        for label, value in scalar_rows(analyses[0]):
+            table.add_row(label, fmt(value))
+    out.print(table)
+    for a, n in zip(analyses, names, strict=True):
+        rows = role_rows(a)
+        if rows:
+            t = Table(title=f"roles: {n}" + (" (baseline from DIR/baseline)" if a.get("baseline") else ""))
+            for col in ("population", "metric", "learned", "baseline"):
+                t.add_column(col)
+            for p, k, v, b in rows:
+                t.add_row(p, k, fmt(v), fmt(b))
+            out.print(t)
+    if report is not None:
+        out.print(f"wrote {report}", markup=False)
+
+
+@app.command()
+def query(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory.")],
+    sql: Annotated[str, typer.Argument(help="DuckDB SQL over the tables events, metrics and state_deltas.")],
+    fmt_: Annotated[str, typer.Option("--format", help="table (default), csv or json.")] = "table",
+    limit: Annotated[int, typer.Option(min=1, help="Most rows to print as a table.")] = 50,
+) -> None:
+    """Run SQL over a recorded run, e.g. agora query runs/a "select kind, count(*) from events group by kind"."""
+    from runtime.replay import open as open_run
+
+    if fmt_ not in ("table", "csv", "json"):
+        _fail([f"--format {fmt_!r}: expected table, csv or json"])
+    try:
+        result = open_run(run_dir).query(sql)
+    except RunDirError as exc:
+        _fail([str(exc)])
+    except Exception as exc:  # duckdb's own errors: a user's SQL mistake, said in one line
+        if type(exc).__module__.startswith("duckdb") or type(exc).__name__.endswith("Exception"):
+            _fail([f"SQL: {str(exc).splitlines()[0]}"])
+        raise
+    if fmt_ == "csv":
+        import pyarrow.csv
+
+        buf = __import__("io").BytesIO()
+        pyarrow.csv.write_csv(result, buf)
+        sys.stdout.write(buf.getvalue().decode())
+        return
+    if fmt_ == "json":
+        out.print_json(json.dumps(result.to_pylist(), default=str))
+        return
+    table = Table()
+    for name in result.column_names:
+        table.add_column(name)
+    for row in result.slice(0, limit).to_pylist():
+        table.add_row(*[str(v) for v in row.values()])
+    out.print(table)
+    if result.num_rows > limit:
+        out.print(f"({result.num_rows:,} rows; showing {limit}: use --limit or --format csv)", markup=False)
 
 
 @app.command()

@@ -30,6 +30,12 @@ class RunDirError(Exception):
     """A path that is not a usable run directory (user mistake: exit 2)."""
 
 
+def recorded_files(out: Path) -> list[str]:
+    """The run's recorded files, relative to ``out``: the logs, then the state files if recorded."""
+    state = sorted(str(p.relative_to(out)) for p in (out / "state").glob("*") if not p.name.startswith("."))
+    return [*RECORDED_FILES, *state]
+
+
 def file_sha256(path: Path) -> str:
     """SHA-256 of a file's bytes."""
     h = hashlib.sha256()
@@ -161,7 +167,7 @@ def record(scenario_path: Path, out: Path, *, seed: int | None = None, until: in
             "health": world.health.summary(),
             "roles": {p.name: m for p in world.populations if (m := p.role_metrics())},
         },
-        "files": {name: file_sha256(out / name) for name in RECORDED_FILES},
+        "files": {name: file_sha256(out / name) for name in recorded_files(out)},
         "cores_saved": saved,
     }
     summary["summary_sha256"] = hashlib.sha256(_canonical(summary)).hexdigest()

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from runtime.run_data import RunData, open_run
 from runtime.recording import SCENARIO_COPY, execute, file_sha256, read_summary, with_baseline_cores
 from runtime.recorder import read_stream
 from runtime.scenario import ScenarioError, parse
@@ -102,19 +103,24 @@ def verify(run_dir: Path, progress: Callable[[int], None] | None = None) -> Verd
             return Verdict("diverged", problems + [f"re-execution made {position['i']} checkpoints, the recording has {len(recorded)}"])
         lines = list(problems)
         status = "tampered" if problems else "identical"
-        for name in ("events.arrows", "metrics.arrows"):
+        for name in summary["files"]:
             expected = summary["files"].get(name)
             recorded_ok = (run_dir / name).is_file() and file_sha256(run_dir / name) == expected
-            replayed_ok = file_sha256(out / name) == expected
+            replayed_ok = (out / name).is_file() and file_sha256(out / name) == expected
             if recorded_ok and replayed_ok:
                 continue
             if recorded_ok and not replayed_ok:
                 status = "diverged" if status == "identical" else status
                 lines.append(f"{name}: re-execution writes different bytes than the run did")
-            if (run_dir / name).is_file():
+            if (run_dir / name).is_file() and name.endswith(".arrows") and (out / name).is_file():
                 where = first_difference(run_dir / name, out / name)
                 if where is not None:
                     lines.append(f"{name}: first difference from re-execution at row {where[0]} (tick {where[1]})")
         if status == "identical":
             lines.append(f"{len(recorded)} checkpoints and the event log match (final state {summary['final_state_hash'][:16]})")
         return Verdict(status, lines)
+
+
+def open(run_dir: Path | str) -> RunData:  # noqa: A001 -- `runtime.replay.open(DIR)` reads like the built-in
+    """Open a recorded run for analysis: tables, state at any tick, SQL (:class:`runtime.run_data.RunData`)."""
+    return open_run(run_dir)

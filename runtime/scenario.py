@@ -203,6 +203,7 @@ class RecordConfig(_Strict):
     """How the run is recorded."""
 
     flush_seconds: float = Field(2.0, gt=0, le=60, description="Most wall-clock seconds between log flushes.")
+    state: bool = Field(True, description="Record the state table (balances, stakes, reputations, alive) after every tick: full at checkpoints, changed rows in between (what `agora replay --at` and `agora analyze` read).")
 
 
 class Scenario(_Strict):

@@ -35,6 +35,7 @@ from runtime.population import Population, TickerPopulation
 from runtime.recorder import EventLog, MetricsLog
 from runtime.rng import Streams
 from runtime.scenario import FaultConfig, Scenario
+from runtime.state_log import StateLog, state_hash
 from runtime.tasks import TaskBoard
 
 # Batches that draw on what an account holds: a reviewing critic proves them before they execute.
@@ -108,9 +109,12 @@ class World(mesa.Model):
         self.on_checkpoint: Callable[[Checkpoint], None] | None = None
         self.log: EventLog | None = None
         self.metrics: MetricsLog | None = None
+        self.state_log: StateLog | None = None
         if out is not None:
             self.log = EventLog(out / "events.arrows", scenario.record.flush_seconds)
             self.metrics = MetricsLog(out / "metrics.arrows", scenario.record.flush_seconds)
+            if scenario.record.state:
+                self.state_log = StateLog(out, scenario.record.flush_seconds)
         # Kernel counters exist from tick 0 so the metrics table has a fixed set of columns.
         self._counters: dict[str, int] = {"minted": 0, "ops_refused": 0, "sync_rows_changed": 0}
         self._gauges: dict[str, float] = {}
@@ -137,6 +141,7 @@ class World(mesa.Model):
         # A population that reviews ledger batches (a critic) sees every batch from the first one on.
         self.reviewer: Population | None = next((p for p in self.populations if p.reviews_batches), None)
         self.refused_by_critic = 0  # entries a reviewer dropped before they reached a ledger
+        self._op_ticks: list[list[int]] = [[] for _ in range(R)]
         for pop in self.populations:
             pop.setup(self)
         if self.organisation is not None:
@@ -181,7 +186,12 @@ class World(mesa.Model):
             self._anti_entropy()
         self._write_metrics()
         last = t == self.scenario.world.ticks - 1
-        if (t + 1) % self.scenario.world.checkpoint_every == 0 or last:
+        checkpoint = (t + 1) % self.scenario.world.checkpoint_every == 0 or last
+        if self.state_log is not None:
+            cols = self.state_table()
+            self.emit("state_hash", "world", detail=state_hash(cols))
+            self.state_log.write(t, cols, full=checkpoint)
+        if checkpoint:
             cp = Checkpoint(t, self.hashes())
             self.checkpoints.append(cp)
             self.emit("checkpoint", "world", detail=cp.state_hash)
@@ -295,6 +305,7 @@ class World(mesa.Model):
 
     # ------------------------------------------------------------------ replication over the bus
     def _gossip(self, origin: int, op: Op) -> None:
+        self._op_ticks[origin].append(self.tick)  # op `seq` of `origin` was made at _op_ticks[origin][seq - 1]
         for dst in range(len(self.ledgers)):
             if dst != origin:
                 self.bus.send(origin, dst, "op", op)
@@ -412,9 +423,37 @@ class World(mesa.Model):
         out["network"] = hashlib.sha256(self.network.component.tobytes() + repr(self.network_compute).encode()).hexdigest()
         return out
 
+    def replica_lag(self) -> tuple[int, float]:
+        """How far replicas trail the ops made: over every (replica, origin) pair, the age in ticks of
+        the oldest op of that origin the replica has not applied yet (0 when it has them all); the
+        largest and the mean."""
+        lags = []
+        for ledger in self.ledgers:
+            for origin, made in enumerate(self._op_ticks):
+                applied = int(ledger.clock[origin])
+                lags.append(self.tick - made[applied] if applied < len(made) else 0)
+        return (max(lags), float(np.mean(lags))) if lags else (0, 0.0)
+
+    def state_table(self) -> dict[str, npt.NDArray[np.generic]]:
+        """Per account: balance and stake at its home replica, reputation mean, alive (treasury: alive)."""
+        homes = self.home(np.arange(self.n_accounts, dtype=np.int64))
+        balance = np.zeros(self.n_accounts, dtype=np.int64)
+        stake = np.zeros(self.n_accounts, dtype=np.int64)
+        for r, ledger in enumerate(self.ledgers):
+            sel = homes == r
+            balance[sel] = ledger.balances()[sel]
+            stake[sel] = ledger.staked()[sel]
+        alive = np.ones(self.n_accounts, dtype=np.bool_)
+        for pop in self.populations:
+            alive[pop.ids] = pop.alive
+        rep = self.reputation
+        return {"balance": balance, "stake": stake, "reputation": rep.alpha / (rep.alpha + rep.beta), "alive": alive}
+
     def _write_metrics(self) -> None:
         held, issued = self.ledgers[0].supply()
-        if self.tick % self.scenario.world.checkpoint_every == 0:
+        # Replica agreement every tick for worlds up to 200k accounts (one Merkle root per replica),
+        # at checkpoints above that.
+        if self.n_accounts <= 200_000 or self.tick % self.scenario.world.checkpoint_every == 0:
             self._roots = self.distinct_roots()
         row: dict[str, int | float] = {"tick": self.tick, "time": float(self.env.now)}
         row.update(sorted(self._counters.items()))
@@ -423,6 +462,7 @@ class World(mesa.Model):
             "alive": int(sum(int(p.alive.sum()) for p in self.populations)),
             "supply_held": held, "supply_issued": issued,
             "mean_price": float(self.market.prices.mean()),
+            **{f"price_{k}": int(p) for k, p in enumerate(self.market.prices)},
             "msgs_sent": self.bus.counts["sent"], "msgs_lost": self.bus.counts["lost"],
             "msgs_blocked": self.bus.counts["blocked"], "msgs_duplicated": self.bus.counts["duplicated"],
             "ops_pending": int(sum(ledger.pending for ledger in self.ledgers)),
@@ -430,6 +470,7 @@ class World(mesa.Model):
             "fee_rate": float(self.params["fee_rate"]),
         })
         row["distinct_roots"] = self._roots
+        row["replica_lag_max"], row["replica_lag_mean"] = self.replica_lag()
         if self.metrics is not None:
             self.metrics.write(row)
 
@@ -439,3 +480,5 @@ class World(mesa.Model):
             self.log.close()
         if self.metrics is not None:
             self.metrics.close()
+        if self.state_log is not None:
+            self.state_log.close()

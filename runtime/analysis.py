@@ -1,0 +1,313 @@
+"""``agora analyze``: a run's indicators, runs side by side, and a self-contained HTML report.
+
+Everything is computed from the run directory: the state deltas for wealth (streamed tick by tick,
+so memory stays at a few arrays of the number of accounts whatever the run's length), the metrics
+table for prices, volume, replica agreement and synchronisation, the event log (streamed) for
+slashes, tension and healing actions, and ``summary.json`` for the roles' own scores. A run made
+with ``--compare-baseline`` has its baseline beside it in ``DIR/baseline``; its role metrics are
+paired with the learned ones.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from runtime.indicators import divergence_spells, gini, mean_ci, series_summary, top_share, volatility
+from runtime.run_data import RunData
+
+MAX_WEALTH_POINTS = 400  # wealth inequality is computed on at most this many ticks (evenly spaced)
+
+
+def analyze(run: RunData) -> dict[str, Any]:
+    """Every indicator of one run, as plain numbers and series (JSON-ready)."""
+    s = run.summary
+    totals = s.get("totals", {})
+    m = run.metrics()
+    tick = m.column("tick").to_numpy()
+    out: dict[str, Any] = {"run": str(run.dir), "scenario": s.get("scenario"), "seed": s.get("seed"),
+                           "ticks": run.ticks, "agents": run.n_agents, "final_state_hash": s.get("final_state_hash")}
+    series: dict[str, list[float]] = {"tick": tick.tolist()}
+    # Wealth: balance + stake of every agent (the treasury excluded), rebuilt from the state deltas.
+    if run.has_state:
+        w_ticks, g, top = wealth_inequality(run)
+        out["wealth"] = {"gini": series_summary(g), "top1_share": series_summary(top), "ticks_measured": len(w_ticks)}
+        series.update({"wealth_tick": w_ticks, "gini": g, "top1_share": top})
+    else:
+        out["wealth"] = None
+    price = m.column("mean_price").to_numpy().astype(np.float64) / 1e6
+    volume = m.column("volume").to_numpy().astype(np.float64) / 1e6 if "volume" in m.column_names else np.zeros(tick.size)
+    out["price"] = {**series_summary(price), "volatility": volatility(price[price > 0])}
+    out["volume"] = {**series_summary(volume), "total": float(volume.sum())}
+    series.update({"mean_price": price.tolist(), "volume": volume.tolist()})
+    distinct = m.column("distinct_roots").to_numpy()
+    spells = divergence_spells(distinct)
+    conv: dict[str, Any] = {"ticks_diverged": int((distinct > 1).sum()), "spells_diverged": len(spells),
+                            "longest_spell": int(max(spells)) if spells else 0}
+    if "replica_lag_max" in m.column_names:
+        lag = m.column("replica_lag_max").to_numpy()
+        conv.update({"lag_max": int(lag.max()), "lag_mean": float(lag.mean()),
+                     "lag_p95": float(np.percentile(lag, 95))})
+        series["replica_lag_max"] = lag.tolist()
+    out["ledger_convergence"] = conv
+    series["distinct_roots"] = distinct.tolist()
+    if "r_global" in m.column_names:
+        r = m.column("r_global").to_numpy()
+        out["order_parameter"] = series_summary(r)
+        series["r_global"] = r.tolist()
+    ev = event_indicators(run)
+    out["slashes"] = ev["slashes"]
+    out["tension"] = ev["tension"]
+    series.update(ev["series"])
+    health = totals.get("health", {})
+    out["healing"] = {k: health.get(k) for k in ("episodes", "detections", "precision", "recall", "mean_time_to_repair",
+                                                 "credits_lost_micro")}
+    out["healing"]["precision_from_log"] = ev["precision_from_log"]
+    roles = totals.get("roles", {})
+    out["roles"] = roles
+    out["market_efficiency"] = next((v.get("efficiency") for v in roles.values() if "efficiency" in v), None)
+    out["forecast_error"] = next(({k: v for k, v in r_.items() if k.startswith("mape_")} for r_ in roles.values()
+                                  if any(k.startswith("mape_") for k in r_)), None)
+    base = run.dir / "baseline"
+    if (base / "summary.json").is_file():
+        b = json.loads((base / "summary.json").read_text()).get("totals", {})
+        out["baseline"] = {"roles": b.get("roles", {}), "health": b.get("health", {})}
+    out["series"] = series
+    return out
+
+
+def wealth_inequality(run: RunData) -> tuple[list[int], list[float], list[float]]:
+    """Gini and top-1% share of agents' wealth (balance + stake) after each measured tick."""
+    n = run.n_agents
+    every = max(1, math.ceil(run.ticks / MAX_WEALTH_POINTS))
+    wealth: np.ndarray | None = None
+    ticks, g, top = [], [], []
+    for t, batch in enumerate(run.state_batches()):  # the n-th batch is tick n
+        if batch.num_rows:
+            rows = batch.column(1).to_numpy()
+            value = batch.column("balance").to_numpy() + batch.column("stake").to_numpy()
+            if wealth is None:
+                wealth = np.zeros(max(n + 1, int(rows.max()) + 1), dtype=np.int64)
+            wealth[rows] = value
+        if wealth is not None and (t % every == 0 or t == run.ticks - 1):
+            ticks.append(t)
+            g.append(gini(wealth[:n]))
+            top.append(top_share(wealth[:n], 0.01))
+    return ticks, g, top
+
+
+def event_indicators(run: RunData) -> dict[str, Any]:
+    """Slashes, tension readings and healer actions, streamed from the event log."""
+    slash_n = slash_credits = 0
+    rejected = false_rejected = 0
+    q_true = q_all = 0
+    tension_t, tension_v = [], []
+    per_tick_q: dict[int, list[int]] = {}
+    for batch in run.event_batches():
+        if batch.num_rows == 0:
+            continue
+        kind = np.asarray(batch.column("kind").to_pylist(), dtype=object)
+        value = batch.column("value").to_numpy()
+        amount = batch.column("amount").to_numpy()
+        t = int(batch.column("tick")[0].as_py())
+        sl = kind == "slashed"
+        slash_n += int(sl.sum())
+        slash_credits += int(amount[sl].sum())
+        rj = kind == "result_rejected"
+        rejected += int(rj.sum())
+        false_rejected += int((value[rj] == 0).sum())
+        q = kind == "quarantined"
+        if q.any():
+            q_all += int(q.sum())
+            q_true += int((value[q] == 1).sum())
+            per_tick_q[t] = [int((value[q] == 1).sum()), int((value[q] == 0).sum())]
+        te = kind == "tension"
+        if te.any():
+            tension_t.append(t)
+            tension_v.append(float(value[te][-1]))
+    return {
+        "slashes": {"count": slash_n, "credits": slash_credits / 1e6, "rejections": rejected,
+                    "false_rejections": false_rejected,
+                    "false_rejection_rate": false_rejected / rejected if rejected else None},
+        "tension": {"readings": len(tension_v), **(series_summary(tension_v) if tension_v else {})},
+        "precision_from_log": q_true / q_all if q_all else None,
+        "series": {"tension_tick": tension_t, "tension": tension_v,
+                   "heal_tick": sorted(per_tick_q), "heal_true": [per_tick_q[k][0] for k in sorted(per_tick_q)],
+                   "heal_false": [per_tick_q[k][1] for k in sorted(per_tick_q)]},
+    }
+
+
+# ------------------------------------------------------------------ tables
+
+SCALARS = (
+    ("wealth Gini, last tick", lambda a: _get(a, "wealth", "gini", "last")),
+    ("wealth Gini, mean", lambda a: _get(a, "wealth", "gini", "mean")),
+    ("top-1% wealth share, last tick", lambda a: _get(a, "wealth", "top1_share", "last")),
+    ("mean price (credits), mean", lambda a: _get(a, "price", "mean")),
+    ("price volatility (sd of log returns)", lambda a: _get(a, "price", "volatility")),
+    ("volume per tick (credits), mean", lambda a: _get(a, "volume", "mean")),
+    ("market efficiency (negotiators)", lambda a: a.get("market_efficiency")),
+    ("slashes", lambda a: _get(a, "slashes", "count")),
+    ("credits slashed", lambda a: _get(a, "slashes", "credits")),
+    ("false rejections (slashed honest work)", lambda a: _get(a, "slashes", "false_rejections")),
+    ("ledger: replica lag, mean (ticks)", lambda a: _get(a, "ledger_convergence", "lag_mean")),
+    ("ledger: replica lag, max (ticks)", lambda a: _get(a, "ledger_convergence", "lag_max")),
+    ("ledger: ticks replicas disagreed", lambda a: _get(a, "ledger_convergence", "ticks_diverged")),
+    ("order parameter r, mean", lambda a: _get(a, "order_parameter", "mean")),
+    ("tension, mean", lambda a: _get(a, "tension", "mean")),
+    ("healing precision", lambda a: _get(a, "healing", "precision")),
+    ("healing recall", lambda a: _get(a, "healing", "recall")),
+    ("mean time to repair (ticks)", lambda a: _get(a, "healing", "mean_time_to_repair")),
+    ("forecast MAPE, 1 tick", lambda a: (a.get("forecast_error") or {}).get("mape_1")),
+)
+
+
+def _get(d: dict[str, Any], *keys: str) -> Any:
+    for k in keys:
+        if not isinstance(d, dict) or d.get(k) is None:
+            return None
+        d = d[k]
+    return d
+
+
+def scalar_rows(a: dict[str, Any]) -> list[tuple[str, float | None]]:
+    """The headline indicators of one analysis, in a fixed order."""
+    return [(label, f(a)) for label, f in SCALARS]
+
+
+def role_rows(a: dict[str, Any]) -> list[tuple[str, str, Any, Any]]:
+    """(population, metric, learned, baseline) for each numeric role metric (baseline when recorded)."""
+    base = (a.get("baseline") or {}).get("roles", {})
+    rows = []
+    for name, metrics in sorted(a.get("roles", {}).items()):
+        for key, value in sorted(metrics.items()):
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                rows.append((name, key, value, base.get(name, {}).get(key)))
+    return rows
+
+
+def compare(analyses: list[dict[str, Any]]) -> dict[str, Any]:
+    """Runs side by side: each indicator per run, its difference from the first run, and across the
+    runs the mean with a 95% Student-t confidence interval (meaningful for seeds of one scenario)."""
+    rows = []
+    for label, f in SCALARS:
+        values = [f(a) for a in analyses]
+        nums = [float(v) for v in values if isinstance(v, (int, float))]
+        mean, lo, hi = mean_ci(nums) if nums else (None, None, None)
+        first = values[0]
+        diffs = [(v - first) if isinstance(v, (int, float)) and isinstance(first, (int, float)) else None for v in values]
+        rows.append({"indicator": label, "values": values, "diff_from_first": diffs, "mean": mean, "ci95": [lo, hi]})
+    same = len({a.get("scenario") for a in analyses}) == 1 and len({a.get("seed") for a in analyses}) == len(analyses)
+    return {"runs": [a["run"] for a in analyses], "seeds": [a.get("seed") for a in analyses],
+            "same_scenario_different_seeds": same, "rows": rows}
+
+
+def fmt(v: Any) -> str:
+    """A number for a table cell."""
+    if v is None:
+        return "n/a"
+    if isinstance(v, bool):
+        return str(v)
+    if isinstance(v, int):
+        return f"{v:,}"
+    if isinstance(v, float):
+        return "n/a" if math.isnan(v) else f"{v:,.4g}"
+    return str(v)
+
+
+# ------------------------------------------------------------------ the HTML report
+
+def _png(fig: Any) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def plots(analyses: list[dict[str, Any]], names: list[str]) -> list[tuple[str, str]]:
+    """(title, base64 PNG) for each plot, every run drawn on the same axes."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    def panel(title: str, ylabel: str, draw: Any) -> tuple[str, str]:
+        fig, ax = plt.subplots(figsize=(7, 3))
+        for a, name in zip(analyses, names, strict=True):
+            draw(ax, a["series"], name)
+        ax.set_title(title)
+        ax.set_xlabel("tick")
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+        if len(analyses) > 1 or ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
+        fig.tight_layout()
+        return title, _png(fig)
+
+    out = []
+    if all("gini" in a["series"] for a in analyses):
+        out.append(panel("Wealth inequality", "Gini / top-1% share", lambda ax, s, n: (
+            ax.plot(s["wealth_tick"], s["gini"], label=f"Gini {n}"),
+            ax.plot(s["wealth_tick"], s["top1_share"], ls="--", label=f"top 1% {n}"))))
+    out.append(panel("Mean task price", "credits per unit", lambda ax, s, n: ax.plot(s["tick"], s["mean_price"], label=n)))
+    out.append(panel("Volume", "credits per tick", lambda ax, s, n: ax.plot(s["tick"], s["volume"], label=n, lw=0.8)))
+    if all("replica_lag_max" in a["series"] for a in analyses):
+        out.append(panel("Ledger convergence: oldest op a replica still lacks", "ticks",
+                         lambda ax, s, n: ax.step(s["tick"], s["replica_lag_max"], where="post", label=n)))
+    if all("r_global" in a["series"] for a in analyses):
+        out.append(panel("Synchronisation and tension", "r / tension", lambda ax, s, n: (
+            ax.plot(s["tick"], s["r_global"], label=f"order parameter r {n}"),
+            ax.plot(s["tension_tick"], s["tension"], "o-", ms=3, label=f"tension {n}"))))
+    if any(a["series"]["heal_tick"] for a in analyses):
+        out.append(panel("Healer actions", "workers restarted", lambda ax, s, n: (
+            ax.bar(s["heal_tick"], s["heal_true"], label=f"degraded or down {n}", alpha=0.7),
+            ax.bar(s["heal_tick"], s["heal_false"], bottom=s["heal_true"], label=f"healthy (false alarm) {n}", alpha=0.7))))
+    return out
+
+
+def report_html(analyses: list[dict[str, Any]]) -> str:
+    """One self-contained HTML page: tables and plots inline (no network needed to view it)."""
+    names = [Path(a["run"]).name or a["run"] for a in analyses]
+    esc = html.escape
+    parts = ["<!doctype html><html lang='en'><head><meta charset='utf-8'>",
+             f"<title>Agora report: {esc(', '.join(names))}</title>",
+             "<style>body{font-family:system-ui,sans-serif;max-width:60em;margin:2em auto;color:#222}"
+             "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:.25em .6em;text-align:right}"
+             "td:first-child,th:first-child{text-align:left}img{max-width:100%;display:block;margin:1em 0}"
+             "h1{font-size:1.5em}h2{font-size:1.2em;margin-top:2em}.note{color:#666;font-size:.9em}</style></head><body>",
+             f"<h1>Agora report: {esc(', '.join(names))}</h1>"]
+    for a, n in zip(analyses, names, strict=True):
+        parts.append(f"<p class='note'>{esc(n)}: scenario {esc(str(a['scenario']))}, seed {a['seed']}, {a['ticks']} ticks, "
+                     f"{a['agents']:,} agents, final state {esc(str(a['final_state_hash'])[:16])}</p>")
+    parts.append("<h2>Indicators</h2><table><tr><th>indicator</th>" + "".join(f"<th>{esc(n)}</th>" for n in names))
+    if len(analyses) > 1:
+        parts.append("<th>mean [95% CI]</th>")
+    parts.append("</tr>")
+    cmp_ = compare(analyses)
+    for row in cmp_["rows"]:
+        cells = "".join(f"<td>{esc(fmt(v))}</td>" for v in row["values"])
+        ci = (f"<td>{esc(fmt(row['mean']))} [{esc(fmt(row['ci95'][0]))}, {esc(fmt(row['ci95'][1]))}]</td>"
+              if len(analyses) > 1 else "")
+        parts.append(f"<tr><td>{esc(row['indicator'])}</td>{cells}{ci}</tr>")
+    parts.append("</table>")
+    for a, n in zip(analyses, names, strict=True):
+        rows = role_rows(a)
+        if rows:
+            parts.append(f"<h2>Roles: {esc(n)}</h2><table><tr><th>population</th><th>metric</th><th>learned</th><th>baseline</th></tr>")
+            parts += [f"<tr><td>{esc(p)}</td><td>{esc(k)}</td><td>{esc(fmt(v))}</td><td>{esc(fmt(b))}</td></tr>" for p, k, v, b in rows]
+            parts.append("</table>")
+    parts.append("<h2>Series</h2>")
+    for title, png in plots(analyses, names):
+        parts.append(f"<figure><img class='plot' alt='{esc(title)}' src='data:image/png;base64,{png}'>"
+                     f"<figcaption class='note'>{esc(title)}</figcaption></figure>")
+    parts.append("</body></html>")
+    return "\n".join(parts)
