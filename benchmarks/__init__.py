@@ -7,7 +7,7 @@ import platform
 from rich.console import Console
 from rich.table import Table
 
-SUITES = ("kernel", "coordination", "roles", "ledger", "envs")
+SUITES = ("kernel", "coordination", "roles", "ledger", "envs", "analysis")
 
 
 def _print(console: Console, title: str, columns: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
@@ -53,3 +53,7 @@ def run_all(quick: bool = False, only: str | None = None, console: Console | Non
         _print(console, "environments: throughput (this CPU)", ("environment", "env steps/s", "agent-steps/s"), throughput)
         _print(console, "trained PPO negotiators in scenarios/trained_negotiators.toml (5 of 40 seats), held-out seeds",
                ("seed", "profit per trained contractor", "profit per ZI-C contractor", "efficiency"), policy)
+    if only in (None, "analysis"):
+        from benchmarks import analysis
+
+        _print(console, "analysis: state at a tick and analyze on a large run", ("measure", "value"), analysis.run(quick))

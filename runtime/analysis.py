@@ -299,15 +299,15 @@ def report_html(analyses: list[dict[str, Any]]) -> str:
               if len(analyses) > 1 else "")
         parts.append(f"<tr><td>{esc(row['indicator'])}</td>{cells}{ci}</tr>")
     parts.append("</table>")
+    parts.append("<h2>Series</h2>")
+    for title, png in plots(analyses, names):
+        parts.append(f"<figure><img class='plot' alt='{esc(title)}' src='data:image/png;base64,{png}'>"
+                     f"<figcaption class='note'>{esc(title)}</figcaption></figure>")
     for a, n in zip(analyses, names, strict=True):
         rows = role_rows(a)
         if rows:
             parts.append(f"<h2>Roles: {esc(n)}</h2><table><tr><th>population</th><th>metric</th><th>learned</th><th>baseline</th></tr>")
             parts += [f"<tr><td>{esc(p)}</td><td>{esc(k)}</td><td>{esc(fmt(v))}</td><td>{esc(fmt(b))}</td></tr>" for p, k, v, b in rows]
             parts.append("</table>")
-    parts.append("<h2>Series</h2>")
-    for title, png in plots(analyses, names):
-        parts.append(f"<figure><img class='plot' alt='{esc(title)}' src='data:image/png;base64,{png}'>"
-                     f"<figcaption class='note'>{esc(title)}</figcaption></figure>")
     parts.append("</body></html>")
     return "\n".join(parts)
