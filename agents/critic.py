@@ -1,14 +1,21 @@
-"""Critics: verify a budgeted share of the results workers are paid for, slash cheats, refund requesters.
+"""Critics: verify a budgeted share of the results workers are paid for, every ledger batch and every
+proposal; slash cheats, refund requesters, send rejected work back.
 
 Each tick the critic picks ``ceil(check_budget × results)`` of the tick's paid results to verify.
 Core ``baseline``: uniform random spot checks. Core ``learned``: Thompson sampling over workers --
 each worker's cheat rate has a Beta posterior from what earlier checks found, a draw is taken per
 result and the highest draws are checked, so checks concentrate on workers caught before while
 still exploring the rest. A verification judges correctly with probability ``check_accuracy``.
-A result judged invalid goes back to its producer with the reason (generate–critique–refine): the
-requester is refunded by the worker, and the worker's stake is slashed by the governed
-``slash_fraction``. Before the refund batch executes, :func:`check_batch` has z3 prove that it
-conserves credits and overdraws nobody.
+A result judged invalid is refunded to the requester by the worker, the worker's stake is slashed
+by the governed ``slash_fraction``, and the task goes back to its producer with the reason
+(generate–critique–refine): the worker redoes it next tick, is paid again, and may be checked again.
+
+With ``review_ledger`` (the default), the world hands the critic every ledger batch that draws on
+an account before it executes (:meth:`CriticPopulation.review_batch`): :func:`check_batch` has z3
+prove that no entry overdraws its payer and, for transfers, that the batch gives exactly what it
+takes; a batch that fails is refined by dropping the entries that overdraw and proved again, and
+only what is proved reaches the ledger. When governance runs, the critic proves each proposal that
+passed its vote against the constitution (:meth:`CriticPopulation.verify_proposal`).
 """
 
 from __future__ import annotations

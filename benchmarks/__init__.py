@@ -7,7 +7,7 @@ import platform
 from rich.console import Console
 from rich.table import Table
 
-SUITES = ("kernel", "coordination", "roles", "ledger", "envs", "analysis")
+SUITES = ("kernel", "exchange", "coordination", "roles", "ledger", "envs", "analysis")
 
 
 def _print(console: Console, title: str, columns: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
@@ -31,6 +31,11 @@ def run_all(quick: bool = False, only: str | None = None, console: Console | Non
         _print(console, "kernel: per-tick overhead, no agents", ("kernel", "us/tick", "vs bare SimPy"), overhead)
         _print(console, "kernel: trivial population (each agent += 1 per tick)",
                ("agents", "implementation", "agent-steps/s", "Agora is"), rows)
+    if only in (None, "exchange"):
+        from benchmarks import exchange
+
+        _print(console, "exchange: Boltzmann wealth exchange, shuffled sequential order",
+               ("agents", "implementation", "agent-steps/s", "Agora is"), exchange.run(quick))
     if only in (None, "coordination"):
         from benchmarks import coordination
 

@@ -84,7 +84,7 @@ class PopulationConfig(_Strict):
     """A population of agents of one role, stepped as arrays."""
 
     name: str = Field(description="Unique population name, used by faults.")
-    role: Literal["requester", "worker", "ticker", "healer", "critic", "world_model", "refactor", "negotiator"] = Field(description="What the agents do.")
+    role: Literal["requester", "worker", "ticker", "exchange", "healer", "critic", "world_model", "refactor", "negotiator"] = Field(description="What the agents do (ticker and exchange: benchmark populations -- a counter, and the Boltzmann wealth exchange).")
     core: str | None = Field(None, description="Roles with a core (healer, critic, world_model, refactor, negotiator): 'learned' (default), 'baseline', or the path of a core file of that role (.npz, written to a run's cores/ folder), relative to the scenario file, which the learned core starts from; `agora run --compare-baseline` reruns with every core at baseline.")
     modules: int = Field(40, ge=2, le=10_000, description="refactor: modules in the simulated codebase.")
     horizon: int = Field(5, ge=1, le=50, description="world_model: the k of its k-step forecasts.")

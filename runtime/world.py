@@ -61,7 +61,9 @@ class Checkpoint:
 def _roles() -> dict[str, type[Population]]:
     from agents import ROLES  # the runtime's built-in roles plus the agents package's
 
-    return {"ticker": TickerPopulation, **ROLES}
+    from runtime.exchange import ExchangePopulation
+
+    return {"ticker": TickerPopulation, "exchange": ExchangePopulation, **ROLES}
 
 
 class World(mesa.Model):
