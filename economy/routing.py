@@ -93,6 +93,34 @@ def _assign(logits, capacity, k, overflow):
     return assignment
 
 
+@njit(cache=True)
+def _assign_onehot(task_skill, order, n_valid, capacity, overflow):
+    """:func:`_assign` for k = 1 when every task needs exactly one skill: O(tasks + agents · skills).
+
+    ``order[s]`` lists the agents by falling score for skill ``s`` (ties to the lower index), the
+    first ``n_valid[s]`` of them available. A full agent stays full, so each skill's pointer only
+    moves forward: with ``overflow`` a task takes the first agent with room, without it the first
+    agent or nothing -- the same choices as the dense greedy pass.
+    """
+    m = task_skill.shape[0]
+    n = order.shape[1]
+    assignment = np.full((m, 1), -1, dtype=np.int64)
+    load = np.zeros(n, dtype=np.int64)
+    ptr = np.zeros(order.shape[0], dtype=np.int64)
+    for t in range(m):
+        s = task_skill[t]
+        if overflow:
+            while ptr[s] < n_valid[s] and load[order[s, ptr[s]]] >= capacity:
+                ptr[s] += 1
+        if ptr[s] >= n_valid[s]:
+            continue
+        a = order[s, ptr[s]]
+        if load[a] < capacity:
+            load[a] += 1
+            assignment[t, 0] = a
+    return assignment
+
+
 def load_stats(assignment: npt.NDArray[np.int64], n_agents: int) -> RouteStats:
     """Stats of an assignment ``int64[tasks, k]`` (-1 = dropped)."""
     flat = assignment.ravel()
@@ -132,15 +160,29 @@ class TopKGate:
         ``available: bool[n_agents]`` excludes agents (crashed, quarantined, unwilling); by default
         capacity is ``ceil(capacity_factor · tasks · k / available agents)``, or ``capacity`` per agent.
         """
-        logits = self.scores(task_skills)
-        m, n = logits.shape
-        n_avail = n
-        if available is not None:
-            logits[:, ~available] = -np.inf
-            n_avail = max(1, int(available.sum()))
+        task_skills = np.asarray(task_skills, dtype=np.float64)
+        m, n = task_skills.shape[0], self.skills.shape[0]
+        n_avail = n if available is None else max(1, int(available.sum()))
         if capacity is None:
             capacity = int(np.ceil(self.capacity_factor * m * self.k / n_avail))
-        assignment = _assign(logits, capacity, self.k, self.overflow)
+        onehot = self.k == 1 and m > 0 and bool(((task_skills == 0.0) | (task_skills == 1.0)).all()) \
+            and bool((task_skills.sum(axis=1) == 1.0).all()) and bool(np.isfinite(self.skills).all())
+        if onehot:
+            # Each task's scores are one column of skills + bias: sort agents once per skill instead
+            # of scoring every (task, agent) pair. Same values, same ties, same assignment.
+            values = self.skills.T + self.bias  # [skills, agents], exactly the dense logits' entries
+            valid = np.ones(n, dtype=np.bool_) if available is None else np.asarray(available, dtype=np.bool_)
+            valid = valid & np.isfinite(self.bias)
+            keyed = np.where(valid[None, :], -values, np.inf)
+            order = np.argsort(keyed, axis=1, kind="stable").astype(np.int64)
+            n_valid = np.full(values.shape[0], int(valid.sum()), dtype=np.int64)
+            assignment = _assign_onehot(np.argmax(task_skills, axis=1).astype(np.int64), order, n_valid, capacity,
+                                        self.overflow)
+        else:
+            logits = self.scores(task_skills)
+            if available is not None:
+                logits[:, ~available] = -np.inf
+            assignment = _assign(logits, capacity, self.k, self.overflow)
         stats = load_stats(assignment, n)
         self.bias -= self.balance_rate * np.sign(stats.load - stats.load.mean())
         return assignment, stats

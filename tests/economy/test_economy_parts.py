@@ -126,3 +126,23 @@ def test_overflow_gate_offers_full_agents_work_to_the_next_best():
     assert a[:4, 0].tolist() == [0, 0, 1, 1]  # the skilled agents first
     a2, _ = TopKGate(skills, k=2, capacity_factor=2.0, overflow=True).route(tasks[:3])
     assert all(len(set(row)) == 2 for row in a2.tolist())
+
+
+def test_the_one_hot_routing_path_assigns_exactly_as_the_dense_greedy_pass():
+    from economy.routing import TopKGate, _assign
+
+    rng = np.random.default_rng(8)
+    for trial in range(60):
+        n, d, m = int(rng.integers(2, 40)), int(rng.integers(1, 6)), int(rng.integers(1, 120))
+        skills = np.round(rng.random((n, d)), 1)  # coarse values: many ties
+        gate = TopKGate(skills, k=1, overflow=bool(trial % 2))
+        gate.bias = np.round(rng.normal(0, 0.1, n), 1)
+        onehot = np.zeros((m, d))
+        onehot[np.arange(m), rng.integers(0, d, m)] = 1.0
+        available = rng.random(n) < 0.8
+        capacity = int(rng.integers(1, 6))
+        logits = onehot @ skills.T + gate.bias
+        logits[:, ~available] = -np.inf
+        dense = _assign(logits, capacity, 1, gate.overflow)
+        fast, _ = gate.route(onehot, available=available, capacity=capacity)
+        assert np.array_equal(fast, dense), trial
