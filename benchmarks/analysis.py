@@ -24,7 +24,7 @@ name = "requesters"
 role = "requester"
 count = {req}
 initial_credits = 50
-post_rate = 0.05
+post_rate = 0.2
 [[population]]
 name = "workers"
 role = "worker"
@@ -74,8 +74,7 @@ def run(quick: bool) -> list[tuple[str, ...]]:
         runs = {}
         for ticks in (50, 200):
             path = base / f"s{ticks}.toml"
-            # 96% requesters, 4% workers: the dense task-to-worker router (tasks x workers) stays small.
-            path.write_text(SCENARIO.format(ticks=ticks, req=agents * 24 // 25, work=agents // 25))
+            path.write_text(SCENARIO.format(ticks=ticks, req=agents * 4 // 5, work=agents // 5))
             start = time.perf_counter()
             record(path, base / f"run{ticks}")
             runs[ticks] = (base / f"run{ticks}", time.perf_counter() - start)

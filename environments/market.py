@@ -40,6 +40,18 @@ def action_space() -> spaces.Box:
     return spaces.Box(0.0, 1.0, shape=(1,), dtype=np.float32)
 
 
+def make_market(n_markets: int, n_agents: int, periods: int, fee: float, initial_credits: float,
+                render_mode: str | None = None) -> MarketBatch:
+    """The markets behind an environment, after checking its arguments (ValueError naming the bad one)."""
+    if render_mode not in (None, "ansi"):
+        raise ValueError(f"render_mode {render_mode!r}: this environment renders 'ansi' only")
+    if fee < 0:
+        raise ValueError(f"fee: must be >= 0 credits, got {fee}")
+    if initial_credits <= 0:
+        raise ValueError(f"initial_credits: must be > 0, got {initial_credits}")
+    return MarketBatch(n_markets, n_agents, periods, int(round(fee * UNIT)), int(round(initial_credits * UNIT)))
+
+
 def check_action(space: spaces.Box, action: Any, who: str) -> np.float64:
     """The shade in ``action``, or ValueError naming what is wrong (never a silent clip)."""
     arr = np.asarray(action)
@@ -58,10 +70,8 @@ class MarketEnv(gym.Env[npt.NDArray[np.float32], npt.NDArray[np.float32]]):
 
     def __init__(self, n_agents: int = 8, periods: int = 50, fee: float = 0.05, initial_credits: float = 2.0,
                  render_mode: str | None = None) -> None:
-        if render_mode not in (None, "ansi"):
-            raise ValueError(f"render_mode {render_mode!r}: this environment renders 'ansi' only")
+        self.market = make_market(1, n_agents, periods, fee, initial_credits, render_mode)
         self.render_mode = render_mode
-        self.market = MarketBatch(1, n_agents, periods, int(fee * UNIT), int(initial_credits * UNIT))
         self.scripted = np.arange(n_agents) > 0
         self.observation_space = observation_space()
         self.action_space = action_space()
@@ -108,7 +118,7 @@ class MarketVectorEnv(VectorEnv):  # type: ignore[type-arg]
     def __init__(self, num_envs: int = 16, n_agents: int = 8, periods: int = 50, fee: float = 0.05,
                  initial_credits: float = 2.0) -> None:
         self.num_envs = num_envs
-        self.market = MarketBatch(num_envs, n_agents, periods, int(fee * UNIT), int(initial_credits * UNIT))
+        self.market = make_market(num_envs, n_agents, periods, fee, initial_credits)
         self.scripted = np.arange(n_agents) > 0
         self.single_observation_space = observation_space()
         self.single_action_space = action_space()

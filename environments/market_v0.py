@@ -18,8 +18,8 @@ import numpy.typing as npt
 from pettingzoo import ParallelEnv
 from pettingzoo.utils import conversions, wrappers
 
-from environments.market import action_space, check_action, observation_space
-from environments.market_core import UNIT, MarketBatch
+from environments.market import action_space, check_action, make_market, observation_space
+from environments.market_core import UNIT
 
 
 def env(**kwargs: Any) -> Any:
@@ -44,10 +44,8 @@ class MarketParallelEnv(ParallelEnv):  # type: ignore[type-arg]
 
     def __init__(self, n_agents: int = 8, periods: int = 50, fee: float = 0.05, initial_credits: float = 2.0,
                  render_mode: str | None = None) -> None:
-        if render_mode not in (None, "ansi"):
-            raise ValueError(f"render_mode {render_mode!r}: this environment renders 'ansi' only")
+        self.market = make_market(1, n_agents, periods, fee, initial_credits, render_mode)
         self.render_mode = render_mode
-        self.market = MarketBatch(1, n_agents, periods, int(fee * UNIT), int(initial_credits * UNIT))
         self.possible_agents = [f"negotiator_{i}" for i in range(n_agents)]
         self.index = {a: i for i, a in enumerate(self.possible_agents)}
         self.agents: list[str] = []

@@ -355,11 +355,9 @@ def analyze(
     report: Annotated[Optional[Path], typer.Option("--report", help="Also write a self-contained HTML report with plots to this file.")] = None,
     fmt_: Annotated[str, typer.Option("--format", help="table (default) or json.")] = "table",
 ) -> None:
-    """The run's indicators: wealth inequality, prices, volume, efficiency, slashes, ledger convergence,
-    synchronisation, tension, healing, forecasts, and each role against its baseline.
+    """A run's indicators (wealth inequality, prices, volume, efficiency, slashes, ledger convergence, synchronisation, tension, healing, forecasts) and each role against its baseline.
 
-    With several runs: side by side, the difference from the first, and the mean with a 95% confidence
-    interval (for seeds of one scenario).
+    With several runs: side by side, the difference from the first, and the mean with a 95% confidence interval (for seeds of one scenario). --report writes a self-contained HTML page with plots.
     """
     from runtime.analysis import analyze as run_analysis
     from runtime.analysis import compare, fmt, report_html, role_rows, scalar_rows

@@ -152,3 +152,13 @@ def test_make_vec_builds_the_native_vector_env():
     assert obs.shape == (4, 4) and vec.observation_space.contains(obs)
     _, reward, _, _, _ = vec.step(np.full((4, 1), 0.2))
     assert reward.shape == (4,)
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"fee": -1.0}, "fee"), ({"initial_credits": 0.0}, "initial_credits"), ({"n_agents": 0}, "at least one"),
+    ({"render_mode": "human"}, "render_mode 'human'"),
+])
+def test_bad_constructor_arguments_are_named(kwargs, message):
+    for make in (MarketEnv, market_v0.parallel_env):
+        with pytest.raises(ValueError, match=message):
+            make(**kwargs)
