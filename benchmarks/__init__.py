@@ -7,7 +7,7 @@ import platform
 from rich.console import Console
 from rich.table import Table
 
-SUITES = ("kernel", "exchange", "coordination", "roles", "ledger", "envs", "analysis")
+SUITES = ("kernel", "exchange", "market", "coordination", "roles", "ledger", "envs", "analysis")
 
 
 def _print(console: Console, title: str, columns: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
@@ -36,6 +36,11 @@ def run_all(quick: bool = False, only: str | None = None, console: Console | Non
 
         _print(console, "exchange: Boltzmann wealth exchange, shuffled sequential order",
                ("agents", "implementation", "agent-steps/s", "Agora is"), exchange.run(quick))
+    if only in (None, "market"):
+        from benchmarks import market
+
+        _print(console, "market: requesters and workers, no roles (this CPU)",
+               ("agents", "recording", "ticks/s", "agent-steps/s", "world arrays per agent"), market.run(quick))
     if only in (None, "coordination"):
         from benchmarks import coordination
 
