@@ -24,9 +24,8 @@ from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 import numpy.typing as npt
-from numba import njit
 
-from agents.auction import double_auction_fast, max_surplus, realised_surplus
+from agents.auction import double_auction_fast, max_surplus
 from agents.shade_policy import ShadePolicy, is_shade_policy
 from economy.ops import OpKind
 from runtime.population import Population

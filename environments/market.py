@@ -126,7 +126,6 @@ class MarketVectorEnv(VectorEnv):  # type: ignore[type-arg]
                                             dtype=np.float32)
         self.action_space = spaces.Box(0.0, 1.0, shape=(num_envs, 1), dtype=np.float32)
         self._needs_reset = np.zeros(num_envs, dtype=np.bool_)
-        self._rng = np.random.default_rng()
 
     def reset(self, *, seed: int | list[int] | None = None, options: dict[str, Any] | None = None
               ) -> tuple[npt.NDArray[np.float32], dict[str, Any]]:
@@ -134,7 +133,6 @@ class MarketVectorEnv(VectorEnv):  # type: ignore[type-arg]
         seeds = [seed + i for i in range(self.num_envs)] if isinstance(seed, int) else seed
         if seeds is not None and len(seeds) != self.num_envs:
             raise ValueError(f"reset: {len(seeds)} seeds for {self.num_envs} environments")
-        self._rng = np.random.default_rng(seeds[0] if seeds else None)
         for b in range(self.num_envs):
             self.market.reset(b, None if seeds is None else int(seeds[b]) if seeds[b] is not None else None)
         self._needs_reset[:] = False

@@ -72,7 +72,7 @@ class MarketBatch:
         if n_agents < 1 or n_markets < 1 or periods < 1:
             raise ValueError(f"need at least one market, agent and period; got {n_markets}, {n_agents}, {periods}")
         self.B, self.n, self.periods, self.fee, self.initial = n_markets, n_agents, periods, fee, initial
-        self.rngs = [np.random.default_rng(i) for i in range(n_markets)]
+        self.rngs = [np.random.default_rng() for _ in range(n_markets)]  # fresh entropy until a reset seeds them
         self.credits = np.zeros((n_markets, n_agents), dtype=np.int64)
         self.alive = np.zeros((n_markets, n_agents), dtype=np.bool_)
         self.cost = np.zeros((n_markets, n_agents))

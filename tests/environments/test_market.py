@@ -12,7 +12,6 @@ from pettingzoo.test import api_test, parallel_api_test, parallel_seed_test, see
 import environments  # noqa: F401 -- registers agora/Market-v0
 from environments import market_v0
 from environments.market import MarketEnv, MarketVectorEnv
-from environments.market_core import MarketBatch
 
 
 @pytest.mark.parametrize("env_id", sorted(k for k in gymnasium.registry if k.startswith("agora/")))
