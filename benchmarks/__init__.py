@@ -7,7 +7,7 @@ import platform
 from rich.console import Console
 from rich.table import Table
 
-SUITES = ("kernel", "exchange", "market", "coordination", "roles", "ledger", "envs", "analysis")
+SUITES = ("kernel", "exchange", "market", "cores", "coordination", "roles", "ledger", "envs", "analysis")
 
 
 def _print(console: Console, title: str, columns: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
@@ -41,6 +41,11 @@ def run_all(quick: bool = False, only: str | None = None, console: Console | Non
 
         _print(console, "market: requesters and workers, no roles (this CPU)",
                ("agents", "recording", "ticks/s", "agent-steps/s", "world arrays per agent"), market.run(quick))
+    if only in (None, "cores"):
+        from benchmarks import cores
+
+        _print(console, "cores: batched vs per-agent Python, same arithmetic",
+               ("core", "agents", "batched /s", "per-agent Python /s", "Agora is"), cores.run(quick))
     if only in (None, "coordination"):
         from benchmarks import coordination
 
