@@ -90,3 +90,70 @@ class ExchangePopulation(Population):
     def state_arrays(self) -> dict[str, npt.NDArray[np.generic]]:
         """Alive flags and wealth."""
         return {"alive": self.alive, "wealth": self.wealth}
+
+
+# ---------------------------------------------------------------------------------------------
+# The synchronous rule: every agent with wealth at the start of the tick gives one unit to a random
+# agent, all at once. Unlike the sequential rule it has no order, so it runs in parallel -- on the
+# CPU and on a GPU -- and, with counter-based draws and integer sums, gives the same integers on both.
+
+
+@njit(cache=True)
+def sync_targets(n, tick, k0, k1):
+    """The receiver of each agent's unit at ``tick`` (draw (agent, tick, 2, 0) of the Philox stream)."""
+    out = np.empty(n, dtype=np.int64)
+    for a in range(n):
+        r = philox(uint32(a), uint32(tick), uint32(2), uint32(0), k0, k1)
+        out[a] = _below(r[0], n)
+    return out
+
+
+@njit(cache=True)
+def exchange_sync_tick(wealth, tick, k0, k1):
+    """One synchronous tick on the CPU: givers decided on start-of-tick wealth, then the units move."""
+    n = wealth.shape[0]
+    target = sync_targets(n, tick, k0, k1)
+    give = wealth > 0
+    for a in range(n):
+        if give[a]:
+            wealth[a] -= 1
+    for a in range(n):
+        if give[a]:
+            wealth[target[a]] += 1
+
+
+def _mulhilo(a, m):  # type: ignore[no-untyped-def]
+    """High and low 32 bits of ``a * m`` for 32-bit ``a`` (int64 tensor) and constant ``m``, in 16-bit limbs
+    so no intermediate leaves int64's range."""
+    m1, m0 = m >> 16, m & 0xFFFF
+    a1, a0 = a >> 16, a & 0xFFFF
+    p00, p01, p10, p11 = a0 * m0, a0 * m1, a1 * m0, a1 * m1
+    mid = (p00 >> 16) + (p01 & 0xFFFF) + (p10 & 0xFFFF)
+    lo = ((mid & 0xFFFF) << 16) | (p00 & 0xFFFF)
+    hi = p11 + (p01 >> 16) + (p10 >> 16) + (mid >> 16)
+    return hi, lo
+
+
+def philox_torch(c0, c1, c2, c3, k0: int, k1: int):  # type: ignore[no-untyped-def]
+    """Philox-4x32-10 on int64 tensors holding 32-bit words (any device): the same words as :func:`philox`."""
+    for _ in range(10):
+        hi0, lo0 = _mulhilo(c0, 0xD2511F53)
+        hi1, lo1 = _mulhilo(c2, 0xCD9E8D57)
+        c0, c1, c2, c3 = hi1 ^ c1 ^ k0, lo1, hi0 ^ c3 ^ k1, lo0
+        k0 = (k0 + 0x9E3779B9) & 0xFFFFFFFF
+        k1 = (k1 + 0xBB67AE85) & 0xFFFFFFFF
+    return c0, c1, c2, c3
+
+
+def exchange_sync_torch(wealth, tick: int, k0: int, k1: int) -> None:  # type: ignore[no-untyped-def]
+    """:func:`exchange_sync_tick` for an int64 torch tensor, on its device."""
+    import torch
+
+    n = wealth.shape[0]
+    agents = torch.arange(n, dtype=torch.int64, device=wealth.device)
+    zeros = torch.zeros_like(agents)
+    r0, _, _, _ = philox_torch(agents, zeros + tick, zeros + 2, zeros, k0, k1)
+    target = (r0 * n) >> 32
+    give = (wealth > 0).to(torch.int64)
+    wealth.sub_(give)
+    wealth.index_add_(0, target, give)  # non-givers add 0; integer sums do not depend on order

@@ -74,3 +74,36 @@ def test_wealth_is_conserved_repeatable_and_distributed_as_an_independent_implem
     for k in range(5):
         assert abs((w == k).mean() - (other == k).mean()) < 0.015, k
     assert 0.43 < (w == 0).mean() < 0.49  # not the uniform start: most mass has moved
+
+
+def test_the_synchronous_rule_gives_the_same_integers_in_numba_and_torch():
+    import torch
+
+    from runtime.exchange import exchange_sync_tick, exchange_sync_torch, philox_torch
+
+    word = lambda v: torch.tensor([v], dtype=torch.int64)  # noqa: E731
+    got = philox_torch(word(0x243F6A88), word(0x85A308D3), word(0x13198A2E), word(0x03707344), 0xA4093822, 0x299F31D0)
+    assert tuple(int(x) for x in got) == (0xD16CFE09, 0x94FDCCEB, 0x5001E420, 0x24126EA1)
+    w = np.random.default_rng(0).integers(0, 3, 50_000).astype(np.int64)
+    total = int(w.sum())
+    t = torch.from_numpy(w.copy())
+    for tick in range(15):
+        exchange_sync_tick(w, np.uint32(tick), np.uint32(5), np.uint32(9))
+        exchange_sync_torch(t, tick, 5, 9)
+    assert np.array_equal(w, t.numpy()) and int(w.sum()) == total and (w >= 0).all()
+
+
+@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="no CUDA GPU here")
+def test_the_synchronous_rule_on_the_gpu_equals_the_cpu_bit_for_bit():
+    import hashlib
+
+    import torch
+
+    from runtime.exchange import exchange_sync_tick, exchange_sync_torch
+
+    w = np.ones(1_000_000, dtype=np.int64)
+    g = torch.ones(1_000_000, dtype=torch.int64, device="cuda")
+    for tick in range(10):
+        exchange_sync_tick(w, np.uint32(tick), np.uint32(1), np.uint32(2))
+        exchange_sync_torch(g, tick, 1, 2)
+    assert hashlib.sha256(w.tobytes()).hexdigest() == hashlib.sha256(g.cpu().numpy().tobytes()).hexdigest()
