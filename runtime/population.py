@@ -36,7 +36,6 @@ class Population(ABC):
         self.name = cfg.name
         self.ids = ids
         self.n = int(ids.shape[0])
-        self.region = (ids % n_regions).astype(np.int64)
         self.alive = np.ones(self.n, dtype=np.bool_)
         # Health, set by faults and healers: extra failure probability, and quarantine (not routed to).
         self.degraded = np.zeros(self.n, dtype=np.float64)
