@@ -10,27 +10,7 @@ import tempfile
 import time
 from pathlib import Path
 
-SCENARIO = """
-[world]
-name = "analysis-1e5"
-seed = 9
-ticks = {ticks}
-checkpoint_every = 10
-[network]
-regions = ["eu", "us"]
-links = [{{ a = "eu", b = "us", latency = 0.1 }}]
-[[population]]
-name = "requesters"
-role = "requester"
-count = {req}
-initial_credits = 50
-post_rate = 0.2
-[[population]]
-name = "workers"
-role = "worker"
-count = {work}
-stake = 5
-"""
+from benchmarks.market import SCENARIO  # the same market: 80% requesters, 20% workers
 
 PROBE = """
 import sys, threading, time
@@ -74,7 +54,7 @@ def run(quick: bool) -> list[tuple[str, ...]]:
         runs = {}
         for ticks in (50, 200):
             path = base / f"s{ticks}.toml"
-            path.write_text(SCENARIO.format(ticks=ticks, req=agents * 4 // 5, work=agents // 5))
+            path.write_text(SCENARIO.format(ticks=ticks, checkpoint_every=10, req=agents * 4 // 5, work=agents // 5))
             start = time.perf_counter()
             record(path, base / f"run{ticks}")
             runs[ticks] = (base / f"run{ticks}", time.perf_counter() - start)

@@ -17,8 +17,8 @@ from runtime.world import World
 SCENARIO = """
 [world]
 seed = 9
-ticks = 1000
-checkpoint_every = 1000
+ticks = {ticks}
+checkpoint_every = {checkpoint_every}
 [network]
 regions = ["eu", "us"]
 links = [{{ a = "eu", b = "us", latency = 0.1 }}]
@@ -61,7 +61,7 @@ def run(quick: bool) -> list[tuple[str, ...]]:
     """Rows: (agents, recording, ticks/s, agent-steps/s, world arrays per agent)."""
     rows = []
     for n in ((10_000, 100_000) if quick else (10_000, 100_000, 1_000_000)):
-        sc = parse(SCENARIO.format(req=n * 4 // 5, work=n // 5))
+        sc = parse(SCENARIO.format(ticks=1000, checkpoint_every=1000, req=n * 4 // 5, work=n // 5))
         for recording in (False, True):
             with tempfile.TemporaryDirectory() as tmp:
                 world = World(sc, out=Path(tmp) if recording else None)
