@@ -75,27 +75,39 @@ class _MoneyModel(mesa.Model):
         self.agents.shuffle_do("step")
 
 
-def mesa_model(n: int, steps: int) -> float:
-    """Agent-steps/s of the Mesa 3 idiomatic model."""
+def mesa_run(n: int, steps: int) -> tuple[list[int], float]:
+    """Run the Mesa 3 idiomatic model; return the final wealth and the seconds it took."""
     model = _MoneyModel(n)
     start = time.perf_counter()
     for _ in range(steps):
         model.step()
-    return n * steps / (time.perf_counter() - start)
+    return [a.wealth for a in model.pool], time.perf_counter() - start
+
+
+def mesa_model(n: int, steps: int) -> float:
+    """Agent-steps/s of the Mesa 3 idiomatic model."""
+    return n * steps / mesa_run(n, steps)[1]
 
 
 def simpy_model(n: int, steps: int) -> float:
     """Agent-steps/s with a SimPy process per agent; a controller reshuffles the order each step."""
+    return n * steps / simpy_run(n, steps)[1]
+
+
+def simpy_run(n: int, steps: int) -> tuple[list[int], float, list[int]]:
+    """Run the SimPy model; return the final wealth, the seconds it took and each agent's turn count."""
     env = simpy.Environment()
     wealth = [1] * n
     rng = random.Random(1)
     order = list(range(n))
     turns = [env.event() for _ in range(n)]
+    acted = [0] * n
 
     def agent(i: int):  # type: ignore[no-untyped-def]
         while True:
             yield turns[i]
             turns[i] = env.event()
+            acted[i] += 1
             if wealth[i] > 0:
                 wealth[rng.randrange(n)] += 1
                 wealth[i] -= 1
@@ -112,7 +124,7 @@ def simpy_model(n: int, steps: int) -> float:
         env.process(agent(i))
     start = time.perf_counter()
     env.run(until=env.process(controller()))
-    return n * steps / (time.perf_counter() - start)
+    return wealth, time.perf_counter() - start, acted
 
 
 def run(quick: bool) -> list[tuple[str, ...]]:

@@ -54,3 +54,14 @@ def test_dict_ledger_baseline_agrees_with_the_array_ledger():
 def test_unknown_suite_exits_2():
     result = CliRunner().invoke(app, ["bench", "--only", "gpu"])
     assert result.exit_code == 2 and "expected one of" in result.output
+
+
+def test_exchange_peers_do_the_same_work():
+    from benchmarks import exchange
+
+    wealth, _ = exchange.mesa_run(300, 5)
+    assert sum(wealth) == 300 and min(wealth) >= 0
+    wealth, _, acted = exchange.simpy_run(300, 5)
+    assert sum(wealth) == 300 and min(wealth) >= 0
+    assert acted == [5] * 300  # every agent takes exactly one turn per step
+    assert exchange.agora(1000, 3) > 0 and exchange.numba_loop(1000, 3) > 0
