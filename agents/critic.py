@@ -94,9 +94,9 @@ def check_batch(held: dict[int, int], src: list[int], dst: list[int], amounts: l
     """Prove with z3 that a batch overdraws nobody and (``conserve``) moves exactly what it takes.
 
     ``held`` is what each payer holds before the batch (spending rights, or stake for a slash),
-    micro-credits. The batch is stated to z3 as integer unknowns -- one per entry, per payer's total
-    and per payee's total, tied by the batch's structure and pinned to its values -- together with
-    the negation of the claim: some entry is not positive, some payer's total exceeds what it
+    micro-credits. The batch is stated to z3 as integer terms -- each entry's amount, each payer's
+    total as the sum of its entries, what payers give and payees get as sums of the same entries --
+    under the negation of the claim: some entry is not positive, some payer's total exceeds what it
     holds, or (``conserve``) what payers give differs from what payees get. ``unsat`` proves the
     claim. Returns ``(True, "")`` or ``(False, reason naming the first bad entry)``.
     """
@@ -108,28 +108,19 @@ def check_batch(held: dict[int, int], src: list[int], dst: list[int], amounts: l
         return False, f"entry {k}: payer {unknown[0]} has no known rights"
     if not src:
         return True, ""
-    payers = sorted(set(src))
-    payees = sorted(set(dst))
-    pi = {a: i for i, a in enumerate(payers)}
-    qi = {b: j for j, b in enumerate(payees)}
-    out: list[list[str]] = [[] for _ in payers]
-    into: list[list[str]] = [[] for _ in payees]
-    text = []
-    for k, (a, b, x) in enumerate(zip(src, dst, amounts, strict=True)):
-        text.append(f"(declare-const $x{k} Int)(assert (= $x{k} {_lit(x)}))")
-        out[pi[a]].append(f"$x{k}")
-        into[qi[b]].append(f"$x{k}")
-    for i, a in enumerate(payers):
-        text.append(f"(declare-const $h{i} Int)(assert (= $h{i} {_lit(held[a])}))"
-                    f"(declare-const $s{i} Int)(assert (= $s{i} (+ 0 {' '.join(out[i])})))")
-    for j in range(len(payees)):
-        text.append(f"(declare-const $r{j} Int)(assert (= $r{j} (+ 0 {' '.join(into[j])})))")
-    bad = [f"(<= $x{k} 0)" for k in range(len(src))] + [f"(> $s{i} $h{i})" for i in range(len(payers))]
+    out: dict[int, list[str]] = {}
+    into: dict[int, list[str]] = {}
+    lits = [_lit(x) for x in amounts]
+    for a, b, x in zip(src, dst, lits, strict=True):
+        out.setdefault(a, []).append(x)
+        into.setdefault(b, []).append(x)
+    bad = [f"(<= {x} 0)" for x in lits]
+    bad += [f"(> (+ 0 {' '.join(xs)}) {_lit(held[a])})" for a, xs in sorted(out.items())]
     if conserve:
-        given = " ".join(f"$s{i}" for i in range(len(payers)))
-        got = " ".join(f"$r{j}" for j in range(len(payees)))
+        given = " ".join(f"(+ 0 {' '.join(xs)})" for _, xs in sorted(out.items()))
+        got = " ".join(f"(+ 0 {' '.join(xs)})" for _, xs in sorted(into.items()))
         bad.append(f"(not (= (+ 0 {given}) (+ 0 {got})))")
-    text.append(f"(assert (or {' '.join(bad)}))")
+    text = [f"(assert (or {' '.join(bad)}))"]
     if _prove("".join(text)):
         return True, ""
     dropped = refine_batch(held, src, amounts)

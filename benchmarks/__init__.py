@@ -7,7 +7,7 @@ import platform
 from rich.console import Console
 from rich.table import Table
 
-SUITES = ("kernel", "exchange", "market", "cores", "coordination", "roles", "ledger", "envs", "analysis")
+SUITES = ("kernel", "exchange", "market", "marketplace", "cores", "coordination", "roles", "ledger", "envs", "analysis")
 
 
 def _print(console: Console, title: str, columns: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
@@ -41,6 +41,12 @@ def run_all(quick: bool = False, only: str | None = None, console: Console | Non
 
         _print(console, "market: requesters and workers, no roles (this CPU)",
                ("agents", "recording", "ticks/s", "agent-steps/s", "world arrays per agent"), market.run(quick))
+    if only in (None, "marketplace"):
+        from benchmarks import marketplace
+
+        _print(console, "marketplace: the default scenario with every role, scaled (this CPU, recording off)",
+               ("agents", "implementation", "ticks/s", "agent-steps/s", "us/agent-step", "peak memory per agent",
+                "Agora is"), marketplace.run(quick))
     if only in (None, "cores"):
         from benchmarks import cores
 

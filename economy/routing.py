@@ -94,7 +94,7 @@ def _assign(logits, capacity, k, overflow):
 
 
 @njit(cache=True)
-def _assign_onehot(task_skill, order, n_valid, capacity, overflow):
+def _assign_onehot(task_skill, order, n_valid, capacity, overflow, n_agents):
     """:func:`_assign` for k = 1 when every task needs exactly one skill: O(tasks + agents · skills).
 
     ``order[s]`` lists the agents by falling score for skill ``s`` (ties to the lower index), the
@@ -103,9 +103,8 @@ def _assign_onehot(task_skill, order, n_valid, capacity, overflow):
     agent or nothing -- the same choices as the dense greedy pass.
     """
     m = task_skill.shape[0]
-    n = order.shape[1]
     assignment = np.full((m, 1), -1, dtype=np.int64)
-    load = np.zeros(n, dtype=np.int64)
+    load = np.zeros(n_agents, dtype=np.int64)
     ptr = np.zeros(order.shape[0], dtype=np.int64)
     for t in range(m):
         s = task_skill[t]
@@ -119,6 +118,39 @@ def _assign_onehot(task_skill, order, n_valid, capacity, overflow):
             load[a] += 1
             assignment[t, 0] = a
     return assignment
+
+
+@njit(cache=True)
+def _merged_orders(skills, levels, orders, bias, k):
+    """The first ``k`` agents of each skill's list by falling score ``skills[a, s] + bias[a]`` (ties to the
+    lower index), from one list per distinct skill value: ``orders[d]`` holds the valid agents sorted
+    by falling ``levels[d] + bias`` (ties to the lower index); skill ``s``'s list merges, for every
+    ``d``, the agents whose ``skills[a, s]`` is ``levels[d]``. ``int64[skills, k]``."""
+    n_skills = skills.shape[1]
+    n_levels = levels.shape[0]
+    nv = orders.shape[1]
+    out = np.empty((n_skills, k), dtype=np.int64)
+    ptr = np.zeros(n_levels, dtype=np.int64)
+    for s in range(n_skills):
+        for d in range(n_levels):
+            ptr[d] = 0
+            while ptr[d] < nv and skills[orders[d, ptr[d]], s] != levels[d]:
+                ptr[d] += 1
+        for pos in range(k):
+            best = -1
+            best_key = 0.0
+            best_a = 0
+            for d in range(n_levels):
+                if ptr[d] < nv:
+                    a = orders[d, ptr[d]]
+                    key = -(levels[d] + bias[a])
+                    if best < 0 or key < best_key or (key == best_key and a < best_a):
+                        best, best_key, best_a = d, key, a
+            out[s, pos] = best_a
+            ptr[best] += 1
+            while ptr[best] < nv and skills[orders[best, ptr[best]], s] != levels[best]:
+                ptr[best] += 1
+    return out
 
 
 def load_stats(assignment: npt.NDArray[np.int64], n_agents: int) -> RouteStats:
@@ -148,6 +180,7 @@ class TopKGate:
         self.balance_rate = balance_rate
         self.overflow = overflow  # False: a full agent drops the slot (MoE); True: the next-best agent takes it
         self.bias = np.zeros(skills.shape[0], dtype=np.float64)
+        self._levels: npt.NDArray[np.float64] | None = None  # distinct skill values, found on first use
 
     def scores(self, task_skills: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
         """Gate logits ``float64[tasks, agents]``."""
@@ -170,14 +203,12 @@ class TopKGate:
         if onehot:
             # Each task's scores are one column of skills + bias: sort agents once per skill instead
             # of scoring every (task, agent) pair. Same values, same ties, same assignment.
-            values = self.skills.T + self.bias  # [skills, agents], exactly the dense logits' entries
             valid = np.ones(n, dtype=np.bool_) if available is None else np.asarray(available, dtype=np.bool_)
             valid = valid & np.isfinite(self.bias)
-            keyed = np.where(valid[None, :], -values, np.inf)
-            order = np.argsort(keyed, axis=1, kind="stable").astype(np.int64)
-            n_valid = np.full(values.shape[0], int(valid.sum()), dtype=np.int64)
+            order = self._skill_orders(valid, m, capacity)
+            n_valid = np.full(order.shape[0], order.shape[1], dtype=np.int64)
             assignment = _assign_onehot(np.argmax(task_skills, axis=1).astype(np.int64), order, n_valid, capacity,
-                                        self.overflow)
+                                        self.overflow, n)
         else:
             logits = self.scores(task_skills)
             if available is not None:
@@ -186,6 +217,23 @@ class TopKGate:
         stats = load_stats(assignment, n)
         self.bias -= self.balance_rate * np.sign(stats.load - stats.load.mean())
         return assignment, stats
+
+    def _skill_orders(self, valid: npt.NDArray[np.bool_], m: int, capacity: int) -> npt.NDArray[np.int64]:
+        """Each skill's valid agents by falling score (ties to the lower index), as far as ``m`` tasks
+        at ``capacity`` can reach: a skill's pointer passes only full agents, and at most ``m //
+        capacity`` agents fill up, so the first ``m // capacity + 1`` places are all the walk reads."""
+        agents = np.flatnonzero(valid)
+        k = min(agents.size, m // max(capacity, 1) + 2)
+        if self._levels is None:
+            self._levels = np.unique(self.skills)
+        if self._levels.size <= 4:
+            # Few distinct skill values (a main skill and the rest): one sort per value, merged per skill.
+            orders = np.empty((self._levels.size, agents.size), dtype=np.int64)
+            for d, level in enumerate(self._levels):
+                orders[d] = agents[np.argsort(-(level + self.bias[agents]), kind="stable")]
+            return _merged_orders(self.skills, self._levels, orders, self.bias, k)
+        values = self.skills[agents].T + self.bias[agents]  # [skills, valid agents], the dense logits' entries
+        return agents[np.argsort(-values, axis=1, kind="stable")[:, :k]]
 
     def learn(self, agents: npt.NDArray[np.int64], success: npt.NDArray[np.bool_]) -> None:
         """Move each agent's bias toward its observed success (logistic gradient on the bias)."""

@@ -454,7 +454,7 @@ def query(
 @app.command()
 def bench(
     quick: Annotated[bool, typer.Option("--quick", help="Smaller sizes (seconds instead of minutes).")] = False,
-    only: Annotated[Optional[str], typer.Option(help="Run one suite: kernel, exchange, market, cores, coordination, roles, ledger, envs or analysis.")] = None,
+    only: Annotated[Optional[str], typer.Option(help="Run one suite: kernel, exchange, market, marketplace, cores, coordination, roles, ledger, envs or analysis.")] = None,
 ) -> None:
     """Run the benchmark suite and print tables with the peers side by side."""
     from benchmarks import SUITES, run_all

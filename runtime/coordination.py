@@ -22,7 +22,7 @@ import numpy.typing as npt
 import scipy.sparse as sp
 from scipy.sparse.csgraph import connected_components
 
-from runtime.kuramoto import CSR, Oscillators, coherence_gain, group_order, lorentzian_frequencies, order_parameter
+from runtime.kuramoto import CSR, Oscillators, coherence_gain, lorentzian_frequencies, order_parameter, strided_order
 from runtime.scenario import CoordinationConfig
 from runtime.tension import tension
 
@@ -82,9 +82,8 @@ class Coordination:
             self._rebuild()
         self.osc.step(self.cfg.steps_per_tick)
         theta = self.osc.theta
-        w.gauge("r_global", order_parameter(theta)[0])
-        regions = np.arange(w.n_agents) % self.n_regions
-        r = group_order(theta, regions, self.n_regions)
+        r_global, r = strided_order(theta, self.n_regions)  # regions are account id % regions
+        w.gauge("r_global", r_global)
         for i, name in enumerate(w.network.names):
             w.gauge(f"r_region/{name}", float(r[i]))
             if self.region_r[i] < self.cfg.sync_threshold <= r[i]:

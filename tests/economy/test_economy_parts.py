@@ -132,11 +132,18 @@ def test_the_one_hot_routing_path_assigns_exactly_as_the_dense_greedy_pass():
     from economy.routing import TopKGate, _assign
 
     rng = np.random.default_rng(8)
-    for trial in range(60):
+    for trial in range(160):
         n, d, m = int(rng.integers(2, 40)), int(rng.integers(1, 6)), int(rng.integers(1, 120))
-        skills = np.round(rng.random((n, d)), 1)  # coarse values: many ties
+        if trial < 60:
+            skills = np.round(rng.random((n, d)), 1)  # coarse values: many ties, the sort-per-skill path
+            bias = np.round(rng.normal(0, 0.1, n), 1)
+        else:
+            # A main skill and the rest (the workers' case): the merged path. Biases a rounding error
+            # apart tie once a skill value is added, and ties go to the lower index.
+            skills = np.where(rng.random((n, d)) < 0.3, 1.0, 0.1)
+            bias = rng.choice([0.0, 1e-17, -1e-17, 0.9, 0.9 + 1e-16, -0.5], size=n)
         gate = TopKGate(skills, k=1, overflow=bool(trial % 2))
-        gate.bias = np.round(rng.normal(0, 0.1, n), 1)
+        gate.bias = bias
         onehot = np.zeros((m, d))
         onehot[np.arange(m), rng.integers(0, d, m)] = 1.0
         available = rng.random(n) < 0.8

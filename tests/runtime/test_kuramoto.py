@@ -76,3 +76,24 @@ def test_group_order_gain_and_bad_input():
         CSR.from_networkx(nx.Graph([("a", "b")]))
     with pytest.raises(ValueError, match="dt > 0"):
         Oscillators(np.zeros(2), 1.0, 0.0, np.zeros(2))
+
+
+def test_strided_order_matches_the_plain_order_parameters_and_ignores_threads():
+    import numba
+
+    from runtime.kuramoto import group_order, order_parameter, strided_order
+
+    rng = np.random.default_rng(5)
+    for n, groups in ((1, 3), (7, 3), (1000, 1), (100_003, 4)):
+        theta = rng.uniform(0, 2 * np.pi, n)
+        r, per_group = strided_order(theta, groups)
+        assert np.isclose(r, order_parameter(theta)[0], atol=1e-12)
+        assert np.allclose(per_group, group_order(theta, np.arange(n) % groups, groups), atol=1e-12)
+    theta = rng.uniform(0, 2 * np.pi, 200_000)
+    numba.set_num_threads(1)
+    try:
+        one = strided_order(theta, 3)
+    finally:
+        numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+    two = strided_order(theta, 3)
+    assert one[0] == two[0] and np.array_equal(one[1], two[1])
