@@ -36,25 +36,31 @@ stake = 5
 """
 
 
-def _arrays_bytes(obj: object, depth: int = 2) -> int:
-    """Bytes of the numpy arrays an object holds (and those of its attributes, ``depth`` levels down)."""
+def world_bytes(world: World) -> int:
+    """Bytes of the numpy arrays the world's own objects hold (ledger replicas with their Merkle
+    trees, populations and their cores' arrays, reputation, market, coordination and its graph, task
+    board), each array once: the simulation's state, not the interpreter's or the libraries' memory."""
     import numpy as np
 
+    seen: set[int] = set()
     total = 0
-    for value in vars(obj).values() if hasattr(obj, "__dict__") else ():
-        if isinstance(value, np.ndarray):
-            total += value.nbytes
-        elif depth > 0 and hasattr(value, "__dict__") and not isinstance(value, type):
-            total += _arrays_bytes(value, depth - 1)
+    stack: list[tuple[object, int]] = [(world, 4)]
+    while stack:
+        obj, depth = stack.pop()
+        values = list(obj.values()) if isinstance(obj, dict) else list(obj) if isinstance(obj, (list, tuple)) \
+            else list(vars(obj).values()) if hasattr(obj, "__dict__") else []
+        for value in values:
+            if id(value) in seen:
+                continue
+            seen.add(id(value))
+            if isinstance(value, np.ndarray):
+                total += value.nbytes
+            elif type(value).__name__ == "Tensor" and hasattr(value, "element_size"):  # a core's torch weights
+                total += value.element_size() * value.nelement()
+            elif depth > 0 and (isinstance(value, (dict, list, tuple)) or
+                                type(value).__module__.split(".")[0] in ("economy", "runtime", "agents")):
+                stack.append((value, depth - 1))
     return total
-
-
-def _held_bytes(world: World) -> int:
-    """The world's array state: ledger replicas (with their Merkle trees), populations (with their
-    routers), reputation, market."""
-    total = sum(_arrays_bytes(ledger) for ledger in world.ledgers)
-    total += sum(_arrays_bytes(pop) for pop in world.populations)
-    return total + _arrays_bytes(world.reputation) + _arrays_bytes(world.market)
 
 
 def run(quick: bool) -> list[tuple[str, ...]]:
@@ -70,7 +76,7 @@ def run(quick: bool) -> list[tuple[str, ...]]:
                 start = time.perf_counter()
                 world.run(2 + ticks)
                 rate = ticks / (time.perf_counter() - start)
-                per_agent = _held_bytes(world) / n
+                per_agent = world_bytes(world) / n
                 world.close()
             rows.append((f"{n:,}", "on" if recording else "off", f"{rate:.2f}", f"{rate * n:,.0f}", f"{per_agent:,.0f} B"))
     return rows

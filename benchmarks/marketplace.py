@@ -9,9 +9,10 @@ still proves each refund batch.
 
 Each case runs in a fresh process (so peak memory is its own): build, three warm-up ticks (numba
 compiles, caches fill), then timed ticks 3.., which are before the scenario's first fault (tick 30).
-Reported: ticks/s, agent-steps/s, microseconds per agent-step, the rise of peak resident memory
-over the process after a 1,000-agent warm-up world has loaded the libraries and compiled the
-kernels (per agent), and Agora's speed over the peer's. The peer is
+Reported: ticks/s, agent-steps/s, microseconds per agent-step, peak resident memory from building
+the world to the last tick over the resident memory before it (after a 1,000-agent warm-up world
+has loaded the libraries and compiled the kernels; per agent), the bytes of the world's own arrays
+per agent (Agora), and Agora's speed over the peer's. The peer is
 ``benchmarks/mesa_marketplace.py``; its docstring lists what it leaves out.
 """
 
@@ -44,12 +45,24 @@ def scaled_text(n: int, review_ledger: bool = False) -> str:
 
 
 def _rss_now() -> int:
+    """Resident bytes now, after resetting the peak (Linux: ``clear_refs`` 5), so the peak read later
+    is this case's, not that of imports or the warm-up."""
+    with open("/proc/self/clear_refs", "w") as fh:
+        fh.write("5")
     with open("/proc/self/statm") as fh:
         return int(fh.read().split()[1]) * resource.getpagesize()
 
 
-def _case(impl: str, n: int, ticks: int) -> tuple[int, float, int]:
-    """In a fresh process: (agents, ticks/s, peak memory rise in bytes)."""
+def _peak() -> int:
+    """Peak resident bytes since the last :func:`_rss_now`."""
+    with open("/proc/self/status") as fh:
+        line = next(line for line in fh if line.startswith("VmHWM:"))
+    return int(line.split()[1]) * 1024
+
+
+def _case(impl: str, n: int, ticks: int) -> tuple[int, float, int, int]:
+    """In a fresh process: (agents, ticks/s, peak memory rise in bytes, bytes of the world's arrays
+    (Agora; 0 for the peer))."""
     if impl == "agora":
         from runtime.scenario import parse
         from runtime.world import World
@@ -80,31 +93,51 @@ def _case(impl: str, n: int, ticks: int) -> tuple[int, float, int]:
         for _ in range(ticks):
             step()
     rate = ticks / (time.perf_counter() - start)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    return agents, rate, max(0, peak - before)
+    peak = _peak()
+    held = 0
+    if step is None:
+        from benchmarks.market import world_bytes
+
+        held = world_bytes(world)
+    return agents, rate, max(0, peak - before), held
 
 
-def measure(impl: str, n: int, ticks: int) -> tuple[int, float, int]:
+def measure(impl: str, n: int, ticks: int) -> tuple[int, float, int, int]:
     """Run one case in a fresh process (see :func:`_case`)."""
     with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
         return pool.submit(_case, impl, n, ticks).result()
 
 
-def run(quick: bool) -> list[tuple[str, ...]]:
-    """Rows: (agents, implementation, ticks/s, agent-steps/s, us per agent-step, peak memory per agent, Agora is);
-    the ratio is of agent-steps/s (the peer has the ten service agents less four refactor agents)."""
+def run(quick: bool, goals: list[tuple[str, str, str, bool]] | None = None) -> list[tuple[str, ...]]:
+    """Rows: (agents, implementation, ticks/s, agent-steps/s, us per agent-step, peak memory per agent,
+    world arrays per agent, Agora is); the ratio is of agent-steps/s (the peer has the ten service
+    agents less its four refactor agents). Appends issue 8's marketplace goals to ``goals``."""
     sizes = (10_000, 100_000) if quick else (10_000, 100_000, 1_000_000)
     agora_ticks = {10_000: 20, 100_000: 10, 1_000_000: 5}
     mesa_ticks = {10_000: 5, 100_000: 2}  # the peer at 10^6 would take about half an hour per run
     rows = []
+    cost: dict[int, float] = {}
+    ratio_1e4 = held_max = 0.0
     for n in sizes:
-        a_n, a_rate, a_mem = measure("agora", n, 5 if quick else agora_ticks[n])
-        rows.append(_row(a_n, "Agora", a_rate, a_mem, "1.0x"))
+        a_n, a_rate, a_mem, a_held = measure("agora", n, 5 if quick else agora_ticks[n])
+        cost[n] = 1e6 / (a_rate * a_n)
+        held_max = a_held / a_n
+        rows.append(_row(a_n, "Agora", a_rate, a_mem, f"{a_held / a_n:,.0f} B", "1.0x"))
         if n in mesa_ticks:
-            m_n, m_rate, m_mem = measure("mesa", n, 2 if quick else mesa_ticks[n])
-            rows.append(_row(m_n, "Mesa 3, object per agent", m_rate, m_mem, f"{a_rate * a_n / (m_rate * m_n):.1f}x"))
+            m_n, m_rate, m_mem, _ = measure("mesa", n, 2 if quick else mesa_ticks[n])
+            ratio = a_rate * a_n / (m_rate * m_n)
+            ratio_1e4 = ratio if n == 10_000 else ratio_1e4
+            rows.append(_row(m_n, "Mesa 3, object per agent", m_rate, m_mem, "-", f"{ratio:.1f}x"))
+        last_rate = a_rate
+    if goals is not None:
+        top = sizes[-1]
+        growth = cost[top] / cost[10_000]
+        goals += [("marketplace vs Mesa-idiomatic, 10^4 agents", f"{ratio_1e4:.1f}x", ">= 100x", ratio_1e4 >= 100),
+                  (f"marketplace ticks/s, {top:,} agents", f"{last_rate:.2f}", ">= 10 at 10^6", last_rate >= 10 and top >= 10**6),
+                  (f"cost per agent-step, {top:,} vs 10^4", f"{growth:.2f}x", "<= 2x", growth <= 2),
+                  (f"marketplace world arrays per agent, {top:,}", f"{held_max:,.0f} B", "<= 200 B", held_max <= 200)]
     return rows
 
 
-def _row(n: int, label: str, rate: float, mem: int, ratio: str) -> tuple[str, ...]:
-    return (f"{n:,}", label, f"{rate:.2f}", f"{rate * n:,.0f}", f"{1e6 / (rate * n):.3f}", f"{mem / n:,.0f} B", ratio)
+def _row(n: int, label: str, rate: float, mem: int, held: str, ratio: str) -> tuple[str, ...]:
+    return (f"{n:,}", label, f"{rate:.2f}", f"{rate * n:,.0f}", f"{1e6 / (rate * n):.3f}", f"{mem / n:,.0f} B", held, ratio)

@@ -53,7 +53,9 @@ def test_dict_ledger_baseline_agrees_with_the_array_ledger():
 
 def test_unknown_suite_exits_2():
     result = CliRunner().invoke(app, ["bench", "--only", "gpu"])
-    assert result.exit_code == 2 and "expected one of" in result.output
+    assert result.exit_code == 2 and "expected one or more of" in result.output
+    result = CliRunner().invoke(app, ["bench", "--only", "exchange,gpu"])
+    assert result.exit_code == 2 and "'gpu' is not a suite" in result.output
 
 
 def test_exchange_peers_do_the_same_work():
@@ -65,3 +67,46 @@ def test_exchange_peers_do_the_same_work():
     assert sum(wealth) == 300 and min(wealth) >= 0
     assert acted == [5] * 300  # every agent takes exactly one turn per step
     assert exchange.agora(1000, 3) > 0 and exchange.numba_loop(1000, 3) > 0
+
+
+def test_scaled_marketplace_has_n_agents_and_every_role():
+    from benchmarks.marketplace import scaled_text
+    from runtime.scenario import parse
+
+    for n in (10_000, 123_457):
+        sc = parse(scaled_text(n))
+        assert abs(sum(p.count for p in sc.population) - n) <= 2  # rounding of four populations
+        roles = {p.role for p in sc.population}
+        assert roles == {"requester", "worker", "healer", "critic", "world_model", "refactor", "negotiator"}
+        assert next(p for p in sc.population if p.role == "critic").review_ledger is False
+        assert len(sc.fault) == 4 and sc.coordination is not None
+
+
+def test_mesa_marketplace_peer_does_the_marketplace_work_and_conserves_credits():
+    from benchmarks.marketplace import scaled_text
+    from benchmarks.mesa_marketplace import Critic, Healer, MesaMarketplace, Negotiator, Requester, Worker
+    from runtime.scenario import parse
+
+    model = MesaMarketplace(2_000, seed=3)
+    agora = {}
+    for p in parse(scaled_text(2_000)).population:
+        agora[p.role] = agora.get(p.role, 0) + p.count
+    counts = {t: len(model.agents_by_type[t]) for t in (Requester, Worker, Negotiator, Healer, Critic)}
+    assert counts == {Requester: agora["requester"], Worker: agora["worker"], Negotiator: agora["negotiator"],
+                      Healer: agora["healer"], Critic: agora["critic"]}
+    minted_before = sum(sum(r.minted.values()) for r in model.ledgers)
+    contracts = paid = 0
+    for _ in range(12):
+        model.step()
+        paid += len(model.results)
+        contracts += sum(1 for n in model.negotiators if any(n.A.ravel()))
+    assert paid > 1000 and contracts > 0  # workers were paid and negotiators learned from trades
+    # Once every replica has merged every other's state: credits held = minted - burned (slashes).
+    for a in model.ledgers:
+        for b in model.ledgers:
+            a.merge(b)
+    minted = sum(model.ledgers[0].minted.values())
+    burned = sum(model.ledgers[0].burned.values())
+    assert minted > minted_before
+    assert model.credits() == minted - burned
+    assert any(w.alive for w in model.workers) and 0 < min(model.prices)
