@@ -300,21 +300,23 @@ def plan_keeps_acyclic(edges: list[tuple[int, int]], added: list[tuple[int, int]
     lower to a higher number; z3 looks for such a numbering. Returns ``(True, "")`` or ``(False,
     reason)`` naming the first added edge that makes it impossible.
     """
-    solver = z3.Solver()
-    order: dict[int, z3.ArithRef] = {}
+    if not added:
+        return True, ""
+    nodes = sorted({node for edge in [*edges, *added] for node in edge})
+    declare = "".join(f"(declare-const $r{node} Int)" for node in nodes)
+    before = "".join(f"(assert (< $r{u} $r{v}))" for u, v in edges)
 
-    def rank(node: int) -> z3.ArithRef:
-        if node not in order:
-            order[node] = z3.Int(f"rank_{node}")
-        return order[node]
+    def cyclic(k: int) -> bool:  # no numbering fits the edges and the first k added ones
+        return _prove(declare + before + "".join(f"(assert (< $r{u} $r{v}))" for u, v in added[:k]))
 
-    for u, v in edges:
-        solver.add(rank(u) < rank(v))
-    for u, v in added:
-        solver.push()
-        solver.add(rank(u) < rank(v))
-        if solver.check() == z3.unsat:
-            return False, f"dependency {u} -> {v} would close a cycle"
-        solver.pop()
-        solver.add(rank(u) < rank(v))
-    return True, ""
+    if not cyclic(len(added)):
+        return True, ""
+    lo, hi = 1, len(added)  # the first k with no numbering: the k-th added edge closes a cycle
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if cyclic(mid):
+            hi = mid
+        else:
+            lo = mid + 1
+    u, v = added[lo - 1]
+    return False, f"dependency {u} -> {v} would close a cycle"

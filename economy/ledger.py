@@ -291,8 +291,8 @@ class Replica:
                 if op.seq <= self.clock[op.origin]:
                     del self._pending[key]
                     continue
-                deps_ok = bool(np.all(np.delete(self.clock >= op.deps, op.origin)))
-                if op.seq == self.clock[op.origin] + 1 and deps_ok:
+                if op.seq == self.clock[op.origin] + 1 and all(
+                        self.clock[r] >= op.deps[r] for r in range(self.R) if r != op.origin):
                     self._apply(op.kind, op.origin, op.accounts, op.others, op.amounts, check=False)
                     self.clock[op.origin] = op.seq
                     self._touch(op.accounts, op.others if op.kind == OpKind.TRANSFER else None)

@@ -18,6 +18,12 @@ def test_z3_accepts_a_dag_extension_and_refuses_a_cycle():
     ok, reason = plan_keeps_acyclic(edges, [(0, 2), (3, 1)])
     assert not ok and "3 -> 1" in reason
     assert not plan_keeps_acyclic([], [(5, 5)])[0]
+    # The first added edge that closes a cycle is named, wherever it sits among the added ones.
+    for k in range(6):
+        added = [(10 + i, 11 + i) for i in range(k)] + [(3, 0)] + [(20, 21), (2, 1)]
+        ok, reason = plan_keeps_acyclic(edges, added)
+        assert not ok and "3 -> 0" in reason, (k, reason)
+    assert plan_keeps_acyclic(edges, []) == (True, "")
 
 
 SCENARIO = """
