@@ -114,6 +114,16 @@ def record(scenario_path: Path, out: Path, *, seed: int | None = None, until: in
     ``baseline`` runs every role's baseline core instead (recorded in the summary, and replayed so).
     """
     sc, raw = load(scenario_path)
+    return record_scenario(sc, raw, scenario_path.parent, out, seed=seed, until=until, realtime=realtime,
+                           overwrite=overwrite, progress=progress, baseline=baseline, device=device)
+
+
+def record_scenario(sc: Scenario, raw: bytes, base: Path, out: Path, *, seed: int | None = None,
+                    until: int | None = None, realtime: float | None = None, overwrite: bool = False,
+                    progress: Callable[[int], None] | None = None, baseline: bool = False,
+                    device: str = "cpu") -> dict[str, Any]:
+    """:func:`record` for a scenario already parsed from ``raw`` (the bytes written as the run's
+    scenario.toml); files it names are relative to ``base``."""
     if baseline:
         sc = with_baseline_cores(sc)
     seed = sc.world.seed if seed is None else seed
@@ -123,8 +133,8 @@ def record(scenario_path: Path, out: Path, *, seed: int | None = None, until: in
     prepare_out(out, overwrite)
     try:
         (out / SCENARIO_COPY).write_bytes(raw)
-        _copy_references(sc, scenario_path.parent, out)
-        world, wall = execute(sc, scenario_path.parent, out, seed, until, realtime, progress, device=device)
+        _copy_references(sc, base, out)
+        world, wall = execute(sc, base, out, seed, until, realtime, progress, device=device)
     except ScenarioError:
         shutil.rmtree(out)  # a scenario refused while the world was built leaves no half-made run behind
         raise
