@@ -263,7 +263,8 @@ class CriticPopulation(Population):
         stakes = np.zeros(workers.size, dtype=np.int64)
         for r, ledger in enumerate(world.ledgers):
             sel = world.home(workers) == r
-            stakes[sel] = ledger.staked()[workers[sel]]
+            if sel.any():
+                stakes[sel] = ledger.staked()[workers[sel]]
         amounts = (stakes * slash_fraction).astype(np.int64)
         keep = amounts > 0
         if keep.any():

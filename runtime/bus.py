@@ -48,6 +48,10 @@ class MessageBus:
         self.jitter = jitter
         self.handlers: dict[str, Callable[[Message], None]] = {}
         self.counts = {"sent": 0, "delivered": 0, "lost": 0, "duplicated": 0, "blocked": 0}
+        # A shard of a sharded world: regions held elsewhere, and what is leaving for them
+        # (arrival time, message), shipped by the driver at the next tick barrier.
+        self.remote: frozenset[int] = frozenset()
+        self.outbox: list[tuple[float, Message]] = []
 
     def subscribe(self, topic: str, handler: Callable[[Message], None]) -> None:
         """Call ``handler`` for every message delivered on ``topic``."""
@@ -71,7 +75,20 @@ class MessageBus:
         copies = 2 if u_dup < self.duplication else 1
         self.counts["duplicated"] += copies - 1
         for _ in range(copies):
-            self.env.timeout(delay).callbacks.append(lambda _ev, m=msg: self._deliver(m))
+            if dst in self.remote:
+                self.outbox.append((float(self.env.now) + delay, msg))
+            else:
+                self.env.timeout(delay).callbacks.append(lambda _ev, m=msg: self._deliver(m))
+
+    def inject(self, arrives: float, msg: Message) -> None:
+        """Deliver a message from another shard at ``arrives``, or now if that has passed (before
+        anything else due now: it was due at the last tick barrier)."""
+        event = self.env.event()
+        event.callbacks.append(lambda _ev, m=msg: self._deliver(m))
+        delay = max(0.0, arrives - float(self.env.now))
+        event._ok = True
+        event._value = None
+        self.env.schedule(event, simpy.core.URGENT if delay == 0 else simpy.core.NORMAL, delay)
 
     def _deliver(self, msg: Message) -> None:
         if not self.network.reachable(msg.src, msg.dst):

@@ -85,6 +85,11 @@ def run(
         from runtime.scenario import load
 
         sc, _ = load(scenario)
+        if sc.distributed is not None and sc.distributed.shards > 1:
+            _run_sharded(scenario, target, seed, until, overwrite, quiet,
+                         refused=[flag for flag, on in (("--compare-baseline", compare_baseline), ("--realtime", realtime is not None),
+                                                        ("--device cuda", device == "cuda")) if on])
+            return
         ticks = until if until is not None else sc.world.ticks
         bar, callback = _progress(ticks, quiet, f"{sc.world.name}")
         if bar is not None:
@@ -106,6 +111,45 @@ def run(
         base = record(scenario, target / "baseline", seed=seed, until=until, overwrite=True, baseline=True,
                       device=device)
         _print_comparison(summary, base)
+
+
+def _run_sharded(scenario: Path, target: Path, seed: int | None, until: int | None, overwrite: bool, quiet: bool,
+                 refused: list[str]) -> None:
+    """agora run for a scenario with [distributed] shards > 1: the shards on Ray actors, totals to summary.json."""
+    if refused:
+        _fail([f"{refused[0]}: not available for a sharded world (distributed.shards > 1)"])
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        _fail(["distributed.shards: a sharded world runs on Ray actors; install the extra: pip install -e '.[ray]'"])
+    from runtime.sharded import record_sharded
+
+    if not quiet:
+        err.print("starting the shards on Ray...", markup=False)
+    s = record_sharded(scenario, target, seed=seed, until=until, overwrite=overwrite)
+    if quiet:
+        out.print(str(target), markup=False)
+        return
+    table = Table(title=f"agora run: {s['scenario']} (seed {s['seed']}), {s['shards']} shards", show_header=False)
+    table.add_column(style="bold")
+    table.add_column()
+    reports = s["shard_reports"]
+    rows = [("ticks", f"{s['ticks']} in {s['wall_seconds']:.2f} s"),
+            ("agents per shard", ", ".join(f"{r['agents']:,}" for r in reports)),
+            ("tasks posted per shard", ", ".join(f"{r['tasks_posted']:,}" for r in reports)),
+            ("credits held / issued", f"{s['credits_held_micro'] / 1e6:,.6f} / {s['supply_issued_micro'] / 1e6:,.6f}"
+             + ("  (conserved)" if s["conserved"] else "  (NOT conserved)" if s["converged"]
+                else "  (replicas not converged, e.g. a partition still in place: no total yet)")),
+            ("lowest balance", f"{s['lowest_balance_micro'] / 1e6:,.6f} credits"),
+            ("ledger replicas", f"converged after {s['settle_rounds']} settling ticks" if s["converged"]
+             else f"{len(set(s['roots'].values()))} distinct states"),
+            ("messages", ", ".join(f"shard {r['shard']}: {r['messages']['sent']:,} sent, {r['messages']['lost']:,} lost"
+                                   for r in reports)),
+            ("final state", s["final_state_hash"][:32]),
+            ("run directory", str(target))]
+    for k, v in rows:
+        table.add_row(k, v)
+    out.print(table)
 
 
 def _print_comparison(learned: dict[str, Any], base: dict[str, Any]) -> None:

@@ -143,7 +143,7 @@ def record_scenario(sc: Scenario, raw: bytes, base: Path, out: Path, *, seed: in
         path = pop.save_core(out / "cores")
         if path is not None:
             saved[pop.name] = str(path.relative_to(out))
-    held, issued = world.ledgers[0].supply()
+    held, issued = world.local_ledgers[0].supply()
     final = world.hashes()
     summary: dict[str, Any] = {
         "format": "agora-run-1",
@@ -167,7 +167,7 @@ def record_scenario(sc: Scenario, raw: bytes, base: Path, out: Path, *, seed: in
             "supply_held_micro": held,
             "supply_issued_micro": issued,
             "distinct_ledger_roots": world.distinct_roots(),
-            "ops_refused": sum(len(ledger.rejected) for ledger in world.ledgers) + world.refused_by_critic,
+            "ops_refused": sum(len(ledger.rejected) for ledger in world.local_ledgers) + world.refused_by_critic,
             "messages": dict(world.bus.counts),
             "tasks_posted": world.task_board.next_id,
             "mean_price_micro": float(world.market.prices.mean()),

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from runtime.run_data import RunData, open_run
-from runtime.recording import SCENARIO_COPY, execute, file_sha256, read_summary, with_baseline_cores
+from runtime.recording import RunDirError, SCENARIO_COPY, execute, file_sha256, read_summary, with_baseline_cores
 from runtime.recorder import read_stream
 from runtime.scenario import ScenarioError, parse
 from runtime.world import Checkpoint
@@ -68,6 +68,10 @@ def verify(run_dir: Path, progress: Callable[[int], None] | None = None) -> Verd
     summary, problems = read_summary(run_dir)
     if not summary or any("summary" in p or SCENARIO_COPY in p for p in problems):
         return Verdict("tampered", problems)
+    if summary.get("format") == "agora-sharded-run-1":
+        raise RunDirError(f"{run_dir}: a sharded run ({summary.get('shards')} shards) records totals, not an event log, "
+                          "so it cannot be replayed; rerunning it with the same shards and seed gives the same "
+                          f"final state hash ({str(summary.get('final_state_hash'))[:16]})")
     try:
         sc = parse((run_dir / SCENARIO_COPY).read_text(), str(run_dir / SCENARIO_COPY), run_dir)
     except ScenarioError as exc:

@@ -14,14 +14,15 @@ def _key(name: str) -> int:
 class Streams:
     """``streams("bus")`` is the bus's generator; same seed and name give the same draws."""
 
-    def __init__(self, seed: int) -> None:
+    def __init__(self, seed: int, domain: str = "") -> None:
         self.seed = seed
+        self.domain = domain  # a shard's streams: "shard1of2/" (empty for a world in one process)
         self._gens: dict[str, np.random.Generator] = {}
 
     def __call__(self, name: str) -> np.random.Generator:
         gen = self._gens.get(name)
         if gen is None:
-            seq = np.random.SeedSequence(entropy=self.seed, spawn_key=(_key(name),))
+            seq = np.random.SeedSequence(entropy=self.seed, spawn_key=(_key(self.domain + name),))
             gen = np.random.Generator(np.random.Philox(seq))
             self._gens[name] = gen
         return gen

@@ -206,6 +206,12 @@ class RecordConfig(_Strict):
     state: bool = Field(True, description="Record the state table (balances, stakes, reputations, alive) after every tick: full at checkpoints, changed rows in between (what `agora replay --at` and `agora analyze` read).")
 
 
+class DistributedConfig(_Strict):
+    """A sharded world: agents partitioned over Ray actors, one ledger replica per region."""
+
+    shards: int = Field(1, ge=1, le=64, description="Shards (Ray actors). An agent lives on shard (id % regions) % shards, with the replicas of its shard's regions; needs at least as many regions as shards.")
+
+
 class Scenario(_Strict):
     """A whole scenario file."""
 
@@ -221,6 +227,7 @@ class Scenario(_Strict):
     vote: list[VoteConfig] = Field([], description="Scripted votes (needs [governance]).")
     stake_event: list[StakeEventConfig] = Field([], description="Scripted stake purchases (needs [governance]).")
     coordination: CoordinationConfig | None = Field(None, description="Kuramoto coordination and tension (absent: off).")
+    distributed: DistributedConfig | None = Field(None, description="Run as a sharded world on Ray actors (absent: one process).")
 
 
 def schema() -> dict[str, object]:
@@ -283,6 +290,13 @@ def _cross_check(sc: Scenario, base: Path, label: str) -> list[str]:
                 if region not in regions:
                     problems.append(f"{label}: fault[{i}].groups: unknown region {region!r}; regions are {sorted(regions)}")
     problems += _check_governance(sc, names, label)
+    if sc.distributed is not None and sc.distributed.shards > 1:
+        n_regions = len(sc.network.regions) if sc.network.graph_file is None else None
+        if n_regions is not None and sc.distributed.shards > n_regions:
+            problems.append(f"{label}: distributed.shards: {sc.distributed.shards} shards need at least as many regions; network.regions has {n_regions}")
+        for key, present in (("governance", sc.governance is not None), ("coordination", sc.coordination is not None)):
+            if present:
+                problems.append(f"{label}: {key}: not supported in a sharded world yet (distributed.shards > 1); remove one of them")
     return problems
 
 

@@ -152,7 +152,10 @@ def plan(scenario: Path, sets: list[tuple[str, list[Any]]], seeds: int, out: Pat
         text = tomli_w.dumps(variant)
         label = f"{scenario} with " + (", ".join(f"{k}={v!r}" for k, v in zip(keys, combo, strict=True)) or "no changes")
         try:
-            parse(text, label, scenario.parent)
+            parsed = parse(text, label, scenario.parent)
+            if parsed.distributed is not None and parsed.distributed.shards > 1:
+                raise SweepError([f"{label}: distributed.shards: sweeping a sharded world is not supported yet; "
+                                  "run it with agora run, or sweep the scenario without [distributed]"])
         except ScenarioError as exc:
             problems += exc.problems
             continue

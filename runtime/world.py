@@ -72,14 +72,18 @@ class World(mesa.Model):
     MICRO = MICRO
 
     def __init__(self, scenario: Scenario, *, base: Path = Path("."), out: Path | None = None,
-                 seed: int | None = None, realtime: float | None = None, device: str = "cpu") -> None:
+                 seed: int | None = None, realtime: float | None = None, device: str = "cpu",
+                 shard: tuple[int, int] | None = None) -> None:
         seed = scenario.world.seed if seed is None else seed
         super().__init__(seed=seed)
         self.scenario = scenario
         self.base = base  # the scenario's folder: files it names are relative to it
         self.device = device  # where the roles' networks run: "cpu" (bit-for-bit replayable) or "cuda"
         self.seed = seed
-        self.streams = Streams(seed)
+        # A shard (k, K) of a sharded world holds the agents whose region r has r % K == k, and those
+        # regions' ledger replicas; runtime.sharded drives the shards and carries their messages.
+        self.shard = shard if shard is not None and shard[1] > 1 else None
+        self.streams = Streams(seed, f"shard{shard[0]}of{shard[1]}/" if self.shard else "")
         self.env: simpy.Environment = (
             simpy.rt.RealtimeEnvironment(factor=realtime, strict=False) if realtime else simpy.Environment()
         )
@@ -89,17 +93,24 @@ class World(mesa.Model):
         self.bus = MessageBus(self.env, self.network, self.streams("bus"), scenario.bus.loss,
                               scenario.bus.duplication, scenario.bus.jitter)
         roles = _roles()
+        self.local_regions = [r for r in range(R) if self.shard is None or r % self.shard[1] == self.shard[0]]
         self.populations: list[Population] = []
         offset = 0
         for cfg in scenario.population:
             ids = np.arange(offset, offset + cfg.count, dtype=np.int64)
+            if self.shard is not None:
+                ids = ids[(ids % R) % self.shard[1] == self.shard[0]]
             self.populations.append(roles[cfg.role](cfg, ids, R))
             offset += cfg.count
         self.n_agents = offset
         self.treasury = offset  # one account past the agents: the organisation's treasury
         self.n_accounts = offset + 1
         keyring = Keyring.derive(R, f"agora/{seed}".encode())
-        self.ledgers = [Replica(r, R, self.n_accounts, keyring) for r in range(R)]
+        # Replicas of regions held by other shards are None here.
+        self.ledgers: list[Replica] = [Replica(r, R, self.n_accounts, keyring) if r in self.local_regions else None  # type: ignore[misc]
+                                       for r in range(R)]
+        if self.shard is not None:
+            self.bus.remote = frozenset(set(range(R)) - set(self.local_regions))
         self.rates = Rates(task_unit=eco.task_unit_credits * MICRO, uptime_hour=eco.uptime_millicredits_per_hour * 1000)
         self.market = Market(eco.n_skills, base_price=max(1, self.rates.task_unit), elasticity=eco.price_elasticity,
                              max_step=eco.price_max_step)
@@ -233,7 +244,8 @@ class World(mesa.Model):
         homes = self.home(accounts)
         for r, ledger in enumerate(self.ledgers):
             sel = homes == r
-            out[sel] = ledger.rights_of(accounts[sel])
+            if sel.any():
+                out[sel] = ledger.rights_of(accounts[sel])
         return out
 
     def execute(self, replica: int, kind: OpKind, accounts: npt.NDArray[np.int64], others: npt.NDArray[np.int64],
@@ -319,7 +331,7 @@ class World(mesa.Model):
             self.emit("op_rejected", f"ledger/{msg.dst}", detail=str(exc))
 
     def _anti_entropy(self) -> None:
-        for a in range(len(self.ledgers)):
+        for a in self.local_regions:
             self.anti_entropy_from(a)
 
     def anti_entropy_from(self, replica: int) -> None:
@@ -404,13 +416,18 @@ class World(mesa.Model):
             self.emit("fault", pop.name, amount=len(still), detail=f"degrade ends for {len(still)}")
 
     # ------------------------------------------------------------------ observation
+    @property
+    def local_ledgers(self) -> list[Replica]:
+        """The replicas this world holds (all of them, except in a shard of a sharded world)."""
+        return [self.ledgers[r] for r in self.local_regions]
+
     def distinct_roots(self) -> int:
-        """How many different ledger states the replicas hold (1 = converged)."""
-        return len({ledger.root() for ledger in self.ledgers})
+        """How many different ledger states the (local) replicas hold (1 = converged)."""
+        return len({ledger.root() for ledger in self.local_ledgers})
 
     def hashes(self) -> dict[str, str]:
         """SHA-256 (hex) of each subsystem's state."""
-        out = {f"ledger/{r}": ledger.root().hex() for r, ledger in enumerate(self.ledgers)}
+        out = {f"ledger/{r}": self.ledgers[r].root().hex() for r in self.local_regions}
         for pop in self.populations:
             out[f"population/{pop.name}"] = pop.digest().hex()
         out["market"] = hashlib.sha256(self.market.prices.tobytes()).hexdigest()
@@ -430,8 +447,10 @@ class World(mesa.Model):
         the oldest op of that origin the replica has not applied yet (0 when it has them all); the
         largest and the mean."""
         lags = []
-        for ledger in self.ledgers:
+        for ledger in self.local_ledgers:
             for origin, made in enumerate(self._op_ticks):
+                if origin not in self.local_regions:
+                    continue  # another shard made those ops; their ticks are not known here
                 applied = int(ledger.clock[origin])
                 lags.append(self.tick - made[applied] if applied < len(made) else 0)
         return (max(lags), float(np.mean(lags))) if lags else (0, 0.0)
@@ -442,6 +461,7 @@ class World(mesa.Model):
         balance = np.zeros(self.n_accounts, dtype=np.int64)
         stake = np.zeros(self.n_accounts, dtype=np.int64)
         for r, ledger in enumerate(self.ledgers):
+            ledger = ledger if ledger is not None else self.local_ledgers[0]  # another shard's accounts, as seen here
             sel = homes == r
             balance[sel] = ledger.balances()[sel]
             stake[sel] = ledger.staked()[sel]
@@ -452,7 +472,7 @@ class World(mesa.Model):
         return {"balance": balance, "stake": stake, "reputation": rep.alpha / (rep.alpha + rep.beta), "alive": alive}
 
     def _write_metrics(self) -> None:
-        held, issued = self.ledgers[0].supply()
+        held, issued = self.local_ledgers[0].supply()
         # Replica agreement every tick for worlds up to 200k accounts (one Merkle root per replica),
         # at checkpoints above that.
         if self.n_accounts <= 200_000 or self.tick % self.scenario.world.checkpoint_every == 0:
@@ -467,7 +487,7 @@ class World(mesa.Model):
             **{f"price_{k}": int(p) for k, p in enumerate(self.market.prices)},
             "msgs_sent": self.bus.counts["sent"], "msgs_lost": self.bus.counts["lost"],
             "msgs_blocked": self.bus.counts["blocked"], "msgs_duplicated": self.bus.counts["duplicated"],
-            "ops_pending": int(sum(ledger.pending for ledger in self.ledgers)),
+            "ops_pending": int(sum(ledger.pending for ledger in self.local_ledgers)),
             "reputation_accuracy": float(self.reputation.accuracy) if self.reputation.predictions else 0.0,
             "fee_rate": float(self.params["fee_rate"]),
         })
