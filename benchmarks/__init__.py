@@ -7,7 +7,7 @@ import platform
 from rich.console import Console
 from rich.table import Table
 
-SUITES = ("kernel", "exchange", "market", "marketplace", "cores", "coordination", "roles", "ledger", "envs", "analysis")
+SUITES = ("kernel", "exchange", "market", "marketplace", "cores", "coordination", "roles", "ledger", "envs", "analysis", "scaleout")
 
 
 def _print(console: Console, title: str, columns: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
@@ -81,6 +81,14 @@ def run_all(quick: bool = False, only: str | None = None, console: Console | Non
         from benchmarks import analysis
 
         _print(console, "analysis: state at a tick and analyze on a large run", ("measure", "value"), analysis.run(quick))
+    if "scaleout" in chosen:
+        from benchmarks import scaleout
+
+        _print(console, "scale-out: a sweep of 8 runs (the default scenario, 100 ticks) three ways (this machine)",
+               ("backend", "runs", "seconds", "runs/min", "vs one after another"), scaleout.sweep_rates(quick))
+        _print(console, "scale-out: a sharded world (requesters and workers, 2 regions, 20 ticks)",
+               ("agents", "implementation", "build + settle s", "ticks s", "agent-steps/s", "converged, conserved"),
+               scaleout.sharded_rates(quick))
     if goals:
         _print(console, "summary: issue 8's goals as measured in this run (this CPU)", ("goal", "measured", "target", "met"),
                [(name, value, target, "yes" if met else "NO") for name, value, target, met in goals])

@@ -570,7 +570,7 @@ def sweep(
 @app.command()
 def bench(
     quick: Annotated[bool, typer.Option("--quick", help="Smaller sizes (seconds instead of minutes).")] = False,
-    only: Annotated[Optional[str], typer.Option(help="Run these suites only, comma-separated: kernel, exchange, market, marketplace, cores, coordination, roles, ledger, envs, analysis.")] = None,
+    only: Annotated[Optional[str], typer.Option(help="Run these suites only, comma-separated: kernel, exchange, market, marketplace, cores, coordination, roles, ledger, envs, analysis, scaleout.")] = None,
 ) -> None:
     """Run the benchmark suite and print tables with the peers side by side."""
     from benchmarks import SUITES, run_all

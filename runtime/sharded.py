@@ -52,6 +52,10 @@ class Shard:
         self.world = World(parse(scenario_text, "scenario", Path(base)), base=Path(base), seed=seed, shard=(k, n_shards))
         self.shard_of = [r % n_shards for r in range(self.world.network.n_regions)]
 
+    def ready(self) -> int:
+        """The shard's agent count, once its world is built."""
+        return int(sum(p.n for p in self.world.populations))
+
     def _take_outbox(self) -> list[tuple[int, float, int, int, Message]]:
         """(destination shard, arrival, this shard, send order, message) for every message leaving."""
         bus = self.world.bus
@@ -110,7 +114,8 @@ class ShardedResult:
 
     shards: int
     ticks: int
-    wall_seconds: float
+    wall_seconds: float  # everything: building the shards, the ticks, settling
+    tick_seconds: float  # the ticks alone (with the message exchange between them)
     settle_rounds: int
     reports: list[dict[str, Any]]  # after settling
     at_last_tick: list[dict[str, Any]]  # the same, at the end of the last tick (before settling)
@@ -199,9 +204,12 @@ def run_sharded(text: str, base: Path = Path("."), *, seed: int | None = None, u
             return [getattr(s, method)(*a) for s, a in zip(local, args, strict=True)]
     else:
         raise ValueError(f"backend {backend!r}: expected ray or inline")
+    call("ready", [() for _ in range(n_shards)])
+    ticking = time.perf_counter()
     inbox: list[list[tuple[float, Message]]] = [[] for _ in range(n_shards)]
     for _ in range(until):
         inbox = _route(call("step", [(box,) for box in inbox]), n_shards)
+    tick_seconds = time.perf_counter() - ticking
     at_last_tick = call("report", [() for _ in range(n_shards)])
     rounds = 0
     for rounds in range(1, settle_rounds + 1):
@@ -214,7 +222,7 @@ def run_sharded(text: str, base: Path = Path("."), *, seed: int | None = None, u
     if backend == "ray":
         for s in shards:
             ray.kill(s)
-    return ShardedResult(n_shards, until, time.perf_counter() - start, rounds, reports, at_last_tick)
+    return ShardedResult(n_shards, until, time.perf_counter() - start, tick_seconds, rounds, reports, at_last_tick)
 
 
 def record_sharded(scenario_path: Path, out: Path, *, seed: int | None = None, until: int | None = None,

@@ -12,8 +12,8 @@ moment loses no finished run, and running the same command again resumes (finish
 redone). A run that fails, or whose worker dies, is tried once more; a second failure is reported
 (a row with status ``failed`` and the error, and exit status 1), never dropped.
 
-Backends: ``local`` runs each run in its own process (forked from a server process that has the
-libraries loaded), ``workers`` at a time; ``ray`` submits each run as a Ray task, to the cluster at
+Backends: ``local`` runs ``workers`` long-lived worker processes (forked from a server process that
+has the libraries loaded), one run at a time each, and replaces a worker that dies; ``ray`` submits each run as a Ray task, to the cluster at
 ``address`` or to a local Ray started with ``workers`` CPUs. On a multi-machine cluster ``DIR``
 must be on storage every node can write.
 """
@@ -232,50 +232,107 @@ class Outcome:
     error: str = ""
 
 
-def _child(spec: RunSpec) -> None:  # the local backend's process body
-    try:
-        run_one(spec)
-    except BaseException:
-        err = Path(spec.out) / PARTIAL / f"{spec.run_id}.error"
-        err.parent.mkdir(parents=True, exist_ok=True)
-        err.write_text(traceback.format_exc())
-        os._exit(1)
+def _share_cores(threads: int) -> None:
+    """Numba's threads for a worker: this machine's cores split among the workers (results do not
+    depend on the thread count, only the speed does)."""
+    import numba
+
+    numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
+
+
+def _ray_run(spec: RunSpec, threads: int) -> str:  # a Ray task
+    _share_cores(threads)
+    return run_one(spec)
+
+
+def _worker(tasks: Any, results: Any, threads: int) -> None:  # a local worker process: runs until told to stop
+    _share_cores(threads)
+    while True:
+        spec = tasks.get()
+        if spec is None:
+            return
+        try:
+            run_one(spec)
+            results.put((spec.run_id, ""))
+        except BaseException as exc:  # reported to the driver, which tries the run again once
+            lines = traceback.format_exception_only(type(exc), exc)
+            results.put((spec.run_id, (lines[-1].strip() if lines else type(exc).__name__) or "failed"))
 
 
 def _run_local(specs: list[RunSpec], workers: int, done: Callable[[Outcome], None]) -> list[Outcome]:
+    """Long-lived worker processes (forked from a server that has the libraries loaded), one run at a
+    time each; a worker that dies is replaced and its run counts as a failed try."""
+    import queue as queue_module
+
     ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(["runtime.sweep", "runtime.recording"])
-    queue = [Outcome(s, "pending") for s in specs]
-    running: list[tuple[Outcome, Any]] = []
-    results: list[Outcome] = []
-    while queue or running:
-        while queue and len(running) < workers:
-            outcome = queue.pop(0)
-            outcome.attempts += 1
-            err = Path(outcome.spec.out) / PARTIAL / f"{outcome.spec.run_id}.error"
-            err.unlink(missing_ok=True)
-            proc = ctx.Process(target=_child, args=(outcome.spec,), name=f"agora-sweep {outcome.spec.run_id}")
-            proc.start()
-            running.append((outcome, proc))
-        time.sleep(0.05)
-        for outcome, proc in list(running):
-            if proc.is_alive():
-                continue
-            proc.join()
-            running.remove((outcome, proc))
-            if proc.exitcode == 0 and finished(outcome.spec):
-                outcome.status = "done"
-            else:
-                err = Path(outcome.spec.out) / PARTIAL / f"{outcome.spec.run_id}.error"
-                outcome.error = (err.read_text().strip().splitlines() or ["?"])[-1] if err.is_file() \
-                    else f"worker process ended with exit code {proc.exitcode} (killed?)"
-                if outcome.attempts < ATTEMPTS:
-                    queue.insert(0, outcome)
-                    continue
-                outcome.status = "failed"
-            results.append(outcome)
-            done(outcome)
-    return results
+    ctx.set_forkserver_preload(["runtime.sweep", "runtime.recording", "agents", "torch", "z3"])
+    results = ctx.Queue()
+    pending = [Outcome(s, "pending") for s in specs]
+    by_id = {o.spec.run_id: o for o in pending}
+    pool: list[dict[str, Any]] = []  # {"proc", "tasks", "run": run id or None}
+    finished_runs: list[Outcome] = []
+
+    def spawn() -> dict[str, Any]:
+        tasks = ctx.Queue()
+        threads = max(1, (os.cpu_count() or 1) // max(1, workers))
+        proc = ctx.Process(target=_worker, args=(tasks, results, threads), daemon=True)
+        proc.start()
+        return {"proc": proc, "tasks": tasks, "run": None}
+
+    def settle(outcome: Outcome, error: str) -> None:
+        if not error and finished(outcome.spec):
+            outcome.status, outcome.error = "done", ""
+        else:
+            outcome.error = error or "the run left no finished directory"
+            if outcome.attempts < ATTEMPTS:
+                pending.insert(0, outcome)
+                return
+            outcome.status = "failed"
+        finished_runs.append(outcome)
+        done(outcome)
+
+    pool = [spawn() for _ in range(min(workers, len(specs)))]
+    try:
+        while pending or any(w["run"] for w in pool):
+            for w in pool:
+                if w["run"] is None and pending:
+                    outcome = pending.pop(0)
+                    outcome.attempts += 1
+                    w["run"] = outcome.spec.run_id
+                    w["tasks"].put(outcome.spec)
+            try:
+                run_id, error = results.get(timeout=0.1)
+                for w in pool:
+                    if w["run"] == run_id:
+                        w["run"] = None
+                settle(by_id[run_id], error)
+            except queue_module.Empty:
+                pass
+            for i, w in enumerate(pool):
+                if w["run"] is not None and not w["proc"].is_alive():
+                    try:  # it may have reported just before it ended
+                        run_id, error = results.get(timeout=0.5)
+                        for other in pool:
+                            if other["run"] == run_id:
+                                other["run"] = None
+                        settle(by_id[run_id], error)
+                        if w["run"] is None:
+                            continue
+                    except queue_module.Empty:
+                        pass
+                    code = w["proc"].exitcode
+                    outcome = by_id[w["run"]]
+                    pool[i] = spawn()
+                    settle(outcome, f"worker process ended with exit code {code} (killed?)")
+    finally:
+        for w in pool:
+            if w["proc"].is_alive():
+                w["tasks"].put(None)
+        for w in pool:
+            w["proc"].join(timeout=5)
+            if w["proc"].is_alive():
+                w["proc"].kill()
+    return finished_runs
 
 
 def _run_ray(specs: list[RunSpec], workers: int, address: str | None, done: Callable[[Outcome], None]) -> list[Outcome]:
@@ -288,12 +345,12 @@ def _run_ray(specs: list[RunSpec], workers: int, address: str | None, done: Call
             ray.init(address=address, log_to_driver=False)
         else:
             ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
-    remote = ray.remote(num_cpus=1, max_retries=0)(run_one)
+    remote = ray.remote(num_cpus=1, max_retries=0)(_ray_run)
     pending: dict[Any, Outcome] = {}
 
     def submit(outcome: Outcome) -> None:
         outcome.attempts += 1
-        pending[remote.remote(outcome.spec)] = outcome
+        pending[remote.remote(outcome.spec, 1)] = outcome
 
     for spec in specs:
         submit(Outcome(spec, "pending"))
