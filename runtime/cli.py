@@ -501,7 +501,7 @@ def sweep(
     sets: Annotated[Optional[list[str]], typer.Option("--set", help="KEY=V1,V2,...: a parameter and its values (repeat for a grid). KEY is dotted: economy.price_elasticity, world.ticks, population.workers.stake (a population by name), fault.0.at (a list entry by index).")] = None,
     seeds: Annotated[int, typer.Option(min=1, help="Seeds per combination: the scenario's seed, seed+1, ...")] = 1,
     out_dir: Annotated[Optional[Path], typer.Option("--out", help="Folder of the sweep: a run directory per run, and results.parquet (default: runs/sweep-<scenario name>).")] = None,
-    backend: Annotated[str, typer.Option(help="local (processes on this machine) or ray (a Ray cluster; needs pip install -e '.[ray]').")] = "local",
+    backend: Annotated[str, typer.Option(help="local (processes on this machine) or ray (a Ray cluster; needs the ray extra: pip install -e '.\\[ray]').")] = "local",
     address: Annotated[Optional[str], typer.Option(help="With --backend ray: the cluster's address (default: start Ray on this machine).")] = None,
     workers: Annotated[Optional[int], typer.Option(min=1, help="Runs at a time (default: this machine's CPU count).")] = None,
     until: Annotated[Optional[int], typer.Option(min=1, help="Run this many ticks instead of each scenario's world.ticks.")] = None,

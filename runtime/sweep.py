@@ -143,6 +143,9 @@ def plan(scenario: Path, sets: list[tuple[str, list[Any]]], seeds: int, out: Pat
         raise ScenarioError([f"{scenario}: (toml): not a valid scenario file: {exc}"]) from None
     first_seed = int(data.get("world", {}).get("seed", 0))
     keys = [k for k, _ in sets]
+    if "world.seed" in keys:
+        raise SweepError(["--set world.seed: a sweep's seeds come from --seeds (the scenario's seed, seed + 1, ...); "
+                          "change world.seed in the file to move them"])
     specs: list[RunSpec] = []
     problems: list[str] = []
     for combo in itertools.product(*(values for _, values in sets)):

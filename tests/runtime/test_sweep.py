@@ -171,6 +171,8 @@ def test_a_run_that_fails_twice_is_reported_not_dropped(tmp_path):
     (["--set", "economy.price_elasticity=-1"], "price_elasticity"),
     (["--set", "economy.price_elasticity"], "expected KEY=VALUE"),
     (["--set", "world.seed=1,1"], "listed twice"),
+    (["--set", "world.seed=1,2"], "seeds come from --seeds"),
+    (["--seeds", "0"], "--seeds"),
     (["--backend", "spark"], "expected local or ray"),
     (["--address", "10.0.0.1:6379"], "only with --backend ray"),
 ])
