@@ -86,6 +86,8 @@ class MessageBus:
         event = self.env.event()
         event.callbacks.append(lambda _ev, m=msg: self._deliver(m))
         delay = max(0.0, arrives - float(self.env.now))
+        # What Event.succeed() does, with a priority: a message due at the barrier goes before the
+        # tick that starts there (the tick's process starts URGENT too, and after this).
         event._ok = True
         event._value = None
         self.env.schedule(event, simpy.core.URGENT if delay == 0 else simpy.core.NORMAL, delay)
