@@ -4,10 +4,10 @@ Sweep: the same grid (the default scenario, 100 ticks, ``economy.price_elasticit
 2 seeds = 8 runs) three ways into fresh folders: one run after another in this process, the local
 backend with 2 worker processes, and Ray started on this machine with 2 CPUs. Runs per minute.
 
-Sharded world: requesters and workers (80/20) in 2 regions, ``N`` agents, 20 ticks, as one World
-in this process and as K = 1 and K = 2 shards on Ray actors (agent-steps per second over the whole
-ticks with the driver's message exchange between them; building the shards and the final settling
-are reported apart).
+Sharded world: the market suite's scenario (requesters and workers, 80/20, 2 regions), ``N``
+agents, 20 ticks, as one World in this process and as K = 1 and K = 2 shards on Ray actors
+(agent-steps per second over the ticks with the driver's message exchange between them; building
+the shards and the final settling are reported apart).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchmarks.market import SCENARIO as MARKET
 from runtime.recording import record_scenario
 from runtime.scenario import parse
 from runtime.sharded import run_sharded
@@ -24,29 +25,11 @@ from runtime.world import World
 
 SCENARIO = Path(__file__).resolve().parent.parent / "scenarios" / "marketplace.toml"
 
-MARKET = """
-[world]
-seed = 5
-ticks = {ticks}
-checkpoint_every = {ticks}
-[network]
-regions = ["eu", "us"]
-links = [{{ a = "eu", b = "us", latency = 0.1 }}]
-[economy]
-anti_entropy_every = 5
-{distributed}
-[[population]]
-name = "requesters"
-role = "requester"
-count = {req}
-initial_credits = 50
-post_rate = 0.2
-[[population]]
-name = "workers"
-role = "worker"
-count = {work}
-stake = 5
-"""
+
+def _market(n: int, ticks: int, shards: int | None) -> str:
+    """The market suite's scenario (80/20 requesters and workers, 2 regions), sharded when ``shards``."""
+    text = MARKET.format(ticks=ticks, checkpoint_every=ticks, req=n * 4 // 5, work=n // 5)
+    return text if shards is None else text + f"\n[distributed]\nshards = {shards}\n"
 
 
 def sweep_rates(quick: bool) -> list[tuple[str, ...]]:
@@ -85,7 +68,7 @@ def sharded_rates(quick: bool) -> list[tuple[str, ...]]:
     n = 20_000 if quick else 200_000
     ticks = 20
     rows = []
-    text = MARKET.format(ticks=ticks, req=n * 4 // 5, work=n // 5, distributed="")
+    text = _market(n, ticks, None)
     start = time.perf_counter()
     world = World(parse(text))
     built = time.perf_counter()
@@ -95,7 +78,7 @@ def sharded_rates(quick: bool) -> list[tuple[str, ...]]:
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         for k in (1, 2):
-            text = MARKET.format(ticks=ticks, req=n * 4 // 5, work=n // 5, distributed=f"[distributed]\nshards = {k}")
+            text = _market(n, ticks, k)
             result = run_sharded(text)
             ok = "yes" if result.converged and result.conserved and result.lowest_balance >= 0 else "NO"
             rows.append((f"{n:,}", f"{k} shard{'s' if k > 1 else ''} on Ray actors",

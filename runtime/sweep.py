@@ -294,6 +294,17 @@ def _run_local(specs: list[RunSpec], workers: int, done: Callable[[Outcome], Non
         finished_runs.append(outcome)
         done(outcome)
 
+    def receive(timeout: float) -> None:
+        """Take one finished run's report, if one comes within ``timeout`` seconds."""
+        try:
+            run_id, error = results.get(timeout=timeout)
+        except queue_module.Empty:
+            return
+        for w in pool:
+            if w["run"] == run_id:
+                w["run"] = None
+        settle(by_id[run_id], error)
+
     pool = [spawn() for _ in range(min(workers, len(specs)))]
     try:
         while pending or any(w["run"] for w in pool):
@@ -303,26 +314,12 @@ def _run_local(specs: list[RunSpec], workers: int, done: Callable[[Outcome], Non
                     outcome.attempts += 1
                     w["run"] = outcome.spec.run_id
                     w["tasks"].put(outcome.spec)
-            try:
-                run_id, error = results.get(timeout=0.1)
-                for w in pool:
-                    if w["run"] == run_id:
-                        w["run"] = None
-                settle(by_id[run_id], error)
-            except queue_module.Empty:
-                pass
+            receive(0.1)
             for i, w in enumerate(pool):
                 if w["run"] is not None and not w["proc"].is_alive():
-                    try:  # it may have reported just before it ended
-                        run_id, error = results.get(timeout=0.5)
-                        for other in pool:
-                            if other["run"] == run_id:
-                                other["run"] = None
-                        settle(by_id[run_id], error)
-                        if w["run"] is None:
-                            continue
-                    except queue_module.Empty:
-                        pass
+                    receive(0.5)  # it may have reported just before it ended
+                    if w["run"] is None:
+                        continue
                     code = w["proc"].exitcode
                     outcome = by_id[w["run"]]
                     pool[i] = spawn()
