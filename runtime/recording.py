@@ -90,6 +90,7 @@ def execute(sc: Scenario, base: Path, out: Path | None, seed: int, until: int,
             on_checkpoint: Callable[[Any], None] | None = None, device: str = "cpu") -> tuple[World, float]:
     """Build and run a world; return it (closed) and the wall time in seconds."""
     world = World(sc, base=base, out=out, seed=seed, realtime=realtime, device=device)
+    world.final_tick = until - 1  # a run cut short with --until still ends on a checkpoint
     world.on_checkpoint = on_checkpoint
     start = time.perf_counter()
     try:

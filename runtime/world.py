@@ -118,6 +118,7 @@ class World(mesa.Model):
         self.task_board = TaskBoard()
         self.network_compute = float(eco.network_compute_start)
         self.tick = 0
+        self.final_tick = scenario.world.ticks - 1  # always a checkpoint (a recorded run sets its own last tick)
         self.checkpoints: list[Checkpoint] = []
         self.on_checkpoint: Callable[[Checkpoint], None] | None = None
         self.log: EventLog | None = None
@@ -198,7 +199,7 @@ class World(mesa.Model):
         if t % self.scenario.economy.anti_entropy_every == 0:
             self._anti_entropy()
         self._write_metrics()
-        last = t == self.scenario.world.ticks - 1
+        last = t == self.final_tick
         checkpoint = (t + 1) % self.scenario.world.checkpoint_every == 0 or last
         if self.state_log is not None:
             cols = self.state_table()

@@ -56,6 +56,13 @@ def test_replay_verify_passes_on_a_good_run(small_scenario, tmp_path):
     assert "identical" in r.output
 
 
+def test_a_run_cut_short_with_until_ends_on_a_checkpoint_that_replay_compares(small_scenario, tmp_path):
+    summary = record(small_scenario, tmp_path / "run", until=7)
+    assert summary["checkpoints"][-1]["tick"] == 6
+    verdict = verify(tmp_path / "run")
+    assert verdict.exit_code == 0 and f"{len(summary['checkpoints'])} checkpoints" in verdict.lines[0]
+
+
 @pytest.mark.parametrize("where", [0.3, 0.6, 0.9])
 def test_replay_verify_reports_a_flipped_byte_in_the_log(small_scenario, tmp_path, where):
     run = tmp_path / "r"
