@@ -12,7 +12,7 @@ import time
 import numpy as np
 import torch
 
-from runtime.exchange import exchange_sync_tick, exchange_sync_torch
+from runtime.exchange import compiled_exchange_sync, exchange_sync_tick, exchange_sync_torch
 
 
 def gpu_rate(n: int, ticks: int, step=exchange_sync_torch) -> float:  # type: ignore[no-untyped-def]
@@ -27,23 +27,6 @@ def gpu_rate(n: int, ticks: int, step=exchange_sync_torch) -> float:  # type: ig
     return n * ticks / (time.perf_counter() - start)
 
 
-def _targets_and_give(wealth, tick):  # type: ignore[no-untyped-def]
-    from runtime.exchange import philox_torch
-
-    n = wealth.shape[0]
-    agents = torch.arange(n, dtype=torch.int64, device=wealth.device)
-    zeros = torch.zeros_like(agents)
-    r0, _, _, _ = philox_torch(agents, zeros + tick, zeros + 2, zeros, 1, 2)
-    return (r0 * n) >> 32, (wealth > 0).to(torch.int64)
-
-
-def _step_with(core, wealth, tick, k0, k1):  # type: ignore[no-untyped-def]
-    assert (k0, k1) == (1, 2)  # the compiled core has the benchmark's key built in
-    target, give = core(wealth, torch.tensor(tick, dtype=torch.int64, device=wealth.device))
-    wealth.sub_(give)
-    wealth.index_add_(0, target, give)
-
-
 def cpu_rate(n: int, ticks: int) -> float:
     """Agent-steps/s of the numba kernel on this machine's CPU."""
     w = np.ones(n, dtype=np.int64)
@@ -56,26 +39,26 @@ def cpu_rate(n: int, ticks: int) -> float:
 
 def main() -> None:
     print(f"GPU: {torch.cuda.get_device_name(0)}")
-    try:  # one fused kernel instead of ~250 elementwise launches (the tick number is a tensor, not a constant)
-        compiled_core = torch.compile(_targets_and_give, dynamic=False)
+    try:  # one fused kernel instead of ~250 elementwise launches (runtime.exchange.compiled_exchange_sync)
+        compiled = compiled_exchange_sync(1, 2)
     except Exception as exc:  # noqa: BLE001 -- report and go on with eager torch
         print(f"torch.compile unavailable: {exc}")
-        compiled_core = None
+        compiled = None
     for n in (1_000_000, 10_000_000, 100_000_000):
         g = gpu_rate(n, 20)
         c = cpu_rate(n, 3) if n <= 10_000_000 else float("nan")
         line = f"N={n:>11,}  GPU eager {g:,.0f} agent-steps/s"
-        if compiled_core is not None:
-            gc = gpu_rate(n, 50, lambda w, t, k0, k1: _step_with(compiled_core, w, t, k0, k1))
+        if compiled is not None:
+            gc = gpu_rate(n, 50, lambda w, t, k0, k1: compiled(w, t))
             line += f"   GPU compiled {gc:,.0f}"
         print(line + f"   CPU (numba, 1 thread) {c:,.0f}")
-    if compiled_core is not None:  # the compiled step gives the same integers too
+    if compiled is not None:  # the compiled step gives the same integers too
         n = 1_000_000
         a = torch.ones(n, dtype=torch.int64, device="cuda")
         b = torch.ones(n, dtype=torch.int64, device="cuda")
         for tick in range(10):
             exchange_sync_torch(a, tick, 1, 2)
-            _step_with(compiled_core, b, tick, 1, 2)
+            compiled(b, tick)
         print(f"compiled == eager after 10 ticks at N={n:,}: {bool(torch.equal(a, b))}")
     n = 10_000_000
     w = np.ones(n, dtype=np.int64)

@@ -99,11 +99,16 @@ def test_the_synchronous_rule_on_the_gpu_equals_the_cpu_bit_for_bit():
 
     import torch
 
-    from runtime.exchange import exchange_sync_tick, exchange_sync_torch
+    from runtime.exchange import compiled_exchange_sync, exchange_sync_tick, exchange_sync_torch
 
     w = np.ones(1_000_000, dtype=np.int64)
     g = torch.ones(1_000_000, dtype=torch.int64, device="cuda")
+    fused = torch.ones(1_000_000, dtype=torch.int64, device="cuda")
+    step = compiled_exchange_sync(1, 2)  # torch.compile: the same integers
     for tick in range(10):
         exchange_sync_tick(w, np.uint32(tick), np.uint32(1), np.uint32(2))
         exchange_sync_torch(g, tick, 1, 2)
-    assert hashlib.sha256(w.tobytes()).hexdigest() == hashlib.sha256(g.cpu().numpy().tobytes()).hexdigest()
+        step(fused, tick)
+    digest = hashlib.sha256(w.tobytes()).hexdigest()
+    assert digest == hashlib.sha256(g.cpu().numpy().tobytes()).hexdigest()
+    assert digest == hashlib.sha256(fused.cpu().numpy().tobytes()).hexdigest()
