@@ -132,7 +132,8 @@ def refresh(cells, pos, vals, accounts, me, R, balance, rights):
         rights[a] = row_rights(cells, pos, vals, a, me, R)
 
 
-def _merge_rows_py(cells, rows, incoming, pos, vals, me, R, balance, rights, leaf_size, leaf_dirty):
+@njit(inline="always")
+def _merge_rows_body(cells, rows, incoming, pos, vals, me, R, balance, rights, leaf_size, leaf_dirty):
     n = incoming.shape[0]
     K = incoming.shape[1]
     full = rows.shape[0] == 0
@@ -157,9 +158,17 @@ def _merge_rows_py(cells, rows, incoming, pos, vals, me, R, balance, rights, lea
     return changed
 
 
-# Threads pay off only on large merges; small ones (most deltas) stay on one thread.
-_merge_rows_parallel = njit(cache=True, parallel=True)(_merge_rows_py)
-_merge_rows_serial = njit(cache=True)(_merge_rows_py)
+# Threads pay off only on large merges; small ones (most deltas) stay on one thread. Two functions of
+# their own, not two compilations of one: numba's on-disk cache keys a function by its name and
+# signature, not by its options, so two cached forms of one function would load each other's code.
+@njit(cache=True, parallel=True)
+def _merge_rows_parallel(cells, rows, incoming, pos, vals, me, R, balance, rights, leaf_size, leaf_dirty):
+    return _merge_rows_body(cells, rows, incoming, pos, vals, me, R, balance, rights, leaf_size, leaf_dirty)
+
+
+@njit(cache=True)
+def _merge_rows_serial(cells, rows, incoming, pos, vals, me, R, balance, rights, leaf_size, leaf_dirty):
+    return _merge_rows_body(cells, rows, incoming, pos, vals, me, R, balance, rights, leaf_size, leaf_dirty)
 PARALLEL_ROWS = 1 << 16
 
 

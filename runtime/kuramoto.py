@@ -62,7 +62,8 @@ class CSR:
                               undirected=not graph.is_directed())
 
 
-def _graph_steps_py(theta, omega, indptr, indices, weights, coupling, dt, steps, out, sc):
+@njit(inline="always")
+def _graph_steps_body(theta, omega, indptr, indices, weights, coupling, dt, steps, out, sc):
     # sin(θj − θi) = sin θj cos θi − cos θj sin θi: a sine and a cosine per node with neighbours,
     # stored side by side (one cache line serves both reads of a neighbour), then only multiply-adds
     # per edge. A node without neighbours needs neither: it turns at its own frequency. Each node's
@@ -92,9 +93,20 @@ def _graph_steps_py(theta, omega, indptr, indices, weights, coupling, dt, steps,
             theta[i] = out[i]
 
 
-# Threads pay off on large graphs only; the result is the same either way (per-node sums in a fixed order).
-_graph_steps_parallel = njit(cache=True, parallel=True)(_graph_steps_py)
-_graph_steps_serial = njit(cache=True)(_graph_steps_py)
+# Threads pay off on large graphs only; the result is the same either way (per-node sums in a fixed
+# order). Two functions of their own, not two compilations of one: numba's on-disk cache keys a
+# function by its name and signature, not by its options, so two cached forms of one function would
+# load each other's code (the parallel one then ran on one thread).
+@njit(cache=True, parallel=True)
+def _graph_steps_parallel(theta, omega, indptr, indices, weights, coupling, dt, steps, out, sc):
+    _graph_steps_body(theta, omega, indptr, indices, weights, coupling, dt, steps, out, sc)
+
+
+@njit(cache=True)
+def _graph_steps_serial(theta, omega, indptr, indices, weights, coupling, dt, steps, out, sc):
+    _graph_steps_body(theta, omega, indptr, indices, weights, coupling, dt, steps, out, sc)
+
+
 PARALLEL_NODES = 1 << 15
 
 
