@@ -93,4 +93,4 @@ def run_all(quick: bool = False, only: str | None = None, console: Console | Non
         _print(console, "summary: issue 8's goals as measured in this run (this CPU)", ("goal", "measured", "target", "met"),
                [(name, value, target, "yes" if met else "NO") for name, value, target, met in goals])
         console.print("GPU goals are measured on the lent H100, not here: benchmarks/results/gpu-*.txt "
-                      "(exchange, Kuramoto, roles, training); the marketplace's GPU path is not built.", markup=False)
+                      "(exchange, market step, ledger kernels, Kuramoto, roles, training).", markup=False)
