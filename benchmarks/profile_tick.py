@@ -1,7 +1,8 @@
 """Where a tick of the scaled default scenario spends its time: milliseconds per tick by component.
 
-    python -m benchmarks.profile_tick 1000000 5     # agents, timed ticks (after 3 warm-up ticks)
+    python -m benchmarks.profile_tick 1000000 5     # agents, timed ticks (after 11 warm-up ticks)
 
+Times ticks 11.. (after ``benchmarks.marketplace.WARMUP`` ticks: the coupling graph exists).
 Wraps each population's step, the coordination step and the ledger's remote work (ops received
 over the bus, deltas built and merged for anti-entropy) with wall-clock timers; indented rows are
 parts of the row above them. Recording is off, as in ``agora bench --only marketplace``.
@@ -16,7 +17,7 @@ from collections.abc import Callable
 
 import agents.critic as critic_module
 import agents.negotiator as negotiator_module
-from benchmarks.marketplace import SCENARIO, scaled_text
+from benchmarks.marketplace import SCENARIO, WARMUP, scaled_text
 from runtime.scenario import parse
 from runtime.world import World
 
@@ -38,7 +39,7 @@ def profile(n: int, ticks: int) -> tuple[float, list[tuple[str, float]]]:
         setattr(owner, name, timed)
 
     world = World(parse(scaled_text(n), base=SCENARIO.parent), base=SCENARIO.parent)
-    world.run(3)
+    world.run(WARMUP)
     for pop in world.populations:
         wrap(pop, "step", f"population {pop.name}")
         if pop.role == "worker":
@@ -55,7 +56,7 @@ def profile(n: int, ticks: int) -> tuple[float, list[tuple[str, float]]]:
     wrap(negotiator_module, "double_auction_fast", "  negotiator auction kernel")
     wrap(world, "_write_metrics", "metrics row")
     start = time.perf_counter()
-    world.run(3 + ticks)
+    world.run(WARMUP + ticks)
     rate = ticks / (time.perf_counter() - start)
     return rate, [(label, 1000 * seconds / ticks) for label, seconds in spent.most_common()]
 
