@@ -58,7 +58,7 @@ def _gpu_rate(omega, theta0, csr: CSR, repeat: int) -> tuple[str, float] | None:
         return None
     if not torch.cuda.is_available():
         return None
-    from runtime.kuramoto import TorchOscillators
+    from runtime.kuramoto_torch import TorchOscillators
 
     dev = TorchOscillators(omega, K, DT, theta0, csr, device="cuda")
 

@@ -1,6 +1,7 @@
 """Where a tick of the scaled default scenario spends its time: milliseconds per tick by component.
 
-    python -m benchmarks.profile_tick 1000000 5     # agents, timed ticks (after 11 warm-up ticks)
+    python -m benchmarks.profile_tick 1000000 5          # agents, timed ticks (after 11 warm-up ticks)
+    python -m benchmarks.profile_tick 1000000 5 cuda     # the same with --device cuda (networks, oscillators)
 
 Times ticks 11.. (after ``benchmarks.marketplace.WARMUP`` ticks: the coupling graph exists).
 Wraps each population's step, the coordination step and the ledger's remote work (ops received
@@ -22,7 +23,7 @@ from runtime.scenario import parse
 from runtime.world import World
 
 
-def profile(n: int, ticks: int) -> tuple[float, list[tuple[str, float]]]:
+def profile(n: int, ticks: int, device: str = "cpu") -> tuple[float, list[tuple[str, float]]]:
     """(ticks/s, [(component, ms per tick)] largest first) over ``ticks`` timed ticks."""
     spent: collections.Counter[str] = collections.Counter()
 
@@ -38,7 +39,7 @@ def profile(n: int, ticks: int) -> tuple[float, list[tuple[str, float]]]:
 
         setattr(owner, name, timed)
 
-    world = World(parse(scaled_text(n), base=SCENARIO.parent), base=SCENARIO.parent)
+    world = World(parse(scaled_text(n), base=SCENARIO.parent), base=SCENARIO.parent, device=device)
     world.run(WARMUP)
     for pop in world.populations:
         wrap(pop, "step", f"population {pop.name}")
@@ -62,12 +63,13 @@ def profile(n: int, ticks: int) -> tuple[float, list[tuple[str, float]]]:
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) != 2 or not all(a.isdigit() and int(a) > 0 for a in argv):
-        print("usage: python -m benchmarks.profile_tick AGENTS TICKS   (two positive integers)", file=sys.stderr)
+    device = argv[2] if len(argv) == 3 else "cpu"
+    if len(argv) not in (2, 3) or not all(a.isdigit() and int(a) > 0 for a in argv[:2]) or device not in ("cpu", "cuda"):
+        print("usage: python -m benchmarks.profile_tick AGENTS TICKS [cpu|cuda]   (two positive integers)", file=sys.stderr)
         return 2
     n, ticks = int(argv[0]), int(argv[1])
-    rate, rows = profile(n, ticks)
-    print(f"{n:,} agents: {rate:.2f} ticks/s ({1000 / rate:.0f} ms per tick); ms per tick by component:")
+    rate, rows = profile(n, ticks, device)
+    print(f"{n:,} agents, device {device}: {rate:.2f} ticks/s ({1000 / rate:.0f} ms per tick); ms per tick by component:")
     for label, ms in rows:
         print(f"{ms:9.1f}  {label}")
     return 0

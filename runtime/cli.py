@@ -62,7 +62,7 @@ def run(
     out_dir: Annotated[Optional[Path], typer.Option("--out", help="Run directory to write (default: runs/<scenario name>[-N]).")] = None,
     seed: Annotated[Optional[int], typer.Option(min=0, help="Override the scenario's seed.")] = None,
     until: Annotated[Optional[int], typer.Option(min=1, help="Run this many ticks instead of the scenario's world.ticks.")] = None,
-    device: Annotated[str, typer.Option(help="Where the roles' networks run: cpu (replays bit for bit) or cuda (a GPU, when torch sees one).")] = "cpu",
+    device: Annotated[str, typer.Option(help="Where the roles' networks and the Kuramoto oscillators run: cpu (replays bit for bit) or cuda (a GPU, when torch sees one; the oscillators give the CPU's bits there, the networks agree to rounding).")] = "cpu",
     realtime: Annotated[Optional[float], typer.Option(min=0.0, help="Pace against the wall clock: FACTOR wall seconds per unit of virtual time (simpy.rt).")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace a non-empty --out directory.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar and no summary table.")] = False,

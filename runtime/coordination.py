@@ -4,7 +4,8 @@ Every agent carries a phase and a natural frequency (Lorentzian quantiles, dealt
 permutation). Agents that traded in the last ``graph_every`` ticks are coupled, with weight equal
 to how often they traded: the interaction graph is rebuilt from those trades (as CSR arrays for the
 O(E) kernel and as a networkx graph for the minimum cut). Each tick the oscillators advance
-``steps_per_tick`` steps and the order parameter is recorded globally and per region. A region
+``steps_per_tick`` steps (on the GPU with ``--device cuda``: ``runtime.kuramoto_torch``, the same
+bits) and the order parameter is recorded globally and per region. A region
 whose order parameter rises through ``sync_threshold`` fires an extra ledger anti-entropy round;
 with ``close_votes_on_sync`` the members' synchronisation closes open votes early. Every
 ``tension_every`` ticks the tension of the interaction graph's 2-core (of its largest component)
@@ -27,6 +28,7 @@ from runtime.scenario import CoordinationConfig
 from runtime.tension import tension
 
 if TYPE_CHECKING:
+    from runtime.kuramoto_torch import TorchOscillators
     from runtime.world import World
 
 
@@ -41,7 +43,13 @@ class Coordination:
         omega = rng.permutation(lorentzian_frequencies(n, cfg.frequency_spread))
         theta = rng.uniform(0.0, 2 * np.pi, n)
         empty = CSR.from_edges(n, np.empty(0, np.int64), np.empty(0, np.int64))
-        self.osc = Oscillators(omega, cfg.coupling, cfg.dt, theta, empty)
+        self.osc: Oscillators | TorchOscillators
+        if world.device == "cuda":  # the same phases, bit for bit, stepped on the GPU
+            from runtime.kuramoto_torch import TorchOscillators
+
+            self.osc = TorchOscillators(omega, cfg.coupling, cfg.dt, theta, empty, device="cuda")
+        else:
+            self.osc = Oscillators(omega, cfg.coupling, cfg.dt, theta, empty)
         self._src: list[npt.NDArray[np.int64]] = []
         self._dst: list[npt.NDArray[np.int64]] = []
         self._edges: tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.float64]] = (

@@ -78,7 +78,7 @@ class World(mesa.Model):
         super().__init__(seed=seed)
         self.scenario = scenario
         self.base = base  # the scenario's folder: files it names are relative to it
-        self.device = device  # where the roles' networks run: "cpu" (bit-for-bit replayable) or "cuda"
+        self.device = device  # where the roles' networks and the oscillators run: "cpu" (bit-for-bit replayable) or "cuda"
         self.seed = seed
         # A shard (k, K) of a sharded world holds the agents whose region r has r % K == k, and those
         # regions' ledger replicas; runtime.sharded drives the shards and carries their messages.

@@ -4,6 +4,8 @@ an anti-entropy round, order parameters and tension are recorded, and it all rep
 from __future__ import annotations
 
 import numpy as np
+import pytest
+import torch
 
 from runtime.recorder import read_stream
 from runtime.recording import record
@@ -106,3 +108,14 @@ support = 1.0
     assert prop.closes_at < 2 + 30, "closed by synchronisation, before its voting period ended"
     closes = [e for e in world.organisation.nao.log if e[2] == "queued"]
     assert closes and closes[0][0] == prop.closes_at
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU on this machine; run on the device machine")
+def test_oscillators_on_the_gpu_give_the_cpu_run_bit_for_bit():
+    # These roles have no networks, so --device cuda changes only where the oscillators step.
+    cpu = World(parse(SCENARIO), device="cpu")
+    cpu.run()
+    gpu = World(parse(SCENARIO), device="cuda")
+    gpu.run()
+    assert gpu.coordination.osc.theta_t.is_cuda
+    assert gpu.hashes() == cpu.hashes()
