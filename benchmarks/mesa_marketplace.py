@@ -19,7 +19,8 @@ coupling and steps per tick), and the same per-agent work each tick, done by eac
 * the ledger is three replicas of the project's dict CRDT (``economy.reference_ledger``), each op
   executed at the payer's home replica, merged state-to-state every 5 ticks.
 
-What it leaves out, all of which Agora's tick pays for: the message bus and its latency, signed
+What it leaves out, all of which Agora's tick pays for: tension readings (a spectral minimum cut of
+the interaction graph every 25 ticks), the message bus and its latency, signed
 ops and causal delivery, Merkle roots, z3 proofs, the refactor agents' codebases and the world
 model's torch ensemble (Agora's fixed costs per tick, independent of N), faults, and recording.
 Every omission favours this peer, so the ratios in the benchmark understate Agora's lead.

@@ -25,7 +25,7 @@ from scipy.sparse.csgraph import connected_components
 
 from runtime.kuramoto import CSR, Oscillators, coherence_gain, lorentzian_frequencies, order_parameter, strided_order
 from runtime.scenario import CoordinationConfig
-from runtime.tension import tension
+from runtime.tension import tension_of_edges
 
 if TYPE_CHECKING:
     from runtime.kuramoto_torch import TorchOscillators
@@ -107,9 +107,9 @@ class Coordination:
                 w.emit("votes_closed_on_sync", "coordination", amount=len(closed), value=member_r)
             self.member_r = member_r
         if tick % self.cfg.tension_every == 0:
-            core = self._core()
-            if core.number_of_nodes() >= 2:
-                reading = tension(core)
+            u, v, weights = self._core()
+            if u.size:
+                reading = tension_of_edges(u, v, weights)
                 self.tension = reading.value
                 w.emit("tension", "coordination", amount=int(reading.cut), value=reading.value, detail=reading.method)
         w.gauge("tension", self.tension)
@@ -121,9 +121,9 @@ class Coordination:
         g.add_weighted_edges_from(zip(u.tolist(), v.tolist(), w.tolist(), strict=True))
         return g
 
-    def _core(self) -> nx.Graph:
-        """The 2-core of the interaction graph's largest connected component: one-off trades (leaves)
-        would make every minimum cut a single edge."""
+    def _core(self) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.float64]]:
+        """The 2-core of the interaction graph's largest connected component, as edge arrays: one-off
+        trades (leaves) would make every minimum cut a single edge."""
         u, v, w = self._edges
         n = self.world.n_agents
         while u.size:  # peel nodes of degree < 2 until none is left
@@ -138,9 +138,7 @@ class Coordination:
             sizes = np.bincount(label[u], minlength=label.max() + 1)
             keep = label[u] == np.argmax(sizes)
             u, v, w = u[keep], v[keep], w[keep]
-        g = nx.Graph()
-        g.add_weighted_edges_from(zip(u.tolist(), v.tolist(), w.tolist(), strict=True))
-        return g
+        return u, v, w
 
     def digest(self) -> bytes:
         """Hash of phases and the coupling graph."""

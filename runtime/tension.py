@@ -5,6 +5,8 @@ weighted degree (cut one node off), so tension is 0 when the weakest point is a 
 when the graph is already split. Small graphs use networkx's exact Stoer–Wagner; large ones a
 spectral sweep cut (Fiedler vector of the normalised Laplacian), which is an upper bound on the
 minimum cut -- so an approximate tension is never an over-estimate. Healing and governance read it.
+:func:`tension_of_edges` works on edge arrays (the coordination's form: scipy sparse matrices, a
+numba sweep, no networkx graph on large inputs); :func:`tension` takes a networkx graph.
 """
 
 from __future__ import annotations
@@ -13,8 +15,11 @@ from dataclasses import dataclass
 
 import networkx as nx
 import numpy as np
+import numpy.typing as npt
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
+from numba import njit
+from scipy.sparse.csgraph import connected_components
 
 EXACT_LIMIT = 200  # nodes; Stoer–Wagner is O(n·m + n² log n)
 
@@ -36,51 +41,96 @@ class Tension:
         return float(min(1.0, max(0.0, 1.0 - self.cut / self.min_degree)))
 
 
-def _sweep_cut(graph: nx.Graph, weight: str) -> tuple[float, frozenset[object]]:
-    nodes = list(graph.nodes)
-    n = len(nodes)
-    a = nx.to_scipy_sparse_array(graph, nodelist=nodes, weight=weight, format="csr").astype(np.float64)
-    deg = np.asarray(a.sum(axis=1)).ravel()
-    d = sp.diags(1.0 / np.sqrt(deg))
-    lap = sp.identity(n) - d @ a @ d
-    if n <= 500:
-        _, vecs = np.linalg.eigh(lap.toarray())
-        fiedler = vecs[:, 1]
-    else:
-        _, vecs = spla.eigsh(lap, k=2, which="SA", tol=1e-8, v0=np.ones(n))
-        fiedler = vecs[:, 1]
-    order = np.argsort(fiedler / np.sqrt(deg), kind="stable")
-    inside = np.zeros(n, dtype=bool)
+@njit(cache=True)
+def _sweep(order, indptr, indices, data, deg):  # type: ignore[no-untyped-def]
+    """Best prefix cut of the nodes taken in ``order``: (cut weight, prefix length)."""
+    n = order.shape[0]
+    inside = np.zeros(n, dtype=np.bool_)
     cut = 0.0
-    best, best_k = np.inf, 1
-    for k, v in enumerate(order[:-1], start=1):
-        lo, hi = a.indptr[v], a.indptr[v + 1]
-        w_in = a.data[lo:hi][inside[a.indices[lo:hi]]].sum()
+    best = np.inf
+    best_k = 1
+    for k in range(1, n):
+        v = order[k - 1]
+        w_in = 0.0
+        for p in range(indptr[v], indptr[v + 1]):
+            if inside[indices[p]]:
+                w_in += data[p]
         cut += deg[v] - 2 * w_in
         inside[v] = True
         if cut < best - 1e-12:
-            best, best_k = cut, k
-    side = frozenset(nodes[i] for i in order[:best_k])
+            best = cut
+            best_k = k
+    return best, best_k
+
+
+def _sweep_cut(a: sp.csr_array, deg: npt.NDArray[np.float64]) -> tuple[float, npt.NDArray[np.int64]]:
+    """Spectral sweep over the Fiedler vector of the normalised Laplacian ``I − D^-½ A D^-½``:
+    (cut weight, nodes on one side). The Fiedler vector is the second eigenvector of largest
+    eigenvalue of ``D^-½ A D^-½`` (the same vectors; Lanczos finds the top of the spectrum fast)."""
+    n = a.shape[0]
+    inv_sqrt = 1.0 / np.sqrt(deg)
+    m = sp.diags(inv_sqrt) @ a @ sp.diags(inv_sqrt)
+    if n <= 500:
+        _, vecs = np.linalg.eigh(m.toarray())
+        fiedler = vecs[:, -2]
+    else:
+        v0 = np.random.default_rng(0).uniform(0.5, 1.5, n)  # fixed start: the same reading every run
+        _, vecs = spla.eigsh(m, k=2, which="LA", tol=1e-8, v0=v0)
+        fiedler = vecs[:, 0]  # eigsh returns ascending eigenvalues: [λ2, λ1 = 1]
+    order = np.argsort(fiedler * inv_sqrt, kind="stable")
+    best, best_k = _sweep(order, a.indptr.astype(np.int64), a.indices.astype(np.int64), a.data, deg)
     v_min = int(np.argmin(deg))
     if deg[v_min] < best:  # a single weakest node beats the sweep
-        return float(deg[v_min]), frozenset([nodes[v_min]])
-    return float(best), side
+        return float(deg[v_min]), np.array([v_min])
+    return float(best), order[:best_k]
+
+
+def tension_of_edges(u: npt.NDArray[np.int64], v: npt.NDArray[np.int64], w: npt.NDArray[np.float64],
+                     method: str = "auto") -> Tension:
+    """Minimum cut and tension of the undirected graph with edges ``(u[i], v[i], w[i])`` (node ids
+    are any integers; each pair once, no self-loops). The array form: no networkx graph is built
+    unless ``method`` is exact (or auto on at most ``EXACT_LIMIT`` nodes)."""
+    if method not in ("auto", "exact", "spectral"):
+        raise ValueError(f"method must be auto, exact or spectral, got {method!r}")
+    labels, inverse = np.unique(np.concatenate([u, v]), return_inverse=True)
+    n = labels.size
+    if n < 2:
+        raise ValueError("tension needs at least two nodes")
+    a_, b_ = inverse[: u.size], inverse[u.size:]
+    w = np.asarray(w, dtype=np.float64)
+    a = sp.csr_array((np.concatenate([w, w]), (np.concatenate([a_, b_]), np.concatenate([b_, a_]))), shape=(n, n))
+    a.sum_duplicates()
+    deg = np.asarray(a.sum(axis=1)).ravel()
+    min_degree = float(deg.min())
+    parts, label = connected_components(a, directed=False)
+    if parts > 1:
+        return Tension(0.0, frozenset(labels[label == label[0]].tolist()), min_degree, "disconnected")
+    if method == "exact" or (method == "auto" and n <= EXACT_LIMIT):
+        g = nx.Graph()
+        g.add_weighted_edges_from(zip(a_.tolist(), b_.tolist(), w.tolist(), strict=True))
+        cut, (side, _) = nx.stoer_wagner(g, weight="weight")
+        return Tension(float(cut), frozenset(labels[np.asarray(side)].tolist()), min_degree, "stoer_wagner")
+    cut, side_idx = _sweep_cut(a, deg)
+    return Tension(cut, frozenset(labels[side_idx].tolist()), min_degree, "spectral")
 
 
 def tension(graph: nx.Graph, weight: str = "weight", method: str = "auto") -> Tension:
-    """Minimum cut and tension of an undirected graph (``method``: auto, exact or spectral)."""
+    """Minimum cut and tension of an undirected networkx graph (``method``: auto, exact or spectral)."""
     if method not in ("auto", "exact", "spectral"):
         raise ValueError(f"method must be auto, exact or spectral, got {method!r}")
     if graph.is_directed():
         raise ValueError("tension needs an undirected graph")
     if graph.number_of_nodes() < 2:
         raise ValueError("tension needs at least two nodes")
-    degrees = dict(graph.degree(weight=weight))
-    min_degree = float(min(degrees.values()))
-    if not nx.is_connected(graph):
-        return Tension(0.0, frozenset(next(iter(nx.connected_components(graph)))), min_degree, "disconnected")
-    if method == "exact" or (method == "auto" and graph.number_of_nodes() <= EXACT_LIMIT):
-        cut, (side, _) = nx.stoer_wagner(graph, weight=weight)
-        return Tension(float(cut), frozenset(side), min_degree, "stoer_wagner")
-    cut, side = _sweep_cut(graph, weight)
-    return Tension(cut, side, min_degree, "spectral")
+    nodes = list(graph.nodes)
+    index = {node: i for i, node in enumerate(nodes)}
+    edges = [(index[x], index[y], float(d.get(weight, 1.0))) for x, y, d in graph.edges(data=True) if x != y]
+    if graph.number_of_edges() == 0 or not edges:
+        degrees = dict(graph.degree(weight=weight))
+        return Tension(0.0, frozenset([nodes[0]]), float(min(degrees.values())), "disconnected")
+    arr = np.array(edges, dtype=np.float64)
+    isolated = len({i for e in edges for i in e[:2]}) < len(nodes)
+    if isolated:  # a node without edges: already split
+        return Tension(0.0, frozenset(next(iter(nx.connected_components(graph)))), 0.0, "disconnected")
+    reading = tension_of_edges(arr[:, 0].astype(np.int64), arr[:, 1].astype(np.int64), arr[:, 2], method)
+    return Tension(reading.cut, frozenset(nodes[i] for i in reading.side), reading.min_degree, reading.method)
