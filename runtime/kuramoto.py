@@ -45,15 +45,14 @@ class CSR:
         src = np.asarray(src, dtype=np.int64)
         dst = np.asarray(dst, dtype=np.int64)
         w = np.ones(src.shape[0]) if weights is None else np.asarray(weights, dtype=np.float64)
+        if w.shape != src.shape or dst.shape != src.shape:
+            raise ValueError(f"src, dst and weights need one length, got {src.shape[0]}, {dst.shape[0]}, {w.shape[0]}")
         if src.size and (min(src.min(), dst.min()) < 0 or max(src.max(), dst.max()) >= n):
             raise ValueError(f"edge endpoints must be in [0, {n})")
         if undirected:
             src, dst, w = np.concatenate([src, dst]), np.concatenate([dst, src]), np.concatenate([w, w])
-        order = np.lexsort((dst, src))
-        src, dst, w = src[order], dst[order], w[order]
-        indptr = np.zeros(n + 1, dtype=np.int64)
-        np.cumsum(np.bincount(src, minlength=n), out=indptr[1:])
-        return cls(indptr, dst, w)
+        indptr, indices, weights = _csr_sorted(n, src, dst, w)
+        return cls(indptr, indices, weights)
 
     @classmethod
     def from_networkx(cls, graph: nx.Graph, weight: str = "weight") -> CSR:
@@ -64,6 +63,44 @@ class CSR:
         edges = np.array([(u, v, d.get(weight, 1.0)) for u, v, d in graph.edges(data=True)], dtype=np.float64).reshape(-1, 3)
         return cls.from_edges(n, edges[:, 0].astype(np.int64), edges[:, 1].astype(np.int64), edges[:, 2],
                               undirected=not graph.is_directed())
+
+
+@njit(cache=True)
+def _csr_sorted(n, src, dst, w):  # type: ignore[no-untyped-def]
+    # Rows by a counting sort on the source (stable: equal pairs keep their input order), then each
+    # row by destination, stably: what np.lexsort((dst, src)) gives, in O(E) for short rows.
+    indptr = np.zeros(n + 1, dtype=np.int64)
+    for e in range(src.shape[0]):
+        indptr[src[e] + 1] += 1
+    for i in range(n):
+        indptr[i + 1] += indptr[i]
+    fill = indptr[:-1].copy()
+    indices = np.empty(src.shape[0], dtype=np.int64)
+    weights = np.empty(src.shape[0], dtype=np.float64)
+    for e in range(src.shape[0]):
+        p = fill[src[e]]
+        indices[p] = dst[e]
+        weights[p] = w[e]
+        fill[src[e]] = p + 1
+    for i in range(n):
+        lo = indptr[i]
+        hi = indptr[i + 1]
+        if hi - lo > 32:  # a long row: a stable merge sort
+            order = np.argsort(indices[lo:hi], kind="mergesort")
+            indices[lo:hi] = indices[lo:hi][order]
+            weights[lo:hi] = weights[lo:hi][order]
+        else:  # a short one: insertion sort, stable
+            for a in range(lo + 1, hi):
+                key = indices[a]
+                kw = weights[a]
+                b = a - 1
+                while b >= lo and indices[b] > key:
+                    indices[b + 1] = indices[b]
+                    weights[b + 1] = weights[b]
+                    b -= 1
+                indices[b + 1] = key
+                weights[b + 1] = kw
+    return indptr, indices, weights
 
 
 @njit(inline="always")

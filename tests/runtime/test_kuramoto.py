@@ -142,3 +142,20 @@ def test_graph_kernel_is_the_reference_step_bit_for_bit_serial_and_parallel():
     assert np.array_equal(osc.theta, expected)
     osc.step(0)  # no steps: nothing moves
     assert np.array_equal(osc.theta, expected)
+
+
+@pytest.mark.parametrize("undirected", [True, False])
+def test_csr_rows_are_sorted_stably_as_lexsort_sorts_them(undirected):
+    rng = np.random.default_rng(3)
+    n = 50
+    src, dst = rng.integers(0, n, 4000), rng.integers(0, n, 4000)  # long rows, repeated pairs with other weights
+    src[:300] = 7  # one row past the insertion-sort length
+    w = rng.normal(size=4000)
+    csr = CSR.from_edges(n, src, dst, w, undirected=undirected)
+    if undirected:
+        src, dst, w = np.concatenate([src, dst]), np.concatenate([dst, src]), np.concatenate([w, w])
+    order = np.lexsort((dst, src))
+    assert np.array_equal(csr.indices, dst[order]) and np.array_equal(csr.weights, w[order])
+    assert np.array_equal(csr.indptr, np.concatenate([[0], np.cumsum(np.bincount(src, minlength=n))]))
+    with pytest.raises(ValueError, match="one length"):
+        CSR.from_edges(n, src[:3], dst[:3], w[:2])
