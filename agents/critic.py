@@ -49,6 +49,20 @@ def refine_batch(held: dict[int, int], src: list[int], amounts: list[int]) -> li
     return dropped
 
 
+def top_k(values: npt.NDArray[np.float64], k: int) -> npt.NDArray[np.int64]:
+    """Positions of the ``k`` largest values, ties to the lower position, ascending: what
+    ``np.sort(np.argsort(-values, kind="stable")[:k])`` gives, by a partition instead of a sort."""
+    m = values.shape[0]
+    if k >= m:
+        return np.arange(m)
+    if k <= 0:
+        return np.empty(0, dtype=np.int64)
+    cut = np.partition(values, m - k)[m - k]  # the k-th largest value
+    above = np.flatnonzero(values > cut)
+    tied = np.flatnonzero(values == cut)[: k - above.size]
+    return np.sort(np.concatenate([above, tied]))
+
+
 class _Prover:
     """One reused z3 solver: each query in its own push/pop scope, under names no earlier query used.
 
@@ -162,7 +176,7 @@ class CriticPopulation(Population):
             return keep, ""
         ledger = world.ledgers[replica]
         payers = np.unique(accounts)
-        held_arr = ledger.staked()[payers] if kind in (OpKind.SLASH, OpKind.UNSTAKE) else ledger.rights_of(payers)
+        held_arr = ledger.staked_of(payers) if kind in (OpKind.SLASH, OpKind.UNSTAKE) else ledger.rights_of(payers)
         held = dict(zip(payers.tolist(), held_arr.tolist(), strict=True))
         src, amt = accounts.tolist(), amounts.tolist()
         dst = others.tolist() if kind == OpKind.TRANSFER else [-1] * len(src)
@@ -203,7 +217,7 @@ class CriticPopulation(Population):
         if self.core == "baseline":
             return np.sort(rng.choice(workers.size, size=budget, replace=False))
         draws = rng.beta(1.0 + self.bad[workers], 4.0 + self.good[workers])
-        return np.sort(np.argsort(-draws, kind="stable")[:budget])
+        return top_k(draws, budget)
 
     def step(self, world: World, tick: int) -> None:
         """Verify this tick's sample of results; refund and slash what is judged invalid."""
@@ -264,7 +278,7 @@ class CriticPopulation(Population):
         for r, ledger in enumerate(world.ledgers):
             sel = world.home(workers) == r
             if sel.any():
-                stakes[sel] = ledger.staked()[workers[sel]]
+                stakes[sel] = ledger.staked_of(workers[sel])
         amounts = (stakes * slash_fraction).astype(np.int64)
         keep = amounts > 0
         if keep.any():

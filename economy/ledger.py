@@ -117,8 +117,13 @@ class Replica:
 
     def staked(self, account: int | None = None) -> npt.NDArray[np.int64] | int:
         """Stake of ``account`` (or int64[n_accounts] of all stakes), micro-credits."""
-        stake = self.cells[:, 2 * self.R] - self.cells[:, 2 * self.R + 1]
-        return stake if account is None else int(stake[account])
+        if account is not None:  # one row, not a pass over every account
+            return int(self.cells[account, 2 * self.R] - self.cells[account, 2 * self.R + 1])
+        return self.cells[:, 2 * self.R] - self.cells[:, 2 * self.R + 1]
+
+    def staked_of(self, accounts: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+        """Stake of each of ``accounts``: int64[len(accounts)], micro-credits."""
+        return self.cells[accounts, 2 * self.R] - self.cells[accounts, 2 * self.R + 1]
 
     def rights(self, account: int | None = None) -> npt.NDArray[np.int64] | int:
         """Spending rights this replica holds for ``account`` (or all accounts)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from agents.critic import check_batch
+from agents.critic import check_batch, top_k
 from economy.ops import OpKind
 from runtime.recording import with_baseline_cores
 from runtime.scenario import parse
@@ -152,3 +152,11 @@ def test_duplicate_ledger_reviewers_are_a_scenario_error():
     twice = SCENARIO + '[[population]]\nname = "crit2"\nrole = "critic"\ncount = 1\nwatches = "work"\n'
     with pytest.raises(ScenarioError, match="review_ledger"):
         parse(twice)
+
+
+def test_top_k_is_the_stable_sort_prefix_ties_included():
+    rng = np.random.default_rng(5)
+    for m, k in [(1, 1), (10, 0), (10, 3), (1000, 100), (1000, 1000), (1000, 1500), (5000, 4999)]:
+        for values in (rng.random(m), rng.integers(0, 4, m).astype(np.float64)):  # continuous, and mostly ties
+            expected = np.sort(np.argsort(-values, kind="stable")[:k])
+            assert np.array_equal(top_k(values, k), expected)

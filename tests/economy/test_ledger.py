@@ -116,6 +116,8 @@ def test_stake_unstake_slash_and_refund():
     a.stake(0, 60)
     assert a.balance(0) == 40 and a.staked(0) == 60
     a.slash(0, 30)
+    assert a.staked(0) == 30 and a.staked_of(np.array([0, 1, 0])).tolist() == [30, 0, 30]
+    assert a.staked()[[0, 1]].tolist() == [30, 0]
     with pytest.raises(OpRejected, match="stake"):
         a.unstake(0, 31)
     a.unstake(0, 30)
