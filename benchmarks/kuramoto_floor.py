@@ -1,0 +1,85 @@
+"""What bounds one Kuramoto step on the marketplace's coupling graph: the same edges read three ways.
+
+    python -m benchmarks.kuramoto_floor 1000000     # agents (the scaled default scenario, run to tick 12)
+
+Builds the scaled marketplace (``benchmarks.marketplace``), runs it to tick 12 so the coupling
+graph exists, then times on one thread, per pass over every stored edge:
+
+* ``in order``: the weighted sum of neighbours' sines and cosines with the neighbours sorted (reads
+  in memory order), no rows;
+* ``random``: the same sum in the graph's own order (random reads), no rows;
+* ``rows``: the same, row by row as the kernel does (a sum per node, so a loop end per row);
+
+and then the kernel itself (``Oscillators.step``, all threads) per step. The gaps say what the
+step pays for: random reads, then the row structure (most rows hold one or two edges).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import numpy as np
+from numba import njit
+
+
+@njit(cache=True)
+def _edges(indices, weights, s, c):  # type: ignore[no-untyped-def]
+    a = 0.0
+    b = 0.0
+    for k in range(indices.shape[0]):
+        j = indices[k]
+        a += weights[k] * s[j]
+        b += weights[k] * c[j]
+    return a + b
+
+
+@njit(cache=True)
+def _rows(indptr, indices, weights, s, c, out):  # type: ignore[no-untyped-def]
+    for i in range(indptr.shape[0] - 1):
+        a = 0.0
+        b = 0.0
+        for k in range(indptr[i], indptr[i + 1]):
+            j = indices[k]
+            a += weights[k] * s[j]
+            b += weights[k] * c[j]
+        out[i] = a + b
+
+
+def _ms(fn, repeat: int = 5) -> float:  # type: ignore[no-untyped-def]
+    fn()
+    start = time.perf_counter()
+    for _ in range(repeat):
+        fn()
+    return 1000 * (time.perf_counter() - start) / repeat
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 1 or not argv[0].isdigit() or int(argv[0]) < 1000:
+        print("usage: python -m benchmarks.kuramoto_floor AGENTS   (an integer >= 1000)", file=sys.stderr)
+        return 2
+    from benchmarks.marketplace import SCENARIO, scaled_text
+    from runtime.scenario import parse
+    from runtime.world import World
+
+    world = World(parse(scaled_text(int(argv[0])), base=SCENARIO.parent), base=SCENARIO.parent)
+    world.run(12)
+    assert world.coordination is not None
+    osc = world.coordination.osc
+    csr = osc.csr
+    n, e = csr.n, csr.indices.size
+    rng = np.random.default_rng(0)
+    s, c, out = rng.random(n), rng.random(n), np.empty(n)
+    in_order = np.sort(csr.indices)
+    print(f"{n:,} nodes, {e:,} stored edges; ms per pass over the edges, one thread:")
+    print(f"  in order, no rows   {_ms(lambda: _edges(in_order, csr.weights, s, c)):8.1f}")
+    print(f"  random, no rows     {_ms(lambda: _edges(csr.indices, csr.weights, s, c)):8.1f}")
+    print(f"  random, row by row  {_ms(lambda: _rows(csr.indptr, csr.indices, csr.weights, s, c, out)):8.1f}")
+    theta = osc.theta.copy()
+    print(f"  the kernel, one step (all threads, sines and cosines included) {_ms(lambda: osc.step(1)):8.1f}")
+    osc.theta[:] = theta
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
