@@ -15,8 +15,9 @@ correctly rounded on CPU and GPU alike, and eager torch never fuses two into a m
 So phases equal :class:`runtime.kuramoto.Oscillators` bit for bit, on every device: tested on the
 CPU here and on an H100 (tests/runtime/test_kuramoto_torch.py). A World run with ``--device cuda``
 steps its oscillators here. Cost: about ``4 D_max`` kernels a step in all (``D_max`` the longest
-row), so graphs with a few very high-degree nodes pay for their longest row; the marketplace's rows
-are at most a few dozen long.
+row); the marketplace's rows are at most a few dozen long. A graph with a row longer than
+``LONGEST_ROW`` (a hub) steps on the host with the numba kernel instead -- the same bits, none of
+the GPU's speed -- since summing one long row in order is sequential work.
 """
 
 from __future__ import annotations
@@ -27,9 +28,10 @@ import numpy as np
 import numpy.typing as npt
 
 from runtime import trig
-from runtime.kuramoto import CSR
+from runtime.kuramoto import CSR, Oscillators
 
 TWO_PI = 2 * np.pi
+LONGEST_ROW = 1024  # a graph with a longer row steps on the host's numba kernel (the same bits)
 
 
 def torch_sincos(torch: Any, x: Any) -> tuple[Any, Any]:
@@ -131,6 +133,10 @@ class TorchOscillators:
         self._buckets: list[_Bucket] = []
         low, high = 0, 1
         top = int(counts.max()) if counts.size else 0
+        self._on_host: Oscillators | None = None
+        if top > LONGEST_ROW:  # sums that long are sequential work: the numba kernel does them, same bits
+            self._on_host = Oscillators(self.omega_t.cpu().numpy(), self.coupling, self.dt, self.theta, csr)
+            return
         while low < top:
             rows = np.flatnonzero((counts > low) & (counts <= high))
             if rows.size:
@@ -158,6 +164,12 @@ class TorchOscillators:
         """Advance ``n`` Euler steps on the device (phases then taken mod 2π). On a GPU the step is
         captured once per graph as a CUDA graph and replayed: the same kernels, launched at once."""
         torch = self.torch
+        if self._on_host is not None:
+            self._on_host.theta[:] = self.theta
+            self._on_host.step(n)
+            self.theta_t = torch.as_tensor(self._on_host.theta.copy(), device=self.device)
+            self._host = None
+            return
         if n > 0 and self.device.type == "cuda":
             if self._captured is None:
                 static = self.theta_t.clone()

@@ -64,3 +64,28 @@ def test_gpu_is_used():
     csr = CSR.from_networkx(nx.path_graph(3))
     dev = TorchOscillators(np.zeros(3), 1.0, 0.1, np.zeros(3), csr, device="cuda")
     assert dev.theta_t.is_cuda
+
+
+def test_a_hub_longer_than_the_longest_row_steps_on_the_host_with_the_same_bits(monkeypatch):
+    import runtime.kuramoto_torch as kt
+
+    monkeypatch.setattr(kt, "LONGEST_ROW", 64)  # so a small hub is "long"
+    rng = np.random.default_rng(9)
+    n = 400
+    hub = np.zeros(200, dtype=np.int64)
+    src = np.concatenate([hub, rng.integers(1, n, 600)])
+    dst = np.concatenate([rng.integers(1, n, 200), rng.integers(1, n, 600)])
+    csr = CSR.from_edges(n, src, dst)
+    omega, theta = rng.normal(0, 0.3, n), rng.uniform(0, 2 * np.pi, n)
+    ref = Oscillators(omega, 2.0, 0.05, theta, csr)
+    dev = kt.TorchOscillators(omega, 2.0, 0.05, theta, csr, device="cpu")
+    assert dev._on_host is not None
+    ref.step(9)
+    dev.step(9)
+    assert np.array_equal(dev.theta, ref.theta) and np.array_equal(dev.phases(), ref.theta)
+    small = CSR.from_edges(n, rng.integers(0, n, 300), rng.integers(0, n, 300))
+    ref.csr = dev.csr = small  # a graph without a hub goes back to the device path
+    assert dev._on_host is None
+    ref.step(4)
+    dev.step(4)
+    assert np.array_equal(dev.theta, ref.theta)
