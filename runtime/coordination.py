@@ -15,6 +15,7 @@ is read (``runtime.tension``).
 from __future__ import annotations
 
 import hashlib
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 import networkx as nx
@@ -30,6 +31,8 @@ from runtime.tension import tension_of_edges
 if TYPE_CHECKING:
     from runtime.kuramoto_torch import TorchOscillators
     from runtime.world import World
+
+BACKGROUND_NODES = 1 << 15  # below this, a second thread costs more than the steps it would hide
 
 
 class Coordination:
@@ -58,6 +61,33 @@ class Coordination:
         self.region_r = np.zeros(self.n_regions)
         self.member_r = 0.0
         self.tension = 0.0
+        self._ahead: Future[None] | None = None  # this tick's oscillator steps, running beside the populations
+        self._ahead_tick = -1  # the tick they belong to
+        self._pool: ThreadPoolExecutor | None = None
+
+    def begin_tick(self, tick: int) -> None:
+        """Start this tick's oscillator steps on a second thread, when their inputs are already fixed.
+
+        They need only the phases and the coupling graph, and the graph changes only on the ticks that
+        rebuild it (from the trades up to then): on the other ticks the steps cannot depend on what the
+        populations do this tick, so they run beside them (the numba kernel releases the GIL) and
+        :meth:`step` waits for them. The phases are the same bits either way; anything that reads
+        them first (:meth:`gain`) waits too. Worlds below ``BACKGROUND_NODES`` agents, and
+        oscillators on a GPU, step in :meth:`step` as before.
+        """
+        if (tick % self.cfg.graph_every == 0 or self._ahead is not None or not isinstance(self.osc, Oscillators)
+                or self.world.n_agents < BACKGROUND_NODES):
+            return
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix="agora-oscillators")
+        self._ahead = self._pool.submit(self.osc.step, self.cfg.steps_per_tick, True)
+        self._ahead_tick = tick
+
+    def _wait(self) -> None:
+        """Wait for steps started by :meth:`begin_tick` (an error in them is raised here)."""
+        if self._ahead is not None:
+            ahead, self._ahead = self._ahead, None
+            ahead.result()
 
     def interact(self, a: npt.NDArray[np.int64], b: npt.NDArray[np.int64]) -> None:
         """Record that agents ``a[i]`` and ``b[i]`` traded this tick."""
@@ -66,6 +96,7 @@ class Coordination:
 
     def gain(self, a: npt.NDArray[np.int64], b: npt.NDArray[np.int64]) -> npt.NDArray[np.float64]:
         """Message gain between agents: their phase coherence in [0, 1]."""
+        self._wait()  # mid-tick the phases may be being stepped: read this tick's
         return coherence_gain(self.osc.theta, np.asarray(a), np.asarray(b))
 
     def _rebuild(self) -> None:
@@ -86,9 +117,11 @@ class Coordination:
     def step(self, tick: int) -> None:
         """Advance one tick; record r, fire synchronisation actions, read tension when due."""
         w = self.world
-        if tick % self.cfg.graph_every == 0:
-            self._rebuild()
-        self.osc.step(self.cfg.steps_per_tick)
+        self._wait()
+        if self._ahead_tick != tick:  # not stepped beside the populations: step now
+            if tick % self.cfg.graph_every == 0:
+                self._rebuild()
+            self.osc.step(self.cfg.steps_per_tick)
         theta = self.osc.theta
         r_global, r = strided_order(theta, self.n_regions)  # regions are account id % regions
         w.gauge("r_global", r_global)
@@ -142,6 +175,7 @@ class Coordination:
 
     def digest(self) -> bytes:
         """Hash of phases and the coupling graph."""
+        self._wait()
         h = hashlib.sha256(self.osc.theta.tobytes())
         csr = self.osc.csr
         if csr is not None:

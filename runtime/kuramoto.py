@@ -149,7 +149,7 @@ def _graph_steps_parallel(theta, omega, indptr, indices, weights, coupling, dt, 
     _graph_steps_body(theta, omega, indptr, indices, weights, coupling, dt, steps, out, sin_t, cos_t)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)  # without the GIL: runtime.coordination steps it beside the populations
 def _graph_steps_serial(theta, omega, indptr, indices, weights, coupling, dt, steps, out, sin_t, cos_t):
     _graph_steps_body(theta, omega, indptr, indices, weights, coupling, dt, steps, out, sin_t, cos_t)
 
@@ -234,15 +234,17 @@ class Oscillators:
         self._sin = np.empty_like(self.theta)
         self._cos = np.empty_like(self.theta)
 
-    def step(self, n: int = 1) -> None:
-        """Advance ``n`` Euler steps (graph kernel, or mean field when there is no graph)."""
+    def step(self, n: int = 1, serial: bool = False) -> None:
+        """Advance ``n`` Euler steps (graph kernel, or mean field when there is no graph). ``serial``:
+        one thread even on a large graph (the same bits), leaving the other cores to other work."""
         if self.csr is None:
             for _ in range(n):
                 z = np.exp(1j * self.theta).mean()
                 drift = self.omega + self.coupling * abs(z) * np.sin(np.angle(z) - self.theta)
                 self.theta += self.dt * drift
         elif n > 0:  # the kernel takes the phases modulo 2π itself
-            kernel = _graph_steps_parallel if self.theta.shape[0] >= PARALLEL_NODES else _graph_steps_serial
+            parallel = self.theta.shape[0] >= PARALLEL_NODES and not serial
+            kernel = _graph_steps_parallel if parallel else _graph_steps_serial
             kernel(self.theta, self.omega, self.csr.indptr, self.csr.indices, self.csr.weights,
                    self.coupling, self.dt, n, self._next, self._sin, self._cos)
             return

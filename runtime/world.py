@@ -187,6 +187,8 @@ class World(mesa.Model):
             self._apply_fault(fault)
         if self.organisation is not None:
             self.organisation.step(t)
+        if self.coordination is not None:
+            self.coordination.begin_tick(t)  # oscillator steps beside the populations, where they may
         self.task_board.clear()
         for pop in sorted(self.populations, key=lambda p: p.phase):
             pop.step(self, t)

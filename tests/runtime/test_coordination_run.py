@@ -119,3 +119,28 @@ def test_oscillators_on_the_gpu_give_the_cpu_run_bit_for_bit():
     gpu.run()
     assert gpu.coordination.osc.theta_t.is_cuda
     assert gpu.hashes() == cpu.hashes()
+
+
+def test_oscillators_stepped_beside_the_populations_give_the_same_run(monkeypatch):
+    import runtime.coordination as coordination
+
+    plain = World(parse(SCENARIO))
+    plain.run()
+    monkeypatch.setattr(coordination, "BACKGROUND_NODES", 0)  # so this small world steps them on a second thread
+    beside = World(parse(SCENARIO))
+    started = []
+    real = beside.coordination.begin_tick
+
+    def observed(tick: int) -> None:
+        real(tick)
+        started.append(beside.coordination._ahead is not None)
+
+    beside.coordination.begin_tick = observed  # type: ignore[method-assign]
+    beside.run()
+    assert sum(started) == 32  # every tick but the graph rebuilds (0, 5, ..., 35)
+    assert beside.hashes() == plain.hashes()
+    assert [c.state_hash for c in beside.checkpoints] == [c.state_hash for c in plain.checkpoints]
+    # A message sent mid-tick reads this tick's phases: it waits for the steps.
+    beside.coordination.begin_tick(41)
+    gain = beside.coordination.gain(np.array([0]), np.array([1]))
+    assert beside.coordination._ahead is None and 0.0 <= gain[0] <= 1.0
