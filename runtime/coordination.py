@@ -3,7 +3,7 @@
 Every agent carries a phase and a natural frequency (Lorentzian quantiles, dealt out by a seeded
 permutation). Agents that traded in the last ``graph_every`` ticks are coupled, with weight equal
 to how often they traded: the interaction graph is rebuilt from those trades (as CSR arrays for the
-O(E) kernel and as a networkx graph for the minimum cut). Each tick the oscillators advance
+O(E) kernel, as edge arrays for the minimum cut). Each tick the oscillators advance
 ``steps_per_tick`` steps (on the GPU with ``--device cuda``: ``runtime.kuramoto_torch``, the same
 bits) and the order parameter is recorded globally and per region. A region
 whose order parameter rises through ``sync_threshold`` fires an extra ledger anti-entropy round;

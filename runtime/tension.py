@@ -92,12 +92,18 @@ def tension_of_edges(u: npt.NDArray[np.int64], v: npt.NDArray[np.int64], w: npt.
     unless ``method`` is exact (or auto on at most ``EXACT_LIMIT`` nodes)."""
     if method not in ("auto", "exact", "spectral"):
         raise ValueError(f"method must be auto, exact or spectral, got {method!r}")
+    u, v, w = np.asarray(u), np.asarray(v), np.asarray(w, dtype=np.float64)
+    if not (u.shape == v.shape == w.shape) or u.ndim != 1:
+        raise ValueError(f"u, v and w must be 1-d arrays of one length, got shapes {u.shape}, {v.shape}, {w.shape}")
+    if (u == v).any():
+        raise ValueError("tension_of_edges takes no self-loops (u[i] == v[i])")
+    if w.size and not (np.isfinite(w).all() and (w >= 0).all()):
+        raise ValueError("edge weights must be finite and non-negative")
     labels, inverse = np.unique(np.concatenate([u, v]), return_inverse=True)
     n = labels.size
     if n < 2:
         raise ValueError("tension needs at least two nodes")
     a_, b_ = inverse[: u.size], inverse[u.size:]
-    w = np.asarray(w, dtype=np.float64)
     a = sp.csr_array((np.concatenate([w, w]), (np.concatenate([a_, b_]), np.concatenate([b_, a_]))), shape=(n, n))
     a.sum_duplicates()
     deg = np.asarray(a.sum(axis=1)).ravel()

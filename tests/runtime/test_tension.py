@@ -71,3 +71,21 @@ def test_split_graph_has_tension_one_and_a_clique_zero():
         tension(nx.DiGraph([(0, 1)]))
     with pytest.raises(ValueError, match="method"):
         tension(nx.complete_graph(3), method="magic")
+
+
+def test_edge_arrays_give_the_graph_reading_and_bad_arrays_are_refused():
+    from runtime.tension import tension_of_edges
+
+    g = planted(120, 0.5, bridges=2, seed=1)
+    u, v = np.array([e[0] for e in g.edges]), np.array([e[1] for e in g.edges])
+    reading = tension_of_edges(u + 1000, v + 1000, np.ones(u.size), method="spectral")  # any node ids
+    assert reading.cut == 2 and reading.side in (frozenset(range(1000, 1060)), frozenset(range(1060, 1120)))
+    assert reading.value == pytest.approx(tension(g).value)
+    with pytest.raises(ValueError, match="one length"):
+        tension_of_edges(u, v, np.ones(u.size - 1))
+    with pytest.raises(ValueError, match="self-loops"):
+        tension_of_edges(np.array([0, 1]), np.array([0, 2]), np.ones(2))
+    with pytest.raises(ValueError, match="non-negative"):
+        tension_of_edges(np.array([0, 1]), np.array([1, 2]), np.array([1.0, -1.0]))
+    with pytest.raises(ValueError, match="at least two nodes"):
+        tension_of_edges(np.array([], np.int64), np.array([], np.int64), np.array([]))
