@@ -3,9 +3,11 @@
 ``dθ_i/dt = ω_i + (K / d_i) Σ_j w_ij sin(θ_j − θ_i)``, integrated with explicit Euler steps of
 ``dt``, where ``d_i = Σ_j w_ij`` (so all-to-all coupling with unit weights is the classical mean
 field ``K r sin(ψ − θ_i)`` up to the 1/(N−1) vs 1/N normalisation). The graph step is one O(E)
-numba kernel over CSR arrays (a sine and a cosine per node with neighbours, then multiply-adds per edge, using
-``sin(θj − θi) = sin θj cos θi − cos θj sin θi``), parallel over nodes with a fixed summation order per node, so the
-result does not depend on the thread count; all-to-all coupling has an O(N) mean-field path.
+numba kernel over CSR arrays (a sine and a cosine per node from ``runtime.trig``, then multiply-adds
+per edge, using ``sin(θj − θi) = sin θj cos θi − cos θj sin θi``), parallel over nodes with a fixed
+summation order per node, so the result does not depend on the thread count or the machine;
+``runtime.kuramoto_torch`` is the same step in torch, bit for bit; all-to-all coupling has an O(N)
+mean-field path.
 
 The order parameter ``r e^{iψ} = mean(e^{iθ})`` says how synchronised a group is (1 = in phase).
 """
