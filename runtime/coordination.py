@@ -55,8 +55,6 @@ class Coordination:
             self.osc = Oscillators(omega, cfg.coupling, cfg.dt, theta, empty)
         self._src: list[npt.NDArray[np.int64]] = []
         self._dst: list[npt.NDArray[np.int64]] = []
-        self._edges: tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.float64]] = (
-            np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.float64))
         self.n_regions = world.network.n_regions
         self.region_r = np.zeros(self.n_regions)
         self.member_r = 0.0
@@ -111,7 +109,6 @@ class Coordination:
             u = v = np.empty(0, np.int64)
             w = np.empty(0, np.float64)
         self.osc.csr = CSR.from_edges(n, u, v, w)
-        self._edges = (u, v, w)
         self._src, self._dst = [], []
 
     def step(self, tick: int) -> None:
@@ -149,15 +146,23 @@ class Coordination:
 
     def graph(self) -> nx.Graph:
         """The current interaction graph as a networkx graph (edge attribute ``weight``)."""
-        u, v, w = self._edges
+        u, v, w = self._edges()
         g = nx.Graph()
         g.add_weighted_edges_from(zip(u.tolist(), v.tolist(), w.tolist(), strict=True))
         return g
 
+    def _edges(self) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.float64]]:
+        """The coupling graph's edges ``u < v`` with their weights, ordered by (u, v): read back from
+        the CSR arrays (each edge is stored there both ways), not kept a second time."""
+        csr = self.osc.csr
+        rows = np.repeat(np.arange(csr.n, dtype=np.int64), np.diff(csr.indptr))
+        upper = csr.indices > rows
+        return rows[upper], csr.indices[upper], csr.weights[upper]
+
     def _core(self) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.float64]]:
         """The 2-core of the interaction graph's largest connected component, as edge arrays: one-off
         trades (leaves) would make every minimum cut a single edge."""
-        u, v, w = self._edges
+        u, v, w = self._edges()
         n = self.world.n_agents
         while u.size:  # peel nodes of degree < 2 until none is left
             deg = np.bincount(u, minlength=n) + np.bincount(v, minlength=n)

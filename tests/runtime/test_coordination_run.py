@@ -144,3 +144,15 @@ def test_oscillators_stepped_beside_the_populations_give_the_same_run(monkeypatc
     beside.coordination.begin_tick(41)
     gain = beside.coordination.gain(np.array([0]), np.array([1]))
     assert beside.coordination._ahead is None and 0.0 <= gain[0] <= 1.0
+
+
+def test_the_graph_read_back_from_the_csr_is_the_trades_of_the_window():
+    world = World(parse(SCENARIO))
+    world.run(5)  # ticks 0-4 traded; tick 5 rebuilds the graph from them (and tick 5's trades)
+    src, dst = np.concatenate(world.coordination._src), np.concatenate(world.coordination._dst)
+    world.run(6)
+    lo, hi = np.minimum(src, dst), np.maximum(src, dst)
+    g = world.coordination.graph()
+    assert g.number_of_edges() > 0 and all(u < v for u, v in zip(*world.coordination._edges()[:2]))
+    assert all(g.has_edge(int(a), int(b)) for a, b in zip(lo[lo != hi], hi[lo != hi]))
+    assert sum(d["weight"] for _, _, d in g.edges(data=True)) >= int((lo != hi).sum())
