@@ -10,8 +10,11 @@ graph exists, then times on one thread, per pass over every stored edge:
 * ``random``: the same sum in the graph's own order (random reads), no rows;
 * ``rows``: the same, row by row as the kernel does (a sum per node, so a loop end per row);
 
-and then the kernel itself (``Oscillators.step``, all threads) per step. The gaps say what the
-step pays for: random reads, then the row structure (most rows hold one or two edges).
+and then the kernel itself (``Oscillators.step``) per step, on all threads and on one. The gaps say
+what the step pays for: random reads, then the row structure (most rows hold one or two edges).
+Then the other parts of the coordination this session changed: ``runtime.trig``'s sine and cosine
+against numba's ``np.sin``/``np.cos`` for every phase, the CSR build against ``np.lexsort``, and
+one tension reading of the graph's 2-core (``tension_of_edges``).
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ import time
 
 import numpy as np
 from numba import njit
+
+from runtime.trig import sincos
 
 
 @njit(cache=True)
@@ -32,6 +37,19 @@ def _edges(indices, weights, s, c):  # type: ignore[no-untyped-def]
         a += weights[k] * s[j]
         b += weights[k] * c[j]
     return a + b
+
+
+@njit(cache=True)
+def _trig(theta, s, c):  # type: ignore[no-untyped-def]
+    for i in range(theta.shape[0]):
+        s[i], c[i] = sincos(theta[i])
+
+
+@njit(cache=True)
+def _libm(theta, s, c):  # type: ignore[no-untyped-def]
+    for i in range(theta.shape[0]):
+        s[i] = np.sin(theta[i])
+        c[i] = np.cos(theta[i])
 
 
 @njit(cache=True)
@@ -76,8 +94,29 @@ def main(argv: list[str]) -> int:
     print(f"  random, no rows     {_ms(lambda: _edges(csr.indices, csr.weights, s, c)):8.1f}")
     print(f"  random, row by row  {_ms(lambda: _rows(csr.indptr, csr.indices, csr.weights, s, c, out)):8.1f}")
     theta = osc.theta.copy()
-    print(f"  the kernel, one step (all threads, sines and cosines included) {_ms(lambda: osc.step(1)):8.1f}")
+    print(f"  the kernel, one step, all threads (sines and cosines included) {_ms(lambda: osc.step(1)):8.1f}")
+    print(f"  the kernel, one step, one thread                               {_ms(lambda: osc.step(1, serial=True)):8.1f}")
     osc.theta[:] = theta
+    print("ms, one thread, every phase:")
+    print(f"  runtime.trig sin and cos   {_ms(lambda: _trig(theta, s, c)):8.1f}")
+    print(f"  numba np.sin and np.cos    {_ms(lambda: _libm(theta, s, c)):8.1f}")
+    from runtime.kuramoto import CSR
+    from runtime.tension import tension_of_edges
+
+    u, v, w = world.coordination._edges()
+
+    def lexsort_build() -> None:
+        src, dst = np.concatenate([u, v]), np.concatenate([v, u])
+        order = np.lexsort((dst, src))
+        _ = dst[order], np.concatenate([w, w])[order], np.bincount(src, minlength=n)
+
+    print("ms, building the coupling graph's CSR from its edges:")
+    print(f"  counting sort (CSR.from_edges)  {_ms(lambda: CSR.from_edges(n, u, v, w), 3):8.1f}")
+    print(f"  np.lexsort                      {_ms(lexsort_build, 3):8.1f}")
+    cu, cv, cw = world.coordination._core()
+    start = time.perf_counter()
+    reading = tension_of_edges(cu, cv, cw)
+    print(f"one tension reading of the 2-core ({cu.size:,} edges): {time.perf_counter() - start:.2f} s ({reading.method}, cut {reading.cut:g})")
     return 0
 
 

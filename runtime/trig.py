@@ -10,8 +10,9 @@ compiler's vector width or the thread count -- unlike ``np.sin``, whose last bit
 libm versions. Measured against ``np.sin``/``np.cos``: at most 2 ulp of 1 on [−10, 10]; for |x| past
 about 10^7 the reduction loses accuracy in proportion to |x| (tests/runtime/test_trig.py).
 
-Vectorised by LLVM, it is about 8× cheaper than numba's ``np.sin`` plus ``np.cos`` on this 2-core
-CPU (1.9 vs 15 ms for 10^6 phases), which is what the Kuramoto kernels spend on trigonometry.
+It is about 10× cheaper than numba's ``np.sin`` plus ``np.cos`` on this 2-core CPU (one thread,
+the 10^6 marketplace's phases: 4.0 vs 41.9 ms, ``python -m benchmarks.kuramoto_floor 1000000``),
+which is what the Kuramoto kernels spend on trigonometry.
 
 The constants are derived, not copied: ``P1``, ``P2``, ``P3`` from π/2 at 60 digits (mpmath), the
 coefficients are ±1/n!; ``tests/runtime/test_trig.py`` recomputes them.
