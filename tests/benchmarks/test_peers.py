@@ -110,3 +110,12 @@ def test_mesa_marketplace_peer_does_the_marketplace_work_and_conserves_credits()
     assert minted > minted_before
     assert model.credits() == minted - burned
     assert any(w.alive for w in model.workers) and 0 < min(model.prices)
+
+
+def test_profiling_scripts_refuse_bad_arguments_with_exit_2(capsys):
+    from benchmarks import kuramoto_floor, profile_tick, tick_window
+
+    assert tick_window.main(["12"]) == 2 and tick_window.main([]) == 2
+    assert kuramoto_floor.main(["ten"]) == 2
+    assert profile_tick.main(["1000", "5", "tpu"]) == 2 and profile_tick.main(["1000"]) == 2
+    assert capsys.readouterr().err.count("usage:") == 5
