@@ -29,6 +29,7 @@ import z3
 
 from economy.constitution import Constitution, Verdict
 from economy.ops import OpKind
+from economy.scatter import add_at
 from runtime.population import Population
 from runtime.scenario import PopulationConfig
 
@@ -235,8 +236,8 @@ class CriticPopulation(Population):
         truly_invalid = ~res["valid"][chosen]
         judged_invalid = np.where(correct, truly_invalid, ~truly_invalid)
         w = res["worker"][chosen]
-        np.add.at(self.bad, w[judged_invalid], 1.0)
-        np.add.at(self.good, w[~judged_invalid], 1.0)
+        add_at(self.bad, w[judged_invalid], 1.0)
+        add_at(self.good, w[~judged_invalid], 1.0)
         self.stats["checks"] += budget
         self.stats["caught"] += int((judged_invalid & truly_invalid).sum())
         self.stats["false_slashes"] += int((judged_invalid & ~truly_invalid).sum())

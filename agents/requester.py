@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, ClassVar
 import numpy as np
 import numpy.typing as npt
 
+from economy.scatter import add_at
 from runtime.population import Population
 from runtime.scenario import PopulationConfig
 
@@ -94,7 +95,7 @@ class RequesterPopulation(Population):
     def _post(self, world: World, idx: npt.NDArray[np.int64], skill: npt.NDArray[np.int64],
               units: npt.NDArray[np.int64], price: npt.NDArray[np.int64]) -> None:
         task_ids = world.task_board.post(self.ids[idx], skill, units, price)
-        np.add.at(self.posted, idx, 1)
+        add_at(self.posted, idx, 1)
         world.emit_many("task_posted", self.name, self.ids[idx], task_ids, price, skill.astype(np.float64))
         world.count("tasks_posted", len(idx))
 

@@ -16,6 +16,7 @@ import numpy.typing as npt
 from economy.contribution import contribution_multiplier
 from economy.ops import OpKind
 from economy.routing import TopKGate
+from economy.scatter import add_at
 from runtime.population import Population
 from runtime.scenario import PopulationConfig
 
@@ -136,11 +137,11 @@ class WorkerPopulation(Population):
         cheats = self.cheater[tw] & (rng.random(len(tw)) < self.cfg.cheat_probability)
         valid = success & ~cheats
         success = success | cheats
-        np.add.at(self.tel_tasks, tw, 1)
-        np.add.at(self.tel_failed, tw, ~success)
+        add_at(self.tel_tasks, tw, 1)
+        add_at(self.tel_failed, tw, ~success)
         # Task latency: the worker's speed per unit, slowed by degradation, with noise.
         latency = self.speed[tw] * units * (1.0 + 3.0 * self.degraded[tw]) * rng.lognormal(0.0, 0.2, len(tw))
-        np.add.at(self.tel_latency, tw, latency / units)
+        add_at(self.tel_latency, tw, latency / units)
         lost = (~success) & (self.degraded[tw] > 0)
         world.health.credits_lost += int(price[lost].sum())
         paid = self._settle(world, tw, requester, price, units, success)
@@ -180,8 +181,8 @@ class WorkerPopulation(Population):
                                   np.full(int(sel.sum()), world.treasury, np.int64), fees[sel])
             world.count("fees", int(fees.sum()))
         world.interact(worker_ids[ok], requester[ok])
-        np.add.at(self.done, w[ok], 1)
-        np.add.at(self.failed, w[~success], 1)
+        add_at(self.done, w[ok], 1)
+        add_at(self.failed, w[~success], 1)
         world.emit_many("task_done", self.name, worker_ids[ok], requester[ok], price[ok], units[ok].astype(np.float64))
         world.emit_many("task_failed", self.name, worker_ids[~success], requester[~success], price[~success], units[~success].astype(np.float64))
         world.count("tasks_done", int(ok.sum()))

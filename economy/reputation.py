@@ -12,6 +12,7 @@ import numpy as np
 import numpy.typing as npt
 
 from economy.errors import LedgerError
+from economy.scatter import add_at
 
 
 class BetaReputation:
@@ -44,8 +45,8 @@ class BetaReputation:
         self.predictions += int(agents.size)
         self.correct += int(((p >= 0.5) == success).sum())
         self.brier_sum += float(((p - success) ** 2).sum())
-        np.add.at(self.alpha, agents, success.astype(np.float64))
-        np.add.at(self.beta, agents, (~success).astype(np.float64))
+        add_at(self.alpha, agents, success.astype(np.float64))
+        add_at(self.beta, agents, (~success).astype(np.float64))
 
     def step(self) -> None:
         """Decay every agent's evidence toward the prior by one tick."""

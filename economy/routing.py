@@ -17,6 +17,7 @@ import numpy.typing as npt
 from numba import njit
 
 from economy.errors import LedgerError
+from economy.scatter import add_at
 
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
 _M2 = np.uint64(0x94D049BB133111EB)
@@ -239,4 +240,4 @@ class TopKGate:
         """Move each agent's bias toward its observed success (logistic gradient on the bias)."""
         agents = np.asarray(agents, dtype=np.int64)
         p = 1.0 / (1.0 + np.exp(-self.bias[agents]))
-        np.add.at(self.bias, agents, self.lr * (np.asarray(success, dtype=np.float64) - p))
+        add_at(self.bias, agents, self.lr * (np.asarray(success, dtype=np.float64) - p))
