@@ -442,23 +442,20 @@ class Replica:
         where = f"op {op_id} ({kind.name.lower()})"
         if acc.size == 0:
             raise LedgerError(f"{where}: no entries")
-        if acc.min() < 0 or acc.max() >= self.N:
-            raise LedgerError(f"{where}: account {int(acc[(acc < 0) | (acc >= self.N)][0])} out of range [0, {self.N})")
-        if amt.min() <= 0 or amt.max() > MAX_AMOUNT:
-            bad = int(amt[(amt <= 0) | (amt > MAX_AMOUNT)][0])
-            raise LedgerError(f"{where}: amount {bad} must be in [1, {MAX_AMOUNT}] micro-credits")
-        homes = acc % self.R
-        if kind == OpKind.TRANSFER and (oth.min() < 0 or oth.max() >= self.N):
-            raise LedgerError(f"{where}: destination account out of range [0, {self.N})")
-        if kind in _HOME_ONLY and (homes != origin).any():
-            a = int(acc[homes != origin][0])
-            raise LedgerError(f"{where}: account {a} has home replica {a % self.R}; run this op there, not at replica {origin}")
-        if kind == OpKind.LEND and ((oth < 0).any() or (oth >= self.R).any() or (oth == origin).any()):
-            raise LedgerError(f"{where}: target replica must be another replica in [0, {self.R}), got {oth.tolist()}")
-        if kind == OpKind.RETURN and (homes == origin).any():
-            raise LedgerError(f"{where}: the home replica holds rights already; return from another replica")
-        if kind == OpKind.REFUND and (oth <= 0).any():
-            raise LedgerError(f"{where}: refund must name the spend's seq (>= 1)")
+        code, i = K.check_entries(int(kind), origin, self.R, self.N, MAX_AMOUNT, acc, oth, amt)
+        if code == 0:
+            return
+        a = int(acc[i])
+        messages = {
+            K.BAD_ACCOUNT: f"account {a} out of range [0, {self.N})",
+            K.BAD_AMOUNT: f"amount {int(amt[i])} must be in [1, {MAX_AMOUNT}] micro-credits",
+            K.BAD_DESTINATION: f"destination account out of range [0, {self.N})",
+            K.NOT_HOME: f"account {a} has home replica {a % self.R}; run this op there, not at replica {origin}",
+            K.BAD_TARGET: f"target replica must be another replica in [0, {self.R}), got {oth.tolist()}",
+            K.AT_HOME: "the home replica holds rights already; return from another replica",
+            K.BAD_SEQ: "refund must name the spend's seq (>= 1)",
+        }
+        raise LedgerError(f"{where}: {messages[code]}")
 
     def _claim_refunds(self, acc: npt.NDArray[np.int64], oth: npt.NDArray[np.int64], amt: npt.NDArray[np.int64], refused: list[tuple[int, str]]) -> npt.NDArray[np.bool_]:
         keep = np.ones(acc.shape[0], dtype=np.bool_)

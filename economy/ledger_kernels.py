@@ -74,6 +74,50 @@ def row_balance(cells, pos, vals, a, R):
     return v
 
 
+# Structural faults of a batch, in the order ``Replica`` reports them (0 = none).
+BAD_ACCOUNT, BAD_AMOUNT, BAD_DESTINATION, NOT_HOME, BAD_TARGET, AT_HOME, BAD_SEQ = range(1, 8)
+
+
+@njit(cache=True)
+def check_entries(kind, origin, R, N, max_amount, accounts, others, amounts):
+    """First structural fault of a batch as ``(code, entry)``, ``(0, -1)`` when there is none.
+
+    One pass per rule, rules in a fixed order, so the fault reported is the same whatever else is
+    wrong: an account outside ``[0, N)``, an amount outside ``[1, max_amount]``, a transfer's
+    destination outside ``[0, N)``, a home-only kind (stake, unstake, slash, lend) away from the
+    account's home, a lend to no other replica, a return at the home replica, a refund naming no
+    spend (seq < 1).
+    """
+    k = accounts.shape[0]
+    for i in range(k):
+        if accounts[i] < 0 or accounts[i] >= N:
+            return BAD_ACCOUNT, i
+    for i in range(k):
+        if amounts[i] <= 0 or amounts[i] > max_amount:
+            return BAD_AMOUNT, i
+    if kind == TRANSFER:
+        for i in range(k):
+            if others[i] < 0 or others[i] >= N:
+                return BAD_DESTINATION, i
+    if kind == STAKE or kind == UNSTAKE or kind == SLASH or kind == LEND:
+        for i in range(k):
+            if accounts[i] % R != origin:
+                return NOT_HOME, i
+    if kind == LEND:
+        for i in range(k):
+            if others[i] < 0 or others[i] >= R or others[i] == origin:
+                return BAD_TARGET, i
+    if kind == RETURN:
+        for i in range(k):
+            if accounts[i] % R == origin:
+                return AT_HOME, i
+    if kind == REFUND:
+        for i in range(k):
+            if others[i] <= 0:
+                return BAD_SEQ, i
+    return 0, -1
+
+
 @njit(cache=True)
 def apply_entries(kind, origin, me, R, accounts, others, amounts, cells, pos, vals, totals, balance, rights, check):
     """Apply entries of a dense-table kind in order; return int8 outcome codes (0 = applied).

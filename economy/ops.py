@@ -110,6 +110,11 @@ def make_entries(
     accounts: object, others: object, amounts: object
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64]]:
     """Coerce entry columns to equal-length int64 arrays, or raise :class:`LedgerError`."""
+    if all(type(c) is np.ndarray and c.dtype == np.int64 and c.ndim == 1 and c.flags.c_contiguous
+           for c in (accounts, others, amounts)):  # the common case, checked without numpy's dtype machinery
+        acc, oth, amt = accounts, others, amounts  # type: ignore[assignment]
+        if acc.shape[0] == oth.shape[0] == amt.shape[0]:  # type: ignore[union-attr]
+            return acc, oth, amt  # type: ignore[return-value]
     cols = []
     for name, col in (("accounts", accounts), ("others", others), ("amounts", amounts)):
         arr = np.asarray(col)

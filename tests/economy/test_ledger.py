@@ -99,6 +99,11 @@ def test_ops_wait_for_their_causal_predecessors():
         (lambda r: r.lend(0, 0, 1), "another replica"),
         (lambda r: r.give_back(0, 1), "home replica holds"),
         (lambda r: r.transfer(0, 12, 1), "destination"),
+        (lambda r: r.refund(0, 0, 1), r"spend's seq \(>= 1\)"),
+        (lambda r: r.execute(OpKind.MINT, [0, 1, 2], [0, 0, 0], [1, 10**16, 1]), r"amount 10000000000000000 must be in \[1, "),
+        # Several faults: the first rule in order (accounts, amounts, destinations, ...) names the first bad entry.
+        (lambda r: r.execute(OpKind.TRANSFER, [0, 40, 50], [99, 1, 1], [0, 1, 1]), r"op 0:2 \(transfer\): account 40 out of range"),
+        (lambda r: r.execute(OpKind.STAKE, [0, 3, 4, 1], [0, 0, 0, 0], [1, 1, 1, 1]), "account 4 has home replica 1"),
     ],
 )
 def test_bad_ops_raise_clear_errors_and_change_nothing(call, message):
