@@ -9,7 +9,8 @@ bits) and the order parameter is recorded globally and per region. A region
 whose order parameter rises through ``sync_threshold`` fires an extra ledger anti-entropy round;
 with ``close_votes_on_sync`` the members' synchronisation closes open votes early. Every
 ``tension_every`` ticks the tension of the interaction graph's 2-core (of its largest component)
-is read (``runtime.tension``).
+is read (``runtime.tension``); in large worlds a reading whose graph is already final runs on a
+thread of its own over the ticks before it is due.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from scipy.sparse.csgraph import connected_components
 
 from runtime.kuramoto import CSR, Oscillators, coherence_gain, lorentzian_frequencies, order_parameter, strided_order
 from runtime.scenario import CoordinationConfig
-from runtime.tension import tension_of_edges
+from runtime.tension import Tension, tension_of_edges
 
 if TYPE_CHECKING:
     from runtime.kuramoto_torch import TorchOscillators
@@ -62,6 +63,9 @@ class Coordination:
         self._ahead: Future[None] | None = None  # this tick's oscillator steps, running beside the populations
         self._ahead_tick = -1  # the tick they belong to
         self._pool: ThreadPoolExecutor | None = None
+        self._reading: Future[Tension | None] | None = None  # the next tension reading, taken ahead
+        self._reading_tick = -1  # the tick it is due
+        self._reading_pool: ThreadPoolExecutor | None = None
 
     def begin_tick(self, tick: int) -> None:
         """Start this tick's oscillator steps on a second thread, when their inputs are already fixed.
@@ -137,12 +141,43 @@ class Coordination:
                 w.emit("votes_closed_on_sync", "coordination", amount=len(closed), value=member_r)
             self.member_r = member_r
         if tick % self.cfg.tension_every == 0:
-            u, v, weights = self._core()
-            if u.size:
-                reading = tension_of_edges(u, v, weights)
+            reading = self._tension_due(tick)
+            if reading is not None:
                 self.tension = reading.value
                 w.emit("tension", "coordination", amount=int(reading.cut), value=reading.value, detail=reading.method)
         w.gauge("tension", self.tension)
+        self._read_ahead(tick)
+
+    def _read_tension(self) -> Tension | None:
+        """Tension of the current graph's 2-core (None when it has no edges)."""
+        u, v, weights = self._core()
+        return tension_of_edges(u, v, weights) if u.size else None
+
+    def _tension_due(self, tick: int) -> Tension | None:
+        """The reading due at ``tick``: the one taken ahead by :meth:`_read_ahead`, or one taken now."""
+        if self._reading is not None and self._reading_tick == tick:
+            reading, self._reading = self._reading, None
+            return reading.result()  # an error in it is raised here
+        return self._read_tension()
+
+    def _read_ahead(self, tick: int) -> None:
+        """Start the next tension reading now, on a thread of its own, when the graph it will read is final.
+
+        A reading reads the graph of the last rebuild; when no rebuild comes between now and the
+        tick it is due, that graph is the current one, so the reading (a few seconds at 10^6 agents:
+        an eigenvector by Lanczos) runs beside the ticks in between and :meth:`step` takes its result
+        when it is due -- the same reading, emitted at the same point of the same tick. Worlds below
+        ``BACKGROUND_NODES`` agents read when due.
+        """
+        if self._reading is not None or self.world.n_agents < BACKGROUND_NODES:
+            return
+        due = (tick // self.cfg.tension_every + 1) * self.cfg.tension_every
+        if due >= (tick // self.cfg.graph_every + 1) * self.cfg.graph_every:
+            return  # a rebuild comes first: the reading must wait for it
+        if self._reading_pool is None:
+            self._reading_pool = ThreadPoolExecutor(1, thread_name_prefix="agora-tension")
+        self._reading = self._reading_pool.submit(self._read_tension)
+        self._reading_tick = due
 
     def graph(self) -> nx.Graph:
         """The current interaction graph as a networkx graph (edge attribute ``weight``)."""

@@ -156,3 +156,59 @@ def test_the_graph_read_back_from_the_csr_is_the_trades_of_the_window():
     assert g.number_of_edges() > 0 and all(u < v for u, v in zip(*world.coordination._edges()[:2]))
     assert all(g.has_edge(int(a), int(b)) for a, b in zip(lo[lo != hi], hi[lo != hi]))
     assert sum(d["weight"] for _, _, d in g.edges(data=True)) >= int((lo != hi).sum())
+
+
+def test_tension_read_ahead_on_its_own_thread_gives_the_same_run(monkeypatch):
+    import runtime.coordination as coordination
+
+    text = SCENARIO.replace("tension_every = 10", "tension_every = 7")  # due at 7, 14, 21, 28 (after rebuilds at 5..25) and 35 (a rebuild)
+    readings: dict[str, list[tuple[int, int, float]]] = {"plain": [], "ahead": []}
+
+    def recording(world: World, into: list[tuple[int, int, float]]) -> World:
+        emit = world.emit
+
+        def emit_and_keep(kind: str, subsystem: str, *args: object, **kw: object) -> None:
+            if kind == "tension":
+                into.append((world.tick, kw["amount"], kw["value"]))
+            emit(kind, subsystem, *args, **kw)
+
+        world.emit = emit_and_keep  # type: ignore[method-assign]
+        return world
+
+    plain = recording(World(parse(text)), readings["plain"])
+    plain.run()
+    monkeypatch.setattr(coordination, "BACKGROUND_NODES", 0)
+    ahead = recording(World(parse(text)), readings["ahead"])
+    started = []
+    real = ahead.coordination._read_ahead
+
+    def observed(tick: int) -> None:
+        real(tick)
+        started.append((tick, ahead.coordination._reading_tick if ahead.coordination._reading is not None else None))
+
+    ahead.coordination._read_ahead = observed  # type: ignore[method-assign]
+    ahead.run()
+    launched = sorted({due for _, due in started if due is not None})
+    assert launched == [7, 14, 21, 28]  # 35 is a rebuild tick: read when due
+    assert (5, 7) in started and (6, 7) in started and (7, None) in started  # taken at 5, held until 7
+    assert [t for t, _, _ in readings["plain"]] == [7, 14, 21, 28, 35]
+    assert readings["ahead"] == readings["plain"]
+    assert ahead.hashes() == plain.hashes()
+    assert [c.state_hash for c in ahead.checkpoints] == [c.state_hash for c in plain.checkpoints]
+
+
+def test_an_error_in_a_reading_taken_ahead_is_raised_when_it_is_due(monkeypatch):
+    import runtime.coordination as coordination
+
+    monkeypatch.setattr(coordination, "BACKGROUND_NODES", 0)
+    world = World(parse(SCENARIO.replace("tension_every = 10", "tension_every = 7")))
+    world.run(5)
+
+    def broken() -> None:
+        raise RuntimeError("eigensolver failed")
+
+    world.coordination._read_tension = broken  # type: ignore[method-assign]
+    world.run(6)  # tick 5 rebuilt the graph and started the reading due at 7
+    assert world.coordination._reading is not None and world.coordination._reading_tick == 7
+    with pytest.raises(RuntimeError, match="eigensolver failed"):
+        world.run(8)
