@@ -14,12 +14,14 @@ and then the kernel itself (``Oscillators.step``) per step, on all threads and o
 what the step pays for: random reads, then the row structure (most rows hold one or two edges).
 Then the other parts of the coordination this session changed: ``runtime.trig``'s sine and cosine
 against numba's ``np.sin``/``np.cos`` for every phase, the CSR build against ``np.lexsort``, and
-one tension reading of the graph's 2-core (``tension_of_edges``).
+one tension reading of the graph's 2-core (``tension_of_edges``), alone and beside a pure-Python
+loop on another thread (whether it leaves the GIL to the populations while it runs).
 """
 
 from __future__ import annotations
 
 import sys
+import threading
 import time
 
 import numpy as np
@@ -116,8 +118,36 @@ def main(argv: list[str]) -> int:
     cu, cv, cw = world.coordination._core()
     start = time.perf_counter()
     reading = tension_of_edges(cu, cv, cw)
-    print(f"one tension reading of the 2-core ({cu.size:,} edges): {time.perf_counter() - start:.2f} s ({reading.method}, cut {reading.cut:g})")
+    alone = time.perf_counter() - start
+    print(f"one tension reading of the 2-core ({cu.size:,} edges): {alone:.2f} s ({reading.method}, cut {reading.cut:g})")
+    # Does a reading leave the GIL to the populations? Beside it, a pure-Python loop (which holds
+    # the GIL whenever it runs) that takes about as long alone: if the reading held the GIL, the two
+    # together would take the sum of their times.
+    start = time.perf_counter()
+    loops = _python_loop(alone)
+    loop_alone = time.perf_counter() - start
+    beside = threading.Thread(target=tension_of_edges, args=(cu, cv, cw))
+    start = time.perf_counter()
+    beside.start()
+    _python_loop(alone, loops)
+    loop_beside = time.perf_counter() - start
+    beside.join()
+    both = time.perf_counter() - start
+    print(f"  beside a pure-Python loop on a second thread: loop {loop_beside:.2f} s (alone {loop_alone:.2f} s), "
+          f"both done after {both:.2f} s (one after the other: {alone + loop_alone:.2f} s)")
     return 0
+
+
+def _python_loop(seconds: float, loops: int = 0) -> int:
+    """Busy Python for about ``seconds`` (or exactly ``loops`` rounds); returns the rounds run."""
+    rounds = 0
+    end = time.perf_counter() + seconds
+    while (rounds < loops) if loops else (time.perf_counter() < end):
+        total = 0
+        for i in range(10_000):
+            total += i * i
+        rounds += 1
+    return rounds
 
 
 if __name__ == "__main__":
