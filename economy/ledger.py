@@ -31,7 +31,6 @@ from economy.ops import KIND_NAMES, Keyring, Op, OpKind, make_entries
 MAX_AMOUNT: int = 10**15
 """Largest amount of one entry, in micro-credits (10⁹ credits): keeps every counter far from int64 overflow."""
 
-_HOME_ONLY = (OpKind.STAKE, OpKind.UNSTAKE, OpKind.SLASH, OpKind.LEND)
 _SIDE_KINDS = (OpKind.REFUND, OpKind.LEND, OpKind.RETURN)
 
 

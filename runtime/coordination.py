@@ -155,10 +155,11 @@ class Coordination:
 
     def _tension_due(self, tick: int) -> Tension | None:
         """The reading due at ``tick``: the one taken ahead by :meth:`_read_ahead`, or one taken now."""
-        if self._reading is not None and self._reading_tick == tick:
+        if self._reading is not None and self._reading_tick <= tick:
             reading, self._reading = self._reading, None
-            return reading.result()  # an error in it is raised here
-        return self._read_tension()
+            if self._reading_tick == tick:
+                return reading.result()  # an error in it is raised here
+        return self._read_tension()  # (a reading due at a tick this world did not step is dropped)
 
     def _read_ahead(self, tick: int) -> None:
         """Start the next tension reading now, on a thread of its own, when the graph it will read is final.
