@@ -131,6 +131,9 @@ def apply_entries(kind, origin, me, R, accounts, others, amounts, cells, pos, va
     out = np.zeros(k, dtype=np.int8)
     stake_in = 2 * R
     stake_out = 2 * R + 1
+    # Rights at ``me`` read only ``me``'s own columns (and the side table, which these kinds do not
+    # write): an op from another origin leaves them as they are, so they are recomputed only here.
+    own = origin == me
     for i in range(k):
         a = accounts[i]
         x = amounts[i]
@@ -150,7 +153,8 @@ def apply_entries(kind, origin, me, R, accounts, others, amounts, cells, pos, va
                 b = others[i]
                 cells[b, EARNED * R + origin] += x
                 balance[b] += x
-                rights[b] = row_rights(cells, pos, vals, b, me, R)
+                if own:
+                    rights[b] = row_rights(cells, pos, vals, b, me, R)
             else:
                 totals[origin, 1] += x
         elif kind == UNSTAKE or kind == SLASH:
@@ -163,7 +167,8 @@ def apply_entries(kind, origin, me, R, accounts, others, amounts, cells, pos, va
                 balance[a] += x
             else:
                 totals[origin, 1] += x
-        rights[a] = row_rights(cells, pos, vals, a, me, R)
+        if own:
+            rights[a] = row_rights(cells, pos, vals, a, me, R)
     return out
 
 
