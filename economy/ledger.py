@@ -381,12 +381,16 @@ class Replica:
 
     def delta_since(self, version: int) -> Delta:
         """The rows changed after ``version`` of this replica (0 = everything)."""
-        leaves = np.flatnonzero(self._leaf_ver > version)
-        starts = leaves * self.leaf_size
-        rows = (starts[:, None] + np.arange(self.leaf_size)[None, :]).ravel()
-        rows = rows[rows < self.N].astype(np.int64)
+        changed = self._leaf_ver > version
+        # Runs of consecutive changed leaves are copied as slices: after a busy tick most leaves have
+        # changed, and one block copy is several times cheaper than gathering the same rows by index.
+        edges = np.flatnonzero(np.diff(np.concatenate([[False], changed, [False]]).astype(np.int8)))
+        spans = [(lo * self.leaf_size, min(hi * self.leaf_size, self.N)) for lo, hi in zip(edges[::2].tolist(), edges[1::2].tolist())]
+        rows = np.concatenate([np.arange(lo, hi, dtype=np.int64) for lo, hi in spans]) if spans else np.empty(0, np.int64)
+        cells = (np.concatenate([self.cells[lo:hi] for lo, hi in spans]) if spans
+                 else np.empty((0, self.cells.shape[1]), np.int64))
         side = self._leaf_ver[self.side_keys // self.leaf_size] > version
-        return Delta(self.id, self.version, rows, self.cells[rows], self.side_keys[side], self.side_vals[side],
+        return Delta(self.id, self.version, rows, cells, self.side_keys[side], self.side_vals[side],
                      self.totals.copy(), self.clock.copy())
 
     def merge_delta(self, delta: Delta) -> int:

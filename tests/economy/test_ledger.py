@@ -213,3 +213,18 @@ def test_malformed_delta_is_refused():
     with pytest.raises(LedgerError, match="out of range"):
         b.merge_delta(bad)
     assert b.balance(0) == 0
+
+
+def test_delta_since_holds_exactly_the_rows_of_changed_leaves():
+    kr = Keyring.derive(2, b"test")
+    a = Replica(0, 2, 10, kr, leaf_size=4)  # leaves [0-3] [4-7] [8-9]
+    a.mint(1, 5)
+    v = a.version
+    a.mint(9, 7)
+    a.mint(2, 3)
+    d = a.delta_since(v)
+    assert d.rows.tolist() == [0, 1, 2, 3, 8, 9]
+    assert d.cells.tolist() == a.cells[[0, 1, 2, 3, 8, 9]].tolist() and d.cells.dtype == np.int64
+    assert d.rows.size == 0 or d.cells.flags.c_contiguous
+    assert a.delta_since(a.version).rows.size == 0 and a.delta_since(a.version).cells.shape == (0, a.cells.shape[1])
+    assert a.delta_since(0).rows.tolist() == [0, 1, 2, 3, 8, 9]  # every leaf ever written; leaf [4-7] never was
