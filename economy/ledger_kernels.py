@@ -173,6 +173,21 @@ def apply_entries(kind, origin, me, R, accounts, others, amounts, cells, pos, va
 
 
 @njit(cache=True)
+def gather_home_rights(accounts, rights):
+    """``rights[a % R][a]`` for each account ``a``: the rights its home replica holds for it.
+
+    ``rights`` is a tuple of the R replicas' own-rights arrays, in replica order; accounts must be
+    in range (the caller checks).
+    """
+    R = len(rights)
+    out = np.empty(accounts.shape[0], dtype=np.int64)
+    for i in range(accounts.shape[0]):
+        a = accounts[i]
+        out[i] = rights[a % R][a]
+    return out
+
+
+@njit(cache=True)
 def refresh(cells, pos, vals, accounts, me, R, balance, rights):
     """Recompute balance and own rights of ``accounts`` from the state."""
     for j in range(accounts.shape[0]):

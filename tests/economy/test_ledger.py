@@ -228,3 +228,20 @@ def test_delta_since_holds_exactly_the_rows_of_changed_leaves():
     assert d.rows.size == 0 or d.cells.flags.c_contiguous
     assert a.delta_since(a.version).rows.size == 0 and a.delta_since(a.version).cells.shape == (0, a.cells.shape[1])
     assert a.delta_since(0).rows.tolist() == [0, 1, 2, 3, 8, 9]  # every leaf ever written; leaf [4-7] never was
+
+
+def test_rights_at_homes_asks_each_accounts_home_replica():
+    from economy.ledger import rights_at_homes
+
+    reps = replicas()  # 3 replicas, 12 accounts
+    for a in range(12):
+        reps[a % 3].mint(a, 10 + a)  # each account's home mints for it: rights at home only
+    reps[1].mint(0, 5)  # account 0's home is 0; replica 1 holds rights for it too, not asked
+    accounts = np.array([0, 1, 2, 5, 11, 0])
+    want = [reps[a % 3].rights(int(a)) for a in accounts]
+    assert rights_at_homes(reps, accounts).tolist() == want == [10, 11, 12, 15, 21, 10]
+    assert rights_at_homes(reps, np.empty(0, np.int64)).tolist() == []
+    with pytest.raises(LedgerError, match=r"out of range \[0, 12\)"):
+        rights_at_homes(reps, np.array([3, 12]))
+    with pytest.raises(LedgerError, match="every replica"):
+        rights_at_homes(reps[:2], accounts)
