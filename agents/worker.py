@@ -105,11 +105,9 @@ class WorkerPopulation(Population):
             busy[rw["worker"][up]] = True
         willing = self.alive & ~self.quarantined & (world.market.prices[self.main_skill] >= self.cost)
         if len(board) and willing.any():
-            onehot = np.zeros((len(board), n_skills))
-            onehot[np.arange(len(board)), board.skill] = 1.0
             # A worker's capacity per tick is set by the whole live workforce, not by who is willing.
             capacity = int(np.ceil(self.cfg.capacity_factor * len(board) / max(1, int(self.alive.sum()))))
-            assignment, stats = self.gate.route(onehot, available=willing, capacity=capacity)
+            assignment, stats = self.gate.route_skills(board.skill, available=willing, capacity=capacity)
             world.gauge(f"{self.name}/route_load_std", stats.load_std)
             world.gauge(f"{self.name}/route_utilisation", stats.utilisation)
             w = assignment[:, 0]

@@ -202,19 +202,45 @@ class TopKGate:
         onehot = self.k == 1 and m > 0 and bool(((task_skills == 0.0) | (task_skills == 1.0)).all()) \
             and bool((task_skills.sum(axis=1) == 1.0).all()) and bool(np.isfinite(self.skills).all())
         if onehot:
-            # Each task's scores are one column of skills + bias: sort agents once per skill instead
-            # of scoring every (task, agent) pair. Same values, same ties, same assignment.
-            valid = np.ones(n, dtype=np.bool_) if available is None else np.asarray(available, dtype=np.bool_)
-            valid = valid & np.isfinite(self.bias)
-            order = self._skill_orders(valid, m, capacity)
-            n_valid = np.full(order.shape[0], order.shape[1], dtype=np.int64)
-            assignment = _assign_onehot(np.argmax(task_skills, axis=1).astype(np.int64), order, n_valid, capacity,
-                                        self.overflow, n)
+            return self._route_by_skill(np.argmax(task_skills, axis=1).astype(np.int64), available, capacity)
         else:
             logits = self.scores(task_skills)
             if available is not None:
                 logits[:, ~available] = -np.inf
             assignment = _assign(logits, capacity, self.k, self.overflow)
+        stats = load_stats(assignment, n)
+        self.bias -= self.balance_rate * np.sign(stats.load - stats.load.mean())
+        return assignment, stats
+
+    def route_skills(self, task_skill: npt.NDArray[np.int64], available: npt.NDArray[np.bool_] | None = None,
+                     capacity: int | None = None) -> tuple[npt.NDArray[np.int64], RouteStats]:
+        """:meth:`route` for tasks that each need one skill, given as skill indices ``int64[tasks]``
+        instead of one-hot rows: the same assignment, without building and checking the one-hot matrix."""
+        task_skill = np.asarray(task_skill)
+        d = self.skills.shape[1]
+        if task_skill.ndim != 1 or (task_skill.size and (not np.issubdtype(task_skill.dtype, np.integer)
+                                                         or task_skill.min() < 0 or task_skill.max() >= d)):
+            raise LedgerError(f"task skills must be integers in [0, {d}), one per task")
+        m, n = task_skill.shape[0], self.skills.shape[0]
+        if self.k != 1 or m == 0 or not np.isfinite(self.skills).all():  # the general path
+            onehot = np.zeros((m, d))
+            onehot[np.arange(m), task_skill] = 1.0
+            return self.route(onehot, available, capacity)
+        if capacity is None:
+            n_avail = n if available is None else max(1, int(available.sum()))
+            capacity = int(np.ceil(self.capacity_factor * m * self.k / n_avail))
+        return self._route_by_skill(task_skill.astype(np.int64, copy=False), available, capacity)
+
+    def _route_by_skill(self, task_skill: npt.NDArray[np.int64], available: npt.NDArray[np.bool_] | None,
+                        capacity: int) -> tuple[npt.NDArray[np.int64], RouteStats]:
+        # Each task's scores are one column of skills + bias: sort agents once per skill instead
+        # of scoring every (task, agent) pair. Same values, same ties, same assignment.
+        n = self.skills.shape[0]
+        valid = np.ones(n, dtype=np.bool_) if available is None else np.asarray(available, dtype=np.bool_)
+        valid = valid & np.isfinite(self.bias)
+        order = self._skill_orders(valid, task_skill.shape[0], capacity)
+        n_valid = np.full(order.shape[0], order.shape[1], dtype=np.int64)
+        assignment = _assign_onehot(task_skill, order, n_valid, capacity, self.overflow, n)
         stats = load_stats(assignment, n)
         self.bias -= self.balance_rate * np.sign(stats.load - stats.load.mean())
         return assignment, stats

@@ -153,3 +153,29 @@ def test_the_one_hot_routing_path_assigns_exactly_as_the_dense_greedy_pass():
         dense = _assign(logits, capacity, 1, gate.overflow)
         fast, _ = gate.route(onehot, available=available, capacity=capacity)
         assert np.array_equal(fast, dense), trial
+
+
+def test_route_skills_gives_route_of_the_one_hot_rows():
+    rng = np.random.default_rng(5)
+    for trial in range(30):
+        n, d, m = int(rng.integers(3, 40)), int(rng.integers(1, 6)), int(rng.integers(0, 80))
+        skills = np.full((n, d), 0.1)
+        skills[np.arange(n), rng.integers(0, d, n)] = 1.0
+        a, b = TopKGate(skills.copy(), overflow=bool(trial % 2)), TopKGate(skills.copy(), overflow=bool(trial % 2))
+        for _ in range(3):  # the bias moves with each routing: both gates must move alike
+            task = rng.integers(0, d, m)
+            onehot = np.zeros((m, d))
+            onehot[np.arange(m), task] = 1.0
+            avail = rng.random(n) < 0.8
+            cap = None if trial % 3 == 0 else int(rng.integers(1, 4))
+            (x, sx), (y, sy) = a.route(onehot, avail, cap), b.route_skills(task, avail, cap)
+            assert x.tolist() == y.tolist() and sx.dropped == sy.dropped
+            assert a.bias.tobytes() == b.bias.tobytes()
+
+
+def test_route_skills_refuses_skills_outside_the_gate():
+    gate = TopKGate(np.eye(3))
+    for bad in (np.array([0, 3]), np.array([-1]), np.array([0.5]), np.zeros((2, 1), np.int64)):
+        with pytest.raises(LedgerError, match=r"integers in \[0, 3\)"):
+            gate.route_skills(bad)
+    assert gate.bias.tolist() == [0.0, 0.0, 0.0]
