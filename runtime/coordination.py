@@ -63,6 +63,7 @@ class Coordination:
         self._ahead: Future[None] | None = None  # this tick's oscillator steps, running beside the populations
         self._ahead_tick = -1  # the tick they belong to
         self._pool: ThreadPoolExecutor | None = None
+        self._before: npt.NDArray[np.float64] | None = None  # the phases before the steps in flight
         self._reading: Future[Tension | None] | None = None  # the next tension reading, taken ahead
         self._reading_tick = -1  # the tick it is due
         self._reading_pool: ThreadPoolExecutor | None = None
@@ -73,17 +74,25 @@ class Coordination:
         They need only the phases and the coupling graph, and the graph changes only on the ticks that
         rebuild it (from the trades up to then): on the other ticks the steps cannot depend on what the
         populations do this tick, so they run beside them (the numba kernel releases the GIL) and
-        :meth:`step` waits for them. The phases are the same bits either way; anything that reads
-        them first (:meth:`gain`) waits too. Worlds below ``BACKGROUND_NODES`` agents, and
-        oscillators on a GPU, step in :meth:`step` as before.
+        :meth:`step` waits for them. The world starts them as soon as the previous tick is done
+        (checkpoint included), so they also run beside the bus deliveries between ticks. Until
+        :meth:`step` the phases read as they were before the steps -- a copy taken at the start --
+        so :meth:`gain` and :meth:`digest` see what they would see in the plain order, and the phases
+        are the same bits either way. Worlds below ``BACKGROUND_NODES`` agents, and oscillators on
+        a GPU, step in :meth:`step` as before.
         """
         if (tick % self.cfg.graph_every == 0 or self._ahead is not None or not isinstance(self.osc, Oscillators)
                 or self.world.n_agents < BACKGROUND_NODES):
             return
         if self._pool is None:
             self._pool = ThreadPoolExecutor(1, thread_name_prefix="agora-oscillators")
+        self._before = self.osc.theta.copy()
         self._ahead = self._pool.submit(self.osc.step, self.cfg.steps_per_tick, True)
         self._ahead_tick = tick
+
+    def _phases(self) -> npt.NDArray[np.float64]:
+        """The phases as the plain order has them now: before this tick's steps until :meth:`step`."""
+        return self._before if self._before is not None else self.osc.theta
 
     def _wait(self) -> None:
         """Wait for steps started by :meth:`begin_tick` (an error in them is raised here)."""
@@ -97,9 +106,8 @@ class Coordination:
         self._dst.append(np.asarray(b, dtype=np.int64))
 
     def gain(self, a: npt.NDArray[np.int64], b: npt.NDArray[np.int64]) -> npt.NDArray[np.float64]:
-        """Message gain between agents: their phase coherence in [0, 1]."""
-        self._wait()  # mid-tick the phases may be being stepped: read this tick's
-        return coherence_gain(self.osc.theta, np.asarray(a), np.asarray(b))
+        """Message gain between agents: their phase coherence in [0, 1] (mid-tick: the phases before this tick's steps)."""
+        return coherence_gain(self._phases(), np.asarray(a), np.asarray(b))
 
     def _rebuild(self) -> None:
         n = self.world.n_agents
@@ -119,6 +127,7 @@ class Coordination:
         """Advance one tick; record r, fire synchronisation actions, read tension when due."""
         w = self.world
         self._wait()
+        self._before = None
         if self._ahead_tick != tick:  # not stepped beside the populations: step now
             if tick % self.cfg.graph_every == 0:
                 self._rebuild()
@@ -215,9 +224,8 @@ class Coordination:
         return u, v, w
 
     def digest(self) -> bytes:
-        """Hash of phases and the coupling graph."""
-        self._wait()
-        h = hashlib.sha256(self.osc.theta.tobytes())
+        """Hash of phases (as the plain order has them now) and the coupling graph."""
+        h = hashlib.sha256(self._phases().tobytes())
         csr = self.osc.csr
         if csr is not None:
             h.update(csr.indptr.tobytes() + csr.indices.tobytes() + csr.weights.tobytes())

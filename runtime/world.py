@@ -176,6 +176,8 @@ class World(mesa.Model):
         while self.tick < until:
             self._tick()
             self.tick += 1
+            if self.coordination is not None and self.tick < until:
+                self.coordination.begin_tick(self.tick)  # next tick's steps, beside the bus deliveries between ticks
             if progress is not None:
                 progress(self.tick)
             yield self.env.timeout(self.scenario.world.tick_length)
