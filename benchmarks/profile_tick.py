@@ -44,7 +44,7 @@ def profile(n: int, ticks: int, device: str = "cpu") -> tuple[float, list[tuple[
     for pop in world.populations:
         wrap(pop, "step", f"population {pop.name}")
         if pop.role == "worker":
-            wrap(pop.gate, "route", "  worker routing")
+            wrap(pop.gate, "route_skills", "  worker routing")
             wrap(pop, "_settle", "  worker settlement")
     if world.coordination is not None:
         wrap(world.coordination, "step", "coordination")
