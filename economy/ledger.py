@@ -101,7 +101,9 @@ class Replica:
         self.cells = np.zeros((self.N, 2 * self.R + 2), dtype=np.int64)
         self.side_keys = np.zeros(0, dtype=np.int64)
         self.side_vals = np.zeros((0, 3 * self.R), dtype=np.int64)
-        self._side_pos = np.full(self.N, -1, dtype=np.int64)  # account -> side row, -1 if none
+        # account -> side row, -1 if none; int32 (4 bytes an account) while the side table, which never
+        # holds more rows than there are accounts, fits it
+        self._side_pos = np.full(self.N, -1, dtype=np.int32 if self.N < 2**31 else np.int64)
         self.totals = np.zeros((self.R, 3), dtype=np.int64)  # minted, burned, refunded per origin
         self.clock = np.zeros(self.R, dtype=np.int64)
         self._balance = np.zeros(self.N, dtype=np.int64)
@@ -356,7 +358,7 @@ class Replica:
 
     def _reindex_side(self) -> None:
         """Rebuild the account -> side-row index after the side table's keys changed."""
-        self._side_pos[self.side_keys] = np.arange(self.side_keys.shape[0], dtype=np.int64)
+        self._side_pos[self.side_keys] = np.arange(self.side_keys.shape[0], dtype=self._side_pos.dtype)
 
     def _merge_side(self, keys: npt.NDArray[np.int64], vals: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
         """Max-merge another side table into this one; return the accounts whose side row changed."""

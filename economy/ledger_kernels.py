@@ -47,7 +47,7 @@ REASONS = {NO_RIGHTS: "spending rights held at this replica are short", NO_STAKE
 def row_rights(cells, pos, vals, a, me, R):
     """Spending rights for account ``a`` that replica ``me`` holds, in its own view.
 
-    ``pos: int64[n_accounts]`` is each account's row in the side table, -1 when it has none.
+    ``pos: int32[n_accounts]`` (int64 past 2³¹ accounts) is each account's row in the side table, -1 when it has none.
     """
     v = cells[a, EARNED * R + me] - cells[a, SPENT_P * R + me]
     i = pos[a]

@@ -202,7 +202,7 @@ class Coordination:
         csr = self.osc.csr
         rows = np.repeat(np.arange(csr.n, dtype=np.int64), np.diff(csr.indptr))
         upper = csr.indices > rows
-        return rows[upper], csr.indices[upper], csr.weights[upper]
+        return rows[upper], csr.indices[upper].astype(np.int64), csr.weights[upper].astype(np.float64)
 
     def _core(self) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.float64]]:
         """The 2-core of the interaction graph's largest connected component, as edge arrays: one-off
@@ -228,5 +228,6 @@ class Coordination:
         h = hashlib.sha256(self._phases().tobytes())
         csr = self.osc.csr
         if csr is not None:
-            h.update(csr.indptr.tobytes() + csr.indices.tobytes() + csr.weights.tobytes())
+            indices, weights = csr.wide()  # hashed as int64 and float64, whatever width they are kept in
+            h.update(csr.indptr.tobytes() + indices.tobytes() + weights.tobytes())
         return h.digest()

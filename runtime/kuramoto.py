@@ -28,12 +28,18 @@ TWO_PI = 2 * np.pi
 
 @dataclass(frozen=True)
 class CSR:
-    """Compressed sparse rows of a weighted graph: ``indptr: int64[N+1]``, ``indices: int64[E]``,
-    ``weights: float64[E]`` (each undirected edge appears in both rows)."""
+    """Compressed sparse rows of a weighted graph: ``indptr: int64[N+1]``, ``indices[E]`` and
+    ``weights[E]`` (each undirected edge appears in both rows).
+
+    Built by :meth:`from_edges`, the arrays are as narrow as holds them exactly: ``indices`` int32
+    (int64 for graphs of 2³¹ nodes or more), ``weights`` float32 when every weight is a float32
+    value (counts below 2²⁴, say), float64 otherwise. The kernels widen each value as they read it,
+    so the steps are the same bits as over int64 and float64 arrays; :meth:`wide` gives those.
+    """
 
     indptr: npt.NDArray[np.int64]
-    indices: npt.NDArray[np.int64]
-    weights: npt.NDArray[np.float64]
+    indices: npt.NDArray[np.int32] | npt.NDArray[np.int64]
+    weights: npt.NDArray[np.float32] | npt.NDArray[np.float64]
 
     @property
     def n(self) -> int:
@@ -53,8 +59,16 @@ class CSR:
             raise ValueError(f"edge endpoints must be in [0, {n})")
         if undirected:
             src, dst, w = np.concatenate([src, dst]), np.concatenate([dst, src]), np.concatenate([w, w])
-        indptr, indices, weights = _csr_sorted(n, src, dst, w)
+        indices = np.empty(src.shape[0], dtype=np.int32 if n < 2**31 else np.int64)
+        narrow = w.astype(np.float32)
+        weights = np.empty(src.shape[0], dtype=np.float32 if np.array_equal(narrow, w) else np.float64)
+        del narrow
+        indptr = _csr_sorted(n, src, dst, w, indices, weights)
         return cls(indptr, indices, weights)
+
+    def wide(self) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
+        """``indices`` as int64 and ``weights`` as float64 (the same values)."""
+        return self.indices.astype(np.int64), self.weights.astype(np.float64)
 
     @classmethod
     def from_networkx(cls, graph: nx.Graph, weight: str = "weight") -> CSR:
@@ -68,17 +82,16 @@ class CSR:
 
 
 @njit(cache=True)
-def _csr_sorted(n, src, dst, w):  # type: ignore[no-untyped-def]
+def _csr_sorted(n, src, dst, w, indices, weights):  # type: ignore[no-untyped-def]
     # Rows by a counting sort on the source (stable: equal pairs keep their input order), then each
-    # row by destination, stably: what np.lexsort((dst, src)) gives, in O(E) for short rows.
+    # row by destination, stably: what np.lexsort((dst, src)) gives, in O(E) for short rows. Fills
+    # ``indices`` and ``weights`` (of whatever width holds the values), returns ``indptr``.
     indptr = np.zeros(n + 1, dtype=np.int64)
     for e in range(src.shape[0]):
         indptr[src[e] + 1] += 1
     for i in range(n):
         indptr[i + 1] += indptr[i]
     fill = indptr[:-1].copy()
-    indices = np.empty(src.shape[0], dtype=np.int64)
-    weights = np.empty(src.shape[0], dtype=np.float64)
     for e in range(src.shape[0]):
         p = fill[src[e]]
         indices[p] = dst[e]
@@ -102,7 +115,7 @@ def _csr_sorted(n, src, dst, w):  # type: ignore[no-untyped-def]
                     b -= 1
                 indices[b + 1] = key
                 weights[b + 1] = kw
-    return indptr, indices, weights
+    return indptr
 
 
 @njit(inline="always")

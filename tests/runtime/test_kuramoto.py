@@ -144,6 +144,29 @@ def test_graph_kernel_is_the_reference_step_bit_for_bit_serial_and_parallel():
     assert np.array_equal(osc.theta, expected)
 
 
+def test_csr_keeps_narrow_arrays_only_where_they_hold_the_values_and_steps_the_same_bits():
+    from runtime.kuramoto import _graph_steps_serial
+
+    rng = np.random.default_rng(11)
+    n = 400
+    src, dst = rng.integers(0, n, 1500), rng.integers(0, n, 1500)
+    counts = CSR.from_edges(n, src, dst, rng.integers(1, 2**24, 1500).astype(np.float64))  # float32 holds them
+    assert counts.indices.dtype == np.int32 and counts.weights.dtype == np.float32
+    odd = rng.integers(1, 2**24, 1500).astype(np.float64)
+    odd[5] = 2**24 + 1  # one weight float32 cannot hold: every weight stays float64
+    assert CSR.from_edges(n, src, dst, odd).weights.dtype == np.float64
+    assert CSR.from_edges(n, src, dst, rng.normal(size=1500)).weights.dtype == np.float64
+    indices, weights = counts.wide()
+    assert indices.dtype == np.int64 and weights.dtype == np.float64
+    assert np.array_equal(indices, counts.indices) and np.array_equal(weights, counts.weights)
+    omega, theta = rng.normal(0, 0.3, n), rng.uniform(0, 2 * np.pi, n)
+    narrow, wide = theta.copy(), theta.copy()
+    _graph_steps_serial(narrow, omega, counts.indptr, counts.indices, counts.weights, 1.5, 0.05, 9,
+                        np.empty(n), np.empty(n), np.empty(n))
+    _graph_steps_serial(wide, omega, counts.indptr, indices, weights, 1.5, 0.05, 9, np.empty(n), np.empty(n), np.empty(n))
+    assert np.array_equal(narrow, wide) and not np.array_equal(narrow, theta)
+
+
 @pytest.mark.parametrize("undirected", [True, False])
 def test_csr_rows_are_sorted_stably_as_lexsort_sorts_them(undirected):
     rng = np.random.default_rng(3)
