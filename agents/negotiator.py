@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, ClassVar
 import numpy as np
 import numpy.typing as npt
 
-from agents.auction import double_auction_fast, max_surplus
+from agents.auction import arrival_orders, double_auction_fast, max_surplus
 from agents.shade_policy import ShadePolicy, is_shade_policy
 from economy.ops import OpKind
 from runtime.population import Population
@@ -210,7 +210,7 @@ class NegotiatorPopulation(Population):
         is_buyer = np.concatenate([np.ones(m, dtype=np.bool_), np.zeros(self.n, dtype=np.bool_)])
         limit = np.concatenate([value, cost])
         posts = np.concatenate([bids, asks], axis=1)
-        order = np.argsort(rng.random((ROUNDS, m + self.n)), axis=1).astype(np.int64)
+        order = arrival_orders(rng.random((ROUNDS, m + self.n)))
         partner, price = double_auction_fast(is_buyer, limit, posts, order)
         tasks = np.flatnonzero(partner[:m] >= 0)
         if tasks.size:

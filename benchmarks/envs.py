@@ -74,13 +74,13 @@ def _vector(num_envs: int, seconds: float) -> float:
 
 
 def _kernels(n: int) -> tuple[float, float]:
-    from agents.auction import double_auction, double_auction_fast
+    from agents.auction import arrival_orders, double_auction, double_auction_fast
 
     rng = np.random.default_rng(1)
     is_buyer = np.arange(2 * n) >= n
     limit = np.concatenate([rng.uniform(0.5, 1.5, n), rng.uniform(1, 2, n)])
     posts = np.concatenate([limit[:n] + rng.random((30, n)) * (2 - limit[:n]), rng.random((30, n)) * limit[n:]], axis=1)
-    order = np.argsort(rng.random((30, 2 * n)), axis=1).astype(np.int64)
+    order = arrival_orders(rng.random((30, 2 * n)))
     out = []
     for f in (double_auction_fast, double_auction):
         f(is_buyer, limit, posts, order)

@@ -22,7 +22,7 @@ import numpy as np
 import numpy.typing as npt
 from numba import njit
 
-from agents.auction import double_auction_fast
+from agents.auction import arrival_orders, double_auction_fast
 
 CEILING = 2.0  # highest ask, in units of the task's posted price (as in the negotiator role)
 ROUNDS = 30  # auction rounds per period (as in the negotiator role)
@@ -126,7 +126,7 @@ class MarketBatch:
             asks[b] = self.cost[b] + a[b] * (CEILING - self.cost[b])
             zic = self.cost[b] + rng.random((ROUNDS, n)) * (CEILING - self.cost[b])
             asks[b][:, scripted] = zic[:, scripted]
-            order[b] = np.argsort(rng.random((ROUNDS, 2 * n)), axis=1)
+            order[b] = arrival_orders(rng.random((ROUNDS, 2 * n)))
         clear(asks, bids, self.alive, self.cost, value, order, self._price, self._traded, self._s, self._b)
         traded = self._traded & self.alive
         profit = np.where(traded, np.floor((self._price - self.cost) * UNIT), 0).astype(np.int64)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from agents.auction import double_auction, double_auction_fast, max_surplus, realised_surplus
+from agents.auction import arrival_orders, double_auction, double_auction_fast, max_surplus, realised_surplus
 from agents.negotiator import CEILING, ROUNDS, Policy
 from runtime.recording import record, with_baseline_cores
 from runtime.replay import verify
@@ -148,3 +148,15 @@ def test_the_heap_auction_matches_the_direct_one_on_random_markets_ties_included
         order = np.argsort(rng.random((rounds, n)), axis=1).astype(np.int64)
         a, b = double_auction(is_buyer, limit, posts, order), double_auction_fast(is_buyer, limit, posts, order)
         assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1]), trial
+
+
+def test_arrival_orders_break_ties_by_index_as_a_stable_sort_does():
+    rng = np.random.default_rng(5)
+    keys = rng.random((6, 5000))
+    keys[1] = np.floor(keys[1] * 4)  # four values: thousands of ties
+    keys[4, 100:200] = keys[4, 50]  # a run of ties among distinct keys
+    got = arrival_orders(keys)
+    assert got.dtype == np.int64
+    assert np.array_equal(got, np.argsort(keys, axis=1, kind="stable"))
+    assert np.array_equal(got[[0, 2, 3, 5]], np.argsort(keys[[0, 2, 3, 5]], axis=1))  # no ties: the one order
+    assert np.array_equal(arrival_orders(keys[:, :1]), np.zeros((6, 1), dtype=np.int64))
