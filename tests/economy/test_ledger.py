@@ -258,3 +258,23 @@ def test_a_replica_holds_84_bytes_per_account_for_three_replicas():
     fee = a.spend(7, 2)
     a.refund(7, fee.seq, 1)  # a side row: its index fits the narrow array
     assert a._side_pos.dtype == np.int32 and a._side_pos[7] == 0 and a.balance(7) == 4
+
+
+def test_op_tags_are_hmac_sha256_of_the_canonical_payload():
+    import hashlib
+    import hmac
+
+    kr = Keyring.derive(3, b"test")
+    a = Replica(1, 3, 100, kr)
+    op, refused = a.execute(OpKind.MINT, np.array([4, 7, 90]), np.zeros(3, dtype=np.int64), np.array([5, 6, 7]))
+    assert op is not None and refused == []
+    key = hashlib.sha256(b"test/replica/1").digest()
+    head = np.array([op.origin, op.seq, int(op.kind), 3, len(op.deps)], dtype="<i8").tobytes()
+    body = b"".join(c.astype("<i8").tobytes() for c in (op.accounts, op.others, op.amounts, op.deps))
+    assert op.payload() == head + body
+    assert op.tag == hmac.new(key, head + body, hashlib.sha256).digest()
+    assert kr.verify(op) and kr.verify(Op.decode(op.encode()))
+    forged = Op(op.origin, op.seq, op.kind, op.accounts, op.others, op.amounts + 1, op.deps, op.tag)
+    assert not kr.verify(forged)
+    strided = Op(op.origin, op.seq, op.kind, np.array([4, 0, 7, 0, 90, 0])[::2], op.others, op.amounts, op.deps, op.tag)
+    assert kr.verify(strided)  # a non-contiguous column is read by value
