@@ -53,7 +53,7 @@ def _canonical(summary: dict[str, Any]) -> bytes:
 def versions() -> dict[str, str]:
     """Versions of Python and the packages a run depends on."""
     out = {"python": platform.python_version()}
-    for pkg in ("agora", "numpy", "numba", "simpy", "mesa", "networkx", "pyarrow", "pydantic"):
+    for pkg in ("agora", "numpy", "numba", "simpy", "mesa", "networkx", "pyarrow", "pydantic", "torch", "z3-solver", "scipy"):
         try:
             out[pkg] = metadata.version(pkg)
         except metadata.PackageNotFoundError:
