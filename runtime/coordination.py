@@ -54,8 +54,8 @@ class Coordination:
             self.osc = TorchOscillators(omega, cfg.coupling, cfg.dt, theta, empty, device="cuda")
         else:
             self.osc = Oscillators(omega, cfg.coupling, cfg.dt, theta, empty)
-        self._src: list[npt.NDArray[np.int64]] = []
-        self._dst: list[npt.NDArray[np.int64]] = []
+        self._src: list[npt.NDArray[np.integer]] = []
+        self._dst: list[npt.NDArray[np.integer]] = []
         self.n_regions = world.network.n_regions
         self.region_r = np.zeros(self.n_regions)
         self.member_r = 0.0
@@ -101,9 +101,12 @@ class Coordination:
             ahead.result()
 
     def interact(self, a: npt.NDArray[np.int64], b: npt.NDArray[np.int64]) -> None:
-        """Record that agents ``a[i]`` and ``b[i]`` traded this tick."""
-        self._src.append(np.asarray(a, dtype=np.int64))
-        self._dst.append(np.asarray(b, dtype=np.int64))
+        """Record that agents ``a[i]`` and ``b[i]`` traded this tick (kept as int32 until the next
+        rebuild: half the memory of up to ``graph_every`` ticks of trades; ids of worlds past 2³¹
+        agents stay int64)."""
+        width = np.int32 if self.world.n_agents < 2**31 else np.int64
+        self._src.append(np.asarray(a).astype(width))
+        self._dst.append(np.asarray(b).astype(width))
 
     def gain(self, a: npt.NDArray[np.int64], b: npt.NDArray[np.int64]) -> npt.NDArray[np.float64]:
         """Message gain between agents: their phase coherence in [0, 1] (mid-tick: the phases before this tick's steps)."""
@@ -112,7 +115,7 @@ class Coordination:
     def _rebuild(self) -> None:
         n = self.world.n_agents
         if self._src:
-            src, dst = np.concatenate(self._src), np.concatenate(self._dst)
+            src, dst = np.concatenate(self._src).astype(np.int64), np.concatenate(self._dst).astype(np.int64)
             lo, hi = np.minimum(src, dst), np.maximum(src, dst)
             keep = lo != hi
             pairs, counts = np.unique(lo[keep] * n + hi[keep], return_counts=True)

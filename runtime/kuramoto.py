@@ -119,17 +119,19 @@ def _csr_sorted(n, src, dst, w, indices, weights):  # type: ignore[no-untyped-de
 
 
 @njit(inline="always")
-def _graph_steps_body(theta, omega, indptr, indices, weights, coupling, dt, steps, out, sin_t, cos_t):
+def _graph_steps_body(theta, omega, indptr, indices, weights, coupling, dt, steps, sin_t, cos_t):
     # sin(θj − θi) = sin θj cos θi − cos θj sin θi: a sine and a cosine per node (runtime.trig: the
     # same bits on every machine, vectorised), then only multiply-adds per edge. Sines and cosines
     # live in two arrays, not one of pairs: the pair layout stops the vectoriser and, measured on the
     # marketplace's graph at 10^6 nodes, gathers no faster. Each node's sum runs over its row in CSR
-    # order, so the result does not depend on the thread count. After the last step phases are
-    # taken modulo 2π (as np.mod does).
+    # order, so the result does not depend on the thread count. A node's new phase is written in
+    # place: its neighbours are read through the sines and cosines taken before the pass, so no
+    # second phase array is needed. After the last step phases are taken modulo 2π (as np.mod does).
     n = theta.shape[0]
     for step in range(steps):
         for i in prange(n):
             sin_t[i], cos_t[i] = sincos(theta[i])
+        last = step == steps - 1
         for i in prange(n):
             drift = omega[i]
             lo = indptr[i]
@@ -146,13 +148,8 @@ def _graph_steps_body(theta, omega, indptr, indices, weights, coupling, dt, step
                     d += w
                 if d > 0.0:
                     drift += coupling * (ss * cos_t[i] - scs * sin_t[i]) / d
-            out[i] = theta[i] + dt * drift
-        if step == steps - 1:
-            for i in prange(n):
-                theta[i] = out[i] % TWO_PI
-        else:
-            for i in prange(n):
-                theta[i] = out[i]
+            nxt = theta[i] + dt * drift
+            theta[i] = nxt % TWO_PI if last else nxt
 
 
 # Threads pay off on large graphs only; the result is the same either way (per-node sums in a fixed
@@ -160,13 +157,13 @@ def _graph_steps_body(theta, omega, indptr, indices, weights, coupling, dt, step
 # function by its name and signature, not by its options, so two cached forms of one function would
 # load each other's code (the parallel one then ran on one thread).
 @njit(cache=True, parallel=True)
-def _graph_steps_parallel(theta, omega, indptr, indices, weights, coupling, dt, steps, out, sin_t, cos_t):
-    _graph_steps_body(theta, omega, indptr, indices, weights, coupling, dt, steps, out, sin_t, cos_t)
+def _graph_steps_parallel(theta, omega, indptr, indices, weights, coupling, dt, steps, sin_t, cos_t):
+    _graph_steps_body(theta, omega, indptr, indices, weights, coupling, dt, steps, sin_t, cos_t)
 
 
 @njit(cache=True, nogil=True)  # without the GIL: runtime.coordination steps it beside the populations
-def _graph_steps_serial(theta, omega, indptr, indices, weights, coupling, dt, steps, out, sin_t, cos_t):
-    _graph_steps_body(theta, omega, indptr, indices, weights, coupling, dt, steps, out, sin_t, cos_t)
+def _graph_steps_serial(theta, omega, indptr, indices, weights, coupling, dt, steps, sin_t, cos_t):
+    _graph_steps_body(theta, omega, indptr, indices, weights, coupling, dt, steps, sin_t, cos_t)
 
 
 PARALLEL_NODES = 1 << 15
@@ -245,7 +242,6 @@ class Oscillators:
         self.coupling = float(coupling)
         self.dt = float(dt)
         self.csr = csr
-        self._next = np.empty_like(self.theta)
         self._sin = np.empty_like(self.theta)
         self._cos = np.empty_like(self.theta)
 
@@ -261,7 +257,7 @@ class Oscillators:
             parallel = self.theta.shape[0] >= PARALLEL_NODES and not serial
             kernel = _graph_steps_parallel if parallel else _graph_steps_serial
             kernel(self.theta, self.omega, self.csr.indptr, self.csr.indices, self.csr.weights,
-                   self.coupling, self.dt, n, self._next, self._sin, self._cos)
+                   self.coupling, self.dt, n, self._sin, self._cos)
             return
         np.mod(self.theta, 2 * np.pi, out=self.theta)
 

@@ -135,7 +135,7 @@ def test_graph_kernel_is_the_reference_step_bit_for_bit_serial_and_parallel():
     expected = _reference_steps(theta, omega, csr, 2.0, 0.05, 7)
     for kernel in (_graph_steps_serial, _graph_steps_parallel):
         got = theta.copy()
-        kernel(got, omega, csr.indptr, csr.indices, csr.weights, 2.0, 0.05, 7, np.empty(n), np.empty(n), np.empty(n))
+        kernel(got, omega, csr.indptr, csr.indices, csr.weights, 2.0, 0.05, 7, np.empty(n), np.empty(n))
         assert np.array_equal(got, expected)
     osc = Oscillators(omega, 2.0, 0.05, theta, csr)
     osc.step(7)
@@ -161,9 +161,8 @@ def test_csr_keeps_narrow_arrays_only_where_they_hold_the_values_and_steps_the_s
     assert np.array_equal(indices, counts.indices) and np.array_equal(weights, counts.weights)
     omega, theta = rng.normal(0, 0.3, n), rng.uniform(0, 2 * np.pi, n)
     narrow, wide = theta.copy(), theta.copy()
-    _graph_steps_serial(narrow, omega, counts.indptr, counts.indices, counts.weights, 1.5, 0.05, 9,
-                        np.empty(n), np.empty(n), np.empty(n))
-    _graph_steps_serial(wide, omega, counts.indptr, indices, weights, 1.5, 0.05, 9, np.empty(n), np.empty(n), np.empty(n))
+    _graph_steps_serial(narrow, omega, counts.indptr, counts.indices, counts.weights, 1.5, 0.05, 9, np.empty(n), np.empty(n))
+    _graph_steps_serial(wide, omega, counts.indptr, indices, weights, 1.5, 0.05, 9, np.empty(n), np.empty(n))
     assert np.array_equal(narrow, wide) and not np.array_equal(narrow, theta)
 
 
