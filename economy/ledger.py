@@ -73,7 +73,8 @@ def rights_at_homes(replicas: list[Replica], accounts: npt.NDArray[np.int64]) ->
         raise LedgerError("rights_at_homes needs every replica of the ledger, in id order")
     if acc.size and (acc.min() < 0 or acc.max() >= replicas[0].N):
         raise LedgerError(f"accounts out of range [0, {replicas[0].N})")
-    return K.gather_home_rights(acc, tuple(r._rights for r in replicas))  # type: ignore[no-any-return]
+    return K.gather_home_rights(acc, tuple(r.cells for r in replicas), tuple(r._side_pos for r in replicas),  # type: ignore[no-any-return]
+                                tuple(r.side_vals for r in replicas))
 
 
 class Replica:
@@ -106,8 +107,6 @@ class Replica:
         self._side_pos = np.full(self.N, -1, dtype=np.int32 if self.N < 2**31 else np.int64)
         self.totals = np.zeros((self.R, 3), dtype=np.int64)  # minted, burned, refunded per origin
         self.clock = np.zeros(self.R, dtype=np.int64)
-        self._balance = np.zeros(self.N, dtype=np.int64)
-        self._rights = np.zeros(self.N, dtype=np.int64)
         self.tree = MerkleTree(self.N, self.leaf_size)
         self._leaf_dirty = np.ones(self.tree.n_leaves, dtype=np.bool_)
         self._leaf_ver = np.zeros(self.tree.n_leaves, dtype=np.int64)
@@ -122,13 +121,12 @@ class Replica:
         """Liquid balance of ``account`` in this replica's view, micro-credits."""
         if not 0 <= account < self.N:
             raise LedgerError(f"account {account!r} out of range [0, {self.N})")
-        return int(self._balance[account])
+        return int(K.row_balance(self.cells, self._side_pos, self.side_vals, account, self.R))
 
     def balances(self) -> npt.NDArray[np.int64]:
-        """Read-only view of all liquid balances: int64[n_accounts], micro-credits."""
-        view = self._balance.view()
-        view.flags.writeable = False
-        return view
+        """All liquid balances: int64[n_accounts], micro-credits (computed from the counters: one
+        pass over every account)."""
+        return K.balances_of(self.cells, self._side_pos, self.side_vals, self.R)  # type: ignore[no-any-return]
 
     def staked(self, account: int | None = None) -> npt.NDArray[np.int64] | int:
         """Stake of ``account`` (or int64[n_accounts] of all stakes), micro-credits."""
@@ -142,11 +140,18 @@ class Replica:
 
     def rights(self, account: int | None = None) -> npt.NDArray[np.int64] | int:
         """Spending rights this replica holds for ``account`` (or all accounts)."""
-        return self._rights.copy() if account is None else int(self._rights[account])
+        if account is None:
+            return K.rights_of(self.cells, self._side_pos, self.side_vals, None, self.id, self.R)  # type: ignore[no-any-return]
+        if not 0 <= account < self.N:
+            raise LedgerError(f"account {account!r} out of range [0, {self.N})")
+        return int(K.row_rights(self.cells, self._side_pos, self.side_vals, account, self.id, self.R))
 
     def rights_of(self, accounts: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
         """Spending rights this replica holds for each of ``accounts``: int64[len(accounts)]."""
-        return self._rights[accounts]
+        acc = np.ascontiguousarray(accounts, dtype=np.int64)
+        if acc.size and (acc.min() < 0 or acc.max() >= self.N):
+            raise LedgerError(f"accounts out of range [0, {self.N})")
+        return K.rights_of(self.cells, self._side_pos, self.side_vals, acc, self.id, self.R)  # type: ignore[no-any-return]
 
     def counters(self, account: int) -> dict[str, npt.NDArray[np.int64] | int]:
         """Every counter of ``account`` in this replica's view: int64[R] per block, plus stake in/out."""
@@ -171,7 +176,7 @@ class Replica:
 
     def supply(self) -> tuple[int, int]:
         """``(held, issued)``: sum of balances and stakes, and minted - burned + refunded."""
-        held = int(self._balance.sum() + self.staked().sum())
+        held = int(K.held(self.cells, self._side_pos, self.side_vals, self.R))
         t = self.totals.sum(axis=0)
         return held, int(t[0] - t[1] + t[2])
 
@@ -326,12 +331,12 @@ class Replica:
         """Apply validated entries; return per-entry outcome codes (0 = applied)."""
         if kind not in _SIDE_KINDS:
             return K.apply_entries(int(kind), origin, self.id, self.R, acc, oth, amt, self.cells, self._side_pos,
-                                   self.side_vals, self.totals, self._balance, self._rights, check)
+                                   self.side_vals, self.totals, check)
         # Refunds and escrow moves are rare: a Python loop over the side table is cheap enough.
         R = self.R
         out = np.zeros(acc.shape[0], dtype=np.int8)
         for i, (a, o, x) in enumerate(zip(acc.tolist(), oth.tolist(), amt.tolist())):
-            if check and kind != OpKind.REFUND and self._rights[a] < x:
+            if check and kind != OpKind.REFUND and K.row_rights(self.cells, self._side_pos, self.side_vals, a, self.id, R) < x:
                 out[i] = K.NO_RIGHTS
                 continue
             row = self._side_row(a)
@@ -342,8 +347,6 @@ class Replica:
                 self.side_vals[row, K.LENT * R + o] += x
             else:
                 self.side_vals[row, K.RETURNED * R + origin] += x
-            K.refresh(self.cells, self._side_pos, self.side_vals, np.array([a], dtype=np.int64), self.id, R,
-                      self._balance, self._rights)
         return out
 
     def _side_row(self, account: int) -> int:
@@ -374,12 +377,10 @@ class Replica:
         touched = np.zeros(self.tree.n_leaves, dtype=np.bool_)
         side_changed = self._merge_side(keys, vals)
         if side_changed.size:
-            K.refresh(self.cells, self._side_pos, self.side_vals, side_changed, self.id, self.R, self._balance, self._rights)
             touched[side_changed // self.leaf_size] = True
         changed = 0
         if cells.shape[0]:
-            changed = K.merge_rows(self.cells, rows, cells, self._side_pos, self.side_vals, self.id, self.R,
-                                   self._balance, self._rights, self.leaf_size, touched)
+            changed = K.merge_rows(self.cells, rows, cells, self.leaf_size, touched)
         return int(changed) + int(side_changed.size), touched
 
     @property

@@ -12,7 +12,6 @@ import struct
 
 import numpy as np
 
-from economy import ledger_kernels as K
 from economy.errors import CorruptStateError
 from economy.ledger import Rejection, Replica
 from economy.ops import Keyring, Op
@@ -69,5 +68,4 @@ def load(data: bytes, keyring: Keyring) -> Replica:
     if rep.side_keys.size and ((np.diff(rep.side_keys) <= 0).any() or rep.side_keys[0] < 0 or rep.side_keys[-1] >= rep.N):
         raise CorruptStateError("side table keys are not sorted accounts in range")
     rep._reindex_side()
-    K.recompute_derived(rep.cells, rep._side_pos, rep.side_vals, rep.id, rep.R, rep._balance, rep._rights)
     return rep

@@ -119,42 +119,33 @@ def check_entries(kind, origin, R, N, max_amount, accounts, others, amounts):
 
 
 @njit(cache=True)
-def apply_entries(kind, origin, me, R, accounts, others, amounts, cells, pos, vals, totals, balance, rights, check):
+def apply_entries(kind, origin, me, R, accounts, others, amounts, cells, pos, vals, totals, check):
     """Apply entries of a dense-table kind in order; return int8 outcome codes (0 = applied).
 
     ``check`` is True for ops created here (rights and stake are checked against this replica's own
-    view, entry by entry), False for authenticated ops from their origin (already checked there).
-    ``totals: int64[R, 3]`` holds minted, burned, refunded per origin. Side-table kinds (refund,
-    lend, return) go through :func:`refresh` after ``ledger.py`` writes the side table.
+    view, entry by entry, each seeing the entries before it), False for authenticated ops from
+    their origin (already checked there). ``totals: int64[R, 3]`` holds minted, burned, refunded per
+    origin. Side-table kinds (refund, lend, return) are applied by ``ledger.py``.
     """
     k = accounts.shape[0]
     out = np.zeros(k, dtype=np.int8)
     stake_in = 2 * R
     stake_out = 2 * R + 1
-    # Rights at ``me`` read only ``me``'s own columns (and the side table, which these kinds do not
-    # write): an op from another origin leaves them as they are, so they are recomputed only here.
-    own = origin == me
     for i in range(k):
         a = accounts[i]
         x = amounts[i]
         if kind == MINT:
             cells[a, EARNED * R + origin] += x
             totals[origin, 0] += x
-            balance[a] += x
         elif kind == SPEND or kind == BURN or kind == STAKE or kind == TRANSFER:
-            if check and rights[a] < x:
+            if check and row_rights(cells, pos, vals, a, me, R) < x:
                 out[i] = NO_RIGHTS
                 continue
             cells[a, SPENT_P * R + origin] += x
-            balance[a] -= x
             if kind == STAKE:
                 cells[a, stake_in] += x
             elif kind == TRANSFER:
-                b = others[i]
-                cells[b, EARNED * R + origin] += x
-                balance[b] += x
-                if own:
-                    rights[b] = row_rights(cells, pos, vals, b, me, R)
+                cells[others[i], EARNED * R + origin] += x
             else:
                 totals[origin, 1] += x
         elif kind == UNSTAKE or kind == SLASH:
@@ -164,40 +155,58 @@ def apply_entries(kind, origin, me, R, accounts, others, amounts, cells, pos, va
             cells[a, stake_out] += x
             if kind == UNSTAKE:
                 cells[a, EARNED * R + origin] += x
-                balance[a] += x
             else:
                 totals[origin, 1] += x
-        if own:
-            rights[a] = row_rights(cells, pos, vals, a, me, R)
     return out
 
 
 @njit(cache=True)
-def gather_home_rights(accounts, rights):
-    """``rights[a % R][a]`` for each account ``a``: the rights its home replica holds for it.
+def gather_home_rights(accounts, cells, pos, vals):
+    """The rights each account's home replica (``a % R``) holds for it, in that replica's view.
 
-    ``rights`` is a tuple of the R replicas' own-rights arrays, in replica order; accounts must be
-    in range (the caller checks).
+    ``cells``, ``pos`` and ``vals`` are tuples of the R replicas' arrays, in replica order; accounts
+    must be in range (the caller checks).
     """
-    R = len(rights)
+    R = len(cells)
     out = np.empty(accounts.shape[0], dtype=np.int64)
     for i in range(accounts.shape[0]):
         a = accounts[i]
-        out[i] = rights[a % R][a]
+        h = a % R
+        out[i] = row_rights(cells[h], pos[h], vals[h], a, h, R)
     return out
 
 
 @njit(cache=True)
-def refresh(cells, pos, vals, accounts, me, R, balance, rights):
-    """Recompute balance and own rights of ``accounts`` from the state."""
-    for j in range(accounts.shape[0]):
-        a = accounts[j]
-        balance[a] = row_balance(cells, pos, vals, a, R)
-        rights[a] = row_rights(cells, pos, vals, a, me, R)
+def rights_of(cells, pos, vals, accounts, me, R):
+    """Rights replica ``me`` holds for each of ``accounts`` (all accounts when ``accounts`` is None)."""
+    n = cells.shape[0] if accounts is None else accounts.shape[0]
+    out = np.empty(n, dtype=np.int64)
+    for i in range(n):
+        a = i if accounts is None else accounts[i]
+        out[i] = row_rights(cells, pos, vals, a, me, R)
+    return out
+
+
+@njit(cache=True)
+def balances_of(cells, pos, vals, R):
+    """Every account's liquid balance: int64[n_accounts]."""
+    out = np.empty(cells.shape[0], dtype=np.int64)
+    for a in range(cells.shape[0]):
+        out[a] = row_balance(cells, pos, vals, a, R)
+    return out
+
+
+@njit(cache=True)
+def held(cells, pos, vals, R):
+    """Sum over accounts of balance and stake, in one pass."""
+    total = 0
+    for a in range(cells.shape[0]):
+        total += row_balance(cells, pos, vals, a, R) + cells[a, 2 * R] - cells[a, 2 * R + 1]
+    return total
 
 
 @njit(inline="always")
-def _merge_rows_body(cells, rows, incoming, pos, vals, me, R, balance, rights, leaf_size, leaf_dirty):
+def _merge_rows_body(cells, rows, incoming, leaf_size, leaf_dirty):
     n = incoming.shape[0]
     K = incoming.shape[1]
     full = rows.shape[0] == 0
@@ -216,8 +225,6 @@ def _merge_rows_body(cells, rows, incoming, pos, vals, me, R, balance, rights, l
                 cells[a, c] = v
         if diff != 0:
             changed += 1  # a reduction under prange
-            balance[a] = row_balance(cells, pos, vals, a, R)
-            rights[a] = row_rights(cells, pos, vals, a, me, R)
             leaf_dirty[a // leaf_size] = True  # threads may race here, all writing True
     return changed
 
@@ -226,26 +233,25 @@ def _merge_rows_body(cells, rows, incoming, pos, vals, me, R, balance, rights, l
 # their own, not two compilations of one: numba's on-disk cache keys a function by its name and
 # signature, not by its options, so two cached forms of one function would load each other's code.
 @njit(cache=True, parallel=True)
-def _merge_rows_parallel(cells, rows, incoming, pos, vals, me, R, balance, rights, leaf_size, leaf_dirty):
-    return _merge_rows_body(cells, rows, incoming, pos, vals, me, R, balance, rights, leaf_size, leaf_dirty)
+def _merge_rows_parallel(cells, rows, incoming, leaf_size, leaf_dirty):
+    return _merge_rows_body(cells, rows, incoming, leaf_size, leaf_dirty)
 
 
 @njit(cache=True)
-def _merge_rows_serial(cells, rows, incoming, pos, vals, me, R, balance, rights, leaf_size, leaf_dirty):
-    return _merge_rows_body(cells, rows, incoming, pos, vals, me, R, balance, rights, leaf_size, leaf_dirty)
+def _merge_rows_serial(cells, rows, incoming, leaf_size, leaf_dirty):
+    return _merge_rows_body(cells, rows, incoming, leaf_size, leaf_dirty)
 PARALLEL_ROWS = 1 << 16
 
 
-def merge_rows(cells, rows, incoming, pos, vals, me, R, balance, rights, leaf_size, leaf_dirty):
+def merge_rows(cells, rows, incoming, leaf_size, leaf_dirty):
     """Element-wise max of ``incoming[j]`` into ``cells[rows[j]]``; return rows changed.
 
-    An empty ``rows`` means "row j" (a full-state merge without an index array). Merge the side
-    table first: derived balance and own rights are recomputed from it, and the row's Merkle leaf
-    flagged, for rows that changed. The max runs in parallel over rows on large merges; the result
+    An empty ``rows`` means "row j" (a full-state merge without an index array). The Merkle leaf of
+    each row that changed is flagged. The max runs in parallel over rows on large merges; the result
     does not depend on the thread count.
     """
     kernel = _merge_rows_parallel if incoming.shape[0] >= PARALLEL_ROWS else _merge_rows_serial
-    return kernel(cells, rows, incoming, pos, vals, me, R, balance, rights, leaf_size, leaf_dirty)
+    return kernel(cells, rows, incoming, leaf_size, leaf_dirty)
 
 
 @njit(cache=True)
@@ -300,14 +306,6 @@ def merge_side(keys, vals, in_keys, in_vals):
             j += 1
         o += 1
     return out_keys, out_vals, np.sort(changed[:n_changed])
-
-
-@njit(cache=True)
-def recompute_derived(cells, pos, vals, me, R, balance, rights):
-    """Rebuild balance and own rights for every account from the state."""
-    for a in range(cells.shape[0]):
-        balance[a] = row_balance(cells, pos, vals, a, R)
-        rights[a] = row_rights(cells, pos, vals, a, me, R)
 
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
