@@ -33,6 +33,7 @@ import multiprocessing
 import re
 import resource
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -121,10 +122,13 @@ def measure(impl: str, n: int, ticks: int) -> tuple[int, float, int, int]:
         return pool.submit(_case, impl, n, ticks).result()
 
 
-def run(quick: bool, goals: list[tuple[str, str, str, bool]] | None = None) -> list[tuple[str, ...]]:
+def run(quick: bool, goals: list[tuple[str, str, str, bool]] | None = None,
+        progress: Callable[[str], None] | None = None) -> list[tuple[str, ...]]:
     """Rows: (agents, implementation, ticks/s, agent-steps/s, us per agent-step, peak memory per agent,
     world arrays per agent, Agora is); the ratio is of agent-steps/s (the peer has the ten service
-    agents less its four refactor agents). Appends issue 8's marketplace goals to ``goals``."""
+    agents less its four refactor agents). Appends issue 8's marketplace goals to ``goals``;
+    ``progress`` is told which case runs."""
+    say = progress or (lambda _what: None)
     sizes = (10_000, 100_000) if quick else (10_000, 100_000, 1_000_000)
     agora_ticks = {10_000: 19, 100_000: 19, 1_000_000: 19}  # ticks 11-29: a graph rebuild (20) and a tension reading (25)
     mesa_ticks = {10_000: 5, 100_000: 2}  # the peer at 10^6 would take about half an hour per run
@@ -134,9 +138,13 @@ def run(quick: bool, goals: list[tuple[str, str, str, bool]] | None = None) -> l
     ratio_1e4 = held_max = 0.0
     for n in sizes:
         agora, mesa = [], []
-        for _ in range(pairs.get(n, 1)):  # alternating, so that a slow spell of this VM hits both sides
+        runs = pairs.get(n, 1)
+        for k in range(runs):  # alternating, so that a slow spell of this VM hits both sides
+            of = f", run {k + 1} of {runs}" if runs > 1 else ""
+            say(f"Agora at {n:,} agents{of}")
             agora.append(measure("agora", n, 5 if quick else agora_ticks[n]))
             if n in mesa_ticks:
+                say(f"the Mesa peer at {n:,} agents{of}")
                 mesa.append(measure("mesa", n, 2 if quick else mesa_ticks[n]))
         a_n, a_rate, a_mem, a_held = _median_run(agora)
         cost[n] = 1e6 / (a_rate * a_n)

@@ -58,6 +58,19 @@ def test_unknown_suite_exits_2():
     assert result.exit_code == 2 and "'gpu' is not a suite" in result.output
 
 
+def test_bench_prints_tables_to_stdout_and_progress_to_stderr():
+    import io
+
+    from rich.console import Console
+
+    from benchmarks import run_all
+
+    out, err = io.StringIO(), io.StringIO()
+    run_all(quick=True, only="kernel", console=Console(file=out, width=120), status=Console(file=err, width=120))
+    assert "kernel: per-tick overhead, no agents" in out.getvalue() and "done in" not in out.getvalue()
+    assert "kernel: done in" in err.getvalue() and "per-tick overhead" not in err.getvalue()
+
+
 def test_exchange_peers_do_the_same_work():
     from benchmarks import exchange
 
