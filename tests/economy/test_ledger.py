@@ -250,8 +250,6 @@ def test_rights_at_homes_asks_each_accounts_home_replica():
 def test_a_replica_holds_68_bytes_per_account_for_three_replicas():
     # Eight int64 counters and the side-table index as int32, nothing derived kept beside them: what
     # the README's memory figures count. A wider or extra array here shows up in every world's footprint.
-    import numpy as np
-
     kr = Keyring.derive(3, b"test")
     a = Replica(0, 3, 10_000, kr)
     per_account = sum(v.nbytes for v in vars(a).values() if isinstance(v, np.ndarray) and v.shape[:1] == (a.N,)) / a.N
@@ -280,3 +278,16 @@ def test_op_tags_are_hmac_sha256_of_the_canonical_payload():
     assert not kr.verify(forged)
     strided = Op(op.origin, op.seq, op.kind, np.array([4, 0, 7, 0, 90, 0])[::2], op.others, op.amounts, op.deps, op.tag)
     assert kr.verify(strided)  # a non-contiguous column is read by value
+
+
+def test_rights_queries_refuse_accounts_out_of_range_and_change_nothing():
+    kr = Keyring.derive(3, b"test")
+    a = Replica(0, 3, 12, kr)
+    a.mint(3, 9)
+    before = a.root()
+    for bad in (12, -1):
+        with pytest.raises(LedgerError, match=r"out of range \[0, 12\)"):
+            a.rights(bad)
+        with pytest.raises(LedgerError, match=r"out of range \[0, 12\)"):
+            a.rights_of(np.array([3, bad]))
+    assert a.root() == before and a.rights(3) == 9 and a.rights_of(np.array([3, 0])).tolist() == [9, 0]
