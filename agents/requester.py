@@ -51,15 +51,21 @@ class RequesterPopulation(Population):
         units = rng.integers(1, self.cfg.task_units + 1, size=self.n)
         price = world.market.prices[skill] * units
         wants = self.alive & (u < self.cfg.post_rate)
-        rights = world.rights_at_home(self.ids)
-        can_pay = rights >= price
-        post = wants & can_pay
-        world.count("tasks_unaffordable", int((wants & ~can_pay).sum()))
-        world.count("tasks_deferred", 0)
         # Last tick's deferred tasks are posted now, at today's price, if still affordable.
         d = self.deferred
         self.deferred = {k: np.empty(0, np.int64) for k in d}
         due = d["who"][self.alive[d["who"]]]
+        # Rights are read only for those who post or have a task due (0 for the rest, never read):
+        # a quarter of the requesters at the default post rate, not all of them.
+        asking = wants.copy()
+        asking[due] = True
+        asks = np.flatnonzero(asking)
+        rights = np.zeros(self.n, dtype=np.int64)
+        rights[asks] = world.rights_at_home(self.ids[asks])
+        can_pay = rights >= price
+        post = wants & can_pay
+        world.count("tasks_unaffordable", int((wants & ~can_pay).sum()))
+        world.count("tasks_deferred", 0)
         if due.size:
             sel = self.alive[d["who"]]
             d_skill, d_units, d_then = d["skill"][sel], d["units"][sel], d["price"][sel]

@@ -172,8 +172,21 @@ def gather_home_rights(accounts, cells, pos, vals):
     for i in range(accounts.shape[0]):
         a = accounts[i]
         h = a % R
-        out[i] = row_rights(cells[h], pos[h], vals[h], a, h, R)
+        out[i] = _home_rights(cells[h], pos[h], vals[h], a, h, R)
     return out
+
+
+@njit(cache=True, inline="always")
+def _home_rights(cells, pos, vals, a, h, R):
+    # row_rights where replica h is account a's home (h == a % R): the same sum without the test for
+    # it. Over 7·10^5 accounts of one replica, without side rows, row_rights took 12.7 ms and this 5.2.
+    v = cells[a, EARNED * R + h] - cells[a, SPENT_P * R + h]
+    i = pos[a]
+    if i >= 0:
+        v += vals[i, SPENT_N * R + h]
+        for s in range(R):
+            v += vals[i, RETURNED * R + s] - vals[i, LENT * R + s]
+    return v
 
 
 @njit(cache=True)

@@ -126,12 +126,13 @@ def _graph_steps_body(theta, omega, indptr, indices, weights, coupling, dt, step
     # marketplace's graph at 10^6 nodes, gathers no faster. Each node's sum runs over its row in CSR
     # order, so the result does not depend on the thread count. A node's new phase is written in
     # place: its neighbours are read through the sines and cosines taken before the pass, so no
-    # second phase array is needed. After the last step phases are taken modulo 2π (as np.mod does).
+    # second phase array is needed. After the last step phases are taken modulo 2π (as np.mod does),
+    # in a pass of its own: inside the last step's loop the modulo slowed every step's loop (by a
+    # quarter at 10^4 nodes), though the values are the same.
     n = theta.shape[0]
     for step in range(steps):
         for i in prange(n):
             sin_t[i], cos_t[i] = sincos(theta[i])
-        last = step == steps - 1
         for i in prange(n):
             drift = omega[i]
             lo = indptr[i]
@@ -148,8 +149,10 @@ def _graph_steps_body(theta, omega, indptr, indices, weights, coupling, dt, step
                     d += w
                 if d > 0.0:
                     drift += coupling * (ss * cos_t[i] - scs * sin_t[i]) / d
-            nxt = theta[i] + dt * drift
-            theta[i] = nxt % TWO_PI if last else nxt
+            theta[i] = theta[i] + dt * drift
+    if steps > 0:
+        for i in prange(n):
+            theta[i] = theta[i] % TWO_PI
 
 
 # Threads pay off on large graphs only; the result is the same either way (per-node sums in a fixed
