@@ -27,7 +27,6 @@ import multiprocessing
 import os
 import re
 import shutil
-import time
 import tomllib
 import traceback
 from collections.abc import Callable
