@@ -27,6 +27,7 @@ import numpy.typing as npt
 
 from agents.auction import arrival_orders, double_auction_fast, max_surplus
 from agents.shade_policy import ShadePolicy, is_shade_policy
+from agents.torch_threads import one_thread
 from economy.ops import OpKind
 from runtime.population import Population
 from runtime.scenario import PopulationConfig, ScenarioError
@@ -88,6 +89,8 @@ class Policy:
     def forward(self, x: npt.NDArray[np.float64]):  # type: ignore[no-untyped-def]
         """Shade logits ``float64[n]`` (host array) for features ``x: float64[n, 2]``, and the hidden layer."""
         torch = self.torch
+        if self.device.type == "cpu":
+            one_thread(torch)
         xt = self.put(x)
         w = self.w1[None] + ALPHA * torch.einsum("nij,njk->nik", self.A, self.B)
         h = torch.tanh(torch.einsum("ni,nik->nk", xt, w) + self.b1)
@@ -96,6 +99,8 @@ class Policy:
     def learn(self, x, h, advantage, noise, sigma, lr_base, lr_adapter, agents_only=None):  # type: ignore[no-untyped-def]
         """REINFORCE step on the shade logits; the base learns from everyone, each adapter from its agent."""
         torch = self.torch
+        if self.device.type == "cpu":
+            one_thread(torch)
         xt = self.put(x)
         g_out = self.put(advantage * noise / sigma)  # d log-prob / d logit, times the advantage
         g_h = torch.outer(g_out, self.w2) * (1 - h**2)  # [n, HIDDEN]
@@ -132,10 +137,6 @@ class NegotiatorPopulation(Population):
 
     def setup(self, world: World) -> None:
         """Build the policy (or load a saved one); mint the contractors' starting credits."""
-        import torch
-
-        if world.device == "cpu":
-            torch.set_num_threads(1)  # one thread: the same updates in the same order on every run
         self.policy = Policy(self.n, world.streams(f"population/{self.name}/init"), world.device)
         if self.core not in ("baseline", "learned"):
             path = world.base / self.core

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, ClassVar
 import numpy as np
 import numpy.typing as npt
 
+from agents.torch_threads import one_thread
 from economy.ops import OpKind
 from runtime.population import Population
 from runtime.scenario import PopulationConfig
@@ -70,8 +71,6 @@ class WorldModelPopulation(Population):
             return
         import torch
 
-        if world.device == "cpu":
-            torch.set_num_threads(1)  # one thread: the same updates in the same order on every run
         self.device = torch.device(world.device)
         seed = int(world.streams(f"population/{self.name}/init").integers(2**31))
         gen = torch.Generator().manual_seed(seed)  # weights drawn on the CPU, then moved: same start on any device
@@ -126,6 +125,8 @@ class WorldModelPopulation(Population):
 
     def _learn(self, world: World) -> None:
         torch = self.torch
+        if self.device.type == "cpu":
+            one_thread(torch)
         logp = np.array(self.history)
         diffs = np.diff(logp, axis=0)  # [t, skills]
         rng = world.streams(f"population/{self.name}")
@@ -146,6 +147,8 @@ class WorldModelPopulation(Population):
     def _ahead(self, pressure_scale: float) -> npt.NDArray[np.float64]:
         """The ensemble's cumulative log-price change per skill over the horizon, from now."""
         torch = self.torch
+        if self.device.type == "cpu":
+            one_thread(torch)
         diffs = np.diff(np.array(self.history[-WINDOW - 1 :]), axis=0)
         press = self.pressures[-1] * pressure_scale
         with torch.no_grad():
