@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-import agents.world_model as world_model
+from agents import world_model
 from agents.negotiator import Policy
 from runtime.scenario import parse
 from runtime.world import World
