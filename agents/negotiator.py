@@ -90,7 +90,7 @@ class Policy:
         """Shade logits ``float64[n]`` (host array) for features ``x: float64[n, 2]``, and the hidden layer."""
         torch = self.torch
         if self.device.type == "cpu":
-            one_thread(torch)
+            one_thread()
         xt = self.put(x)
         w = self.w1[None] + ALPHA * torch.einsum("nij,njk->nik", self.A, self.B)
         h = torch.tanh(torch.einsum("ni,nik->nk", xt, w) + self.b1)
@@ -100,7 +100,7 @@ class Policy:
         """REINFORCE step on the shade logits; the base learns from everyone, each adapter from its agent."""
         torch = self.torch
         if self.device.type == "cpu":
-            one_thread(torch)
+            one_thread()
         xt = self.put(x)
         g_out = self.put(advantage * noise / sigma)  # d log-prob / d logit, times the advantage
         g_h = torch.outer(g_out, self.w2) * (1 - h**2)  # [n, HIDDEN]

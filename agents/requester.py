@@ -55,7 +55,8 @@ class RequesterPopulation(Population):
         d = self.deferred
         self.deferred = {k: np.empty(0, np.int64) for k in d}
         due = d["who"][self.alive[d["who"]]]
-        # Rights are read only for those who post or have a task due (0 for the rest, never read):
+        # Rights are read only for those who post or have a task due (0 for the rest, where no result
+        # uses them):
         # a quarter of the requesters at the default post rate, not all of them.
         asking = wants.copy()
         asking[due] = True

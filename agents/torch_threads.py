@@ -1,7 +1,7 @@
 """Torch's CPU thread count for the roles' networks: one, asked for again before each use.
 
 On the CPU the roles run their networks on one thread, so the same seed gives the same updates bit
-for bit on any machine: a reduction split over threads sums in another order. The count must be set
+for bit on any machine: a reduction split over threads may sum in another order. The count must be set
 again before each use, not once at set-up: when numba starts its OpenMP thread pool (the process's
 first parallel kernel, in the world's first tick) it sets the OpenMP thread count to every core, and
 torch reads its CPU thread count from the same OpenMP runtime when the two share it (they did in a
@@ -14,10 +14,10 @@ step took 112 ms a tick at 10^6 agents, against 1.4 ms for the same call alone
 
 from __future__ import annotations
 
-from types import ModuleType
 
-
-def one_thread(torch: ModuleType) -> None:
+def one_thread() -> None:
     """Set torch's CPU ops to one thread, if they are not already."""
+    import torch
+
     if torch.get_num_threads() != 1:
         torch.set_num_threads(1)

@@ -126,7 +126,7 @@ class WorldModelPopulation(Population):
     def _learn(self, world: World) -> None:
         torch = self.torch
         if self.device.type == "cpu":
-            one_thread(torch)
+            one_thread()
         logp = np.array(self.history)
         diffs = np.diff(logp, axis=0)  # [t, skills]
         rng = world.streams(f"population/{self.name}")
@@ -148,7 +148,7 @@ class WorldModelPopulation(Population):
         """The ensemble's cumulative log-price change per skill over the horizon, from now."""
         torch = self.torch
         if self.device.type == "cpu":
-            one_thread(torch)
+            one_thread()
         diffs = np.diff(np.array(self.history[-WINDOW - 1 :]), axis=0)
         press = self.pressures[-1] * pressure_scale
         with torch.no_grad():
