@@ -55,9 +55,8 @@ class RequesterPopulation(Population):
         d = self.deferred
         self.deferred = {k: np.empty(0, np.int64) for k in d}
         due = d["who"][self.alive[d["who"]]]
-        # Rights are read only for those who post or have a task due (0 for the rest, where no result
-        # uses them):
-        # a quarter of the requesters at the default post rate, not all of them.
+        # Rights are read only for those who post or have a task due, a quarter of the requesters at
+        # the default post rate; the rest get 0, which no result below uses.
         asking = wants.copy()
         asking[due] = True
         asks = np.flatnonzero(asking)
