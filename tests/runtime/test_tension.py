@@ -89,3 +89,17 @@ def test_edge_arrays_give_the_graph_reading_and_bad_arrays_are_refused():
         tension_of_edges(np.array([0, 1]), np.array([1, 2]), np.array([1.0, -1.0]))
     with pytest.raises(ValueError, match="at least two nodes"):
         tension_of_edges(np.array([], np.int64), np.array([], np.int64), np.array([]))
+
+
+@pytest.mark.parametrize("ids", ["dense", "offset", "negative", "sparse", "int32"])
+def test_node_relabelling_is_np_unique(ids):
+    from runtime.tension import relabel
+
+    rng = np.random.default_rng(7)
+    nodes = rng.integers(0, 5_000, 20_000)
+    nodes = {"dense": nodes, "offset": nodes + 10**6, "negative": nodes - 2_500, "sparse": nodes * 10**9,
+             "int32": nodes.astype(np.int32)}[ids]
+    labels, inverse = relabel(nodes)
+    want_labels, want_inverse = np.unique(nodes, return_inverse=True)
+    assert labels.tolist() == want_labels.tolist() and inverse.tolist() == want_inverse.tolist()
+    assert (labels[inverse] == nodes).all()
