@@ -91,14 +91,14 @@ def test_edge_arrays_give_the_graph_reading_and_bad_arrays_are_refused():
         tension_of_edges(np.array([], np.int64), np.array([], np.int64), np.array([]))
 
 
-@pytest.mark.parametrize("ids", ["dense", "offset", "negative", "sparse", "int32"])
+@pytest.mark.parametrize("ids", ["dense", "offset", "negative", "sparse", "int32", "float"])
 def test_node_relabelling_is_np_unique(ids):
     from runtime.tension import relabel
 
     rng = np.random.default_rng(7)
     nodes = rng.integers(0, 5_000, 20_000)
     nodes = {"dense": nodes, "offset": nodes + 10**6, "negative": nodes - 2_500, "sparse": nodes * 10**9,
-             "int32": nodes.astype(np.int32)}[ids]
+             "int32": nodes.astype(np.int32), "float": nodes / 2}[ids]
     labels, inverse = relabel(nodes)
     want_labels, want_inverse = np.unique(nodes, return_inverse=True)
     assert labels.tolist() == want_labels.tolist() and inverse.tolist() == want_inverse.tolist()
