@@ -9,8 +9,8 @@ price, otherwise it replaces the agent's standing order; untraded agents post ag
 ``ROUNDS`` rounds. Allocative efficiency is realised surplus over the maximum surplus.
 
 Core ``baseline``: zero-intelligence-constrained asks, uniform between the cost and the price
-ceiling. Core ``learned``: a small torch
-policy network (CPU, or the GPU with ``agora run --device cuda``) shared by the population maps
+ceiling. Core ``learned``: a small policy network (:mod:`agents.negotiator_core`: fixed-order numba
+kernels on the CPU, torch on the GPU with ``agora run --device cuda``) shared by the population maps
 (cost relative to the posted price, side) to a markup; each agent adds a rank-2 MicroLoRA adapter to the first layer
 (``W = W_base + α·A·B``, α = 0.1). Asks are cost × (1 + markup) with exploration noise,
 conceding toward the cost round by round; after each period the base network learns from the population's profits and
@@ -26,9 +26,10 @@ import numpy as np
 import numpy.typing as npt
 
 from agents.auction import arrival_orders, double_auction_fast, max_surplus
+from agents.negotiator_core import Policy, TorchPolicy, make_policy
 from agents.shade_policy import ShadePolicy, is_shade_policy
-from agents.torch_threads import one_thread
 from economy.ops import OpKind
+from economy.portable_math import sigmoid
 from runtime.population import Population
 from runtime.scenario import PopulationConfig, ScenarioError
 
@@ -36,85 +37,7 @@ if TYPE_CHECKING:
     from runtime.world import World
 
 ROUNDS = 30
-HIDDEN = 8
-ALPHA = 0.1  # MicroLoRA scale
 CEILING = 2.0  # price ceiling, in units of the mean value
-
-
-class Policy:
-    """Shared two-layer network plus per-agent rank-2 MicroLoRA adapters on its first layer.
-
-    Torch, float64, on ``device`` ("cpu", or "cuda" for the GPU). On the CPU with one thread the
-    same seed gives the same updates bit for bit; on the GPU, to rounding.
-    """
-
-    def __init__(self, n_agents: int, rng: np.random.Generator, device: str = "cpu") -> None:
-        import torch
-
-        self.torch = torch
-        self.device = torch.device(device)
-        put = lambda a: torch.as_tensor(np.asarray(a, dtype=np.float64), device=self.device)  # noqa: E731
-        self.put = put
-        self.w1 = put(rng.normal(0, 0.5, size=(2, HIDDEN)))
-        self.b1 = put(np.zeros(HIDDEN))
-        self.w2 = put(rng.normal(0, 0.1, size=HIDDEN))
-        self.b2 = put(-1.0)  # start shading ~27%
-        self.A = put(np.zeros((n_agents, 2, 2)))  # adapter: W1_i = w1 + ALPHA * A_i @ B_i
-        self.B = put(rng.normal(0, 0.1, size=(n_agents, 2, HIDDEN)))
-
-    def arrays(self) -> dict[str, npt.NDArray[np.float64]]:
-        """Every parameter as a host array (for hashing and saving)."""
-        return {k: getattr(self, k).detach().cpu().numpy() for k in ("w1", "b1", "w2", "b2", "A", "B")}
-
-    def save(self, path: Path) -> None:
-        """Write the shared weights to an .npz file (written to bytes first: the same bytes every run)."""
-        import io
-
-        a = self.arrays()
-        buf = io.BytesIO()
-        np.savez(buf, w1=a["w1"], b1=a["b1"], w2=a["w2"], b2=np.atleast_1d(a["b2"]))
-        path.write_bytes(buf.getvalue())
-
-    def load(self, path: Path) -> None:
-        """Read shared weights saved by :meth:`save`; raise ValueError naming what does not fit."""
-        try:
-            with np.load(path) as data:
-                w1, b1, w2, b2 = data["w1"], data["b1"], data["w2"], float(data["b2"][0])
-        except (OSError, KeyError, ValueError) as exc:
-            raise ValueError(f"{path}: not a negotiator policy file ({exc})") from None
-        if w1.shape != tuple(self.w1.shape) or b1.shape != tuple(self.b1.shape) or w2.shape != tuple(self.w2.shape):
-            raise ValueError(f"{path}: policy shapes {w1.shape}/{w2.shape} do not fit {tuple(self.w1.shape)}/{tuple(self.w2.shape)}")
-        self.w1, self.b1, self.w2, self.b2 = self.put(w1), self.put(b1), self.put(w2), self.put(b2)
-
-    def forward(self, x: npt.NDArray[np.float64]):  # type: ignore[no-untyped-def]
-        """Shade logits ``float64[n]`` (host array) for features ``x: float64[n, 2]``, and the hidden layer."""
-        torch = self.torch
-        if self.device.type == "cpu":
-            one_thread()
-        xt = self.put(x)
-        w = self.w1[None] + ALPHA * torch.einsum("nij,njk->nik", self.A, self.B)
-        h = torch.tanh(torch.einsum("ni,nik->nk", xt, w) + self.b1)
-        return (h @ self.w2 + self.b2).cpu().numpy(), h
-
-    def learn(self, x, h, advantage, noise, sigma, lr_base, lr_adapter, agents_only=None):  # type: ignore[no-untyped-def]
-        """REINFORCE step on the shade logits; the base learns from everyone, each adapter from its agent."""
-        torch = self.torch
-        if self.device.type == "cpu":
-            one_thread()
-        xt = self.put(x)
-        g_out = self.put(advantage * noise / sigma)  # d log-prob / d logit, times the advantage
-        g_h = torch.outer(g_out, self.w2) * (1 - h**2)  # [n, HIDDEN]
-        g_w = torch.einsum("ni,nk->nik", xt, g_h)  # per-agent gradient of its first layer
-        g_a = torch.einsum("nik,njk->nij", g_w, self.B)
-        self.w2 = self.w2 + lr_base * (h * g_out[:, None]).mean(0)
-        self.b2 = self.b2 + lr_base * g_out.mean()
-        self.b1 = self.b1 + lr_base * g_h.mean(0)
-        self.w1 = self.w1 + lr_base * torch.einsum("ni,nk->ik", xt, g_h) / xt.shape[0]
-        mask = np.ones(x.shape[0], dtype=bool) if agents_only is None else agents_only
-        step = torch.zeros_like(self.A)
-        idx = torch.as_tensor(np.flatnonzero(mask), device=self.device)
-        step[idx] = lr_adapter * ALPHA * g_a[idx]
-        self.A = self.A + step
 
 
 class NegotiatorPopulation(Population):
@@ -126,7 +49,7 @@ class NegotiatorPopulation(Population):
     def __init__(self, cfg: PopulationConfig, ids: npt.NDArray[np.int64], n_regions: int) -> None:
         super().__init__(cfg, ids, n_regions)
         self.core = cfg.core or "learned"
-        self.policy: Policy | None = None
+        self.policy: Policy | TorchPolicy | None = None
         self.reward_baseline = 0.0
         self.surplus = 0.0
         self.max_surplus = 0.0
@@ -137,7 +60,7 @@ class NegotiatorPopulation(Population):
 
     def setup(self, world: World) -> None:
         """Build the policy (or load a saved one); mint the contractors' starting credits."""
-        self.policy = Policy(self.n, world.streams(f"population/{self.name}/init"), world.device)
+        self.policy = make_policy(self.n, world.streams(f"population/{self.name}/init"), world.device)
         if self.core not in ("baseline", "learned"):
             path = world.base / self.core
             try:
@@ -178,7 +101,7 @@ class NegotiatorPopulation(Population):
         logit, h = self.policy.forward(x)
         sigma = 0.3
         noise = rng.normal(0, sigma, size=self.n)
-        shade = 1 / (1 + np.exp(-(logit + noise)))
+        shade = sigmoid(logit + noise)
         ask = cost * (1 + shade)
         # Each round an untraded contractor concedes a little toward its cost.
         concede = np.linspace(1.0, 0.0, ROUNDS)[:, None]

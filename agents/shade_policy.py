@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from economy.portable_math import matmul, sigmoid, tanh
+
 POLICY_KIND = "market-v0-ppo"
 OBS_DIM = 4
 
@@ -36,8 +38,9 @@ class ShadePolicy:
             with np.load(path, allow_pickle=False) as data:
                 if str(data.get("kind", "")) != POLICY_KIND:
                     raise ValueError(f"not a {POLICY_KIND} policy file")
-                self.layers = [(data[f"actor_{i}_weight"], data[f"actor_{i}_bias"]) for i in (0, 2, 4)]
-        except (OSError, KeyError, ValueError) as exc:
+                self.layers = [(data[f"actor_{i}_weight"].astype(np.float64), data[f"actor_{i}_bias"].astype(np.float64))
+                               for i in (0, 2, 4)]
+        except (OSError, KeyError, ValueError, TypeError, EOFError) as exc:
             raise ValueError(f"{path}: {exc}") from None
         if self.layers[0][0].shape[1] != OBS_DIM:
             raise ValueError(f"{path}: the actor takes {self.layers[0][0].shape[1]} inputs, Market-v0 has {OBS_DIM}")
@@ -45,7 +48,7 @@ class ShadePolicy:
     def __call__(self, obs: npt.NDArray[np.floating[Any]]) -> npt.NDArray[np.float64]:
         h = np.asarray(obs, dtype=np.float64)
         for k, (w, b) in enumerate(self.layers):
-            h = h @ w.T + b
+            h = matmul(h, w.T) + b  # fixed-order sums and portable tanh: the same bits on any CPU
             if k < 2:
-                h = np.tanh(h)
-        return 1.0 / (1.0 + np.exp(-h[:, 0]))
+                h = tanh(h)
+        return sigmoid(h[:, 0])  # type: ignore[no-any-return]

@@ -15,6 +15,7 @@ import numpy.typing as npt
 
 from economy.contribution import contribution_multiplier
 from economy.ops import OpKind
+from economy.portable_math import log
 from economy.routing import TopKGate
 from economy.scatter import add_at
 from runtime.population import Population
@@ -62,7 +63,7 @@ class WorkerPopulation(Population):
         base = int(world.market.prices[0])
         self.cost = (base * rng.uniform(0.2, 1.5, size=self.n)).astype(np.int64)
         self.cheater = rng.random(self.n) < self.cfg.cheat_fraction
-        self.speed = rng.lognormal(np.log(60.0), 0.3, size=self.n)
+        self.speed = rng.lognormal(log(60.0), 0.3, size=self.n)
         if self.cfg.stake > 0:
             amounts = np.full(self.n, self.cfg.stake * world.MICRO, dtype=np.int64)
             world.mint(self.ids, amounts, "worker stake")

@@ -1,7 +1,7 @@
 """World-model agents: learn the market's price dynamics online, forecast prices, sell forecasts, answer what-ifs.
 
-Core ``learned``: an ensemble of small torch MLPs (CPU, or the GPU with ``agora run --device cuda``),
-shared across skills, maps the last ``WINDOW`` log-price changes of a skill and its latest market
+Core ``learned``: an ensemble of small MLPs (:mod:`agents.world_model_core`: fixed-order numba
+kernels on the CPU, torch on the GPU with ``agora run --device cuda``), shared across skills, maps the last ``WINDOW`` log-price changes of a skill and its latest market
 pressure (public: demand against served and idle supply) to its next ``horizon`` cumulative
 log-price changes; each tick it takes a few Adam steps on windows drawn from the history it has
 seen. The forecast it issues combines the ensemble with persistence, with the weight that would
@@ -27,8 +27,9 @@ from typing import TYPE_CHECKING, ClassVar
 import numpy as np
 import numpy.typing as npt
 
-from agents.torch_threads import one_thread
+from agents.world_model_core import Ensemble, TorchEnsemble, make_ensemble
 from economy.ops import OpKind
+from economy.portable_math import exp, log
 from runtime.population import Population
 from runtime.scenario import PopulationConfig
 
@@ -63,34 +64,17 @@ class WorldModelPopulation(Population):
         self.next_price = np.zeros(0)  # the issued 1-tick forecast per skill (what buyers get)
         self.sold = 0
         self.revenue = 0
-        self.model = None
+        self.model: Ensemble | TorchEnsemble | None = None
 
     def setup(self, world: World) -> None:
         """Build the ensemble (learned core) from the population's seeded stream, or from a core file."""
         if self.core == "baseline":
             return
-        import torch
-
-        self.device = torch.device(world.device)
-        seed = int(world.streams(f"population/{self.name}/init").integers(2**31))
-        gen = torch.Generator().manual_seed(seed)  # weights drawn on the CPU, then moved: same start on any device
-        layers = []
-        for _ in range(MEMBERS):
-            w1 = torch.randn(WINDOW + 1, HIDDEN, generator=gen, dtype=torch.float64) * (1 / WINDOW) ** 0.5
-            w2 = torch.randn(HIDDEN, self.horizon, generator=gen, dtype=torch.float64) * (1 / HIDDEN) ** 0.5 * 0.1
-            params = [w1, torch.zeros(HIDDEN, dtype=torch.float64), w2, torch.zeros(self.horizon, dtype=torch.float64)]
-            layers.append([p.to(self.device).requires_grad_() for p in params])
-        self.model = layers
-        self.opt = torch.optim.Adam([p for member in layers for p in member], lr=3e-3)
-        self.torch = torch
+        rng = world.streams(f"population/{self.name}/init")  # drawn on the host: the same start on any device
+        self.model = make_ensemble(rng, MEMBERS, WINDOW + 1, HIDDEN, self.horizon, 3e-3, world.device)
         if self.core != "learned":
             self.load_core(world.base / self.core)  # start from saved weights, and keep learning
             self.core = "learned"
-
-    def _predict(self, x: object) -> object:
-        torch = self.torch
-        outs = [torch.tanh(x @ w1 + b1) @ w2 + b2 for w1, b1, w2, b2 in self.model]  # type: ignore[union-attr]
-        return torch.stack(outs).mean(0)
 
     def step(self, world: World, tick: int) -> None:
         """Score forecasts that came due, learn from the newest windows, forecast the next ticks."""
@@ -104,7 +88,7 @@ class WorldModelPopulation(Population):
                 a, b = (model - prices) / prices, (persist - prices) / prices
                 self.recent[h] = 0.9 * self.recent[h] + 0.1 * np.array([np.mean(b * (b - a)), np.mean((b - a) ** 2)])
         self.pending = [p for p in self.pending if p[0] > tick]
-        self.history.append(np.log(prices))
+        self.history.append(log(prices))
         self.pressures.append(world.market.pressure.copy())
         self.next_price = prices.copy()
         if self.core == "baseline" or len(self.history) < WINDOW + self.horizon + 2:
@@ -114,7 +98,7 @@ class WorldModelPopulation(Population):
         self._learn(world)
         ahead = self._ahead(1.0)  # cumulative log change, [skills, horizon]
         for h in {1, self.horizon}:
-            model = prices * np.exp(ahead[:, h - 1])
+            model = prices * exp(ahead[:, h - 1])
             cross, spread = self.recent[h]
             w = min(1.0, cross / spread) if spread > 0 else 0.0  # least-squares weight of the model...
             w = w if w > 0.5 else 0.0  # ...used only while the model alone has been the better forecast
@@ -124,9 +108,7 @@ class WorldModelPopulation(Population):
             self.pending.append((tick + h, h, issued, model, prices.copy()))
 
     def _learn(self, world: World) -> None:
-        torch = self.torch
-        if self.device.type == "cpu":
-            one_thread()
+        assert self.model is not None
         logp = np.array(self.history)
         diffs = np.diff(logp, axis=0)  # [t, skills]
         rng = world.streams(f"population/{self.name}")
@@ -137,23 +119,14 @@ class WorldModelPopulation(Population):
         press = np.array(self.pressures)  # press[t] drove the change into history[t]
         xs = np.stack([np.append(diffs[s : s + WINDOW, k], press[s + WINDOW, k]) for s, k in zip(starts, skills, strict=True)])
         ys = np.stack([np.cumsum(diffs[s + WINDOW : s + WINDOW + self.horizon, k]) for s, k in zip(starts, skills, strict=True)])
-        x, y = torch.from_numpy(xs).to(self.device), torch.from_numpy(ys).to(self.device)
-        for _ in range(3):
-            self.opt.zero_grad()
-            loss = ((self._predict(x) - y) ** 2).mean()
-            loss.backward()
-            self.opt.step()
+        self.model.learn(xs, ys, 3)
 
     def _ahead(self, pressure_scale: float) -> npt.NDArray[np.float64]:
         """The ensemble's cumulative log-price change per skill over the horizon, from now."""
-        torch = self.torch
-        if self.device.type == "cpu":
-            one_thread()
+        assert self.model is not None
         diffs = np.diff(np.array(self.history[-WINDOW - 1 :]), axis=0)
         press = self.pressures[-1] * pressure_scale
-        with torch.no_grad():
-            recent = torch.from_numpy(np.ascontiguousarray(np.column_stack([diffs.T, press]))).to(self.device)
-            return self._predict(recent).cpu().numpy()  # type: ignore[no-any-return]
+        return self.model.predict(np.column_stack([diffs.T, press]))
 
     def ready(self) -> bool:
         """Whether the learned model has seen enough history to forecast."""
@@ -188,26 +161,19 @@ class WorldModelPopulation(Population):
             return None, f"no input in the world model for {', '.join(unknown)}"
         old, new = current["price_elasticity"], changes["price_elasticity"]
         scale = new / old if old else 1.0
-        base = float(np.mean(np.exp(self._ahead(1.0)[:, -1])))
-        alt = float(np.mean(np.exp(self._ahead(scale)[:, -1])))
+        base = float(np.mean(exp(self._ahead(1.0)[:, -1])))
+        alt = float(np.mean(exp(self._ahead(scale)[:, -1])))
         change = alt / base - 1.0
         return change, f"price_elasticity {old:g} -> {new:g}: mean price {change:+.2%} in {self.horizon} ticks vs no change"
 
     def core_state(self) -> dict[str, npt.NDArray[np.generic]] | None:
         """The ensemble's weights, per member and layer (learned core)."""
-        if self.model is None:
-            return None
-        names = ("w1", "b1", "w2", "b2")
-        return {f"m{i}_{n}": p.detach().cpu().numpy() for i, member in enumerate(self.model) for n, p in zip(names, member, strict=True)}
+        return None if self.model is None else self.model.weights()
 
     def set_core_state(self, arrays: dict[str, npt.NDArray[np.generic]]) -> None:
         """Copy saved weights into the ensemble."""
         assert self.model is not None
-        names = ("w1", "b1", "w2", "b2")
-        with self.torch.no_grad():
-            for i, member in enumerate(self.model):
-                for n, p in zip(names, member, strict=True):
-                    p.copy_(self.torch.from_numpy(arrays[f"m{i}_{n}"]).to(self.device))
+        self.model.set_weights(arrays)  # type: ignore[arg-type]
 
     def role_metrics(self) -> dict[str, float | int | None]:
         """MAPE of the forecasts at 1 tick and at the horizon, how many were scored, and sales."""
@@ -230,5 +196,5 @@ class WorldModelPopulation(Population):
         arrays["next_price"] = self.next_price
         arrays["recent_errors"] = np.array([self.recent[h] for h in sorted(self.recent)])
         if self.model is not None:
-            arrays["weights"] = np.concatenate([p.detach().cpu().numpy().ravel() for m in self.model for p in m])
+            arrays["weights"] = self.model.flat()
         return arrays

@@ -12,7 +12,7 @@ graph exists, then times on one thread, per pass over every stored edge:
 
 and then the kernel itself (``Oscillators.step``) per step, on all threads and on one. The gaps say
 what the step pays for: random reads, then the row structure (most rows hold one or two edges).
-Then the other parts of the coordination this session changed: ``runtime.trig``'s sine and cosine
+Then the other parts of the coordination this session changed: ``economy.portable_math``'s sine and cosine
 against numba's ``np.sin``/``np.cos`` for every phase, the CSR build against ``np.lexsort``, and
 one tension reading of the graph's 2-core (``tension_of_edges``), alone and beside a pure-Python
 loop on another thread (whether it leaves the GIL to the populations while it runs).
@@ -27,7 +27,7 @@ import time
 import numpy as np
 from numba import njit
 
-from runtime.trig import sincos
+from economy.portable_math import sincos
 
 
 @njit(cache=True)
@@ -100,7 +100,7 @@ def main(argv: list[str]) -> int:
     print(f"  the kernel, one step, one thread                               {_ms(lambda: osc.step(1, serial=True)):8.1f}")
     osc.theta[:] = theta
     print("ms, one thread, every phase:")
-    print(f"  runtime.trig sin and cos   {_ms(lambda: _trig(theta, s, c)):8.1f}")
+    print(f"  economy.portable_math sin and cos   {_ms(lambda: _trig(theta, s, c)):8.1f}")
     print(f"  numba np.sin and np.cos    {_ms(lambda: _libm(theta, s, c)):8.1f}")
     from runtime.kuramoto import CSR
     from runtime.tension import tension_of_edges

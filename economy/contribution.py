@@ -11,6 +11,7 @@ import numpy as np
 import numpy.typing as npt
 
 from economy.errors import LedgerError
+from economy.portable_math import exp
 
 MAX_BONUS: float = 10.0
 DECAY_CPU_HOURS: float = 1_000_000.0
@@ -27,5 +28,5 @@ def contribution_multiplier(
         raise LedgerError(f"network compute must be finite and >= 0 CPU-hours, got {network_compute_cpu_hours!r}")
     if decay <= 0 or max_bonus < 1:
         raise LedgerError(f"need decay > 0 and max_bonus >= 1, got decay={decay!r}, max_bonus={max_bonus!r}")
-    m = 1.0 + (max_bonus - 1.0) * np.exp(-c / decay)
+    m = 1.0 + (max_bonus - 1.0) * np.asarray(exp(-c / decay))
     return float(m) if m.ndim == 0 else m

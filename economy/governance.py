@@ -20,6 +20,7 @@ import numpy.typing as npt
 
 from economy.constitution import Constitution, Verdict
 from economy.errors import LedgerError
+from economy.portable_math import exp, matmul, power
 
 WEIGHT_SCALE = 1_000_000
 
@@ -81,11 +82,11 @@ class Proposal:
 def attention_weights(stakes: npt.NDArray[np.int64], expertise: npt.NDArray[np.float64],
                       embedding: npt.NDArray[np.float64], exponent: float, temperature: float) -> npt.NDArray[np.int64]:
     """Micro-weights ``rint(stake^α · n · softmax(e·x/τ) · 10⁶)`` per member."""
-    logits = expertise @ embedding / temperature
-    z = np.exp(logits - logits.max())
+    logits = matmul(expertise, embedding) / temperature
+    z = exp(logits - logits.max())
     relevance = z * (len(z) / z.sum())
-    power = stakes.astype(np.float64) ** exponent
-    return np.rint(power * relevance * WEIGHT_SCALE).astype(np.int64)
+    weight = power(stakes.astype(np.float64), exponent)
+    return np.rint(weight * relevance * WEIGHT_SCALE).astype(np.int64)
 
 
 class NAO:

@@ -6,6 +6,7 @@ import numpy as np
 import numpy.typing as npt
 
 from economy.errors import LedgerError
+from economy.portable_math import exp
 
 
 class Market:
@@ -35,6 +36,6 @@ class Market:
             raise LedgerError(f"demand {d.shape} and supply {s.shape} must match prices {self.prices.shape}")
         pressure = (d - s) / np.maximum(d + s, 1.0)
         self.pressure = pressure
-        factor = np.clip(np.exp(self.elasticity * pressure), 1.0 - self.max_step, 1.0 + self.max_step)
+        factor = np.clip(exp(self.elasticity * pressure), 1.0 - self.max_step, 1.0 + self.max_step)
         self.prices = np.maximum(np.rint(self.prices * factor).astype(np.int64), self.floor)
         return self.prices

@@ -17,6 +17,7 @@ import numpy.typing as npt
 from numba import njit
 
 from economy.errors import LedgerError
+from economy.portable_math import matmul, sigmoid
 from economy.scatter import add_at
 
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
@@ -185,7 +186,7 @@ class TopKGate:
 
     def scores(self, task_skills: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
         """Gate logits ``float64[tasks, agents]``."""
-        return np.asarray(task_skills, dtype=np.float64) @ self.skills.T + self.bias
+        return matmul(np.asarray(task_skills, dtype=np.float64), self.skills.T) + self.bias
 
     def route(self, task_skills: npt.NDArray[np.float64], available: npt.NDArray[np.bool_] | None = None,
               capacity: int | None = None) -> tuple[npt.NDArray[np.int64], RouteStats]:
@@ -265,5 +266,5 @@ class TopKGate:
     def learn(self, agents: npt.NDArray[np.int64], success: npt.NDArray[np.bool_]) -> None:
         """Move each agent's bias toward its observed success (logistic gradient on the bias)."""
         agents = np.asarray(agents, dtype=np.int64)
-        p = 1.0 / (1.0 + np.exp(-self.bias[agents]))
+        p = sigmoid(self.bias[agents])
         add_at(self.bias, agents, self.lr * (np.asarray(success, dtype=np.float64) - p))

@@ -3,7 +3,7 @@
 ``dθ_i/dt = ω_i + (K / d_i) Σ_j w_ij sin(θ_j − θ_i)``, integrated with explicit Euler steps of
 ``dt``, where ``d_i = Σ_j w_ij`` (so all-to-all coupling with unit weights is the classical mean
 field ``K r sin(ψ − θ_i)`` up to the 1/(N−1) vs 1/N normalisation). The graph step is one O(E)
-numba kernel over CSR arrays (a sine and a cosine per node from ``runtime.trig``, then multiply-adds
+numba kernel over CSR arrays (a sine and a cosine per node from ``economy.portable_math``, then multiply-adds
 per edge, using ``sin(θj − θi) = sin θj cos θi − cos θj sin θi``), parallel over nodes with a fixed
 summation order per node, so the result does not depend on the thread count or the machine;
 ``runtime.kuramoto_torch`` is the same step in torch, bit for bit; all-to-all coupling has an O(N)
@@ -14,6 +14,7 @@ The order parameter ``r e^{iψ} = mean(e^{iθ})`` says how synchronised a group 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import networkx as nx
@@ -21,7 +22,7 @@ import numpy as np
 import numpy.typing as npt
 from numba import njit, prange
 
-from runtime.trig import sincos
+from economy.portable_math import sin_cos, sincos
 
 TWO_PI = 2 * np.pi
 
@@ -120,7 +121,7 @@ def _csr_sorted(n, src, dst, w, indices, weights):  # type: ignore[no-untyped-de
 
 @njit(inline="always")
 def _graph_steps_body(theta, omega, indptr, indices, weights, coupling, dt, steps, sin_t, cos_t):
-    # sin(θj − θi) = sin θj cos θi − cos θj sin θi: a sine and a cosine per node (runtime.trig: the
+    # sin(θj − θi) = sin θj cos θi − cos θj sin θi: a sine and a cosine per node (economy.portable_math: the
     # same bits on every machine, vectorised), then only multiply-adds per edge. Sines and cosines
     # live in two arrays, not one of pairs: the pair layout stops the vectoriser and, measured on the
     # marketplace's graph at 10^6 nodes, gathers no faster. Each node's sum runs over its row in CSR
@@ -172,18 +173,29 @@ def _graph_steps_serial(theta, omega, indptr, indices, weights, coupling, dt, st
 PARALLEL_NODES = 1 << 15
 
 
+def _modulus(c: npt.ArrayLike, s: npt.ArrayLike) -> npt.NDArray[np.float64]:
+    """``sqrt(c² + s²)``: correctly rounded operations only (``hypot`` comes from the C library,
+    whose variants may differ in the last bit between processors)."""
+    c, s = np.asarray(c, dtype=np.float64), np.asarray(s, dtype=np.float64)
+    return np.sqrt(c * c + s * s)  # type: ignore[no-any-return]
+
+
 def order_parameter(theta: npt.NDArray[np.float64]) -> tuple[float, float]:
-    """``(r, ψ)`` of the phases: r in [0, 1]."""
-    z = np.exp(1j * theta).mean()
-    return float(abs(z)), float(np.angle(z))
+    """``(r, ψ)`` of the phases: r in [0, 1] (the same bits on every CPU); ψ in (−π, π] by the C
+    library's ``atan2``, for inspection (nothing recorded reads it)."""
+    sin_t, cos_t = sin_cos(theta)
+    c, s = float(cos_t.sum()), float(sin_t.sum())
+    n = max(int(np.asarray(theta).size), 1)
+    return float(_modulus(c, s)) / n, math.atan2(s, c)
 
 
 def group_order(theta: npt.NDArray[np.float64], groups: npt.NDArray[np.int64], n_groups: int) -> npt.NDArray[np.float64]:
     """Order parameter of each group: ``float64[n_groups]`` (0 for an empty group)."""
-    c = np.bincount(groups, weights=np.cos(theta), minlength=n_groups)
-    s = np.bincount(groups, weights=np.sin(theta), minlength=n_groups)
+    sin_t, cos_t = sin_cos(theta)
+    c = np.bincount(groups, weights=cos_t, minlength=n_groups)
+    s = np.bincount(groups, weights=sin_t, minlength=n_groups)
     size = np.bincount(groups, minlength=n_groups)
-    return np.hypot(c, s) / np.maximum(size, 1)
+    return _modulus(c, s) / np.maximum(size, 1)
 
 
 @njit(cache=True, parallel=True)
@@ -216,19 +228,20 @@ def strided_order(theta: npt.NDArray[np.float64], n_groups: int) -> tuple[float,
         return 0.0, np.zeros(n_groups)
     sums = _strided_sums(theta, n_groups, 64)
     size = n // n_groups + (np.arange(n_groups) < n % n_groups)
-    r_groups = np.hypot(sums[0], sums[1]) / np.maximum(size, 1)
-    return float(np.hypot(sums[0].sum(), sums[1].sum()) / n), r_groups
+    r_groups = _modulus(sums[0], sums[1]) / np.maximum(size, 1)
+    return float(_modulus(sums[0].sum(), sums[1].sum())) / n, r_groups
 
 
 def lorentzian_frequencies(n: int, gamma: float, center: float = 0.0) -> npt.NDArray[np.float64]:
     """``n`` natural frequencies at the quantiles of a Lorentzian of half-width ``gamma`` (no sampling noise)."""
     q = (np.arange(1, n + 1) - 0.5) / n
-    return center + gamma * np.tan(np.pi * (q - 0.5))
+    sin_q, cos_q = sin_cos(np.pi * (q - 0.5))
+    return center + gamma * (sin_q / cos_q)
 
 
 def coherence_gain(theta: npt.NDArray[np.float64], a: npt.NDArray[np.int64], b: npt.NDArray[np.int64]) -> npt.NDArray[np.float64]:
     """Message gain between agents ``a`` and ``b``: ``(1 + cos(θ_a − θ_b)) / 2`` in [0, 1]."""
-    return 0.5 * (1.0 + np.cos(theta[a] - theta[b]))
+    return 0.5 * (1.0 + sin_cos(theta[a] - theta[b])[1])
 
 
 class Oscillators:
@@ -252,9 +265,12 @@ class Oscillators:
         """Advance ``n`` Euler steps (graph kernel, or mean field when there is no graph). ``serial``:
         one thread even on a large graph (the same bits), leaving the other cores to other work."""
         if self.csr is None:
+            size = max(self.theta.shape[0], 1)
             for _ in range(n):
-                z = np.exp(1j * self.theta).mean()
-                drift = self.omega + self.coupling * abs(z) * np.sin(np.angle(z) - self.theta)
+                # K·r·sin(ψ − θ) = K·(S·cos θ − C·sin θ)/N with C, S the sums of cos θ and sin θ.
+                sin_t, cos_t = sin_cos(self.theta)
+                c, s = float(cos_t.sum()), float(sin_t.sum())
+                drift = self.omega + self.coupling * (s * cos_t - c * sin_t) / size
                 self.theta += self.dt * drift
         elif n > 0:  # the kernel takes the phases modulo 2π itself
             parallel = self.theta.shape[0] >= PARALLEL_NODES and not serial

@@ -4,7 +4,7 @@
 ``runtime.kuramoto``'s kernel, one elementwise torch operation at a time (a single operation is
 correctly rounded on CPU and GPU alike, and eager torch never fuses two into a multiply-add):
 
-* sine and cosine: ``runtime.trig``'s reduction and polynomials, operation by operation;
+* sine and cosine: ``economy.portable_math``'s reduction and polynomials, operation by operation;
 * each node's neighbour sums in CSR order: nodes are grouped by degree into buckets of powers of
   two, each bucket an ELL matrix ``[rows, D]`` of its neighbours in row order, and the sums add
   column 0, then column 1, ... -- so every row adds its terms in CSR order, as the CPU kernel does;
@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from runtime import trig
+from economy import portable_math as pm
 from runtime.kuramoto import CSR, Oscillators
 
 TWO_PI = 2 * np.pi
@@ -35,16 +35,16 @@ LONGEST_ROW = 1024  # a graph with a longer row steps on the host's numba kernel
 
 
 def torch_sincos(torch: Any, x: Any) -> tuple[Any, Any]:
-    """:func:`runtime.trig.sincos` as elementwise torch operations: the same bits."""
-    k = torch.floor(x * trig.TWO_OVER_PI + 0.5)
-    r = ((x - k * trig.P1) - k * trig.P2) - k * trig.P3
+    """:func:`economy.portable_math.sincos` as elementwise torch operations: the same bits."""
+    k = torch.floor(x * pm.TWO_OVER_PI + 0.5)
+    r = ((x - k * pm.P1) - k * pm.P2) - k * pm.P3
     z = r * r
-    ps = trig.S13 + z * trig.S15
-    for coef in (trig.S11, trig.S9, trig.S7, trig.S5, trig.S3):
+    ps = pm.S13 + z * pm.S15
+    for coef in (pm.S11, pm.S9, pm.S7, pm.S5, pm.S3):
         ps = coef + z * ps
     s = r + (r * z) * ps
-    pc = trig.C14 + z * trig.C16
-    for coef in (trig.C12, trig.C10, trig.C8, trig.C6, trig.C4, trig.C2):
+    pc = pm.C14 + z * pm.C16
+    for coef in (pm.C12, pm.C10, pm.C8, pm.C6, pm.C4, pm.C2):
         pc = coef + z * pc
     c = 1.0 + z * pc
     q = k - 4.0 * torch.floor(k * 0.25)

@@ -3,8 +3,13 @@
 ``tension = 1 − mincut / min_weighted_degree``. The minimum cut is never above the smallest
 weighted degree (cut one node off), so tension is 0 when the weakest point is a single node and 1
 when the graph is already split. Small graphs use networkx's exact Stoer–Wagner; large ones a
-spectral sweep cut (Fiedler vector of the normalised Laplacian), which is an upper bound on the
-minimum cut -- so an approximate tension is never an over-estimate. Healing and governance read it.
+spectral sweep cut (along an approximate Fiedler vector of the normalised Laplacian), which is an
+upper bound on the minimum cut -- so an approximate tension is never an over-estimate.
+
+The Fiedler vector comes from :func:`fiedler_vector`, a power iteration written here rather than
+LAPACK's or ARPACK's solvers: those run on BLAS, which picks its kernels (and so the order of its
+sums) by processor, and a tension reading is recorded state that must be the same bits on every
+CPU. Each product sums every row in CSR order and each dot product in index order. Healing and governance read it.
 :func:`tension_of_edges` works on edge arrays (the coordination's form: scipy sparse matrices, a
 numba sweep, no networkx graph on large inputs); :func:`tension` takes a networkx graph.
 """
@@ -17,7 +22,6 @@ import networkx as nx
 import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
-import scipy.sparse.linalg as spla
 from numba import njit
 from scipy.sparse.csgraph import connected_components
 
@@ -63,22 +67,78 @@ def _sweep(order, indptr, indices, data, deg):  # type: ignore[no-untyped-def]
     return best, best_k
 
 
+FIEDLER_ITERATIONS = 300  # at most; the iteration stops sooner once the Rayleigh quotient settles
+FIEDLER_TOLERANCE = 1e-10  # change of the Rayleigh quotient between iterations that ends it
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def fiedler_vector(indptr, indices, data, inv_sqrt, start, iterations, tolerance):  # type: ignore[no-untyped-def]
+    """An approximate second eigenvector of ``M = D^-½ A D^-½`` (the Fiedler vector of the
+    normalised Laplacian ``I − M``) for a connected graph: power iteration on ``(I + M)/2``, whose
+    eigenvalues lie in [0, 1], kept orthogonal to the top eigenvector ``D^½·1``.
+
+    ``indptr, indices, data``: the symmetric adjacency as CSR; ``inv_sqrt``: ``D^-½`` as
+    ``float64[n]``; ``start``: the first vector. Stops after ``iterations`` or when the Rayleigh
+    quotient moves by less than ``tolerance``. Returns ``(vector, rayleigh quotient, iterations)``.
+    Every sum runs in index order, so the result is the same bits on every machine.
+    """
+    n = start.shape[0]
+    top = np.empty(n)
+    norm = 0.0
+    for i in range(n):
+        top[i] = 1.0 / inv_sqrt[i]  # D^½·1
+        norm += top[i] * top[i]
+    norm = np.sqrt(norm)
+    for i in range(n):
+        top[i] /= norm
+    scaled = np.empty(data.shape[0])  # the entries of M: D^-½ A D^-½, once
+    for i in range(n):
+        for p in range(indptr[i], indptr[i + 1]):
+            scaled[p] = inv_sqrt[i] * data[p] * inv_sqrt[indices[p]]
+    x = start.copy()
+    y = np.empty(n)
+    previous = -1.0
+    rayleigh = 0.0
+    done = 0
+    for step in range(iterations):
+        along = 0.0
+        for i in range(n):
+            along += top[i] * x[i]
+        length = 0.0
+        for i in range(n):
+            x[i] -= along * top[i]
+            length += x[i] * x[i]
+        length = np.sqrt(length)
+        if length == 0.0:
+            break
+        for i in range(n):
+            x[i] /= length
+        rayleigh = 0.0
+        for i in range(n):
+            acc = 0.0
+            for p in range(indptr[i], indptr[i + 1]):
+                acc += scaled[p] * x[indices[p]]
+            y[i] = 0.5 * (x[i] + acc)
+            rayleigh += x[i] * y[i]
+        x, y = y, x
+        done = step + 1
+        if abs(rayleigh - previous) < tolerance:
+            break
+        previous = rayleigh
+    return x, 2.0 * rayleigh - 1.0, done
+
+
 def _sweep_cut(a: sp.csr_array, deg: npt.NDArray[np.float64]) -> tuple[float, npt.NDArray[np.int64]]:
-    """Spectral sweep over the Fiedler vector of the normalised Laplacian ``I − D^-½ A D^-½``:
-    (cut weight, nodes on one side). The Fiedler vector is the second eigenvector of largest
-    eigenvalue of ``D^-½ A D^-½`` (the same vectors; Lanczos finds the top of the spectrum fast)."""
+    """Spectral sweep along the approximate Fiedler vector of ``I − D^-½ A D^-½`` (from
+    :func:`fiedler_vector`): (cut weight, nodes on one side)."""
     n = a.shape[0]
     inv_sqrt = 1.0 / np.sqrt(deg)
-    m = sp.diags(inv_sqrt) @ a @ sp.diags(inv_sqrt)
-    if n <= 500:
-        _, vecs = np.linalg.eigh(m.toarray())
-        fiedler = vecs[:, -2]
-    else:
-        v0 = np.random.default_rng(0).uniform(0.5, 1.5, n)  # fixed start: the same reading every run
-        _, vecs = spla.eigsh(m, k=2, which="LA", tol=1e-6, v0=v0)
-        fiedler = vecs[:, 0]  # eigsh returns ascending eigenvalues: [λ2, λ1 = 1]
+    indptr, indices = a.indptr.astype(np.int64), a.indices.astype(np.int64)
+    start = np.random.default_rng(0).uniform(0.5, 1.5, n)  # fixed start: the same reading every run
+    fiedler, _, _ = fiedler_vector(indptr, indices, a.data, inv_sqrt, start, FIEDLER_ITERATIONS,
+                                   FIEDLER_TOLERANCE)
     order = np.argsort(fiedler * inv_sqrt, kind="stable")
-    best, best_k = _sweep(order, a.indptr.astype(np.int64), a.indices.astype(np.int64), a.data, deg)
+    best, best_k = _sweep(order, indptr, indices, a.data, deg)
     v_min = int(np.argmin(deg))
     if deg[v_min] < best:  # a single weakest node beats the sweep
         return float(deg[v_min]), np.array([v_min])

@@ -100,8 +100,8 @@ def test_strided_order_matches_the_plain_order_parameters_and_ignores_threads():
 
 
 def _reference_steps(theta, omega, csr, coupling, dt, steps):
-    """The graph step written out in Python, row by row in CSR order, with runtime.trig's sine and cosine."""
-    from runtime.trig import sincos_array
+    """The graph step written out in Python, row by row in CSR order, with economy.portable_math's sine and cosine."""
+    from economy.portable_math import sin_cos as sincos_array
 
     theta = theta.copy()
     for _ in range(steps):

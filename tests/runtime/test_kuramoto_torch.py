@@ -9,7 +9,7 @@ import torch
 
 from runtime.kuramoto import CSR, Oscillators
 from runtime.kuramoto_torch import TorchOscillators, torch_mod_2pi, torch_sincos
-from runtime.trig import sincos_array
+from economy.portable_math import sin_cos as sincos_array
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
