@@ -462,8 +462,16 @@ def query(
     fmt_: Annotated[str, typer.Option("--format", help="table (default), csv or json.")] = "table",
     limit: Annotated[int, typer.Option(min=1, help="Most rows to print as a table.")] = 50,
 ) -> None:
-    """Run SQL over a recorded run, e.g. agora query runs/a "select kind, count(*) from events group by kind"."""
+    """Run SQL over a recorded run, e.g. agora query runs/a "select kind, count(*) from events group by kind".
+
+    One read-only query runs (SELECT, WITH, VALUES, FROM, DESCRIBE, SHOW, SUMMARIZE), in a sandbox
+    that reads the run's tables and no other file, network or extension.
+    """
+    import duckdb
+    from rich.text import Text
+
     from runtime.replay import open as open_run
+    from runtime.run_data import QueryRefused
 
     if fmt_ not in ("table", "csv", "json"):
         _fail([f"--format {fmt_!r}: expected table, csv or json"])
@@ -471,10 +479,12 @@ def query(
         result = open_run(run_dir).query(sql)
     except RunDirError as exc:
         _fail([str(exc)])
-    except Exception as exc:  # duckdb's own errors: a user's SQL mistake, said in one line
-        if type(exc).__module__.startswith("duckdb") or type(exc).__name__.endswith("Exception"):
-            _fail([f"SQL: {str(exc).splitlines()[0]}"])
-        raise
+    except ScenarioError as exc:
+        _fail(exc.problems)
+    except QueryRefused as exc:
+        _fail([f"SQL: {exc}"])
+    except duckdb.Error as exc:  # a mistake in the SQL, or an access the sandbox denies
+        _fail([f"SQL: {_first_line(exc)}"])
     if fmt_ == "csv":
         import pyarrow.csv
 
@@ -485,14 +495,22 @@ def query(
     if fmt_ == "json":
         out.print_json(json.dumps(result.to_pylist(), default=str))
         return
+    # Text, not str: a cell or a column name such as "[/x]" is data, never rich markup.
     table = Table()
     for name in result.column_names:
-        table.add_column(name)
-    for row in result.slice(0, limit).to_pylist():
-        table.add_row(*[str(v) for v in row.values()])
+        table.add_column(Text(name))
+    shown = result.slice(0, limit)
+    # by column, not to_pylist()'s dicts, which keep one of two columns with the same name
+    for row in zip(*(column.to_pylist() for column in shown.columns)):
+        table.add_row(*[Text(str(value)) for value in row])
     out.print(table)
     if result.num_rows > limit:
         out.print(f"({result.num_rows:,} rows; showing {limit}: use --limit or --format csv)", markup=False)
+
+
+def _first_line(exc: Exception) -> str:
+    """The first non-blank line of an error's message (DuckDB's run on with context lines)."""
+    return next((line for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
 
 
 @app.command()
