@@ -79,8 +79,8 @@ def run_all(quick: bool = False, only: str | None = None, console: Console | Non
 
         with _progress(status, "cores"):
             rows = cores.run(quick)
-        _print(console, "cores: batched vs per-agent Python, same arithmetic",
-               ("core", "agents", "batched /s", "per-agent Python /s", "Agora is"), rows)
+        _print(console, "cores: Agora's fixed-order kernels vs torch on the CPU and per-agent Python, same arithmetic",
+               cores.COLUMNS, rows)
     if "coordination" in chosen:
         from benchmarks import coordination
 
