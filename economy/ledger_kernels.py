@@ -6,7 +6,7 @@ it is written:
 Dense, ``cells: int64[n_accounts, 2 * R + 2]`` -- written by almost every op:
 
 ==========  =============  ========================================================
-block       columns        written by
+block       columns        written (owned) by
 ==========  =============  ========================================================
 earned      ``0*R + r``    replica r (mint, transfer-in, unstake) -- G-Counter
 spent_p     ``1*R + r``    replica r (spend, transfer-out, stake, burn) -- PN positive
@@ -23,14 +23,19 @@ lent        ``1*R + s``    the account's home replica (rights lent to replica s)
 returned    ``2*R + s``    replica s (rights it gave back to the home replica)
 ==========  =============  ========================================================
 
-Every cell has exactly one writer, so element-wise max (over the union of side keys) is a
-correct merge. The home replica of account ``a`` is ``a % R``.
+Totals ``int64[R, 3]`` (minted, burned, refunded) row r is owned by replica r. Every cell has
+exactly one writer, its owner, so element-wise max of what the owner sent is a correct merge
+(:func:`merge_owned`, :func:`merge_side`). The home replica of account ``a`` is ``a % R``.
+
+Every counter is a sum of positive amounts, so it only grows; :func:`apply_entries` refuses an
+entry that would take any counter it writes past ``counter_max`` (``ledger.counter_max``), which
+keeps every sum the kernels form inside int64 (the bound's proof is in ``ledger.py``).
 """
 
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 EARNED, SPENT_P = 0, 1  # dense blocks
 SPENT_N, LENT, RETURNED = 0, 1, 2  # side blocks
@@ -39,15 +44,23 @@ SPENT_N, LENT, RETURNED = 0, 1, 2  # side blocks
 MINT, SPEND, TRANSFER, REFUND, STAKE, UNSTAKE, SLASH, BURN, LEND, RETURN = range(10)
 
 # Per-entry outcome codes.
-OK, NO_RIGHTS, NO_STAKE = 0, 1, 2
-REASONS = {NO_RIGHTS: "spending rights held at this replica are short", NO_STAKE: "stake is short"}
+OK, NO_RIGHTS, NO_STAKE, OVER_BOUND = 0, 1, 2, 3
+REASONS = {
+    NO_RIGHTS: "spending rights held at this replica are short",
+    NO_STAKE: "stake is short",
+    OVER_BOUND: "a counter it writes would pass the ledger's bound",
+}
+
+INT64_MAX = 9_223_372_036_854_775_807
+INT64_MIN = -INT64_MAX - 1
 
 
 @njit(cache=True, inline="always")
 def row_rights(cells, pos, vals, a, me, R):
     """Spending rights for account ``a`` that replica ``me`` holds, in its own view.
 
-    ``pos: int32[n_accounts]`` (int64 past 2³¹ accounts) is each account's row in the side table, -1 when it has none.
+    ``pos: int32[n_accounts]`` (int64 past 2³¹ accounts) is each account's row in the side
+    table, -1 when it has none.
     """
     v = cells[a, EARNED * R + me] - cells[a, SPENT_P * R + me]
     i = pos[a]
@@ -118,45 +131,116 @@ def check_entries(kind, origin, R, N, max_amount, accounts, others, amounts):
     return 0, -1
 
 
-@njit(cache=True)
-def apply_entries(kind, origin, me, R, accounts, others, amounts, cells, pos, vals, totals, check):
+def apply_entries(kind, origin, me, R, accounts, others, amounts, cells, pos, vals, totals, check,
+                  counter_max):
     """Apply entries of a dense-table kind in order; return int8 outcome codes (0 = applied).
 
-    ``check`` is True for ops created here (rights and stake are checked against this replica's own
-    view, entry by entry, each seeing the entries before it), False for authenticated ops from
-    their origin (already checked there). ``totals: int64[R, 3]`` holds minted, burned, refunded per
-    origin. Side-table kinds (refund, lend, return) are applied by ``ledger.py``.
+    ``check`` is True for ops created here: rights and stake are checked against this replica's
+    own view, entry by entry, each seeing the entries before it, and a refused entry is skipped.
+    It is False for authenticated ops from their origin (checked there); such an op applies whole
+    or not at all: if an entry fails, the entries before it are undone and the codes returned
+    (the failing entry's code set) describe an op of which nothing was applied.
+
+    Whatever ``check``, an entry that would take a counter it writes (cell or totals) past
+    ``counter_max`` fails with ``OVER_BOUND``: one compare per written counter, against
+    ``counter_max - amount`` (amounts are in ``[1, counter_max]``, so that difference cannot
+    overflow). ``totals: int64[R, 3]`` holds minted, burned, refunded per origin. Side-table
+    kinds (refund, lend, return) are applied by ``ledger.py``.
     """
+    # Asserted here, not in the kernels: a kernel that can raise compiles to a slower loop.
+    assert 0 <= origin < R and 0 <= me < R and totals.shape == (R, 3)
+    assert counter_max >= 1 and kind not in (REFUND, LEND, RETURN)
+    if kind == TRANSFER:  # nearly every entry: a loop of its own, with nothing else in it
+        out = _apply_transfers(origin, me, R, accounts, others, amounts, cells, pos, vals, check,
+                               counter_max)
+    else:
+        out = _apply_others(kind, origin, me, R, accounts, amounts, cells, pos, vals, totals,
+                            check, counter_max)
+    assert out.shape == accounts.shape
+    return out
+
+
+@njit(cache=True)
+def _apply_transfers(origin, me, R, accounts, others, amounts, cells, pos, vals, check,
+                     counter_max):
+    """:func:`apply_entries` for transfers: spent_p of the payer and earned of the payee, both at
+    ``origin``."""
     k = accounts.shape[0]
     out = np.zeros(k, dtype=np.int8)
-    stake_in = 2 * R
-    stake_out = 2 * R + 1
+    earned, spent = EARNED * R + origin, SPENT_P * R + origin
+    failed = -1
+    for i in range(k):
+        a = accounts[i]
+        b = others[i]
+        x = amounts[i]
+        if check and row_rights(cells, pos, vals, a, me, R) < x:
+            out[i] = NO_RIGHTS
+            continue
+        if cells[a, spent] > counter_max - x or cells[b, earned] > counter_max - x:
+            out[i] = OVER_BOUND
+            if not check:
+                failed = i
+                break
+            continue
+        cells[a, spent] += x
+        cells[b, earned] += x
+    for j in range(failed - 1, -1, -1):  # an unchecked op applies whole or not at all
+        cells[accounts[j], spent] -= amounts[j]
+        cells[others[j], earned] -= amounts[j]
+    return out
+
+
+@njit(cache=True)
+def _apply_others(kind, origin, me, R, accounts, amounts, cells, pos, vals, totals, check,
+                  counter_max):
+    """:func:`apply_entries` for mints, spends, burns, stakes, unstakes and slashes. Each writes
+    two counters of one kind's choosing: ``first`` (a cell of the account) and ``second`` (a cell
+    of the account, column ``col``, or the origin's minted or burned total, column ``t``)."""
+    k = accounts.shape[0]
+    out = np.zeros(k, dtype=np.int8)
+    earned, spent, stake_in, stake_out = EARNED * R + origin, SPENT_P * R + origin, 2 * R, 2 * R + 1
+    if kind == UNSTAKE or kind == SLASH:
+        first, col = stake_out, earned if kind == UNSTAKE else -1
+    elif kind == MINT:
+        first, col = earned, -1
+    else:  # spend, burn, stake
+        first, col = spent, stake_in if kind == STAKE else -1
+    t = 0 if kind == MINT else 1
+    room = counter_max - totals[origin, t]  # what the origin's total may still grow by
+    failed = -1
     for i in range(k):
         a = accounts[i]
         x = amounts[i]
-        if kind == MINT:
-            cells[a, EARNED * R + origin] += x
-            totals[origin, 0] += x
-        elif kind == SPEND or kind == BURN or kind == STAKE or kind == TRANSFER:
-            if check and row_rights(cells, pos, vals, a, me, R) < x:
-                out[i] = NO_RIGHTS
-                continue
-            cells[a, SPENT_P * R + origin] += x
-            if kind == STAKE:
-                cells[a, stake_in] += x
-            elif kind == TRANSFER:
-                cells[others[i], EARNED * R + origin] += x
-            else:
-                totals[origin, 1] += x
-        elif kind == UNSTAKE or kind == SLASH:
-            if check and cells[a, stake_in] - cells[a, stake_out] < x:
+        if check and (kind == UNSTAKE or kind == SLASH):
+            if cells[a, stake_in] - cells[a, stake_out] < x:
                 out[i] = NO_STAKE
                 continue
-            cells[a, stake_out] += x
-            if kind == UNSTAKE:
-                cells[a, EARNED * R + origin] += x
-            else:
-                totals[origin, 1] += x
+        elif check and kind != MINT and row_rights(cells, pos, vals, a, me, R) < x:
+            out[i] = NO_RIGHTS
+            continue
+        over = cells[a, first] > counter_max - x
+        if col >= 0:
+            over = over or cells[a, col] > counter_max - x
+        else:
+            over = over or x > room
+        if over:
+            out[i] = OVER_BOUND
+            if not check:
+                failed = i
+                break
+            continue
+        cells[a, first] += x
+        if col >= 0:
+            cells[a, col] += x
+        else:
+            room -= x  # kept in a register through the loop, written once below
+    totals[origin, t] = counter_max - room
+    for j in range(failed - 1, -1, -1):  # an unchecked op applies whole or not at all
+        cells[accounts[j], first] -= amounts[j]
+        if col >= 0:
+            cells[accounts[j], col] -= amounts[j]
+        else:
+            totals[origin, t] -= amounts[j]
     return out
 
 
@@ -164,8 +248,8 @@ def apply_entries(kind, origin, me, R, accounts, others, amounts, cells, pos, va
 def gather_home_rights(accounts, cells, pos, vals):
     """The rights each account's home replica (``a % R``) holds for it, in that replica's view.
 
-    ``cells``, ``pos`` and ``vals`` are tuples of the R replicas' arrays, in replica order; accounts
-    must be in range (the caller checks).
+    ``cells``, ``pos`` and ``vals`` are tuples of the R replicas' arrays, in replica order;
+    accounts must be in range (the caller checks).
     """
     R = len(cells)
     out = np.empty(accounts.shape[0], dtype=np.int64)
@@ -178,8 +262,9 @@ def gather_home_rights(accounts, cells, pos, vals):
 
 @njit(cache=True, inline="always")
 def _home_rights(cells, pos, vals, a, h, R):
-    # row_rights where replica h is account a's home (h == a % R): the same sum without the test for
-    # it. Over 7·10^5 accounts of one replica, without side rows, row_rights took 12.7 ms and this 5.2.
+    # row_rights where replica h is account a's home (h == a % R): the same sum without the test
+    # for it. Over 7·10^5 accounts of one replica, without side rows, row_rights took 12.7 ms and
+    # this 5.2.
     v = cells[a, EARNED * R + h] - cells[a, SPENT_P * R + h]
     i = pos[a]
     if i >= 0:
@@ -191,7 +276,8 @@ def _home_rights(cells, pos, vals, a, h, R):
 
 @njit(cache=True)
 def rights_of(cells, pos, vals, accounts, me, R):
-    """Rights replica ``me`` holds for each of ``accounts`` (all accounts when ``accounts`` is None)."""
+    """Rights replica ``me`` holds for each of ``accounts`` (all accounts when ``accounts`` is
+    None)."""
     n = cells.shape[0] if accounts is None else accounts.shape[0]
     out = np.empty(n, dtype=np.int64)
     for i in range(n):
@@ -211,60 +297,101 @@ def balances_of(cells, pos, vals, R):
 
 @njit(cache=True)
 def held(cells, pos, vals, R):
-    """Sum over accounts of balance and stake, in one pass."""
+    """Sum over accounts of balance and stake, in one pass, as ``(total, exact)``.
+
+    ``exact`` is False (and ``total`` the sum so far) when an addition would leave int64. It
+    cannot in a view the ledger keeps: there every balance and stake is >= 0, so the running sum
+    never exceeds the final one, which is the issued supply (see the bound in ``ledger.py``).
+    """
     total = 0
     for a in range(cells.shape[0]):
-        total += row_balance(cells, pos, vals, a, R) + cells[a, 2 * R] - cells[a, 2 * R + 1]
-    return total
+        v = row_balance(cells, pos, vals, a, R) + cells[a, 2 * R] - cells[a, 2 * R + 1]
+        if (v > 0 and total > INT64_MAX - v) or (v < 0 and total < INT64_MIN - v):
+            return total, False
+        total += v
+    return total, True
 
 
-@njit(inline="always")
-def _merge_rows_body(cells, rows, incoming, leaf_size, leaf_dirty):
-    n = incoming.shape[0]
-    K = incoming.shape[1]
-    full = rows.shape[0] == 0
-    changed = 0
-    for j in prange(n):  # rows are distinct, so iterations touch disjoint memory
-        a = np.int64(j)
-        if not full:
-            a = rows[j]
-        diff = 0
-        for c in range(K):  # write only the cells that grow: merges of similar states touch little memory
-            old = cells[a, c]
-            v = incoming[j, c]
-            grows = v > old
-            diff |= grows
-            if grows:
-                cells[a, c] = v
-        if diff != 0:
-            changed += 1  # a reduction under prange
-            leaf_dirty[a // leaf_size] = True  # threads may race here, all writing True
-    return changed
+def gather_owned(cells, spans, source, R):
+    """The dense cells replica ``source`` owns in the accounts of ``spans: int64[k, 2]``.
 
-
-# Threads pay off only on large merges; small ones (most deltas) stay on one thread. Two functions of
-# their own, not two compilations of one: numba's on-disk cache keys a function by its name and
-# signature, not by its options, so two cached forms of one function would load each other's code.
-@njit(cache=True, parallel=True)
-def _merge_rows_parallel(cells, rows, incoming, leaf_size, leaf_dirty):
-    return _merge_rows_body(cells, rows, incoming, leaf_size, leaf_dirty)
+    Returns ``(own, stake)``: ``own: int64[n, 2]`` earned and spent_p at ``source`` of every
+    account of the spans in order, ``stake: int64[n_home, 2]`` stake_in and stake_out of those
+    whose home is ``source``.
+    """
+    assert 0 <= source < R and spans.ndim == 2 and spans.shape[1] == 2
+    own, stake, n, n_home = _gather_owned(cells, spans, source, R)
+    assert own.shape[0] == n and stake.shape[0] == n_home, "every span was gathered whole"
+    return own, stake
 
 
 @njit(cache=True)
-def _merge_rows_serial(cells, rows, incoming, leaf_size, leaf_dirty):
-    return _merge_rows_body(cells, rows, incoming, leaf_size, leaf_dirty)
-PARALLEL_ROWS = 1 << 16
+def _gather_owned(cells, spans, source, R):
+    n = 0
+    n_home = 0
+    for t in range(spans.shape[0]):
+        n += spans[t, 1] - spans[t, 0]
+        n_home += (spans[t, 1] - 1 - source) // R - (spans[t, 0] - 1 - source) // R
+    own = np.empty((n, 2), dtype=np.int64)
+    stake = np.empty((n_home, 2), dtype=np.int64)
+    j = 0
+    h = 0
+    for t in range(spans.shape[0]):
+        lo, hi = spans[t, 0], spans[t, 1]
+        for a in range(lo, hi):
+            own[j, 0] = cells[a, EARNED * R + source]
+            own[j, 1] = cells[a, SPENT_P * R + source]
+            j += 1
+        for a in range(lo + (source - lo) % R, hi, R):
+            stake[h, 0] = cells[a, 2 * R]
+            stake[h, 1] = cells[a, 2 * R + 1]
+            h += 1
+    return own[:j], stake[:h], n, n_home
 
 
-def merge_rows(cells, rows, incoming, leaf_size, leaf_dirty):
-    """Element-wise max of ``incoming[j]`` into ``cells[rows[j]]``; return rows changed.
+def merge_owned(cells, spans, own, stake, source, R, leaf_size, leaf_dirty):
+    """Element-wise max of what :func:`gather_owned` returned at ``source`` into ``cells``.
 
-    An empty ``rows`` means "row j" (a full-state merge without an index array). The Merkle leaf of
-    each row that changed is flagged. The max runs in parallel over rows on large merges; the result
-    does not depend on the thread count.
+    Writes only the cells ``source`` owns; flags the Merkle leaf of each account that changed
+    in ``leaf_dirty``; returns how many accounts changed. The caller has checked the shapes and
+    that the spans are increasing, disjoint and in range.
     """
-    kernel = _merge_rows_parallel if incoming.shape[0] >= PARALLEL_ROWS else _merge_rows_serial
-    return kernel(cells, rows, incoming, leaf_size, leaf_dirty)
+    assert 0 <= source < R and own.shape[1] == 2 and stake.shape[1] == 2
+    changed, rows, homes = _merge_owned(cells, spans, own, stake, source, R, leaf_size, leaf_dirty)
+    assert rows == own.shape[0] and homes == stake.shape[0], "the spans cover the delta's rows"
+    return changed
+
+
+@njit(cache=True)
+def _merge_owned(cells, spans, own, stake, source, R, leaf_size, leaf_dirty):
+    ce = EARNED * R + source
+    cp = SPENT_P * R + source
+    j = 0
+    h = 0
+    changed = 0
+    for t in range(spans.shape[0]):
+        lo, hi = spans[t, 0], spans[t, 1]
+        home = lo + (source - lo) % R  # the next account of the span whose home is source
+        for a in range(lo, hi):
+            grew = False
+            if own[j, 0] > cells[a, ce]:
+                cells[a, ce] = own[j, 0]
+                grew = True
+            if own[j, 1] > cells[a, cp]:
+                cells[a, cp] = own[j, 1]
+                grew = True
+            if a == home:
+                for c in range(2):
+                    if stake[h, c] > cells[a, 2 * R + c]:
+                        cells[a, 2 * R + c] = stake[h, c]
+                        grew = True
+                h += 1
+                home += R
+            j += 1
+            if grew:
+                changed += 1
+                leaf_dirty[a // leaf_size] = True
+    return changed, j, h
 
 
 @njit(cache=True)
@@ -337,7 +464,8 @@ def mix64(h, v):
 
 @njit(cache=True)
 def hash_leaves(cells, keys, vals, leaf_size, leaves, out):
-    """Two-lane (128-bit) hash of each listed leaf's dense rows and side rows into ``out: uint64[n_leaves, 2]``."""
+    """Two-lane (128-bit) hash of each listed leaf's dense rows and side rows into
+    ``out: uint64[n_leaves, 2]``."""
     n = cells.shape[0]
     K = cells.shape[1]
     S = vals.shape[1]

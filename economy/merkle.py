@@ -3,7 +3,7 @@ agree; a top-down walk finds the differing account ranges in O(log n) comparison
 
 Leaves are blocks of ``leaf_size`` consecutive accounts hashed with a 128-bit non-cryptographic
 hash (two splitmix64 lanes). It detects divergence between honest replicas; it is not a defence
-against an adversary who crafts collisions (the ops' HMAC tags are that defence).
+against an adversary who crafts collisions (the HMAC tags of ops and deltas are that defence).
 """
 
 from __future__ import annotations
@@ -41,9 +41,10 @@ class MerkleTree:
         """Number of leaf blocks."""
         return int(self.levels[0].shape[0])
 
-    def update(self, cells: npt.NDArray[np.int64], keys: npt.NDArray[np.int64], vals: npt.NDArray[np.int64],
-               dirty: npt.NDArray[np.bool_]) -> None:
-        """Rehash the leaves flagged in ``dirty: bool[n_leaves]`` and every level above; clear ``dirty``.
+    def update(self, cells: npt.NDArray[np.int64], keys: npt.NDArray[np.int64],
+               vals: npt.NDArray[np.int64], dirty: npt.NDArray[np.bool_]) -> None:
+        """Rehash the leaves flagged in ``dirty: bool[n_leaves]`` and every level above; clear
+        ``dirty``.
 
         ``cells`` are the dense rows, ``keys``/``vals`` the side table (see ``ledger_kernels``).
         """

@@ -102,6 +102,29 @@ class DictReplica:
         self.returned[(a, self.id)] += x
         return True
 
+    def merge_owned(self, other: DictReplica) -> None:
+        """Key-wise max of the counters ``other`` owns (what :meth:`economy.ledger.Replica.merge`
+        takes from a peer): its column of the per-replica counters, its own totals, and the lent
+        and stake counters of the accounts it is home to."""
+        o = other.id
+        for name in ("earned", "spent_p", "spent_n", "returned"):
+            mine = getattr(self, name)
+            for (account, column), value in getattr(other, name).items():
+                if column == o and value > mine.get((account, column), 0):
+                    mine[(account, column)] = value
+        for (account, replica), value in other.lent.items():
+            if account % self.R == o and value > self.lent.get((account, replica), 0):
+                self.lent[(account, replica)] = value
+        for name in ("stake_in", "stake_out"):
+            mine = getattr(self, name)
+            for account, value in getattr(other, name).items():
+                if account % self.R == o and value > mine.get(account, 0):
+                    mine[account] = value
+        for name in ("minted", "burned"):
+            mine = getattr(self, name)
+            if getattr(other, name).get(o, 0) > mine.get(o, 0):
+                mine[o] = getattr(other, name)[o]
+
     def merge(self, other: DictReplica) -> None:
         """Key-wise max of every counter."""
         for name in ("earned", "spent_p", "spent_n", "lent", "returned", "stake_in", "stake_out", "minted", "burned"):

@@ -143,7 +143,7 @@ def test_delta_sync_equals_full_merge_and_ships_less():
     assert b.root() == a.root()
     a.mint(3, 7)  # one leaf changes
     delta = a.delta_since(b.synced_from[0])
-    assert delta.rows.size == 8
+    assert delta.spans.tolist() == [[0, 8]] and delta.cells.shape == (8, 2)  # its own two columns
     b.merge_delta(delta)
     c.merge(a)
     assert b.root() == a.root() == c.root()
@@ -203,16 +203,23 @@ def test_side_table_rows_are_hashed_synced_and_merged():
     assert c.root() == a.root() and c.counters(9)["spent_n"].tolist() == [5, 0, 0]
 
 
-def test_malformed_delta_is_refused():
+def test_malformed_delta_is_refused_recorded_and_changes_nothing():
+    import dataclasses
+
+    from economy.errors import DeltaRejected
+
     a, b, _ = replicas(accounts=16, leaf=4)
     a.mint(0, 5)
     d = a.delta_since(0)
-    from economy.ledger import Delta
-
-    bad = Delta(d.source, d.version, d.rows + 100, d.cells, d.side_keys, d.side_vals, d.totals, d.clock)
-    with pytest.raises(LedgerError, match="out of range"):
+    root = b.root()
+    bad = dataclasses.replace(d, spans=d.spans + 100)
+    with pytest.raises(DeltaRejected, match="spans must be increasing, disjoint"):
         b.merge_delta(bad)
-    assert b.balance(0) == 0
+    resigned = a.keyring.sign_delta(bad)  # well tagged, still out of range
+    with pytest.raises(LedgerError, match="within \\[0, 16\\)"):
+        b.merge_delta(resigned)
+    assert b.balance(0) == 0 and b.root() == root
+    assert [r.kind for r in b.rejected] == ["delta", "delta"] and b.rejected[0].op_id == "delta 0@1"
 
 
 def test_delta_since_holds_exactly_the_rows_of_changed_leaves():
@@ -223,11 +230,16 @@ def test_delta_since_holds_exactly_the_rows_of_changed_leaves():
     a.mint(9, 7)
     a.mint(2, 3)
     d = a.delta_since(v)
-    assert d.rows.tolist() == [0, 1, 2, 3, 8, 9]
-    assert d.cells.tolist() == a.cells[[0, 1, 2, 3, 8, 9]].tolist() and d.cells.dtype == np.int64
-    assert d.rows.size == 0 or d.cells.flags.c_contiguous
-    assert a.delta_since(a.version).rows.size == 0 and a.delta_since(a.version).cells.shape == (0, a.cells.shape[1])
-    assert a.delta_since(0).rows.tolist() == [0, 1, 2, 3, 8, 9]  # every leaf ever written; leaf [4-7] never was
+    rows = [0, 1, 2, 3, 8, 9]
+    assert d.spans.tolist() == [[0, 4], [8, 10]]
+    # Replica 0 owns earned[0] and spent_p[0] (columns 0 and 2 of 2 replicas), and the stake of
+    # the accounts whose home it is (the even ones).
+    assert d.cells.tolist() == a.cells[rows][:, [0, 2]].tolist() and d.cells.dtype == np.int64
+    assert d.stake.tolist() == a.cells[[0, 2, 8]][:, [4, 5]].tolist()
+    assert d.cells.flags.c_contiguous and d.seq == 3 and d.totals.tolist() == [15, 0, 0]
+    empty = a.delta_since(a.version)
+    assert empty.spans.shape == (0, 2) and empty.cells.shape == (0, 2) and empty.stake.shape == (0, 2)
+    assert a.delta_since(0).spans.tolist() == [[0, 4], [8, 10]]  # leaves ever written; not [4-7]
 
 
 def test_rights_at_homes_asks_each_accounts_home_replica():

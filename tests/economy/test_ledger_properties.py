@@ -1,6 +1,7 @@
 """Property-based tests: random ops, partitions, message loss/duplication/reordering and merge orders.
 
-The default suite runs 2,000 schedules; ``pytest -m long`` runs 100,000 (result quoted in README).
+The default suite runs 2,000 schedules, and 300 more with a counter bound small enough that the
+ops reach it; ``pytest -m long`` runs 100,000 (result quoted in README).
 """
 
 from __future__ import annotations
@@ -16,18 +17,26 @@ from economy.ledger import rights_at_homes
 R, N = 3, 6
 KINDS = ("mint", "transfer", "spend", "burn", "stake", "unstake", "slash", "lend", "give_back", "refund")
 
+op_step = st.tuples(st.just("op"), st.integers(0, R - 1), st.sampled_from(KINDS), st.integers(0, N - 1),
+                    st.integers(0, N - 1), st.integers(1, 60))
+deliver_step = st.tuples(st.just("deliver"), st.integers(0, R - 1), st.integers(0, R - 1), st.integers(0, 50),
+                         st.booleans())
+merge_step = st.tuples(st.just("merge"), st.integers(0, R - 1), st.integers(0, R - 1), st.booleans())
 step = st.one_of(
-    st.tuples(st.just("op"), st.integers(0, R - 1), st.sampled_from(KINDS), st.integers(0, N - 1),
-              st.integers(0, N - 1), st.integers(1, 60)),
-    st.tuples(st.just("deliver"), st.integers(0, R - 1), st.integers(0, R - 1), st.integers(0, 50), st.booleans()),
-    st.tuples(st.just("merge"), st.integers(0, R - 1), st.integers(0, R - 1), st.booleans()),
+    op_step, deliver_step, merge_step,
     st.tuples(st.just("partition"), st.integers(0, R - 1)),
     st.tuples(st.just("heal"),),
 )
+# Mostly ops, a third of them mints, so that counters climb to a small bound within one schedule.
+busy_op_step = st.tuples(st.just("op"), st.integers(0, R - 1), st.sampled_from(KINDS + ("mint",) * 5),
+                         st.integers(0, N - 1), st.integers(0, N - 1), st.integers(1, 60))
+busy_step = st.one_of(busy_op_step, busy_op_step, busy_op_step, deliver_step, merge_step)
 
 
 def check_views(reps: list[Replica]) -> None:
     for r in reps:
+        for arr in (r.cells, r.side_vals, r.totals):
+            assert arr.size == 0 or 0 <= arr.min() <= arr.max() <= r.counter_max, "a counter left its bound"
         assert (r.balances() >= 0).all(), "a balance went negative in some replica's view"
         assert (r.rights() >= 0).all(), "a replica holds negative spending rights"
         assert (r.staked() >= 0).all()
@@ -42,9 +51,12 @@ def check_views(reps: list[Replica]) -> None:
     assert homes.tolist() == [reps[a % R].rights(a) for a in range(N)]
 
 
-def run_schedule(steps: list[tuple]) -> None:
+def run_schedule(steps: list[tuple], bound: int | None = None) -> None:
     kr = Keyring.derive(R, b"prop")
     reps = [Replica(i, R, N, kr, leaf_size=2) for i in range(R)]
+    if bound is not None:  # a lower bound than the ledger's is as safe, and reachable here
+        for rep in reps:
+            rep.counter_max = bound
     outbox: dict[tuple[int, int], list] = {(a, b): [] for a in range(R) for b in range(R) if a != b}
     spends: list[tuple[int, int, int]] = []  # (replica, seq, account)
     side = np.zeros(R, dtype=int)  # partition label per replica
@@ -111,7 +123,9 @@ def run_schedule(steps: list[tuple]) -> None:
     check_views(reps)
     roots = {r.root() for r in reps}
     assert len(roots) == 1, "replicas did not converge to one Merkle root"
-    assert all(r.pending == 0 for r in reps)
+    assert all(r.pending == 0 and r.deferred == 0 for r in reps)
+    # Honest replicas refuse only entries of their own batches: never another's op or delta.
+    assert all("[" in j.op_id for r in reps for j in r.rejected)
     # Every replica's true rights, computed from the converged state, are non-negative.
     for acc in range(N):
         for me in range(R):
@@ -125,6 +139,12 @@ def test_random_schedules_converge_conserve_and_never_overdraw(steps):
     run_schedule(steps)
 
 
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow], database=None)
+@given(st.lists(busy_step, min_size=40, max_size=100))
+def test_schedules_that_reach_the_counter_bound_refuse_and_still_converge(steps):
+    run_schedule(steps, bound=60)
+
+
 @pytest.mark.long
 @settings(max_examples=100_000, deadline=None, suppress_health_check=[HealthCheck.too_slow], database=None)
 @given(st.lists(step, min_size=1, max_size=60))
@@ -132,27 +152,62 @@ def test_long_random_schedules(steps):
     run_schedule(steps)
 
 
-def merged(states: list[Replica]) -> bytes:
-    kr = states[0].keyring
-    target = Replica(0, R, N, kr, leaf_size=2)
+def merged(states: list[Replica], kr: Keyring, n_replicas: int) -> bytes:
+    """Root of a fresh replica (the last id, which no state has) after merging ``states`` in order."""
+    target = Replica(n_replicas - 1, n_replicas, N, kr, leaf_size=2)
     for s in states:
         target.merge(s)
     return target.root()
 
 
 @settings(max_examples=200, deadline=None, database=None)
-@given(st.lists(st.tuples(st.integers(0, R - 1), st.integers(0, N - 1), st.integers(1, 9)), min_size=1, max_size=30),
-       st.permutations(range(R)))
-def test_merge_is_commutative_associative_idempotent(mints, order):
-    kr = Keyring.derive(R, b"laws")
-    reps = [Replica(i, R, N, kr, leaf_size=2) for i in range(R)]
-    for r, a, x in mints:
-        reps[r].mint(a, x)
-    a, b, c = reps
-    assert merged([a, b]) == merged([b, a])
-    assert merged([a, b, c]) == merged([reps[i] for i in order])
-    assert merged([a, a, b, b]) == merged([a, b])
-    ab = Replica(0, R, N, kr, leaf_size=2)
-    ab.merge(a)
-    ab.merge(b)
-    assert merged([ab, c]) == merged([a, Replica.from_bytes(b.to_bytes(), kr), c])
+@given(st.lists(st.tuples(st.integers(0, 2), st.booleans(), st.integers(0, N - 1), st.integers(0, N - 1),
+                          st.integers(1, 9)), min_size=1, max_size=30),
+       st.permutations(range(3)))
+def test_merge_is_commutative_idempotent_and_takes_only_the_owners_cells(script, order):
+    kr = Keyring.derive(4, b"laws")
+    reps = [Replica(i, 4, N, kr, leaf_size=2) for i in range(4)]
+    for r, mint, a, b, x in script:
+        try:
+            reps[r].mint(a, x) if mint else reps[r].transfer(a, b, x)
+        except LedgerError:
+            continue
+    a, b, c = reps[:3]
+    assert merged([a, b], kr, 4) == merged([b, a], kr, 4)
+    assert merged([a, b, c], kr, 4) == merged([reps[i] for i in order], kr, 4)
+    assert merged([a, a, b, b], kr, 4) == merged([a, b], kr, 4)
+    # A replica relays nothing: what a holds of b's counters is not taken from a.
+    a_alone = Replica.from_bytes(a.to_bytes(), kr)
+    a.merge(b)
+    assert merged([a, c], kr, 4) == merged([a_alone, c], kr, 4)
+    assert merged([a, b, c], kr, 4) == merged([a_alone, b, c], kr, 4)
+
+
+@settings(max_examples=100, deadline=None, database=None)
+@given(st.integers(0, 2**32 - 1), st.integers(0, 2), st.integers(1, 9))
+def test_owned_merge_kernel_is_a_join(seed, source, leaf):
+    """Merging two states of one source's cells, in either order, once or twice, gives their
+    element-wise max in the source's cells and changes no other cell."""
+    from economy import ledger_kernels as K
+
+    rng = np.random.default_rng(seed)
+    n, r = 11, 3
+    spans = np.array([[0, 4], [6, n]], dtype=np.int64)
+    base = rng.integers(0, 50, (n, 2 * r + 2))
+    states = [rng.integers(0, 50, (n, 2 * r + 2)) for _ in range(2)]
+    parts = [K.gather_owned(s, spans, source, r) for s in states]
+
+    def merged_in(order):
+        cells = base.copy()
+        for i in order:
+            K.merge_owned(cells, spans, *parts[i], source, r, leaf, np.zeros(n // leaf + 1, np.bool_))
+        return cells
+
+    want = base.copy()
+    rows = np.r_[0:4, 6:n]
+    owned = [source, r + source]
+    want[np.ix_(rows, owned)] = np.maximum.reduce([base, *states])[np.ix_(rows, owned)]
+    homes = rows[rows % r == source]
+    want[np.ix_(homes, [2 * r, 2 * r + 1])] = np.maximum.reduce([base, *states])[np.ix_(homes, [2 * r, 2 * r + 1])]
+    for order in ([0, 1], [1, 0], [0, 1, 0, 1]):
+        assert np.array_equal(merged_in(order), want)

@@ -77,3 +77,15 @@ def test_the_gpu_writes_the_same_integers():
     mine = gpu_cells.clone()
     merge_dense(mine, torch.zeros_like(mine))
     assert torch.equal(mine, gpu_cells)
+
+
+def test_an_owned_merge_takes_only_the_sources_cells_as_the_replica_does():
+    a, _ = _ops(4)
+    b = Replica(1, R, N, a.keyring)
+    b.execute(OpKind.MINT, np.arange(1, N, 2), np.zeros(N // 2, np.int64), np.full(N // 2, 500, np.int64))
+    a.cells[:, 1] += 7  # a's view of replica 1's column, raised: not a's to send
+    mine = torch.as_tensor(b.cells.copy())
+    changed = merge_dense(mine, torch.as_tensor(a.cells.copy()), source=0, n_replicas=R)
+    rows = b.merge(a)
+    assert np.array_equal(mine.numpy(), b.cells) and int(changed) == rows > 0
+    assert (b.cells[:, 1] == np.where(np.arange(N) % 2 == 1, 500, 0)).all()
