@@ -150,6 +150,7 @@ class CriticPopulation(Population):
 
     role: ClassVar[str] = "critic"
     phase: ClassVar[int] = 3  # after workers: this tick's results are complete
+    setup_params: ClassVar[frozenset[str]] = Population.setup_params | {"watches", "review_ledger"}
 
     def __init__(self, cfg: PopulationConfig, ids: npt.NDArray[np.int64], n_regions: int) -> None:
         super().__init__(cfg, ids, n_regions)

@@ -109,6 +109,7 @@ class HealerPopulation(Population):
 
     role: ClassVar[str] = "healer"
     phase: ClassVar[int] = 3  # after workers, so this tick's telemetry is complete
+    setup_params: ClassVar[frozenset[str]] = Population.setup_params | {"watches"}
 
     def __init__(self, cfg: PopulationConfig, ids: npt.NDArray[np.int64], n_regions: int) -> None:
         super().__init__(cfg, ids, n_regions)

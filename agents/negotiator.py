@@ -45,6 +45,7 @@ class NegotiatorPopulation(Population):
 
     role: ClassVar[str] = "negotiator"
     phase: ClassVar[int] = 1  # after requesters post, before workers take what is left
+    setup_params: ClassVar[frozenset[str]] = Population.setup_params | {"core_share"}
 
     def __init__(self, cfg: PopulationConfig, ids: npt.NDArray[np.int64], n_regions: int) -> None:
         super().__init__(cfg, ids, n_regions)

@@ -95,6 +95,7 @@ class RefactorPopulation(Population):
 
     role: ClassVar[str] = "refactor"
     phase: ClassVar[int] = 4
+    setup_params: ClassVar[frozenset[str]] = Population.setup_params | {"modules"}
 
     def __init__(self, cfg: PopulationConfig, ids: npt.NDArray[np.int64], n_regions: int) -> None:
         super().__init__(cfg, ids, n_regions)

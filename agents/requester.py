@@ -28,6 +28,7 @@ class RequesterPopulation(Population):
 
     role: ClassVar[str] = "requester"
     phase: ClassVar[int] = 0
+    setup_params: ClassVar[frozenset[str]] = Population.setup_params | {"forecasts_from"}
 
     def __init__(self, cfg: PopulationConfig, ids: npt.NDArray[np.int64], n_regions: int) -> None:
         super().__init__(cfg, ids, n_regions)

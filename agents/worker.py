@@ -32,6 +32,7 @@ class WorkerPopulation(Population):
 
     role: ClassVar[str] = "worker"
     phase: ClassVar[int] = 2
+    setup_params: ClassVar[frozenset[str]] = Population.setup_params | {"quality", "stake", "cheat_fraction"}
 
     def __init__(self, cfg: PopulationConfig, ids: npt.NDArray[np.int64], n_regions: int) -> None:
         super().__init__(cfg, ids, n_regions)

@@ -46,6 +46,7 @@ class WorldModelPopulation(Population):
 
     role: ClassVar[str] = "world_model"
     phase: ClassVar[int] = 4  # after the market moved this tick
+    setup_params: ClassVar[frozenset[str]] = Population.setup_params | {"horizon"}
 
     def __init__(self, cfg: PopulationConfig, ids: npt.NDArray[np.int64], n_regions: int) -> None:
         super().__init__(cfg, ids, n_regions)

@@ -89,7 +89,9 @@ def wealth_inequality(run: RunData) -> tuple[list[int], list[float], list[float]
     every = max(1, math.ceil(run.ticks / MAX_WEALTH_POINTS))
     wealth: np.ndarray | None = None
     ticks, g, top = [], [], []
-    for t, batch in enumerate(run.state_batches()):  # the n-th batch is tick n
+    t = -1
+    for batch in run.state_batches():  # one batch per tick; an empty one is a tick where nothing changed
+        t = int(batch.column(0)[0].as_py()) if batch.num_rows else t + 1
         if batch.num_rows:
             rows = batch.column(1).to_numpy()
             value = batch.column("balance").to_numpy() + batch.column("stake").to_numpy()
@@ -209,6 +211,29 @@ def compare(analyses: list[dict[str, Any]]) -> dict[str, Any]:
             "same_scenario_different_seeds": same, "rows": rows}
 
 
+def parting(parent: RunData, child: RunData) -> dict[str, Any] | None:
+    """Where a fork and its parent part: the fork's tick, the first later tick whose metrics differ
+    and the columns that differ first (None when ``child`` is not a fork of ``parent``)."""
+    link = child.summary.get("parent")
+    if not isinstance(link, dict) or Path(str(link.get("run"))).resolve() != parent.dir.resolve():
+        return None
+    fork_tick = int(link["tick"])
+    a, b = parent.metrics(), child.metrics()
+    ta, tb = a.column("tick").to_numpy(), b.column("tick").to_numpy()
+    common = [c for c in b.column_names if c in a.column_names and c not in ("tick", "time")]
+    first, columns = None, []
+    for row_b, tick in enumerate(tb.tolist()):
+        rows_a = np.flatnonzero(ta == tick)
+        if rows_a.size == 0:
+            break
+        differ = [c for c in common if a.column(c)[int(rows_a[0])].as_py() != b.column(c)[row_b].as_py()]
+        if differ:
+            first, columns = tick, differ
+            break
+    return {"parent": str(parent.dir), "fork": str(child.dir), "fork_tick": fork_tick, "sets": link.get("sets", []),
+            "parts_at": first, "first_differing": columns}
+
+
 def fmt(v: Any) -> str:
     """A number for a table cell."""
     if v is None:
@@ -274,7 +299,37 @@ def plots(analyses: list[dict[str, Any]], names: list[str]) -> list[tuple[str, s
     return out
 
 
-def report_html(analyses: list[dict[str, Any]]) -> str:
+def parting_plot(analyses: list[dict[str, Any]], split: dict[str, Any]) -> tuple[str, str]:
+    """(title, base64 PNG): a fork's mean price and volume against its parent's, from the fork on,
+    with the fork's tick and the tick they part marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    by_run = {a["run"]: a["series"] for a in analyses}
+    parent, child = by_run[split["parent"]], by_run[split["fork"]]
+    fig, axes = plt.subplots(2, 1, figsize=(7, 4.5), sharex=True)
+    for ax, key, label in ((axes[0], "mean_price", "mean price (credits)"), (axes[1], "volume", "volume (credits)")):
+        ticks = np.asarray(parent["tick"])
+        keep = ticks >= split["fork_tick"] - 5
+        ax.plot(ticks[keep], np.asarray(parent[key])[keep], label="parent", lw=1)
+        ax.plot(child["tick"], child[key], label="fork", lw=1)
+        ax.axvline(split["fork_tick"], color="k", ls=":", lw=0.8)
+        if split["parts_at"] is not None:
+            ax.axvline(split["parts_at"], color="r", ls="--", lw=0.8)
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    axes[1].set_xlabel("tick")
+    parts = f"part at tick {split['parts_at']}" if split["parts_at"] is not None else "do not part"
+    title = f"Fork at tick {split['fork_tick']} ({', '.join(split['sets']) or 'no changes'}): they {parts}"
+    axes[0].set_title(title, fontsize=9)
+    fig.tight_layout()
+    return title, _png(fig)
+
+
+def report_html(analyses: list[dict[str, Any]], splits: list[dict[str, Any]] | None = None) -> str:
     """One self-contained HTML page: tables and plots inline (no network needed to view it)."""
     names = [Path(a["run"]).name or a["run"] for a in analyses]
     esc = html.escape
@@ -300,7 +355,8 @@ def report_html(analyses: list[dict[str, Any]]) -> str:
         parts.append(f"<tr><td>{esc(row['indicator'])}</td>{cells}{ci}</tr>")
     parts.append("</table>")
     parts.append("<h2>Series</h2>")
-    for title, png in plots(analyses, names):
+    figures = [parting_plot(analyses, split) for split in splits or []] + plots(analyses, names)
+    for title, png in figures:
         parts.append(f"<figure><img class='plot' alt='{esc(title)}' src='data:image/png;base64,{png}'>"
                      f"<figcaption class='note'>{esc(title)}</figcaption></figure>")
     for a, n in zip(analyses, names, strict=True):

@@ -31,6 +31,20 @@ class Message:
     gain: float = 1.0  # phase coherence of the two agents when coordination is on
 
 
+class Delivery:
+    """The callback that hands one message to the bus when its time comes (data, so a checkpoint
+    can list the messages in flight)."""
+
+    __slots__ = ("bus", "msg")
+
+    def __init__(self, bus: MessageBus, msg: Message) -> None:
+        self.bus = bus
+        self.msg = msg
+
+    def __call__(self, _event: object) -> None:
+        self.bus._deliver(self.msg)
+
+
 class MessageBus:
     """Delivers each message after the path latency (plus jitter) unless lost or partitioned.
 
@@ -78,19 +92,23 @@ class MessageBus:
             if dst in self.remote:
                 self.outbox.append((float(self.env.now) + delay, msg))
             else:
-                self.env.timeout(delay).callbacks.append(lambda _ev, m=msg: self._deliver(m))
+                self.env.timeout(delay).callbacks.append(Delivery(self, msg))
 
     def inject(self, arrives: float, msg: Message) -> None:
         """Deliver a message from another shard at ``arrives``, or now if that has passed (before
         anything else due now: it was due at the last tick barrier)."""
-        event = self.env.event()
-        event.callbacks.append(lambda _ev, m=msg: self._deliver(m))
         delay = max(0.0, arrives - float(self.env.now))
-        # What Event.succeed() does, with a priority: a message due at the barrier goes before the
-        # tick that starts there (the tick's process starts URGENT too, and after this).
+        # A message due at the barrier goes before the tick that starts there (the tick's process
+        # starts URGENT too, and after this).
+        event = self.env.event()
+        event.callbacks.append(Delivery(self, msg))
         event._ok = True
         event._value = None
         self.env.schedule(event, simpy.core.URGENT if delay == 0 else simpy.core.NORMAL, delay)
+
+    def __getstate__(self) -> dict[str, Any]:
+        # The clock is the world's; the world lists the messages in flight and sets it again.
+        return {k: v for k, v in self.__dict__.items() if k != "env"}
 
     def _deliver(self, msg: Message) -> None:
         if not self.network.reachable(msg.src, msg.dst):

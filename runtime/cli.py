@@ -58,7 +58,7 @@ def _default_out(scenario: Path) -> Path:
 
 @app.command()
 def run(
-    scenario: Annotated[Path, typer.Argument(help="Scenario TOML file, e.g. scenarios/marketplace.toml.")],
+    scenario: Annotated[Optional[Path], typer.Argument(help="Scenario TOML file, e.g. scenarios/marketplace.toml.")] = None,
     out_dir: Annotated[Optional[Path], typer.Option("--out", help="Run directory to write (default: runs/<scenario name>[-N]).")] = None,
     seed: Annotated[Optional[int], typer.Option(min=0, help="Override the scenario's seed.")] = None,
     until: Annotated[Optional[int], typer.Option(min=1, help="Run this many ticks instead of the scenario's world.ticks.")] = None,
@@ -67,10 +67,24 @@ def run(
     overwrite: Annotated[bool, typer.Option(help="Replace a non-empty --out directory.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar and no summary table.")] = False,
     compare_baseline: Annotated[bool, typer.Option("--compare-baseline", help="Also run every role's baseline core (same seed) into OUT/baseline and print each role's metric beside its baseline's.")] = False,
+    resume: Annotated[Optional[Path], typer.Option("--resume", help="Continue the run in this run directory, which did not finish (killed, even by SIGKILL), from its last saved checkpoint; the finished directory holds the bytes an uninterrupted run writes.")] = None,
 ) -> None:
-    """Run a scenario and record it: event log, per-tick metrics and summary.json with state hashes."""
+    """Run a scenario and record it: event log, per-tick metrics and summary.json with state hashes.
+
+    With --resume DIR, continue an unfinished run instead (its scenario, seed and ticks are the run's own).
+    """
     from runtime.recording import record
 
+    if resume is not None:
+        if scenario is not None or out_dir is not None or seed is not None or until is not None or compare_baseline \
+                or realtime is not None or device != "cpu":
+            _fail(["--resume DIR takes no scenario, --out, --seed, --until, --device, --realtime or "
+                   "--compare-baseline: the run's own are used"])
+        _resume(resume, quiet)
+        return
+    if scenario is None:
+        _fail(["give a scenario file (e.g. agora run scenarios/marketplace.toml), or --resume DIR"])
+    assert scenario is not None
     if device not in ("cpu", "cuda"):
         _fail([f"--device {device!r}: expected cpu or cuda"])
     if device == "cuda":
@@ -111,6 +125,34 @@ def run(
         base = record(scenario, target / "baseline", seed=seed, until=until, overwrite=True, baseline=True,
                       device=device)
         _print_comparison(summary, base)
+
+
+def _resume(run_dir: Path, quiet: bool) -> None:
+    """agora run --resume DIR."""
+    from runtime.recording import RUN_FILE
+    from runtime.resume import resume as do_resume
+
+    try:
+        ticks = json.loads((run_dir / RUN_FILE).read_text()).get("ticks", 0) if (run_dir / RUN_FILE).is_file() else 0
+    except (ValueError, OSError):
+        ticks = 0
+    try:
+        bar, callback = _progress(int(ticks) if isinstance(ticks, int) else 0, quiet, f"resume {run_dir.name}")
+        if bar is not None:
+            with bar:
+                summary, start = do_resume(run_dir, callback)
+        else:
+            summary, start = do_resume(run_dir)
+    except ScenarioError as exc:
+        _fail(exc.problems)
+    except RunDirError as exc:
+        _fail([str(exc)])
+    if not quiet:
+        err.print(f"resumed {run_dir} from " + (f"the checkpoint of tick {start}" if start >= 0 else
+                                                 "tick 0 (no checkpoint had been saved)"), markup=False)
+        _print_summary(summary, run_dir)
+    else:
+        out.print(str(run_dir), markup=False)
 
 
 def _run_sharded(scenario: Path, target: Path, seed: int | None, until: int | None, overwrite: bool, quiet: bool,
@@ -177,6 +219,16 @@ def _print_comparison(learned: dict[str, Any], base: dict[str, Any]) -> None:
     out.print(table)
 
 
+def _settled(totals: dict[str, Any]) -> str:
+    """The ledger's end state in words: converged, and after how many settle rounds."""
+    settle = totals.get("settle") or {}
+    rounds = settle.get("rounds")
+    after = "" if rounds is None else f" after {rounds} settle round{'s' * (rounds != 1)} of anti-entropy"
+    if totals["distinct_ledger_roots"] == 1:
+        return "converged to one state" + after
+    return f"{totals['distinct_ledger_roots']} distinct states{after} (a partition still in place cannot settle)"
+
+
 SHOWN_METRICS = ("efficiency", "profit_per_agent", "catch_rate", "false_slash_rate", "mape_1", "mape_5",
                  "quality_per_credit", "net_value_micro")
 
@@ -195,7 +247,7 @@ def _print_summary(s: dict[str, Any], target: Path) -> None:
         ("mean price", f"{t['mean_price_micro'] / 1e6:.3f} credits"),
         ("supply held / issued", f"{t['supply_held_micro'] / 1e6:,.6f} / {t['supply_issued_micro'] / 1e6:,.6f} credits"
          + ("  (conserved)" if t["supply_held_micro"] == t["supply_issued_micro"] else "  (NOT conserved)")),
-        ("ledger replicas", "converged" if t["distinct_ledger_roots"] == 1 else f"{t['distinct_ledger_roots']} distinct states"),
+        ("ledger replicas", _settled(t)),
         ("ops refused", f"{t['ops_refused']:,}"),
         ("messages", f"{m['sent']:,} sent, {m['lost']:,} lost, {m['blocked']:,} blocked, {m['duplicated']:,} duplicated"),
         ("reputation accuracy", "n/a" if t["reputation_accuracy"] is None else f"{t['reputation_accuracy']:.3f}"),
@@ -277,6 +329,36 @@ def replay(
     for line in verdict.lines:
         (out if verdict.exit_code == 0 else err).print(f"{verdict.status}: {line}", markup=False)
     raise typer.Exit(verdict.exit_code)
+
+
+@app.command()
+def fork(
+    run_dir: Annotated[Path, typer.Argument(help="The parent: a run directory with saved checkpoints.")],
+    at: Annotated[int, typer.Option("--at", min=0, help="The checkpoint tick to branch from (a tick whose world the parent saved: checkpoints/world_<tick>.npz).")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Run directory of the branch (new or empty).")],
+    sets: Annotated[Optional[list[str]], typer.Option("--set", help="KEY=VALUE to change from the fork on, with the keys of agora sweep: economy.price_elasticity=0.3, population.workers.cheat_probability=0.9, fault.3.at=120. What a world is built from (populations, regions, seed) cannot change.")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace a non-empty --out that is an Agora run directory.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar and no summary table.")] = False,
+) -> None:
+    """Branch a what-if run from a checkpoint of another run, optionally with changed parameters.
+
+    The branch records from the tick after --at on; its summary names its parent (run and tick).
+    Compare them with: agora analyze PARENT BRANCH.
+    """
+    from runtime.resume import fork as do_fork
+
+    try:
+        summary = do_fork(run_dir, at, sets or [], out_dir, overwrite=overwrite)
+    except ScenarioError as exc:
+        _fail(exc.problems)
+    except RunDirError as exc:
+        _fail([str(exc)])
+    if quiet:
+        out.print(str(out_dir), markup=False)
+        return
+    err.print(f"forked {run_dir} at tick {at} into {out_dir}" + (f" with {', '.join(sets)}" if sets else ""),
+              markup=False)
+    _print_summary(summary, out_dir)
 
 
 @app.command()
@@ -401,31 +483,39 @@ def analyze(
 ) -> None:
     """A run's indicators (wealth inequality, prices, volume, efficiency, slashes, ledger convergence, synchronisation, tension, healing, forecasts) and each role against its baseline.
 
-    With several runs: side by side, the difference from the first, and the mean with a 95% confidence interval (for seeds of one scenario). --report writes a self-contained HTML page with plots.
+    With several runs: side by side, the difference from the first, and the mean with a 95% confidence interval (for seeds of one scenario). A fork (agora fork) beside its parent: the tick they part at, and a plot of it. --report writes a self-contained HTML page with plots.
     """
     from runtime.analysis import analyze as run_analysis
-    from runtime.analysis import compare, fmt, report_html, role_rows, scalar_rows
+    from runtime.analysis import compare, fmt, parting, report_html, role_rows, scalar_rows
     from runtime.replay import open as open_run
 
     if fmt_ not in ("table", "json"):
         _fail([f"--format {fmt_!r}: expected table or json"])
     if report is not None and report.suffix.lower() not in (".html", ".htm"):
         _fail([f"--report {report}: the file name must end in .html"])
-    analyses = []
+    analyses, splits = [], []
     try:
-        for d in run_dirs:
-            analyses.append(run_analysis(open_run(d)))
+        runs = [open_run(d) for d in run_dirs]
+        for run_ in runs:
+            analyses.append(run_analysis(run_))
+        splits = [split for parent in runs for child in runs if (split := parting(parent, child)) is not None]
     except RunDirError as exc:
         _fail([str(exc)])
     except ScenarioError as exc:
         _fail(exc.problems)
     if report is not None:
         report.parent.mkdir(parents=True, exist_ok=True)
-        report.write_text(report_html(analyses))
+        report.write_text(report_html(analyses, splits))
     if fmt_ == "json":
-        payload = analyses[0] if len(analyses) == 1 else {"runs": analyses, "comparison": compare(analyses)}
+        payload = analyses[0] if len(analyses) == 1 else {"runs": analyses, "comparison": compare(analyses),
+                                                          "forks": splits}
         out.print_json(json.dumps(payload, default=float))
         return
+    for split in splits:
+        where = (f"they part at tick {split['parts_at']} ({', '.join(split['first_differing'][:4])} differ first)"
+                 if split["parts_at"] is not None else "their metrics are the same from the fork on")
+        out.print(f"{split['fork']} forks {split['parent']} at tick {split['fork_tick']}"
+                  + (f" with {', '.join(split['sets'])}" if split["sets"] else "") + f": {where}", markup=False)
     names = [str(d) for d in run_dirs]
     table = Table(title="indicators" if len(analyses) == 1 else "indicators, side by side")
     table.add_column("indicator")

@@ -68,6 +68,31 @@ class Coordination:
         self._reading_tick = -1  # the tick it is due
         self._reading_pool: ThreadPoolExecutor | None = None
 
+    def reconfigure(self, cfg: CoordinationConfig) -> None:
+        """Take up changed settings mid-run (a fork); the natural frequencies stay as drawn."""
+        self._wait()
+        if cfg.coupling != self.cfg.coupling:
+            self.osc.coupling = float(cfg.coupling)
+        if cfg.dt != self.cfg.dt:
+            self.osc.dt = float(cfg.dt)
+        self.cfg = cfg
+
+    TRANSIENT = ("_ahead", "_pool", "_before", "_reading", "_reading_pool")
+
+    def __getstate__(self) -> dict[str, object]:
+        # Threads and their futures are not state: steps in flight are waited for before a
+        # checkpoint, and a tension reading taken ahead is taken again when due (the same graph).
+        self._wait()
+        state = {k: v for k, v in self.__dict__.items() if k not in self.TRANSIENT}
+        state["_ahead_tick"] = -1
+        state["_reading_tick"] = -1
+        return state
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        self.__dict__.update(state)
+        for name in self.TRANSIENT:
+            setattr(self, name, None)
+
     def begin_tick(self, tick: int) -> None:
         """Start this tick's oscillator steps on a second thread, when their inputs are already fixed.
 

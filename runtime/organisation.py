@@ -11,6 +11,7 @@ from the scenario's turnout and support) and cast scripted votes. Every step is 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from functools import partial
 from typing import TYPE_CHECKING
@@ -53,6 +54,14 @@ class Organisation:
         self.nao = NAO(expertise, self.stakes, params, constitution, dict(world.params), active=active, critic=check)
         self.opened: dict[int, int] = {}  # scenario proposal index -> NAO proposal id
         self._logged = 0
+
+    def reconfigure(self, cfg: GovernanceConfig, was: GovernanceConfig) -> None:
+        """Take up voting rules changed from ``was`` mid-run (a fork); rules governance itself has
+        changed since stay as they are unless the fork changes them too."""
+        self.cfg = cfg
+        changed = {key: getattr(cfg, key) for key in vars(self.nao.params) if getattr(cfg, key) != getattr(was, key)}
+        if changed:
+            self.nao.params = dataclasses.replace(self.nao.params, **changed)
 
     def setup(self) -> None:
         """Each member stakes ``member_stake`` credits (minted to it first)."""

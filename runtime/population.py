@@ -30,6 +30,8 @@ class Population(ABC):
     role: ClassVar[str]
     phase: ClassVar[int] = 0  # populations step in phase order, then scenario order
     reviews_batches: ClassVar[bool] = False  # True: the world sends it every ledger batch first
+    # Configuration read only when the world is built (a fork cannot change it mid-run).
+    setup_params: ClassVar[frozenset[str]] = frozenset({"name", "role", "count", "core", "initial_credits"})
 
     def __init__(self, cfg: PopulationConfig, ids: npt.NDArray[np.int64], n_regions: int) -> None:
         self.cfg = cfg

@@ -32,32 +32,103 @@ EVENT_SCHEMA = pa.schema(
 )
 
 
+class _Tap:
+    """A sink for pyarrow's IPC writer that keeps what it is given until :meth:`take`.
+
+    The writer writes a stream's schema with its first batch; a stream resumed at a byte offset
+    already holds it, so the bytes pass through here and the stream decides what reaches the file.
+    """
+
+    def __init__(self) -> None:
+        self.parts: list[bytes] = []
+        self.count = 0
+        self.closed = False
+
+    def write(self, data: bytes) -> int:
+        self.parts.append(bytes(data))
+        self.count += len(data)
+        return len(data)
+
+    def tell(self) -> int:
+        return self.count
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        self.closed = True
+
+    def writable(self) -> bool:
+        return True
+
+    def take(self) -> bytes:
+        data = b"".join(self.parts)
+        self.parts.clear()
+        return data
+
+
 class _Stream:
-    def __init__(self, path: Path, schema: pa.Schema, flush_seconds: float) -> None:
-        self.file: BinaryIO = open(path, "wb")  # noqa: SIM115 -- closed by close()
-        self.writer = pa.ipc.new_stream(self.file, schema)
+    """One Arrow IPC stream file, written batch by batch; resumable at a batch boundary.
+
+    ``resume_at`` (a byte offset a checkpoint recorded) reopens an existing file, drops whatever
+    follows that offset (the tail of a killed run) and goes on writing there: the file then holds
+    the bytes an uninterrupted run would have written.
+    """
+
+    def __init__(self, path: Path, schema: pa.Schema, flush_seconds: float, resume_at: int | None = None) -> None:
+        self.tap = _Tap()
+        self.writer = pa.ipc.new_stream(self.tap, schema)
+        # The schema message the writer will put before its first batch: a resumed file holds it.
+        self._skip = b"" if resume_at is None else schema.serialize().to_pybytes()
+        if resume_at is None:
+            self.file: BinaryIO = open(path, "wb")  # noqa: SIM115 -- closed by close()
+        else:
+            self.file = open(path, "r+b")  # noqa: SIM115 -- closed by close()
+            size = self.file.seek(0, 2)
+            if not len(self._skip) <= resume_at <= size:
+                self.file.close()
+                raise ValueError(f"{path}: cannot resume at byte {resume_at} of {size}")
+            self.file.truncate(resume_at)
+            self.file.seek(resume_at)
         self.flush_seconds = flush_seconds
         self._last_flush = time.monotonic()
         self.file.flush()
 
+    def _out(self) -> bytes:
+        data = self.tap.take()
+        if self._skip:
+            assert data.startswith(self._skip), "the writer's first message is the schema"
+            data, self._skip = data[len(self._skip):], b""
+        return data
+
     def write(self, batch: pa.RecordBatch) -> None:
         self.writer.write_batch(batch)
+        self.file.write(self._out())
         now = time.monotonic()
         if now - self._last_flush >= self.flush_seconds:
             self.file.flush()
             self._last_flush = now
 
+    def position(self) -> int:
+        """Bytes written so far, all of them handed to the operating system (a resumable offset)."""
+        self.file.flush()
+        return self.file.tell()
+
     def close(self) -> None:
         self.writer.close()
+        data = self.tap.take()
+        if self._skip:  # closed with no batch written since resuming: the schema is already there
+            data = data[len(self._skip):] if data.startswith(self._skip) else data
+        self.file.write(data)
         self.file.close()
 
 
 class EventLog:
     """Buffers a tick's events column-wise and writes them as one record batch per tick."""
 
-    def __init__(self, path: Path, flush_seconds: float) -> None:
-        self._stream = _Stream(path, EVENT_SCHEMA, flush_seconds)
-        self.seq = 0
+    def __init__(self, path: Path, flush_seconds: float, resume: dict[str, int] | None = None) -> None:
+        self._stream = _Stream(path, EVENT_SCHEMA, flush_seconds, None if resume is None else resume["offset"])
+        self.seq = 0 if resume is None else int(resume["seq"])
         self._cols: dict[str, list[npt.NDArray[np.generic]]] = {n: [] for n in EVENT_SCHEMA.names}
         self._count = 0
 
@@ -88,6 +159,11 @@ class EventLog:
         self.seq += n
         self._count += n
 
+    def position(self) -> dict[str, int]:
+        """Where a resumed log goes on (between ticks): the file offset and the next event's seq."""
+        assert self._count == 0, "a position is taken between ticks"
+        return {"offset": self._stream.position(), "seq": self.seq}
+
     def end_tick(self) -> None:
         """Write the tick's events as one record batch (nothing when there were none)."""
         if self._count == 0:
@@ -106,11 +182,26 @@ class EventLog:
 class MetricsLog:
     """One row per tick; the columns are fixed by the first row."""
 
-    def __init__(self, path: Path, flush_seconds: float) -> None:
+    def __init__(self, path: Path, flush_seconds: float, resume: dict[str, object] | None = None) -> None:
         self.path = path
         self.flush_seconds = flush_seconds
         self._stream: _Stream | None = None
         self._schema: pa.Schema | None = None
+        if resume is not None and resume.get("columns"):
+            columns = resume["columns"]
+            assert isinstance(columns, list)
+            self._schema = pa.schema([(name, pa.int64() if kind == "int64" else pa.float64())
+                                      for name, kind in columns])
+            offset = resume["offset"]
+            assert isinstance(offset, int)
+            self._stream = _Stream(path, self._schema, flush_seconds, offset)
+
+    def position(self) -> dict[str, object]:
+        """Where a resumed table goes on: the file offset and the columns (name, type)."""
+        if self._stream is None or self._schema is None:
+            return {"offset": 0, "columns": []}
+        columns = [[f.name, "int64" if f.type == pa.int64() else "float64"] for f in self._schema]
+        return {"offset": self._stream.position(), "columns": columns}
 
     def write(self, row: dict[str, int | float]) -> None:
         """Append one row."""

@@ -18,11 +18,14 @@ from importlib import metadata
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from runtime.checkpoints import SNAPSHOT_DIR
 from runtime.scenario import CORE_ROLES, Scenario, ScenarioError, load, scenario_hash
 from runtime.world import World
 
 SUMMARY = "summary.json"
 SCENARIO_COPY = "scenario.toml"
+RUN_FILE = "run.json"
+FORMAT = "agora-run-1"
 RECORDED_FILES = ("events.arrows", "metrics.arrows")
 
 
@@ -88,13 +91,23 @@ def _copy_references(sc: Scenario, src_base: Path, out: Path) -> None:
 def execute(sc: Scenario, base: Path, out: Path | None, seed: int, until: int,
             realtime: float | None = None, progress: Callable[[int], None] | None = None,
             on_checkpoint: Callable[[Any], None] | None = None, device: str = "cpu") -> tuple[World, float]:
-    """Build and run a world; return it (closed) and the wall time in seconds."""
+    """Build and run a world (saving it at checkpoints when recorded); return it (closed) and the
+    wall time in seconds."""
     world = World(sc, base=base, out=out, seed=seed, realtime=realtime, device=device)
     world.final_tick = until - 1  # a run cut short with --until still ends on a checkpoint
     world.on_checkpoint = on_checkpoint
+    if out is not None and sc.record.snapshots != "none":
+        world.snapshots = out / SNAPSHOT_DIR
+    return run_world(world, until, progress)
+
+
+def run_world(world: World, until: int, progress: Callable[[int], None] | None = None) -> tuple[World, float]:
+    """Run a built (or restored) world to ``until``, settle its ledger replicas (:meth:`World.settle`,
+    the result in ``world.settled``) and close its recording; return it and the wall time."""
     start = time.perf_counter()
     try:
         world.run(until, progress)
+        world.settled = world.settle()
     finally:
         world.close()
     return world, time.perf_counter() - start
@@ -119,6 +132,12 @@ def record(scenario_path: Path, out: Path, *, seed: int | None = None, until: in
                            overwrite=overwrite, progress=progress, baseline=baseline, device=device)
 
 
+def write_manifest(out: Path, manifest: dict[str, Any]) -> None:
+    """Write ``run.json``: how the run was started (seed, ticks, device, cores; a fork's parent), so
+    that ``agora run --resume`` can go on with it."""
+    (out / RUN_FILE).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+
+
 def record_scenario(sc: Scenario, raw: bytes, base: Path, out: Path, *, seed: int | None = None,
                     until: int | None = None, realtime: float | None = None, overwrite: bool = False,
                     progress: Callable[[int], None] | None = None, baseline: bool = False,
@@ -132,13 +151,22 @@ def record_scenario(sc: Scenario, raw: bytes, base: Path, out: Path, *, seed: in
     if until < 1:
         raise ScenarioError([f"--until: must be >= 1 tick, got {until}"])
     prepare_out(out, overwrite)
+    manifest = {"format": FORMAT, "seed": seed, "ticks": until, "device": device, "realtime_factor": realtime,
+                "cores": "baseline" if baseline else "as written", "parent": None}
     try:
         (out / SCENARIO_COPY).write_bytes(raw)
         _copy_references(sc, base, out)
+        write_manifest(out, manifest)
         world, wall = execute(sc, base, out, seed, until, realtime, progress, device=device)
     except ScenarioError:
         shutil.rmtree(out)  # a scenario refused while the world was built leaves no half-made run behind
         raise
+    return summarize(world, out, raw, manifest, wall)
+
+
+def summarize(world: World, out: Path, raw: bytes, manifest: dict[str, Any], wall: float) -> dict[str, Any]:
+    """Save the learned cores and write ``summary.json`` for a finished run; return the summary."""
+    sc = world.scenario
     saved = {}
     for pop in world.populations:
         path = pop.save_core(out / "cores")
@@ -147,16 +175,17 @@ def record_scenario(sc: Scenario, raw: bytes, base: Path, out: Path, *, seed: in
     held, issued = world.local_ledgers[0].supply()
     final = world.hashes()
     summary: dict[str, Any] = {
-        "format": "agora-run-1",
-        "cores": "baseline" if baseline else "as written",
-        "device": device,
+        "format": FORMAT,
+        "cores": manifest["cores"],
+        "device": manifest["device"],
         "scenario": sc.world.name,
         "scenario_file": SCENARIO_COPY,
         "scenario_sha256": scenario_hash(raw),
-        "seed": seed,
-        "ticks": until,
+        "seed": manifest["seed"],
+        "ticks": manifest["ticks"],
         "tick_length": sc.world.tick_length,
-        "realtime_factor": realtime,
+        "realtime_factor": manifest["realtime_factor"],
+        "parent": manifest["parent"],
         "wall_seconds": round(wall, 6),
         "versions": versions(),
         "checkpoints": [{"tick": c.tick, "state": c.state_hash, "hashes": c.hashes} for c in world.checkpoints],
@@ -168,6 +197,7 @@ def record_scenario(sc: Scenario, raw: bytes, base: Path, out: Path, *, seed: in
             "supply_held_micro": held,
             "supply_issued_micro": issued,
             "distinct_ledger_roots": world.distinct_roots(),
+            "settle": world.settled,
             "ops_refused": sum(len(ledger.rejected) for ledger in world.local_ledgers) + world.refused_by_critic,
             "messages": dict(world.bus.counts),
             "tasks_posted": world.task_board.next_id,
@@ -182,7 +212,9 @@ def record_scenario(sc: Scenario, raw: bytes, base: Path, out: Path, *, seed: in
         "cores_saved": saved,
     }
     summary["summary_sha256"] = hashlib.sha256(_canonical(summary)).hexdigest()
-    (out / SUMMARY).write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    tmp = out / f".{SUMMARY}.tmp"  # written whole, then renamed: a summary that exists is complete
+    tmp.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    tmp.replace(out / SUMMARY)
     return summary
 
 

@@ -204,6 +204,7 @@ class RecordConfig(_Strict):
 
     flush_seconds: float = Field(2.0, gt=0, le=60, description="Most wall-clock seconds between log flushes.")
     state: bool = Field(True, description="Record the state table (balances, stakes, reputations, alive) after every tick: full at checkpoints, changed rows in between (what `agora replay --at` and `agora analyze` read).")
+    snapshots: Literal["all", "last", "none"] = Field("all", description="Save the whole world at checkpoints (checkpoints/world_<tick>.npz: what `agora run --resume` and `agora fork` start from): at every checkpoint, only the latest (each replaces the one before), or none.")
 
 
 class DistributedConfig(_Strict):

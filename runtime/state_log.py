@@ -8,9 +8,9 @@ Files in the run directory:
 
 * ``state/full_<tick>.arrow`` -- the whole table after that tick, one per checkpoint (written to
   a temporary name, then renamed: a file that exists is complete);
-* ``state/deltas.arrows`` -- an Arrow IPC stream, one record batch per tick from tick 0 on (the
-  n-th batch is tick n), holding the rows that changed during it (``tick`` column included; the
-  first batch holds every row).
+* ``state/deltas.arrows`` -- an Arrow IPC stream, one record batch per tick from the run's first
+  tick on (tick 0, or the tick after a fork), holding the rows that changed during it (``tick``
+  column included; the first batch holds every row).
 
 The hash of the whole table after every tick (:func:`state_hash`) is an event of kind
 ``state_hash`` in the event log, so a reconstruction can be checked against what the live run held.
@@ -50,13 +50,20 @@ def _batch(tick: int, rows: npt.NDArray[np.int64], cols: dict[str, npt.NDArray[n
 class StateLog:
     """Writes the state files of one run (see the module docstring)."""
 
-    def __init__(self, folder: Path, flush_seconds: float) -> None:
+    def __init__(self, folder: Path, flush_seconds: float, resume: dict[str, object] | None = None) -> None:
         from runtime.recorder import _Stream
 
         self.folder = folder / STATE_DIR
         self.folder.mkdir(parents=True, exist_ok=True)
-        self.deltas = _Stream(self.folder / "deltas.arrows", STATE_SCHEMA, flush_seconds)
-        self.previous: dict[str, npt.NDArray[np.generic]] | None = None
+        offset = None if resume is None else resume["offset"]
+        assert offset is None or isinstance(offset, int)
+        self.deltas = _Stream(self.folder / "deltas.arrows", STATE_SCHEMA, flush_seconds, offset)
+        previous = None if resume is None else resume["previous"]
+        self.previous: dict[str, npt.NDArray[np.generic]] | None = previous  # type: ignore[assignment]
+
+    def position(self) -> dict[str, object]:
+        """Where a resumed state log goes on: the deltas' offset and the last table written."""
+        return {"offset": self.deltas.position(), "previous": self.previous}
 
     def write(self, tick: int, cols: dict[str, npt.NDArray[np.generic]], full: bool) -> None:
         """Record the table after ``tick``: the rows that changed; the whole table when ``full``."""
@@ -91,8 +98,11 @@ def state_at(run_dir: Path, tick: int) -> tuple[dict[str, npt.NDArray[np.generic
         with pa.memory_map(str(folder / f"full_{start:06d}.arrow")) as source:
             table = pa.ipc.open_file(source).read_all()
         cols = {name: table.column(name).to_numpy().copy() for name in COLUMNS}
-    for t, batch in enumerate(_stream_batches(folder / "deltas.arrows")):  # one batch per tick, from tick 0
-        if t <= start or batch.num_rows == 0:
+    for batch in _stream_batches(folder / "deltas.arrows"):  # one batch per tick (a fork's from its first)
+        if batch.num_rows == 0:
+            continue
+        t = int(batch.column(0)[0].as_py())
+        if t <= start:
             continue
         if t > tick:
             break

@@ -227,7 +227,7 @@ def decode_run_id(run_id: str) -> tuple[tuple[tuple[str, Any], ...], int]:
 # -- planning ------------------------------------------------------------------------------------
 
 
-def _override(data: dict[str, Any], key: str, value: Any) -> None:
+def override(data: dict[str, Any], key: str, value: Any) -> None:
     """Set ``key`` (dotted; ``population.NAME.field`` addresses a population by name,
     ``fault.0.at`` a list entry by index) in the scenario's TOML data; SweepError naming the key
     if it does not exist."""
@@ -284,7 +284,7 @@ def plan(scenario: Path, sets: list[tuple[str, list[Any]]], seeds: int, out: Pat
         variant = json.loads(json.dumps(data))  # a deep copy of plain TOML data
         pairs = tuple(zip(keys, combo, strict=True))
         for key, value in pairs:
-            _override(variant, key, value)
+            override(variant, key, value)
         text = tomli_w.dumps(variant)
         label = f"{scenario} with " + (", ".join(f"{k}={v!r}" for k, v in pairs) or "no changes")
         try:

@@ -18,15 +18,17 @@ import mesa
 import numpy as np
 import numpy.typing as npt
 import simpy
-import simpy.rt
+from mesa.agent import AgentSet
 
-from economy.errors import OpRejected
+from economy.errors import DeltaRejected, OpRejected
 from economy.ledger import Delta, Replica, rights_at_homes
 from economy.market import Market
 from economy.ops import Keyring, Op, OpKind
 from economy.rates import MICRO, Rates
 from economy.reputation import BetaReputation
-from runtime.bus import Message, MessageBus
+from runtime.bus import Delivery, Message, MessageBus
+from runtime.checkpoints import save_world, snapshot_name
+from runtime.clock import Clock, RealtimeClock, make_clock
 from runtime.coordination import Coordination
 from runtime.health import HealthRecord
 from runtime.network import Network
@@ -39,6 +41,7 @@ from runtime.state_log import StateLog, state_hash
 from runtime.tasks import TaskBoard
 
 # Batches that draw on what an account holds: a reviewing critic proves them before they execute.
+SETTLE_ROUNDS = 50  # anti-entropy rounds a run's settle phase may take before it reports no convergence
 REVIEWED = frozenset({OpKind.SPEND, OpKind.TRANSFER, OpKind.STAKE, OpKind.BURN, OpKind.UNSTAKE, OpKind.SLASH})
 
 
@@ -66,6 +69,16 @@ def _roles() -> dict[str, type[Population]]:
     return {"ticker": TickerPopulation, "exchange": ExchangePopulation, **ROLES}
 
 
+def role_class(role: str) -> type[Population]:
+    """The class of the populations of ``role``."""
+    return _roles()[role]
+
+
+def role_modules(scenario: Scenario) -> tuple[str, ...]:
+    """The modules of a scenario's role classes (those a checkpoint of its world may hold)."""
+    return tuple(sorted({role_class(p.role).__module__ for p in scenario.population}))
+
+
 class World(mesa.Model):
     """A running scenario. ``step()`` advances one tick (Mesa convention); ``run(until)`` many."""
 
@@ -84,9 +97,7 @@ class World(mesa.Model):
         # regions' ledger replicas; runtime.sharded drives the shards and carries their messages.
         self.shard = shard if shard is not None and shard[1] > 1 else None
         self.streams = Streams(seed, f"shard{shard[0]}of{shard[1]}/" if self.shard else "")
-        self.env: simpy.Environment = (
-            simpy.rt.RealtimeEnvironment(factor=realtime, strict=False) if realtime else simpy.Environment()
-        )
+        self.env: Clock | RealtimeClock = make_clock(0.0, realtime)
         self.network = Network.from_config(scenario.network, base)
         R = self.network.n_regions
         eco = scenario.economy
@@ -105,6 +116,8 @@ class World(mesa.Model):
         self.n_agents = offset
         self.treasury = offset  # one account past the agents: the organisation's treasury
         self.n_accounts = offset + 1
+        # Simulation keys come from the seed: anyone who knows it can sign as any replica (a served
+        # world takes its keys from the operating system's random source instead).
         keyring = Keyring.derive(R, f"agora/{seed}".encode())
         # Replicas of regions held by other shards are None here.
         self.ledgers: list[Replica] = [Replica(r, R, self.n_accounts, keyring) if r in self.local_regions else None  # type: ignore[misc]
@@ -124,6 +137,10 @@ class World(mesa.Model):
         self.log: EventLog | None = None
         self.metrics: MetricsLog | None = None
         self.state_log: StateLog | None = None
+        self.snapshots: Path | None = None  # a folder: the whole world is saved there at each checkpoint
+        self.settled: dict[str, object] | None = None  # the settle phase's outcome (:meth:`settle`)
+        self._in_tick = False
+        self._finish_tick = False  # restored from a checkpoint taken inside a tick: run() finishes it
         if out is not None:
             self.log = EventLog(out / "events.arrows", scenario.record.flush_seconds)
             self.metrics = MetricsLog(out / "metrics.arrows", scenario.record.flush_seconds)
@@ -163,26 +180,62 @@ class World(mesa.Model):
 
     # ------------------------------------------------------------------ the clock
     def run(self, until: int | None = None, progress: Callable[[int], None] | None = None) -> None:
-        """Run ticks until tick ``until`` (exclusive; default: the scenario's ``ticks``)."""
+        """Run ticks until tick ``until`` (exclusive; default: the scenario's ``ticks``).
+
+        A world restored from a checkpoint goes on from there as the run it was saved from would have.
+        """
         until = self.scenario.world.ticks if until is None else until
-        done = self.env.process(self._ticker(until, progress))
+        resume, self._finish_tick = self._finish_tick, False
+        done = self.env.process(self._ticker(until, progress, resume))
         self.env.run(until=done)
 
     def step(self) -> None:
         """Run one tick."""
         self.run(self.tick + 1)
 
-    def _ticker(self, until: int, progress: Callable[[int], None] | None):  # type: ignore[no-untyped-def]
+    def _ticker(self, until: int, progress: Callable[[int], None] | None, resume: bool):  # type: ignore[no-untyped-def]
+        if resume:  # a checkpoint saved at the end of tick self.tick: finish that tick first
+            yield from self._after_tick(until, progress)
         while self.tick < until:
             self._tick()
-            self.tick += 1
-            if self.coordination is not None and self.tick < until:
-                self.coordination.begin_tick(self.tick)  # next tick's steps, beside the bus deliveries between ticks
-            if progress is not None:
-                progress(self.tick)
-            yield self.env.timeout(self.scenario.world.tick_length)
+            yield from self._after_tick(until, progress)
+
+    def settle(self, max_rounds: int = SETTLE_ROUNDS) -> dict[str, object]:
+        """After the last tick: anti-entropy rounds, no new work, until every replica holds one
+        Merkle root or ``max_rounds`` rounds have passed. Each round every replica asks every other
+        for what it lacks and the clock runs until nothing is in flight (the bus keeps its loss and
+        partitions: a partition still in place at the end cannot settle). Returns ``{"rounds",
+        "converged", "distinct_roots"}``; each round is recorded as a ``settle`` event."""
+        assert max_rounds >= 0
+        self.env.run()  # what the last tick sent arrives first
+        rounds = 0
+        roots = self.distinct_roots()
+        while roots > 1 and rounds < max_rounds:
+            rounds += 1
+            self._anti_entropy()
+            self.env.run()
+            roots = self.distinct_roots()
+            self.emit("settle", "ledger", amount=rounds, value=float(roots), detail=f"round {rounds}: {roots} roots")
+        if self.log is not None:
+            self.log.end_tick()
+        return {"rounds": rounds, "converged": roots == 1, "distinct_roots": roots}
+
+    def _after_tick(self, until: int, progress: Callable[[int], None] | None):  # type: ignore[no-untyped-def]
+        self.tick += 1
+        if self.coordination is not None and self.tick < until:
+            self.coordination.begin_tick(self.tick)  # next tick's steps, beside the bus deliveries between ticks
+        if progress is not None:
+            progress(self.tick)
+        yield self.env.timeout(self.scenario.world.tick_length)
 
     def _tick(self) -> None:
+        self._in_tick = True
+        try:
+            self._tick_body()
+        finally:
+            self._in_tick = False
+
+    def _tick_body(self) -> None:
         t = self.tick
         self._counters = dict.fromkeys(self._counters, 0)
         for fault in self._faults.get(t, []):
@@ -217,6 +270,84 @@ class World(mesa.Model):
                 self.on_checkpoint(cp)
         if self.log is not None:
             self.log.end_tick()
+        if checkpoint and self.snapshots is not None:
+            self.save_snapshot(self.snapshots / snapshot_name(t))
+
+    # ------------------------------------------------------------------ checkpoints
+    # Not state: the clock (rebuilt from its time and the messages in flight), the open logs, the
+    # callbacks of whoever runs the world, Mesa's agent registry (Agora's agents live in arrays)
+    # and where the scenario's files are (a replay reads them from its run directory).
+    TRANSIENT = frozenset({"env", "log", "metrics", "state_log", "on_checkpoint", "snapshots", "base",
+                           "step", "_user_step", "_agents", "_agents_by_type", "_all_agents"})
+
+    def __getstate__(self) -> dict[str, object]:
+        """The world's state for a snapshot (:mod:`runtime.checkpoints`), between ticks."""
+        state = {k: v for k, v in self.__dict__.items() if k not in self.TRANSIENT}
+        in_flight = []
+        for time, priority, event in self.env.pending():
+            if isinstance(event, simpy.Process) and not event.is_alive:
+                continue  # a finished run() of this world: nothing waits on it
+            callbacks = event.callbacks or []
+            if len(callbacks) != 1 or not isinstance(callbacks[0], Delivery):
+                raise RuntimeError(f"a checkpoint found an event other than a message in flight: {event!r}")
+            in_flight.append((time, priority, callbacks[0].msg))
+        state["_clock"] = (float(self.env.now), in_flight)
+        state["_finish_tick"] = self._in_tick  # taken at the end of a tick: the restored world finishes it
+        state["_in_tick"] = False
+        return state
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        """Take up a snapshot's state: the clock at its time with its messages in flight again."""
+        state = dict(state)
+        now, in_flight = state.pop("_clock")  # type: ignore[misc]
+        self.__dict__.update(state)
+        self.env = make_clock(now)
+        self.bus.env = self.env
+        keyring = Keyring.derive(self.network.n_regions, f"agora/{self.seed}".encode())
+        for ledger in self.local_ledgers:
+            ledger.keyring = keyring
+        for time, priority, msg in in_flight:
+            self.env.call_at(time, priority, Delivery(self.bus, msg))
+        self.log = self.metrics = self.state_log = None
+        self.on_checkpoint = None
+        self.snapshots = None
+        self.base = Path(".")
+        self._user_step = World.step.__get__(self)  # what mesa.Model.__init__ sets up
+        self.step = self._wrapped_step  # type: ignore[method-assign]
+        self._agents, self._agents_by_type = {}, {}
+        self._all_agents = AgentSet([], random=self.random)
+
+    def reconfigure(self, scenario: Scenario) -> None:
+        """Take up changed parameters mid-run (a fork): of the bus, the market, earning rates,
+        governance, coordination, each population's configuration and the fault schedule. Only what
+        differs from the current scenario is applied, so live state (parameters governance changed,
+        say) stays as it is. What a world is built from (populations, regions, seeds) must be
+        unchanged; the caller checks that (:func:`runtime.resume.check_changes`)."""
+        old, eco = self.scenario, scenario.economy
+        self.scenario = scenario
+        if scenario.bus != old.bus:
+            self.bus.loss, self.bus.duplication, self.bus.jitter = (scenario.bus.loss, scenario.bus.duplication,
+                                                                    scenario.bus.jitter)
+        if eco.price_elasticity != old.economy.price_elasticity:
+            self.market.elasticity = self.params["price_elasticity"] = eco.price_elasticity
+        self.market.max_step = eco.price_max_step
+        self.rates = Rates(task_unit=eco.task_unit_credits * MICRO, uptime_hour=eco.uptime_millicredits_per_hour * 1000)
+        gov, was = scenario.governance, old.governance
+        if gov is not None and was is not None and self.organisation is not None and gov != was:
+            for key in ("fee_rate", "slash_fraction"):
+                if getattr(gov, key) != getattr(was, key):
+                    self.params[key] = getattr(gov, key)
+            self.organisation.reconfigure(gov, was)
+        if scenario.coordination is not None and self.coordination is not None:
+            self.coordination.reconfigure(scenario.coordination)
+        configs = {cfg.name: cfg for cfg in scenario.population}
+        for pop in self.populations:
+            pop.cfg = configs[pop.name]
+        self._faults = self._expand_faults(scenario.fault)
+
+    def save_snapshot(self, path: Path) -> str:
+        """Save the whole world to ``path`` (between ticks); return the file's SHA-256."""
+        return save_world(self, path)
 
     # ------------------------------------------------------------------ services for populations
     def emit(self, kind: str, subsystem: str, agent: int = -1, other: int = -1, amount: int = 0,
@@ -357,7 +488,11 @@ class World(mesa.Model):
 
     def _on_sync_delta(self, msg: Message) -> None:
         delta: Delta = msg.payload
-        changed = self.ledgers[msg.dst].merge_delta(delta)
+        try:
+            changed = self.ledgers[msg.dst].merge_delta(delta)
+        except DeltaRejected as exc:  # a forged or altered delta: refused, recorded, nothing merged
+            self.emit("delta_rejected", f"ledger/{msg.dst}", detail=str(exc))
+            return
         self.count("sync_rows_changed", changed)
 
     # ------------------------------------------------------------------ faults

@@ -13,7 +13,7 @@ from pathlib import Path
 from runtime.recording import record
 
 DEFAULT = Path(__file__).resolve().parents[2] / "scenarios" / "marketplace.toml"
-FINAL = "3991ca6efed259ad2c57de9c020d593804b6711b474ff5159c12724b2d413c83"
+FINAL = "fb696dadee30de93559f755915b3aeb4010501bb5977102e582795c9616c2976"
 
 
 def test_the_default_scenario_ends_in_its_published_state(tmp_path):
