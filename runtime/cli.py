@@ -67,6 +67,7 @@ def run(
     overwrite: Annotated[bool, typer.Option(help="Replace a non-empty --out directory.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar and no summary table.")] = False,
     compare_baseline: Annotated[bool, typer.Option("--compare-baseline", help="Also run every role's baseline core (same seed) into OUT/baseline and print each role's metric beside its baseline's.")] = False,
+    sign_key: Annotated[Optional[Path], typer.Option("--sign-key", help="Sign the run with the key in this file (made from the operating system's random source, mode 0600, if it does not exist): the summary carries an HMAC-SHA256 under it, and the ledger's keys come from it, not from the public seed. The key is never written into the run; agora replay --verify --key FILE checks it.")] = None,
     resume: Annotated[Optional[Path], typer.Option("--resume", help="Continue the run in this run directory, which did not finish (killed, even by SIGKILL), from its last saved checkpoint; the finished directory holds the bytes an uninterrupted run writes.")] = None,
 ) -> None:
     """Run a scenario and record it: event log, per-tick metrics and summary.json with state hashes.
@@ -75,12 +76,13 @@ def run(
     """
     from runtime.recording import record
 
+    secret = _sign_key(sign_key, create=resume is None)
     if resume is not None:
         if scenario is not None or out_dir is not None or seed is not None or until is not None or compare_baseline \
                 or realtime is not None or device != "cpu":
             _fail(["--resume DIR takes no scenario, --out, --seed, --until, --device, --realtime or "
                    "--compare-baseline: the run's own are used"])
-        _resume(resume, quiet)
+        _resume(resume, quiet, secret)
         return
     if scenario is None:
         _fail(["give a scenario file (e.g. agora run scenarios/marketplace.toml), or --resume DIR"])
@@ -109,10 +111,10 @@ def run(
         if bar is not None:
             with bar:
                 summary = record(scenario, target, seed=seed, until=until, realtime=realtime, overwrite=overwrite,
-                                 progress=callback, device=device)
+                                 progress=callback, device=device, sign_key=secret)
         else:
             summary = record(scenario, target, seed=seed, until=until, realtime=realtime, overwrite=overwrite,
-                             device=device)
+                             device=device, sign_key=secret)
     except ScenarioError as exc:
         _fail(exc.problems)
     except RunDirError as exc:
@@ -127,7 +129,24 @@ def run(
         _print_comparison(summary, base)
 
 
-def _resume(run_dir: Path, quiet: bool) -> None:
+def _sign_key(path: Path | None, create: bool) -> bytes | None:
+    """The signing key in ``path`` (made there when ``create`` and absent), or None without one."""
+    from runtime.recording import read_key
+
+    if path is None:
+        return None
+    existed = path.exists()
+    try:
+        key = read_key(path, create=create)
+    except RunDirError as exc:
+        _fail([str(exc)])
+    if not existed:
+        err.print(f"made a new signing key in {path} (mode 0600); keep it: checking or resuming the run needs it",
+                  markup=False)
+    return key
+
+
+def _resume(run_dir: Path, quiet: bool, key: bytes | None = None) -> None:
     """agora run --resume DIR."""
     from runtime.recording import RUN_FILE
     from runtime.resume import resume as do_resume
@@ -140,9 +159,9 @@ def _resume(run_dir: Path, quiet: bool) -> None:
         bar, callback = _progress(int(ticks) if isinstance(ticks, int) else 0, quiet, f"resume {run_dir.name}")
         if bar is not None:
             with bar:
-                summary, start = do_resume(run_dir, callback)
+                summary, start = do_resume(run_dir, callback, key)
         else:
-            summary, start = do_resume(run_dir)
+            summary, start = do_resume(run_dir, None, key)
     except ScenarioError as exc:
         _fail(exc.problems)
     except RunDirError as exc:
@@ -301,34 +320,49 @@ def schema() -> None:
 @app.command()
 def replay(
     run_dir: Annotated[Path, typer.Argument(help="A run directory written by agora run.")],
-    verify: Annotated[bool, typer.Option("--verify", help="Re-execute and compare state hashes at every checkpoint.")] = False,
+    verify: Annotated[bool, typer.Option("--verify", help="Re-execute the run and compare every file it made, byte for byte, every figure of its summary and the state hashes at every checkpoint.")] = False,
     at: Annotated[Optional[int], typer.Option("--at", help="Rebuild the state after this tick from the recorded state (nearest checkpoint snapshot + deltas; no re-simulation).")] = None,
     export: Annotated[Optional[Path], typer.Option("--out", help="With --at: write the state table to this .parquet or .csv file (prices go to <name>.prices.csv beside a CSV, into the metadata of a Parquet file).")] = None,
+    key: Annotated[Optional[Path], typer.Option("--key", help="With --verify: the key a run was signed with (agora run --sign-key): also prove that a holder of it made the run.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
-    """Replay a recorded run. --verify: exit 0 identical, 1 diverged or tampered (with where). --at TICK: the state then."""
+    """Replay a recorded run. --verify: exit 0 identical, 1 diverged or tampered (naming what). --at TICK: the state then.
+
+    Without --key, a verified run is proven consistent (exactly what its scenario and seed make), not proven to come from anyone in particular.
+    """
+    from runtime.recording import RUN_FILE, read_key
     from runtime.replay import verify as do_verify
 
     if verify == (at is not None):
         _fail(["give exactly one of --verify or --at TICK"])
     if at is not None:
+        if key is not None:
+            _fail(["--key goes with --verify"])
         _state_at(run_dir, at, export)
         return
     try:
-        from runtime.recording import read_summary
-
-        summary, _ = read_summary(run_dir)
-        bar, callback = _progress(int(summary.get("ticks", 0)), quiet, "replay")
+        secret = read_key(key) if key is not None else None
+        ticks = _manifest_ticks(run_dir / RUN_FILE)
+        bar, callback = _progress(ticks, quiet, "replay")
         if bar is not None:
             with bar:
-                verdict = do_verify(run_dir, callback)
+                verdict = do_verify(run_dir, callback, secret)
         else:
-            verdict = do_verify(run_dir)
+            verdict = do_verify(run_dir, None, secret)
     except RunDirError as exc:
         _fail([str(exc)])
     for line in verdict.lines:
         (out if verdict.exit_code == 0 else err).print(f"{verdict.status}: {line}", markup=False)
     raise typer.Exit(verdict.exit_code)
+
+
+def _manifest_ticks(path: Path) -> int:
+    """The ticks a run's run.json names (0 when it cannot be read: the bar then has no total)."""
+    try:
+        ticks = json.loads(path.read_text()).get("ticks", 0)
+    except (OSError, ValueError, AttributeError):
+        return 0
+    return ticks if isinstance(ticks, int) and not isinstance(ticks, bool) and 0 < ticks < 10**9 else 0
 
 
 @app.command()
@@ -338,6 +372,7 @@ def fork(
     out_dir: Annotated[Path, typer.Option("--out", help="Run directory of the branch (new or empty).")],
     sets: Annotated[Optional[list[str]], typer.Option("--set", help="KEY=VALUE to change from the fork on, with the keys of agora sweep: economy.price_elasticity=0.3, population.workers.cheat_probability=0.9, fault.3.at=120. What a world is built from (populations, regions, seed) cannot change.")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace a non-empty --out that is an Agora run directory.")] = False,
+    sign_key: Annotated[Optional[Path], typer.Option("--sign-key", help="The key of a signed parent (agora run --sign-key); the branch is signed with it too.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar and no summary table.")] = False,
 ) -> None:
     """Branch a what-if run from a checkpoint of another run, optionally with changed parameters.
@@ -348,7 +383,7 @@ def fork(
     from runtime.resume import fork as do_fork
 
     try:
-        summary = do_fork(run_dir, at, sets or [], out_dir, overwrite=overwrite)
+        summary = do_fork(run_dir, at, sets or [], out_dir, overwrite=overwrite, key=_sign_key(sign_key, False))
     except ScenarioError as exc:
         _fail(exc.problems)
     except RunDirError as exc:

@@ -9,8 +9,11 @@ each recorded file, and a SHA-256 of the summary itself, so any edit is detected
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
+import os
 import platform
+import secrets
 import shutil
 import time
 from collections.abc import Callable
@@ -88,12 +91,41 @@ def _copy_references(sc: Scenario, src_base: Path, out: Path) -> None:
         shutil.copyfile(src_base / rel, out / rel)
 
 
+def key_id(key: bytes) -> str:
+    """A public name for a signing key: the first 16 hex digits of its SHA-256."""
+    return hashlib.sha256(b"agora/key-id/" + key).hexdigest()[:16]
+
+
+def sign(summary: dict[str, Any], key: bytes) -> str:
+    """HMAC-SHA256 (hex) of a summary's canonical bytes (its signature and self-hash left out)."""
+    body = {k: v for k, v in summary.items() if k not in ("signature", "summary_sha256")}
+    return hmac.new(key, json.dumps(body, sort_keys=True, separators=(",", ":")).encode(), hashlib.sha256).hexdigest()
+
+
+def read_key(path: Path, create: bool = False) -> bytes:
+    """A signing key from ``path`` (at least 32 bytes); ``create``: make a new one there first from
+    the operating system's random source (mode 0600) when the file does not exist."""
+    if create and not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(secrets.token_bytes(32))
+    try:
+        key = path.read_bytes()
+    except OSError as exc:
+        raise RunDirError(f"{path}: cannot read the key ({exc.strerror})") from None
+    if len(key) < 32:
+        raise RunDirError(f"{path}: a key needs at least 32 bytes, this file has {len(key)}")
+    return key
+
+
 def execute(sc: Scenario, base: Path, out: Path | None, seed: int, until: int,
             realtime: float | None = None, progress: Callable[[int], None] | None = None,
-            on_checkpoint: Callable[[Any], None] | None = None, device: str = "cpu") -> tuple[World, float]:
+            on_checkpoint: Callable[[Any], None] | None = None, device: str = "cpu",
+            key_secret: bytes | None = None) -> tuple[World, float]:
     """Build and run a world (saving it at checkpoints when recorded); return it (closed) and the
-    wall time in seconds."""
-    world = World(sc, base=base, out=out, seed=seed, realtime=realtime, device=device)
+    wall time in seconds. ``key_secret``: a signed run's key, from which its ledger keys come."""
+    world = World(sc, base=base, out=out, seed=seed, realtime=realtime, device=device, key_secret=key_secret)
     world.final_tick = until - 1  # a run cut short with --until still ends on a checkpoint
     world.on_checkpoint = on_checkpoint
     if out is not None and sc.record.snapshots != "none":
@@ -122,14 +154,16 @@ def with_baseline_cores(sc: Scenario) -> Scenario:
 def record(scenario_path: Path, out: Path, *, seed: int | None = None, until: int | None = None,
            realtime: float | None = None, overwrite: bool = False,
            progress: Callable[[int], None] | None = None, baseline: bool = False,
-           device: str = "cpu") -> dict[str, Any]:
+           device: str = "cpu", sign_key: bytes | None = None) -> dict[str, Any]:
     """Run a scenario file into ``out`` and return the summary written there.
 
     ``baseline`` runs every role's baseline core instead (recorded in the summary, and replayed so).
+    ``sign_key`` signs the summary and gives the ledger keys that no one without it can derive.
     """
     sc, raw = load(scenario_path)
     return record_scenario(sc, raw, scenario_path.parent, out, seed=seed, until=until, realtime=realtime,
-                           overwrite=overwrite, progress=progress, baseline=baseline, device=device)
+                           overwrite=overwrite, progress=progress, baseline=baseline, device=device,
+                           sign_key=sign_key)
 
 
 def write_manifest(out: Path, manifest: dict[str, Any]) -> None:
@@ -141,7 +175,7 @@ def write_manifest(out: Path, manifest: dict[str, Any]) -> None:
 def record_scenario(sc: Scenario, raw: bytes, base: Path, out: Path, *, seed: int | None = None,
                     until: int | None = None, realtime: float | None = None, overwrite: bool = False,
                     progress: Callable[[int], None] | None = None, baseline: bool = False,
-                    device: str = "cpu") -> dict[str, Any]:
+                    device: str = "cpu", sign_key: bytes | None = None) -> dict[str, Any]:
     """:func:`record` for a scenario already parsed from ``raw`` (the bytes written as the run's
     scenario.toml); files it names are relative to ``base``."""
     if baseline:
@@ -152,20 +186,23 @@ def record_scenario(sc: Scenario, raw: bytes, base: Path, out: Path, *, seed: in
         raise ScenarioError([f"--until: must be >= 1 tick, got {until}"])
     prepare_out(out, overwrite)
     manifest = {"format": FORMAT, "seed": seed, "ticks": until, "device": device, "realtime_factor": realtime,
-                "cores": "baseline" if baseline else "as written", "parent": None}
+                "cores": "baseline" if baseline else "as written", "parent": None,
+                "signed": None if sign_key is None else key_id(sign_key)}
     try:
         (out / SCENARIO_COPY).write_bytes(raw)
         _copy_references(sc, base, out)
         write_manifest(out, manifest)
-        world, wall = execute(sc, base, out, seed, until, realtime, progress, device=device)
+        world, wall = execute(sc, base, out, seed, until, realtime, progress, device=device, key_secret=sign_key)
     except ScenarioError:
         shutil.rmtree(out)  # a scenario refused while the world was built leaves no half-made run behind
         raise
-    return summarize(world, out, raw, manifest, wall)
+    return summarize(world, out, raw, manifest, wall, sign_key)
 
 
-def summarize(world: World, out: Path, raw: bytes, manifest: dict[str, Any], wall: float) -> dict[str, Any]:
-    """Save the learned cores and write ``summary.json`` for a finished run; return the summary."""
+def summarize(world: World, out: Path, raw: bytes, manifest: dict[str, Any], wall: float,
+              key: bytes | None = None) -> dict[str, Any]:
+    """Save the learned cores and write ``summary.json`` for a finished run (signed with ``key``
+    when given); return the summary."""
     sc = world.scenario
     saved = {}
     for pop in world.populations:
@@ -211,6 +248,8 @@ def summarize(world: World, out: Path, raw: bytes, manifest: dict[str, Any], wal
         "files": {name: file_sha256(out / name) for name in recorded_files(out)},
         "cores_saved": saved,
     }
+    if key is not None:
+        summary["signature"] = {"alg": "HMAC-SHA256", "key_id": key_id(key), "mac": sign(summary, key)}
     summary["summary_sha256"] = hashlib.sha256(_canonical(summary)).hexdigest()
     tmp = out / f".{SUMMARY}.tmp"  # written whole, then renamed: a summary that exists is complete
     tmp.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")

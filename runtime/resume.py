@@ -109,14 +109,17 @@ def recorded_checkpoint(run_dir: Path, tick: int, upto: int | None = None) -> st
         return next((d for k, d in zip(kinds, details, strict=True) if k == "checkpoint"), None)
 
 
-def _load(path: Path, sc: Scenario) -> tuple[World, dict[str, Any]]:
-    """The world saved in ``path`` and its logs' positions (not yet checked)."""
+def load_saved(path: Path, sc: Scenario, key: bytes | None = None) -> tuple[World, dict[str, Any]]:
+    """The world saved in ``path`` and its logs' positions (not yet checked against its run);
+    ``key``: a signed run's key, from which its ledger keys come."""
     from runtime.world import role_modules
 
     try:
-        return load_world(path, role_modules(sc))
+        world, logs = load_world(path, role_modules(sc))
     except SnapshotError as exc:
         raise RunDirError(f"checkpoint {path.name} cannot be used: {exc}") from None
+    world.use_keys(key)
+    return world, logs
 
 
 def _check(world: World, path: Path, recorded: str | None) -> None:
@@ -129,8 +132,10 @@ def _check(world: World, path: Path, recorded: str | None) -> None:
                           f"{recorded[:16]} the run recorded at tick {world.tick}")
 
 
-def _attach(world: World, out: Path, base: Path, logs: dict[str, Any] | None) -> None:
-    """Give a restored world its run directory: logs (resumed at ``logs``' positions, or new)."""
+def attach(world: World, out: Path, base: Path, logs: dict[str, Any] | None,
+           numbered_from: dict[str, Any] | None = None) -> None:
+    """Give a restored world its run directory: logs resumed at ``logs``' positions, or new ones
+    (whose events are numbered on from ``numbered_from``'s, a fork's parent's)."""
     rec = world.scenario.record
     world.base = base
     world.log = EventLog(out / "events.arrows", rec.flush_seconds, None if logs is None else logs.get("events"))
@@ -139,6 +144,8 @@ def _attach(world: World, out: Path, base: Path, logs: dict[str, Any] | None) ->
         world.state_log = StateLog(out, rec.flush_seconds, None if logs is None else logs.get("state"))
     if rec.snapshots != "none":
         world.snapshots = out / SNAPSHOT_DIR
+    if logs is None and numbered_from is not None and "events" in numbered_from:
+        world.log.seq = int(numbered_from["events"]["seq"])
 
 
 def _clean_temporaries(run_dir: Path) -> None:
@@ -149,10 +156,13 @@ def _clean_temporaries(run_dir: Path) -> None:
                     p.unlink()
 
 
-def resume(run_dir: Path, progress: Callable[[int], None] | None = None) -> tuple[dict[str, Any], int]:
+def resume(run_dir: Path, progress: Callable[[int], None] | None = None,
+           key: bytes | None = None) -> tuple[dict[str, Any], int]:
     """Continue the run in ``run_dir`` from its last saved world; return the summary and the tick
-    it went on from (−1: no checkpoint was saved, so it started again from tick 0)."""
+    it went on from (−1: no checkpoint was saved, so it started again from tick 0). A signed run
+    needs its ``key`` (its ledger keys come from it)."""
     manifest = _run_dir(run_dir)
+    _key_matches(manifest, key, run_dir)
     if (run_dir / SUMMARY).exists():
         raise RunDirError(f"{run_dir}: the run finished ({SUMMARY} is there); nothing to resume "
                           "(`agora fork` branches from a finished run)")
@@ -169,15 +179,27 @@ def resume(run_dir: Path, progress: Callable[[int], None] | None = None) -> tupl
             target = run_dir / name
             shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
         world, wall = execute(sc, run_dir, run_dir, manifest["seed"], until, None, progress,
-                              device=manifest["device"])
-        return summarize(world, run_dir, raw, manifest, wall), -1
+                              device=manifest["device"], key_secret=key)
+        return summarize(world, run_dir, raw, manifest, wall, key), -1
     tick = ticks[-1]
     path = run_dir / SNAPSHOT_DIR / snapshot_name(tick)
-    world, logs = _load(path, sc)
+    world, logs = load_saved(path, sc, key)
     _check(world, path, recorded_checkpoint(run_dir, tick, logs.get("events", {}).get("offset")))
-    _attach(world, run_dir, run_dir, logs)
+    attach(world, run_dir, run_dir, logs)
     world, wall = run_world(world, until, progress)
-    return summarize(world, run_dir, raw, manifest, wall), tick
+    return summarize(world, run_dir, raw, manifest, wall, key), tick
+
+
+def _key_matches(manifest: dict[str, Any], key: bytes | None, run_dir: Path) -> None:
+    from runtime.recording import key_id
+
+    signed = manifest.get("signed")
+    if signed is not None and key is None:
+        raise RunDirError(f"{run_dir}: a signed run (agora run --sign-key); its ledger keys come from the key: "
+                          "pass --sign-key FILE with the same key")
+    if key is not None and signed != key_id(key):
+        raise RunDirError(f"{run_dir}: " + ("not a signed run; drop --sign-key" if signed is None else
+                                            f"signed with key {signed}, not with this one ({key_id(key)})"))
 
 
 def check_changes(old: Scenario, new: Scenario, tick: int) -> list[str]:
@@ -250,9 +272,11 @@ def forked_scenario(raw: bytes, sets: list[str], label: str, base: Path) -> tupl
 
 
 def fork(parent: Path, tick: int, sets: list[str], out: Path, *, overwrite: bool = False,
-         progress: Callable[[int], None] | None = None) -> dict[str, Any]:
-    """Branch a new run into ``out`` from ``parent``'s checkpoint at ``tick``; return its summary."""
+         progress: Callable[[int], None] | None = None, key: bytes | None = None) -> dict[str, Any]:
+    """Branch a new run into ``out`` from ``parent``'s checkpoint at ``tick``; return its summary.
+    A signed parent needs its ``key``; the branch is signed with it too."""
     manifest = _run_dir(parent)
+    _key_matches(manifest, key, parent)
     ticks = snapshot_ticks(parent)
     if tick not in ticks:
         near = sorted(ticks, key=lambda t: (abs(t - tick), t))[:3]
@@ -269,7 +293,7 @@ def fork(parent: Path, tick: int, sets: list[str], out: Path, *, overwrite: bool
     if problems:
         raise ScenarioError([f"--set: {line}" for line in problems])
     source = parent / SNAPSHOT_DIR / snapshot_name(tick)
-    world, logs = _load(source, old)
+    world, logs = load_saved(source, old, key)
     _check(world, source, recorded_checkpoint(parent, tick))
     prepare_out(out, overwrite)
     try:
@@ -284,11 +308,9 @@ def fork(parent: Path, tick: int, sets: list[str], out: Path, *, overwrite: bool
         write_manifest(out, child)
         world.reconfigure(sc)
         world.final_tick = until - 1
-        _attach(world, out, out, None)
-        if world.log is not None and "events" in logs:  # events are numbered on from the parent's
-            world.log.seq = int(logs["events"]["seq"])
+        attach(world, out, out, None, logs)
     except BaseException:
         shutil.rmtree(out, ignore_errors=True)
         raise
     world, wall = run_world(world, until, progress)
-    return summarize(world, out, text, child, wall)
+    return summarize(world, out, text, child, wall, key)

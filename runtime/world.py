@@ -9,6 +9,7 @@ Between ticks the message bus delivers ledger ops and sync messages at their lat
 from __future__ import annotations
 
 import hashlib
+import hmac
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -69,6 +70,15 @@ def _roles() -> dict[str, type[Population]]:
     return {"ticker": TickerPopulation, "exchange": ExchangePopulation, **ROLES}
 
 
+def ledger_keys(n_regions: int, seed: int, key_secret: bytes | None) -> Keyring:
+    """The replicas' op keys. A simulation derives them from its seed, so anyone who knows the seed
+    can sign as any replica (fine for a model; a run in summary.json names its seed). A signed run
+    (``agora run --sign-key``) derives them from its secret key, which never enters the run."""
+    if key_secret is None:
+        return Keyring.derive(n_regions, f"agora/{seed}".encode())
+    return Keyring.derive(n_regions, hmac.new(key_secret, b"agora/ledger-keys", hashlib.sha256).digest())
+
+
 def role_class(role: str) -> type[Population]:
     """The class of the populations of ``role``."""
     return _roles()[role]
@@ -86,7 +96,7 @@ class World(mesa.Model):
 
     def __init__(self, scenario: Scenario, *, base: Path = Path("."), out: Path | None = None,
                  seed: int | None = None, realtime: float | None = None, device: str = "cpu",
-                 shard: tuple[int, int] | None = None) -> None:
+                 shard: tuple[int, int] | None = None, key_secret: bytes | None = None) -> None:
         seed = scenario.world.seed if seed is None else seed
         super().__init__(seed=seed)
         self.scenario = scenario
@@ -116,9 +126,8 @@ class World(mesa.Model):
         self.n_agents = offset
         self.treasury = offset  # one account past the agents: the organisation's treasury
         self.n_accounts = offset + 1
-        # Simulation keys come from the seed: anyone who knows it can sign as any replica (a served
-        # world takes its keys from the operating system's random source instead).
-        keyring = Keyring.derive(R, f"agora/{seed}".encode())
+        self._signed = key_secret is not None
+        keyring = ledger_keys(R, seed, key_secret)
         # Replicas of regions held by other shards are None here.
         self.ledgers: list[Replica] = [Replica(r, R, self.n_accounts, keyring) if r in self.local_regions else None  # type: ignore[misc]
                                        for r in range(R)]
@@ -303,9 +312,9 @@ class World(mesa.Model):
         self.__dict__.update(state)
         self.env = make_clock(now)
         self.bus.env = self.env
-        keyring = Keyring.derive(self.network.n_regions, f"agora/{self.seed}".encode())
+        keyring = None if self._signed else ledger_keys(self.network.n_regions, self.seed, None)
         for ledger in self.local_ledgers:
-            ledger.keyring = keyring
+            ledger.keyring = keyring  # type: ignore[assignment]  # a signed run's: see use_keys
         for time, priority, msg in in_flight:
             self.env.call_at(time, priority, Delivery(self.bus, msg))
         self.log = self.metrics = self.state_log = None
@@ -316,6 +325,16 @@ class World(mesa.Model):
         self.step = self._wrapped_step  # type: ignore[method-assign]
         self._agents, self._agents_by_type = {}, {}
         self._all_agents = AgentSet([], random=self.random)
+
+    def use_keys(self, key_secret: bytes | None) -> None:
+        """After a restore: a signed world's replicas take their keys from the run's key again (they
+        are never saved); an unsigned world's came back from its seed and take none."""
+        if self._signed != (key_secret is not None):
+            raise ValueError("a signed run's world needs its key; an unsigned one takes none")
+        if key_secret is not None:
+            keyring = ledger_keys(self.network.n_regions, self.seed, key_secret)
+            for ledger in self.local_ledgers:
+                ledger.keyring = keyring
 
     def reconfigure(self, scenario: Scenario) -> None:
         """Take up changed parameters mid-run (a fork): of the bus, the market, earning rates,
@@ -507,6 +526,11 @@ class World(mesa.Model):
     def _apply_fault(self, action: tuple[str, int, FaultConfig]) -> None:
         mode, index, f = action
         kind = f.kind
+        if kind == "byzantine":  # begin byzantine: traffic the ledger must refuse, made elsewhere
+            from runtime.byzantine import inject
+
+            inject(self, index, f)
+            return  # end byzantine
         if kind == "degrade":
             self._degrade(index, f, mode == "do")
             return
