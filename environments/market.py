@@ -55,7 +55,7 @@ def make_market(n_markets: int, n_agents: int, periods: int, fee: float, initial
 def check_action(space: spaces.Box, action: Any, who: str) -> np.float64:
     """The shade in ``action``, or ValueError naming what is wrong (never a silent clip)."""
     arr = np.asarray(action)
-    if arr.dtype.kind not in "fiu" or arr.shape not in ((1,), ()):
+    if arr.dtype.kind not in "fiu" or arr.shape not in ((1,), ()):  # booleans and strings are not shades
         raise ValueError(f"{who}: action {action!r} is not in {space} (need a float array of shape (1,))")
     value = float(arr.reshape(()))
     if not np.isfinite(value) or not 0.0 <= value <= 1.0:
@@ -76,6 +76,7 @@ class MarketEnv(gym.Env[npt.NDArray[np.float32], npt.NDArray[np.float32]]):
         self.observation_space = observation_space()
         self.action_space = action_space()
         self._last_reward = 0.0
+        self._over = True  # until the first reset(), and again once an episode ends
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None
               ) -> tuple[npt.NDArray[np.float32], dict[str, Any]]:
@@ -83,18 +84,21 @@ class MarketEnv(gym.Env[npt.NDArray[np.float32], npt.NDArray[np.float32]]):
         super().reset(seed=seed)
         self.market.reset(0, int(self.np_random.integers(2**63 - 1)))
         self._last_reward = 0.0
+        self._over = False
         return self.market.observe()[0, 0], self._info()
 
     def step(self, action: Any) -> tuple[npt.NDArray[np.float32], float, bool, bool, dict[str, Any]]:
         """One trading period."""
-        if not self.market.alive[0, 0]:
-            raise RuntimeError("the negotiator is bankrupt: call reset() before stepping again")
+        if self._over:
+            raise RuntimeError("agora/Market-v0: the episode is over (the negotiator went bankrupt, or the "
+                               "periods ran out), or has not started: call reset() before stepping")
         shade = np.zeros((1, self.market.n))
         shade[0, 0] = check_action(self.action_space, action, "agora/Market-v0")
         gain, bankrupt, done = self.market.step(shade, self.scripted)
         self._last_reward = float(gain[0, 0]) / UNIT
-        return (self.market.observe()[0, 0], self._last_reward, bool(bankrupt[0, 0]), bool(done[0]) and not bankrupt[0, 0],
-                self._info())
+        terminated, truncated = bool(bankrupt[0, 0]), bool(done[0]) and not bankrupt[0, 0]
+        self._over = terminated or truncated
+        return self.market.observe()[0, 0], self._last_reward, terminated, truncated, self._info()
 
     def _info(self) -> dict[str, Any]:
         m = self.market
@@ -141,7 +145,11 @@ class MarketVectorEnv(VectorEnv):  # type: ignore[type-arg]
     def step(self, actions: Any) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float64], npt.NDArray[np.bool_],
                                           npt.NDArray[np.bool_], dict[str, Any]]:
         """One period in every market; a market whose episode ended last step is reset instead."""
-        arr = np.asarray(actions, dtype=np.float64)
+        raw = np.asarray(actions)
+        if raw.dtype.kind not in "fiu":  # strings, booleans, objects: not shades
+            raise ValueError(f"actions of dtype {raw.dtype} are not in {self.action_space}: need float shades in "
+                             f"[0, 1], shape ({self.num_envs}, 1)")
+        arr = raw.astype(np.float64)
         if arr.shape != (self.num_envs, 1) or not np.isfinite(arr).all() or (arr < 0).any() or (arr > 1).any():
             raise ValueError(f"actions of shape {arr.shape} are not in {self.action_space}: need shades in [0, 1], "
                              f"shape ({self.num_envs}, 1)")

@@ -28,8 +28,20 @@ def env(**kwargs: Any) -> Any:
 
 
 def raw_env(**kwargs: Any) -> Any:
-    """The AEC environment (the parallel one, converted)."""
-    return conversions.parallel_to_aec(parallel_env(**kwargs))
+    """The AEC environment (the parallel one, converted), refusing a bad action when it is given."""
+    return _CheckedAEC(parallel_env(**kwargs))
+
+
+class _CheckedAEC(conversions.parallel_to_aec_wrapper):  # type: ignore[misc]
+    """PettingZoo's conversion of the parallel market, which checks each action as it arrives: the
+    conversion alone holds actions until the last agent of the round has acted, so a NaN given
+    first would only be refused then."""
+
+    def step(self, action: Any) -> None:
+        agent = self.agent_selection
+        if action is not None and not (self.terminations.get(agent) or self.truncations.get(agent)):
+            check_action(self.action_space(agent), action, agent)  # raises, naming the agent
+        super().step(action)
 
 
 def parallel_env(**kwargs: Any) -> MarketParallelEnv:

@@ -77,10 +77,23 @@ def analyze(run: RunData) -> dict[str, Any]:
                                   if any(k.startswith("mape_") for k in r_)), None)
     base = run.dir / "baseline"
     if (base / "summary.json").is_file():
-        b = json.loads((base / "summary.json").read_text()).get("totals", {})
-        out["baseline"] = {"roles": b.get("roles", {}), "health": b.get("health", {})}
+        out["baseline"] = _baseline(base / "summary.json")
     out["series"] = series
     return out
+
+
+def _baseline(path: Path) -> dict[str, Any]:
+    """The baseline run's role metrics and healing figures (RunDirError when its summary is damaged)."""
+    from runtime.recording import RunDirError
+
+    try:
+        summary = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError, OSError) as exc:
+        raise RunDirError(f"{path}: does not parse ({str(exc).splitlines()[0]})") from None
+    totals = summary.get("totals") if isinstance(summary, dict) else None
+    if not isinstance(totals, dict) or not isinstance(totals.get("roles", {}), dict):
+        raise RunDirError(f"{path}: not a run summary (no totals); the baseline run is damaged")
+    return {"roles": totals.get("roles", {}), "health": totals.get("health", {})}
 
 
 def wealth_inequality(run: RunData) -> tuple[list[int], list[float], list[float]]:

@@ -94,8 +94,8 @@ def run(
 
         if not torch.cuda.is_available():
             _fail(["--device cuda: torch sees no CUDA GPU on this machine (this install is the CPU build); use --device cpu"])
-    if realtime is not None and realtime <= 0:
-        _fail([f"--realtime must be > 0 wall seconds per unit of virtual time, got {realtime}"])
+    if realtime is not None and not (0 < realtime < 1e6):
+        _fail([f"--realtime must be a finite number > 0 of wall seconds per unit of virtual time, got {realtime}"])
     target = out_dir if out_dir is not None else _default_out(scenario)
     try:
         from runtime.scenario import load
@@ -471,6 +471,8 @@ def _state_at(run_dir: Path, tick: int, export: Path | None) -> None:
 
     if export is not None and export.suffix not in (".parquet", ".csv"):
         _fail([f"--out {export}: the file name must end in .parquet or .csv"])
+    if export is not None and export.is_dir():
+        _fail([f"--out {export}: is a directory; give a file name ending in .parquet or .csv"])
     start = time.perf_counter()
     try:
         run = open_run(run_dir)
@@ -496,15 +498,18 @@ def _state_at(run_dir: Path, tick: int, export: Path | None) -> None:
         import pyarrow.csv
         import pyarrow.parquet as pq
 
-        export.parent.mkdir(parents=True, exist_ok=True)
-        if export.suffix == ".parquet":
-            meta = {b"agora": json.dumps({k: v for k, v in facts.items()}).encode()}
-            pq.write_table(table.replace_schema_metadata(meta), export)
-        else:
-            pa.csv.write_csv(table, export)
-            prices = pa.table({"skill": [int(k.removeprefix("price_")) for k in facts["prices_micro"]],
-                               "price_micro": list(facts["prices_micro"].values())})
-            pa.csv.write_csv(prices, export.with_name(export.stem + ".prices.csv"))
+        try:
+            export.parent.mkdir(parents=True, exist_ok=True)
+            if export.suffix == ".parquet":
+                meta = {b"agora": json.dumps({k: v for k, v in facts.items()}).encode()}
+                pq.write_table(table.replace_schema_metadata(meta), export)
+            else:
+                pa.csv.write_csv(table, export)
+                prices = pa.table({"skill": [int(k.removeprefix("price_")) for k in facts["prices_micro"]],
+                                   "price_micro": list(facts["prices_micro"].values())})
+                pa.csv.write_csv(prices, export.with_name(export.stem + ".prices.csv"))
+        except (OSError, pa.ArrowException) as exc:
+            _fail([f"--out {export}: cannot write it ({getattr(exc, 'strerror', None) or exc})"])
         out.print(f"wrote {export}", markup=False)
     if not facts["matches_live"]:
         raise typer.Exit(1)
@@ -528,6 +533,8 @@ def analyze(
         _fail([f"--format {fmt_!r}: expected table or json"])
     if report is not None and report.suffix.lower() not in (".html", ".htm"):
         _fail([f"--report {report}: the file name must end in .html"])
+    if report is not None and report.is_dir():
+        _fail([f"--report {report}: is a directory; give a file name ending in .html"])
     analyses, splits = [], []
     try:
         runs = [open_run(d) for d in run_dirs]
@@ -539,8 +546,11 @@ def analyze(
     except ScenarioError as exc:
         _fail(exc.problems)
     if report is not None:
-        report.parent.mkdir(parents=True, exist_ok=True)
-        report.write_text(report_html(analyses, splits))
+        try:
+            report.parent.mkdir(parents=True, exist_ok=True)
+            report.write_text(report_html(analyses, splits))
+        except OSError as exc:
+            _fail([f"--report {report}: cannot write it ({exc.strerror})"])
     if fmt_ == "json":
         payload = analyses[0] if len(analyses) == 1 else {"runs": analyses, "comparison": compare(analyses),
                                                           "forks": splits}

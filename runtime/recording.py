@@ -67,15 +67,32 @@ def versions() -> dict[str, str]:
     return out
 
 
-def prepare_out(out: Path, overwrite: bool) -> None:
-    """Create ``out``; refuse a non-empty directory unless ``overwrite``."""
-    if out.exists() and not out.is_dir():
+def is_run_dir(path: Path) -> bool:
+    """Whether ``path`` is a folder Agora recorded a run into (it holds run.json or summary.json)."""
+    return path.is_dir() and any((path / name).is_file() and not (path / name).is_symlink()
+                                 for name in (RUN_FILE, SUMMARY))
+
+
+def prepare_out(out: Path, overwrite: bool, keep: tuple[Path, ...] = ()) -> None:
+    """Create ``out``; refuse a non-empty directory unless ``overwrite``, and even then replace only
+    an Agora run directory (never a folder of other files, nor one holding any of ``keep``)."""
+    if out.is_symlink() or (out.exists() and not out.is_dir()):
         raise RunDirError(f"--out {out}: exists and is not a directory")
     if out.exists() and any(out.iterdir()):
         if not overwrite:
             raise RunDirError(f"--out {out}: directory is not empty; pass --overwrite or choose another --out")
+        if not is_run_dir(out):
+            raise RunDirError(f"--out {out}: not an Agora run directory (no {RUN_FILE} or {SUMMARY}); "
+                              "--overwrite replaces only runs; choose an empty or new folder")
+        here = out.resolve()
+        for path in keep:
+            if path.resolve() == here or here in path.resolve().parents:
+                raise RunDirError(f"--out {out}: holds {path}, which this run reads; choose another folder")
         shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RunDirError(f"--out {out}: cannot create it ({exc.strerror})") from None
 
 
 def _copy_references(sc: Scenario, src_base: Path, out: Path) -> None:
@@ -184,7 +201,7 @@ def record_scenario(sc: Scenario, raw: bytes, base: Path, out: Path, *, seed: in
     until = sc.world.ticks if until is None else until
     if until < 1:
         raise ScenarioError([f"--until: must be >= 1 tick, got {until}"])
-    prepare_out(out, overwrite)
+    prepare_out(out, overwrite, keep=(base,))
     manifest = {"format": FORMAT, "seed": seed, "ticks": until, "device": device, "realtime_factor": realtime,
                 "cores": "baseline" if baseline else "as written", "parent": None,
                 "signed": None if sign_key is None else key_id(sign_key)}

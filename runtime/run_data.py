@@ -187,6 +187,10 @@ class RunData:
             raise RunDirError(f"{run_dir / SUMMARY}: scenario_file {scenario_name!r} is not a "
                               f"file name in the run directory; expected {SCENARIO_COPY!r}, as "
                               "`agora run` writes")
+        ticks = self.summary.get("ticks")
+        if not isinstance(ticks, int) or isinstance(ticks, bool) or ticks < 1:
+            raise RunDirError(f"{run_dir / SUMMARY}: ticks is {ticks!r}, not a positive whole number: "
+                              "damaged or edited (agora replay --verify tells which)")
         sc, _ = load(self._file(scenario_name))
         self.scenario = sc
         self.groups: list[Group] = []
@@ -199,7 +203,7 @@ class RunData:
     @property
     def ticks(self) -> int:
         """Ticks the run executed."""
-        return int(self.summary.get("ticks", 0))
+        return int(self.summary["ticks"])
 
     @property
     def has_state(self) -> bool:
@@ -216,8 +220,14 @@ class RunData:
         return read_stream(self._file("events.arrows"))[0]
 
     def metrics(self) -> pa.Table:
-        """The per-tick metrics table."""
-        return read_stream(self._file("metrics.arrows"))[0]
+        """The per-tick metrics table (RunDirError when it is empty or lacks its columns: damaged)."""
+        table = read_stream(self._file("metrics.arrows"))[0]
+        missing = [c for c in ("tick", "mean_price", "distinct_roots") if c not in table.column_names]
+        if missing or table.num_rows == 0:
+            raise RunDirError(f"{self.dir / 'metrics.arrows'}: damaged or empty ({table.num_rows} readable rows"
+                              + (f", no {', '.join(missing)} column" if missing else "")
+                              + "); agora replay --verify tells what else differs")
+        return table
 
     def state_deltas(self) -> pa.Table:
         """The state deltas: a row per account changed in a tick (the first tick: every account)."""
@@ -278,7 +288,10 @@ class RunData:
         table = pa.table({"account": accounts, "population": pa.array(names.tolist(), pa.string()),
                           "role": pa.array(roles.tolist(), pa.string()), **{k: v for k, v in cols.items()}})
         metrics = self.metrics()
-        row = int(np.flatnonzero(metrics.column("tick").to_numpy() == tick)[0])
+        rows = np.flatnonzero(metrics.column("tick").to_numpy() == tick)
+        if rows.size == 0:
+            raise RunDirError(f"{self.dir / 'metrics.arrows'}: has no row for tick {tick}: damaged or cut short")
+        row = int(rows[0])
         prices = {name: int(metrics.column(name)[row].as_py()) for name in metrics.column_names if name.startswith("price_")}
         facts = {"tick": tick, "from_snapshot": start, "state_hash": digest, "recorded_hash": recorded,
                  "matches_live": recorded == digest, "prices_micro": prices}

@@ -161,3 +161,29 @@ def test_bad_constructor_arguments_are_named(kwargs, message):
     for make in (MarketEnv, market_v0.parallel_env):
         with pytest.raises(ValueError, match=message):
             make(**kwargs)
+
+
+def test_market_v0_refuses_a_step_after_the_episode_ended():
+    env = gymnasium.make("agora/Market-v0", periods=3).unwrapped
+    env.reset(seed=1)
+    truncated = terminated = False
+    while not (truncated or terminated):
+        _, _, terminated, truncated, _ = env.step(np.array([0.5], dtype=np.float32))
+    with pytest.raises(RuntimeError, match="call reset"):
+        env.step(np.array([0.5], dtype=np.float32))
+    fresh = gymnasium.make("agora/Market-v0").unwrapped
+    with pytest.raises(RuntimeError, match="has not started"):
+        fresh.step(np.array([0.5], dtype=np.float32))
+
+
+def test_aec_refuses_a_nan_action_at_once_and_the_vector_env_refuses_non_numbers():
+    aec = market_v0.env(n_agents=3)
+    aec.reset(seed=2)
+    first = aec.agent_selection
+    with pytest.raises(ValueError, match=first):
+        aec.step(np.array([np.nan], dtype=np.float32))
+    vec = MarketVectorEnv(num_envs=2)
+    vec.reset(seed=3)
+    for bad in (np.array([["0.5"], ["0.5"]]), np.array([[True], [False]])):
+        with pytest.raises(ValueError, match="dtype"):
+            vec.step(bad)
