@@ -43,7 +43,7 @@ def test_negotiator_and_world_model_run_on_the_gpu_and_match_the_cpu():
     gpu.run()
     cpu.run()
     assert gpu.populations[2].policy.w1.is_cuda
-    assert next(iter(gpu.populations[3].model[0])).is_cuda
+    assert gpu.populations[3].model.model[0][0].is_cuda
     g, c = gpu.populations[2].role_metrics(), cpu.populations[2].role_metrics()
     assert g["efficiency"] == pytest.approx(c["efficiency"], abs=0.02)
     np.testing.assert_allclose(gpu.populations[2].policy.arrays()["w1"], cpu.populations[2].policy.arrays()["w1"], atol=1e-6)
