@@ -1,19 +1,78 @@
-"""Agora's benchmark suite: ``agora bench`` runs it and prints the peers side by side."""
+"""Agora's benchmark suite: ``agora bench`` runs it and prints the peers side by side.
+
+Each suite is a module of this package with a ``run(quick)`` function; :data:`SUITES` says what its
+tables are called and what their columns hold. Progress (a spinner naming the suite, then its time)
+goes to stderr; the tables alone go to stdout, so they can be saved as a results file.
+"""
 
 from __future__ import annotations
 
+import importlib
 import platform
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
-SUITES = ("kernel", "exchange", "market", "marketplace", "cores", "coordination", "roles", "ledger", "envs", "analysis", "scaleout")
+Rows = list[tuple[str, ...]]
 
 
-def _print(console: Console, title: str, columns: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
+@dataclass(frozen=True)
+class Suite:
+    """One benchmark suite: its module, and the title and columns of each table its ``run`` returns
+    (a suite with several tables returns a tuple of row lists, one per table)."""
+
+    module: str
+    tables: tuple[tuple[str, tuple[str, ...]], ...]
+    takes_progress: bool = False
+
+
+SUITE_TABLES: dict[str, Suite] = {
+    "kernel": Suite("kernel", (
+        ("kernel: per-tick overhead, no agents", ("kernel", "us/tick", "vs bare SimPy")),
+        ("kernel: trivial population (each agent += 1 per tick)",
+         ("agents", "implementation", "agent-steps/s", "Agora is")))),
+    "exchange": Suite("exchange", (
+        ("exchange: Boltzmann wealth exchange, shuffled sequential order",
+         ("agents", "implementation", "agent-steps/s", "Agora is")),)),
+    "market": Suite("market", (
+        ("market: requesters and workers, no roles (this CPU)",
+         ("agents", "recording", "ticks/s", "agent-steps/s", "world arrays per agent")),)),
+    "marketplace": Suite("marketplace", (
+        ("marketplace: the default scenario with every role, scaled (this CPU, recording off)",
+         ("agents", "implementation", "ticks/s", "agent-steps/s", "us/agent-step", "peak memory per agent",
+          "world arrays per agent", "Agora is")),), takes_progress=True),
+    "cores": Suite("cores", (
+        ("cores: Agora's fixed-order kernels vs torch on the CPU and per-agent Python, same arithmetic",
+         ("core", "size", "Agora /s", "torch 1 thread /s", "torch all threads /s", "per-agent Python /s",
+          "Agora vs torch 1 thread")),)),
+    "coordination": Suite("coordination", (
+        ("coordination: one Kuramoto Euler step on a random graph",
+         ("N", "E", "implementation", "steps/s", "edge updates/s", "Agora is")),)),
+    "roles": Suite("roles", (
+        ("roles: learned cores vs baselines, held-out seeds (default scenario)",
+         ("role", "seed", "metric", "learned", "baseline")),)),
+    "ledger": Suite("ledger", (
+        ("ledger: array replica vs dict replica (same CRDT)", ("measure", "size", "Agora", "dict baseline", "Agora is")),)),
+    "envs": Suite("envs", (
+        ("environments: throughput (this CPU)", ("environment", "env steps/s", "agent-steps/s")),
+        ("trained PPO negotiators in scenarios/trained_negotiators.toml (5 of 40 seats), held-out seeds",
+         ("seed", "profit per trained contractor", "profit per ZI-C contractor", "efficiency")))),
+    "analysis": Suite("analysis", (("analysis: state at a tick and analyze on a large run", ("measure", "value")),)),
+    "scaleout": Suite("scaleout", (
+        ("scale-out: a sweep of 8 runs (the default scenario, 100 ticks) three ways (this machine)",
+         ("backend", "runs", "seconds", "runs/min", "vs one after another")),
+        ("scale-out: a sharded world (requesters and workers, 2 regions, 20 ticks)",
+         ("agents", "implementation", "build + settle s", "ticks s", "agent-steps/s", "converged, conserved")))),
+}
+SUITES = tuple(SUITE_TABLES)
+
+
+def _print(console: Console, title: str, columns: tuple[str, ...], rows: Rows) -> None:
     table = Table(title=title)
     for col in columns:
         table.add_column(col)
@@ -32,102 +91,29 @@ def _progress(status: Console, name: str) -> Iterator[Callable[[str], None]]:
     status.print(f"{name}: done in {time.perf_counter() - start:.0f} s", markup=False, highlight=False)
 
 
+def run_suite(name: str, quick: bool, step: Callable[[str], None]) -> list[Rows]:
+    """Run suite ``name``; one list of rows per table of :data:`SUITE_TABLES`."""
+    suite = SUITE_TABLES[name]
+    module: Any = importlib.import_module(f"benchmarks.{suite.module}")
+    result = module.run(quick, progress=step) if suite.takes_progress else module.run(quick)
+    tables = list(result) if len(suite.tables) > 1 else [result]
+    assert len(tables) == len(suite.tables), f"suite {name} returned {len(tables)} tables"
+    return tables
+
+
 def run_all(quick: bool = False, only: str | None = None, console: Console | None = None,
             status: Console | None = None) -> None:
-    """Run the suites (or ``only`` those of :data:`SUITES` named, comma-separated) and print a table for each,
-    then a summary of issue 8's goals when the exchange or marketplace suite ran. Progress (a spinner
-    naming the suite, and each suite's time) goes to ``status``, stderr by default, so the tables
-    alone go to ``console``."""
+    """Run the suites (or ``only`` those of :data:`SUITES` named, comma-separated) and print a table
+    for each. Progress goes to ``status`` (stderr by default), the tables to ``console``."""
     console = console or Console()
     status = status or Console(stderr=True)
-    goals: list[tuple[str, str, str, bool]] = []
     chosen = set(SUITES) if only is None else set(only.split(","))
     console.print(f"machine: {platform.machine()}, {platform.python_implementation()} {platform.python_version()}, "
                   f"{'quick sizes' if quick else 'full sizes'}", markup=False)
-    if "kernel" in chosen:
-        from benchmarks import kernel
-
-        with _progress(status, "kernel"):
-            overhead, rows = kernel.run(quick)
-        _print(console, "kernel: per-tick overhead, no agents", ("kernel", "us/tick", "vs bare SimPy"), overhead)
-        _print(console, "kernel: trivial population (each agent += 1 per tick)",
-               ("agents", "implementation", "agent-steps/s", "Agora is"), rows)
-    if "exchange" in chosen:
-        from benchmarks import exchange
-
-        with _progress(status, "exchange"):
-            rows = exchange.run(quick, goals)
-        _print(console, "exchange: Boltzmann wealth exchange, shuffled sequential order",
-               ("agents", "implementation", "agent-steps/s", "Agora is"), rows)
-    if "market" in chosen:
-        from benchmarks import market
-
-        with _progress(status, "market"):
-            rows = market.run(quick)
-        _print(console, "market: requesters and workers, no roles (this CPU)",
-               ("agents", "recording", "ticks/s", "agent-steps/s", "world arrays per agent"), rows)
-    if "marketplace" in chosen:
-        from benchmarks import marketplace
-
-        with _progress(status, "marketplace") as step:
-            rows = marketplace.run(quick, goals, step)
-        _print(console, "marketplace: the default scenario with every role, scaled (this CPU, recording off)",
-               ("agents", "implementation", "ticks/s", "agent-steps/s", "us/agent-step", "peak memory per agent",
-                "world arrays per agent", "Agora is"), rows)
-    if "cores" in chosen:
-        from benchmarks import cores
-
-        with _progress(status, "cores"):
-            rows = cores.run(quick)
-        _print(console, "cores: Agora's fixed-order kernels vs torch on the CPU and per-agent Python, same arithmetic",
-               cores.COLUMNS, rows)
-    if "coordination" in chosen:
-        from benchmarks import coordination
-
-        with _progress(status, "coordination"):
-            rows = coordination.run(quick)
-        _print(console, "coordination: one Kuramoto Euler step on a random graph",
-               ("N", "E", "implementation", "steps/s", "edge updates/s", "Agora is"), rows)
-    if "roles" in chosen:
-        from benchmarks import roles
-
-        with _progress(status, "roles"):
-            rows = roles.run(quick)
-        _print(console, "roles: learned cores vs baselines, held-out seeds (default scenario)",
-               ("role", "seed", "metric", "learned", "baseline"), rows)
-    if "ledger" in chosen:
-        from benchmarks import ledger
-
-        with _progress(status, "ledger"):
-            rows = ledger.run(quick)
-        _print(console, "ledger: array replica vs dict replica (same CRDT)",
-               ("measure", "size", "Agora", "dict baseline", "Agora is"), rows)
-    if "envs" in chosen:
-        from benchmarks import envs
-
-        with _progress(status, "envs"):
-            throughput, policy = envs.run(quick)
-        _print(console, "environments: throughput (this CPU)", ("environment", "env steps/s", "agent-steps/s"), throughput)
-        _print(console, "trained PPO negotiators in scenarios/trained_negotiators.toml (5 of 40 seats), held-out seeds",
-               ("seed", "profit per trained contractor", "profit per ZI-C contractor", "efficiency"), policy)
-    if "analysis" in chosen:
-        from benchmarks import analysis
-
-        with _progress(status, "analysis"):
-            rows = analysis.run(quick)
-        _print(console, "analysis: state at a tick and analyze on a large run", ("measure", "value"), rows)
-    if "scaleout" in chosen:
-        from benchmarks import scaleout
-
-        with _progress(status, "scaleout"):
-            sweeps, shards = scaleout.sweep_rates(quick), scaleout.sharded_rates(quick)
-        _print(console, "scale-out: a sweep of 8 runs (the default scenario, 100 ticks) three ways (this machine)",
-               ("backend", "runs", "seconds", "runs/min", "vs one after another"), sweeps)
-        _print(console, "scale-out: a sharded world (requesters and workers, 2 regions, 20 ticks)",
-               ("agents", "implementation", "build + settle s", "ticks s", "agent-steps/s", "converged, conserved"),
-               shards)
-    if goals:
-        _print(console, "summary: issue 8's goals as measured in this run (this CPU)", ("goal", "measured", "target", "met"),
-               [(name, value, target, "yes" if met else "NO") for name, value, target, met in goals])
-        console.print("GPU goals are measured on the lent H100, not here: benchmarks/results/gpu-*.txt "
-                      "(exchange, market step, ledger kernels, Kuramoto, roles, training).", markup=False)
+    for name in SUITES:
+        if name not in chosen:
+            continue
+        with _progress(status, name) as step:
+            tables = run_suite(name, quick, step)
+        for (title, columns), rows in zip(SUITE_TABLES[name].tables, tables, strict=True):
+            _print(console, title, columns, rows)

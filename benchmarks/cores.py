@@ -132,12 +132,9 @@ def detector(n: int) -> tuple[float, float]:
     return _rate(kernel, n), _rate(loop, m)
 
 
-COLUMNS = ("core", "size", "Agora /s", "torch 1 thread /s", "torch all threads /s",
-           "per-agent Python /s", "Agora vs torch 1 thread")
-
-
 def run(quick: bool) -> list[tuple[str, ...]]:
-    """Rows of :data:`COLUMNS`: each core and size, its rates and the ratios."""
+    """Rows: core, size, Agora's rate, torch's with one thread and with all, per-agent Python's, and
+    Agora's ratio to torch with one thread."""
     rows = []
     for n in ((1_000, 10_000) if quick else (1_000, 10_000, 100_000, 1_000_000)):
         ours, torch_one, torch_all, python = microlora(n)

@@ -127,8 +127,8 @@ def simpy_run(n: int, steps: int) -> tuple[list[int], float, list[int]]:
     return wealth, time.perf_counter() - start, acted
 
 
-def run(quick: bool, goals: list[tuple[str, str, str, bool]] | None = None) -> list[tuple[str, ...]]:
-    """Rows: (N, implementation, agent-steps/s, Agora is). Appends issue 8's exchange goals to ``goals``."""
+def run(quick: bool) -> list[tuple[str, ...]]:
+    """Rows: (N, implementation, agent-steps/s, Agora is)."""
     rows: list[tuple[str, ...]] = []
     sizes = (1_000, 10_000) if quick else (1_000, 10_000, 100_000, 1_000_000, 10_000_000)
     for n in sizes:
@@ -141,10 +141,4 @@ def run(quick: bool, goals: list[tuple[str, str, str, bool]] | None = None) -> l
         mine = results["Agora (World, numba, Philox)"]
         for name, rate in results.items():
             rows.append((f"{n:,}", name, f"{rate:,.0f}", f"{mine / rate:.2f}x"))
-        if goals is not None and n == 10_000:
-            vs_mesa = mine / results["Mesa 3 shuffle_do"]
-            vs_numba = mine / results["hand-written numba loop"]
-            goals += [("exchange vs Mesa 3 shuffle_do, 10^4", f"{vs_mesa:.1f}x", ">= 20x", vs_mesa >= 20),
-                      ("exchange vs hand-written numba loop, 10^4", f"{vs_numba:.2f}x", ">= 0.83x (within 1.2x)",
-                       vs_numba >= 1 / 1.2)]
     return rows

@@ -12,8 +12,7 @@ graph exists, then times on one thread, per pass over every stored edge:
 
 and then the kernel itself (``Oscillators.step``) per step, on all threads and on one. The gaps say
 what the step pays for: random reads, then the row structure (most rows hold one or two edges).
-Then the other parts of the coordination this session changed: ``economy.portable_math``'s sine and cosine
-against numba's ``np.sin``/``np.cos`` for every phase, the CSR build against ``np.lexsort``, and
+Then other parts of the coordination: ``economy.portable_math``'s sine and cosine against numba's ``np.sin``/``np.cos`` for every phase, the CSR build against ``np.lexsort``, and
 one tension reading of the graph's 2-core (``tension_of_edges``), alone and beside a pure-Python
 loop on another thread (whether it leaves the GIL to the populations while it runs).
 """

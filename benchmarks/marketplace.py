@@ -122,24 +122,20 @@ def measure(impl: str, n: int, ticks: int) -> tuple[int, float, int, int]:
         return pool.submit(_case, impl, n, ticks).result()
 
 
-def run(quick: bool, goals: list[tuple[str, str, str, bool]] | None = None,
-        progress: Callable[[str], None] | None = None) -> list[tuple[str, ...]]:
+def run(quick: bool, progress: Callable[[str], None] | None = None) -> list[tuple[str, ...]]:
     """Rows: (agents, implementation, ticks/s, agent-steps/s, us per agent-step, peak memory per agent,
     world arrays per agent, Agora is); the ratio is of agent-steps/s (the peer has the ten service
-    agents less its four refactor agents). Appends issue 8's marketplace goals to ``goals``;
-    ``progress`` is told which case runs."""
+    agents less its four refactor agents). ``progress`` is told which case runs."""
     say = progress or (lambda _what: None)
     sizes = (10_000, 100_000) if quick else (10_000, 100_000, 1_000_000)
     agora_ticks = {10_000: 19, 100_000: 19, 1_000_000: 19}  # ticks 11-29: a graph rebuild (20) and a tension reading (25)
     mesa_ticks = {10_000: 5, 100_000: 2}  # the peer at 10^6 would take about half an hour per run
     pairs = {10_000: 1 if quick else PAIRS_1E4}
     rows = []
-    cost: dict[int, float] = {}
-    ratio_1e4 = held_max = 0.0
     for n in sizes:
         agora, mesa = [], []
         runs = pairs.get(n, 1)
-        for k in range(runs):  # alternating, so that a slow spell of this VM hits both sides
+        for k in range(runs):  # alternating, so that a slow spell of the machine hits both sides
             of = f", run {k + 1} of {runs}" if runs > 1 else ""
             say(f"Agora at {n:,} agents{of}")
             agora.append(measure("agora", n, 5 if quick else agora_ticks[n]))
@@ -147,24 +143,13 @@ def run(quick: bool, goals: list[tuple[str, str, str, bool]] | None = None,
                 say(f"the Mesa peer at {n:,} agents{of}")
                 mesa.append(measure("mesa", n, 2 if quick else mesa_ticks[n]))
         a_n, a_rate, a_mem, a_held = _median_run(agora)
-        cost[n] = 1e6 / (a_rate * a_n)
-        held_max = a_held / a_n
         rows.append(_row(a_n, "Agora" + _of(agora), a_rate, a_mem, f"{a_held / a_n:,.0f} B", "1.0x"))
         if mesa:
             m_n, m_rate, m_mem, _ = _median_run(mesa)
             ratio = a_rate * a_n / (m_rate * m_n)
-            ratio_1e4 = ratio if n == 10_000 else ratio_1e4
             each = sorted(a[1] * a[0] / (m[1] * m[0]) for a, m in zip(agora, mesa))
             spread = f" ({each[0]:.1f}-{each[-1]:.1f} by pair)" if len(each) > 1 else ""
             rows.append(_row(m_n, "Mesa 3, object per agent" + _of(mesa), m_rate, m_mem, "-", f"{ratio:.1f}x{spread}"))
-        last_rate = a_rate
-    if goals is not None:
-        top = sizes[-1]
-        growth = cost[top] / cost[10_000]
-        goals += [("marketplace vs Mesa-idiomatic, 10^4 agents", f"{ratio_1e4:.1f}x", ">= 100x", ratio_1e4 >= 100),
-                  (f"marketplace ticks/s, {top:,} agents", f"{last_rate:.2f}", ">= 10 at 10^6", last_rate >= 10 and top >= 10**6),
-                  (f"cost per agent-step, {top:,} vs 10^4", f"{growth:.2f}x", "<= 2x", growth <= 2),
-                  (f"marketplace world arrays per agent, {top:,}", f"{held_max:,.0f} B", "<= 200 B", held_max <= 200)]
     return rows
 
 

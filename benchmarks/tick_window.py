@@ -5,8 +5,8 @@
 Builds the scaled marketplace (``benchmarks.marketplace``), runs the ``WARMUP`` ticks, then times
 ticks 11-29 (a coupling-graph rebuild and a tension reading among them) -- the window
 ``agora bench --only marketplace`` times, without the fresh process and memory accounting. It
-needs only ``World`` and ``scaled_text``, so it runs on older checkouts too (``git worktree add``):
-the README's before/after figures for session 4 come from it.
+needs only ``World`` and ``scaled_text``, so it runs on older checkouts too (``git worktree add``),
+which makes it the tool for before/after comparisons of a change.
 """
 
 from __future__ import annotations

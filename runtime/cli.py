@@ -726,13 +726,25 @@ def bench(
     only: Annotated[Optional[str], typer.Option(help="Run these suites only, comma-separated: kernel, exchange, market, marketplace, cores, coordination, roles, ledger, envs, analysis, scaleout.")] = None,
 ) -> None:
     """Run the benchmark suite and print tables with the peers side by side."""
-    from benchmarks import SUITES, run_all
-
+    suites = _benchmarks()
+    names, run_all = suites.SUITES, suites.run_all
     if only is not None:
-        unknown = [name for name in only.split(",") if name not in SUITES]
+        unknown = [name for name in only.split(",") if name not in names]
         if unknown:
-            _fail([f"--only {only!r}: {unknown[0]!r} is not a suite; expected one or more of {', '.join(SUITES)} (comma-separated)"])
+            _fail([f"--only {only!r}: {unknown[0]!r} is not a suite; expected one or more of {', '.join(names)} (comma-separated)"])
     run_all(quick=quick, only=only, console=out)
+
+
+def _benchmarks() -> Any:
+    """The benchmark suite, found through the ``agora.benchmarks`` entry point (the runtime does not
+    import the benchmarks package: it depends on the runtime, not the other way round)."""
+    from importlib.metadata import entry_points
+
+    found = list(entry_points(group="agora.benchmarks", name="suites"))
+    if not found:
+        _fail(["the benchmark suite is not installed (entry point agora.benchmarks: suites); "
+               "install Agora from its source tree: pip install -e ."])
+    return found[0].load()
 
 
 def main() -> None:

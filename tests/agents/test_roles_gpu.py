@@ -1,5 +1,5 @@
 """The roles' networks on a GPU (``--device cuda``): they run there and learn as on the CPU, to
-rounding. Skipped where torch sees no CUDA GPU (CI); run on the device machine."""
+rounding. Skipped where torch sees no CUDA GPU."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import torch
 from runtime.scenario import parse
 from runtime.world import World
 
-pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU here; run on the device machine")
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
 SCENARIO = """
 [world]

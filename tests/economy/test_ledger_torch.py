@@ -68,7 +68,7 @@ def test_merge_is_the_replicas_merge_on_the_dense_table():
     assert np.array_equal(mine.numpy(), b.cells) and int(changed) == expected_changed >= N // 2
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU here (CI has none): run on the device machine")
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_the_gpu_writes_the_same_integers():
     _, ops = _ops(3)
     cpu_cells, cpu_totals = _apply_all(ops, "cpu")

@@ -110,7 +110,7 @@ support = 1.0
     assert closes and closes[0][0] == prop.closes_at
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU on this machine; run on the device machine")
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_oscillators_on_the_gpu_give_the_cpu_run_bit_for_bit():
     # These roles have no networks, so --device cuda changes only where the oscillators step.
     cpu = World(parse(SCENARIO), device="cpu")

@@ -59,7 +59,7 @@ def test_bad_graph_or_parameters_are_refused():
         TorchOscillators(np.zeros(3), 1.0, 0.0, np.zeros(3), csr, device="cpu")
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU on this machine; run on the device machine")
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_gpu_is_used():
     csr = CSR.from_networkx(nx.path_graph(3))
     dev = TorchOscillators(np.zeros(3), 1.0, 0.1, np.zeros(3), csr, device="cuda")

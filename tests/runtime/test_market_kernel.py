@@ -49,7 +49,7 @@ def test_bad_sizes_are_refused():
         MarketKernel(10, 10, n_skills=0)
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU here (CI has none): run on the device machine")
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_the_gpu_gives_the_cpus_bits():
     cpu, gpu = MarketKernel(100_000, 25_000, seed=3), MarketKernel(100_000, 25_000, seed=3, device="cuda")
     fused = MarketKernel(100_000, 25_000, seed=3, device="cuda")
