@@ -735,6 +735,15 @@ def bench(
     run_all(quick=quick, only=only, console=out)
 
 
+def _register_fuzz() -> None:
+    from runtime.fuzz import fuzz_command
+
+    app.command("fuzz")(fuzz_command)
+
+
+_register_fuzz()
+
+
 def _benchmarks() -> Any:
     """The benchmark suite, found through the ``agora.benchmarks`` entry point (the runtime does not
     import the benchmarks package: it depends on the runtime, not the other way round)."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import tomllib
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -110,17 +110,35 @@ class PopulationConfig(_Strict):
     restart_ticks: int = Field(2, ge=1, description="healer: ticks a quarantined agent is down while it restarts.")
 
 
+# byzantine -- begin
+Attack = Literal["forged_tag", "replayed", "mutated_resend", "unknown_account", "huge_amount",
+                 "forged_delta", "overdraft", "over_bound"]
+ATTACKS: tuple[str, ...] = get_args(Attack)
+"""Attack kinds of a byzantine fault (:mod:`runtime.byzantine` says what each injects and which
+check refuses it)."""
+# byzantine -- end
+
+
 class FaultConfig(_Strict):
     """A scheduled fault, applied by the kernel at a tick boundary and recorded."""
 
     at: int = Field(ge=0, description="Tick at which the fault starts.")
-    kind: Literal["crash", "restart", "degrade", "partition", "heal", "loss_burst"] = Field(description="What happens.")
+    kind: Literal["crash", "restart", "degrade", "partition", "heal", "loss_burst",
+                  "byzantine"] = Field(description="What happens (byzantine: traffic the ledger "
+                                                   "must refuse, see runtime.byzantine).")
     population: str | None = Field(None, description="crash/restart/degrade: population name.")
     fraction: Probability = Field(1.0, description="crash/restart: fraction of the population, from its first agent; degrade: a seeded random subset of this size.")
     severity: Probability = Field(0.6, description="degrade: probability that a degraded agent's task fails.")
     groups: list[list[str]] = Field([], description="partition: lists of regions that can still reach each other.")
     loss: Probability = Field(0.5, description="loss_burst: message loss during the burst.")
     duration: int | None = Field(None, ge=1, description="Ticks until the fault is undone (restart/heal/end of burst).")
+    # byzantine -- begin
+    count: int = Field(8, ge=1, le=1000, description="byzantine: items injected (forged, "
+                       "replayed or altered messages to the replicas, local batches the ledger "
+                       "must refuse).")
+    attacks: list[Attack] = Field(list(ATTACKS), description="byzantine: the attack kinds each "
+                                  "item draws from, uniformly (default: all of them).")
+    # byzantine -- end
 
     @model_validator(mode="after")
     def _needs(self) -> FaultConfig:
@@ -290,6 +308,7 @@ def _cross_check(sc: Scenario, base: Path, label: str) -> list[str]:
             for region in group:
                 if region not in regions:
                     problems.append(f"{label}: fault[{i}].groups: unknown region {region!r}; regions are {sorted(regions)}")
+        problems += _check_byzantine(f, i, label)
     problems += _check_governance(sc, names, label)
     if sc.distributed is not None and sc.distributed.shards > 1:
         n_regions = len(sc.network.regions) if sc.network.graph_file is None else None
@@ -299,6 +318,29 @@ def _cross_check(sc: Scenario, base: Path, label: str) -> list[str]:
             if present:
                 problems.append(f"{label}: {key}: not supported in a sharded world yet (distributed.shards > 1); remove one of them")
     return problems
+
+
+# byzantine -- begin
+def _check_byzantine(f: FaultConfig, i: int, label: str) -> list[str]:
+    """Problems of one fault's byzantine fields: only a byzantine fault takes them, it is
+    instantaneous, and it names each attack once."""
+    where = f"{label}: fault[{i}]"
+    if f.kind != "byzantine":
+        extra = sorted({"count", "attacks"} & f.model_fields_set)
+        return [f"{where}.{key}: only a byzantine fault takes {key}; remove it or set "
+                f"kind = \"byzantine\"" for key in extra]
+    problems = []
+    if f.duration is not None:
+        problems.append(f"{where}.duration: a byzantine fault injects its items at tick {f.at} "
+                        "and has nothing to undo; remove duration")
+    if not f.attacks:
+        problems.append(f"{where}.attacks: empty; name at least one of {', '.join(ATTACKS)}")
+    repeated = sorted({a for a in f.attacks if f.attacks.count(a) > 1})
+    if repeated:
+        problems.append(f"{where}.attacks: {repeated[0]!r} is listed more than once; name each "
+                        "attack once")
+    return problems
+# byzantine -- end
 
 
 def _check_governance(sc: Scenario, names: list[str], label: str) -> list[str]:
