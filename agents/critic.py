@@ -21,19 +21,22 @@ passed its vote against the constitution (:meth:`CriticPopulation.verify_proposa
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 import numpy.typing as npt
+from pydantic import Field
 import z3
 
 from economy.constitution import Constitution, Verdict
 from economy.ops import OpKind
 from economy.scatter import add_at
-from runtime.population import Population
-from runtime.scenario import PopulationConfig
+from runtime.population import Population, RoleParams
+from runtime.scenario import PopulationConfig, Probability
 
 if TYPE_CHECKING:
+    from runtime.scenario import Scenario
     from agents.worker import WorkerPopulation
     from runtime.world import World
 
@@ -145,12 +148,23 @@ def check_batch(held: dict[int, int], src: list[int], dst: list[int], amounts: l
     return False, "the batch does not conserve credits"
 
 
+
+class CriticParams(RoleParams):
+    """A critic's own keys."""
+
+    watches: str | None = Field(None, max_length=64, description="The worker population whose results it verifies.")
+    check_budget: Probability = Field(0.1, description="Fraction of each tick's results it verifies.")
+    review_ledger: bool = Field(True, description="Prove every ledger batch with z3 before it executes (at most one critic population may).")
+    check_accuracy: Probability = Field(0.98, description="Probability a verification judges a result correctly.")
+    setup_only: ClassVar[frozenset[str]] = frozenset({"watches", "review_ledger"})
+
 class CriticPopulation(Population):
     """Critics sharing one verification budget over their watched worker population."""
 
     role: ClassVar[str] = "critic"
+    Params: ClassVar[type[RoleParams]] = CriticParams
+    has_core: ClassVar[bool] = True
     phase: ClassVar[int] = 3  # after workers: this tick's results are complete
-    setup_params: ClassVar[frozenset[str]] = Population.setup_params | {"watches", "review_ledger"}
 
     def __init__(self, cfg: PopulationConfig, ids: npt.NDArray[np.int64], n_regions: int) -> None:
         super().__init__(cfg, ids, n_regions)
@@ -162,7 +176,7 @@ class CriticPopulation(Population):
                       "slashed_micro": 0, "refunded_micro": 0, "sent_back": 0,
                       "batches_proved": 0, "batches_refused": 0, "entries_dropped": 0, "batches_unreviewed": 0,
                       "proposals_checked": 0, "proposals_blocked": 0}
-        self.reviews_batches = bool(cfg.review_ledger)  # type: ignore[misc]
+        self.reviews_batches = bool(self.params.review_ledger)  # type: ignore[misc]
 
     def review_batch(self, world: World, replica: int, kind: OpKind, accounts: npt.NDArray[np.int64],
                      others: npt.NDArray[np.int64], amounts: npt.NDArray[np.int64]) -> tuple[npt.NDArray[np.bool_], str]:
@@ -206,9 +220,25 @@ class CriticPopulation(Population):
         self.stats["proposals_blocked"] += int(not verdict.ok)
         return verdict
 
+    @classmethod
+    def check_scenario(cls, scenario: Scenario, index: int, params: RoleParams, base: Path,
+                       label: str) -> list[str]:
+        """``watches`` must name a worker population; at most one critic population reviews the ledger."""
+        assert isinstance(params, CriticParams)
+        problems = []
+        watched = next((q for q in scenario.population if q.name == params.watches), None)
+        if watched is None or watched.role != "worker":
+            problems.append(f"{label}: population[{index}].watches: a {cls.role} watches a worker population; "
+                            f"got {params.watches!r}")
+        earlier = [q for q in scenario.population[:index] if q.role == "critic" and q.params.get("review_ledger", True)]
+        if params.review_ledger and earlier:
+            problems.append(f"{label}: population[{index}].review_ledger: another critic population already "
+                            "reviews the ledger; set review_ledger = false on one")
+        return problems
+
     def setup(self, world: World) -> None:
         """Find the watched workers."""
-        self.target = next(p for p in world.populations if p.name == self.cfg.watches)  # type: ignore[assignment]
+        self.target = next(p for p in world.populations if p.name == self.params.watches)  # type: ignore[assignment]
         self.bad = np.zeros(self.target.n)
         self.good = np.zeros(self.target.n)
         if self.core not in ("baseline", "learned"):
@@ -231,9 +261,9 @@ class CriticPopulation(Population):
         if m == 0 or not self.alive.any():
             return
         rng = world.streams(f"population/{self.name}")
-        budget = min(m, math.ceil(self.cfg.check_budget * m))
+        budget = min(m, math.ceil(self.params.check_budget * m))
         chosen = self._choose(rng, res["worker"], budget)
-        correct = rng.random(budget) < self.cfg.check_accuracy
+        correct = rng.random(budget) < self.params.check_accuracy
         truly_invalid = ~res["valid"][chosen]
         judged_invalid = np.where(correct, truly_invalid, ~truly_invalid)
         w = res["worker"][chosen]

@@ -22,16 +22,19 @@ truth (:mod:`runtime.health`), which holds degradations and crashes as episodes.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 import numpy.typing as npt
+from pydantic import Field
 from numba import njit
 
-from runtime.population import Population
-from runtime.scenario import PopulationConfig
+from runtime.population import Population, RoleParams
+from runtime.scenario import MAX_TICKS, PopulationConfig
 
 if TYPE_CHECKING:
+    from runtime.scenario import Scenario
     from agents.worker import WorkerPopulation
     from runtime.world import World
 
@@ -104,12 +107,24 @@ def latency_alarm(latency, tasks, fast, slow_mean, slow_var, seen, alpha, z_thre
         slow_var[i] = (1.0 - slow) * (slow_var[i] + slow * d * d)
 
 
+
+class HealerParams(RoleParams):
+    """A healer's own keys."""
+
+    watches: str | None = Field(None, max_length=64, description="The worker population it watches.")
+    z_threshold: float = Field(3.0, gt=0, le=1000, description="EWMA z-score that raises an alarm.")
+    ewma_alpha: float = Field(0.3, gt=0, le=1, description="Weight of the newest tick in the recent (fast) EWMA; the usual rate uses a tenth of it.")
+    confirm_ticks: int = Field(2, ge=1, le=MAX_TICKS, description="Consecutive alarms before it acts.")
+    restart_ticks: int = Field(2, ge=1, le=MAX_TICKS, description="Ticks a quarantined agent is down while it restarts.")
+    setup_only: ClassVar[frozenset[str]] = frozenset({"watches"})
+
 class HealerPopulation(Population):
     """Healers sharing one detector over their watched population."""
 
     role: ClassVar[str] = "healer"
+    Params: ClassVar[type[RoleParams]] = HealerParams
+    has_core: ClassVar[bool] = True
     phase: ClassVar[int] = 3  # after workers, so this tick's telemetry is complete
-    setup_params: ClassVar[frozenset[str]] = Population.setup_params | {"watches"}
 
     def __init__(self, cfg: PopulationConfig, ids: npt.NDArray[np.int64], n_regions: int) -> None:
         super().__init__(cfg, ids, n_regions)
@@ -124,9 +139,21 @@ class HealerPopulation(Population):
         self.missed = np.zeros(0, dtype=np.int64)  # consecutive missed heartbeats
         self.p_loss = np.ones(0)  # chance that network loss alone explains the missed heartbeats
 
+    @classmethod
+    def check_scenario(cls, scenario: Scenario, index: int, params: RoleParams, base: Path,
+                       label: str) -> list[str]:
+        """``watches`` must name a worker population."""
+        assert isinstance(params, HealerParams)
+        problems = []
+        watched = next((q for q in scenario.population if q.name == params.watches), None)
+        if watched is None or watched.role != "worker":
+            problems.append(f"{label}: population[{index}].watches: a {cls.role} watches a worker population; "
+                            f"got {params.watches!r}")
+        return problems
+
     def setup(self, world: World) -> None:
         """Find the watched population and size the detector state to it."""
-        self.target = next(p for p in world.populations if p.name == self.cfg.watches)  # type: ignore[assignment]
+        self.target = next(p for p in world.populations if p.name == self.params.watches)  # type: ignore[assignment]
         n = self.target.n
         self.fast = np.zeros((2, n))
         self.slow = np.zeros((2, n))
@@ -155,14 +182,14 @@ class HealerPopulation(Population):
         if self.core == "baseline" or not self.alive.any():
             return
         tension = world.coordination.tension if world.coordination is not None else 0.0
-        threshold = self.cfg.z_threshold * (1.0 - 0.5 * tension)
+        threshold = self.params.z_threshold * (1.0 - 0.5 * tension)
         before = self.streak.copy()
         ewma_alarm(target.tel_tasks, target.tel_failed, self.fast[0], self.fast[1], self.slow[0], self.slow[1],
-                   self.streak, self.cfg.ewma_alpha, threshold, 3.0)
+                   self.streak, self.params.ewma_alpha, threshold, 3.0)
         slow_alarm = np.zeros(target.n, dtype=np.bool_)
         mean_latency = target.tel_latency / np.maximum(target.tel_tasks, 1)
         latency_alarm(mean_latency, target.tel_tasks, self.lat[0], self.lat[1], self.lat[2], self.lat_seen,
-                      self.cfg.ewma_alpha, threshold, slow_alarm)
+                      self.params.ewma_alpha, threshold, slow_alarm)
         self.streak[:] = np.where((self.streak > before) | slow_alarm, before + 1, 0)
         # Heartbeats: a worker that is not restarting and is silent for confirm_ticks in a row is down.
         expected = self.back_at < 0
@@ -174,14 +201,14 @@ class HealerPopulation(Population):
         silent = expected & ~target.heartbeat & ~busy
         self.missed = np.where(silent, self.missed + 1, 0)
         self.p_loss = np.where(silent, self.p_loss * loss, 1.0)
-        down = (self.missed >= self.cfg.confirm_ticks) & (self.p_loss < 1e-3)
-        act = np.flatnonzero(((self.streak >= self.cfg.confirm_ticks) & ~target.quarantined & target.alive) | down)
+        down = (self.missed >= self.params.confirm_ticks) & (self.p_loss < 1e-3)
+        act = np.flatnonzero(((self.streak >= self.params.confirm_ticks) & ~target.quarantined & target.alive) | down)
         if act.size == 0:
             return
         self.missed[act] = 0
         self.p_loss[act] = 1.0
         target.quarantined[act] = True
-        self.back_at[act] = tick + self.cfg.restart_ticks
+        self.back_at[act] = tick + self.params.restart_ticks
         self.streak[act] = 0
         self.fast[:, act] = 0.0  # a restarted worker starts a fresh recent record
         truth = np.zeros(act.size)
@@ -189,7 +216,7 @@ class HealerPopulation(Population):
             agent = int(target.ids[i])
             if world.health.detect(agent, tick):
                 truth[j] = 1.0
-                world.health.end(agent, tick + self.cfg.restart_ticks, "healer restart")
+                world.health.end(agent, tick + self.params.restart_ticks, "healer restart")
             target.degraded[i] = 0.0  # the restart clears any degradation
         world.emit_many("quarantined", self.name, target.ids[act], np.full(act.size, -1), np.zeros(act.size, np.int64), truth)
         world.count("healer_actions", int(act.size))

@@ -24,28 +24,38 @@ from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 import numpy.typing as npt
+from pydantic import Field
 
 from agents.auction import arrival_orders, double_auction_fast, max_surplus
-from agents.negotiator_core import Policy, TorchPolicy, make_policy
-from agents.shade_policy import ShadePolicy, is_shade_policy
+from agents.negotiator_core import HIDDEN, Policy, TorchPolicy, load_shared, make_policy
+from agents.shade_policy import ShadePolicy, is_shade_policy, market_observation
 from economy.ops import OpKind
 from economy.portable_math import sigmoid
-from runtime.population import Population
-from runtime.scenario import PopulationConfig, ScenarioError
+from runtime.population import Population, RoleParams
+from runtime.scenario import PopulationConfig, Probability, ScenarioError
 
 if TYPE_CHECKING:
+    from runtime.scenario import Scenario
     from runtime.world import World
 
 ROUNDS = 30
 CEILING = 2.0  # price ceiling, in units of the mean value
 
 
+
+class NegotiatorParams(RoleParams):
+    """A negotiator population's own keys."""
+
+    core_share: Probability = Field(1.0, description="With a policy file from `agora train` as the core: the share of contractors (a seeded random subset) that use it; the rest trade as ZI-C in the same auction, and the summary shows both groups' profit.")
+    setup_only: ClassVar[frozenset[str]] = frozenset({"core_share"})
+
 class NegotiatorPopulation(Population):
     """Contractors who bid for the requesters' posted tasks in a continuous double auction each tick."""
 
     role: ClassVar[str] = "negotiator"
+    Params: ClassVar[type[RoleParams]] = NegotiatorParams
+    has_core: ClassVar[bool] = True
     phase: ClassVar[int] = 1  # after requesters post, before workers take what is left
-    setup_params: ClassVar[frozenset[str]] = Population.setup_params | {"core_share"}
 
     def __init__(self, cfg: PopulationConfig, ids: npt.NDArray[np.int64], n_regions: int) -> None:
         super().__init__(cfg, ids, n_regions)
@@ -58,6 +68,31 @@ class NegotiatorPopulation(Population):
         self.trained: ShadePolicy | None = None
         self.seat = np.ones(self.n, dtype=np.bool_)
         self.last_price = 0.0  # mean contract price last tick, in units of the posted price (0: none)
+
+    @classmethod
+    def check_core_file(cls, path: Path) -> str | None:
+        """A negotiator's core file: a policy from ``agora train`` (or converted from another
+        trainer), or the shared weights a learned core saved."""
+        try:
+            if is_shade_policy(path):
+                ShadePolicy(path)
+            else:
+                load_shared(path, (2, HIDDEN), (HIDDEN,))
+        except ValueError as exc:
+            return str(exc)
+        return None
+
+    @classmethod
+    def check_scenario(cls, scenario: Scenario, index: int, params: RoleParams, base: Path,
+                       label: str) -> list[str]:
+        """``core_share`` below 1 needs a trained policy file (or the baseline) as the core."""
+        assert isinstance(params, NegotiatorParams)
+        core = scenario.population[index].core
+        trained = core == "baseline" or (core not in (None, "learned") and is_shade_policy(base / core))
+        if params.core_share < 1.0 and not trained:
+            return [f"{label}: population[{index}].core_share: {params.core_share} needs a policy file "
+                    "from `agora train` as the core (or core = \"baseline\")"]
+        return []
 
     def setup(self, world: World) -> None:
         """Build the policy (or load a saved one); mint the contractors' starting credits."""
@@ -74,10 +109,8 @@ class NegotiatorPopulation(Population):
             except ValueError as exc:
                 raise ScenarioError([f"population {self.name!r}: core: {exc}"]) from None
         self.seat = np.ones(self.n, dtype=np.bool_)  # which contractors use the core (the rest: ZI-C)
-        if self.cfg.core_share < 1.0:
-            if self.core != "trained" and self.core != "baseline":
-                raise ScenarioError([f"population {self.name!r}: core_share: needs a policy file from `agora train` as the core"])
-            k = int(np.ceil(self.cfg.core_share * self.n))
+        if self.params.core_share < 1.0:
+            k = int(np.ceil(self.params.core_share * self.n))
             pick = world.streams(f"population/{self.name}/seats").choice(self.n, size=k, replace=False)
             self.seat[:] = False
             self.seat[pick] = True
@@ -90,8 +123,8 @@ class NegotiatorPopulation(Population):
             u = rng.random((ROUNDS, self.n))
             return cost + u * (CEILING - cost), None
         if self.trained is not None:  # Market-v0's observation, then one ask held for every round
-            shade = self.trained(np.column_stack([cost, np.full(self.n, self.last_price), self.obs_credits,
-                                                  np.full(self.n, self.obs_left)]))
+            shade = self.trained(market_observation(cost, self.last_price, self.obs_credits,
+                                                    np.full(self.n, self.obs_left)))
             asks = np.repeat((cost + shade * (CEILING - cost))[None, :], ROUNDS, axis=0)
             if not self.seat.all():  # the other contractors trade as ZI-C
                 u = rng.random((ROUNDS, self.n))

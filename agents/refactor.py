@@ -23,10 +23,11 @@ from typing import TYPE_CHECKING, ClassVar
 import networkx as nx
 import numpy as np
 import numpy.typing as npt
+from pydantic import Field
 
 from agents.critic import plan_keeps_acyclic
 from economy.ops import OpKind
-from runtime.population import Population
+from runtime.population import Population, RoleParams
 from runtime.scenario import PopulationConfig
 
 if TYPE_CHECKING:
@@ -90,12 +91,20 @@ def apply_action(code: Codebase, m: int, action: str, rng: np.random.Generator) 
     return ""
 
 
+
+class RefactorParams(RoleParams):
+    """A refactor population's own keys."""
+
+    modules: int = Field(40, ge=2, le=10_000, description="Modules in the simulated codebase.")
+    setup_only: ClassVar[frozenset[str]] = frozenset({"modules"})
+
 class RefactorPopulation(Population):
     """Refactor agents sharing one codebase and one Q-table."""
 
     role: ClassVar[str] = "refactor"
+    Params: ClassVar[type[RoleParams]] = RefactorParams
+    has_core: ClassVar[bool] = True
     phase: ClassVar[int] = 4
-    setup_params: ClassVar[frozenset[str]] = Population.setup_params | {"modules"}
 
     def __init__(self, cfg: PopulationConfig, ids: npt.NDArray[np.int64], n_regions: int) -> None:
         super().__init__(cfg, ids, n_regions)
@@ -109,7 +118,7 @@ class RefactorPopulation(Population):
 
     def setup(self, world: World) -> None:
         """Build the codebase and give the agents their starting credits."""
-        self.code = Codebase(self.cfg.modules, world.streams(f"population/{self.name}/codebase"))
+        self.code = Codebase(self.params.modules, world.streams(f"population/{self.name}/codebase"))
         self.start_quality = self.code.quality()
         if self.core not in ("baseline", "learned"):
             self.load_core(world.base / self.core)  # start from a saved Q-table, and keep learning

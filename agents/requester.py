@@ -9,26 +9,39 @@ price posted at, negative when the forecast was wrong) and the fees are in the r
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 import numpy.typing as npt
+from pydantic import Field
 
 from economy.scatter import add_at
-from runtime.population import Population
-from runtime.scenario import PopulationConfig
+from runtime.population import Population, RoleParams
+from runtime.scenario import MAX_CREDITS, PopulationConfig, Probability
 
 if TYPE_CHECKING:
+    from runtime.scenario import Scenario
     from agents.world_model import WorldModelPopulation
     from runtime.world import World
 
+
+
+class RequesterParams(RoleParams):
+    """A requester's own keys."""
+
+    post_rate: Probability = Field(0.2, description="Probability of posting a task per tick.")
+    task_units: int = Field(1, ge=1, le=1_000_000, description="Most task units per task (uniform 1..task_units).")
+    forecasts_from: str | None = Field(None, max_length=64, description="A world_model population to buy next tick's price from before posting; a task is deferred a tick when the forecast says its price falls.")
+    forecast_fee: float = Field(0.001, ge=0, le=MAX_CREDITS, description="Credits paid per forecast bought.")
+    setup_only: ClassVar[frozenset[str]] = frozenset({"forecasts_from"})
 
 class RequesterPopulation(Population):
     """Each live requester posts a task with probability ``post_rate`` per tick if it can pay."""
 
     role: ClassVar[str] = "requester"
+    Params: ClassVar[type[RoleParams]] = RequesterParams
     phase: ClassVar[int] = 0
-    setup_params: ClassVar[frozenset[str]] = Population.setup_params | {"forecasts_from"}
 
     def __init__(self, cfg: PopulationConfig, ids: npt.NDArray[np.int64], n_regions: int) -> None:
         super().__init__(cfg, ids, n_regions)
@@ -38,20 +51,33 @@ class RequesterPopulation(Population):
         self.deferred = {k: np.empty(0, np.int64) for k in ("who", "skill", "units", "price")}
         self.stats = {"forecasts_bought": 0, "forecast_fees_micro": 0, "deferred": 0, "deferral_savings_micro": 0}
 
+    @classmethod
+    def check_scenario(cls, scenario: Scenario, index: int, params: RoleParams, base: Path,
+                       label: str) -> list[str]:
+        """``forecasts_from`` must name a world_model population."""
+        assert isinstance(params, RequesterParams)
+        if params.forecasts_from is None:
+            return []
+        seller = next((q for q in scenario.population if q.name == params.forecasts_from), None)
+        if seller is None or seller.role != "world_model":
+            return [f"{label}: population[{index}].forecasts_from: names no world_model population; "
+                    f"got {params.forecasts_from!r}"]
+        return []
+
     def setup(self, world: World) -> None:
         """Mint each requester's initial credits at its home replica."""
         world.mint(self.ids, np.full(self.n, self.cfg.initial_credits * world.MICRO, dtype=np.int64), "initial")
-        if self.cfg.forecasts_from is not None:
-            self.seller = next(p for p in world.populations if p.name == self.cfg.forecasts_from)  # type: ignore[assignment]
+        if self.params.forecasts_from is not None:
+            self.seller = next(p for p in world.populations if p.name == self.params.forecasts_from)  # type: ignore[assignment]
 
     def step(self, world: World, tick: int) -> None:
         """Post this tick's tasks to the board."""
         rng = world.streams(f"population/{self.name}")
         u = rng.random(self.n)
         skill = rng.integers(0, world.market.prices.shape[0], size=self.n)
-        units = rng.integers(1, self.cfg.task_units + 1, size=self.n)
+        units = rng.integers(1, self.params.task_units + 1, size=self.n)
         price = world.market.prices[skill] * units
-        wants = self.alive & (u < self.cfg.post_rate)
+        wants = self.alive & (u < self.params.post_rate)
         # Last tick's deferred tasks are posted now, at today's price, if still affordable.
         d = self.deferred
         self.deferred = {k: np.empty(0, np.int64) for k in d}
@@ -84,7 +110,7 @@ class RequesterPopulation(Population):
                  rights: npt.NDArray[np.int64]) -> npt.NDArray[np.bool_]:
         """Buy forecasts for the tasks about to be posted; defer those whose price should fall. Return who posts now."""
         assert self.seller is not None
-        fee = int(round(self.cfg.forecast_fee * world.MICRO))
+        fee = int(round(self.params.forecast_fee * world.MICRO))
         buyers = np.flatnonzero(post & (rights >= price + fee))
         paid, ahead = self.seller.sell(world, self.ids[buyers], skill[buyers], fee)
         self.stats["forecasts_bought"] += int(paid.sum())

@@ -12,27 +12,40 @@ from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 import numpy.typing as npt
+from pydantic import Field
 
-from economy.contribution import contribution_multiplier
+from economy.contribution import MAX_BONUS, contribution_multiplier
 from economy.ops import OpKind
 from economy.portable_math import log
 from economy.routing import TopKGate
 from economy.scatter import add_at
-from runtime.population import Population
-from runtime.scenario import PopulationConfig
+from runtime.population import Population, RoleParams
+from runtime.scenario import MAX_CREDITS, PopulationConfig, Probability
 
 if TYPE_CHECKING:
+    from runtime.scenario import Scenario
     from runtime.world import World
 
 MAX_ATTEMPTS = 3  # a task is done at most this many times (the first try and two redos after rejections)
 
 
+
+class WorkerParams(RoleParams):
+    """A worker's own keys."""
+
+    quality: Probability = Field(0.9, description="Mean probability of completing a task in its main skill.")
+    capacity_factor: float = Field(1.25, gt=0, le=100, description="Router capacity factor (as in a mixture of experts).")
+    stake: int = Field(0, ge=0, le=MAX_CREDITS, description="Credits each worker stakes at tick 0 (what a critic can slash).")
+    cheat_fraction: Probability = Field(0.0, description="Fraction of workers that cheat.")
+    cheat_probability: Probability = Field(0.5, description="Probability a cheater claims a task done without doing it.")
+    setup_only: ClassVar[frozenset[str]] = frozenset({"quality", "stake", "cheat_fraction"})
+
 class WorkerPopulation(Population):
     """Workers with a main skill, a quality (probability of success in it) and a reservation price."""
 
     role: ClassVar[str] = "worker"
+    Params: ClassVar[type[RoleParams]] = WorkerParams
     phase: ClassVar[int] = 2
-    setup_params: ClassVar[frozenset[str]] = Population.setup_params | {"quality", "stake", "cheat_fraction"}
 
     def __init__(self, cfg: PopulationConfig, ids: npt.NDArray[np.int64], n_regions: int) -> None:
         super().__init__(cfg, ids, n_regions)
@@ -54,28 +67,38 @@ class WorkerPopulation(Population):
         self.failed = np.zeros(self.n, dtype=np.int64)
         self.gate: TopKGate | None = None
 
+    @classmethod
+    def credits_minted_at_most(cls, cfg: PopulationConfig, scenario: Scenario) -> int:
+        """Starting credits, stakes, and uptime rewards at the largest contribution multiplier."""
+        params = cls.Params.model_validate(cfg.params)
+        assert isinstance(params, WorkerParams)
+        per_tick = scenario.economy.uptime_millicredits_per_hour / 1000 * scenario.world.tick_length * MAX_BONUS
+        uptime = int(np.ceil(cfg.count * scenario.world.ticks * per_tick))
+        return cfg.count * (cfg.initial_credits + params.stake) + uptime
+
     def setup(self, world: World) -> None:
         """Draw skills and qualities; build the router."""
         rng = world.streams(f"population/{self.name}/setup")
         n_skills = world.market.prices.shape[0]
         self.main_skill = rng.integers(0, n_skills, size=self.n)
-        self.quality = np.clip(rng.normal(self.cfg.quality, 0.05, size=self.n), 0.0, 1.0)
+        self.quality = np.clip(rng.normal(self.params.quality, 0.05, size=self.n), 0.0, 1.0)
         # Reservation price per task unit: a worker takes work only when its skill's price covers it.
         base = int(world.market.prices[0])
         self.cost = (base * rng.uniform(0.2, 1.5, size=self.n)).astype(np.int64)
-        self.cheater = rng.random(self.n) < self.cfg.cheat_fraction
+        self.cheater = rng.random(self.n) < self.params.cheat_fraction
         self.speed = rng.lognormal(log(60.0), 0.3, size=self.n)
-        if self.cfg.stake > 0:
-            amounts = np.full(self.n, self.cfg.stake * world.MICRO, dtype=np.int64)
+        if self.params.stake > 0:
+            amounts = np.full(self.n, self.params.stake * world.MICRO, dtype=np.int64)
             world.mint(self.ids, amounts, "worker stake")
             world.execute_by_home(OpKind.STAKE, self.ids, np.zeros(self.n, np.int64), amounts)
         skills = np.full((self.n, n_skills), 0.1)
         skills[np.arange(self.n), self.main_skill] = 1.0
-        self.gate = TopKGate(skills, k=1, capacity_factor=self.cfg.capacity_factor, overflow=True)
+        if self.n:  # an empty population routes nothing
+            self.gate = TopKGate(skills, k=1, capacity_factor=self.params.capacity_factor, overflow=True)
 
     def step(self, world: World, tick: int) -> None:
         """Serve the board, settle payments, update reputation and prices, earn uptime."""
-        assert self.gate is not None, "setup() runs before the first step"
+        assert self.gate is not None or self.n == 0, "setup() runs before the first step"
         rng = world.streams(f"population/{self.name}")
         board = world.task_board
         n_skills = world.market.prices.shape[0]
@@ -106,9 +129,9 @@ class WorkerPopulation(Population):
                      rw["skill"][up], rw["attempt"][up] + 1)
             busy[rw["worker"][up]] = True
         willing = self.alive & ~self.quarantined & (world.market.prices[self.main_skill] >= self.cost)
-        if len(board) and willing.any():
+        if len(board) and willing.any() and self.gate is not None:
             # A worker's capacity per tick is set by the whole live workforce, not by who is willing.
-            capacity = int(np.ceil(self.cfg.capacity_factor * len(board) / max(1, int(self.alive.sum()))))
+            capacity = int(np.ceil(self.params.capacity_factor * len(board) / max(1, int(self.alive.sum()))))
             assignment, stats = self.gate.route_skills(board.skill, available=willing, capacity=capacity)
             world.gauge(f"{self.name}/route_load_std", stats.load_std)
             world.gauge(f"{self.name}/route_utilisation", stats.utilisation)
@@ -134,7 +157,7 @@ class WorkerPopulation(Population):
         p_success = np.where(skill == self.main_skill[tw], self.quality[tw], self.quality[tw] * 0.5)
         success = rng.random(len(tw)) < p_success * (1.0 - self.degraded[tw])
         # A cheater sometimes claims a task done without doing it: paid, but invalid.
-        cheats = self.cheater[tw] & (rng.random(len(tw)) < self.cfg.cheat_probability)
+        cheats = self.cheater[tw] & (rng.random(len(tw)) < self.params.cheat_probability)
         valid = success & ~cheats
         success = success | cheats
         add_at(self.tel_tasks, tw, 1)
@@ -190,8 +213,8 @@ class WorkerPopulation(Population):
         world.count("volume", int(price[ok].sum()))
         world.network_compute += float(units[ok].sum())
         world.reputation.observe(worker_ids, success)
-        assert self.gate is not None
-        self.gate.learn(w, success)
+        if self.gate is not None:
+            self.gate.learn(w, success)
         return ok
 
     def _earn_uptime(self, world: World) -> None:
@@ -205,9 +228,9 @@ class WorkerPopulation(Population):
 
     def state_arrays(self) -> dict[str, npt.NDArray[np.generic]]:
         """Alive flags, skills, qualities, cheaters, counts and the router's learned bias."""
-        assert self.gate is not None
+        bias = self.gate.bias if self.gate is not None else np.zeros(0)
         return {"alive": self.alive, "main_skill": self.main_skill, "quality": self.quality, "cost": self.cost,
-                "cheater": self.cheater, "done": self.done, "failed": self.failed, "gate_bias": self.gate.bias,
+                "cheater": self.cheater, "done": self.done, "failed": self.failed, "gate_bias": bias,
                 **{f"rework_{k}": v for k, v in self.rework.items()}}
 
 

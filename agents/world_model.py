@@ -26,11 +26,12 @@ from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 import numpy.typing as npt
+from pydantic import Field
 
 from agents.world_model_core import Ensemble, TorchEnsemble, make_ensemble
 from economy.ops import OpKind
 from economy.portable_math import exp, log
-from runtime.population import Population
+from runtime.population import Population, RoleParams
 from runtime.scenario import PopulationConfig
 
 if TYPE_CHECKING:
@@ -41,27 +42,35 @@ MEMBERS = 3
 HIDDEN = 32
 
 
+
+class WorldModelParams(RoleParams):
+    """A world model's own keys."""
+
+    horizon: int = Field(5, ge=1, le=50, description="The k of its k-step forecasts.")
+    setup_only: ClassVar[frozenset[str]] = frozenset({"horizon"})
+
 class WorldModelPopulation(Population):
     """Forecasters sharing one model of the market's prices."""
 
     role: ClassVar[str] = "world_model"
+    Params: ClassVar[type[RoleParams]] = WorldModelParams
+    has_core: ClassVar[bool] = True
     phase: ClassVar[int] = 4  # after the market moved this tick
-    setup_params: ClassVar[frozenset[str]] = Population.setup_params | {"horizon"}
 
     def __init__(self, cfg: PopulationConfig, ids: npt.NDArray[np.int64], n_regions: int) -> None:
         super().__init__(cfg, ids, n_regions)
         self.core = cfg.core or "learned"
-        self.horizon = cfg.horizon
+        self.horizon = self.params.horizon
         self.history: list[npt.NDArray[np.float64]] = []  # log prices per tick, float64[n_skills]
         self.pressures: list[npt.NDArray[np.float64]] = []  # market pressure per tick, float64[n_skills]
         self.pending: list[tuple[int, int, npt.NDArray[np.float64]]] = []  # (due tick, h, predicted prices)
-        self.errors = {1: [0.0, 0], cfg.horizon: [0.0, 0]}
+        self.errors = {1: [0.0, 0], self.params.horizon: [0.0, 0]}
         # Persistence's error on the same prices (the learned core's sales move the market, so a
         # baseline run's prices differ; this is the same-path comparison).
-        self.persist_errors = {1: 0.0, cfg.horizon: 0.0}
+        self.persist_errors = {1: 0.0, self.params.horizon: 0.0}
         # Per horizon, EWMAs of b·(b − a) and (b − a)² for the relative errors a (model) and b
         # (persistence): the least-squares weight of the model in the issued forecast is their ratio.
-        self.recent = {1: np.zeros(2), cfg.horizon: np.zeros(2)}
+        self.recent = {1: np.zeros(2), self.params.horizon: np.zeros(2)}
         self.next_price = np.zeros(0)  # the issued 1-tick forecast per skill (what buyers get)
         self.sold = 0
         self.revenue = 0

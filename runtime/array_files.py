@@ -35,7 +35,8 @@ def npz_bytes(arrays: dict[str, npt.NDArray[np.generic]]) -> bytes:
             if arr.dtype.hasobject:
                 raise ArrayFileError(f"{name}: an object array cannot be written (no pickles)")
             member = io.BytesIO()
-            np.lib.format.write_array(member, np.ascontiguousarray(arr), allow_pickle=False)
+            data = arr if arr.flags.c_contiguous else arr.copy(order="C")  # keeps 0-d arrays 0-d
+            np.lib.format.write_array(member, data, allow_pickle=False)
             info = zipfile.ZipInfo(f"{name}.npy", date_time=FIXED_TIME)
             info.external_attr = 0o644 << 16
             zf.writestr(info, member.getvalue())

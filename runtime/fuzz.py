@@ -596,48 +596,6 @@ def _table(t: _Tally, start: int, size: str, wall_s: float, plant: str | None) -
     return table
 
 
-def fuzz_command(
-    seeds: Annotated[int, typer.Option(help="How many seeds to run: START, START+1, ...")] = 100,
-    start: Annotated[int, typer.Option(help="The first seed.")] = 0,
-    size: Annotated[str, typer.Option(
-        help="small (20-40 ticks, tens of agents) or medium (60-120 ticks, hundreds of "
-             "agents).")] = "small",
-    out_dir: Annotated[Optional[Path], typer.Option(
-        "--out", help="Folder for failing seeds: seed-S.toml (the scenario, which `agora run` "
-                      "reproduces) and seed-S.json (the violation). Default: runs/fuzz.")] = None,
-    plant: Annotated[Optional[str], typer.Option(
-        hidden=True, help="Plant a known bug for this run only (skip-escrow), to show the "
-                          "swarm finds it.")] = None,
-) -> None:
-    """Run a seeded fault swarm: each seed draws a whole scenario (regions, bus faults, every
-    role, crashes, partitions, loss bursts, byzantine traffic), runs it and checks after every
-    tick that credits are conserved, nothing is negative, no op is applied twice and every
-    byzantine item is refused; then that the replicas settle to one state within K = 12
-    anti-entropy rounds.
-
-    Exit 0 when every check held, 1 when a seed failed (its scenario file is written to --out
-    with the command that reproduces it), 2 for bad arguments.
-    """
-    out = out_dir if out_dir is not None else Path("runs") / "fuzz"
-    problems = _argument_problems(seeds, start, size, out, plant)
-    if problems:
-        for line in problems:
-            _err.print(f"error: {line}", markup=False)
-        raise typer.Exit(2)
-    tally = _Tally()
-    began = time.perf_counter()
-    bar = None
-    if sys.stderr.isatty():
-        bar = Progress(TextColumn("fuzz"), BarColumn(), MofNCompleteColumn(), TextColumn("seeds"),
-                       TimeRemainingColumn(), console=_err, transient=True)
-    report = _reporter(seeds, out, size, plant, tally, bar)
-    with bar if bar is not None else contextlib.nullcontext():
-        fuzz(seeds, start, size, plant, report)
-    _out.print(_table(tally, start, size, time.perf_counter() - began, plant))
-    if tally.failed:
-        raise typer.Exit(1)
-
-
 def _reporter(seeds: int, out: Path, size: str, plant: str | None, tally: _Tally,
               bar: Progress | None) -> Callable[[SeedResult, str], None]:
     """The per-seed callback: count, write and name failures, and show progress on stderr (the

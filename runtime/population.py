@@ -3,12 +3,16 @@
 Agents are identified by global account ids (``ids``); an agent's region, and so its home ledger
 replica, is ``id % n_regions``. Per-agent Python objects (:class:`AgentView`) exist for inspection
 only; the hot path is :meth:`Population.step` over whole arrays.
+
+A role is a subclass of :class:`Population` with a ``Params`` model (:class:`RoleParams`) holding
+its own scenario keys; the common keys of every population (name, role, count, initial_credits,
+core) stay on :class:`runtime.scenario.PopulationConfig`. Roles are found through
+:mod:`runtime.roles`.
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
 from abc import ABC, abstractmethod
 from pathlib import Path
 from dataclasses import dataclass
@@ -17,24 +21,39 @@ from typing import TYPE_CHECKING, ClassVar
 import numpy as np
 import numpy.typing as npt
 
+from pydantic import BaseModel, ConfigDict
+
 from economy.ops import OpKind
-from runtime.scenario import PopulationConfig, ScenarioError
+from runtime.array_files import ArrayFileError, npz_bytes, read_npz
+from runtime.errors import ScenarioError
+from runtime.scenario import PopulationConfig
 
 if TYPE_CHECKING:
+    from runtime.scenario import Scenario
     from runtime.world import World
+
+
+class RoleParams(BaseModel):
+    """A role's own scenario keys: subclass it with one field per key (a default and a description
+    each; numbers bounded). ``setup_only`` names the keys read only when the world is built, which a
+    fork cannot change mid-run."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
+    setup_only: ClassVar[frozenset[str]] = frozenset()
 
 
 class Population(ABC):
     """Structure-of-arrays state for ``n`` agents of one role."""
 
     role: ClassVar[str]
+    Params: ClassVar[type[RoleParams]] = RoleParams  # the role's own keys (none by default)
     phase: ClassVar[int] = 0  # populations step in phase order, then scenario order
     reviews_batches: ClassVar[bool] = False  # True: the world sends it every ledger batch first
-    # Configuration read only when the world is built (a fork cannot change it mid-run).
-    setup_params: ClassVar[frozenset[str]] = frozenset({"name", "role", "count", "core", "initial_credits"})
+    has_core: ClassVar[bool] = False  # a learned core and a baseline (`core = ...`, --compare-baseline)
 
     def __init__(self, cfg: PopulationConfig, ids: npt.NDArray[np.int64], n_regions: int) -> None:
         self.cfg = cfg
+        self.params = type(self).Params.model_validate(cfg.params)
         self.name = cfg.name
         self.ids = ids
         self.n = int(ids.shape[0])
@@ -46,6 +65,36 @@ class Population(ABC):
     @abstractmethod
     def step(self, world: World, tick: int) -> None:
         """Advance every agent one tick with array operations."""
+
+    @classmethod
+    def check_scenario(cls, scenario: Scenario, index: int, params: RoleParams, base: Path,
+                       label: str) -> list[str]:
+        """Problems a population of this role has in ``scenario`` (references to other populations,
+        say; files it names are relative to ``base``), one ``label: population[index].key: reason``
+        line each; none by default."""
+        return []
+
+    @classmethod
+    def credits_minted_at_most(cls, cfg: PopulationConfig, scenario: Scenario) -> int:
+        """An upper bound on the credits this population mints over a run of ``scenario`` (checked
+        against the ledger's bound before the world is built): its starting credits by default."""
+        return cfg.count * cfg.initial_credits
+
+    @classmethod
+    def check_core_file(cls, path: Path) -> str | None:
+        """Why ``path`` cannot be this role's core file (None when it can): an .npz of numbers written
+        by :meth:`save_core` for this role."""
+        try:
+            arrays = read_npz(path, strings=True)
+        except ArrayFileError as exc:
+            return str(exc)
+        role = str(arrays.get("agora_role", np.array("")))
+        if role != cls.role:
+            return f"{path}: a core of role {role or 'unknown'!r}, not {cls.role!r}"
+        bad = [k for k, v in arrays.items() if k != "agora_role" and v.dtype.kind not in "fiub"]
+        if bad:
+            return f"{path}: {bad[0]!r} holds {arrays[bad[0]].dtype} values, not numbers"
+        return None
 
     def setup(self, world: World) -> None:  # noqa: B027 -- optional hook, empty by design
         """Called once before tick 0 (mint initial credits, build routers, ...)."""
@@ -69,9 +118,7 @@ class Population(ABC):
             return None
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"{self.name}.npz"
-        buf = io.BytesIO()
-        np.savez(buf, agora_role=np.array(self.role), **state)
-        path.write_bytes(buf.getvalue())
+        path.write_bytes(npz_bytes({"agora_role": np.array(self.role), **state}))
         return path
 
     def load_core(self, path: Path) -> None:
@@ -79,9 +126,8 @@ class Population(ABC):
         template = self.core_state()
         where = f"population {self.name!r}: core: {path}"
         try:
-            with np.load(path, allow_pickle=False) as data:
-                arrays = {k: data[k] for k in data.files}
-        except (OSError, ValueError) as exc:
+            arrays = read_npz(path, strings=True)
+        except ArrayFileError as exc:
             raise ScenarioError([f"{where}: not a core file ({exc})"]) from None
         role = str(arrays.pop("agora_role", ""))
         if role != self.role:
@@ -92,6 +138,9 @@ class Population(ABC):
                 raise ScenarioError([f"{where}: has no {key!r}"])
             if arrays[key].shape != want.shape:
                 raise ScenarioError([f"{where}: {key!r} has shape {arrays[key].shape}, this population needs {want.shape}"])
+            if arrays[key].dtype.kind not in "fiub" or (arrays[key].dtype.kind == "f"
+                                                        and not np.isfinite(arrays[key]).all()):
+                raise ScenarioError([f"{where}: {key!r} must hold finite numbers"])
         self.set_core_state({k: arrays[k].astype(template[k].dtype) for k in template})
 
     def review_batch(self, world: World, replica: int, kind: OpKind, accounts: npt.NDArray[np.int64],
@@ -144,7 +193,7 @@ class AgentView:
 class TickerPopulation(Population):
     """The trivial population: each live agent adds one to its counter every tick (for benchmarks)."""
 
-    role = "ticker"
+    role: ClassVar[str] = "ticker"
 
     def __init__(self, cfg: PopulationConfig, ids: npt.NDArray[np.int64], n_regions: int) -> None:
         super().__init__(cfg, ids, n_regions)

@@ -22,7 +22,9 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from runtime.checkpoints import SNAPSHOT_DIR
-from runtime.scenario import CORE_ROLES, Scenario, ScenarioError, load, scenario_hash
+from runtime.errors import RunDirError
+from runtime.roles import resolve
+from runtime.scenario import Scenario, ScenarioError, load, scenario_hash
 from runtime.world import World
 
 SUMMARY = "summary.json"
@@ -30,10 +32,6 @@ SCENARIO_COPY = "scenario.toml"
 RUN_FILE = "run.json"
 FORMAT = "agora-run-1"
 RECORDED_FILES = ("events.arrows", "metrics.arrows")
-
-
-class RunDirError(Exception):
-    """A path that is not a usable run directory (user mistake: exit 2)."""
 
 
 def recorded_files(out: Path) -> list[str]:
@@ -95,10 +93,30 @@ def prepare_out(out: Path, overwrite: bool, keep: tuple[Path, ...] = ()) -> None
         raise RunDirError(f"--out {out}: cannot create it ({exc.strerror})") from None
 
 
+def role_files(sc: Scenario, base: Path) -> list[str]:
+    """The source files of the scenario's own roles that live in its folder (``role = "module:Class"``
+    with the module beside the scenario), relative to it: a run keeps a copy, so it replays anywhere.
+    Found from the module's name, not from where it was imported from."""
+    files: set[str] = set()
+    for p in sc.population:
+        if ":" not in p.role:
+            continue
+        parts = p.role.partition(":")[0].split(".")
+        for depth in range(1, len(parts)):  # the package's __init__ files on the way
+            init = Path(*parts[:depth], "__init__.py")
+            if (base / init).is_file():
+                files.add(init.as_posix())
+        for candidate in (Path(*parts[:-1], parts[-1] + ".py"), Path(*parts, "__init__.py")):
+            if (base / candidate).is_file():
+                files.add(candidate.as_posix())
+    return sorted(files)
+
+
 def _copy_references(sc: Scenario, src_base: Path, out: Path) -> None:
-    """Copy the files a scenario names (graph, policy files) beside its copy, so runs replay anywhere."""
+    """Copy the files a scenario names (graph, core and policy files, its own roles' source) beside
+    its copy, so runs replay anywhere."""
     refs = [sc.network.graph_file] + [p.core for p in sc.population if p.core not in (None, "baseline", "learned")]
-    for ref in refs:
+    for ref in [*refs, *role_files(sc, src_base)]:
         if ref is None:
             continue
         rel = PurePosixPath(ref)
@@ -136,17 +154,26 @@ def read_key(path: Path, create: bool = False) -> bytes:
     return key
 
 
-def execute(sc: Scenario, base: Path, out: Path | None, seed: int, until: int,
-            realtime: float | None = None, progress: Callable[[int], None] | None = None,
-            on_checkpoint: Callable[[Any], None] | None = None, device: str = "cpu",
-            key_secret: bytes | None = None) -> tuple[World, float]:
-    """Build and run a world (saving it at checkpoints when recorded); return it (closed) and the
-    wall time in seconds. ``key_secret``: a signed run's key, from which its ledger keys come."""
+def build(sc: Scenario, base: Path, out: Path | None, seed: int, until: int, realtime: float | None = None,
+          on_checkpoint: Callable[[Any], None] | None = None, device: str = "cpu",
+          key_secret: bytes | None = None) -> World:
+    """A world ready to run to ``until`` (saving itself at checkpoints when recorded into ``out``).
+    ``key_secret``: a signed run's key, from which its ledger keys come."""
     world = World(sc, base=base, out=out, seed=seed, realtime=realtime, device=device, key_secret=key_secret)
     world.final_tick = until - 1  # a run cut short with --until still ends on a checkpoint
     world.on_checkpoint = on_checkpoint
     if out is not None and sc.record.snapshots != "none":
         world.snapshots = out / SNAPSHOT_DIR
+    return world
+
+
+def execute(sc: Scenario, base: Path, out: Path | None, seed: int, until: int,
+            realtime: float | None = None, progress: Callable[[int], None] | None = None,
+            on_checkpoint: Callable[[Any], None] | None = None, device: str = "cpu",
+            key_secret: bytes | None = None) -> tuple[World, float]:
+    """Build and run a world (:func:`build`, :func:`run_world`); return it (closed) and the wall
+    time in seconds."""
+    world = build(sc, base, out, seed, until, realtime, on_checkpoint, device, key_secret)
     return run_world(world, until, progress)
 
 
@@ -162,9 +189,10 @@ def run_world(world: World, until: int, progress: Callable[[int], None] | None =
     return world, time.perf_counter() - start
 
 
-def with_baseline_cores(sc: Scenario) -> Scenario:
+def with_baseline_cores(sc: Scenario, base: Path = Path(".")) -> Scenario:
     """The same scenario with every role that has a core set to its baseline."""
-    pops = [p.model_copy(update={"core": "baseline"}) if p.role in CORE_ROLES else p for p in sc.population]
+    pops = [p.model_copy(update={"core": "baseline"}) if resolve(p.role, base).cls.has_core else p
+            for p in sc.population]
     return sc.model_copy(update={"population": pops})
 
 
@@ -196,7 +224,7 @@ def record_scenario(sc: Scenario, raw: bytes, base: Path, out: Path, *, seed: in
     """:func:`record` for a scenario already parsed from ``raw`` (the bytes written as the run's
     scenario.toml); files it names are relative to ``base``."""
     if baseline:
-        sc = with_baseline_cores(sc)
+        sc = with_baseline_cores(sc, base)
     seed = sc.world.seed if seed is None else seed
     until = sc.world.ticks if until is None else until
     if until < 1:
@@ -209,10 +237,11 @@ def record_scenario(sc: Scenario, raw: bytes, base: Path, out: Path, *, seed: in
         (out / SCENARIO_COPY).write_bytes(raw)
         _copy_references(sc, base, out)
         write_manifest(out, manifest)
-        world, wall = execute(sc, base, out, seed, until, realtime, progress, device=device, key_secret=sign_key)
-    except ScenarioError:
-        shutil.rmtree(out)  # a scenario refused while the world was built leaves no half-made run behind
+        world = build(sc, base, out, seed, until, realtime, device=device, key_secret=sign_key)
+    except BaseException:
+        shutil.rmtree(out, ignore_errors=True)  # refused before tick 0: no half-made run is left behind
         raise
+    world, wall = run_world(world, until, progress)  # a failure from here on leaves the logs readable
     return summarize(world, out, raw, manifest, wall, sign_key)
 
 

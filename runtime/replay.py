@@ -253,7 +253,7 @@ def verify(run_dir: Path, progress: Callable[[int], None] | None = None, key: by
         first = exc.problems[0] if isinstance(exc, ScenarioError) else str(exc)
         return Verdict("tampered", [f"{SCENARIO_COPY} no longer validates: {first}"])
     if manifest["cores"] == "baseline":
-        sc = with_baseline_cores(sc)
+        sc = with_baseline_cores(sc, run_dir)
     verdict = _replay(run_dir, sc, raw, summary, manifest, key, progress)
     verdict.lines = authorship + verdict.lines + (notes if verdict.status == "identical" else [])
     if authorship and verdict.status == "identical":

@@ -80,7 +80,7 @@ def _scenario(run_dir: Path, manifest: dict[str, Any]) -> tuple[Scenario, bytes]
         sc = parse(raw.decode("utf-8"), str(run_dir / SCENARIO_COPY), run_dir)
     except UnicodeDecodeError as exc:
         raise RunDirError(f"{run_dir / SCENARIO_COPY}: not UTF-8 text ({exc})") from None
-    return (with_baseline_cores(sc) if manifest["cores"] == "baseline" else sc), raw
+    return (with_baseline_cores(sc, run_dir) if manifest["cores"] == "baseline" else sc), raw
 
 
 def recorded_checkpoint(run_dir: Path, tick: int, upto: int | None = None) -> str | None:
@@ -115,7 +115,7 @@ def load_saved(path: Path, sc: Scenario, key: bytes | None = None) -> tuple[Worl
     from runtime.world import role_modules
 
     try:
-        world, logs = load_world(path, role_modules(sc))
+        world, logs = load_world(path, role_modules(sc, path.parent.parent))
     except SnapshotError as exc:
         raise RunDirError(f"checkpoint {path.name} cannot be used: {exc}") from None
     world.use_keys(key)
@@ -202,7 +202,7 @@ def _key_matches(manifest: dict[str, Any], key: bytes | None, run_dir: Path) -> 
                                             f"signed with key {signed}, not with this one ({key_id(key)})"))
 
 
-def check_changes(old: Scenario, new: Scenario, tick: int) -> list[str]:
+def check_changes(old: Scenario, new: Scenario, tick: int, base: Path = Path(".")) -> list[str]:
     """What a fork at ``tick`` may not change from ``old`` to ``new``: one line per problem."""
     problems = []
     a, b = old.model_dump(), new.model_dump()
@@ -219,7 +219,7 @@ def check_changes(old: Scenario, new: Scenario, tick: int) -> list[str]:
             problems.append(f"{section}: fixed when the world is built; a fork cannot change it")
     if a["world"]["ticks"] != b["world"]["ticks"] and b["world"]["ticks"] <= tick + 1:
         problems.append(f"world.ticks: {b['world']['ticks']} leaves no tick after the fork at {tick}")
-    problems += _population_changes(old, new)
+    problems += _population_changes(old, new, base)
     for i, (was, now) in enumerate(zip(old.fault, new.fault, strict=False)):
         if (was.at <= tick or now.at <= tick) and was != now:
             problems.append(f"fault[{i}]: starts at or before the fork's tick {tick}, so it has happened; "
@@ -233,18 +233,21 @@ def check_changes(old: Scenario, new: Scenario, tick: int) -> list[str]:
     return problems
 
 
-def _population_changes(old: Scenario, new: Scenario) -> list[str]:
-    from runtime.world import role_class
+def _population_changes(old: Scenario, new: Scenario, base: Path) -> list[str]:
+    from runtime.roles import resolve
 
     if [(p.name, p.role, p.count) for p in old.population] != [(p.name, p.role, p.count) for p in new.population]:
         return ["population: a fork keeps every population (name, role, count) as it is"]
     problems = []
     for was, now in zip(old.population, new.population, strict=True):
-        fixed = role_class(was.role).setup_params
-        for key in sorted(k for k in type(was).model_fields if getattr(was, k) != getattr(now, k)):
-            if key in fixed:
-                problems.append(f"population.{was.name}.{key}: read when the world is built; a fork cannot "
-                                f"change it (fixed for a {was.role}: {', '.join(sorted(fixed))})")
+        params = resolve(was.role, base).cls.Params
+        fixed = {"initial_credits", "core", *params.setup_only}
+        mine = {key for key in ("initial_credits", "core") if getattr(was, key) != getattr(now, key)}
+        before, after = params.model_validate(was.params), params.model_validate(now.params)
+        mine |= {key for key in params.model_fields if getattr(before, key) != getattr(after, key)}
+        for key in sorted(mine & fixed):
+            problems.append(f"population.{was.name}.{key}: read when the world is built; a fork cannot "
+                            f"change it (fixed for a {was.role}: {', '.join(sorted(fixed))})")
     return problems
 
 
@@ -288,8 +291,8 @@ def fork(parent: Path, tick: int, sets: list[str], out: Path, *, overwrite: bool
     old, raw = _scenario(parent, manifest)
     sc, text = forked_scenario(raw, sets, f"{parent / SCENARIO_COPY} with --set", parent)
     if manifest["cores"] == "baseline":
-        sc = with_baseline_cores(sc)
-    problems = check_changes(old, sc, tick)
+        sc = with_baseline_cores(sc, parent)
+    problems = check_changes(old, sc, tick, parent)
     if problems:
         raise ScenarioError([f"--set: {line}" for line in problems])
     source = parent / SNAPSHOT_DIR / snapshot_name(tick)

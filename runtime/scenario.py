@@ -10,53 +10,58 @@ from __future__ import annotations
 import hashlib
 import tomllib
 from pathlib import Path
-from typing import Annotated, Literal, get_args
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from runtime.errors import ScenarioError
+
+__all__ = ["Scenario", "ScenarioError", "PopulationConfig", "load", "parse", "schema"]
+
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
 
-CORE_ROLES = ("healer", "critic", "world_model", "refactor", "negotiator")
-"""Roles with a learned core and a baseline to compare it with."""
-
-
-class ScenarioError(Exception):
-    """A scenario file that cannot be run; ``problems`` holds one ``file: key: reason`` line each."""
-
-    def __init__(self, problems: list[str]) -> None:
-        super().__init__("\n".join(problems))
-        self.problems = problems
+MAX_CREDITS = 10**9
+"""Largest credit amount a scenario may name in one place (10^9 credits = the ledger's largest
+entry, 10^15 micro-credits); the sum of what a scenario mints is checked separately."""
+MAX_TICKS = 10_000_000
+"""Largest tick count or tick offset a scenario may name."""
+MAX_TIME = 1e6
+"""Largest virtual time (a tick's length, a latency, a jitter) a scenario may name."""
+MAX_FILE_BYTES = 4 << 20
+"""Largest scenario file, in characters."""
+MAX_REGIONS = 256
+"""Most regions (ledger replicas) a world may have: each replica holds every account."""
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
 class WorldConfig(_Strict):
     """The run as a whole."""
 
-    name: str = Field("unnamed", description="Scenario name, recorded in the run's summary.")
-    seed: int = Field(0, ge=0, description="Seed of every random stream (numpy SeedSequence).")
-    ticks: int = Field(100, ge=1, le=10_000_000, description="Ticks to run unless --until says otherwise.")
-    tick_length: float = Field(1.0, gt=0, description="Virtual time per tick (one tick = one hour of uptime).")
-    checkpoint_every: int = Field(25, ge=1, description="Ticks between state-hash checkpoints.")
+    name: str = Field("unnamed", max_length=200, description="Scenario name, recorded in the run's summary.")
+    seed: int = Field(0, ge=0, le=2**63 - 1, description="Seed of every random stream (numpy SeedSequence).")
+    ticks: int = Field(100, ge=1, le=MAX_TICKS, description="Ticks to run unless --until says otherwise.")
+    tick_length: float = Field(1.0, gt=0, le=MAX_TIME, description="Virtual time per tick (one tick = one hour of uptime).")
+    checkpoint_every: int = Field(25, ge=1, le=MAX_TICKS, description="Ticks between state-hash checkpoints.")
 
 
 class Link(_Strict):
     """An edge of the region graph."""
 
-    a: str = Field(description="Region at one end.")
-    b: str = Field(description="Region at the other end.")
-    latency: float = Field(0.05, ge=0, description="One-way latency, virtual time units.")
+    a: str = Field(max_length=64, description="Region at one end.")
+    b: str = Field(max_length=64, description="Region at the other end.")
+    latency: float = Field(0.05, ge=0, le=MAX_TIME, description="One-way latency, virtual time units.")
 
 
 class NetworkConfig(_Strict):
     """Regions (one ledger replica each) and the latency between them."""
 
-    regions: list[str] = Field(["main"], min_length=1, description="Region names; agents are spread over them by account id.")
-    links: list[Link] = Field([], description="Edges with latency; regions left unlinked are joined at default_latency.")
-    default_latency: float = Field(0.1, ge=0, description="Latency between regions with no explicit path.")
-    graph_file: str | None = Field(None, description="GraphML file of the region graph (edge attribute 'latency'); replaces regions/links. Relative to the scenario file.")
+    regions: list[Annotated[str, Field(min_length=1, max_length=64)]] = Field(["main"], min_length=1, max_length=MAX_REGIONS, description="Region names; agents are spread over them by account id.")
+    links: list[Link] = Field([], max_length=MAX_REGIONS * MAX_REGIONS, description="Edges with latency; regions left unlinked are joined at default_latency.")
+    default_latency: float = Field(0.1, ge=0, le=MAX_TIME, description="Latency between regions with no explicit path.")
+    graph_file: str | None = Field(None, max_length=1024, description="GraphML file of the region graph (edge attribute 'latency'); replaces regions/links. Relative to the scenario file.")
 
 
 class BusConfig(_Strict):
@@ -64,50 +69,54 @@ class BusConfig(_Strict):
 
     loss: Probability = Field(0.0, description="Probability a message is lost.")
     duplication: Probability = Field(0.0, description="Probability a message is delivered twice.")
-    jitter: float = Field(0.0, ge=0, description="Extra uniform random delay, virtual time units.")
+    jitter: float = Field(0.0, ge=0, le=MAX_TIME, description="Extra uniform random delay, virtual time units.")
 
 
 class EconomyConfig(_Strict):
     """Ledger replication and the market's parameters."""
 
-    anti_entropy_every: int = Field(5, ge=1, description="Ticks between state-sync rounds between replicas.")
-    task_unit_credits: int = Field(1, ge=0, description="Credits earned per task unit at the base price.")
-    uptime_millicredits_per_hour: int = Field(100, ge=0, description="Uptime reward, milli-credits per hour (0.1 credit).")
-    price_elasticity: float = Field(0.5, ge=0, description="How strongly prices follow demand minus supply.")
+    anti_entropy_every: int = Field(5, ge=1, le=MAX_TICKS, description="Ticks between state-sync rounds between replicas.")
+    task_unit_credits: int = Field(1, ge=0, le=1_000_000, description="Credits earned per task unit at the base price.")
+    uptime_millicredits_per_hour: int = Field(100, ge=0, le=MAX_CREDITS, description="Uptime reward, milli-credits per hour (0.1 credit).")
+    price_elasticity: float = Field(0.5, ge=0, le=100, description="How strongly prices follow demand minus supply.")
     price_max_step: Probability = Field(0.05, description="Largest relative price move per tick.")
-    network_compute_start: float = Field(0.0, ge=0, description="CPU-hours already in the network (sets the contribution multiplier).")
+    network_compute_start: float = Field(0.0, ge=0, le=1e15, description="CPU-hours already in the network (sets the contribution multiplier).")
     n_skills: int = Field(8, ge=1, le=256, description="Number of task skill categories.")
-    unbonding_ticks: int = Field(10, ge=0, description="Ticks a stake takes to unbond.")
+    unbonding_ticks: int = Field(10, ge=0, le=MAX_TICKS, description="Ticks a stake takes to unbond.")
 
 
 class PopulationConfig(_Strict):
-    """A population of agents of one role, stepped as arrays."""
+    """A population of agents of one role, stepped as arrays.
 
-    name: str = Field(description="Unique population name, used by faults.")
-    role: Literal["requester", "worker", "ticker", "exchange", "healer", "critic", "world_model", "refactor", "negotiator"] = Field(description="What the agents do (ticker and exchange: benchmark populations -- a counter, and the Boltzmann wealth exchange).")
-    core: str | None = Field(None, description="Roles with a core (healer, critic, world_model, refactor, negotiator): 'learned' (default), 'baseline', or the path of a core file of that role (.npz, written to a run's cores/ folder), relative to the scenario file, which the learned core starts from; `agora run --compare-baseline` reruns with every core at baseline.")
-    modules: int = Field(40, ge=2, le=10_000, description="refactor: modules in the simulated codebase.")
-    horizon: int = Field(5, ge=1, le=50, description="world_model: the k of its k-step forecasts.")
-    core_share: Probability = Field(1.0, description="negotiator with a policy file from `agora train`: the share of contractors (a seeded random subset) that use it; the rest trade as ZI-C in the same auction, and the summary shows both groups' profit.")
+    The keys every population has are fields here; a role's own keys (``post_rate`` for a requester,
+    ``stake`` for a worker, ...) are checked against that role's parameter model and kept in
+    :attr:`params`. In a scenario file they may be written beside the common keys or in a
+    ``[population.params]`` table.
+    """
+
+    name: str = Field(min_length=1, max_length=64, description="Unique population name, used by faults.")
+    role: str = Field(min_length=1, max_length=200, description="What the agents do: a registered role (`agora roles` lists them: requester, worker, healer, critic, world_model, refactor, negotiator, ticker, exchange) or \"package.module:ClassName\", a role in your own code, imported from the scenario's folder first, then from the Python path.")
     count: int = Field(ge=0, le=50_000_000, description="Number of agents.")
-    initial_credits: int = Field(0, ge=0, description="Credits minted to each agent at tick 0.")
-    post_rate: Probability = Field(0.2, description="requester: probability of posting a task per tick.")
-    task_units: int = Field(1, ge=1, description="requester: most task units per task (uniform 1..task_units).")
-    forecasts_from: str | None = Field(None, description="requester: a world_model population to buy next tick's price from before posting; a task is deferred a tick when the forecast says its price falls.")
-    forecast_fee: float = Field(0.001, ge=0, description="requester: credits paid per forecast bought.")
-    quality: Probability = Field(0.9, description="worker: mean probability of completing a task in its main skill.")
-    capacity_factor: float = Field(1.25, gt=0, description="worker: router capacity factor (as in a mixture of experts).")
-    stake: int = Field(0, ge=0, description="worker: credits each worker stakes at tick 0 (what a critic can slash).")
-    cheat_fraction: Probability = Field(0.0, description="worker: fraction of workers that cheat.")
-    cheat_probability: Probability = Field(0.5, description="worker: probability a cheater claims a task done without doing it.")
-    watches: str | None = Field(None, description="healer, critic: the worker population it watches.")
-    check_budget: Probability = Field(0.1, description="critic: fraction of each tick's results it verifies.")
-    review_ledger: bool = Field(True, description="critic: prove every ledger batch with z3 before it executes (at most one critic population may).")
-    check_accuracy: Probability = Field(0.98, description="critic: probability a verification judges a result correctly.")
-    z_threshold: float = Field(3.0, gt=0, description="healer: EWMA z-score that raises an alarm.")
-    ewma_alpha: float = Field(0.3, gt=0, le=1, description="healer: weight of the newest tick in the recent (fast) EWMA; the usual rate uses a tenth of it.")
-    confirm_ticks: int = Field(2, ge=1, description="healer: consecutive alarms before it acts.")
-    restart_ticks: int = Field(2, ge=1, description="healer: ticks a quarantined agent is down while it restarts.")
+    initial_credits: int = Field(0, ge=0, le=MAX_CREDITS, description="Credits minted to each agent at tick 0.")
+    core: str | None = Field(None, max_length=1024, description="Roles with a learned core: 'learned' (default), 'baseline', or the path of a core file of that role (.npz, written to a run's cores/ folder), relative to the scenario file and inside its folder, which the learned core starts from; `agora run --compare-baseline` reruns with every core at baseline.")
+    params: dict[str, Any] = Field({}, description="The role's own keys (`agora schema` lists each role's); they may also be written beside the keys above.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _gather(cls, data: Any) -> Any:
+        """Move keys that are not common to every population into ``params``."""
+        if not isinstance(data, dict):
+            return data
+        own = {k: v for k, v in data.items() if k not in cls.model_fields}
+        if not own:
+            return data
+        params = data.get("params", {})
+        if not isinstance(params, dict):
+            return data  # the field's own validation names the type
+        twice = sorted(set(own) & set(params))
+        if twice:
+            raise ValueError(f"{twice[0]!r} is given beside the common keys and in params; give it once")
+        return {**{k: v for k, v in data.items() if k in cls.model_fields}, "params": {**params, **own}}
 
 
 # byzantine -- begin
@@ -122,16 +131,16 @@ check refuses it)."""
 class FaultConfig(_Strict):
     """A scheduled fault, applied by the kernel at a tick boundary and recorded."""
 
-    at: int = Field(ge=0, description="Tick at which the fault starts.")
+    at: int = Field(ge=0, le=MAX_TICKS, description="Tick at which the fault starts.")
     kind: Literal["crash", "restart", "degrade", "partition", "heal", "loss_burst",
                   "byzantine"] = Field(description="What happens (byzantine: traffic the ledger "
                                                    "must refuse, see runtime.byzantine).")
-    population: str | None = Field(None, description="crash/restart/degrade: population name.")
+    population: str | None = Field(None, max_length=64, description="crash/restart/degrade: population name.")
     fraction: Probability = Field(1.0, description="crash/restart: fraction of the population, from its first agent; degrade: a seeded random subset of this size.")
     severity: Probability = Field(0.6, description="degrade: probability that a degraded agent's task fails.")
-    groups: list[list[str]] = Field([], description="partition: lists of regions that can still reach each other.")
+    groups: list[list[Annotated[str, Field(max_length=64)]]] = Field([], max_length=MAX_REGIONS, description="partition: lists of regions that can still reach each other.")
     loss: Probability = Field(0.5, description="loss_burst: message loss during the burst.")
-    duration: int | None = Field(None, ge=1, description="Ticks until the fault is undone (restart/heal/end of burst).")
+    duration: int | None = Field(None, ge=1, le=MAX_TICKS, description="Ticks until the fault is undone (restart/heal/end of burst).")
     # byzantine -- begin
     count: int = Field(8, ge=1, le=1000, description="byzantine: items injected (forged, "
                        "replayed or altered messages to the replicas, local batches the ledger "
@@ -152,22 +161,22 @@ class FaultConfig(_Strict):
 class ConstitutionBound(_Strict):
     """Closed interval a governed parameter must stay in."""
 
-    min: float | None = Field(None, description="Lowest allowed value (none: unbounded).")
-    max: float | None = Field(None, description="Highest allowed value (none: unbounded).")
+    min: float | None = Field(None, ge=-1e15, le=1e15, description="Lowest allowed value (none: unbounded).")
+    max: float | None = Field(None, ge=-1e15, le=1e15, description="Highest allowed value (none: unbounded).")
 
 
 class GovernanceConfig(_Strict):
     """The Neural Autonomous Organisation: who votes, how, and what it may change."""
 
-    members: str = Field(description="Population whose agents can be members.")
-    initial_members: int | None = Field(None, ge=1, description="The first N agents of that population start as members; the rest are candidates for admission (default: all).")
-    member_stake: int = Field(10, ge=1, description="Credits each member stakes at tick 0.")
+    members: str = Field(max_length=64, description="Population whose agents can be members.")
+    initial_members: int | None = Field(None, ge=1, le=50_000_000, description="The first N agents of that population start as members; the rest are candidates for admission (default: all).")
+    member_stake: int = Field(10, ge=1, le=MAX_CREDITS, description="Credits each member stakes at tick 0.")
     quorum: Probability = Field(0.4, description="Fraction of the snapshotted weight that must vote.")
     threshold: Probability = Field(0.5, description="Fraction of the cast weight that must say yes.")
-    voting_period: int = Field(5, ge=1, description="Ticks a proposal stays open.")
-    timelock: int = Field(2, ge=0, description="Ticks between passing and taking effect.")
+    voting_period: int = Field(5, ge=1, le=MAX_TICKS, description="Ticks a proposal stays open.")
+    timelock: int = Field(2, ge=0, le=MAX_TICKS, description="Ticks between passing and taking effect.")
     stake_exponent: float = Field(1.0, gt=0, le=1, description="Voting weight = stake^exponent x relevance; < 1 is sub-linear.")
-    temperature: float = Field(1.0, gt=0, description="Softmax temperature of proposal relevance.")
+    temperature: float = Field(1.0, gt=0, le=1e6, description="Softmax temperature of proposal relevance.")
     embedding_dim: int = Field(4, ge=1, le=64, description="Size of proposal and expertise embeddings.")
     fee_rate: float = Field(0.0, ge=0, le=1, description="Governed: fraction of each task payment the worker pays as a fee.")
     slash_fraction: float = Field(0.1, ge=0, le=1, description="Governed: fraction of stake a proven cheat loses.")
@@ -177,12 +186,12 @@ class GovernanceConfig(_Strict):
 class ProposalConfig(_Strict):
     """A scripted proposal; members vote on it the tick after it opens."""
 
-    at: int = Field(ge=0, description="Tick at which it opens.")
-    proposer: int = Field(0, ge=0, description="Member index of the proposer.")
+    at: int = Field(ge=0, le=MAX_TICKS, description="Tick at which it opens.")
+    proposer: int = Field(0, ge=0, le=50_000_000, description="Member index of the proposer.")
     kind: Literal["params", "admit", "expel", "treasury"] = Field("params", description="What it does.")
-    changes: dict[str, float] = Field({}, description="params: parameters and their proposed values.")
-    target: int = Field(0, ge=0, description="admit/expel: member index; treasury: member index of the recipient.")
-    credits: int = Field(0, ge=0, description="treasury: credits paid from the treasury.")
+    changes: dict[str, float] = Field({}, max_length=64, description="params: parameters and their proposed values.")
+    target: int = Field(0, ge=0, le=50_000_000, description="admit/expel: member index; treasury: member index of the recipient.")
+    credits: int = Field(0, ge=0, le=MAX_CREDITS, description="treasury: credits paid from the treasury.")
     turnout: Probability = Field(1.0, description="Probability each member votes.")
     support: Probability = Field(0.5, description="Probability a voting member says yes.")
 
@@ -190,31 +199,31 @@ class ProposalConfig(_Strict):
 class VoteConfig(_Strict):
     """A scripted vote of one member (it replaces that member's drawn vote)."""
 
-    at: int = Field(ge=0, description="Tick of the vote.")
-    member: int = Field(ge=0, description="Member index.")
-    proposal: int = Field(ge=0, description="Index of the proposal in the [[proposal]] list.")
+    at: int = Field(ge=0, le=MAX_TICKS, description="Tick of the vote.")
+    member: int = Field(ge=0, le=50_000_000, description="Member index.")
+    proposal: int = Field(ge=0, le=100_000, description="Index of the proposal in the [[proposal]] list.")
     support: bool = Field(description="Yes or no.")
 
 
 class StakeEventConfig(_Strict):
     """A member buys stake: credits minted to it and staked at its home replica."""
 
-    at: int = Field(ge=0, description="Tick of the purchase.")
-    member: int = Field(ge=0, description="Member index.")
-    credits: int = Field(ge=1, description="Credits bought and staked.")
+    at: int = Field(ge=0, le=MAX_TICKS, description="Tick of the purchase.")
+    member: int = Field(ge=0, le=50_000_000, description="Member index.")
+    credits: int = Field(ge=1, le=MAX_CREDITS, description="Credits bought and staked.")
 
 
 class CoordinationConfig(_Strict):
     """Kuramoto oscillators on the interaction graph, and tension from its minimum cut."""
 
-    coupling: float = Field(2.0, ge=0, description="Coupling strength K.")
-    frequency_spread: float = Field(0.5, gt=0, description="Half-width gamma of the Lorentzian natural frequencies.")
-    dt: float = Field(0.05, gt=0, description="Integration step, virtual time units.")
-    steps_per_tick: int = Field(10, ge=1, description="Oscillator steps per tick.")
-    graph_every: int = Field(10, ge=1, description="Ticks between rebuilding the coupling graph from recent interactions.")
+    coupling: float = Field(2.0, ge=0, le=1e6, description="Coupling strength K.")
+    frequency_spread: float = Field(0.5, gt=0, le=1e6, description="Half-width gamma of the Lorentzian natural frequencies.")
+    dt: float = Field(0.05, gt=0, le=1e3, description="Integration step, virtual time units.")
+    steps_per_tick: int = Field(10, ge=1, le=10_000, description="Oscillator steps per tick.")
+    graph_every: int = Field(10, ge=1, le=MAX_TICKS, description="Ticks between rebuilding the coupling graph from recent interactions.")
     sync_threshold: Probability = Field(0.8, description="A region whose order parameter rises through this fires an extra anti-entropy round.")
     close_votes_on_sync: bool = Field(False, description="Close open proposals early when the members' order parameter rises through sync_threshold.")
-    tension_every: int = Field(25, ge=1, description="Ticks between tension readings.")
+    tension_every: int = Field(25, ge=1, le=MAX_TICKS, description="Ticks between tension readings.")
 
 
 class RecordConfig(_Strict):
@@ -272,8 +281,8 @@ def _cross_check(sc: Scenario, base: Path, label: str) -> list[str]:
     regions = set(sc.network.regions)
     if len(regions) != len(sc.network.regions):
         problems.append(f"{label}: network.regions: duplicate region names in {sc.network.regions}")
-    if sc.network.graph_file is not None and not (base / sc.network.graph_file).is_file():
-        problems.append(f"{label}: network.graph_file: file not found: {base / sc.network.graph_file}")
+    if sc.network.graph_file is not None:
+        problems += check_graph_file(sc.network.graph_file, base, f"{label}: network.graph_file")
     for i, link in enumerate(sc.network.links):
         for end in (link.a, link.b):
             if end not in regions:
@@ -282,23 +291,7 @@ def _cross_check(sc: Scenario, base: Path, label: str) -> list[str]:
     for i, p in enumerate(sc.population):
         if names.count(p.name) > 1:
             problems.append(f"{label}: population[{i}].name: duplicate population name {p.name!r}")
-        if p.core is not None and p.role not in CORE_ROLES:
-            problems.append(f"{label}: population[{i}].core: role {p.role!r} has no core to choose (roles with one: {', '.join(CORE_ROLES)})")
-        elif p.core not in (None, "baseline", "learned"):
-            if not (base / p.core).is_file():
-                problems.append(f"{label}: population[{i}].core: policy file not found: {base / p.core}")
-        if p.role == "critic" and p.review_ledger and sum(q.role == "critic" and q.review_ledger for q in sc.population[:i]):
-            problems.append(f"{label}: population[{i}].review_ledger: another critic population already reviews the ledger; set review_ledger = false on one")
-        if p.forecasts_from is not None:
-            seller = next((q for q in sc.population if q.name == p.forecasts_from), None)
-            if p.role != "requester":
-                problems.append(f"{label}: population[{i}].forecasts_from: only requesters buy forecasts; this is a {p.role}")
-            elif seller is None or seller.role != "world_model":
-                problems.append(f"{label}: population[{i}].forecasts_from: names no world_model population; got {p.forecasts_from!r}")
-        if p.role in ("healer", "critic"):
-            watched = next((q for q in sc.population if q.name == p.watches), None)
-            if watched is None or watched.role != "worker":
-                problems.append(f"{label}: population[{i}].watches: a {p.role} watches a worker population; got {p.watches!r}")
+        problems += check_population(sc, i, base, label)
     for i, f in enumerate(sc.fault):
         if f.at >= sc.world.ticks:
             problems.append(f"{label}: fault[{i}].at: tick {f.at} is past the run's last tick {sc.world.ticks - 1}")
@@ -310,6 +303,8 @@ def _cross_check(sc: Scenario, base: Path, label: str) -> list[str]:
                     problems.append(f"{label}: fault[{i}].groups: unknown region {region!r}; regions are {sorted(regions)}")
         problems += _check_byzantine(f, i, label)
     problems += _check_governance(sc, names, label)
+    if not problems:
+        problems += check_size(sc, base, label)
     if sc.distributed is not None and sc.distributed.shards > 1:
         n_regions = len(sc.network.regions) if sc.network.graph_file is None else None
         if n_regions is not None and sc.distributed.shards > n_regions:
@@ -341,6 +336,137 @@ def _check_byzantine(f: FaultConfig, i: int, label: str) -> list[str]:
                         "attack once")
     return problems
 # byzantine -- end
+
+
+BYTES_PER_AGENT = 512  # a generous bound on what one agent holds outside the ledger (arrays, cores)
+
+
+def check_size(sc: Scenario, base: Path, label: str) -> list[str]:
+    """Refuse, before anything is built, a world that could not fit: memory (every replica holds
+    every account: ``accounts × R × (2R + 2) × 8`` bytes, plus the agents' own arrays) against this
+    machine's memory, and the credits the scenario can mint against the ledger's counter bound."""
+    import os
+
+    from economy.ledger import counter_max
+    from runtime.roles import resolve
+
+    regions = _region_count(sc, base)
+    accounts = sum(p.count for p in sc.population) + 1
+    need = accounts * (regions * ((2 * regions + 2) * 8 + 12) + BYTES_PER_AGENT)
+    try:
+        have = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        have = None
+    problems = []
+    if have and need > 0.8 * have:
+        problems.append(f"{label}: (size): the world would hold about {need / 2**30:,.1f} GiB ({accounts:,} accounts x "
+                        f"{regions} replicas, each replica holding every account); this machine has "
+                        f"{have / 2**30:,.1f} GiB: use fewer agents or regions")
+    minted = sum(resolve(p.role, base).cls.credits_minted_at_most(p, sc) for p in sc.population)
+    if sc.governance is not None:
+        members = next((p.count for p in sc.population if p.name == sc.governance.members), 0)
+        minted += members * sc.governance.member_stake + sum(e.credits for e in sc.stake_event)
+    bound = counter_max(regions) // 1_000_000 // 2
+    if minted > bound:
+        problems.append(f"{label}: (credits): the scenario can mint up to {minted:,} credits, past the "
+                        f"{bound:,} a ledger of {regions} replicas holds safely; lower initial_credits, "
+                        "stakes, uptime rewards or counts")
+    return problems
+
+
+def _region_count(sc: Scenario, base: Path) -> int:
+    if sc.network.graph_file is None:
+        return len(sc.network.regions)
+    import networkx as nx
+
+    return int(nx.read_graphml(base / sc.network.graph_file).number_of_nodes())
+
+
+def check_graph_file(ref: str, base: Path, where: str) -> list[str]:
+    """A GraphML region graph: inside the scenario's folder, readable, 1..MAX_REGIONS nodes, every
+    latency a finite number >= 0."""
+    import networkx as nx
+
+    from pathlib import PurePosixPath
+
+    rel = PurePosixPath(ref)
+    if rel.is_absolute() or ".." in rel.parts:
+        return [f"{where}: {ref!r} must lie inside the scenario's folder (a relative path without ..)"]
+    path = base / rel
+    if path.is_symlink() or not path.is_file():
+        return [f"{where}: file not found: {path}"]
+    if path.stat().st_size > 16 << 20:
+        return [f"{where}: {path} is larger than 16 MiB; a region graph holds at most {MAX_REGIONS} regions"]
+    try:
+        graph = nx.read_graphml(path)
+    except Exception as exc:  # networkx raises several types for malformed XML
+        return [f"{where}: {path} is not a readable GraphML graph: {type(exc).__name__}: {exc}"]
+    if not 1 <= graph.number_of_nodes() <= MAX_REGIONS:
+        return [f"{where}: {path} has {graph.number_of_nodes()} regions; a world has 1 to {MAX_REGIONS}"]
+    for a, b, data in graph.edges(data=True):
+        value = data.get("latency", 0.0)
+        try:
+            latency = float(value)
+        except (TypeError, ValueError):
+            return [f"{where}: edge {a}-{b}: latency {value!r} is not a number"]
+        if not 0 <= latency <= MAX_TIME:
+            return [f"{where}: edge {a}-{b}: latency {latency} must be a finite number in [0, {MAX_TIME:g}]"]
+    return []
+
+
+def check_population(sc: Scenario, i: int, base: Path, label: str) -> list[str]:
+    """Problems of population ``i``: its role (found and importable), the role's own keys (each
+    known, typed and in range, with the nearest key for a typo), its core, and the role's checks
+    of the rest of the scenario."""
+    from runtime.roles import resolve
+
+    p = sc.population[i]
+    where = f"{label}: population[{i}]"
+    try:
+        role = resolve(p.role, base)
+    except ScenarioError as exc:
+        return [f"{where}.role: {line}" for line in exc.problems]
+    try:
+        params = role.cls.Params.model_validate(p.params)
+    except ValidationError as exc:
+        return [_param_problem(where, p, err, role.cls.Params) for err in exc.errors()]
+    problems = []
+    if p.core is not None and not role.cls.has_core:
+        problems.append(f"{where}.core: role {p.role!r} has no core to choose")
+    elif p.core not in (None, "baseline", "learned"):
+        problems += _check_core_file(p.core, base, role.cls, f"{where}.core")
+    return problems + role.cls.check_scenario(sc, i, params, base, label)
+
+
+def _param_problem(where: str, p: PopulationConfig, err: Any, model: type[BaseModel]) -> str:
+    """One line for one error of a role's keys, naming population, role and key."""
+    key = ".".join(str(part) for part in err["loc"]) or "(keys)"
+    if err["type"] == "extra_forbidden":
+        import difflib
+
+        known = [*model.model_fields, *PopulationConfig.model_fields]
+        near = difflib.get_close_matches(key, known, n=1)
+        hint = f"; did you mean {near[0]!r}?" if near else ""
+        keys = ", ".join(model.model_fields) or "none"
+        return (f"{where}.{key}: not a key of population {p.name!r} (role {p.role!r}){hint} "
+                f"Its own keys: {keys}; every population also takes name, role, count, initial_credits, core")
+    got = f" (got {err['input']!r})" if "input" in err and err["type"] != "missing" else ""
+    return f"{where}.{key}: {err['msg']}{got} (population {p.name!r}, role {p.role!r})"
+
+
+def _check_core_file(ref: str, base: Path, cls: Any, where: str) -> list[str]:
+    """A core file a population names: inside the scenario's folder, present, and a core of its role."""
+    from pathlib import PurePosixPath
+
+    rel = PurePosixPath(ref)
+    if rel.is_absolute() or ".." in rel.parts:
+        return [f"{where}: {ref!r} must lie inside the scenario's folder (a relative path without ..), "
+                "so a run can be replayed from its directory"]
+    path = base / rel
+    if path.is_symlink() or not path.is_file():
+        return [f"{where}: core file not found: {path}"]
+    problem = cls.check_core_file(path)
+    return [] if problem is None else [f"{where}: {problem}"]
 
 
 def _check_governance(sc: Scenario, names: list[str], label: str) -> list[str]:
@@ -393,12 +519,19 @@ def parse(text: str, label: str = "<string>", base: Path = Path(".")) -> Scenari
     """Parse and validate scenario TOML text; raise :class:`ScenarioError` listing every problem."""
     if not text.strip():
         raise ScenarioError([f"{label}: (top level): the file is empty; start from scenarios/marketplace.toml"])
+    if len(text) > MAX_FILE_BYTES:
+        raise ScenarioError([f"{label}: (file): {len(text):,} characters; a scenario file has at most "
+                             f"{MAX_FILE_BYTES:,}"])
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ScenarioError([f"{label}: (toml): not valid TOML: {exc}"]) from None
+    except RecursionError:
+        raise ScenarioError([f"{label}: (toml): nested too deeply (arrays or tables inside each other)"]) from None
     try:
         sc = Scenario.model_validate(data)
+    except RecursionError:
+        raise ScenarioError([f"{label}: (toml): nested too deeply (arrays or tables inside each other)"]) from None
     except ValidationError as exc:
         lines = []
         for err in exc.errors():
@@ -420,6 +553,8 @@ def load(path: str | Path) -> tuple[Scenario, bytes]:
     p = Path(path)
     if not p.is_file():
         raise ScenarioError([f"{p}: (file): no such scenario file"])
+    if p.stat().st_size > MAX_FILE_BYTES:
+        raise ScenarioError([f"{p}: (file): {p.stat().st_size:,} bytes; a scenario file has at most {MAX_FILE_BYTES:,}"])
     raw = p.read_bytes()
     try:
         text = raw.decode("utf-8")

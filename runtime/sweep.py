@@ -515,9 +515,18 @@ def _worker(tasks: Connection, lifeline: Connection, lock_fd: int, threads: int)
             record_run(spec, Path(partial_root))
             tasks.send((spec.run_id, ""))
         except BaseException as exc:  # reported to the driver, which tries the run again once
-            lines = traceback.format_exception_only(type(exc), exc)
-            message = (lines[-1].strip() if lines else type(exc).__name__) or "failed"
+            message = _describe(exc)
             tasks.send((spec.run_id, message))
+
+
+def _describe(exc: BaseException) -> str:
+    """One line for a failed run: the error, and what caused it (a role's own exception, say)."""
+    parts = []
+    while exc is not None and len(parts) < 3:
+        lines = traceback.format_exception_only(type(exc), exc)
+        parts.append((lines[-1].strip() if lines else type(exc).__name__) or "failed")
+        exc = exc.__cause__  # type: ignore[assignment]
+    return ": ".join(parts)
 
 
 @dataclass

@@ -34,7 +34,9 @@ from runtime.coordination import Coordination
 from runtime.health import HealthRecord
 from runtime.network import Network
 from runtime.organisation import Organisation
-from runtime.population import Population, TickerPopulation
+from runtime import roles
+from runtime.errors import RoleFailure, ScenarioError
+from runtime.population import Population
 from runtime.recorder import EventLog, MetricsLog
 from runtime.rng import Streams
 from runtime.scenario import FaultConfig, Scenario
@@ -62,14 +64,6 @@ class Checkpoint:
         return h.hexdigest()
 
 
-def _roles() -> dict[str, type[Population]]:
-    from agents import ROLES  # the runtime's built-in roles plus the agents package's
-
-    from runtime.exchange import ExchangePopulation
-
-    return {"ticker": TickerPopulation, "exchange": ExchangePopulation, **ROLES}
-
-
 def ledger_keys(n_regions: int, seed: int, key_secret: bytes | None) -> Keyring:
     """The replicas' op keys. A simulation derives them from its seed, so anyone who knows the seed
     can sign as any replica (fine for a model; a run in summary.json names its seed). A signed run
@@ -79,14 +73,9 @@ def ledger_keys(n_regions: int, seed: int, key_secret: bytes | None) -> Keyring:
     return Keyring.derive(n_regions, hmac.new(key_secret, b"agora/ledger-keys", hashlib.sha256).digest())
 
 
-def role_class(role: str) -> type[Population]:
-    """The class of the populations of ``role``."""
-    return _roles()[role]
-
-
-def role_modules(scenario: Scenario) -> tuple[str, ...]:
+def role_modules(scenario: Scenario, base: Path = Path(".")) -> tuple[str, ...]:
     """The modules of a scenario's role classes (those a checkpoint of its world may hold)."""
-    return tuple(sorted({role_class(p.role).__module__ for p in scenario.population}))
+    return roles.role_modules([p.role for p in scenario.population], base)
 
 
 class World(mesa.Model):
@@ -113,7 +102,6 @@ class World(mesa.Model):
         eco = scenario.economy
         self.bus = MessageBus(self.env, self.network, self.streams("bus"), scenario.bus.loss,
                               scenario.bus.duplication, scenario.bus.jitter)
-        roles = _roles()
         self.local_regions = [r for r in range(R) if self.shard is None or r % self.shard[1] == self.shard[0]]
         self.populations: list[Population] = []
         offset = 0
@@ -121,7 +109,7 @@ class World(mesa.Model):
             ids = np.arange(offset, offset + cfg.count, dtype=np.int64)
             if self.shard is not None:
                 ids = ids[(ids % R) % self.shard[1] == self.shard[0]]
-            self.populations.append(roles[cfg.role](cfg, ids, R))
+            self.populations.append(roles.resolve(cfg.role, base).cls(cfg, ids, R))
             offset += cfg.count
         self.n_agents = offset
         self.treasury = offset  # one account past the agents: the organisation's treasury
@@ -148,6 +136,8 @@ class World(mesa.Model):
         self.state_log: StateLog | None = None
         self.snapshots: Path | None = None  # a folder: the whole world is saved there at each checkpoint
         self.settled: dict[str, object] | None = None  # the settle phase's outcome (:meth:`settle`)
+        self.last_metrics: dict[str, int | float] = {}  # the latest tick's metrics row
+        self.metrics_history: list[dict[str, int | float]] | None = None  # every row, when a caller asks
         self._in_tick = False
         self._finish_tick = False  # restored from a checkpoint taken inside a tick: run() finishes it
         if out is not None:
@@ -183,7 +173,12 @@ class World(mesa.Model):
         self.refused_by_critic = 0  # entries a reviewer dropped before they reached a ledger
         self._op_ticks: list[list[int]] = [[] for _ in range(R)]
         for pop in self.populations:
-            pop.setup(self)
+            try:
+                pop.setup(self)
+            except ScenarioError:
+                raise
+            except Exception as exc:  # a role's own code failed while the world was built
+                raise RoleFailure(pop.name, pop.cfg.role, -1) from exc
         if self.organisation is not None:
             self.organisation.setup()
 
@@ -195,6 +190,8 @@ class World(mesa.Model):
         """
         until = self.scenario.world.ticks if until is None else until
         resume, self._finish_tick = self._finish_tick, False
+        if isinstance(self.env, RealtimeClock):
+            self.env.sync()  # pace from now, not from when the world was built
         done = self.env.process(self._ticker(until, progress, resume))
         self.env.run(until=done)
 
@@ -255,7 +252,10 @@ class World(mesa.Model):
             self.coordination.begin_tick(t)  # oscillator steps beside the populations, where they may
         self.task_board.clear()
         for pop in sorted(self.populations, key=lambda p: p.phase):
-            pop.step(self, t)
+            try:
+                pop.step(self, t)
+            except Exception as exc:  # a role's own code failed: say whose, and when
+                raise RoleFailure(pop.name, pop.cfg.role, t) from exc
         if len(self.task_board):
             self.emit_many("task_expired", "board", self.task_board.requester, self.task_board.task_id,
                            self.task_board.price, self.task_board.skill.astype(np.float64))
@@ -287,7 +287,8 @@ class World(mesa.Model):
     # callbacks of whoever runs the world, Mesa's agent registry (Agora's agents live in arrays)
     # and where the scenario's files are (a replay reads them from its run directory).
     TRANSIENT = frozenset({"env", "log", "metrics", "state_log", "on_checkpoint", "snapshots", "base",
-                           "step", "_user_step", "_agents", "_agents_by_type", "_all_agents"})
+                           "step", "_user_step", "_agents", "_agents_by_type", "_all_agents",
+                           "metrics_history"})
 
     def __getstate__(self) -> dict[str, object]:
         """The world's state for a snapshot (:mod:`runtime.checkpoints`), between ticks."""
@@ -318,6 +319,7 @@ class World(mesa.Model):
         for time, priority, msg in in_flight:
             self.env.call_at(time, priority, Delivery(self.bus, msg))
         self.log = self.metrics = self.state_log = None
+        self.metrics_history = None
         self.on_checkpoint = None
         self.snapshots = None
         self.base = Path(".")
@@ -659,6 +661,9 @@ class World(mesa.Model):
         })
         row["distinct_roots"] = self._roots
         row["replica_lag_max"], row["replica_lag_mean"] = self.replica_lag()
+        self.last_metrics = row
+        if self.metrics_history is not None:
+            self.metrics_history.append(row)
         if self.metrics is not None:
             self.metrics.write(row)
 

@@ -87,8 +87,8 @@ def test_each_role_starts_from_its_saved_core(saved: Path):
 
 def test_a_core_of_another_role_is_refused(saved: Path):
     path = scenario(saved, ref="run/cores/crit.npz")
-    with pytest.raises(ScenarioError, match=r"population 'ref': core: .*crit.npz: a core of role 'critic', not 'refactor'"):
-        World(load(path)[0], base=saved)
+    with pytest.raises(ScenarioError, match=r"population\[5\]\.core: .*crit.npz: a core of role 'critic', not 'refactor'"):
+        load(path)  # refused when the scenario is validated, before any world is built
 
 
 def test_a_core_of_the_wrong_shape_is_refused(saved: Path):
@@ -104,6 +104,6 @@ def test_a_file_that_is_not_a_core_exits_2_with_one_line(saved: Path):
     proc = subprocess.run([sys.executable, "-m", "runtime.cli", "run", str(path), "--out", str(saved / "junk-run")],
                           capture_output=True, text=True)
     assert proc.returncode == 2
-    assert "population 'wm': core:" in proc.stderr and "not a core file" in proc.stderr
+    assert "population[4].core:" in proc.stderr and "not an .npz file" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not (saved / "junk-run").exists()  # nothing half-made is left behind

@@ -132,7 +132,7 @@ def test_a_missing_or_broken_policy_file_is_a_clear_error(tmp_path):
     path = tmp_path / "s.toml"
     path.write_text(SCENARIO.replace('count = 40\ninitial_credits = 1000', 'count = 40\ninitial_credits = 1000\ncore = "nope.npz"'))
     r = CliRunner().invoke(app, ["validate", str(path)])
-    assert r.exit_code == 2 and "policy file not found" in r.output
+    assert r.exit_code == 2 and "core file not found" in r.output
     (tmp_path / "nope.npz").write_bytes(b"not a policy")
     r = CliRunner().invoke(app, ["run", str(path), "--out", str(tmp_path / "out"), "-q"])
     assert r.exit_code == 2 and "not a negotiator policy file" in r.output and "Traceback" not in r.output

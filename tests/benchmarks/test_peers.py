@@ -91,7 +91,7 @@ def test_scaled_marketplace_has_n_agents_and_every_role():
         assert abs(sum(p.count for p in sc.population) - n) <= 2  # rounding of four populations
         roles = {p.role for p in sc.population}
         assert roles == {"requester", "worker", "healer", "critic", "world_model", "refactor", "negotiator"}
-        assert next(p for p in sc.population if p.role == "critic").review_ledger is False
+        assert next(p for p in sc.population if p.role == "critic").params["review_ledger"] is False
         assert len(sc.fault) == 4 and sc.coordination is not None
 
 

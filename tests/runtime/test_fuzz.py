@@ -18,11 +18,11 @@ from runtime.fuzz import (
     check_scenario,
     draw_scenario,
     fuzz,
-    fuzz_command,
     planted,
     reproduce_command,
     write_failure,
 )
+from runtime.cli.fuzzing import fuzz_command
 from runtime.scenario import ATTACKS, parse
 
 SUITE_SEEDS = 200
@@ -32,15 +32,10 @@ ROLES = {"requester", "worker", "healer", "critic", "world_model", "refactor", "
 
 
 def cli() -> typer.Typer:
-    """The ``agora`` app when it has the fuzz command, else an app with just that command."""
+    """The ``agora`` app."""
     from runtime.cli import app
 
-    if any(c.name == "fuzz" for c in app.registered_commands):
-        return app
-    local = typer.Typer(add_completion=False)
-    local.callback()(lambda: None)  # a group: the command is called by its name, as in agora
-    local.command("fuzz")(fuzz_command)
-    return local
+    return app
 
 
 def test_a_seed_draws_one_valid_scenario_whose_faults_end_two_thirds_in():

@@ -97,8 +97,11 @@ def test_shipped_scenarios_validate_and_schema_describes_every_key():
     r = CliRunner().invoke(app, ["schema"])
     assert r.exit_code == 0
     sch = json.loads(r.output)
+    roles = sch.pop("x-agora-roles")
     assert sch == json.loads(json.dumps(schema()))
     assert "world" in sch["properties"] and sch["additionalProperties"] is False
+    assert {"requester", "worker", "healer", "critic", "world_model", "refactor", "negotiator"} <= set(roles)
+    assert roles["worker"]["properties"]["stake"]["maximum"] == 10**9
     assert parse(SMALL).world.ticks == 40
 
 

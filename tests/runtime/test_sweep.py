@@ -173,21 +173,49 @@ def test_a_ray_worker_killed_mid_run_is_retried(tmp_path):
     assert all(not read_summary(out / s.run_id)[1] for s in specs)
 
 
+BOOM = '''
+from typing import ClassVar
+
+from runtime.population import Population
+
+
+class Boom(Population):
+    """A role that fails in its third tick: a bug in a user's own code."""
+
+    role: ClassVar[str] = "boom"
+
+    def step(self, world, tick):
+        if tick == 2 and self.n:
+            raise RuntimeError("boom at tick 2")
+'''
+
+
 def test_a_run_that_fails_twice_is_reported_not_dropped(tmp_path):
     scenario = _scenario(tmp_path)
+    (tmp_path / "boom.py").write_text(BOOM)
+    scenario.write_text(scenario.read_text() + '\n[[population]]\nname = "boom"\nrole = "boom:Boom"\ncount = 1\n')
+    out = tmp_path / "sweep"
+    result = subprocess.run([*AGORA, "sweep", str(scenario), "--set", "population.boom.count=0,1",
+                             "--out", str(out), "--workers", "2", "--quiet"], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1, result.stderr
+    assert "failed twice" in result.stderr and "boom at tick 2" in result.stderr
+    rows = {r["set.population.boom.count"]: r for r in _rows(out)}
+    assert rows[0]["status"] == "ok"
+    assert rows[1]["status"] == "failed" and rows[1]["attempts"] == 2
+    assert "boom at tick 2" in rows[1]["error"]
+    assert not (out / "population.boom.count=1__seed=7").exists()
+
+
+def test_a_grid_point_that_does_not_validate_is_refused_before_any_run(tmp_path):
+    scenario = _scenario(tmp_path)
     (tmp_path / "broken.npz").write_bytes(b"not a core file")
-    text = scenario.read_text() + '\n[[population]]\nname = "healers"\nrole = "healer"\ncount = 1\nwatches = "workers"\n'
-    scenario.write_text(text)
+    scenario.write_text(scenario.read_text() + '\n[[population]]\nname = "healers"\nrole = "healer"\ncount = 1\n'
+                        'watches = "workers"\n')
     out = tmp_path / "sweep"
     result = subprocess.run([*AGORA, "sweep", str(scenario), "--set", 'population.healers.core="learned","broken.npz"',
-                             "--out", str(out), "--workers", "2", "--quiet"], capture_output=True, text=True, timeout=300)
-    assert result.returncode == 1
-    assert "failed twice" in result.stderr and "broken.npz" in result.stderr
-    rows = {r["set.population.healers.core"]: r for r in _rows(out)}
-    assert rows["learned"]["status"] == "ok"
-    assert rows["broken.npz"]["status"] == "failed" and rows["broken.npz"]["attempts"] == 2
-    assert "broken.npz" in rows["broken.npz"]["error"]
-    assert not (out / "population.healers.core=broken.npz__seed=7").exists()
+                             "--out", str(out), "--quiet"], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2 and "broken.npz" in result.stderr and "not an .npz file" in result.stderr
+    assert not any(out.glob("population*")) if out.exists() else True
 
 
 @pytest.mark.parametrize(("args", "message"), [
