@@ -61,7 +61,11 @@ SUITE_TABLES: dict[str, Suite] = {
     "envs": Suite("envs", (
         ("environments: throughput (this CPU)", ("environment", "env steps/s", "agent-steps/s")),
         ("trained PPO negotiators in scenarios/trained_negotiators.toml (5 of 40 seats), held-out seeds",
-         ("seed", "profit per trained contractor", "profit per ZI-C contractor", "efficiency")))),
+         ("seed", "profit per trained contractor", "profit per ZI-C contractor", "efficiency")),
+        ("learners on agora/Market-v0: mean episode return, held-out seeds 1001-1005 x 10 episodes "
+         "(--quick: 2 seeds x 3, shorter training); margins seed by seed",
+         ("contender", "training", "train s", "mean return", "seeds min..max",
+          "minus random: mean (min..max)", "minus ZI-C", "minus agora train (shipped)")))),
     "analysis": Suite("analysis", (("analysis: state at a tick and analyze on a large run", ("measure", "value")),)),
     "scaleout": Suite("scaleout", (
         ("scale-out: a sweep of 8 runs (the default scenario, 100 ticks) three ways (this machine)",

@@ -4,18 +4,18 @@
 (buyers) -- the negotiator role's task auction (:mod:`agents.negotiator`). Every period each
 negotiator draws a private cost for a task (0.5–1.5 times the task's posted price, which is one
 credit), each requester a value (1–2 times), and they trade in a continuous double auction of
-``ROUNDS`` rounds (Gode & Sunder's rules, :func:`agents.auction.double_auction_fast`): in each round
-everyone untraded posts in random order, a post crossing the best standing opposite order trades at
-that order's price. Requesters bid as zero-intelligence-constrained traders (uniform up to their
-value, each round). A negotiator's action is its shade ``a ∈ [0, 1]``: it asks ``cost +
-a·(CEILING − cost)`` in every round; scripted negotiators (ZI-C) draw a fresh ask uniformly in
-``[cost, CEILING]`` each round. Profit is integer micro-credits; every live negotiator pays ``fee``
-micro-credits per period, and one that cannot pay the next period's fee is bankrupt and leaves.
+``ROUNDS`` rounds (Gode & Sunder's rules, :func:`agents.auction.double_auction_fast`): in each
+round everyone untraded posts in random order, a post crossing the best standing opposite order
+trades at that order's price. Requesters bid as zero-intelligence-constrained traders (uniform up
+to their value, each round). A learning negotiator's input is its shade ``s ∈ [0, 1]``: it asks
+``cost + s·(CEILING − cost)`` in every round; scripted negotiators (ZI-C) draw a fresh ask
+uniformly in ``[cost, CEILING]`` each round. Profit is integer micro-credits; every live
+negotiator pays ``fee`` micro-credits per period, and one that cannot pay the next period's fee is
+bankrupt and leaves.
 
 Clearing is one numba call over all markets; randomness comes from one generator per market, so
 each market's episode depends only on its own seed.
 """
-
 from __future__ import annotations
 
 import numpy as np
@@ -23,20 +23,20 @@ import numpy.typing as npt
 from numba import njit
 
 from agents.auction import arrival_orders, double_auction_fast
+from agents.shade_policy import OBS_DIM, market_observation
 
 CEILING = 2.0  # highest ask, in units of the task's posted price (as in the negotiator role)
 ROUNDS = 30  # auction rounds per period (as in the negotiator role)
 UNIT = 1_000_000  # micro-credits per credit: a task's posted price is one credit
-OBS_DIM = 4
 
 
 @njit(cache=True)
 def clear(asks, bids, alive, cost, value, order, price_out, traded_out, surplus_out, best_out):
     """Run every market's auction. ``asks: [B, R, n]``, ``bids: [B, R, n]``, ``order: [B, R, 2n]``.
 
-    Agents ``0..n-1`` of a market are its negotiators (sellers), ``n..2n-1`` its requesters. Departed
-    negotiators do not post. Writes each negotiator's trade price (``price_out[B, n]``, 0 if none),
-    whether it traded, the realised surplus and the largest possible surplus per market.
+    Agents ``0..n-1`` of a market are its negotiators (sellers), ``n..2n-1`` its requesters.
+    Departed negotiators do not post. Writes each negotiator's trade price (``price_out[B, n]``, 0
+    if none), whether it traded, the realised surplus and the largest possible surplus per market.
     """
     B, R, n = asks.shape
     is_buyer = np.zeros(2 * n, dtype=np.bool_)
@@ -70,9 +70,12 @@ class MarketBatch:
 
     def __init__(self, n_markets: int, n_agents: int, periods: int, fee: int, initial: int) -> None:
         if n_agents < 1 or n_markets < 1 or periods < 1:
-            raise ValueError(f"need at least one market, agent and period; got {n_markets}, {n_agents}, {periods}")
-        self.B, self.n, self.periods, self.fee, self.initial = n_markets, n_agents, periods, fee, initial
-        self.rngs = [np.random.default_rng() for _ in range(n_markets)]  # fresh entropy until a reset seeds them
+            raise ValueError(f"need at least one market, agent and period; got {n_markets}, "
+                             f"{n_agents}, {periods}")
+        self.B, self.n, self.periods = n_markets, n_agents, periods
+        self.fee, self.initial = fee, initial  # micro-credits
+        # Fresh entropy until a reset seeds them.
+        self.rngs = [np.random.default_rng() for _ in range(n_markets)]
         self.credits = np.zeros((n_markets, n_agents), dtype=np.int64)
         self.alive = np.zeros((n_markets, n_agents), dtype=np.bool_)
         self.cost = np.zeros((n_markets, n_agents))
@@ -97,18 +100,18 @@ class MarketBatch:
         self.cost[b] = self.rngs[b].uniform(0.5, 1.5, self.n)
 
     def observe(self) -> npt.NDArray[np.float32]:
-        """Every negotiator's observation ``[B, n, OBS_DIM]``: cost, last clearing price, credits
-        relative to the start, share of the episode left."""
-        obs = np.empty((self.B, self.n, OBS_DIM), dtype=np.float32)
-        obs[:, :, 0] = self.cost
-        obs[:, :, 1] = self.last_price[:, None]
-        obs[:, :, 2] = np.minimum(self.credits / self.initial, 10.0)
-        obs[:, :, 3] = (1.0 - self.t / self.periods)[:, None]
+        """Every negotiator's observation ``float32[B, n, OBS_DIM]``, each feature in ``[-1, 1]``:
+        cost, last clearing price, credits against the start, share of the episode left (scaled
+        as :func:`agents.shade_policy.market_observation` says)."""
+        obs = market_observation(self.cost, self.last_price[:, None], self.credits / self.initial,
+                                 (1.0 - self.t / self.periods)[:, None]).astype(np.float32)
+        assert obs.shape == (self.B, self.n, OBS_DIM)
         return obs
 
     def step(self, shade: npt.NDArray[np.float64], scripted: npt.NDArray[np.bool_]
              ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.bool_], npt.NDArray[np.bool_]]:
-        """One period in every market. ``shade[B, n]`` for the learners; ``scripted[n]`` marks ZI-C seats.
+        """One period in every market. ``shade[B, n]`` in [0, 1] for the learners; ``scripted[n]``
+        marks ZI-C seats.
 
         Returns each negotiator's net gain this period (micro-credits, ``[B, n]``; 0 for the
         departed), who went bankrupt this period, and which markets reached their last period.
@@ -127,7 +130,8 @@ class MarketBatch:
             zic = self.cost[b] + rng.random((ROUNDS, n)) * (CEILING - self.cost[b])
             asks[b][:, scripted] = zic[:, scripted]
             order[b] = arrival_orders(rng.random((ROUNDS, 2 * n)))
-        clear(asks, bids, self.alive, self.cost, value, order, self._price, self._traded, self._s, self._b)
+        clear(asks, bids, self.alive, self.cost, value, order, self._price, self._traded, self._s,
+              self._b)
         traded = self._traded & self.alive
         profit = np.where(traded, np.floor((self._price - self.cost) * UNIT), 0).astype(np.int64)
         gain = np.where(self.alive, profit - self.fee, 0)

@@ -2,12 +2,8 @@
 
 ``parallel_env()`` is the native form (all negotiators act each period); ``raw_env()`` is its AEC
 form and ``env()`` the AEC form with PettingZoo's order-enforcing wrapper, as PettingZoo's own
-environments are laid out. Spaces are Market-v0's (:mod:`environments.market`). A negotiator that
-cannot pay the next period's fee is bankrupt: it is terminated that period and leaves ``agents``;
-the others go on. All are truncated after ``periods`` periods. An action outside the space, or an
-action for an agent that is not in ``agents``, raises ``ValueError`` naming the agent.
+environments are laid out. :class:`MarketParallelEnv`'s docstring is the environment's page.
 """
-
 from __future__ import annotations
 
 import functools
@@ -18,6 +14,7 @@ import numpy.typing as npt
 from pettingzoo import ParallelEnv
 from pettingzoo.utils import conversions, wrappers
 
+from agents.shade_policy import shade_from_action
 from environments.market import action_space, check_action, make_market, observation_space
 from environments.market_core import UNIT
 
@@ -28,7 +25,8 @@ def env(**kwargs: Any) -> Any:
 
 
 def raw_env(**kwargs: Any) -> Any:
-    """The AEC environment (the parallel one, converted), refusing a bad action when it is given."""
+    """The AEC environment (the parallel one, converted), refusing a bad action when it is
+    given."""
     return _CheckedAEC(parallel_env(**kwargs))
 
 
@@ -50,12 +48,54 @@ def parallel_env(**kwargs: Any) -> MarketParallelEnv:
 
 
 class MarketParallelEnv(ParallelEnv):  # type: ignore[type-arg]
-    """``n_agents`` learning negotiators and as many ZI-C requesters in one call market per period."""
+    """``n_agents`` learning negotiators and as many ZI-C requesters in one task auction per period.
+
+    ## Description
+
+    The market of ``agora/Market-v0`` (:class:`environments.market.MarketEnv`) with every
+    negotiator seat learning: agents ``negotiator_0 … negotiator_{n−1}`` each choose a shade per
+    period and hold its ask for the period's 30 rounds; requesters bid as ZI-C traders.
+
+    ## Action Space
+
+    Per agent ``Box(-1, 1, (1,), float32)``: shade ``(a + 1)/2``, ask
+    ``cost + shade·(2 − cost)``, as in Market-v0. An action outside the box, for an agent that
+    is not in ``agents``, or missing for a live agent raises ``ValueError`` naming the agent;
+    nothing is clipped.
+
+    ## Observation Space
+
+    Per agent Market-v0's ``Box(-1, 1, (4,), float32)``: cost, last clearing price, credits and
+    share of the episode left, each scaled to ``[-1, 1]`` (the table in
+    :class:`environments.market.MarketEnv`).
+
+    ## Rewards
+
+    Per agent the period's net gain in credits (one credit is a task's posted price): profit if
+    it traded, minus the fee.
+
+    ## Episode End
+
+    A negotiator that cannot pay the next period's fee is bankrupt: it is terminated that period
+    and leaves ``agents``; the others go on. All are truncated after ``periods`` periods.
+    Stepping with no agents left raises ``RuntimeError``.
+
+    ## Arguments
+
+    ``parallel_env(n_agents=8, periods=50, fee=0.05, initial_credits=2.0, render_mode=None)``
+    (``env()`` and ``raw_env()`` take the same).
+
+    ## Version History
+
+    * market_v0: spaces as Market-v0 v0 (action ``Box(-1, 1)``, observations in ``[-1, 1]``);
+      development builds of Agora 0.1.0 before this used ``Box(0, 1)`` shades and unscaled
+      observations under the same name.
+    """
 
     metadata = {"name": "market_v0", "render_modes": ["ansi"], "is_parallelizable": True}
 
-    def __init__(self, n_agents: int = 8, periods: int = 50, fee: float = 0.05, initial_credits: float = 2.0,
-                 render_mode: str | None = None) -> None:
+    def __init__(self, n_agents: int = 8, periods: int = 50, fee: float = 0.05,
+                 initial_credits: float = 2.0, render_mode: str | None = None) -> None:
         self.market = make_market(1, n_agents, periods, fee, initial_credits, render_mode)
         self.render_mode = render_mode
         self.possible_agents = [f"negotiator_{i}" for i in range(n_agents)]
@@ -65,7 +105,8 @@ class MarketParallelEnv(ParallelEnv):  # type: ignore[type-arg]
         self._scripted = np.zeros(n_agents, dtype=np.bool_)
         self._seed_rng = np.random.default_rng()
 
-    @functools.lru_cache(maxsize=None)  # noqa: B019 -- one space object per agent, as PettingZoo expects
+    # One space object per agent, as PettingZoo expects.
+    @functools.lru_cache(maxsize=None)  # noqa: B019
     def observation_space(self, agent: str) -> Any:
         """Market-v0's observation space."""
         return observation_space()
@@ -86,8 +127,9 @@ class MarketParallelEnv(ParallelEnv):  # type: ignore[type-arg]
         obs = self.market.observe()[0]
         return {a: obs[self.index[a]] for a in self.agents}, {a: {} for a in self.agents}
 
-    def step(self, actions: dict[str, Any]) -> tuple[dict[str, Any], dict[str, float], dict[str, bool],
-                                                     dict[str, bool], dict[str, dict[str, Any]]]:
+    def step(self, actions: dict[str, Any]
+             ) -> tuple[dict[str, Any], dict[str, float], dict[str, bool], dict[str, bool],
+                        dict[str, dict[str, Any]]]:
         """One period: every live negotiator's shade in, everyone's outcome out."""
         if not self.agents:
             raise RuntimeError("market_v0: the episode is over; call reset()")
@@ -97,20 +139,24 @@ class MarketParallelEnv(ParallelEnv):  # type: ignore[type-arg]
         values = np.empty(len(actions))
         for k, (agent, action) in enumerate(actions.items()):
             if agent not in live_set:
-                raise ValueError(f"market_v0: {agent!r} is not a live agent (live: {len(self.agents)})")
+                raise ValueError(f"market_v0: {agent!r} is not a live agent (live: "
+                                 f"{len(self.agents)}); send actions for env.agents only")
             arr = np.asarray(action)
             if arr.size != 1 or arr.dtype.kind not in "fiu":
                 check_action(self.action_space(agent), action, agent)  # raises, naming the agent
             seats[k] = self.index[agent]
             values[k] = arr.flat[0]
-        bad = ~np.isfinite(values) | (values < 0.0) | (values > 1.0)
+        bad = ~np.isfinite(values) | (np.abs(values) > 1.0)
         if bad.any():  # the first offender, named as check_action names it
-            k = int(np.argmax(bad))
-            check_action(self.action_space(self.possible_agents[seats[k]]), values[k], self.possible_agents[seats[k]])
+            first = int(np.argmax(bad))
+            name = self.possible_agents[seats[first]]
+            check_action(self.action_space(name), values[first], name)
         if len(actions) != len(live_set):
-            missing = live_set - set(actions)
-            raise ValueError(f"market_v0: no action for {sorted(missing)[:3]}{' ...' if len(missing) > 3 else ''}")
-        shade[0, seats] = values
+            missing = sorted(live_set - set(actions))
+            more = " ..." if len(missing) > 3 else ""
+            raise ValueError(f"market_v0: no action for {missing[:3]}{more}; every agent in "
+                             "env.agents acts each period")
+        shade[0, seats] = shade_from_action(values)
         gain, bankrupt, done = self.market.step(shade, self._scripted)
         obs_all = self.market.observe()[0]
         live = self.agents
@@ -121,7 +167,8 @@ class MarketParallelEnv(ParallelEnv):  # type: ignore[type-arg]
         rewards = dict(zip(live, (gain[0, idx] / UNIT).tolist(), strict=True))
         terminations = dict(zip(live, term_l, strict=True))
         truncations = {a: ended and not t for a, t in zip(live, term_l, strict=True)}
-        infos = {a: {"credits": c} for a, c in zip(live, self.market.credits[0, idx].tolist(), strict=True)}
+        credits = self.market.credits[0, idx].tolist()
+        infos = {a: {"credits": c} for a, c in zip(live, credits, strict=True)}
         self.agents = [a for a, t in zip(live, term_l, strict=True) if not (t or ended)]
         self._live_set = set(self.agents)
         return obs, rewards, terminations, truncations, infos
@@ -132,7 +179,8 @@ class MarketParallelEnv(ParallelEnv):  # type: ignore[type-arg]
             return None
         m = self.market
         eff = m.surplus[0] / m.best[0] if m.best[0] else 0.0
-        return f"period {int(m.t[0])}/{m.periods}  live {len(self.agents)}  last price {m.last_price[0]:.3f}  efficiency {eff:.3f}"
+        return (f"period {int(m.t[0])}/{m.periods}  live {len(self.agents)}  last price "
+                f"{m.last_price[0]:.3f}  efficiency {eff:.3f}")
 
     def close(self) -> None:
         """Nothing to release."""

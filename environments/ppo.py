@@ -1,23 +1,27 @@
-"""PPO for ``agora/Market-v0``, in one readable file (the CleanRL layout: arguments, agent, rollout, update).
+"""PPO for ``agora/Market-v0`` in one readable file (the CleanRL layout: arguments, agent, rollout,
+advantages, update).
 
-The agent is an actor-critic pair of small MLPs. The actor outputs the mean of a Gaussian over a raw
-action ``u``; the shade the environment receives is ``sigmoid(u)``, so every action is inside the
-space by construction (the environment refuses anything else; nothing is clipped). Log-probabilities
-are taken on ``u``. Rollouts come from :class:`environments.market.MarketVectorEnv` (``num_envs``
-markets stepped by one batched kernel call), with generalised advantage estimation and the clipped
-surrogate objective. With a seed, CPU training is bit-for-bit reproducible (one torch thread).
+The agent is an actor-critic pair of small MLPs. The actor outputs the mean of a Gaussian over a
+raw action ``u``; the environment receives ``tanh(u)``, inside the action box ``[-1, 1]`` by
+construction (the environment refuses anything else; nothing is clipped), so the shade is
+``(tanh(u) + 1)/2``. Log-probabilities are taken on ``u``: the squashing is the same for the old
+and the new policy, so it cancels in PPO's probability ratio. Rollouts come from
+:class:`environments.market.MarketVectorEnv` (``num_envs`` markets stepped by one batched kernel
+call), with generalised advantage estimation and the clipped surrogate objective. With a seed,
+CPU training is bit-for-bit reproducible (one torch thread).
 
-What a run writes to ``out``: ``curve.csv`` (iteration, env steps, mean return of the episodes that
-ended, mean shade), ``curve.png`` (the learning curve), ``checkpoints/iter_NNNN.pt`` (agent and
-optimiser state), ``policy.npz`` (the actor, loadable as a negotiator's core in a scenario) and
-``eval.json`` (the trained policy against the scripted ZI-C negotiator on held-out seeds).
+What a run writes to ``out``: ``curve.csv`` (iteration, env steps, mean return of the episodes
+that ended, mean shade), ``curve.png`` (the learning curve), ``checkpoints/iter_NNNN.pt`` (agent
+and optimiser state), ``policy.npz`` (the actor as a policy file, ``docs/reference/
+policy-files.md``; a scenario's negotiators load it as their core) and ``eval.json`` (the trained
+policy against ZI-C and a uniform-random action on held-out seeds).
 """
 
 from __future__ import annotations
 
 import csv
-import io
 import json
+import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -28,36 +32,59 @@ import numpy.typing as npt
 import torch
 from torch import nn
 
-from agents.shade_policy import POLICY_KIND, ShadePolicy
-from environments.market import MarketEnv, MarketVectorEnv
-from environments.market_core import OBS_DIM
+from agents.shade_policy import OBS_DIM, ShadePolicy, save_policy_file
+from environments.evaluation import RANDOM, ZIC, mean_returns
+from environments.market import MarketVectorEnv
 
 HIDDEN = 64
+# The raw action's starting spread. tanh(N(0, 0.5²)) spreads the first shades over the middle of
+# [0, 1]; a standard deviation of 1 would put one in seven within 0.05 of 0 or 1, where tanh
+# saturates, and the policy would learn from that noise more than from its shade.
+LOG_STD_INIT = math.log(0.5)
 
 
 @dataclass
 class Args:
-    """Training settings (``agora train --help`` lists them)."""
+    """Training settings (``agora train --help`` lists those the command line sets)."""
 
-    total_steps: int = 200_000  # environment steps, summed over the vector's markets
+    total_steps: int = 200_000
+    """environment steps in all, summed over the vector's markets"""
     num_envs: int = 16
-    num_steps: int = 128  # steps per market per rollout
-    n_agents: int = 8  # negotiators per market (one learns, the rest are ZI-C)
+    """markets stepped together by the native vector env"""
+    num_steps: int = 128
+    """steps per market per rollout (a rollout is ``num_envs · num_steps`` steps)"""
+    n_agents: int = 8
+    """negotiators per market: one learns, the others are ZI-C"""
     periods: int = 50
+    """periods per episode"""
     lr: float = 3e-4
+    """Adam's learning rate at the start, annealed linearly to 0"""
     gamma: float = 0.99
+    """discount factor"""
     gae_lambda: float = 0.95
-    minibatches: int = 4
-    update_epochs: int = 4
+    """lambda of generalised advantage estimation"""
+    minibatches: int = 32
+    """minibatches per update epoch (CleanRL's continuous-action setting)"""
+    update_epochs: int = 10
+    """passes over each rollout (CleanRL's continuous-action setting)"""
     clip: float = 0.2
+    """PPO's clipping coefficient for the probability ratio"""
     ent_coef: float = 0.0
+    """weight of the entropy bonus"""
     vf_coef: float = 0.5
+    """weight of the value loss"""
     max_grad_norm: float = 0.5
+    """largest global gradient norm (larger gradients are scaled down)"""
     seed: int = 1
+    """seed of torch, the minibatch order and the markets: the same seed gives the same policy"""
     device: str = "cpu"
-    checkpoint_every: int = 10  # iterations
+    """``cpu``, or ``cuda`` for a GPU torch sees"""
+    checkpoint_every: int = 10
+    """iterations between checkpoints (the last iteration is always saved)"""
     eval_seeds: tuple[int, ...] = (1001, 1002, 1003, 1004, 1005)
+    """held-out seeds of the final evaluation"""
     eval_episodes: int = 20
+    """episodes per held-out seed in the final evaluation"""
 
 
 def layer(i: int, o: int, std: float = 2**0.5) -> nn.Linear:
@@ -68,17 +95,25 @@ def layer(i: int, o: int, std: float = 2**0.5) -> nn.Linear:
     return lin
 
 
+def mlp(out: int, std: float) -> nn.Sequential:
+    """Two tanh hidden layers of :data:`HIDDEN` units from the observation to ``out`` outputs."""
+    return nn.Sequential(layer(OBS_DIM, HIDDEN), nn.Tanh(), layer(HIDDEN, HIDDEN), nn.Tanh(),
+                         layer(HIDDEN, out, std))
+
+
 class Agent(nn.Module):
-    """Actor (mean of the raw action) and critic, separate two-layer tanh MLPs; a learned log-std."""
+    """Actor (mean of the raw action) and critic, separate two-layer tanh MLPs; a learned
+    log-std."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.critic = nn.Sequential(layer(OBS_DIM, HIDDEN), nn.Tanh(), layer(HIDDEN, HIDDEN), nn.Tanh(), layer(HIDDEN, 1, 1.0))
-        self.actor = nn.Sequential(layer(OBS_DIM, HIDDEN), nn.Tanh(), layer(HIDDEN, HIDDEN), nn.Tanh(), layer(HIDDEN, 1, 0.01))
-        self.log_std = nn.Parameter(torch.zeros(1, 1))
+        self.critic = mlp(1, 1.0)
+        self.actor = mlp(1, 0.01)  # a small last layer: the first shades are near 0.5 for all
+        self.log_std = nn.Parameter(torch.full((1, 1), LOG_STD_INIT))
 
     def value(self, x: torch.Tensor) -> torch.Tensor:
-        return self.critic(x)
+        """The critic's value of observations ``x[n, 4]``: ``[n, 1]``."""
+        return self.critic(x)  # type: ignore[no-any-return]
 
     def act(self, x: torch.Tensor, u: torch.Tensor | None = None
             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -90,150 +125,185 @@ class Agent(nn.Module):
         return u, dist.log_prob(u).sum(1), dist.entropy().sum(1), self.critic(x)
 
 
-def shade_of(u: torch.Tensor) -> npt.NDArray[np.float64]:
-    """The environment action for raw actions ``u``: sigmoid, always inside [0, 1]."""
-    return torch.sigmoid(u).double().cpu().numpy()
+def action_of(u: torch.Tensor) -> npt.NDArray[np.float64]:
+    """The environment actions for raw actions ``u[n, 1]``: ``tanh(u)``, inside ``[-1, 1]``."""
+    return torch.tanh(u).double().cpu().numpy()  # type: ignore[no-any-return]
 
 
 def save_policy(agent: Agent, path: Path) -> None:
-    """Write the actor as a policy file a scenario's negotiators can load (``core = "policy.npz"``)."""
-    weights = {f"actor_{k.replace('.', '_')}": v.detach().cpu().double().numpy() for k, v in agent.actor.state_dict().items()}
-    buf = io.BytesIO()
-    np.savez(buf, agora_role=np.array("negotiator"), kind=np.array(POLICY_KIND), **weights)
-    path.write_bytes(buf.getvalue())
+    """Write the actor as a policy file (tanh hidden layers, ``tanh`` squash, float64)."""
+    linears = [m for m in agent.actor if isinstance(m, nn.Linear)]
+    save_policy_file(path, [m.weight.detach().cpu().double().numpy() for m in linears],
+                     [m.bias.detach().cpu().double().numpy() for m in linears],
+                     activation="tanh", squash="tanh",
+                     source="agora train (PPO, environments/ppo.py)")
 
 
-def evaluate(policy: Callable[[npt.NDArray[np.float32]], float] | None, args: Args) -> list[float]:
-    """Mean episode return per held-out seed for ``policy`` (None: the scripted ZI-C shade, uniform)."""
-    means = []
-    for seed in args.eval_seeds:
-        env = MarketEnv(n_agents=args.n_agents, periods=args.periods)
-        rng = np.random.default_rng(seed)
-        total = 0.0
-        for e in range(args.eval_episodes):
-            obs, _ = env.reset(seed=seed * 1000 + e)
-            done = False
-            while not done:
-                shade = rng.random() if policy is None else policy(obs)
-                obs, r, term, trunc, _ = env.step(np.array([shade], dtype=np.float32))
-                total += r
-                done = term or trunc
-        means.append(total / args.eval_episodes)
-    return means
+def evaluate(policy: Callable[[npt.NDArray[np.float32]], Any] | str, args: Args) -> list[float]:
+    """Mean episode return per held-out seed (:func:`environments.evaluation.mean_returns`)."""
+    return mean_returns(policy, args.eval_seeds, args.eval_episodes, n_agents=args.n_agents,
+                        periods=args.periods)
 
 
-def train(args: Args, out: Path, progress: Callable[[int, int, float], None] | None = None) -> dict[str, Any]:
-    """Train, write the run's files to ``out`` and return the evaluation."""
+@dataclass
+class Rollout:
+    """One rollout's tensors, ``[num_steps, num_envs, ...]``."""
+
+    obs: torch.Tensor
+    u: torch.Tensor
+    logp: torch.Tensor
+    reward: torch.Tensor
+    done: torch.Tensor
+    value: torch.Tensor
+    valid: torch.Tensor  # 0 where the step only reset a market whose episode had ended
+
+    @classmethod
+    def zeros(cls, T: int, N: int, device: torch.device) -> Rollout:
+        """Empty storage for ``T`` steps of ``N`` markets (float64)."""
+        def z(*shape: int) -> torch.Tensor:
+            return torch.zeros(shape, dtype=torch.float64, device=device)
+        return cls(z(T, N, OBS_DIM), z(T, N, 1), z(T, N), z(T, N), z(T, N), z(T, N), z(T, N))
+
+
+@dataclass
+class Cursor:
+    """Where the vector env stands between rollouts."""
+
+    obs: torch.Tensor
+    done: torch.Tensor
+    ep_return: npt.NDArray[np.float64]
+    steps: int = 0
+
+
+def collect(agent: Agent, envs: MarketVectorEnv, roll: Rollout, cur: Cursor
+            ) -> tuple[list[float], float]:
+    """Fill ``roll`` with one rollout; the returns of the episodes that ended, and the mean
+    shade."""
+    finished: list[float] = []
+    shades = []
+    device = roll.obs.device
+    for t in range(roll.obs.shape[0]):
+        roll.obs[t], roll.done[t] = cur.obs, cur.done
+        roll.valid[t] = 1.0 - cur.done  # a step taken after an episode ended only resets it
+        with torch.no_grad():
+            u, logp, _, v = agent.act(cur.obs)
+        roll.u[t], roll.logp[t], roll.value[t] = u, logp, v.flatten()
+        action = action_of(u)
+        shades.append(float((action.mean() + 1.0) / 2.0))
+        obs_np, reward, term, trunc, _ = envs.step(action)
+        cur.steps += envs.num_envs
+        cur.ep_return += reward
+        ended = term | trunc
+        finished += cur.ep_return[ended].tolist()
+        cur.ep_return[ended] = 0.0
+        roll.reward[t] = torch.from_numpy(reward).to(device)
+        cur.obs = torch.from_numpy(obs_np.astype(np.float64)).to(device)
+        cur.done = torch.from_numpy(ended.astype(np.float64)).to(device)
+    return finished, float(np.mean(shades))
+
+
+def advantages(agent: Agent, roll: Rollout, cur: Cursor, args: Args
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Generalised advantage estimates and the value targets, ``[num_steps, num_envs]`` each."""
+    T = roll.reward.shape[0]
+    with torch.no_grad():
+        next_value = agent.value(cur.obs).flatten()
+        adv = torch.zeros_like(roll.reward)
+        last = torch.zeros_like(next_value)
+        for t in reversed(range(T)):
+            nonterminal = 1.0 - (cur.done if t == T - 1 else roll.done[t + 1])
+            nv = next_value if t == T - 1 else roll.value[t + 1]
+            delta = roll.reward[t] + args.gamma * nv * nonterminal - roll.value[t]
+            last = delta + args.gamma * args.gae_lambda * nonterminal * last
+            # An autoreset step carries no learning signal: its advantage chain restarts.
+            last = last * roll.valid[t]
+            adv[t] = last
+    return adv, adv + roll.value
+
+
+def update(agent: Agent, optimizer: torch.optim.Optimizer, roll: Rollout, adv: torch.Tensor,
+           returns: torch.Tensor, args: Args, iteration: int) -> None:
+    """``update_epochs`` passes of clipped-surrogate minibatch steps over the rollout's valid
+    steps."""
+    b_obs, b_u = roll.obs.reshape(-1, OBS_DIM), roll.u.reshape(-1, 1)
+    b_logp, b_adv, b_ret = roll.logp.reshape(-1), adv.reshape(-1), returns.reshape(-1)
+    idx_all = torch.arange(b_logp.numel(), device=b_logp.device)[roll.valid.reshape(-1) > 0]
+    mb = max(1, idx_all.numel() // args.minibatches)
+    gen = torch.Generator().manual_seed(args.seed * 100_003 + iteration)
+    for _ in range(args.update_epochs):
+        perm = idx_all[torch.randperm(idx_all.numel(), generator=gen).to(idx_all.device)]
+        for start in range(0, perm.numel(), mb):
+            ix = perm[start : start + mb]
+            _, newlogp, entropy, newv = agent.act(b_obs[ix], b_u[ix])
+            ratio = (newlogp - b_logp[ix]).exp()
+            a = (b_adv[ix] - b_adv[ix].mean()) / (b_adv[ix].std() + 1e-8)
+            pg = torch.max(-a * ratio, -a * ratio.clamp(1 - args.clip, 1 + args.clip)).mean()
+            vloss = 0.5 * ((newv.flatten() - b_ret[ix]) ** 2).mean()
+            loss = pg - args.ent_coef * entropy.mean() + args.vf_coef * vloss
+            optimizer.zero_grad()
+            loss.backward()
+            nn.utils.clip_grad_norm_(agent.parameters(), args.max_grad_norm)
+            optimizer.step()
+
+
+def train(args: Args, out: Path, progress: Callable[[int, int, float], None] | None = None
+          ) -> dict[str, Any]:
+    """Train, write the run's files to ``out`` and return the evaluation (``eval.json``)."""
     torch.manual_seed(args.seed)
-    np.random.seed(args.seed)
     if args.device == "cpu":
-        torch.set_num_threads(1)
+        torch.set_num_threads(1)  # one thread: the same sums in the same order, run after run
     device = torch.device(args.device)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "checkpoints").mkdir(exist_ok=True)
+    (out / "checkpoints").mkdir(parents=True, exist_ok=True)
     envs = MarketVectorEnv(num_envs=args.num_envs, n_agents=args.n_agents, periods=args.periods)
     agent = Agent().double().to(device)
     optimizer = torch.optim.Adam(agent.parameters(), lr=args.lr, eps=1e-5)
-    T, N = args.num_steps, args.num_envs
-    batch = T * N
-    iterations = max(1, args.total_steps // batch)
-    obs_buf = torch.zeros((T, N, OBS_DIM), dtype=torch.float64, device=device)
-    u_buf = torch.zeros((T, N, 1), dtype=torch.float64, device=device)
-    logp_buf = torch.zeros((T, N), dtype=torch.float64, device=device)
-    rew_buf = torch.zeros((T, N), dtype=torch.float64, device=device)
-    done_buf = torch.zeros((T, N), dtype=torch.float64, device=device)
-    val_buf = torch.zeros((T, N), dtype=torch.float64, device=device)
-    valid_buf = torch.zeros((T, N), dtype=torch.float64, device=device)  # 0 where the step was an autoreset
-
+    iterations = max(1, args.total_steps // (args.num_steps * args.num_envs))
+    roll = Rollout.zeros(args.num_steps, args.num_envs, device)
     obs_np, _ = envs.reset(seed=args.seed)
-    obs = torch.from_numpy(obs_np.astype(np.float64)).to(device)
-    done = torch.zeros(N, dtype=torch.float64, device=device)
-    ep_return = np.zeros(N)
+    cur = Cursor(torch.from_numpy(obs_np.astype(np.float64)).to(device),
+                 torch.zeros(args.num_envs, dtype=torch.float64, device=device),
+                 np.zeros(args.num_envs))
     rows = []
-    steps = 0
     for it in range(1, iterations + 1):
-        for g in optimizer.param_groups:
-            g["lr"] = args.lr * (1.0 - (it - 1) / iterations)
-        finished: list[float] = []
-        shades = []
-        for t in range(T):
-            obs_buf[t] = obs
-            done_buf[t] = done
-            valid_buf[t] = 1.0 - done  # a step taken after an episode ended only resets the market
-            with torch.no_grad():
-                u, logp, _, v = agent.act(obs)
-            u_buf[t], logp_buf[t], val_buf[t] = u, logp, v.flatten()
-            shade = shade_of(u)
-            shades.append(shade.mean())
-            obs_np, reward, term, trunc, _ = envs.step(shade)
-            steps += N
-            ep_return += reward
-            ended = term | trunc
-            finished += ep_return[ended].tolist()
-            ep_return[ended] = 0.0
-            rew_buf[t] = torch.from_numpy(reward).to(device)
-            obs = torch.from_numpy(obs_np.astype(np.float64)).to(device)
-            done = torch.from_numpy(ended.astype(np.float64)).to(device)
-        with torch.no_grad():
-            next_value = agent.value(obs).flatten()
-            adv = torch.zeros_like(rew_buf)
-            last = torch.zeros(N, dtype=torch.float64, device=device)
-            for t in reversed(range(T)):
-                nonterminal = 1.0 - (done if t == T - 1 else done_buf[t + 1])
-                nv = next_value if t == T - 1 else val_buf[t + 1]
-                delta = rew_buf[t] + args.gamma * nv * nonterminal - val_buf[t]
-                last = delta + args.gamma * args.gae_lambda * nonterminal * last
-                # An autoreset step carries no learning signal: its advantage chain restarts.
-                last = last * valid_buf[t]
-                adv[t] = last
-            returns = adv + val_buf
-        b_obs, b_u = obs_buf.reshape(-1, OBS_DIM), u_buf.reshape(-1, 1)
-        b_logp, b_adv, b_ret = logp_buf.reshape(-1), adv.reshape(-1), returns.reshape(-1)
-        b_valid = valid_buf.reshape(-1) > 0
-        idx_all = torch.arange(batch, device=device)[b_valid]
-        mb = max(1, idx_all.numel() // args.minibatches)
-        gen = torch.Generator().manual_seed(args.seed * 100_003 + it)
-        for _ in range(args.update_epochs):
-            perm = idx_all[torch.randperm(idx_all.numel(), generator=gen).to(device)]
-            for start in range(0, perm.numel(), mb):
-                ix = perm[start : start + mb]
-                _, newlogp, entropy, newv = agent.act(b_obs[ix], b_u[ix])
-                ratio = (newlogp - b_logp[ix]).exp()
-                a = b_adv[ix]
-                a = (a - a.mean()) / (a.std() + 1e-8)
-                pg = torch.max(-a * ratio, -a * ratio.clamp(1 - args.clip, 1 + args.clip)).mean()
-                vloss = 0.5 * ((newv.flatten() - b_ret[ix]) ** 2).mean()
-                loss = pg - args.ent_coef * entropy.mean() + args.vf_coef * vloss
-                optimizer.zero_grad()
-                loss.backward()
-                nn.utils.clip_grad_norm_(agent.parameters(), args.max_grad_norm)
-                optimizer.step()
+        for group in optimizer.param_groups:
+            group["lr"] = args.lr * (1.0 - (it - 1) / iterations)
+        finished, mean_shade = collect(agent, envs, roll, cur)
+        adv, returns = advantages(agent, roll, cur, args)
+        update(agent, optimizer, roll, adv, returns, args, it)
         mean_return = float(np.mean(finished)) if finished else float("nan")
-        rows.append({"iteration": it, "env_steps": steps, "mean_return": mean_return, "episodes": len(finished),
-                     "mean_shade": float(np.mean(shades))})
+        rows.append({"iteration": it, "env_steps": cur.steps, "mean_return": mean_return,
+                     "episodes": len(finished), "mean_shade": mean_shade})
         if it % args.checkpoint_every == 0 or it == iterations:
-            torch.save({"agent": agent.state_dict(), "optimizer": optimizer.state_dict(), "iteration": it,
-                        "args": asdict(args)}, out / "checkpoints" / f"iter_{it:04d}.pt")
+            torch.save({"agent": agent.state_dict(), "optimizer": optimizer.state_dict(),
+                        "iteration": it, "args": asdict(args)},
+                       out / "checkpoints" / f"iter_{it:04d}.pt")
         if progress is not None:
             progress(it, iterations, mean_return)
     _write_curve(rows, out)
     save_policy(agent, out / "policy.npz")
+    return _final_evaluation(args, out, rows, iterations, cur.steps)
+
+
+def _final_evaluation(args: Args, out: Path, rows: list[dict[str, Any]], iterations: int,
+                      steps: int) -> dict[str, Any]:
+    """The saved policy (deterministic) against ZI-C and a uniform-random action; ``eval.json``."""
     policy = ShadePolicy(out / "policy.npz")
-    trained = evaluate(lambda o: float(policy(o[None])[0]), args)
-    scripted = evaluate(None, args)
-    result = {"seeds": list(args.eval_seeds), "episodes_per_seed": args.eval_episodes, "trained": trained,
-              "scripted": scripted, "first_return": rows[0]["mean_return"], "last_return": rows[-1]["mean_return"],
+    trained = evaluate(lambda o: policy.action(o[None])[0].astype(np.float32), args)
+    result = {"seeds": list(args.eval_seeds), "episodes_per_seed": args.eval_episodes,
+              "trained": trained, "scripted": evaluate(ZIC, args), "random": evaluate(RANDOM, args),
+              "first_return": rows[0]["mean_return"], "last_return": rows[-1]["mean_return"],
               "iterations": iterations, "env_steps": steps, "args": asdict(args)}
     (out / "eval.json").write_text(json.dumps(result, indent=2) + "\n")
     return result
 
 
 def _write_curve(rows: list[dict[str, Any]], out: Path) -> None:
+    """``curve.csv`` and ``curve.png``: mean return of the episodes ended per iteration."""
     with (out / "curve.csv").open("w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
         w.writeheader()
         w.writerows(rows)
-    import matplotlib
+    import matplotlib  # imported here: a plotting backend is needed only once a run ends
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

@@ -1,19 +1,7 @@
 """``agora/Refactor-v0``: one refactor agent improving a simulated codebase on a budget.
 
-The codebase is the refactor role's (:class:`agents.refactor.Codebase`: a networkx DAG of
-``modules`` modules, each with size, complexity and coverage), and actions have the role's effects
-and costs (:func:`agents.refactor.apply_action`; a replacement that would make the dependency graph
-cyclic is refused by the critic's z3 check and costs nothing).
-
-* observation ``Box(3·modules + 1,) float32``: per module complexity / 10, coverage and dirty
-  (0/1), then the share of the budget left;
-* action ``MultiDiscrete([modules, 3])``: a module and refactor / replace / rollback;
-* reward: the noisy benchmark's change × 10 credits, minus the action's cost in credits -- what the
-  role earns and pays (the budget itself is kept in integer micro-credits);
-* terminated when the budget cannot pay for the cheapest action on the smallest module; truncated
-  after ``steps`` actions.
+:class:`RefactorEnv`'s docstring is the environment's page.
 """
-
 from __future__ import annotations
 
 from typing import Any
@@ -28,11 +16,64 @@ from economy.rates import MICRO
 
 
 class RefactorEnv(gym.Env[npt.NDArray[np.float32], npt.NDArray[np.int64]]):
-    """A codebase of ``modules`` modules, a budget in credits, ``steps`` actions at most."""
+    """A codebase of ``modules`` modules, a budget in credits, ``steps`` actions at most.
+
+    ## Description
+
+    The codebase is the refactor role's (:class:`agents.refactor.Codebase`: a networkx DAG of
+    modules, each with a size, a complexity and a test coverage), and actions have the role's
+    effects and costs (:func:`agents.refactor.apply_action`). A replacement that would make the
+    dependency graph cyclic is refused by the critic's z3 check and costs nothing.
+
+    ## Action Space
+
+    ``MultiDiscrete([modules, 3])``: a module, then refactor (0), replace (1) or rollback (2).
+    An action outside the space raises ``ValueError`` naming the action and the space.
+
+    ## Observation Space
+
+    ``Box(0, 1, (3·modules + 1,), float32)``, every feature already on a unit scale:
+
+    | Num                    | Observation                        | Min | Max |
+    |------------------------|------------------------------------|-----|-----|
+    | 0 … modules−1          | each module's complexity / 10      | 0.1 | 1   |
+    | modules … 2·modules−1  | each module's test coverage        | 0   | 1   |
+    | 2·modules … 3·modules−1| each module dirty (tests broken)   | 0   | 1   |
+    | 3·modules              | share of the budget left           | 0   | 1   |
+
+    ## Rewards
+
+    What the role earns and pays, in credits: the noisy benchmark's change × 10, minus the
+    action's cost (0.1, 1 or 0.05 credit per size unit for refactor, replace, rollback). The
+    budget itself is kept in integer micro-credits. Costs dominate: an episode that spends the
+    budget returns about ``-budget``.
+
+    ## Starting State
+
+    A fresh codebase drawn from the seed, the whole budget.
+
+    ## Episode End
+
+    * Termination: the budget cannot pay for the cheapest action (a rollback of the smallest
+      module).
+    * Truncation: after ``steps`` actions.
+
+    Stepping an episode that ended raises ``RuntimeError``.
+
+    ## Arguments
+
+    ``gymnasium.make("agora/Refactor-v0", modules=20, budget=100.0, steps=100,
+    render_mode=None)``.
+
+    ## Version History
+
+    * v0: the current version.
+    """
 
     metadata = {"render_modes": ["ansi"], "render_fps": 4}
 
-    def __init__(self, modules: int = 20, budget: float = 100.0, steps: int = 100, render_mode: str | None = None) -> None:
+    def __init__(self, modules: int = 20, budget: float = 100.0, steps: int = 100,
+                 render_mode: str | None = None) -> None:
         if render_mode not in (None, "ansi"):
             raise ValueError(f"render_mode {render_mode!r}: this environment renders 'ansi' only")
         if modules < 2:
@@ -57,23 +98,31 @@ class RefactorEnv(gym.Env[npt.NDArray[np.float32], npt.NDArray[np.int64]]):
         self.start_quality = self.code.quality()
         return self._obs(), self._info()
 
-    def step(self, action: Any) -> tuple[npt.NDArray[np.float32], float, bool, bool, dict[str, Any]]:
+    def step(self, action: Any
+             ) -> tuple[npt.NDArray[np.float32], float, bool, bool, dict[str, Any]]:
         """Pay for and apply one action."""
         if self.code is None:
             raise RuntimeError("call reset() before step()")
         arr = np.asarray(action)
-        if arr.shape != (2,) or arr.dtype.kind not in "iu" or not self.action_space.contains(arr.astype(np.int64)):
-            raise ValueError(f"agora/Refactor-v0: action {action!r} is not in {self.action_space} "
-                             f"(a module in 0..{self.modules - 1} and an action in 0..{len(ACTIONS) - 1})")
+        if (arr.shape != (2,) or arr.dtype.kind not in "iu"
+                or not self.action_space.contains(arr.astype(np.int64))):
+            raise ValueError(f"agora/Refactor-v0: action {action!r} is not in {self.action_space}"
+                             f" (need integers: a module in 0..{self.modules - 1} and an action "
+                             f"in 0..{len(ACTIONS) - 1})")
         if self._done():
             raise RuntimeError("the budget is spent: call reset() before stepping again")
+        if self.t >= self.steps:
+            raise RuntimeError(f"the episode ended after {self.steps} steps: call reset() before "
+                               "stepping again")
         m, a = int(arr[0]), int(arr[1])
         name = ACTIONS[a]
         cost = self._cost(name, m)
         if cost > self.left:
-            self._last = f"{name} {m}: {cost / MICRO:.2f} credits, only {self.left / MICRO:.2f} left"
+            self._last = (f"{name} {m}: {cost / MICRO:.2f} credits, only "
+                          f"{self.left / MICRO:.2f} left")
             self.t += 1
-            return self._obs(), 0.0, self._done(), self.t >= self.steps and not self._done(), self._info()
+            done = self._done()
+            return self._obs(), 0.0, done, self.t >= self.steps and not done, self._info()
         self.left -= cost
         before = self.code.quality() + self.np_random.normal(0, 0.002)
         refused = apply_action(self.code, m, name, self.np_random)
@@ -83,9 +132,11 @@ class RefactorEnv(gym.Env[npt.NDArray[np.float32], npt.NDArray[np.int64]]):
         after = self.code.quality() + self.np_random.normal(0, 0.002)
         reward = (after - before) * REWARD_PER_QUALITY - cost / MICRO
         self.t += 1
-        self._last = f"{name} {m}: " + (refused or f"benchmark {after - before:+.4f}, cost {cost / MICRO:.2f}")
+        outcome = refused or f"benchmark {after - before:+.4f}, cost {cost / MICRO:.2f}"
+        self._last = f"{name} {m}: {outcome}"
         terminated = self._done()
-        return self._obs(), float(reward), terminated, self.t >= self.steps and not terminated, self._info()
+        truncated = self.t >= self.steps and not terminated
+        return self._obs(), float(reward), terminated, truncated, self._info()
 
     def _cost(self, name: str, m: int) -> int:
         assert self.code is not None
@@ -98,17 +149,20 @@ class RefactorEnv(gym.Env[npt.NDArray[np.float32], npt.NDArray[np.int64]]):
     def _obs(self) -> npt.NDArray[np.float32]:
         assert self.code is not None
         c = self.code
-        return np.concatenate([c.complexity / 10.0, np.clip(c.coverage, 0, 1), c.dirty.astype(np.float64),
+        return np.concatenate([c.complexity / 10.0, np.clip(c.coverage, 0, 1),
+                               c.dirty.astype(np.float64),
                                [self.left / self.budget_micro]]).astype(np.float32)
 
     def _info(self) -> dict[str, Any]:
         assert self.code is not None
-        return {"quality": self.code.quality(), "quality_gained": self.code.quality() - self.start_quality,
+        return {"quality": self.code.quality(),
+                "quality_gained": self.code.quality() - self.start_quality,
                 "budget_left": self.left / MICRO}
 
     def render(self) -> str | None:
         """One line: step, quality, budget left, last action."""
         if self.render_mode != "ansi" or self.code is None:
             return None
-        return (f"step {self.t}/{self.steps}  quality {self.code.quality():+.4f}  budget {self.left / MICRO:.2f}  "
+        return (f"step {self.t}/{self.steps}  quality {self.code.quality():+.4f}  budget "
+                f"{self.left / MICRO:.2f}  "
                 f"last: {self._last or '-'}")
