@@ -32,6 +32,8 @@ class Suite:
 
 
 SUITE_TABLES: dict[str, Suite] = {
+    "startup": Suite("startup", (("startup: fresh processes, as a user meets them (this CPU)",
+                                  ("what", "seconds", "target")),)),
     "kernel": Suite("kernel", (
         ("kernel: per-tick overhead, no agents", ("kernel", "us/tick", "vs bare SimPy")),
         ("kernel: trivial population (each agent += 1 per tick)",

@@ -10,8 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from fractions import Fraction
 
-import z3
-
 from economy.errors import LedgerError
 
 
@@ -41,6 +39,8 @@ class Constitution:
 
     def verify(self, params: dict[str, float]) -> Verdict:
         """Check ``params`` (the state a proposal would produce) against every bound with z3."""
+        import z3  # a second to import: only worlds that vote pay for it
+
         solver = z3.Solver()
         for name, value in sorted(params.items()):
             solver.add(z3.Real(name) == z3.RealVal(str(Fraction(str(value)))))

@@ -380,3 +380,54 @@ def report_html(analyses: list[dict[str, Any]], splits: list[dict[str, Any]] | N
             parts.append("</table>")
     parts.append("</body></html>")
     return "\n".join(parts)
+
+
+# ------------------------------------------------------------------ sweeps
+
+OUTCOMES = ("volume_credits_total", "volume_credits_mean", "mean_price_credits", "price_volatility",
+            "gini_last", "gini_mean", "top1_share_last")
+"""The economic outcomes a sweep's results.parquet carries per run (besides the roles' metrics and the
+wealth of each population, ``wealth_credits.<population>``)."""
+
+
+def outcomes(run: RunData) -> dict[str, Any]:
+    """One run's economic outcomes as flat figures, in credits (see :data:`OUTCOMES`)."""
+    a = analyze(run)
+    row: dict[str, Any] = {
+        "volume_credits_total": _get(a, "volume", "total"), "volume_credits_mean": _get(a, "volume", "mean"),
+        "mean_price_credits": _get(a, "price", "mean"), "price_volatility": _get(a, "price", "volatility"),
+        "gini_last": _get(a, "wealth", "gini", "last"), "gini_mean": _get(a, "wealth", "gini", "mean"),
+        "top1_share_last": _get(a, "wealth", "top1_share", "last")}
+    if run.has_state:
+        table, _ = run.state_at(run.ticks - 1)
+        wealth = np.asarray(table.column("balance_micro")) + np.asarray(table.column("stake_micro"))
+        groups = np.asarray(table.column("population").to_pylist(), dtype=object)
+        for name in dict.fromkeys(groups.tolist()):
+            row[f"wealth_credits.{name}"] = float(wealth[groups == name].sum()) / 1e6
+    return row
+
+
+def sweep_summary(results: Any) -> dict[str, Any]:
+    """A sweep's outcomes by parameter value: for each combination of swept values, the number of
+    seeds and, per indicator, the mean with a 95% Student-t interval across those seeds -- never
+    across combinations (each is its own treatment). ``results``: the results.parquet table."""
+    rows = results.to_pylist()
+    keys = [c for c in results.column_names if c.startswith("set.")]
+    figures = [c for c in results.column_names if c in OUTCOMES or c.startswith(("roles.", "wealth_credits."))]
+    groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+    for row in rows:
+        if row.get("status") == "ok":
+            groups.setdefault(tuple(row.get(k) for k in keys), []).append(row)
+    out = []
+    for values, members in sorted(groups.items(), key=lambda kv: [str(v) for v in kv[0]]):
+        stats = {}
+        for name in figures:
+            nums = [float(r[name]) for r in members if isinstance(r.get(name), (int, float))]
+            if nums:
+                mean, lo, hi = mean_ci(nums)
+                stats[name] = {"mean": mean, "ci95": [lo, hi], "n": len(nums)}
+        label = ", ".join(f"{k.removeprefix('set.').split('.')[-1]}={v}" for k, v in zip(keys, values, strict=True))
+        out.append({"values": dict(zip(keys, values, strict=True)), "label": label or "(no swept values)",
+                    "seeds": len(members), "figures": stats})
+    return {"keys": keys, "figures": figures, "groups": out,
+            "failed": sum(1 for r in rows if r.get("status") != "ok")}

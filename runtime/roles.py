@@ -20,7 +20,7 @@ import functools
 import importlib
 import sys
 from dataclasses import dataclass
-from importlib.metadata import entry_points
+from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -47,26 +47,33 @@ class Role:
 
 
 def registered() -> dict[str, Role]:
-    """Every role registered under the ``agora.roles`` entry points, by name (read once a process)."""
-    return dict(_registered())
+    """Every role registered under the ``agora.roles`` entry points, by name (each loaded once a
+    process)."""
+    return {name: _load(name) for name in _names()}
 
 
 @functools.cache
-def _registered() -> dict[str, Role]:
-    out: dict[str, Role] = {}
-    for ep in sorted(entry_points(group=GROUP), key=lambda e: e.name):
-        try:
-            cls = ep.load()
-        except Exception as exc:  # a broken plug-in: name it, do not hide the others
-            raise ScenarioError([f"role {ep.name!r} (entry point {ep.value}): cannot be loaded: "
-                                 f"{type(exc).__name__}: {exc}"]) from None
-        dist = getattr(ep, "dist", None)
-        origin = "agora" if dist is not None and dist.name == "agora" else (dist.name if dist else ep.value)
-        out[ep.name] = Role(ep.name, _checked(cls, ep.name), origin)
-    if not out:
+def _names() -> dict[str, EntryPoint]:
+    """The registered names and their entry points, without importing any role's module."""
+    found = {ep.name: ep for ep in sorted(entry_points(group=GROUP), key=lambda e: e.name)}
+    if not found:
         raise ScenarioError(["no roles are registered (entry points agora.roles): install Agora from its "
                              "source tree with pip install -e ."])
-    return out
+    return found
+
+
+@functools.cache
+def _load(name: str) -> Role:
+    """One registered role, importing only its own module (a scenario pays for the roles it names)."""
+    ep = _names()[name]
+    try:
+        cls = ep.load()
+    except Exception as exc:  # a broken plug-in: name it, do not hide the others
+        raise ScenarioError([f"role {name!r} (entry point {ep.value}): cannot be loaded: "
+                             f"{type(exc).__name__}: {exc}"]) from None
+    dist = getattr(ep, "dist", None)
+    origin = "agora" if dist is not None and dist.name == "agora" else (dist.name if dist else ep.value)
+    return Role(name, _checked(cls, name), origin)
 
 
 def _checked(cls: object, name: str) -> type[Population]:
@@ -101,9 +108,9 @@ def resolve(role: str, base: Path | None = None) -> Role:
     """The role a population names (a registered name, or ``module:Class`` from the user's code);
     ScenarioError naming what is wrong, with the nearest registered name for a typo."""
     if ":" not in role:
-        known = registered()
+        known = _names()
         if role in known:
-            return known[role]
+            return _load(role)
         near = difflib.get_close_matches(role, list(known), n=1)
         hint = f"; did you mean {near[0]!r}?" if near else ""
         raise ScenarioError([f"role {role!r} is not registered{hint} Roles: {', '.join(known)}, or "

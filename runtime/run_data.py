@@ -270,9 +270,10 @@ class RunData:
         return None
 
     def state_at(self, tick: int) -> tuple[pa.Table, dict[str, Any]]:
-        """The state after ``tick``: a table per account (population, role, balance, stake, reputation,
-        alive) and facts: prices per skill that tick, the snapshot it started from, its hash and whether
-        that equals the hash the live run recorded."""
+        """The state after ``tick``: a table per account -- account, population, role, balance and
+        stake (``*_credits`` for people, ``*_micro`` exact), reputation, alive -- and facts: prices per
+        skill that tick, the snapshot it started from, its hash and whether that equals the hash the
+        live run recorded."""
         if not self.has_state:
             raise RunDirError(f"{self.dir}: the run recorded no state table (record.state = false); rerun with it on")
         if not 0 <= tick < self.ticks:
@@ -286,7 +287,10 @@ class RunData:
         accounts = np.arange(cols["balance"].size, dtype=np.int64)
         names, roles = self.population_of(accounts)
         table = pa.table({"account": accounts, "population": pa.array(names.tolist(), pa.string()),
-                          "role": pa.array(roles.tolist(), pa.string()), **{k: v for k, v in cols.items()}})
+                          "role": pa.array(roles.tolist(), pa.string()),
+                          "balance_credits": cols["balance"] / 1e6, "stake_credits": cols["stake"] / 1e6,
+                          "balance_micro": cols["balance"], "stake_micro": cols["stake"],
+                          "reputation": cols["reputation"], "alive": cols["alive"]})
         metrics = self.metrics()
         rows = np.flatnonzero(metrics.column("tick").to_numpy() == tick)
         if rows.size == 0:

@@ -335,7 +335,10 @@ def record_run(spec: RunSpec, partial_root: Path) -> Path:
     partial = partial_root / spec.run_id
     if partial.exists():
         shutil.rmtree(partial)  # what an earlier try of this run left
-    partial_root.mkdir(parents=True, exist_ok=True)
+    if not partial_root.is_dir():
+        # the driver made this folder; a later sweep into the same folder cleared it, so the
+        # driver that asked for this run is gone (a Ray task can outlive a killed driver)
+        raise SweepError([f"{partial_root}: the sweep that started this run is gone"])
     (partial_root / f"{spec.run_id}.pid").write_text(str(os.getpid()))
     sc = parse(spec.text, spec.run_id, Path(spec.base))
     record_scenario(sc, spec.text.encode(), Path(spec.base), partial, seed=spec.seed,
@@ -437,18 +440,27 @@ def _take_lock(out: Path) -> int:
     return fd
 
 
-def _fresh_partial(out: Path) -> Path:
-    """This driver's own folder under ``out/.partial``, after clearing what sweeps that were
-    killed left there (the lock is held, so no local worker of theirs is still writing)."""
+def _clear_partial(out: Path) -> None:
+    """Remove what sweeps that were killed left in ``out/.partial`` (the lock is held, so no local
+    worker of theirs is still writing)."""
     root = out / PARTIAL
-    root.mkdir(exist_ok=True)
+    if not root.is_dir():
+        return
     for entry in list(root.iterdir()):
         if entry.is_dir() and not entry.is_symlink():
-            # a Ray task of a killed sweep may still be writing there: what it leaves is harmless
             shutil.rmtree(entry, ignore_errors=True)
         else:
             entry.unlink(missing_ok=True)
-    mine = root / f"{os.getpid()}-{secrets.token_hex(4)}"
+
+
+def _fresh_partial(out: Path) -> Path:
+    """This driver's own folder under ``out/.partial``, after clearing what killed sweeps left.
+
+    A Ray task of a killed sweep may still be running: it finds its driver's folder gone and
+    stops; one caught mid-write may leave files, which the end of this sweep clears again."""
+    _clear_partial(out)
+    (out / PARTIAL).mkdir(exist_ok=True)
+    mine = out / PARTIAL / f"{os.getpid()}-{secrets.token_hex(4)}"
     mine.mkdir()
     return mine
 
@@ -715,24 +727,26 @@ def sweep(specs: list[RunSpec], backend: str = "local", workers: int | None = No
         by_id = {o.spec.run_id: o for o in [*skipped, *ran]}
         outcomes = [by_id[s.run_id] for s in specs]
         write_table(out, outcomes)
-        shutil.rmtree(partial_root, ignore_errors=True)
-        if not any((out / PARTIAL).iterdir()):
-            (out / PARTIAL).rmdir()
+        _clear_partial(out)
+        shutil.rmtree(out / PARTIAL, ignore_errors=True)
     finally:
         os.close(lock_fd)
     return outcomes
 
 
-def write_table(out: Path, outcomes: list[Outcome]) -> Path:
-    """``results.parquet``: a row per run (swept values, seed, status, error,
-    :func:`summary_row`)."""
+def write_table(out: Path, runs: list[Outcome]) -> Path:
+    """``results.parquet``: a row per run -- swept values, seed, status, error, the summary's
+    figures (:func:`summary_row`) and the economic outcomes (:func:`runtime.analysis.outcomes`:
+    volume, prices, Gini, wealth by population, in credits)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    from runtime.analysis import outcomes
     from runtime.recording import read_summary
+    from runtime.run_data import open_run
 
     rows = []
-    for o in outcomes:
+    for o in runs:
         row: dict[str, Any] = {"run": o.spec.run_id, **{f"set.{k}": v for k, v in o.spec.values},
                                "seed": o.spec.seed,
                                "status": "failed" if o.status == "failed" else "ok",
@@ -740,6 +754,7 @@ def write_table(out: Path, outcomes: list[Outcome]) -> Path:
         if o.status != "failed":
             summary, _ = read_summary(out / o.spec.run_id)
             row.update(summary_row(summary))
+            row.update(outcomes(open_run(out / o.spec.run_id)))
         rows.append(row)
     columns: dict[str, list[Any]] = {}
     for row in rows:

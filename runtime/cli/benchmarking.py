@@ -16,7 +16,7 @@ from runtime.errors import RoleFailure, RunDirError, ScenarioError
 @app.command()
 def bench(
     quick: Annotated[bool, typer.Option("--quick", help="Smaller sizes (seconds instead of minutes).")] = False,
-    only: Annotated[Optional[str], typer.Option(help="Run these suites only, comma-separated: kernel, exchange, market, marketplace, cores, coordination, roles, ledger, envs, analysis, scaleout.")] = None,
+    only: Annotated[Optional[str], typer.Option(help="Run these suites only, comma-separated (an unknown name lists them all): e.g. startup, kernel, exchange, cores, envs.")] = None,
 ) -> None:
     """Run the benchmark suite and print tables with the peers side by side."""
     suites = _benchmarks()

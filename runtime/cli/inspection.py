@@ -76,13 +76,13 @@ def _state_at(run_dir: Path, tick: int, export: Path | None) -> None:
         fail([str(exc)] if isinstance(exc, RunDirError) else exc.problems)
     wall = time.perf_counter() - start
     alive = table.column("alive").to_numpy(zero_copy_only=False)
-    balance = table.column("balance").to_numpy()
+    balance = table.column("balance_micro").to_numpy()
     summary = Table(title=f"state after tick {tick}: {run_dir}", show_header=False)
     summary.add_column(style="bold")
     summary.add_column()
     summary.add_row("accounts", f"{table.num_rows:,} ({int(alive.sum()):,} alive)")
     summary.add_row("balances", f"{balance.sum() / 1e6:,.6f} credits in all")
-    summary.add_row("stakes", f"{table.column('stake').to_numpy().sum() / 1e6:,.6f} credits in all")
+    summary.add_row("stakes", f"{table.column('stake_micro').to_numpy().sum() / 1e6:,.6f} credits in all")
     summary.add_row("prices", ", ".join(f"{k.removeprefix('price_')}: {v / 1e6:.4f}" for k, v in facts["prices_micro"].items()))
     summary.add_row("rebuilt from", f"snapshot of tick {facts['from_snapshot']}" if facts["from_snapshot"] >= 0 else "tick 0")
     summary.add_row("state hash", f"{facts['state_hash'][:16]} ({'matches the live run' if facts['matches_live'] else 'DIFFERS from the live run: ' + str(facts['recorded_hash'])[:16]})")
@@ -117,7 +117,7 @@ def analyze(
 ) -> None:
     """A run's indicators (wealth inequality, prices, volume, efficiency, slashes, ledger convergence, synchronisation, tension, healing, forecasts) and each role against its baseline.
 
-    With several runs: side by side, the difference from the first, and the mean with a 95% confidence interval (for seeds of one scenario). A fork (agora fork) beside its parent: the tick they part at, and a plot of it. --report writes a self-contained HTML page with plots.
+    With several runs: side by side, the difference from the first, and the mean with a 95% confidence interval (for seeds of one scenario). A fork (agora fork) beside its parent: the tick they part at, and a plot of it. A sweep's folder (agora sweep): the outcomes by parameter value, with 95% intervals across the seeds of each value. --report writes a self-contained HTML page with plots.
     """
     from runtime.analysis import analyze as run_analysis
     from runtime.analysis import compare, fmt, parting, report_html, role_rows, scalar_rows
@@ -125,6 +125,9 @@ def analyze(
 
     if fmt_ not in ("table", "json"):
         fail([f"--format {fmt_!r}: expected table or json"])
+    if len(run_dirs) == 1 and (run_dirs[0] / "results.parquet").is_file():
+        _analyze_sweep(run_dirs[0], fmt_)
+        return
     if report is not None and report.suffix.lower() not in (".html", ".htm"):
         fail([f"--report {report}: the file name must end in .html"])
     if report is not None and report.is_dir():
@@ -182,6 +185,50 @@ def analyze(
             out.print(t)
     if report is not None:
         out.print(f"wrote {report}", markup=False)
+
+def _short(figure: str) -> str:
+    """A column header for a figure of results.parquet: ``roles.critics.catch_rate`` -> ``catch_rate
+    (critics)``, ``wealth_credits.workers`` -> ``wealth of workers (credits)``."""
+    parts = figure.split(".")
+    if parts[0] == "roles" and len(parts) == 3:
+        return f"{parts[2]} ({parts[1]})"
+    if parts[0] == "wealth_credits" and len(parts) == 2:
+        return f"wealth of {parts[1]} (credits)"
+    return figure
+
+
+def _analyze_sweep(folder: Path, fmt_: str) -> None:
+    """agora analyze SWEEP_DIR: a table per indicator group, a row per combination of swept values."""
+    import pyarrow.parquet as pq
+
+    from runtime.analysis import fmt, sweep_summary
+
+    try:
+        summary = sweep_summary(pq.read_table(folder / "results.parquet"))
+    except (OSError, ValueError) as exc:
+        fail([f"{folder / 'results.parquet'}: cannot be read ({exc})"])
+    if fmt_ == "json":
+        out.print_json(json.dumps(summary, default=float))
+        return
+    shown = [f for f in summary["figures"] if not f.startswith("roles.") or f.split(".")[-1] in
+             ("efficiency", "catch_rate", "mape_1", "quality_per_credit", "precision", "recall")]
+    for start in range(0, len(shown), 4):  # four indicators a table: readable at 100 columns
+        table = Table(title=f"sweep {folder}: mean [95% interval across seeds], by value" if start == 0 else None)
+        table.add_column("values", no_wrap=True)
+        table.add_column("seeds")
+        for name in shown[start:start + 4]:
+            table.add_column(_short(name))
+        for group in summary["groups"]:
+            cells = []
+            for name in shown[start:start + 4]:
+                stat = group["figures"].get(name)
+                cells.append("n/a" if stat is None else
+                             f"{fmt(stat['mean'])} [{fmt(stat['ci95'][0])}, {fmt(stat['ci95'][1])}]")
+            table.add_row(group["label"], str(group["seeds"]), *cells)
+        out.print(table)
+    if summary["failed"]:
+        out.print(f"{summary['failed']} run(s) failed and are left out", markup=False)
+
 
 @app.command()
 def query(

@@ -100,10 +100,11 @@ def test_indicators_of_a_synthetic_run_are_exact(synthetic: Path):
 def test_state_at_rebuilds_from_the_snapshot_and_deltas(synthetic: Path):
     run = open_run(synthetic)
     table, facts = run.state_at(3)
-    assert table.column("balance").to_pylist() == [1, 2, 3, 4, 100]
+    assert table.column("balance_micro").to_pylist() == [1, 2, 3, 4, 100]
+    assert table.column("balance_credits").to_pylist() == [1e-6, 2e-6, 3e-6, 4e-6, 1e-4]
     assert facts["from_snapshot"] == 1
     table, facts = run.state_at(0)
-    assert table.column("balance").to_pylist() == [5, 5, 5, 5, 0] and facts["from_snapshot"] == -1
+    assert table.column("balance_micro").to_pylist() == [5, 5, 5, 5, 0] and facts["from_snapshot"] == -1
     assert facts["recorded_hash"] is None  # this synthetic run recorded no hashes
 
 
