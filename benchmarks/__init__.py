@@ -8,11 +8,16 @@ goes to stderr; the tables alone go to stdout, so they can be saved as a results
 from __future__ import annotations
 
 import importlib
+import io
+import os
 import platform
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import date
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -107,19 +112,54 @@ def run_suite(name: str, quick: bool, step: Callable[[str], None]) -> list[Rows]
     return tables
 
 
+def cpu_model() -> str:
+    """The CPU's model name as the kernel reports it (``platform.processor()`` where there is no
+    ``/proc/cpuinfo``)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine_line() -> str:
+    """What a figure was measured on and with: CPU, cores, Python and the versions that matter."""
+    versions = []
+    for package in ("agora", "numpy", "numba", "torch", "mesa", "simpy"):
+        try:
+            versions.append(f"{package} {version(package)}")
+        except PackageNotFoundError:
+            continue
+    return (f"{cpu_model()}, {os.cpu_count()} cores, {platform.python_implementation()} "
+            f"{platform.python_version()}; {', '.join(versions)}")
+
+
 def run_all(quick: bool = False, only: str | None = None, console: Console | None = None,
-            status: Console | None = None) -> None:
+            status: Console | None = None, save: Path | None = None) -> None:
     """Run the suites (or ``only`` those of :data:`SUITES` named, comma-separated) and print a table
-    for each. Progress goes to ``status`` (stderr by default), the tables to ``console``."""
+    for each. Progress goes to ``status`` (stderr by default), the tables to ``console``; with
+    ``save``, each suite's tables also go to ``save/<suite>.txt`` under a header naming the command,
+    the date and the machine."""
     console = console or Console()
     status = status or Console(stderr=True)
     chosen = set(SUITES) if only is None else set(only.split(","))
-    console.print(f"machine: {platform.machine()}, {platform.python_implementation()} {platform.python_version()}, "
-                  f"{'quick sizes' if quick else 'full sizes'}", markup=False)
+    sizes = "quick sizes" if quick else "full sizes"
+    console.print(f"machine: {machine_line()}; {sizes}", markup=False)
     for name in SUITES:
         if name not in chosen:
             continue
         with _progress(status, name) as step:
             tables = run_suite(name, quick, step)
+        text = io.StringIO()
+        record = Console(file=text, width=200, color_system=None)
         for (title, columns), rows in zip(SUITE_TABLES[name].tables, tables, strict=True):
             _print(console, title, columns, rows)
+            _print(record, title, columns, rows)
+        if save is not None:
+            save.mkdir(parents=True, exist_ok=True)
+            header = (f"# command: agora bench --only {name}{' --quick' if quick else ''}\n"
+                      f"# measured: {date.today().isoformat()}, {machine_line()}; {sizes}\n")
+            (save / f"{name}.txt").write_text(header + text.getvalue())

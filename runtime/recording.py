@@ -93,23 +93,66 @@ def prepare_out(out: Path, overwrite: bool, keep: tuple[Path, ...] = ()) -> None
         raise RunDirError(f"--out {out}: cannot create it ({exc.strerror})") from None
 
 
+MAX_ROLE_FILES = 500  # source files a run copies for its own roles, at most
+
+
 def role_files(sc: Scenario, base: Path) -> list[str]:
     """The source files of the scenario's own roles that live in its folder (``role = "module:Class"``
     with the module beside the scenario), relative to it: a run keeps a copy, so it replays anywhere.
-    Found from the module's name, not from where it was imported from."""
+
+    The role's module, the ``__init__`` files of its packages, and every module of the folder they
+    import (followed from their ``import`` statements, not from what happened to be imported)."""
+    todo = [p.role.partition(":")[0] for p in sc.population if ":" in p.role]
+    seen: set[str] = set()
     files: set[str] = set()
-    for p in sc.population:
-        if ":" not in p.role:
+    while todo:
+        name = todo.pop()
+        if name in seen or not name:
             continue
-        parts = p.role.partition(":")[0].split(".")
-        for depth in range(1, len(parts)):  # the package's __init__ files on the way
-            init = Path(*parts[:depth], "__init__.py")
-            if (base / init).is_file():
-                files.add(init.as_posix())
-        for candidate in (Path(*parts[:-1], parts[-1] + ".py"), Path(*parts, "__init__.py")):
-            if (base / candidate).is_file():
-                files.add(candidate.as_posix())
+        seen.add(name)
+        for source in _module_files(name, base):
+            if source.as_posix() in files:
+                continue
+            files.add(source.as_posix())
+            if len(files) > MAX_ROLE_FILES:
+                raise ScenarioError([f"{base}: the scenario's own roles import more than "
+                                     f"{MAX_ROLE_FILES} modules of its folder"])
+            todo.extend(_imports(base / source, ".".join(source.parent.parts)))
     return sorted(files)
+
+
+def _module_files(name: str, base: Path) -> list[Path]:
+    """The files of module ``name`` in ``base``: its packages' ``__init__`` files and the module."""
+    parts = name.split(".")
+    found = [Path(*parts[:depth], "__init__.py") for depth in range(1, len(parts))
+             if (base / Path(*parts[:depth], "__init__.py")).is_file()]
+    for candidate in (Path(*parts[:-1], parts[-1] + ".py"), Path(*parts, "__init__.py")):
+        if (base / candidate).is_file():
+            found.append(candidate)
+    return found
+
+
+def _imports(path: Path, package: str) -> list[str]:
+    """The modules a source file imports (relative imports resolved against ``package``)."""
+    import ast
+
+    try:
+        tree = ast.parse(path.read_bytes())
+    except (SyntaxError, ValueError):
+        return []  # importing it fails, and says why, when the world is built
+    names: list[str] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                parent = package.split(".")[: max(len(package.split(".")) - node.level + 1, 0)]
+                stem = ".".join(p for p in [*parent, node.module or ""] if p)
+            else:
+                stem = node.module or ""
+            names.append(stem)
+            names += [f"{stem}.{alias.name}" if stem else alias.name for alias in node.names]
+    return names
 
 
 def _copy_references(sc: Scenario, src_base: Path, out: Path) -> None:

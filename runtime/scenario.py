@@ -7,6 +7,7 @@ credits; inside the runtime they become int64 micro-credits.
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import tomllib
 from pathlib import Path
@@ -442,11 +443,9 @@ def _param_problem(where: str, p: PopulationConfig, err: Any, model: type[BaseMo
     """One line for one error of a role's keys, naming population, role and key."""
     key = ".".join(str(part) for part in err["loc"]) or "(keys)"
     if err["type"] == "extra_forbidden":
-        import difflib
-
         known = [*model.model_fields, *PopulationConfig.model_fields]
         near = difflib.get_close_matches(key, known, n=1)
-        hint = f"; did you mean {near[0]!r}?" if near else ""
+        hint = f"; did you mean {near[0]!r}?" if near else "."
         keys = ", ".join(model.model_fields) or "none"
         return (f"{where}.{key}: not a key of population {p.name!r} (role {p.role!r}){hint} "
                 f"Its own keys: {keys}; every population also takes name, role, count, initial_credits, core")
@@ -515,6 +514,23 @@ def _check_governance(sc: Scenario, names: list[str], label: str) -> list[str]:
     return problems
 
 
+def _siblings(loc: tuple[object, ...]) -> list[str]:
+    """The keys the table holding ``loc``'s last key accepts (its model's fields)."""
+    model: type[BaseModel] = Scenario
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(str(part))
+        if field is None:
+            return []
+        inner = [a for a in get_args(field.annotation) or (field.annotation,)
+                 if isinstance(a, type) and issubclass(a, BaseModel)]
+        if not inner:
+            return []
+        model = inner[0]
+    return list(model.model_fields)
+
+
 def parse(text: str, label: str = "<string>", base: Path = Path(".")) -> Scenario:
     """Parse and validate scenario TOML text; raise :class:`ScenarioError` listing every problem."""
     if not text.strip():
@@ -537,7 +553,9 @@ def parse(text: str, label: str = "<string>", base: Path = Path(".")) -> Scenari
         for err in exc.errors():
             reason = err["msg"]
             if err["type"] == "extra_forbidden":
-                reason = "unknown key (check the spelling; `agora schema` lists every key)"
+                near = difflib.get_close_matches(str(err["loc"][-1]), _siblings(tuple(err["loc"])), n=1)
+                reason = (f"unknown key; did you mean {near[0]!r}?" if near else
+                          "unknown key (check the spelling; `agora schema` lists every key)")
             elif "input" in err and err["type"] not in ("missing",):
                 reason = f"{reason} (got {err['input']!r})"
             lines.append(f"{label}: {_loc(tuple(err['loc']))}: {reason}")

@@ -17,6 +17,7 @@ from runtime.errors import RoleFailure, RunDirError, ScenarioError
 def bench(
     quick: Annotated[bool, typer.Option("--quick", help="Smaller sizes (seconds instead of minutes).")] = False,
     only: Annotated[Optional[str], typer.Option(help="Run these suites only, comma-separated (an unknown name lists them all): e.g. startup, kernel, exchange, cores, envs.")] = None,
+    save: Annotated[Optional[Path], typer.Option(help="Also write each suite's tables to DIR/<suite>.txt, headed by the command, the date and the machine (CPU, cores, versions).", metavar="DIR")] = None,
 ) -> None:
     """Run the benchmark suite and print tables with the peers side by side."""
     suites = _benchmarks()
@@ -25,7 +26,7 @@ def bench(
         unknown = [name for name in only.split(",") if name not in names]
         if unknown:
             fail([f"--only {only!r}: {unknown[0]!r} is not a suite; expected one or more of {', '.join(names)} (comma-separated)"])
-    run_all(quick=quick, only=only, console=out)
+    run_all(quick=quick, only=only, console=out, save=save)
 
 def _benchmarks() -> Any:
     """The benchmark suite, found through the ``agora.benchmarks`` entry point (the runtime does not

@@ -1,8 +1,9 @@
 """Every file and command in the tutorials and how-to pages is executed.
 
 A page's fenced blocks with ``title="NAME"`` are written to a fresh folder as NAME; then each
-``$ agora ...`` line of its ``console`` blocks runs there, in order, and must exit 0. Python blocks
-without a title run as scripts in that folder.
+``$ agora ...`` line of its ``console`` blocks runs there, in order, and must exit 0 (or the code
+its trailing ``# exit N`` comment names). Python blocks without a title run as scripts in that
+folder. Pages: the getting-started page, the tutorials and the how-to pages.
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-PAGES = sorted([*(ROOT / "docs" / "tutorials").glob("*.md"), *(ROOT / "docs" / "howto").glob("*.md")])
+PAGES = sorted([ROOT / "docs" / "getting-started.md", *(ROOT / "docs" / "tutorials").glob("*.md"),
+                *(ROOT / "docs" / "howto").glob("*.md")])
+EXIT = re.compile(r"#\s*exit\s+(\d+)\s*$")
 FENCE = re.compile(r"^```(\w+)([^\n]*)\n(.*?)^```", re.S | re.M)
 
 
@@ -49,8 +52,11 @@ def test_the_pages_files_and_commands_run(page, tmp_path):
                     continue
                 words = shlex.split(line[2:], comments=True)
                 assert words[0] == "agora", f"{page.name}: only agora commands run here: {line}"
+                expected = int(m.group(1)) if (m := EXIT.search(line)) else 0
                 done = _run([sys.executable, "-m", "runtime.cli", *words[1:]], tmp_path)
-                assert done.returncode == 0, f"{page.name}: {line}\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}"
+                assert done.returncode == expected, \
+                    f"{page.name}: {line}\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}"
+                assert "Traceback" not in done.stderr, f"{page.name}: {line}\n{done.stderr[-2000:]}"
                 ran += 1
         elif lang == "python":
             script = tmp_path / "snippet.py"

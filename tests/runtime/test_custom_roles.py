@@ -186,3 +186,28 @@ def test_a_failure_in_the_users_code_stops_the_run_with_its_traceback(folder):
     events, _ = read_stream(folder / "run" / "events.arrows")
     assert max(events.column("tick").to_pylist()) >= 16  # the log is readable up to that tick
     assert not (folder / "run" / "summary.json").exists()
+
+
+def test_a_role_spread_over_modules_of_its_folder_travels_with_the_run(folder, tmp_path_factory):
+    # savers/ is a package: the role imports a sibling module relatively and a helper at the top level
+    package = folder / "savers"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "amounts.py").write_text("def gift(params):\n    return params.gift\n")
+    (package / "role.py").write_text(
+        ROLE.replace("from economy.ops import OpKind", "from economy.ops import OpKind\nfrom .amounts import gift\n"
+                     "import helpers")
+        .replace("self.params.gift * world.MICRO", "gift(self.params) * helpers.MICRO"))
+    (folder / "helpers.py").write_text("MICRO = 1_000_000\n")
+    (folder / "unrelated.py").write_text("raise SystemExit('never imported')\n")
+    (folder / "my_roles.py").unlink()
+    (folder / "s.toml").write_text(SCENARIO.replace("my_roles:Saver", "savers.role:Saver"))
+    done = _agora("run", str(folder / "s.toml"), "--out", str(folder / "run"), "-q", cwd=folder)
+    assert done.returncode == 0, done.stderr
+    copied = sorted(p.relative_to(folder / "run").as_posix() for p in (folder / "run").rglob("*.py"))
+    assert copied == ["helpers.py", "savers/__init__.py", "savers/amounts.py", "savers/role.py"]
+    elsewhere = tmp_path_factory.mktemp("elsewhere") / "run"
+    shutil.copytree(folder / "run", elsewhere)
+    shutil.rmtree(folder)
+    done = _agora("replay", str(elsewhere), "--verify", "-q", cwd=elsewhere.parent)
+    assert done.returncode == 0, done.stdout + done.stderr

@@ -19,8 +19,10 @@ POP = '[[population]]\nname = "w"\nrole = "worker"\n'
 BROKEN = {
     "bad_toml": ("[world\nseed = 1", "not valid TOML"),
     "empty_file": ("", "empty"),
-    "unknown_key": ("[world]\nsead = 3\n", "world.sead: unknown key"),
-    "unknown_section": ("[wrld]\nseed = 3\n", "wrld: unknown key"),
+    "unknown_key": ("[world]\nsead = 3\n", "world.sead: unknown key; did you mean 'seed'?"),
+    "unknown_section": ("[wrld]\nseed = 3\n", "wrld: unknown key; did you mean 'world'?"),
+    "unknown_fault_key": ('[[fault]]\nat = 0\nkind = "heal"\nduraton = 3\n', "fault[0].duraton: unknown key; did you mean 'duration'?"),
+    "unknown_key_far_from_any": ("[bus]\nzzz = 3\n", "bus.zzz: unknown key (check the spelling"),
     "wrong_type": ('[world]\nticks = "many"\n', "world.ticks: Input should be a valid integer"),
     "negative_count": (POP + "count = -5\n", "population[0].count: Input should be greater than or equal to 0"),
     "probability_out_of_range": ("[bus]\nloss = 1.5\n", "bus.loss: Input should be less than or equal to 1"),
@@ -76,10 +78,10 @@ def test_cli_argument_mistakes_exit_2(tmp_path, small_scenario):
 
 def test_a_real_process_prints_no_traceback_for_a_bad_file(tmp_path):
     path = tmp_path / "typo.toml"
-    path.write_text("[world]\ntiks = 5\n")
+    path.write_text("[world]\nsteps = 5\n")
     proc = subprocess.run([sys.executable, "-m", "runtime.cli", "validate", str(path)], capture_output=True, text=True)
     assert proc.returncode == 2
-    assert proc.stderr.strip() == f"error: {path}: world.tiks: unknown key (check the spelling; `agora schema` lists every key)"
+    assert proc.stderr.strip() == f"error: {path}: world.steps: unknown key (check the spelling; `agora schema` lists every key)"
 
 
 def test_every_problem_is_listed(tmp_path):
