@@ -56,6 +56,7 @@ class NegotiatorPopulation(Population):
     Params: ClassVar[type[RoleParams]] = NegotiatorParams
     has_core: ClassVar[bool] = True
     phase: ClassVar[int] = 1  # after requesters post, before workers take what is left
+    money_arrays: ClassVar[dict[str, str]] = {"profit": "credits"}
 
     def __init__(self, cfg: PopulationConfig, ids: npt.NDArray[np.int64], n_regions: int) -> None:
         super().__init__(cfg, ids, n_regions)
@@ -211,13 +212,15 @@ class NegotiatorPopulation(Population):
         return path
 
     def role_metrics(self) -> dict[str, float | int | None]:
-        """Allocative efficiency over the run and mean profit per agent per period."""
+        """Allocative efficiency over the run and each agent's profit over the run, in credits
+        (mean over the population; with ``core_share`` below 1, over the core's and the ZI-C
+        traders' seats apart)."""
         out: dict[str, float | int | None] = {
             "efficiency": self.surplus / self.max_surplus if self.max_surplus else None,
-            "profit_per_agent": float(self.profit.mean())}
+            "profit_per_agent_credits": float(self.profit.mean())}
         if not self.seat.all():
-            out["profit_per_core_agent"] = float(self.profit[self.seat].mean())
-            out["profit_per_zic_agent"] = float(self.profit[~self.seat].mean())
+            out["profit_per_core_agent_credits"] = float(self.profit[self.seat].mean())
+            out["profit_per_zic_agent_credits"] = float(self.profit[~self.seat].mean())
         return out
 
     def state_arrays(self) -> dict[str, npt.NDArray[np.generic]]:

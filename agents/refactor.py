@@ -177,7 +177,7 @@ class RefactorPopulation(Population):
         assert self.code is not None
         gained = self.code.quality() - self.start_quality
         spent = self.spent / 1e6
-        return {"quality_gained": gained, "credits_spent": spent,
+        return {"quality_gained": gained, "spent_credits": spent,
                 "quality_per_credit": gained / spent if spent else None,
                 "plans_refused": self.refused_plans, "acyclic": nx.is_directed_acyclic_graph(self.code.graph)}
 

@@ -1,5 +1,10 @@
 """Requesters: post tasks they can afford, at the market's price, and pay for completed work.
 
+With ``income`` above zero, each live requester earns that many credits a tick from outside the
+economy (minted at its home replica, recorded as ``income`` and counted in ``minted_micro``): the
+demand side's wages. Without it a requester only spends, and demand ends when its starting credits
+are gone.
+
 With ``forecasts_from`` naming a world-model population, a requester about to post first buys
 the forecast of its task's price next tick (``forecast_fee`` credits, through the ledger) and,
 when the forecast is lower than today's price by more than the fee, defers the task by one tick
@@ -34,6 +39,7 @@ class RequesterParams(RoleParams):
     task_units: int = Field(1, ge=1, le=1_000_000, description="Most task units per task (uniform 1..task_units).")
     forecasts_from: str | None = Field(None, max_length=64, description="A world_model population to buy next tick's price from before posting; a task is deferred a tick when the forecast says its price falls.")
     forecast_fee: float = Field(0.001, ge=0, le=MAX_CREDITS, description="Credits paid per forecast bought.")
+    income: float = Field(0.0, ge=0, le=1e6, description="Credits each live requester earns per tick from outside the economy (minted, recorded as income); 0: it only spends its starting credits.")
     setup_only: ClassVar[frozenset[str]] = frozenset({"forecasts_from"})
 
 class RequesterPopulation(Population):
@@ -42,6 +48,7 @@ class RequesterPopulation(Population):
     role: ClassVar[str] = "requester"
     Params: ClassVar[type[RoleParams]] = RequesterParams
     phase: ClassVar[int] = 0
+    money_arrays: ClassVar[dict[str, str]] = {"deferred_price": "micro"}
 
     def __init__(self, cfg: PopulationConfig, ids: npt.NDArray[np.int64], n_regions: int) -> None:
         super().__init__(cfg, ids, n_regions)
@@ -64,6 +71,13 @@ class RequesterPopulation(Population):
                     f"got {params.forecasts_from!r}"]
         return []
 
+    @classmethod
+    def credits_minted_at_most(cls, cfg: PopulationConfig, scenario: Scenario) -> int:
+        """Starting credits and every tick's income."""
+        params = cls.Params.model_validate(cfg.params)
+        assert isinstance(params, RequesterParams)
+        return cfg.count * cfg.initial_credits + int(np.ceil(cfg.count * scenario.world.ticks * params.income))
+
     def setup(self, world: World) -> None:
         """Mint each requester's initial credits at its home replica."""
         world.mint(self.ids, np.full(self.n, self.cfg.initial_credits * world.MICRO, dtype=np.int64), "initial")
@@ -71,7 +85,11 @@ class RequesterPopulation(Population):
             self.seller = next(p for p in world.populations if p.name == self.params.forecasts_from)  # type: ignore[assignment]
 
     def step(self, world: World, tick: int) -> None:
-        """Post this tick's tasks to the board."""
+        """Earn this tick's income, then post this tick's tasks to the board."""
+        income = int(round(self.params.income * world.MICRO))
+        if income:
+            live = self.ids[self.alive]
+            world.mint(live, np.full(live.size, income, dtype=np.int64), "income")
         rng = world.streams(f"population/{self.name}")
         u = rng.random(self.n)
         skill = rng.integers(0, world.market.prices.shape[0], size=self.n)

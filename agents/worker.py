@@ -46,6 +46,7 @@ class WorkerPopulation(Population):
     role: ClassVar[str] = "worker"
     Params: ClassVar[type[RoleParams]] = WorkerParams
     phase: ClassVar[int] = 2
+    money_arrays: ClassVar[dict[str, str]] = {"cost": "micro", "rework_price": "micro"}
 
     def __init__(self, cfg: PopulationConfig, ids: npt.NDArray[np.int64], n_regions: int) -> None:
         super().__init__(cfg, ids, n_regions)
@@ -102,7 +103,7 @@ class WorkerPopulation(Population):
         rng = world.streams(f"population/{self.name}")
         board = world.task_board
         n_skills = world.market.prices.shape[0]
-        for counter in ("tasks_done", "tasks_failed", "volume", "fees", "cheats"):
+        for counter in ("tasks_done", "tasks_failed", "volume_micro", "fees_micro", "cheats"):
             world.count(counter, 0)
         world.gauge(f"{self.name}/route_load_std", 0.0)
         world.gauge(f"{self.name}/route_utilisation", 0.0)
@@ -202,7 +203,7 @@ class WorkerPopulation(Population):
                 if sel.any():
                     world.execute(r, OpKind.TRANSFER, worker_ids[s[sel]],
                                   np.full(int(sel.sum()), world.treasury, np.int64), fees[sel])
-            world.count("fees", int(fees.sum()))
+            world.count("fees_micro", int(fees.sum()))
         world.interact(worker_ids[ok], requester[ok])
         add_at(self.done, w[ok], 1)
         add_at(self.failed, w[~success], 1)
@@ -210,7 +211,7 @@ class WorkerPopulation(Population):
         world.emit_many("task_failed", self.name, worker_ids[~success], requester[~success], price[~success], units[~success].astype(np.float64))
         world.count("tasks_done", int(ok.sum()))
         world.count("tasks_failed", int((~success).sum()))
-        world.count("volume", int(price[ok].sum()))
+        world.count("volume_micro", int(price[ok].sum()))
         world.network_compute += float(units[ok].sum())
         world.reputation.observe(worker_ids, success)
         if self.gate is not None:
@@ -227,7 +228,8 @@ class WorkerPopulation(Population):
             world.mint(live, np.full(live.size, reward, dtype=np.int64), "uptime")
 
     def state_arrays(self) -> dict[str, npt.NDArray[np.generic]]:
-        """Alive flags, skills, qualities, cheaters, counts and the router's learned bias."""
+        """Alive flags, skills, qualities, costs (micro-credits per task unit), cheaters, counts,
+        the router's learned bias and the tasks sent back for rework."""
         bias = self.gate.bias if self.gate is not None else np.zeros(0)
         return {"alive": self.alive, "main_skill": self.main_skill, "quality": self.quality, "cost": self.cost,
                 "cheater": self.cheater, "done": self.done, "failed": self.failed, "gate_bias": bias,

@@ -56,6 +56,7 @@ class WorldModelPopulation(Population):
     Params: ClassVar[type[RoleParams]] = WorldModelParams
     has_core: ClassVar[bool] = True
     phase: ClassVar[int] = 4  # after the market moved this tick
+    money_arrays: ClassVar[dict[str, str]] = {"next_price": "micro"}
 
     def __init__(self, cfg: PopulationConfig, ids: npt.NDArray[np.int64], n_regions: int) -> None:
         super().__init__(cfg, ids, n_regions)

@@ -73,6 +73,9 @@ SUITE_TABLES: dict[str, Suite] = {
          "(--quick: 2 seeds x 3, shorter training); margins seed by seed",
          ("contender", "training", "train s", "mean return", "seeds min..max",
           "minus random: mean (min..max)", "minus ZI-C", "minus agora train (shipped)")))),
+    "gpu": Suite("gpu", (
+        ("gpu: the GPU kernels against their CPU peers, same inputs, bits compared",
+         ("kernel", "size", "CPU", "GPU", "GPU is", "same bits")),)),
     "analysis": Suite("analysis", (("analysis: state at a tick and analyze on a large run", ("measure", "value")),)),
     "scaleout": Suite("scaleout", (
         ("scale-out: a sweep of 8 runs (the default scenario, 100 ticks) three ways (this machine)",

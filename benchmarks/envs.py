@@ -157,8 +157,8 @@ def policy_rows(quick: bool, scenario: Path = Path("scenarios/trained_negotiator
         world = World(sc, base=scenario.parent, seed=seed)
         world.run(60 if quick else None)
         m = next(p for p in world.populations if p.role == "negotiator").role_metrics()
-        core.append(m["profit_per_core_agent"])
-        zic.append(m["profit_per_zic_agent"])
+        core.append(m["profit_per_core_agent_credits"])
+        zic.append(m["profit_per_zic_agent_credits"])
         rows.append((str(seed), f"{core[-1]:.2f}", f"{zic[-1]:.2f}", f"{m['efficiency']:.3f}"))
     rows.append(("mean", f"{np.mean(core):.2f}", f"{np.mean(zic):.2f}", ""))
     return rows

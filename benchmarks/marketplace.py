@@ -22,9 +22,9 @@ has loaded the libraries and compiled the kernels; per agent), the bytes of the 
 per agent (Agora), and Agora's speed over the peer's. The peer is
 ``benchmarks/mesa_marketplace.py``; its docstring lists what it leaves out.
 
-At 10^4, where the goal is a ratio, the two run in turn ``PAIRS_1E4`` times, each in a fresh process;
-the table shows each side's median run and the ratio of the medians, with the range of the
-pairwise ratios: on this shared 2-core VM one side alone moves by up to 2x within an hour.
+At 10^4, where the figure that matters is the ratio, the two run in turn ``PAIRS_1E4`` times, each
+in a fresh process; the table shows each side's median run and the ratio of the medians, with the
+range of the pairwise ratios: on a shared machine one side alone can move by 2x within an hour.
 """
 
 from __future__ import annotations

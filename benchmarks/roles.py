@@ -38,7 +38,8 @@ def run(quick: bool, scenario: Path = Path("scenarios/marketplace.toml")) -> lis
                           (pop_l.name, "false-slash rate", ml["false_slash_rate"], mb["false_slash_rate"])]
             if "efficiency" in ml:
                 pairs += [(pop_l.name, "allocative efficiency", ml["efficiency"], mb["efficiency"]),
-                          (pop_l.name, "profit per agent", ml["profit_per_agent"], mb["profit_per_agent"])]
+                          (pop_l.name, "profit per agent (credits)", ml["profit_per_agent_credits"],
+                           mb["profit_per_agent_credits"])]
             if "quality_per_credit" in ml:
                 pairs.append((pop_l.name, "quality per 1,000 credits", ml["quality_per_credit"] * 1000,
                               (mb["quality_per_credit"] or 0) * 1000))

@@ -1,8 +1,7 @@
 """The contribution multiplier: early contributors to a small network earn up to ten times more.
 
 ``multiplier(c) = 1 + (MAX_BONUS - 1) * exp(-c / DECAY)`` with ``c`` the network's total compute in
-CPU-hours. This formula is the contract; the source plan's progression table disagrees with it
-from 500K CPU-hours on and is not followed.
+CPU-hours. At 500K CPU-hours it gives about 6.5, at 1M about 4.3, and it tends to 1.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Earning and spending rates, in integer micro-credits (defaults from the project's plan)."""
+"""Earning and spending rates, in integer micro-credits (the economy's defaults)."""
 
 from __future__ import annotations
 

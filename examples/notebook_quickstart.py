@@ -32,14 +32,15 @@ workers = sim.population("workers")
 print(workers.select(["account", "balance_credits", "stake_credits", "quality", "done"]).describe())
 
 # %% [markdown]
-# The ledger as every account's home replica sees it, and the metrics of every tick so far.
+# The ledger as every account's home replica sees it, and the metrics of every tick so far (money
+# in exact micro-credits, `*_micro`, each beside the same figure in credits, `*_credits`).
 
 # %%
 balances = sim.balances()
 by_population = balances.group_by("population").agg(pl.col("balance_credits").sum()).sort("population")
 print(by_population)
 metrics = sim.metrics()
-print(metrics.select(["tick", "mean_price_credits", "tasks_done", "volume"]).tail(5))
+print(metrics.select(["tick", "mean_price_credits", "tasks_done", "volume_credits"]).tail(5))
 
 # %% [markdown]
 # Finish the run: the ledger replicas settle to one state.

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from economy.rates import MICRO
 from runtime.indicators import divergence_spells, gini, mean_ci, series_summary, top_share, volatility
 from runtime.run_data import RunData
 
@@ -27,7 +28,8 @@ MAX_WEALTH_POINTS = 400  # wealth inequality is computed on at most this many ti
 
 
 def analyze(run: RunData) -> dict[str, Any]:
-    """Every indicator of one run, as plain numbers and series (JSON-ready)."""
+    """Every indicator of one run, as plain numbers and series (JSON-ready). Money is in credits,
+    and its keys say so (``mean_price_credits``, ``volume_credits``, ``slashed_credits``)."""
     s = run.summary
     totals = s.get("totals", {})
     m = run.metrics()
@@ -42,11 +44,14 @@ def analyze(run: RunData) -> dict[str, Any]:
         series.update({"wealth_tick": w_ticks, "gini": g, "top1_share": top})
     else:
         out["wealth"] = None
-    price = m.column("mean_price").to_numpy().astype(np.float64) / 1e6
-    volume = m.column("volume").to_numpy().astype(np.float64) / 1e6 if "volume" in m.column_names else np.zeros(tick.size)
-    out["price"] = {**series_summary(price), "volatility": volatility(price[price > 0])}
-    out["volume"] = {**series_summary(volume), "total": float(volume.sum())}
-    series.update({"mean_price": price.tolist(), "volume": volume.tolist()})
+    price = m.column("mean_price_micro").to_numpy().astype(np.float64) / MICRO
+    volume = np.zeros(tick.size)
+    if "volume_micro" in m.column_names:  # a run without workers has no volume
+        volume = m.column("volume_micro").to_numpy().astype(np.float64) / MICRO
+    out["mean_price_credits"] = {**series_summary(price),
+                                 "volatility": volatility(price[price > 0])}
+    out["volume_credits"] = {**series_summary(volume), "total": float(volume.sum())}
+    series.update({"mean_price_credits": price.tolist(), "volume_credits": volume.tolist()})
     distinct = m.column("distinct_roots").to_numpy()
     spells = divergence_spells(distinct)
     conv: dict[str, Any] = {"ticks_diverged": int((distinct > 1).sum()), "spells_diverged": len(spells),
@@ -107,7 +112,8 @@ def wealth_inequality(run: RunData) -> tuple[list[int], list[float], list[float]
         t = int(batch.column(0)[0].as_py()) if batch.num_rows else t + 1
         if batch.num_rows:
             rows = batch.column(1).to_numpy()
-            value = batch.column("balance").to_numpy() + batch.column("stake").to_numpy()
+            value = (batch.column("balance_micro").to_numpy()
+                     + batch.column("stake_micro").to_numpy())
             if wealth is None:
                 wealth = np.zeros(max(n + 1, int(rows.max()) + 1), dtype=np.int64)
             wealth[rows] = value
@@ -120,7 +126,7 @@ def wealth_inequality(run: RunData) -> tuple[list[int], list[float], list[float]
 
 def event_indicators(run: RunData) -> dict[str, Any]:
     """Slashes, tension readings and healer actions, streamed from the event log."""
-    slash_n = slash_credits = 0
+    slash_n = slash_micro = 0
     rejected = false_rejected = 0
     q_true = q_all = 0
     tension_t, tension_v = [], []
@@ -130,11 +136,11 @@ def event_indicators(run: RunData) -> dict[str, Any]:
             continue
         kind = np.asarray(batch.column("kind").to_pylist(), dtype=object)
         value = batch.column("value").to_numpy()
-        amount = batch.column("amount").to_numpy()
+        amount = batch.column("amount_micro").to_numpy()
         t = int(batch.column("tick")[0].as_py())
         sl = kind == "slashed"
         slash_n += int(sl.sum())
-        slash_credits += int(amount[sl].sum())
+        slash_micro += int(amount[sl].sum())
         rj = kind == "result_rejected"
         rejected += int(rj.sum())
         false_rejected += int((value[rj] == 0).sum())
@@ -148,7 +154,8 @@ def event_indicators(run: RunData) -> dict[str, Any]:
             tension_t.append(t)
             tension_v.append(float(value[te][-1]))
     return {
-        "slashes": {"count": slash_n, "credits": slash_credits / 1e6, "rejections": rejected,
+        "slashes": {"count": slash_n, "slashed_credits": slash_micro / MICRO,
+                    "rejections": rejected,
                     "false_rejections": false_rejected,
                     "false_rejection_rate": false_rejected / rejected if rejected else None},
         "tension": {"readings": len(tension_v), **(series_summary(tension_v) if tension_v else {})},
@@ -165,12 +172,12 @@ SCALARS = (
     ("wealth Gini, last tick", lambda a: _get(a, "wealth", "gini", "last")),
     ("wealth Gini, mean", lambda a: _get(a, "wealth", "gini", "mean")),
     ("top-1% wealth share, last tick", lambda a: _get(a, "wealth", "top1_share", "last")),
-    ("mean price (credits), mean", lambda a: _get(a, "price", "mean")),
-    ("price volatility (sd of log returns)", lambda a: _get(a, "price", "volatility")),
-    ("volume per tick (credits), mean", lambda a: _get(a, "volume", "mean")),
+    ("mean price (credits), mean", lambda a: _get(a, "mean_price_credits", "mean")),
+    ("price volatility (sd of log returns)", lambda a: _get(a, "mean_price_credits", "volatility")),
+    ("volume per tick (credits), mean", lambda a: _get(a, "volume_credits", "mean")),
     ("market efficiency (negotiators)", lambda a: a.get("market_efficiency")),
     ("slashes", lambda a: _get(a, "slashes", "count")),
-    ("credits slashed", lambda a: _get(a, "slashes", "credits")),
+    ("credits slashed", lambda a: _get(a, "slashes", "slashed_credits")),
     ("false rejections (slashed honest work)", lambda a: _get(a, "slashes", "false_rejections")),
     ("ledger: replica lag, mean (ticks)", lambda a: _get(a, "ledger_convergence", "lag_mean")),
     ("ledger: replica lag, max (ticks)", lambda a: _get(a, "ledger_convergence", "lag_max")),
@@ -296,8 +303,10 @@ def plots(analyses: list[dict[str, Any]], names: list[str]) -> list[tuple[str, s
         out.append(panel("Wealth inequality", "Gini / top-1% share", lambda ax, s, n: (
             ax.plot(s["wealth_tick"], s["gini"], label=f"Gini {n}"),
             ax.plot(s["wealth_tick"], s["top1_share"], ls="--", label=f"top 1% {n}"))))
-    out.append(panel("Mean task price", "credits per unit", lambda ax, s, n: ax.plot(s["tick"], s["mean_price"], label=n)))
-    out.append(panel("Volume", "credits per tick", lambda ax, s, n: ax.plot(s["tick"], s["volume"], label=n, lw=0.8)))
+    out.append(panel("Mean task price", "credits per unit",
+                     lambda ax, s, n: ax.plot(s["tick"], s["mean_price_credits"], label=n)))
+    out.append(panel("Volume", "credits per tick",
+                     lambda ax, s, n: ax.plot(s["tick"], s["volume_credits"], label=n, lw=0.8)))
     if all("replica_lag_max" in a["series"] for a in analyses):
         out.append(panel("Ledger convergence: oldest op a replica still lacks", "ticks",
                          lambda ax, s, n: ax.step(s["tick"], s["replica_lag_max"], where="post", label=n)))
@@ -323,7 +332,8 @@ def parting_plot(analyses: list[dict[str, Any]], split: dict[str, Any]) -> tuple
     by_run = {a["run"]: a["series"] for a in analyses}
     parent, child = by_run[split["parent"]], by_run[split["fork"]]
     fig, axes = plt.subplots(2, 1, figsize=(7, 4.5), sharex=True)
-    for ax, key, label in ((axes[0], "mean_price", "mean price (credits)"), (axes[1], "volume", "volume (credits)")):
+    for ax, key, label in ((axes[0], "mean_price_credits", "mean price (credits)"),
+                           (axes[1], "volume_credits", "volume (credits)")):
         ticks = np.asarray(parent["tick"])
         keep = ticks >= split["fork_tick"] - 5
         ax.plot(ticks[keep], np.asarray(parent[key])[keep], label="parent", lw=1)
@@ -384,7 +394,7 @@ def report_html(analyses: list[dict[str, Any]], splits: list[dict[str, Any]] | N
 
 # ------------------------------------------------------------------ sweeps
 
-OUTCOMES = ("volume_credits_total", "volume_credits_mean", "mean_price_credits", "price_volatility",
+OUTCOMES = ("volume_total_credits", "volume_mean_credits", "mean_price_credits", "price_volatility",
             "gini_last", "gini_mean", "top1_share_last")
 """The economic outcomes a sweep's results.parquet carries per run (besides the roles' metrics and the
 wealth of each population, ``wealth_credits.<population>``)."""
@@ -394,8 +404,10 @@ def outcomes(run: RunData) -> dict[str, Any]:
     """One run's economic outcomes as flat figures, in credits (see :data:`OUTCOMES`)."""
     a = analyze(run)
     row: dict[str, Any] = {
-        "volume_credits_total": _get(a, "volume", "total"), "volume_credits_mean": _get(a, "volume", "mean"),
-        "mean_price_credits": _get(a, "price", "mean"), "price_volatility": _get(a, "price", "volatility"),
+        "volume_total_credits": _get(a, "volume_credits", "total"),
+        "volume_mean_credits": _get(a, "volume_credits", "mean"),
+        "mean_price_credits": _get(a, "mean_price_credits", "mean"),
+        "price_volatility": _get(a, "mean_price_credits", "volatility"),
         "gini_last": _get(a, "wealth", "gini", "last"), "gini_mean": _get(a, "wealth", "gini", "mean"),
         "top1_share_last": _get(a, "wealth", "top1_share", "last")}
     if run.has_state:
@@ -403,7 +415,7 @@ def outcomes(run: RunData) -> dict[str, Any]:
         wealth = np.asarray(table.column("balance_micro")) + np.asarray(table.column("stake_micro"))
         groups = np.asarray(table.column("population").to_pylist(), dtype=object)
         for name in dict.fromkeys(groups.tolist()):
-            row[f"wealth_credits.{name}"] = float(wealth[groups == name].sum()) / 1e6
+            row[f"wealth_credits.{name}"] = float(wealth[groups == name].sum()) / MICRO
     return row
 
 

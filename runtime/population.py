@@ -50,6 +50,9 @@ class Population(ABC):
     phase: ClassVar[int] = 0  # populations step in phase order, then scenario order
     reviews_batches: ClassVar[bool] = False  # True: the world sends it every ledger batch first
     has_core: ClassVar[bool] = False  # a learned core and a baseline (`core = ...`, --compare-baseline)
+    # State arrays that hold money, by name, and their unit: "micro" (int64 micro-credits) or
+    # "credits" (floats). Tables for people (agora.Simulation.population) name the unit.
+    money_arrays: ClassVar[dict[str, str]] = {}
 
     def __init__(self, cfg: PopulationConfig, ids: npt.NDArray[np.int64], n_regions: int) -> None:
         self.cfg = cfg

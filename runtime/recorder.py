@@ -25,7 +25,7 @@ EVENT_SCHEMA = pa.schema(
         ("subsystem", pa.string()),
         ("agent", pa.int64()),
         ("other", pa.int64()),
-        ("amount", pa.int64()),
+        ("amount_micro", pa.int64()),  # money events: micro-credits (docs/reference/run-files.md)
         ("value", pa.float64()),
         ("detail", pa.string()),
     ]
@@ -153,7 +153,7 @@ class EventLog:
         c["subsystem"].append(np.full(n, subsystem, dtype=object))
         c["agent"].append(np.asarray(agent, dtype=np.int64))
         c["other"].append(np.asarray(other, dtype=np.int64))
-        c["amount"].append(np.asarray(amount, dtype=np.int64))
+        c["amount_micro"].append(np.asarray(amount, dtype=np.int64))
         c["value"].append(np.asarray(value, dtype=np.float64))
         c["detail"].append(np.full(n, detail, dtype=object))
         self.seq += n

@@ -2,7 +2,9 @@
 
 ``runtime.replay.open(DIR)`` returns a :class:`RunData`. Tables come back as pyarrow objects
 (``.to_pandas()`` / ``polars.from_arrow(...)`` from there); :meth:`RunData.query` runs DuckDB SQL
-over the views ``events``, ``metrics`` and ``state_deltas``.
+over the views ``events``, ``metrics`` and ``state_deltas``. Money columns name their unit
+(``_micro``: int64 micro-credits, exact; ``_credits``: floats for people);
+``docs/reference/run-files.md`` describes every column.
 
 Every file is read only if it is a regular file inside the run (:func:`regular_file`), and SQL runs
 in a DuckDB sandbox (:func:`sandbox`) that can read the run's tables and nothing else.
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,6 +25,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.ipc
 
+from economy.rates import MICRO
 from runtime.recorder import read_stream
 from runtime.recording import SCENARIO_COPY, SUMMARY, RunDirError
 from runtime.state_log import STATE_DIR, _stream_batches, state_at, state_hash
@@ -42,6 +46,9 @@ SANDBOX_SETTINGS: dict[str, bool | str] = {
     "temp_directory": "",
 }
 """DuckDB settings of every connection :meth:`RunData.query` opens; :func:`sandbox` locks them."""
+
+PRICE_COLUMN = re.compile(r"price_(\d+)_micro")
+"""A metrics column holding one skill's price (the skill's index is the group)."""
 
 READ_ONLY_FORMS = "SELECT, WITH … SELECT, VALUES, FROM …, DESCRIBE, SHOW or SUMMARIZE"
 """The statements :meth:`RunData.query` runs, as a person would write them (all parse as SELECT)."""
@@ -222,7 +229,8 @@ class RunData:
     def metrics(self) -> pa.Table:
         """The per-tick metrics table (RunDirError when it is empty or lacks its columns: damaged)."""
         table = read_stream(self._file("metrics.arrows"))[0]
-        missing = [c for c in ("tick", "mean_price", "distinct_roots") if c not in table.column_names]
+        needed = ("tick", "mean_price_micro", "distinct_roots")
+        missing = [c for c in needed if c not in table.column_names]
         if missing or table.num_rows == 0:
             raise RunDirError(f"{self.dir / 'metrics.arrows'}: damaged or empty ({table.num_rows} readable rows"
                               + (f", no {', '.join(missing)} column" if missing else "")
@@ -272,8 +280,9 @@ class RunData:
     def state_at(self, tick: int) -> tuple[pa.Table, dict[str, Any]]:
         """The state after ``tick``: a table per account -- account, population, role, balance and
         stake (``*_credits`` for people, ``*_micro`` exact), reputation, alive -- and facts: prices per
-        skill that tick, the snapshot it started from, its hash and whether that equals the hash the
-        live run recorded."""
+        skill that tick (``prices_micro``, keyed by metrics column ``price_<k>_micro``), the
+        snapshot it started from, its hash and whether that equals the hash the live run
+        recorded."""
         if not self.has_state:
             raise RunDirError(f"{self.dir}: the run recorded no state table (record.state = false); rerun with it on")
         if not 0 <= tick < self.ticks:
@@ -284,19 +293,21 @@ class RunData:
         cols, start = state_at(self.dir, tick)
         digest = state_hash(cols)
         recorded = self.recorded_hash(tick)
-        accounts = np.arange(cols["balance"].size, dtype=np.int64)
+        balance, stake = cols["balance_micro"], cols["stake_micro"]
+        accounts = np.arange(balance.size, dtype=np.int64)
         names, roles = self.population_of(accounts)
         table = pa.table({"account": accounts, "population": pa.array(names.tolist(), pa.string()),
                           "role": pa.array(roles.tolist(), pa.string()),
-                          "balance_credits": cols["balance"] / 1e6, "stake_credits": cols["stake"] / 1e6,
-                          "balance_micro": cols["balance"], "stake_micro": cols["stake"],
+                          "balance_credits": balance / MICRO, "stake_credits": stake / MICRO,
+                          "balance_micro": balance, "stake_micro": stake,
                           "reputation": cols["reputation"], "alive": cols["alive"]})
         metrics = self.metrics()
         rows = np.flatnonzero(metrics.column("tick").to_numpy() == tick)
         if rows.size == 0:
             raise RunDirError(f"{self.dir / 'metrics.arrows'}: has no row for tick {tick}: damaged or cut short")
         row = int(rows[0])
-        prices = {name: int(metrics.column(name)[row].as_py()) for name in metrics.column_names if name.startswith("price_")}
+        prices = {name: int(metrics.column(name)[row].as_py()) for name in metrics.column_names
+                  if PRICE_COLUMN.fullmatch(name)}
         facts = {"tick": tick, "from_snapshot": start, "state_hash": digest, "recorded_hash": recorded,
                  "matches_live": recorded == digest, "prices_micro": prices}
         return table, facts

@@ -1,8 +1,9 @@
 """The run's state, tick by tick: full snapshots at checkpoints, changed rows in between.
 
-The state table has one row per ledger account (the agents, then the treasury): ``balance`` and
-``stake`` (micro-credits, as the account's home replica sees them), ``reputation`` (the Beta
-reputation's mean) and ``alive``. Prices per skill are in the metrics table (``price_<k>``).
+The state table has one row per ledger account (the agents, then the treasury): ``balance_micro``
+and ``stake_micro`` (int64 micro-credits, as the account's home replica sees them),
+``reputation`` (the Beta reputation's mean) and ``alive``. Prices per skill are in the metrics
+table (``price_<k>_micro``). ``docs/reference/run-files.md`` describes every column.
 
 Files in the run directory:
 
@@ -26,9 +27,10 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.ipc
 
-STATE_SCHEMA = pa.schema([("tick", pa.int64()), ("account", pa.int64()), ("balance", pa.int64()),
-                          ("stake", pa.int64()), ("reputation", pa.float64()), ("alive", pa.bool_())])
-COLUMNS = ("balance", "stake", "reputation", "alive")
+STATE_SCHEMA = pa.schema([("tick", pa.int64()), ("account", pa.int64()),
+                          ("balance_micro", pa.int64()), ("stake_micro", pa.int64()),
+                          ("reputation", pa.float64()), ("alive", pa.bool_())])
+COLUMNS = ("balance_micro", "stake_micro", "reputation", "alive")
 STATE_DIR = "state"
 
 
@@ -68,9 +70,9 @@ class StateLog:
     def write(self, tick: int, cols: dict[str, npt.NDArray[np.generic]], full: bool) -> None:
         """Record the table after ``tick``: the rows that changed; the whole table when ``full``."""
         if self.previous is None:
-            changed = np.arange(cols["balance"].size, dtype=np.int64)
+            changed = np.arange(cols["balance_micro"].size, dtype=np.int64)
         else:
-            diff = np.zeros(cols["balance"].size, dtype=np.bool_)
+            diff = np.zeros(cols["balance_micro"].size, dtype=np.bool_)
             for name in COLUMNS:
                 diff |= cols[name] != self.previous[name]
             changed = np.flatnonzero(diff).astype(np.int64)
@@ -79,7 +81,8 @@ class StateLog:
         if full:
             tmp = self.folder / f".full_{tick:06d}.arrow.tmp"
             with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, STATE_SCHEMA) as writer:
-                writer.write_batch(_batch(tick, np.arange(cols["balance"].size, dtype=np.int64), cols))
+                every = np.arange(cols["balance_micro"].size, dtype=np.int64)
+                writer.write_batch(_batch(tick, every, cols))
             tmp.rename(self.folder / f"full_{tick:06d}.arrow")
 
     def close(self) -> None:

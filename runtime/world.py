@@ -145,8 +145,10 @@ class World(mesa.Model):
             self.metrics = MetricsLog(out / "metrics.arrows", scenario.record.flush_seconds)
             if scenario.record.state:
                 self.state_log = StateLog(out, scenario.record.flush_seconds)
-        # Kernel counters exist from tick 0 so the metrics table has a fixed set of columns.
-        self._counters: dict[str, int] = {"minted": 0, "ops_refused": 0, "sync_rows_changed": 0}
+        # Kernel counters exist from tick 0 so the metrics table has a fixed set of columns. A
+        # counter or gauge that holds money names its unit: ``_micro`` (int64 micro-credits).
+        self._counters: dict[str, int] = {"minted_micro": 0, "ops_refused": 0,
+                                          "sync_rows_changed": 0}
         self._gauges: dict[str, float] = {}
         self._roots = 1
         self._faults = self._expand_faults(scenario.fault)
@@ -384,11 +386,11 @@ class World(mesa.Model):
             self.log.emit_many(self.tick, float(self.env.now), kind, subsystem, agent, other, amount, value, detail)
 
     def count(self, name: str, n: int) -> None:
-        """Add ``n`` to this tick's counter ``name`` (a metrics column)."""
+        """Add ``n`` to this tick's counter ``name`` (a metrics column; money: ``..._micro``)."""
         self._counters[name] = self._counters.get(name, 0) + int(n)
 
     def gauge(self, name: str, value: float) -> None:
-        """Set this tick's gauge ``name`` (a metrics column)."""
+        """Set this tick's gauge ``name`` (a metrics column; money: ``..._micro``)."""
         self._gauges[name] = float(value)
 
     def home(self, accounts: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
@@ -460,7 +462,7 @@ class World(mesa.Model):
             if sel.any():
                 self.execute(r, OpKind.MINT, accounts[sel], np.zeros(int(sel.sum()), np.int64), amounts[sel])
                 self.emit("minted", f"ledger/{r}", amount=int(amounts[sel].sum()), value=float(sel.sum()), detail=reason)
-        self.count("minted", int(amounts.sum()))
+        self.count("minted_micro", int(amounts.sum()))
 
     def send(self, src_agent: int, dst_agent: int, topic: str, payload: object) -> None:
         """Send a message between two agents over the bus (their regions' latency, loss, partitions).
@@ -624,7 +626,8 @@ class World(mesa.Model):
         return (max(lags), float(np.mean(lags))) if lags else (0, 0.0)
 
     def state_table(self) -> dict[str, npt.NDArray[np.generic]]:
-        """Per account: balance and stake at its home replica, reputation mean, alive (treasury: alive)."""
+        """Per account: balance and stake at its home replica (int64 micro-credits), reputation
+        mean, alive (treasury: alive); the columns of :data:`runtime.state_log.COLUMNS`."""
         homes = self.home(np.arange(self.n_accounts, dtype=np.int64))
         balance = np.zeros(self.n_accounts, dtype=np.int64)
         stake = np.zeros(self.n_accounts, dtype=np.int64)
@@ -637,7 +640,8 @@ class World(mesa.Model):
         for pop in self.populations:
             alive[pop.ids] = pop.alive
         rep = self.reputation
-        return {"balance": balance, "stake": stake, "reputation": rep.alpha / (rep.alpha + rep.beta), "alive": alive}
+        return {"balance_micro": balance, "stake_micro": stake,
+                "reputation": rep.alpha / (rep.alpha + rep.beta), "alive": alive}
 
     def _write_metrics(self) -> None:
         held, issued = self.local_ledgers[0].supply()
@@ -650,9 +654,9 @@ class World(mesa.Model):
         row.update(sorted(self._gauges.items()))
         row.update({
             "alive": int(sum(int(p.alive.sum()) for p in self.populations)),
-            "supply_held": held, "supply_issued": issued,
-            "mean_price": float(self.market.prices.mean()),
-            **{f"price_{k}": int(p) for k, p in enumerate(self.market.prices)},
+            "supply_held_micro": held, "supply_issued_micro": issued,
+            "mean_price_micro": float(self.market.prices.mean()),
+            **{f"price_{k}_micro": int(p) for k, p in enumerate(self.market.prices)},
             "msgs_sent": self.bus.counts["sent"], "msgs_lost": self.bus.counts["lost"],
             "msgs_blocked": self.bus.counts["blocked"], "msgs_duplicated": self.bus.counts["duplicated"],
             "ops_pending": int(sum(ledger.pending for ledger in self.local_ledgers)),

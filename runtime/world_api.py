@@ -78,14 +78,14 @@ class WorldAPI(Protocol):
         """What each account may spend at its home replica, micro-credits."""
 
     def count(self, name: str, n: int) -> None:
-        """Add to this tick's counter ``name`` (a metrics column)."""
+        """Add to this tick's counter ``name`` (a metrics column; money: ``..._micro``)."""
 
     def gauge(self, name: str, value: float) -> None:
-        """Set this tick's gauge ``name`` (a metrics column)."""
+        """Set this tick's gauge ``name`` (a metrics column; money: ``..._micro``)."""
 
     def emit(self, kind: str, subsystem: str, agent: int = -1, other: int = -1, amount: int = 0,
              value: float = 0.0, detail: str = "") -> None:
-        """Record one event."""
+        """Record one event (``amount``: micro-credits, the ``amount_micro`` column)."""
 
     def emit_many(self, kind: str, subsystem: str, agent: Accounts, other: Accounts, amount: Amounts,
                   value: npt.NDArray[np.float64], detail: str = "") -> None:

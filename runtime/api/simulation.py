@@ -13,7 +13,7 @@ This is the Mesa habit with Agora's arrays::
 With ``out=DIR`` the run is recorded exactly as ``agora run`` records it -- the same bytes for the
 same seed, once it has run to its last tick (or the ``until`` it was built with) and is closed.
 Credits show in credits, with the unit in the column name (``balance_credits``); the exact integers
-stay beside them (``balance_micro``).
+stay beside them (``balance_micro``). ``docs/reference/run-files.md`` describes every column.
 """
 
 from __future__ import annotations
@@ -126,7 +126,8 @@ class Simulation:
     def population(self, name: str) -> Any:
         """Population ``name`` as a polars DataFrame, one row per agent: its account, money (credits
         and exact micro-credits, at its home replica), reputation, health, and every per-agent array
-        of its role's state."""
+        of its role's state (those that hold money, :attr:`Population.money_arrays`, as
+        ``<name>_credits`` and, when exact, ``<name>_micro``)."""
         import polars as pl
 
         pop = next((p for p in self.world.populations if p.name == name), None)
@@ -137,8 +138,13 @@ class Simulation:
         table.update({"alive": pop.alive, "degraded": pop.degraded, "quarantined": pop.quarantined})
         for key, value in sorted(pop.state_arrays().items()):
             arr = np.asarray(value)
-            if arr.ndim == 1 and arr.shape[0] == pop.n and key not in table:
-                table[key] = arr
+            if arr.ndim != 1 or arr.shape[0] != pop.n:
+                continue
+            unit = pop.money_arrays.get(key)
+            columns = ({f"{key}_credits": arr / MICRO, f"{key}_micro": arr} if unit == "micro"
+                       else {f"{key}_credits": arr} if unit == "credits" else {key: arr})
+            for column, values in columns.items():
+                table.setdefault(column, values)
         return pl.DataFrame(table)
 
     def balances(self, replica: int | None = None) -> Any:
@@ -155,15 +161,22 @@ class Simulation:
         return pl.DataFrame(table)
 
     def metrics(self) -> Any:
-        """The metrics of every tick run so far, as a polars DataFrame (credits in micro-credits, as
-        recorded; ``mean_price_credits`` added)."""
+        """The metrics of every tick run so far, as a polars DataFrame: the columns of
+        ``metrics.arrows`` (money in exact micro-credits, ``<name>_micro``), each money column
+        followed by ``<name>_credits``, the same figure in credits (a float)."""
         import polars as pl
 
         rows = self.world.metrics_history or []
-        frame = pl.DataFrame(rows) if rows else pl.DataFrame()
-        if rows and "mean_price" in frame.columns:
-            frame = frame.with_columns((pl.col("mean_price") / MICRO).alias("mean_price_credits"))
-        return frame
+        if not rows:
+            return pl.DataFrame()
+        frame = pl.DataFrame(rows)
+        columns: list[Any] = []
+        for name in frame.columns:
+            columns.append(frame[name])
+            if name.endswith("_micro"):  # divided by numpy: the same floats as balance_credits
+                credits = np.asarray(frame[name].to_numpy(), dtype=np.float64) / MICRO
+                columns.append(pl.Series(name.removesuffix("_micro") + "_credits", credits))
+        return pl.DataFrame(columns)
 
     def _accounts(self, accounts: np.ndarray, replica: int | None = None) -> dict[str, Any]:
         world = self.world

@@ -59,6 +59,12 @@ def _manifest_ticks(path: Path) -> int:
         return 0
     return ticks if isinstance(ticks, int) and not isinstance(ticks, bool) and 0 < ticks < 10**9 else 0
 
+def _skill_prices(prices: dict[str, int]) -> dict[int, int]:
+    """Each skill's price (micro-credits) from the metrics columns ``price_<k>_micro``."""
+    from runtime.run_data import PRICE_COLUMN
+
+    return {int(m.group(1)): v for k, v in prices.items() if (m := PRICE_COLUMN.fullmatch(k))}
+
 def _state_at(run_dir: Path, tick: int, export: Path | None) -> None:
     import time
 
@@ -83,7 +89,8 @@ def _state_at(run_dir: Path, tick: int, export: Path | None) -> None:
     summary.add_row("accounts", f"{table.num_rows:,} ({int(alive.sum()):,} alive)")
     summary.add_row("balances", f"{balance.sum() / 1e6:,.6f} credits in all")
     summary.add_row("stakes", f"{table.column('stake_micro').to_numpy().sum() / 1e6:,.6f} credits in all")
-    summary.add_row("prices", ", ".join(f"{k.removeprefix('price_')}: {v / 1e6:.4f}" for k, v in facts["prices_micro"].items()))
+    prices = _skill_prices(facts["prices_micro"])
+    summary.add_row("prices (credits)", ", ".join(f"{k}: {v / 1e6:.4f}" for k, v in prices.items()))
     summary.add_row("rebuilt from", f"snapshot of tick {facts['from_snapshot']}" if facts["from_snapshot"] >= 0 else "tick 0")
     summary.add_row("state hash", f"{facts['state_hash'][:16]} ({'matches the live run' if facts['matches_live'] else 'DIFFERS from the live run: ' + str(facts['recorded_hash'])[:16]})")
     summary.add_row("time", f"{wall:.3f} s")
@@ -100,8 +107,8 @@ def _state_at(run_dir: Path, tick: int, export: Path | None) -> None:
                 pq.write_table(table.replace_schema_metadata(meta), export)
             else:
                 pa.csv.write_csv(table, export)
-                prices = pa.table({"skill": [int(k.removeprefix("price_")) for k in facts["prices_micro"]],
-                                   "price_micro": list(facts["prices_micro"].values())})
+                by_skill = _skill_prices(facts["prices_micro"])
+                prices = pa.table({"skill": list(by_skill), "price_micro": list(by_skill.values())})
                 pa.csv.write_csv(prices, export.with_name(export.stem + ".prices.csv"))
         except (OSError, pa.ArrowException) as exc:
             fail([f"--out {export}: cannot write it ({getattr(exc, 'strerror', None) or exc})"])

@@ -192,10 +192,11 @@ def _print_comparison(learned: dict[str, Any], base: dict[str, Any]) -> None:
             table.add_row("healing", key, fmt(h1[key]), fmt(h0[key]))
     for name, metrics in learned["totals"].get("roles", {}).items():
         other = base["totals"].get("roles", {}).get(name, {})
-        keys = ("efficiency", "profit_per_agent", "catch_rate", "false_slash_rate", "checks", "caught", "invalid",
-                "quality_gained", "credits_spent",
-                "quality_per_credit", *sorted(k for k in metrics if k.startswith("mape")), "forecasts_sold",
-                "forecasts_bought", "deferred", "net_value_micro", "profit_per_core_agent", "profit_per_zic_agent", "proposals_checked", "batches_proved",
+        keys = ("efficiency", "profit_per_agent_credits", "catch_rate", "false_slash_rate",
+                "checks", "caught", "invalid", "quality_gained", "spent_credits", "quality_per_credit",
+                *sorted(k for k in metrics if k.startswith("mape")), "forecasts_sold",
+                "forecasts_bought", "deferred", "net_value_micro", "profit_per_core_agent_credits",
+                "profit_per_zic_agent_credits", "proposals_checked", "batches_proved",
                 "batches_refused", "sent_back")
         for key in keys:
             if key in metrics:
@@ -211,8 +212,33 @@ def _settled(totals: dict[str, Any]) -> str:
         return "converged to one state" + after
     return f"{totals['distinct_ledger_roots']} distinct states{after} (a partition still in place cannot settle)"
 
-SHOWN_METRICS = ("efficiency", "profit_per_agent", "catch_rate", "false_slash_rate", "mape_1", "mape_5",
-                 "quality_per_credit", "net_value_micro")
+SHOWN_METRICS: dict[str, tuple[str, str]] = {
+    "efficiency": ("efficiency", ""),
+    "profit_per_agent_credits": ("profit per agent", "credits"),
+    "profit_per_core_agent_credits": ("profit per policy agent", "credits"),
+    "profit_per_zic_agent_credits": ("profit per ZI-C agent", "credits"),
+    "catch_rate": ("catch rate", ""),
+    "false_slash_rate": ("false slash rate", ""),
+    "mape_1": ("MAPE at 1 tick", ""),
+    "mape_5": ("MAPE at 5 ticks", ""),
+    "quality_per_credit": ("quality per credit", ""),
+    "net_value_micro": ("net value", "micro"),
+}
+"""The role metrics the run summary shows: label and unit (``micro`` values shown in credits)."""
+
+
+def _role_line(metrics: dict[str, Any]) -> str:
+    """A role's headline metrics in words, money in credits: ``profit per agent 78.3 credits``."""
+    parts = []
+    for key, (label, unit) in SHOWN_METRICS.items():
+        value = metrics.get(key)
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            continue
+        if unit == "micro":
+            value, unit = value / 1e6, "credits"
+        parts.append(f"{label} {value:.4g}" + (f" {unit}" if unit else ""))
+    return ", ".join(parts)
+
 
 def _print_summary(s: dict[str, Any], target: Path) -> None:
     t = s["totals"]
@@ -241,9 +267,7 @@ def _print_summary(s: dict[str, Any], target: Path) -> None:
           if (h := t.get("health")) and h["episodes"] else []),
         *([("governance", ", ".join(f"#{p['id']} {p['state']}" for p in t["proposals"])
             + "  (" + ", ".join(f"{k}={v:g}" for k, v in sorted(t["params"].items())) + ")")] if t.get("proposals") else []),
-        *[(name, ", ".join(f"{k.replace('_', ' ')} {v:.4g}" for k, v in m.items()
-                           if k in SHOWN_METRICS and isinstance(v, float)))
-          for name, m in t.get("roles", {}).items()],
+        *[(name, _role_line(m)) for name, m in t.get("roles", {}).items()],
         ("final state", s["final_state_hash"][:32]),
         ("run directory", str(target)),
     ]

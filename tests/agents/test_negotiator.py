@@ -86,7 +86,7 @@ def test_learned_negotiators_beat_zi_c_on_efficiency_and_profit():
     zic.run()
     a, b = learned.populations[1].role_metrics(), zic.populations[1].role_metrics()
     assert b["efficiency"] >= 0.9
-    assert a["efficiency"] > b["efficiency"] and a["profit_per_agent"] > b["profit_per_agent"]
+    assert a["efficiency"] > b["efficiency"] and a["profit_per_agent_credits"] > b["profit_per_agent_credits"]
     for ledger in learned.ledgers:
         held, issued = ledger.supply()
         assert held == issued
@@ -118,7 +118,7 @@ def test_a_saved_policy_is_loaded_as_another_scenarios_core(tmp_path):
     loaded.run()
     fresh.run()
     # The trained policy earns more from its first periods; a fresh one is still learning.
-    assert loaded.populations[1].role_metrics()["profit_per_agent"] > fresh.populations[1].role_metrics()["profit_per_agent"]
+    assert loaded.populations[1].role_metrics()["profit_per_agent_credits"] > fresh.populations[1].role_metrics()["profit_per_agent_credits"]
     run = record(deploy, tmp_path / "deployed")  # the policy file travels with the run...
     assert (tmp_path / "deployed" / "policies" / "neg.npz").is_file() and run["cores_saved"]
     assert verify(tmp_path / "deployed").status == "identical"  # ...so it replays

@@ -21,7 +21,7 @@ def test_contribution_multiplier_follows_the_formula_not_the_plan_table():
     for c in (1e5, 5e5, 1e6, 5e6):
         assert contribution_multiplier(c) == pytest.approx(1 + 9 * math.exp(-c / 1e6), rel=1e-15)
     assert contribution_multiplier(1e6) == pytest.approx(4.3109149705, rel=1e-9)  # 1 + 9/e
-    assert contribution_multiplier(5e5) != pytest.approx(5.0)  # the plan's table says ~5 here
+    assert contribution_multiplier(5e5) != pytest.approx(5.0)  # exp(-0.5): about 6.46, not 5
     with pytest.raises(LedgerError, match=">= 0"):
         contribution_multiplier(-1)
     with pytest.raises(LedgerError):

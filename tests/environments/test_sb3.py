@@ -150,7 +150,7 @@ def test_a_converted_policy_drives_a_scenarios_negotiators_reproducibly(ppo, tmp
     neg = run()
     assert neg.core == "trained" and neg.seat.sum() == 4
     metrics = neg.role_metrics()
-    assert metrics["profit_per_core_agent"] is not None and metrics["efficiency"] > 0
+    assert metrics["profit_per_core_agent_credits"] is not None and metrics["efficiency"] > 0
     assert np.array_equal(neg.profit, run().profit)  # the same bits, run after run
 
 

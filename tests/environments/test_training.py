@@ -86,7 +86,7 @@ def test_the_policy_file_drives_a_scenarios_negotiators(trained, tmp_path):
     assert neg.core == "trained" and neg.seat.sum() == 5
     world.run()
     m = neg.role_metrics()
-    assert m["profit_per_core_agent"] > 0 and m["profit_per_zic_agent"] > 0
+    assert m["profit_per_core_agent_credits"] > 0 and m["profit_per_zic_agent_credits"] > 0
     # The seats' asks are the policy's: cost + shade x (2 - cost), the same in every round.
     rng = np.random.default_rng(0)
     cost = rng.uniform(0.5, 1.5, neg.n)
@@ -128,7 +128,7 @@ def test_agora_train_will_not_overwrite_a_folder_unasked(tmp_path):
     assert (tmp_path / "t" / "keep.txt").read_text() == "mine"
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU here")
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_training_on_the_gpu_learns_too(tmp_path):
     result = train(Args(**{**SHORT.__dict__, "device": "cuda"}), tmp_path)
     assert np.mean(result["trained"]) > np.mean(result["random"]) + 2.0

@@ -10,6 +10,8 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
 
@@ -62,11 +64,13 @@ def synthetic(tmp_path: Path) -> Path:
     prices = 1_000_000 * np.exp(np.array([0.0, 0.1, 0.0, 0.1]))
     lag = [0, 3, 1, 0]
     for t in range(4):
-        cols = {"balance": np.array(wealth[t], np.int64), "stake": np.zeros(5, np.int64),
+        cols = {"balance_micro": np.array(wealth[t], np.int64),
+                "stake_micro": np.zeros(5, np.int64),
                 "reputation": np.full(5, 0.5), "alive": np.ones(5, np.bool_)}
         state.write(t, cols, full=t == 1)
-        metrics.write({"tick": t, "mean_price": float(prices[t]), "volume": 2_000_000 * (t + 1), "distinct_roots": 1 + (t == 1),
-                       "replica_lag_max": lag[t], "price_0": int(prices[t])})
+        metrics.write({"tick": t, "mean_price_micro": float(prices[t]),
+                       "volume_micro": 2_000_000 * (t + 1), "distinct_roots": 1 + (t == 1),
+                       "replica_lag_max": lag[t], "price_0_micro": int(prices[t])})
         if t == 2:  # two slashes of 3 and 4 credits; three rejections, one of honest work
             events.emit_many(t, t, "slashed", "critic", np.array([0, 1]), np.array([-1, -1]),
                              np.array([3_000_000, 4_000_000]), np.array([0.1, 0.1]))
@@ -88,9 +92,14 @@ def test_indicators_of_a_synthetic_run_are_exact(synthetic: Path):
     s = a["series"]
     assert s["wealth_tick"] == [0, 1, 2, 3]
     assert s["gini"] == pytest.approx([0.0, 0.75, 0.25, 0.25])  # the treasury is not an agent
-    assert a["price"]["volatility"] == pytest.approx(math.sqrt(0.08 / 9))  # log returns +0.1, -0.1, +0.1
-    assert a["volume"]["total"] == pytest.approx(2 + 4 + 6 + 8)
-    assert a["slashes"] == {"count": 2, "credits": 7.0, "rejections": 3, "false_rejections": 1,
+    # log returns +0.1, -0.1, +0.1
+    assert a["mean_price_credits"]["volatility"] == pytest.approx(math.sqrt(0.08 / 9))
+    mean_price = float(np.mean(np.exp([0.0, 0.1, 0.0, 0.1])))  # credits
+    assert a["mean_price_credits"]["mean"] == pytest.approx(mean_price)
+    assert a["volume_credits"]["total"] == pytest.approx(2 + 4 + 6 + 8)
+    assert s["volume_credits"] == pytest.approx([2, 4, 6, 8])
+    assert a["slashes"] == {"count": 2, "slashed_credits": 7.0, "rejections": 3,
+                            "false_rejections": 1,
                             "false_rejection_rate": pytest.approx(1 / 3)}
     assert a["healing"]["precision_from_log"] == pytest.approx(0.75)
     assert a["ledger_convergence"]["lag_max"] == 3 and a["ledger_convergence"]["lag_mean"] == pytest.approx(1.0)
@@ -106,6 +115,7 @@ def test_state_at_rebuilds_from_the_snapshot_and_deltas(synthetic: Path):
     table, facts = run.state_at(0)
     assert table.column("balance_micro").to_pylist() == [5, 5, 5, 5, 0] and facts["from_snapshot"] == -1
     assert facts["recorded_hash"] is None  # this synthetic run recorded no hashes
+    assert facts["prices_micro"] == {"price_0_micro": 1_000_000}
 
 
 MARKET = """
@@ -169,8 +179,17 @@ def test_replay_at_exports_and_refuses_bad_ticks(market_run: Path, tmp_path: Pat
     meta = json.loads(table.schema.metadata[b"agora"])
     assert meta["tick"] == 21 and meta["matches_live"] and table.num_rows == 262
     assert set(table.column("population").to_pylist()) == {"req", "work", "crit", "treasury"}
+    assert table.schema.field("balance_micro").type == pa.int64()
+    assert table.schema.field("stake_micro").type == pa.int64()
+    micro = np.asarray(table.column("balance_micro"))
+    assert (np.asarray(table.column("balance_credits")) == micro / 1e6).all() and micro.sum() > 0
+    assert list(meta["prices_micro"]) == [f"price_{k}_micro" for k in range(8)]  # 8 skills
     csv = subprocess.run([*cli, "--at", "21", "--out", str(tmp_path / "s.csv")], capture_output=True, text=True)
     assert csv.returncode == 0 and (tmp_path / "s.prices.csv").is_file()
+    prices = pacsv.read_csv(tmp_path / "s.prices.csv")
+    assert prices.column("skill").to_pylist() == list(range(8))
+    assert prices.column("price_micro").to_pylist() == list(meta["prices_micro"].values())
+    assert "prices (credits)" in ok.stdout
     for args, msg in ((["--at", "30"], "ticks 0..29"), (["--at", "3", "--verify"], "exactly one"),
                       (["--at", "3", "--out", str(tmp_path / "s.xlsx")], ".parquet or .csv")):
         bad = subprocess.run([*cli, *args], capture_output=True, text=True)
@@ -190,9 +209,9 @@ def test_a_tampered_delta_is_caught_by_the_hash(market_run: Path, tmp_path: Path
     path = copy / "state" / "full_000019.arrow"
     with pa.OSFile(str(path), "rb") as src:  # read into memory: the file is rewritten below
         t = pa.ipc.open_file(src).read_all()
-    bal = t.column("balance").to_numpy().copy()
+    bal = t.column("balance_micro").to_numpy().copy()
     bal[260] += 1  # the critic: no ledger activity of its own, so no later delta overwrites it
-    t = t.set_column(t.schema.get_field_index("balance"), "balance", pa.array(bal))
+    t = t.set_column(t.schema.get_field_index("balance_micro"), "balance_micro", pa.array(bal))
     with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, t.schema) as w:
         w.write_table(t)
     assert not run.state_at(22)[1]["matches_live"]
@@ -211,9 +230,11 @@ def test_sql_over_the_run(market_run: Path):
                          capture_output=True, text=True)
     assert bad.returncode == 2 and bad.stderr.startswith("error: SQL:")
     csv = subprocess.run([sys.executable, "-m", "runtime.cli", "query", str(market_run),
-                          "select tick, volume from metrics order by tick limit 3", "--format", "csv"],
+                          "select tick, volume_micro from metrics order by tick limit 3",
+                          "--format", "csv"],
                          capture_output=True, text=True)
-    assert csv.returncode == 0 and csv.stdout.splitlines()[0] == '"tick","volume"' and len(csv.stdout.splitlines()) == 4
+    assert csv.returncode == 0 and csv.stdout.splitlines()[0] == '"tick","volume_micro"'
+    assert len(csv.stdout.splitlines()) == 4
 
 
 def test_runs_side_by_side_with_confidence_intervals(market_run: Path, tmp_path: Path):

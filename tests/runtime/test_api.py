@@ -6,6 +6,7 @@ import runpy
 import tomllib
 from pathlib import Path
 
+import polars as pl
 import pytest
 
 import agora
@@ -34,11 +35,25 @@ def test_tables_have_one_row_per_agent_with_units_in_the_names(small_scenario):
     assert work.height == 30 and {"account", "balance_credits", "balance_micro", "stake_credits", "alive",
                                   "quality", "done"} <= set(work.columns)
     assert (work["balance_micro"].to_numpy() / 1e6 == work["balance_credits"].to_numpy()).all()
+    assert work["balance_micro"].dtype == pl.Int64 and work["stake_micro"].dtype == pl.Int64
+    # a role's money arrays carry their unit: a worker's cost per task unit
+    assert "cost" not in work.columns and work["cost_micro"].dtype == pl.Int64
+    assert (work["cost_micro"].to_numpy() / 1e6 == work["cost_credits"].to_numpy()).all()
     home, seen = sim.balances(), sim.balances(replica=1)
     assert home.height == seen.height == 91 and home["population"][-1] == "treasury"
+    assert home["stake_micro"].dtype == pl.Int64
+    assert (home["stake_micro"].to_numpy() / 1e6 == home["stake_credits"].to_numpy()).all()
     metrics = sim.metrics()
     assert metrics.height == 12 and metrics["tick"].to_list() == list(range(12))
-    assert "mean_price_credits" in metrics.columns
+    money = [c for c in metrics.columns if c.endswith("_micro")]
+    assert {"supply_held_micro", "supply_issued_micro", "mean_price_micro", "price_0_micro",
+            "volume_micro", "fees_micro", "minted_micro"} <= set(money)
+    for name in money:  # every money column has its figure in credits right after it
+        credits = name.removesuffix("_micro") + "_credits"
+        assert metrics.columns[metrics.columns.index(name) + 1] == credits
+        assert (metrics[name].to_numpy() / 1e6 == metrics[credits].to_numpy()).all()
+    assert metrics["volume_micro"].dtype == pl.Int64 and metrics["volume_micro"].sum() > 0
+    assert not {"supply_held", "mean_price", "volume", "price_0"} & set(metrics.columns)
 
 
 def test_with_an_output_folder_the_run_is_recorded_as_agora_run_records_it(small_scenario, tmp_path):

@@ -93,7 +93,7 @@ def test_the_synchronous_rule_gives_the_same_integers_in_numba_and_torch():
     assert np.array_equal(w, t.numpy()) and int(w.sum()) == total and (w >= 0).all()
 
 
-@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="no CUDA GPU here")
+@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs a CUDA GPU")
 def test_the_synchronous_rule_on_the_gpu_equals_the_cpu_bit_for_bit():
     import hashlib
 

@@ -107,7 +107,7 @@ def test_the_recorded_run_of_a_failing_file_shows_the_violation(tmp_path):
     events = read_stream(tmp_path / "run" / "events.arrows")[0].to_pylist()
     audit = Audit()
     for e in events:
-        audit.observe(e["tick"], e["kind"], e["subsystem"], e["agent"], e["other"], e["amount"],
+        audit.observe(e["tick"], e["kind"], e["subsystem"], e["agent"], e["other"], e["amount_micro"],
                       e["detail"])
     v = result.violation
     assert any(i.replica == v.replica and i.tick <= v.tick for i in audit.unresolved())

@@ -13,7 +13,7 @@ from pathlib import Path
 from runtime.recording import record
 
 DEFAULT = Path(__file__).resolve().parents[2] / "scenarios" / "marketplace.toml"
-FINAL = "fb696dadee30de93559f755915b3aeb4010501bb5977102e582795c9616c2976"
+FINAL = "9396257b763b97def40b9515f25c0ba4efad16980e3d0b01da8de8550aaf6033"
 
 
 def test_the_default_scenario_ends_in_its_published_state(tmp_path):

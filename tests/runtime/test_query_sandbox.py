@@ -98,8 +98,8 @@ def test_ordinary_queries_over_events_metrics_and_state_deltas_still_run(run: Pa
                      " select sum(n) as total, count(*) as ticks from per_tick")
     ticks = len(set(deltas.column("tick").to_pylist()))
     assert cte.to_pylist() == [{"total": deltas.num_rows, "ticks": ticks}] and ticks > 1
-    volume = data.query("select sum(volume) as v, max(tick) as last from metrics")
-    assert volume.to_pylist() == [{"v": pc.sum(metrics.column("volume")).as_py(), "last": 2}]
+    volume = data.query("select sum(volume_micro) as v, max(tick) as last from metrics")
+    assert volume.to_pylist() == [{"v": pc.sum(metrics.column("volume_micro")).as_py(), "last": 2}]
     assert data.query("values (1, 'a'), (2, 'b')").num_rows == 2
     described = data.query("describe events").column("column_name").to_pylist()
     assert described == events.column_names

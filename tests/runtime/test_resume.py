@@ -216,8 +216,8 @@ def test_a_fork_with_a_change_parts_from_its_parent_after_the_fork(rich, tmp_pat
     parent, _ = read_stream(whole / "metrics.arrows")
     child, _ = read_stream(tmp_path / "elastic" / "metrics.arrows")
     assert child.column("tick")[0].as_py() == 20
-    p_price = np.asarray(parent.column("mean_price"))[20:]
-    c_price = np.asarray(child.column("mean_price"))
+    p_price = np.asarray(parent.column("mean_price_micro"))[20:]
+    c_price = np.asarray(child.column("mean_price_micro"))
     assert not np.array_equal(p_price, c_price)
     branch = __import__("json").loads((tmp_path / "elastic" / "summary.json").read_text())
     assert branch["parent"]["sets"] == ["economy.price_elasticity=2.0", "bus.loss=0.2"]

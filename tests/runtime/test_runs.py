@@ -11,6 +11,7 @@ import time
 
 import mesa
 import numpy as np
+import pyarrow as pa
 import pytest
 import simpy
 from typer.testing import CliRunner
@@ -43,8 +44,9 @@ def test_credits_are_conserved_and_replicas_converge(small_scenario, tmp_path):
     t = s["totals"]
     assert t["supply_held_micro"] == t["supply_issued_micro"]
     metrics, _ = read_stream(tmp_path / "r" / "metrics.arrows")
-    held = metrics.column("supply_held").to_numpy()
-    issued = metrics.column("supply_issued").to_numpy()
+    held = metrics.column("supply_held_micro").to_numpy()
+    issued = metrics.column("supply_issued_micro").to_numpy()
+    assert metrics.schema.field("supply_held_micro").type == pa.int64()
     assert np.array_equal(held, issued)
     assert metrics.num_rows == 40
 

@@ -95,14 +95,14 @@ def test_a_two_by_two_seed_sweep_on_ray_matches_single_runs(tmp_path):
     assert len({r["final_state_hash"] for r in rows}) == 4
     # The economic outcomes travel with each row, and analyze summarises them by value.
     for row in rows:
-        assert row["volume_credits_total"] > 0 and 0 <= row["gini_last"] <= 1
+        assert row["volume_total_credits"] > 0 and 0 <= row["gini_last"] <= 1
         assert row["wealth_credits.workers"] > 0 and row["mean_price_credits"] > 0
     shown = CliRunner().invoke(app, ["analyze", str(out)], env={"COLUMNS": "200"})
     assert shown.exit_code == 0, shown.output
     assert "stake=2" in shown.output and "stake=4" in shown.output and "wealth of workers (credits)" in shown.output
     data = __import__("json").loads(CliRunner().invoke(app, ["analyze", str(out), "--format", "json"]).output)
     assert [g["seeds"] for g in data["groups"]] == [2, 2]
-    volume = data["groups"][0]["figures"]["volume_credits_total"]
+    volume = data["groups"][0]["figures"]["volume_total_credits"]
     assert volume["n"] == 2 and volume["ci95"][0] <= volume["mean"] <= volume["ci95"][1]
 
 

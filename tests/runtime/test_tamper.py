@@ -101,10 +101,11 @@ def test_a_forged_log_and_summary_with_a_recomputed_self_hash_are_caught(run):
     # The attack: more credits minted in the log, the log dropped from the summary's file list, the
     # final hash and a role metric edited, and the summary's own hash recomputed.
     table, _ = read_stream(run / "events.arrows")
-    amounts = table.column("amount").to_numpy().copy()
+    amounts = table.column("amount_micro").to_numpy().copy()
     kinds = np.asarray(table.column("kind").to_pylist())
     amounts[np.flatnonzero(kinds == "minted")[0]] += 10**12
-    table = table.set_column(table.schema.get_field_index("amount"), "amount", pa.array(amounts))
+    column = table.schema.get_field_index("amount_micro")
+    table = table.set_column(column, "amount_micro", pa.array(amounts))
     with pa.OSFile(str(run / "events.arrows"), "wb") as sink, pa.ipc.new_stream(sink, EVENT_SCHEMA) as writer:
         writer.write_table(table)
 
