@@ -6,8 +6,15 @@ This package depends on nothing else of Agora's. Credits are int64 micro-credits
 from economy.errors import CorruptStateError, LedgerError, OpRejected
 from economy.ledger import Replica
 from economy.ops import Keyring, Op, OpKind
+from economy.rates import MICRO
 
-MICRO: int = 1_000_000
-"""Micro-credits per credit."""
-
-__all__ = ["MICRO", "CorruptStateError", "Keyring", "LedgerError", "Op", "OpKind", "OpRejected", "Replica"]
+__all__ = [
+    "MICRO",
+    "CorruptStateError",
+    "Keyring",
+    "LedgerError",
+    "Op",
+    "OpKind",
+    "OpRejected",
+    "Replica",
+]

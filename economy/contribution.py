@@ -24,8 +24,12 @@ def contribution_multiplier(
     """Reward multiplier at the given network compute (CPU-hours, >= 0); 10.0 at 0, tending to 1."""
     c = np.asarray(network_compute_cpu_hours, dtype=np.float64)
     if np.any(~np.isfinite(c)) or np.any(c < 0):
-        raise LedgerError(f"network compute must be finite and >= 0 CPU-hours, got {network_compute_cpu_hours!r}")
+        raise LedgerError(
+            f"network compute must be finite and >= 0 CPU-hours, got {network_compute_cpu_hours!r}"
+        )
     if decay <= 0 or max_bonus < 1:
-        raise LedgerError(f"need decay > 0 and max_bonus >= 1, got decay={decay!r}, max_bonus={max_bonus!r}")
+        raise LedgerError(
+            f"need decay > 0 and max_bonus >= 1, got decay={decay!r}, max_bonus={max_bonus!r}"
+        )
     m = 1.0 + (max_bonus - 1.0) * np.asarray(exp(-c / decay))
     return float(m) if m.ndim == 0 else m

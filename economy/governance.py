@@ -41,8 +41,14 @@ class GovernanceParams:
     temperature: float = 1.0  # τ of the relevance softmax
 
     def __post_init__(self) -> None:
-        if not (0 <= self.quorum <= 1 and 0 <= self.threshold <= 1 and self.voting_period >= 1
-                and self.timelock >= 0 and 0 < self.stake_exponent <= 1 and self.temperature > 0):
+        if not (
+            0 <= self.quorum <= 1
+            and 0 <= self.threshold <= 1
+            and self.voting_period >= 1
+            and self.timelock >= 0
+            and 0 < self.stake_exponent <= 1
+            and self.temperature > 0
+        ):
             raise GovernanceError(f"invalid governance parameters: {self}")
 
 
@@ -79,25 +85,43 @@ class Proposal:
         return yes, no, int(self.weights.sum())
 
 
-def attention_weights(stakes: npt.NDArray[np.int64], expertise: npt.NDArray[np.float64],
-                      embedding: npt.NDArray[np.float64], exponent: float, temperature: float) -> npt.NDArray[np.int64]:
+def attention_weights(
+    stakes: npt.NDArray[np.int64],
+    expertise: npt.NDArray[np.float64],
+    embedding: npt.NDArray[np.float64],
+    exponent: float,
+    temperature: float,
+) -> npt.NDArray[np.int64]:
     """Micro-weights ``rint(stake^α · n · softmax(e·x/τ) · 10⁶)`` per member."""
     logits = matmul(expertise, embedding) / temperature
-    z = exp(logits - logits.max())
+    z = np.asarray(exp(logits - logits.max()), dtype=np.float64)
     relevance = z * (len(z) / z.sum())
     weight = power(stakes.astype(np.float64), exponent)
-    return np.rint(weight * relevance * WEIGHT_SCALE).astype(np.int64)
+    micro_weights: npt.NDArray[np.int64] = np.rint(weight * relevance * WEIGHT_SCALE).astype(
+        np.int64
+    )
+    return micro_weights
 
 
 class NAO:
     """Members ``0..n-1`` with expertise ``float64[n, d]``; stakes read through ``stakes()``."""
 
-    def __init__(self, expertise: npt.NDArray[np.float64], stakes: Callable[[], npt.NDArray[np.int64]],
-                 params: GovernanceParams, constitution: Constitution, governed: dict[str, float],
-                 critic: Callable[[dict[str, float]], Verdict] | None = None,
-                 active: npt.NDArray[np.bool_] | None = None) -> None:
+    def __init__(
+        self,
+        expertise: npt.NDArray[np.float64],
+        stakes: Callable[[], npt.NDArray[np.int64]],
+        params: GovernanceParams,
+        constitution: Constitution,
+        governed: dict[str, float],
+        critic: Callable[[dict[str, float]], Verdict] | None = None,
+        active: npt.NDArray[np.bool_] | None = None,
+    ) -> None:
         self.expertise = np.asarray(expertise, dtype=np.float64)
-        self.active = np.ones(self.expertise.shape[0], dtype=np.bool_) if active is None else np.asarray(active, dtype=np.bool_).copy()
+        self.active = (
+            np.ones(self.expertise.shape[0], dtype=np.bool_)
+            if active is None
+            else np.asarray(active, dtype=np.bool_).copy()
+        )
         self.stakes = stakes
         self.params = params
         self.constitution = constitution
@@ -117,8 +141,16 @@ class NAO:
         if active and not self.active[m]:
             raise GovernanceError(f"member {m} is not an active member (not admitted, or expelled)")
 
-    def open(self, proposer: int, changes: dict[str, float], embedding: npt.NDArray[np.float64], now: int,
-             kind: str = "params", target: int = -1, amount: int = 0) -> Proposal:
+    def open(
+        self,
+        proposer: int,
+        changes: dict[str, float],
+        embedding: npt.NDArray[np.float64],
+        now: int,
+        kind: str = "params",
+        target: int = -1,
+        amount: int = 0,
+    ) -> Proposal:
         """Open a proposal; snapshot every active member's stake now."""
         self._member(proposer)
         if kind not in KINDS:
@@ -126,13 +158,20 @@ class NAO:
         if kind in ("admit", "expel"):
             self._member(target, active=False)
             if self.active[target] == (kind == "admit"):
-                raise GovernanceError(f"member {target} is already {'active' if kind == 'admit' else 'inactive'}")
+                raise GovernanceError(
+                    f"member {target} is already {'active' if kind == 'admit' else 'inactive'}"
+                )
         if kind == "treasury" and (amount <= 0 or target < 0):
-            raise GovernanceError(f"a treasury spend needs amount > 0 and a recipient account, got {amount}, {target}")
+            raise GovernanceError(
+                f"a treasury spend needs amount > 0 and a recipient account, got {amount}, {target}"
+            )
         known = set(self.governed) | set(vars(self.params))
         unknown = sorted(set(changes) - known)
         if (kind == "params" and not changes) or unknown or (kind != "params" and changes):
-            raise GovernanceError(f"a params proposal changes known parameters {sorted(known)}; got {kind} with {sorted(changes)}")
+            raise GovernanceError(
+                f"a params proposal changes known parameters {sorted(known)}; got {kind} with "
+                f"{sorted(changes)}"
+            )
         own = {k: v for k, v in changes.items() if k in vars(self.params)}
         if own:
             GovernanceParams(**{**vars(self.params), **own})  # raises GovernanceError if invalid
@@ -141,11 +180,26 @@ class NAO:
             raise GovernanceError(f"member {proposer} has no stake and cannot propose")
         embedding = np.asarray(embedding, dtype=np.float64)
         if embedding.shape != self.expertise.shape[1:]:
-            raise GovernanceError(f"embedding must have shape {self.expertise.shape[1:]}, got {embedding.shape}")
+            raise GovernanceError(
+                f"embedding must have shape {self.expertise.shape[1:]}, got {embedding.shape}"
+            )
         p = self.params
-        weights = attention_weights(stakes, self.expertise, embedding, p.stake_exponent, p.temperature) * self.active
-        prop = Proposal(len(self.proposals), proposer, kind, dict(changes), target, amount, embedding, now,
-                        now + p.voting_period, weights)
+        weights = (
+            attention_weights(stakes, self.expertise, embedding, p.stake_exponent, p.temperature)
+            * self.active
+        )
+        prop = Proposal(
+            len(self.proposals),
+            proposer,
+            kind,
+            dict(changes),
+            target,
+            amount,
+            embedding,
+            now,
+            now + p.voting_period,
+            weights,
+        )
         self.proposals.append(prop)
         self.log.append((now, prop.id, "opened", self.describe(prop)))
         return prop
@@ -157,20 +211,30 @@ class NAO:
             raise GovernanceError(f"no proposal {proposal}")
         prop = self.proposals[proposal]
         if prop.state != "open" or now >= prop.closes_at:
-            raise GovernanceError(f"proposal {proposal} is closed for voting (state {prop.state}, closes at tick {prop.closes_at})")
+            raise GovernanceError(
+                f"proposal {proposal} is closed for voting (state {prop.state}, closes at tick "
+                f"{prop.closes_at})"
+            )
         if member in prop.votes:
             raise GovernanceError(f"member {member} already voted on proposal {proposal}")
         if prop.weights[member] == 0:
-            raise GovernanceError(f"member {member} had no weight when proposal {proposal} opened and cannot vote on it")
+            raise GovernanceError(
+                f"member {member} had no weight when proposal {proposal} opened and cannot vote "
+                "on it"
+            )
         prop.votes[member] = bool(support)
 
     def decide(self, prop: Proposal, now: int) -> None:
-        """Close ``prop``: quorum and threshold exactly, then the critic; queue it behind the timelock."""
+        """Close ``prop``: quorum and threshold exactly, then the critic; queue it behind the
+        timelock."""
         yes, no, total = prop.tally()
         q = Fraction(str(self.params.quorum))
         t = Fraction(str(self.params.threshold))
         if total == 0 or (yes + no) * q.denominator < q.numerator * total:
-            prop.state, prop.reason = "rejected", f"quorum not met: {yes + no} of {total} weight voted"
+            prop.state, prop.reason = (
+                "rejected",
+                f"quorum not met: {yes + no} of {total} weight voted",
+            )
         elif yes * t.denominator < t.numerator * (yes + no):
             prop.state, prop.reason = "rejected", f"threshold not met: {yes} yes of {yes + no} cast"
         else:
@@ -178,7 +242,11 @@ class NAO:
             if not verdict.ok:
                 prop.state, prop.reason = "blocked", f"critic: {verdict.reason}"
             else:
-                prop.state, prop.reason, prop.eta = "queued", f"passed {yes} yes of {yes + no} cast", now + self.params.timelock
+                prop.state, prop.reason, prop.eta = (
+                    "queued",
+                    f"passed {yes} yes of {yes + no} cast",
+                    now + self.params.timelock,
+                )
         self.log.append((now, prop.id, prop.state, prop.reason))
 
     def state_after(self, prop: Proposal) -> dict[str, float]:
@@ -212,7 +280,8 @@ class NAO:
         return closing
 
     def tick(self, now: int) -> list[Proposal]:
-        """At a tick boundary: close proposals whose period ended; execute those whose timelock ended."""
+        """At a tick boundary: close proposals whose period ended; execute those whose timelock
+        ended."""
         executed = []
         for prop in self.proposals:
             if prop.state == "open" and now >= prop.closes_at:

@@ -54,17 +54,25 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from typing import Any, SupportsInt, cast, overload
 
 import numpy as np
 import numpy.typing as npt
 
-from economy import ledger_kernels as K
+from economy import ledger_kernels as kernels
 from economy.errors import DeltaRejected, LedgerError, OpRejected
 from economy.merkle import MerkleDiff, MerkleTree
 from economy.ops import KIND_NAMES, Delta, Keyring, Op, OpKind, make_entries
 
-__all__ = ["MAX_AMOUNT", "REPLICAS_MAX", "Delta", "Rejection", "Replica", "counter_max",
-           "rights_at_homes"]
+__all__ = [
+    "MAX_AMOUNT",
+    "REPLICAS_MAX",
+    "Delta",
+    "Rejection",
+    "Replica",
+    "counter_max",
+    "rights_at_homes",
+]
 
 MAX_AMOUNT: int = 10**15
 """Largest amount of one entry, in micro-credits (10⁹ credits)."""
@@ -80,8 +88,8 @@ def counter_max(n_replicas: int) -> int:
     floor((2⁶³ - 1) / (2R + 2)); the module docstring proves what it keeps inside int64."""
     if not 1 <= n_replicas <= REPLICAS_MAX:
         raise LedgerError(f"n_replicas must be in [1, {REPLICAS_MAX}], got {n_replicas!r}")
-    bound = K.INT64_MAX // (2 * n_replicas + 2)
-    assert bound >= MAX_AMOUNT and (2 * n_replicas + 2) * bound <= K.INT64_MAX
+    bound = kernels.INT64_MAX // (2 * n_replicas + 2)
+    assert bound >= MAX_AMOUNT and (2 * n_replicas + 2) * bound <= kernels.INT64_MAX
     return bound
 
 
@@ -94,20 +102,26 @@ class Rejection:
     reason: str
 
 
-def rights_at_homes(replicas: list[Replica],
-                    accounts: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+def rights_at_homes(
+    replicas: list[Replica], accounts: npt.NDArray[np.int64]
+) -> npt.NDArray[np.int64]:
     """Spending rights each account's home replica (``account % R``) holds for it, in that
     replica's view.
 
     ``replicas`` are all R replicas of one ledger in id order. One pass in a numba kernel: the same
     values as asking each home replica with :meth:`Replica.rights_of`.
     """
-    if len(replicas) == 0 or any(r.id != i or r.R != len(replicas) for i, r in enumerate(replicas)):
+    if len(replicas) == 0 or any(
+        r.id != i or r.n_replicas != len(replicas) for i, r in enumerate(replicas)
+    ):
         raise LedgerError("rights_at_homes needs every replica of the ledger, in id order")
     acc = replicas[0]._accounts(accounts)
-    return K.gather_home_rights(  # type: ignore[no-any-return]
-        acc, tuple(r.cells for r in replicas), tuple(r._side_pos for r in replicas),
-        tuple(r.side_vals for r in replicas))
+    return kernels.gather_home_rights(
+        acc,
+        tuple(r.cells for r in replicas),
+        tuple(r._side_pos for r in replicas),
+        tuple(r.side_vals for r in replicas),
+    )
 
 
 class Replica:
@@ -125,34 +139,49 @@ class Replica:
     (micro-credits, the bound on every counter).
     """
 
-    def __init__(self, replica_id: int, n_replicas: int, n_accounts: int, keyring: Keyring,
-                 leaf_size: int = 1024) -> None:
-        for name, value, low in (("n_replicas", n_replicas, 1), ("n_accounts", n_accounts, 1),
-                                 ("leaf_size", leaf_size, 1)):
+    def __init__(
+        self,
+        replica_id: int,
+        n_replicas: int,
+        n_accounts: int,
+        keyring: Keyring,
+        leaf_size: int = 1024,
+    ) -> None:
+        for name, value, low in (
+            ("n_replicas", n_replicas, 1),
+            ("n_accounts", n_accounts, 1),
+            ("leaf_size", leaf_size, 1),
+        ):
             if not isinstance(value, (int, np.integer)) or value < low:
                 raise LedgerError(f"{name} must be an integer >= {low}, got {value!r}")
         if not isinstance(replica_id, (int, np.integer)) or not 0 <= replica_id < n_replicas:
             raise LedgerError(f"replica_id must be in [0, {n_replicas}), got {replica_id!r}")
         self.id = int(replica_id)
-        self.R = int(n_replicas)
-        self.N = int(n_accounts)
-        self.counter_max = counter_max(self.R)
+        self.n_replicas = int(n_replicas)
+        self.n_accounts = int(n_accounts)
+        self.counter_max = counter_max(self.n_replicas)
         self.leaf_size = int(leaf_size)
-        self.keyring = keyring
-        self.cells = np.zeros((self.N, 2 * self.R + 2), dtype=np.int64)
+        self.keyring: Keyring | None = keyring
+        self.cells = np.zeros((self.n_accounts, 2 * self.n_replicas + 2), dtype=np.int64)
         self.side_keys = np.zeros(0, dtype=np.int64)
-        self.side_vals = np.zeros((0, 3 * self.R), dtype=np.int64)
+        self.side_vals = np.zeros((0, 3 * self.n_replicas), dtype=np.int64)
         # account -> side row, -1 if none; int32 (4 bytes an account) while the side table, which
         # never holds more rows than there are accounts, fits it
-        self._side_pos = np.full(self.N, -1, dtype=np.int32 if self.N < 2**31 else np.int64)
-        self.totals = np.zeros((self.R, 3), dtype=np.int64)  # minted, burned, refunded per origin
-        self.clock = np.zeros(self.R, dtype=np.int64)
-        self.tree = MerkleTree(self.N, self.leaf_size)
+        self._side_pos: npt.NDArray[np.signedinteger[Any]] = np.full(
+            self.n_accounts, -1, dtype=np.int32 if self.n_accounts < 2**31 else np.int64
+        )
+        self.totals = np.zeros(
+            (self.n_replicas, 3), dtype=np.int64
+        )  # minted, burned, refunded per origin
+        self.clock = np.zeros(self.n_replicas, dtype=np.int64)
+        self.tree = MerkleTree(self.n_accounts, self.leaf_size)
         self._leaf_dirty = np.ones(self.tree.n_leaves, dtype=np.bool_)
         # version at which this replica last wrote a cell it owns in each leaf: what deltas ship
         self._leaf_ver = np.zeros(self.tree.n_leaves, dtype=np.int64)
         self.version = 0
-        self._own_deps = np.zeros(self.R, dtype=np.int64)  # deps of this replica's latest op
+        self._own_deps = np.zeros(
+            self.n_replicas, dtype=np.int64
+        )  # deps of this replica's latest op
         self._pending: dict[tuple[int, int], Op] = {}
         self._deferred: dict[int, Delta] = {}  # source -> newest delta waiting for its deps
         self._spends: dict[tuple[int, int], int] = {}  # (spend seq, account) -> refundable rest
@@ -164,84 +193,112 @@ class Replica:
         """The replica's state for a checkpoint: the counters and logs, not the keys (the owner
         supplies them again) and not the Merkle tree (derived; rebuilt from the counters, so a
         saved root can never vouch for altered counters)."""
-        return {k: v for k, v in self.__dict__.items() if k not in ("keyring", "tree", "_leaf_dirty")}
+        return {
+            k: v for k, v in self.__dict__.items() if k not in ("keyring", "tree", "_leaf_dirty")
+        }
 
     def __setstate__(self, state: dict[str, object]) -> None:
         """Take up a checkpoint's state; :attr:`keyring` must be set before the replica is used."""
         self.__dict__.update(state)
-        self.keyring = None  # type: ignore[assignment]
-        self.tree = MerkleTree(self.N, self.leaf_size)
+        self.keyring = None
+        self.tree = MerkleTree(self.n_accounts, self.leaf_size)
         self._leaf_dirty = np.ones(self.tree.n_leaves, dtype=np.bool_)
 
     # ------------------------------------------------------------------ queries
     def balance(self, account: int) -> int:
         """Liquid balance of ``account`` in this replica's view, micro-credits."""
         a = self._account(account)
-        return int(K.row_balance(self.cells, self._side_pos, self.side_vals, a, self.R))
+        return int(
+            kernels.row_balance(self.cells, self._side_pos, self.side_vals, a, self.n_replicas)
+        )
 
     def balances(self) -> npt.NDArray[np.int64]:
         """All liquid balances: int64[n_accounts], micro-credits (computed from the counters: one
         pass over every account)."""
-        return K.balances_of(  # type: ignore[no-any-return]
-            self.cells, self._side_pos, self.side_vals, self.R)
+        return kernels.balances_of(self.cells, self._side_pos, self.side_vals, self.n_replicas)
 
+    @overload
+    def staked(self, account: None = None) -> npt.NDArray[np.int64]: ...
+    @overload
+    def staked(self, account: int) -> int: ...
     def staked(self, account: int | None = None) -> npt.NDArray[np.int64] | int:
         """Stake of ``account`` (or int64[n_accounts] of all stakes), micro-credits."""
         if account is not None:  # one row, not a pass over every account
             a = self._account(account)
-            return int(self.cells[a, 2 * self.R] - self.cells[a, 2 * self.R + 1])
-        return self.cells[:, 2 * self.R] - self.cells[:, 2 * self.R + 1]
+            return int(self.cells[a, 2 * self.n_replicas] - self.cells[a, 2 * self.n_replicas + 1])
+        return self.cells[:, 2 * self.n_replicas] - self.cells[:, 2 * self.n_replicas + 1]
 
     def staked_of(self, accounts: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
         """Stake of each of ``accounts``: int64[len(accounts)], micro-credits."""
         acc = self._accounts(accounts)
-        return self.cells[acc, 2 * self.R] - self.cells[acc, 2 * self.R + 1]
+        stakes: npt.NDArray[np.int64] = (
+            self.cells[acc, 2 * self.n_replicas] - self.cells[acc, 2 * self.n_replicas + 1]
+        )
+        return stakes
 
+    @overload
+    def rights(self, account: None = None) -> npt.NDArray[np.int64]: ...
+    @overload
+    def rights(self, account: int) -> int: ...
     def rights(self, account: int | None = None) -> npt.NDArray[np.int64] | int:
         """Spending rights this replica holds for ``account`` (or all accounts)."""
         if account is None:
-            return K.rights_of(  # type: ignore[no-any-return]
-                self.cells, self._side_pos, self.side_vals, None, self.id, self.R)
+            return kernels.rights_of(
+                self.cells, self._side_pos, self.side_vals, None, self.id, self.n_replicas
+            )
         a = self._account(account)
-        return int(K.row_rights(self.cells, self._side_pos, self.side_vals, a, self.id, self.R))
+        return int(
+            kernels.row_rights(
+                self.cells, self._side_pos, self.side_vals, a, self.id, self.n_replicas
+            )
+        )
 
     def rights_of(self, accounts: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
         """Spending rights this replica holds for each of ``accounts``: int64[len(accounts)]."""
         acc = self._accounts(accounts)
-        return K.rights_of(  # type: ignore[no-any-return]
-            self.cells, self._side_pos, self.side_vals, acc, self.id, self.R)
+        return kernels.rights_of(
+            self.cells, self._side_pos, self.side_vals, acc, self.id, self.n_replicas
+        )
 
     def counters(self, account: int) -> dict[str, npt.NDArray[np.int64] | int]:
         """Every counter of ``account`` in this replica's view: int64[R] per block, plus stake
         in/out."""
-        R = self.R
+        n_replicas = self.n_replicas
         row = self.cells[self._account(account)]
         out: dict[str, npt.NDArray[np.int64] | int] = {
-            "earned": row[0:R].copy(), "spent_p": row[R : 2 * R].copy(),
-            "stake_in": int(row[2 * R]), "stake_out": int(row[2 * R + 1]),
+            "earned": row[0:n_replicas].copy(),
+            "spent_p": row[n_replicas : 2 * n_replicas].copy(),
+            "stake_in": int(row[2 * n_replicas]),
+            "stake_out": int(row[2 * n_replicas + 1]),
         }
         i = int(self._side_pos[int(account)])
-        side = self.side_vals[i] if i >= 0 else np.zeros(3 * R, dtype=np.int64)
-        out.update(spent_n=side[0:R].copy(), lent=side[R : 2 * R].copy(),
-                   returned=side[2 * R :].copy())
+        side = self.side_vals[i] if i >= 0 else np.zeros(3 * n_replicas, dtype=np.int64)
+        out.update(
+            spent_n=side[0:n_replicas].copy(),
+            lent=side[n_replicas : 2 * n_replicas].copy(),
+            returned=side[2 * n_replicas :].copy(),
+        )
         return out
 
     def rights_as(self, account: int, replica: int) -> int:
         """Rights of ``account`` at ``replica`` computed from this replica's state (true once
         converged)."""
         a = self._account(account)
-        if not isinstance(replica, (int, np.integer)) or not 0 <= replica < self.R:
-            raise LedgerError(f"replica {replica!r} out of range [0, {self.R})")
-        return int(K.row_rights(self.cells, self._side_pos, self.side_vals, a, int(replica),
-                                self.R))
+        if not isinstance(replica, (int, np.integer)) or not 0 <= replica < self.n_replicas:
+            raise LedgerError(f"replica {replica!r} out of range [0, {self.n_replicas})")
+        return int(
+            kernels.row_rights(
+                self.cells, self._side_pos, self.side_vals, a, int(replica), self.n_replicas
+            )
+        )
 
     def home(self, account: int) -> int:
         """The replica that serialises ``account``'s stake ops and lends its rights."""
-        return self._account(account) % self.R
+        return self._account(account) % self.n_replicas
 
     def supply(self) -> tuple[int, int]:
         """``(held, issued)``: sum of balances and stakes, and minted - burned + refunded."""
-        held, exact = K.held(self.cells, self._side_pos, self.side_vals, self.R)
+        held, exact = kernels.held(self.cells, self._side_pos, self.side_vals, self.n_replicas)
         assert exact, "the held sum left int64: this view breaks the ledger's invariants"
         t = self.totals.sum(axis=0)
         return int(held), int(t[0] - t[1] + t[2])
@@ -293,7 +350,7 @@ class Replica:
             acc, oth, amt = acc[keep], oth[keep], amt[keep]
         # Entries apply as they are checked; refused entries changed nothing and are left out.
         outcome = self._apply(kind, self.id, acc, oth, amt, check=True)
-        ok = outcome == K.OK
+        ok = outcome == kernels.OK
         for i in np.flatnonzero(~ok).tolist():
             refused.append((int(i if index is None else index[i]), self._reason(int(outcome[i]))))
             if kind == OpKind.REFUND:  # the claim made for this entry is given back
@@ -305,20 +362,20 @@ class Replica:
         if not ok.any():
             return None, refused
         acc, oth, amt = acc[ok], oth[ok], amt[ok]  # copies: the op must not alias the caller's
-        op = self.keyring.sign(Op(self.id, seq, kind, acc, oth, amt, self.clock.copy()))
+        op = self._keys().sign(Op(self.id, seq, kind, acc, oth, amt, self.clock.copy()))
         self._own_deps = op.deps.copy()
         self.clock[self.id] = seq
         if kind == OpKind.SPEND:
-            for a, x in zip(acc.tolist(), amt.tolist()):
+            for a, x in zip(acc.tolist(), amt.tolist(), strict=True):
                 self._spends[(seq, a)] = self._spends.get((seq, a), 0) + x
         self._touch(acc, oth if kind == OpKind.TRANSFER else None, own=True)
         assert self.totals[self.id].max() <= self.counter_max and op.seq == self.clock[self.id]
         return op, refused
 
     def _reason(self, code: int) -> str:
-        if code == K.OVER_BOUND:
-            return f"{K.REASONS[code]} of {self.counter_max} micro-credits"
-        return K.REASONS[code]
+        if code == kernels.OVER_BOUND:
+            return f"{kernels.REASONS[code]} of {self.counter_max} micro-credits"
+        return kernels.REASONS[code]
 
     def _single(self, kind: OpKind, account: int, other: int, amount: int) -> Op:
         op, refused = self.execute(kind, account, other, amount)
@@ -377,18 +434,23 @@ class Replica:
         and changes nothing.
         """
         op_id = f"{op.origin}:{op.seq}"
-        if not (0 <= op.origin < self.R) or op.deps.shape != (self.R,):
+        if not (0 <= op.origin < self.n_replicas) or op.deps.shape != (self.n_replicas,):
             return self._reject_remote(
-                op, f"origin {op.origin} or clock length {op.deps.shape} does not fit {self.R} "
-                    "replicas")
-        if not self.keyring.verify(op):
+                op,
+                f"origin {op.origin} or clock length {op.deps.shape} does not fit "
+                f"{self.n_replicas} "
+                "replicas",
+            )
+        if not self._keys().verify(op):
             return self._reject_remote(op, f"tag does not verify under replica {op.origin}'s key")
         if op.seq <= self.clock[op.origin] or (op.origin, op.seq) in self._pending:
             return "duplicate"
         if op.origin == self.id:
             return self._reject_remote(
-                op, f"op claims this replica's origin {self.id} with a seq it never made: another "
-                    "replica uses the same id")
+                op,
+                f"op claims this replica's origin {self.id} with a seq it never made: another "
+                "replica uses the same id",
+            )
         try:
             kind = self._kind(op.kind)
             acc, oth, amt = make_entries(op.accounts, op.others, op.amounts)
@@ -403,8 +465,9 @@ class Replica:
         return "applied" if key in applied else "buffered"
 
     def _reject_remote(self, op: Op, reason: str) -> str:
-        self.rejected.append(Rejection(f"{op.origin}:{op.seq}", KIND_NAMES.get(int(op.kind), "?"),
-                                       reason))
+        self.rejected.append(
+            Rejection(f"{op.origin}:{op.seq}", KIND_NAMES.get(int(op.kind), "?"), reason)
+        )
         raise OpRejected(f"{op.origin}:{op.seq}", reason)
 
     def _drain(self) -> tuple[set[tuple[int, int]], dict[tuple[int, int], int], int]:
@@ -427,8 +490,9 @@ class Replica:
                 break
         return applied, refused, rows
 
-    def _drain_ops(self, applied: set[tuple[int, int]],
-                   refused: dict[tuple[int, int], int]) -> bool:
+    def _drain_ops(
+        self, applied: set[tuple[int, int]], refused: dict[tuple[int, int], int]
+    ) -> bool:
         """Apply the pending ops whose turn has come (dropping those the clock covers, and those
         that would pass the bound, recorded in ``refused``); return whether any was applied."""
         moved = False
@@ -440,64 +504,101 @@ class Replica:
                     del self._pending[key]
                     continue
                 if op.seq != self.clock[op.origin] + 1 or any(
-                        self.clock[r] < op.deps[r] for r in range(self.R) if r != op.origin):
+                    self.clock[r] < op.deps[r] for r in range(self.n_replicas) if r != op.origin
+                ):
                     continue
                 del self._pending[key]
-                outcome = self._apply(op.kind, op.origin, op.accounts, op.others, op.amounts,
-                                      check=False)
+                outcome = self._apply(
+                    op.kind, op.origin, op.accounts, op.others, op.amounts, check=False
+                )
                 if outcome.any():  # nothing was applied; the origin's later ops stay pending
                     refused[key] = len(self.rejected)
-                    reason = f"applying it would take a counter past the ledger's bound of " \
-                             f"{self.counter_max} micro-credits"
+                    reason = (
+                        f"applying it would take a counter past the ledger's bound of "
+                        f"{self.counter_max} micro-credits"
+                    )
                     self.rejected.append(Rejection(op.op_id, KIND_NAMES[int(op.kind)], reason))
                     continue
                 self.clock[op.origin] = op.seq
-                self._touch(op.accounts, op.others if op.kind == OpKind.TRANSFER else None,
-                            own=False)
+                self._touch(
+                    op.accounts, op.others if op.kind == OpKind.TRANSFER else None, own=False
+                )
                 applied.add(key)
                 progress = moved = True
             if not progress:
                 break
         return moved
 
-    def _apply(self, kind: OpKind, origin: int, acc: npt.NDArray[np.int64],
-               oth: npt.NDArray[np.int64], amt: npt.NDArray[np.int64],
-               check: bool) -> npt.NDArray[np.int8]:
+    def _apply(
+        self,
+        kind: OpKind,
+        origin: int,
+        acc: npt.NDArray[np.int64],
+        oth: npt.NDArray[np.int64],
+        amt: npt.NDArray[np.int64],
+        check: bool,
+    ) -> npt.NDArray[np.int8]:
         """Apply validated entries; return per-entry outcome codes (0 = applied).
 
         ``check``: an op made here (each entry checked and refused on its own) or not (an op from
         another replica: applied whole, or not at all when any outcome is non-zero).
         """
         if kind not in _SIDE_KINDS:
-            return K.apply_entries(  # type: ignore[no-any-return]
-                int(kind), origin, self.id, self.R, acc, oth, amt, self.cells, self._side_pos,
-                self.side_vals, self.totals, check, self.counter_max)
+            return kernels.apply_entries(
+                int(kind),
+                origin,
+                self.id,
+                self.n_replicas,
+                acc,
+                oth,
+                amt,
+                self.cells,
+                self._side_pos,
+                self.side_vals,
+                self.totals,
+                check,
+                self.counter_max,
+            )
         return self._apply_side(kind, origin, acc, oth, amt, check)
 
-    def _apply_side(self, kind: OpKind, origin: int, acc: npt.NDArray[np.int64],
-                    oth: npt.NDArray[np.int64], amt: npt.NDArray[np.int64],
-                    check: bool) -> npt.NDArray[np.int8]:
+    def _apply_side(
+        self,
+        kind: OpKind,
+        origin: int,
+        acc: npt.NDArray[np.int64],
+        oth: npt.NDArray[np.int64],
+        amt: npt.NDArray[np.int64],
+        check: bool,
+    ) -> npt.NDArray[np.int8]:
         """:meth:`_apply` for refunds and escrow moves, which write the side table."""
-        R, bound = self.R, self.counter_max
+        n_replicas, bound = self.n_replicas, self.counter_max
         out = np.zeros(acc.shape[0], dtype=np.int8)
         if kind == OpKind.LEND:
-            cols = K.LENT * R + oth
+            cols = kernels.LENT * n_replicas + oth
         else:
-            block = K.SPENT_N if kind == OpKind.REFUND else K.RETURNED
-            cols = np.full(acc.shape[0], block * R + origin, dtype=np.int64)
+            block = kernels.SPENT_N if kind == OpKind.REFUND else kernels.RETURNED
+            cols = np.full(acc.shape[0], block * n_replicas + origin, dtype=np.int64)
         refund = kind == OpKind.REFUND
         if not check and self._side_over_bound(acc, cols, amt, origin if refund else -1):
-            out[:] = K.OVER_BOUND
+            out[:] = kernels.OVER_BOUND
             return out
         # Refunds and escrow moves are rare: a Python loop over the side table is cheap enough.
-        for i, (a, c, x) in enumerate(zip(acc.tolist(), cols.tolist(), amt.tolist())):
-            if check and not refund and K.row_rights(
-                    self.cells, self._side_pos, self.side_vals, a, self.id, R) < x:
-                out[i] = K.NO_RIGHTS
+        for i, (a, c, x) in enumerate(zip(acc.tolist(), cols.tolist(), amt.tolist(), strict=True)):
+            if (
+                check
+                and not refund
+                and kernels.row_rights(
+                    self.cells, self._side_pos, self.side_vals, a, self.id, n_replicas
+                )
+                < x
+            ):
+                out[i] = kernels.NO_RIGHTS
                 continue
-            if check and (self._side_value(a, c) > bound - x
-                          or (refund and self.totals[origin, 2] > bound - x)):
-                out[i] = K.OVER_BOUND
+            if check and (
+                self._side_value(a, c) > bound - x
+                or (refund and self.totals[origin, 2] > bound - x)
+            ):
+                out[i] = kernels.OVER_BOUND
                 continue
             row = self._side_row(a)  # first: inserting a row replaces the side arrays
             self.side_vals[row, c] += x
@@ -505,13 +606,18 @@ class Replica:
                 self.totals[origin, 2] += x
         return out
 
-    def _side_over_bound(self, acc: npt.NDArray[np.int64], cols: npt.NDArray[np.int64],
-                         amt: npt.NDArray[np.int64], refund_origin: int) -> bool:
+    def _side_over_bound(
+        self,
+        acc: npt.NDArray[np.int64],
+        cols: npt.NDArray[np.int64],
+        amt: npt.NDArray[np.int64],
+        refund_origin: int,
+    ) -> bool:
         """Whether a whole op's entries would take a side counter (or the origin's refunded
         total, when ``refund_origin >= 0``) past the bound. Amounts are positive, so the sums per
         counter are the peaks."""
         added: dict[tuple[int, int], int] = {}
-        for a, c, x in zip(acc.tolist(), cols.tolist(), amt.tolist()):
+        for a, c, x in zip(acc.tolist(), cols.tolist(), amt.tolist(), strict=True):
             added[(a, c)] = added.get((a, c), 0) + x
         bound = self.counter_max
         if any(self._side_value(a, c) > bound - x for (a, c), x in added.items()):
@@ -535,15 +641,16 @@ class Replica:
 
     def _reindex_side(self) -> None:
         """Rebuild the account -> side-row index after the side table's keys changed."""
-        self._side_pos[self.side_keys] = np.arange(self.side_keys.shape[0],
-                                                   dtype=self._side_pos.dtype)
+        self._side_pos[self.side_keys] = np.arange(
+            self.side_keys.shape[0], dtype=self._side_pos.dtype
+        )
 
     # ------------------------------------------------------------------ state exchange
     def delta_since(self, version: int) -> Delta:
         """The cells this replica owns of the accounts it wrote after ``version`` of it (0: every
         account it ever wrote), tagged with its key: what a peer that has merged up to
         ``version`` lacks of this replica's counters."""
-        return self.keyring.sign_delta(self._owned_since(version))
+        return self._keys().sign_delta(self._owned_since(version))
 
     def merge_delta(self, delta: Delta) -> int:
         """Merge a :class:`Delta` from another replica; return the number of account rows changed.
@@ -583,20 +690,42 @@ class Replica:
         # Runs of consecutive changed leaves become account spans: after a busy tick most leaves
         # have changed, and a few long spans are cheaper to gather and to check than rows.
         edges = np.flatnonzero(np.diff(np.concatenate([[False], changed, [False]]).astype(np.int8)))
-        spans = np.stack([edges[::2] * self.leaf_size,
-                          np.minimum(edges[1::2] * self.leaf_size, self.N)], axis=1)
+        spans = np.stack(
+            [
+                edges[::2] * self.leaf_size,
+                np.minimum(edges[1::2] * self.leaf_size, self.n_accounts),
+            ],
+            axis=1,
+        )
         spans = spans.astype(np.int64).reshape(-1, 2)
-        own, stake = K.gather_owned(self.cells, spans, self.id, self.R)
-        R, s = self.R, self.id
+        own, stake = kernels.gather_owned(self.cells, spans, self.id, self.n_replicas)
+        n_replicas, s = self.n_replicas, self.id
         keys = self.side_keys
-        side_cells = self.side_vals[:, [K.SPENT_N * R + s, K.RETURNED * R + s]]
-        lent = np.where((keys % R == s)[:, None], self.side_vals[:, K.LENT * R:(K.LENT + 1) * R], 0)
+        side_cells = self.side_vals[
+            :, [kernels.SPENT_N * n_replicas + s, kernels.RETURNED * n_replicas + s]
+        ]
+        lent = np.where(
+            (keys % n_replicas == s)[:, None],
+            self.side_vals[:, kernels.LENT * n_replicas : (kernels.LENT + 1) * n_replicas],
+            0,
+        )
         # Side rows this replica wrote since ``version`` and holds something of its own in.
         sel = (self._leaf_ver[keys // self.leaf_size] > version) & (
-            side_cells.any(axis=1) | lent.any(axis=1))
-        return Delta(s, self.version, int(self.clock[s]), spans, own, stake,
-                     keys[sel], side_cells[sel], lent[sel & (keys % R == s)],
-                     self.totals[s].copy(), self._own_deps.copy())
+            side_cells.any(axis=1) | lent.any(axis=1)
+        )
+        return Delta(
+            s,
+            self.version,
+            int(self.clock[s]),
+            spans,
+            own,
+            stake,
+            keys[sel],
+            side_cells[sel],
+            lent[sel & (keys % n_replicas == s)],
+            self.totals[s].copy(),
+            self._own_deps.copy(),
+        )
 
     def _admit(self, delta: Delta, trusted: bool) -> None:
         """Refuse (record and raise :class:`DeltaRejected`) a delta that is not another replica's,
@@ -605,15 +734,19 @@ class Replica:
         if not isinstance(delta, Delta):
             raise LedgerError(f"merge_delta takes a Delta, got {type(delta).__name__}")
         source = delta.source
-        if not isinstance(source, (int, np.integer)) or not 0 <= source < self.R:
-            self._reject_delta(delta, f"source {source!r} is not a replica in [0, {self.R})")
+        if not isinstance(source, (int, np.integer)) or not 0 <= source < self.n_replicas:
+            self._reject_delta(
+                delta, f"source {source!r} is not a replica in [0, {self.n_replicas})"
+            )
         if source == self.id:
-            self._reject_delta(delta, f"source is this replica's own id {self.id}: another "
-                                      "replica uses the same id")
-        fault = delta.fault(self.R, self.N, self.counter_max)
+            self._reject_delta(
+                delta,
+                f"source is this replica's own id {self.id}: another replica uses the same id",
+            )
+        fault = delta.fault(self.n_replicas, self.n_accounts, self.counter_max)
         if fault:
             self._reject_delta(delta, fault)
-        if not trusted and not self.keyring.verify_delta(delta):
+        if not trusted and not self._keys().verify_delta(delta):
             self._reject_delta(delta, f"tag does not verify under replica {source}'s key")
 
     def _reject_delta(self, delta: Delta, reason: str) -> None:
@@ -641,7 +774,7 @@ class Replica:
         if not self._deferred:
             return []
         live = dict(self._deferred)
-        others = np.arange(self.R)
+        others = np.arange(self.n_replicas)
         for _ in range(len(live) + 1):  # each pass but the last drops a delta
             have = self.clock.copy()
             for s, d in live.items():
@@ -656,19 +789,33 @@ class Replica:
     def _merge_owned(self, delta: Delta) -> int:
         """Max-merge an admitted, ready delta's cells (all its source's own); return rows
         changed."""
-        s, R = delta.source, self.R
+        s, n_replicas = delta.source, self.n_replicas
         touched = np.zeros(self.tree.n_leaves, dtype=np.bool_)
-        full = np.zeros((delta.side_keys.shape[0], 3 * R), dtype=np.int64)
-        full[:, K.SPENT_N * R + s] = delta.side_cells[:, 0]
-        full[:, K.RETURNED * R + s] = delta.side_cells[:, 1]
-        full[delta.side_keys % R == s, K.LENT * R:(K.LENT + 1) * R] = delta.side_lent
+        full = np.zeros((delta.side_keys.shape[0], 3 * n_replicas), dtype=np.int64)
+        full[:, kernels.SPENT_N * n_replicas + s] = delta.side_cells[:, 0]
+        full[:, kernels.RETURNED * n_replicas + s] = delta.side_cells[:, 1]
+        full[
+            delta.side_keys % n_replicas == s,
+            kernels.LENT * n_replicas : (kernels.LENT + 1) * n_replicas,
+        ] = delta.side_lent
         # Counters are >= 0, so the zeros in the other owners' columns change nothing.
         side_changed = self._merge_side(delta.side_keys, full)
         touched[side_changed // self.leaf_size] = True
-        changed = int(K.merge_owned(self.cells, delta.spans, delta.cells, delta.stake, s, R,
-                                    self.leaf_size, touched)) + int(side_changed.size)
-        moved = (changed > 0 or bool((delta.totals > self.totals[s]).any())
-                 or delta.seq > self.clock[s])
+        changed = int(
+            kernels.merge_owned(
+                self.cells,
+                delta.spans,
+                delta.cells,
+                delta.stake,
+                s,
+                n_replicas,
+                self.leaf_size,
+                touched,
+            )
+        ) + int(side_changed.size)
+        moved = (
+            changed > 0 or bool((delta.totals > self.totals[s]).any()) or delta.seq > self.clock[s]
+        )
         np.maximum(self.totals[s], delta.totals, out=self.totals[s])
         self.clock[s] = max(int(self.clock[s]), int(delta.seq))
         self.synced_from[s] = max(self.synced_from.get(s, 0), int(delta.version))
@@ -678,30 +825,36 @@ class Replica:
         assert self.totals[s].max() <= self.counter_max and self.clock[s] >= delta.seq
         return changed
 
-    def _merge_side(self, keys: npt.NDArray[np.int64],
-                    vals: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+    def _merge_side(
+        self, keys: npt.NDArray[np.int64], vals: npt.NDArray[np.int64]
+    ) -> npt.NDArray[np.int64]:
         """Max-merge another side table into this one; return the accounts whose side row
         changed."""
         before = self.side_keys.shape[0]
-        self.side_keys, self.side_vals, changed = K.merge_side(self.side_keys, self.side_vals, keys,
-                                                               vals)
+        self.side_keys, self.side_vals, changed = kernels.merge_side(
+            self.side_keys, self.side_vals, keys, vals
+        )
         if self.side_keys.shape[0] != before:
             self._reindex_side()
         assert self.side_keys.shape[0] >= before
-        return changed  # type: ignore[no-any-return]
+        return changed
 
     def _check_peer(self, other: Replica) -> None:
-        if (other.R, other.N) != (self.R, self.N):
+        if (other.n_replicas, other.n_accounts) != (self.n_replicas, self.n_accounts):
             raise LedgerError(
-                f"replica {other.id} has shape {other.R}x{other.N}, this one {self.R}x{self.N}")
+                f"replica {other.id} has shape {other.n_replicas}x{other.n_accounts}, this one "
+                f"{self.n_replicas}x{self.n_accounts}"
+            )
 
     # ------------------------------------------------------------------ validation
     def _account(self, account: object) -> int:
         """``account`` as an int, or :class:`LedgerError` naming it and the range."""
         if not isinstance(account, (int, np.integer)) or isinstance(account, bool):
-            raise LedgerError(f"account must be an integer in [0, {self.N}), got {account!r}")
-        if not 0 <= account < self.N:
-            raise LedgerError(f"account {account!r} out of range [0, {self.N})")
+            raise LedgerError(
+                f"account must be an integer in [0, {self.n_accounts}), got {account!r}"
+            )
+        if not 0 <= account < self.n_accounts:
+            raise LedgerError(f"account {account!r} out of range [0, {self.n_accounts})")
         return int(account)
 
     def _accounts(self, accounts: object) -> npt.NDArray[np.int64]:
@@ -710,60 +863,81 @@ class Replica:
         if arr.ndim != 1 or (arr.size and not np.issubdtype(arr.dtype, np.integer)):
             raise LedgerError(f"accounts must be a 1-D integer array, got {arr.dtype} {arr.shape}")
         acc = np.ascontiguousarray(arr, dtype=np.int64)
-        if acc.size and (acc.min() < 0 or acc.max() >= self.N):
-            bad = int(acc[(acc < 0) | (acc >= self.N)][0])
-            raise LedgerError(f"account {bad} out of range [0, {self.N})")
+        if acc.size and (acc.min() < 0 or acc.max() >= self.n_accounts):
+            bad = int(acc[(acc < 0) | (acc >= self.n_accounts)][0])
+            raise LedgerError(f"account {bad} out of range [0, {self.n_accounts})")
         return acc
+
+    def _keys(self) -> Keyring:
+        """The keyring ops and deltas are signed and verified with (set again after a restore)."""
+        assert self.keyring is not None, "a restored replica takes its keyring before it is used"
+        return self.keyring
 
     def _kind(self, kind: object) -> OpKind:
         try:
-            return OpKind(int(kind))  # type: ignore[call-overload]
+            return OpKind(int(cast(SupportsInt, kind)))
         except (ValueError, TypeError):
             raise LedgerError(
-                f"unknown op kind {kind!r}; expected one of {[k.name for k in OpKind]}") from None
+                f"unknown op kind {kind!r}; expected one of {[k.name for k in OpKind]}"
+            ) from None
 
     def _check_structure(
-        self, kind: OpKind, origin: int, acc: npt.NDArray[np.int64], oth: npt.NDArray[np.int64],
-        amt: npt.NDArray[np.int64], op_id: str,
+        self,
+        kind: OpKind,
+        origin: int,
+        acc: npt.NDArray[np.int64],
+        oth: npt.NDArray[np.int64],
+        amt: npt.NDArray[np.int64],
+        op_id: str,
     ) -> None:
         where = f"op {op_id} ({kind.name.lower()})"
         if acc.size == 0:
             raise LedgerError(f"{where}: no entries")
-        assert 0 <= origin < self.R and acc.shape == oth.shape == amt.shape
-        code, i = K.check_entries(int(kind), origin, self.R, self.N, MAX_AMOUNT, acc, oth, amt)
+        assert 0 <= origin < self.n_replicas and acc.shape == oth.shape == amt.shape
+        code, i = kernels.check_entries(
+            int(kind), origin, self.n_replicas, self.n_accounts, MAX_AMOUNT, acc, oth, amt
+        )
         if code == 0:
             return
         assert 0 <= i < acc.shape[0], "a fault names the entry it found"
         a = int(acc[i])
         messages = {
-            K.BAD_ACCOUNT: f"account {a} out of range [0, {self.N})",
-            K.BAD_AMOUNT: f"amount {int(amt[i])} must be in [1, {MAX_AMOUNT}] micro-credits",
-            K.BAD_DESTINATION: f"destination account out of range [0, {self.N})",
-            K.NOT_HOME: f"account {a} has home replica {a % self.R}; run this op there, not at "
-                        f"replica {origin}",
-            K.BAD_TARGET: f"target replica must be another replica in [0, {self.R}), got "
-                          f"{oth.tolist()}",
-            K.AT_HOME: "the home replica holds rights already; return from another replica",
-            K.BAD_SEQ: "refund must name the spend's seq (>= 1)",
+            kernels.BAD_ACCOUNT: f"account {a} out of range [0, {self.n_accounts})",
+            kernels.BAD_AMOUNT: f"amount {int(amt[i])} must be in [1, {MAX_AMOUNT}] micro-credits",
+            kernels.BAD_DESTINATION: f"destination account out of range [0, {self.n_accounts})",
+            kernels.NOT_HOME: f"account {a} has home replica {a % self.n_replicas}; run this op "
+            "there, not at "
+            f"replica {origin}",
+            kernels.BAD_TARGET: "target replica must be another replica in [0, "
+            f"{self.n_replicas}), got "
+            f"{oth.tolist()}",
+            kernels.AT_HOME: "the home replica holds rights already; return from another replica",
+            kernels.BAD_SEQ: "refund must name the spend's seq (>= 1)",
         }
         raise LedgerError(f"{where}: {messages[code]}")
 
-    def _claim_refunds(self, acc: npt.NDArray[np.int64], oth: npt.NDArray[np.int64],
-                       amt: npt.NDArray[np.int64],
-                       refused: list[tuple[int, str]]) -> npt.NDArray[np.bool_]:
+    def _claim_refunds(
+        self,
+        acc: npt.NDArray[np.int64],
+        oth: npt.NDArray[np.int64],
+        amt: npt.NDArray[np.int64],
+        refused: list[tuple[int, str]],
+    ) -> npt.NDArray[np.bool_]:
         keep = np.ones(acc.shape[0], dtype=np.bool_)
-        for i, (a, seq, x) in enumerate(zip(acc.tolist(), oth.tolist(), amt.tolist())):
+        for i, (a, seq, x) in enumerate(zip(acc.tolist(), oth.tolist(), amt.tolist(), strict=True)):
             left = self._spends.get((seq, a), 0)
             if x > left:
                 keep[i] = False
-                refused.append((i, f"spend {self.id}:{seq} by account {a} has {left} refundable, "
-                                   f"asked {x}"))
+                refused.append(
+                    (i, f"spend {self.id}:{seq} by account {a} has {left} refundable, asked {x}")
+                )
             else:
                 self._spends[(seq, a)] = left - x
         return keep
 
-    def _touch(self, acc: npt.NDArray[np.int64], oth: npt.NDArray[np.int64] | None,
-               own: bool) -> None:
+    def _touch(
+        self, acc: npt.NDArray[np.int64], oth: npt.NDArray[np.int64] | None, own: bool
+    ) -> None:
         """Flag the leaves of the accounts an op wrote for rehashing, and, for an op made here
         (``own``), as written by this replica at the new version (what deltas ship)."""
         self.version += 1

@@ -30,7 +30,11 @@ _MAGIC = b"AGORA-LEDGER-1\n"
 def dump(rep: Replica) -> bytes:
     """Serialise a replica; the last 32 bytes are a SHA-256 of everything before."""
     meta = {
-        "id": rep.id, "R": rep.R, "N": rep.N, "leaf_size": rep.leaf_size, "version": rep.version,
+        "id": rep.id,
+        "R": rep.n_replicas,
+        "N": rep.n_accounts,
+        "leaf_size": rep.leaf_size,
+        "version": rep.version,
         "own_deps": rep._own_deps.tolist(),
         "spends": [[s, a, x] for (s, a), x in sorted(rep._spends.items())],
         "synced_from": sorted(rep.synced_from.items()),
@@ -40,9 +44,15 @@ def dump(rep: Replica) -> bytes:
     }
     head = json.dumps(meta, sort_keys=True).encode()
     body = (
-        _MAGIC + struct.pack("<q", len(head)) + head
-        + rep.cells.tobytes() + rep.totals.tobytes() + rep.clock.tobytes()
-        + rep._leaf_ver.tobytes() + rep.side_keys.tobytes() + rep.side_vals.tobytes()
+        _MAGIC
+        + struct.pack("<q", len(head))
+        + head
+        + rep.cells.tobytes()
+        + rep.totals.tobytes()
+        + rep.clock.tobytes()
+        + rep._leaf_ver.tobytes()
+        + rep.side_keys.tobytes()
+        + rep.side_vals.tobytes()
     )
     return body + hashlib.sha256(body).digest()
 
@@ -59,7 +69,7 @@ def load(data: bytes, keyring: Keyring) -> Replica:
         meta, off = _header(body)
         rep = Replica(meta["id"], meta["R"], meta["N"], keyring, meta["leaf_size"])
         rep.side_keys = np.zeros(meta["side_rows"], dtype=np.int64)
-        rep.side_vals = np.zeros((meta["side_rows"], 3 * rep.R), dtype=np.int64)
+        rep.side_vals = np.zeros((meta["side_rows"], 3 * rep.n_replicas), dtype=np.int64)
         arrays = (rep.cells, rep.totals, rep.clock, rep._leaf_ver, rep.side_keys, rep.side_vals)
         for arr in arrays:
             flat = np.frombuffer(body, dtype=np.int64, count=arr.size, offset=off)
@@ -69,8 +79,15 @@ def load(data: bytes, keyring: Keyring) -> Replica:
         _restore(rep, meta)
     except CorruptStateError:
         raise
-    except (KeyError, ValueError, TypeError, IndexError, AttributeError, struct.error,
-            LedgerError) as exc:
+    except (
+        KeyError,
+        ValueError,
+        TypeError,
+        IndexError,
+        AttributeError,
+        struct.error,
+        LedgerError,
+    ) as exc:
         raise CorruptStateError(f"structure does not parse: {exc}") from exc
     _check_values(rep)
     rep._reindex_side()
@@ -87,22 +104,39 @@ def _header(body: bytes) -> tuple[dict[str, Any], int]:
     off += hlen
     if not isinstance(meta, dict):
         raise CorruptStateError(f"header must be a JSON object, got {type(meta).__name__}")
-    for name, low in (("id", 0), ("R", 1), ("N", 1), ("leaf_size", 1), ("version", 0),
-                      ("side_rows", 0)):
+    for name, low in (
+        ("id", 0),
+        ("R", 1),
+        ("N", 1),
+        ("leaf_size", 1),
+        ("version", 0),
+        ("side_rows", 0),
+    ):
         value = meta.get(name)
         if type(value) is not int or value < low:
-            raise CorruptStateError(f"header field {name!r} must be an integer >= {low}, got "
-                                    f"{value!r}")
-    R, N, leaf, m = meta["R"], meta["N"], meta["leaf_size"], meta["side_rows"]
-    if R > REPLICAS_MAX or m > N:
-        raise CorruptStateError(f"header shape R={R}, side rows={m} out of range "
-                                f"(R <= {REPLICAS_MAX}, side rows <= N={N})")
-    n_leaves = max(1, -(-N // leaf))
+            raise CorruptStateError(
+                f"header field {name!r} must be an integer >= {low}, got {value!r}"
+            )
+    n_replicas, n_accounts, leaf, m = meta["R"], meta["N"], meta["leaf_size"], meta["side_rows"]
+    if n_replicas > REPLICAS_MAX or m > n_accounts:
+        raise CorruptStateError(
+            f"header shape R={n_replicas}, side rows={m} out of range "
+            f"(R <= {REPLICAS_MAX}, side rows <= N={n_accounts})"
+        )
+    n_leaves = max(1, -(-n_accounts // leaf))
     # Python integers: no overflow, and nothing is allocated before the sizes agree.
-    words = N * (2 * R + 2) + 3 * R + R + n_leaves + m + m * 3 * R
+    words = (
+        n_accounts * (2 * n_replicas + 2)
+        + 3 * n_replicas
+        + n_replicas
+        + n_leaves
+        + m
+        + m * 3 * n_replicas
+    )
     if 8 * words != len(body) - off:
-        raise CorruptStateError(f"header promises {8 * words} bytes of arrays, "
-                                f"{len(body) - off} follow")
+        raise CorruptStateError(
+            f"header promises {8 * words} bytes of arrays, {len(body) - off} follow"
+        )
     return meta, off
 
 
@@ -110,8 +144,8 @@ def _restore(rep: Replica, meta: dict[str, Any]) -> None:
     """Set the header's bookkeeping on a replica whose arrays are loaded."""
     rep.version = meta["version"]
     own_deps = meta.get("own_deps", rep.clock.tolist())  # absent: the clock covers them
-    if len(own_deps) != rep.R or any(type(v) is not int or v < 0 for v in own_deps):
-        raise CorruptStateError(f"own_deps must be {rep.R} integers >= 0")
+    if len(own_deps) != rep.n_replicas or any(type(v) is not int or v < 0 for v in own_deps):
+        raise CorruptStateError(f"own_deps must be {rep.n_replicas} integers >= 0")
     rep._own_deps = np.array(own_deps, dtype=np.int64)
     rep._spends = {(int(s), int(a)): int(x) for s, a, x in meta["spends"]}
     rep.synced_from = {int(k): int(v) for k, v in meta["synced_from"]}
@@ -129,5 +163,5 @@ def _check_values(rep: Replica) -> None:
     if (rep.clock < 0).any() or (rep._leaf_ver < 0).any() or (rep._leaf_ver > rep.version).any():
         raise CorruptStateError("clock or leaf versions out of range")
     keys = rep.side_keys
-    if keys.size and ((np.diff(keys) <= 0).any() or keys[0] < 0 or keys[-1] >= rep.N):
+    if keys.size and ((np.diff(keys) <= 0).any() or keys[0] < 0 or keys[-1] >= rep.n_accounts):
         raise CorruptStateError("side table keys are not sorted accounts in range")

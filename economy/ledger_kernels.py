@@ -10,8 +10,8 @@ block       columns        written (owned) by
 ==========  =============  ========================================================
 earned      ``0*R + r``    replica r (mint, transfer-in, unstake) -- G-Counter
 spent_p     ``1*R + r``    replica r (spend, transfer-out, stake, burn) -- PN positive
-stake_in    ``2*R``        the account's home replica
-stake_out   ``2*R + 1``    the account's home replica (unstake and slash)
+stake_in    ``2*R``        the account's home replica stake_out   ``2*R + 1``    the account's home
+replica (unstake and slash)
 ==========  =============  ========================================================
 
 Side table, sorted ``keys: int64[m]`` (accounts) with ``vals: int64[m, 3 * R]`` -- written only
@@ -34,7 +34,10 @@ keeps every sum the kernels form inside int64 (the bound's proof is in ``ledger.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
+import numpy.typing as npt
 from numba import njit
 
 EARNED, SPENT_P = 0, 1  # dense blocks
@@ -56,34 +59,52 @@ INT64_MIN = -INT64_MAX - 1
 
 
 @njit(cache=True, inline="always")
-def row_rights(cells, pos, vals, a, me, R):
-    """Spending rights for account ``a`` that replica ``me`` holds, in its own view.
+def row_rights(
+    cells: npt.NDArray[np.int64],
+    pos: npt.NDArray[np.signedinteger[Any]],
+    vals: npt.NDArray[np.int64],
+    a: int,
+    own_replica: int,
+    n_replicas: int,
+) -> int:
+    """Spending rights for account ``a`` that replica ``own_replica`` holds, in its own view.
 
     ``pos: int32[n_accounts]`` (int64 past 2³¹ accounts) is each account's row in the side
     table, -1 when it has none.
     """
-    v = cells[a, EARNED * R + me] - cells[a, SPENT_P * R + me]
+    v: int = (
+        cells[a, EARNED * n_replicas + own_replica] - cells[a, SPENT_P * n_replicas + own_replica]
+    )
     i = pos[a]
     if i >= 0:
-        v += vals[i, SPENT_N * R + me]
-        if a % R == me:
-            for s in range(R):
-                v += vals[i, RETURNED * R + s] - vals[i, LENT * R + s]
+        v += vals[i, SPENT_N * n_replicas + own_replica]
+        if a % n_replicas == own_replica:
+            for s in range(n_replicas):
+                v += vals[i, RETURNED * n_replicas + s] - vals[i, LENT * n_replicas + s]
         else:
-            v += vals[i, LENT * R + me] - vals[i, RETURNED * R + me]
+            v += (
+                vals[i, LENT * n_replicas + own_replica]
+                - vals[i, RETURNED * n_replicas + own_replica]
+            )
     return v
 
 
 @njit(cache=True, inline="always")
-def row_balance(cells, pos, vals, a, R):
+def row_balance(
+    cells: npt.NDArray[np.int64],
+    pos: npt.NDArray[np.signedinteger[Any]],
+    vals: npt.NDArray[np.int64],
+    a: int,
+    n_replicas: int,
+) -> int:
     """Liquid balance of account ``a``: earned - spent_p + spent_n over all replicas."""
     v = 0
-    for r in range(R):
-        v += cells[a, EARNED * R + r] - cells[a, SPENT_P * R + r]
+    for r in range(n_replicas):
+        v += cells[a, EARNED * n_replicas + r] - cells[a, SPENT_P * n_replicas + r]
     i = pos[a]
     if i >= 0:
-        for r in range(R):
-            v += vals[i, SPENT_N * R + r]
+        for r in range(n_replicas):
+            v += vals[i, SPENT_N * n_replicas + r]
     return v
 
 
@@ -92,7 +113,16 @@ BAD_ACCOUNT, BAD_AMOUNT, BAD_DESTINATION, NOT_HOME, BAD_TARGET, AT_HOME, BAD_SEQ
 
 
 @njit(cache=True)
-def check_entries(kind, origin, R, N, max_amount, accounts, others, amounts):
+def check_entries(
+    kind: int,
+    origin: int,
+    n_replicas: int,
+    n_accounts: int,
+    max_amount: int,
+    accounts: npt.NDArray[np.int64],
+    others: npt.NDArray[np.int64],
+    amounts: npt.NDArray[np.int64],
+) -> tuple[int, int]:
     """First structural fault of a batch as ``(code, entry)``, ``(0, -1)`` when there is none.
 
     One pass per rule, rules in a fixed order, so the fault reported is the same whatever else is
@@ -103,26 +133,26 @@ def check_entries(kind, origin, R, N, max_amount, accounts, others, amounts):
     """
     k = accounts.shape[0]
     for i in range(k):
-        if accounts[i] < 0 or accounts[i] >= N:
+        if accounts[i] < 0 or accounts[i] >= n_accounts:
             return BAD_ACCOUNT, i
     for i in range(k):
         if amounts[i] <= 0 or amounts[i] > max_amount:
             return BAD_AMOUNT, i
     if kind == TRANSFER:
         for i in range(k):
-            if others[i] < 0 or others[i] >= N:
+            if others[i] < 0 or others[i] >= n_accounts:
                 return BAD_DESTINATION, i
     if kind == STAKE or kind == UNSTAKE or kind == SLASH or kind == LEND:
         for i in range(k):
-            if accounts[i] % R != origin:
+            if accounts[i] % n_replicas != origin:
                 return NOT_HOME, i
     if kind == LEND:
         for i in range(k):
-            if others[i] < 0 or others[i] >= R or others[i] == origin:
+            if others[i] < 0 or others[i] >= n_replicas or others[i] == origin:
                 return BAD_TARGET, i
     if kind == RETURN:
         for i in range(k):
-            if accounts[i] % R == origin:
+            if accounts[i] % n_replicas == origin:
                 return AT_HOME, i
     if kind == REFUND:
         for i in range(k):
@@ -131,8 +161,21 @@ def check_entries(kind, origin, R, N, max_amount, accounts, others, amounts):
     return 0, -1
 
 
-def apply_entries(kind, origin, me, R, accounts, others, amounts, cells, pos, vals, totals, check,
-                  counter_max):
+def apply_entries(
+    kind: int,
+    origin: int,
+    own_replica: int,
+    n_replicas: int,
+    accounts: npt.NDArray[np.int64],
+    others: npt.NDArray[np.int64],
+    amounts: npt.NDArray[np.int64],
+    cells: npt.NDArray[np.int64],
+    pos: npt.NDArray[np.signedinteger[Any]],
+    vals: npt.NDArray[np.int64],
+    totals: npt.NDArray[np.int64],
+    check: bool,
+    counter_max: int,
+) -> npt.NDArray[np.int8]:
     """Apply entries of a dense-table kind in order; return int8 outcome codes (0 = applied).
 
     ``check`` is True for ops created here: rights and stake are checked against this replica's
@@ -148,32 +191,70 @@ def apply_entries(kind, origin, me, R, accounts, others, amounts, cells, pos, va
     kinds (refund, lend, return) are applied by ``ledger.py``.
     """
     # Asserted here, not in the kernels: a kernel that can raise compiles to a slower loop.
-    assert 0 <= origin < R and 0 <= me < R and totals.shape == (R, 3)
+    assert (
+        0 <= origin < n_replicas
+        and 0 <= own_replica < n_replicas
+        and totals.shape == (n_replicas, 3)
+    )
     assert counter_max >= 1 and kind not in (REFUND, LEND, RETURN)
     if kind == TRANSFER:  # nearly every entry: a loop of its own, with nothing else in it
-        out = _apply_transfers(origin, me, R, accounts, others, amounts, cells, pos, vals, check,
-                               counter_max)
+        out = _apply_transfers(
+            origin,
+            own_replica,
+            n_replicas,
+            accounts,
+            others,
+            amounts,
+            cells,
+            pos,
+            vals,
+            check,
+            counter_max,
+        )
     else:
-        out = _apply_others(kind, origin, me, R, accounts, amounts, cells, pos, vals, totals,
-                            check, counter_max)
+        out = _apply_others(
+            kind,
+            origin,
+            own_replica,
+            n_replicas,
+            accounts,
+            amounts,
+            cells,
+            pos,
+            vals,
+            totals,
+            check,
+            counter_max,
+        )
     assert out.shape == accounts.shape
     return out
 
 
 @njit(cache=True)
-def _apply_transfers(origin, me, R, accounts, others, amounts, cells, pos, vals, check,
-                     counter_max):
+def _apply_transfers(
+    origin: int,
+    own_replica: int,
+    n_replicas: int,
+    accounts: npt.NDArray[np.int64],
+    others: npt.NDArray[np.int64],
+    amounts: npt.NDArray[np.int64],
+    cells: npt.NDArray[np.int64],
+    pos: npt.NDArray[np.signedinteger[Any]],
+    vals: npt.NDArray[np.int64],
+    check: bool,
+    counter_max: int,
+) -> npt.NDArray[np.int8]:
     """:func:`apply_entries` for transfers: spent_p of the payer and earned of the payee, both at
     ``origin``."""
     k = accounts.shape[0]
     out = np.zeros(k, dtype=np.int8)
-    earned, spent = EARNED * R + origin, SPENT_P * R + origin
+    earned, spent = EARNED * n_replicas + origin, SPENT_P * n_replicas + origin
     failed = -1
     for i in range(k):
         a = accounts[i]
         b = others[i]
         x = amounts[i]
-        if check and row_rights(cells, pos, vals, a, me, R) < x:
+        if check and row_rights(cells, pos, vals, a, own_replica, n_replicas) < x:
             out[i] = NO_RIGHTS
             continue
         if cells[a, spent] > counter_max - x or cells[b, earned] > counter_max - x:
@@ -191,14 +272,31 @@ def _apply_transfers(origin, me, R, accounts, others, amounts, cells, pos, vals,
 
 
 @njit(cache=True)
-def _apply_others(kind, origin, me, R, accounts, amounts, cells, pos, vals, totals, check,
-                  counter_max):
+def _apply_others(
+    kind: int,
+    origin: int,
+    own_replica: int,
+    n_replicas: int,
+    accounts: npt.NDArray[np.int64],
+    amounts: npt.NDArray[np.int64],
+    cells: npt.NDArray[np.int64],
+    pos: npt.NDArray[np.signedinteger[Any]],
+    vals: npt.NDArray[np.int64],
+    totals: npt.NDArray[np.int64],
+    check: bool,
+    counter_max: int,
+) -> npt.NDArray[np.int8]:
     """:func:`apply_entries` for mints, spends, burns, stakes, unstakes and slashes. Each writes
     two counters of one kind's choosing: ``first`` (a cell of the account) and ``second`` (a cell
     of the account, column ``col``, or the origin's minted or burned total, column ``t``)."""
     k = accounts.shape[0]
     out = np.zeros(k, dtype=np.int8)
-    earned, spent, stake_in, stake_out = EARNED * R + origin, SPENT_P * R + origin, 2 * R, 2 * R + 1
+    earned, spent, stake_in, stake_out = (
+        EARNED * n_replicas + origin,
+        SPENT_P * n_replicas + origin,
+        2 * n_replicas,
+        2 * n_replicas + 1,
+    )
     if kind == UNSTAKE or kind == SLASH:
         first, col = stake_out, earned if kind == UNSTAKE else -1
     elif kind == MINT:
@@ -215,7 +313,9 @@ def _apply_others(kind, origin, me, R, accounts, amounts, cells, pos, vals, tota
             if cells[a, stake_in] - cells[a, stake_out] < x:
                 out[i] = NO_STAKE
                 continue
-        elif check and kind != MINT and row_rights(cells, pos, vals, a, me, R) < x:
+        elif (
+            check and kind != MINT and row_rights(cells, pos, vals, a, own_replica, n_replicas) < x
+        ):
             out[i] = NO_RIGHTS
             continue
         over = cells[a, first] > counter_max - x
@@ -245,58 +345,87 @@ def _apply_others(kind, origin, me, R, accounts, amounts, cells, pos, vals, tota
 
 
 @njit(cache=True)
-def gather_home_rights(accounts, cells, pos, vals):
+def gather_home_rights(
+    accounts: npt.NDArray[np.int64],
+    cells: tuple[npt.NDArray[np.int64], ...],
+    pos: tuple[npt.NDArray[np.signedinteger[Any]], ...],
+    vals: tuple[npt.NDArray[np.int64], ...],
+) -> npt.NDArray[np.int64]:
     """The rights each account's home replica (``a % R``) holds for it, in that replica's view.
 
     ``cells``, ``pos`` and ``vals`` are tuples of the R replicas' arrays, in replica order;
     accounts must be in range (the caller checks).
     """
-    R = len(cells)
+    n_replicas = len(cells)
     out = np.empty(accounts.shape[0], dtype=np.int64)
     for i in range(accounts.shape[0]):
         a = accounts[i]
-        h = a % R
-        out[i] = _home_rights(cells[h], pos[h], vals[h], a, h, R)
+        h = a % n_replicas
+        out[i] = _home_rights(cells[h], pos[h], vals[h], a, h, n_replicas)
     return out
 
 
 @njit(cache=True, inline="always")
-def _home_rights(cells, pos, vals, a, h, R):
-    # row_rights where replica h is account a's home (h == a % R): the same sum without the test
-    # for it. Over 7·10^5 accounts of one replica, without side rows, row_rights took 12.7 ms and
-    # this 5.2.
-    v = cells[a, EARNED * R + h] - cells[a, SPENT_P * R + h]
+def _home_rights(
+    cells: npt.NDArray[np.int64],
+    pos: npt.NDArray[np.signedinteger[Any]],
+    vals: npt.NDArray[np.int64],
+    a: int,
+    h: int,
+    n_replicas: int,
+) -> int:
+    # row_rights where replica h is account a's home (h == a % n_replicas): the same sum without
+    # the test for it. Over 7·10^5 accounts of one replica, without side rows, row_rights took
+    # 12.7 ms and this 5.2.
+    v: int = cells[a, EARNED * n_replicas + h] - cells[a, SPENT_P * n_replicas + h]
     i = pos[a]
     if i >= 0:
-        v += vals[i, SPENT_N * R + h]
-        for s in range(R):
-            v += vals[i, RETURNED * R + s] - vals[i, LENT * R + s]
+        v += vals[i, SPENT_N * n_replicas + h]
+        for s in range(n_replicas):
+            v += vals[i, RETURNED * n_replicas + s] - vals[i, LENT * n_replicas + s]
     return v
 
 
 @njit(cache=True)
-def rights_of(cells, pos, vals, accounts, me, R):
-    """Rights replica ``me`` holds for each of ``accounts`` (all accounts when ``accounts`` is
-    None)."""
+def rights_of(
+    cells: npt.NDArray[np.int64],
+    pos: npt.NDArray[np.signedinteger[Any]],
+    vals: npt.NDArray[np.int64],
+    accounts: npt.NDArray[np.int64] | None,
+    own_replica: int,
+    n_replicas: int,
+) -> npt.NDArray[np.int64]:
+    """Rights replica ``own_replica`` holds for each of ``accounts`` (all accounts when
+    ``accounts`` is None)."""
     n = cells.shape[0] if accounts is None else accounts.shape[0]
     out = np.empty(n, dtype=np.int64)
     for i in range(n):
         a = i if accounts is None else accounts[i]
-        out[i] = row_rights(cells, pos, vals, a, me, R)
+        out[i] = row_rights(cells, pos, vals, a, own_replica, n_replicas)
     return out
 
 
 @njit(cache=True)
-def balances_of(cells, pos, vals, R):
+def balances_of(
+    cells: npt.NDArray[np.int64],
+    pos: npt.NDArray[np.signedinteger[Any]],
+    vals: npt.NDArray[np.int64],
+    n_replicas: int,
+) -> npt.NDArray[np.int64]:
     """Every account's liquid balance: int64[n_accounts]."""
     out = np.empty(cells.shape[0], dtype=np.int64)
     for a in range(cells.shape[0]):
-        out[a] = row_balance(cells, pos, vals, a, R)
+        out[a] = row_balance(cells, pos, vals, a, n_replicas)
     return out
 
 
 @njit(cache=True)
-def held(cells, pos, vals, R):
+def held(
+    cells: npt.NDArray[np.int64],
+    pos: npt.NDArray[np.signedinteger[Any]],
+    vals: npt.NDArray[np.int64],
+    n_replicas: int,
+) -> tuple[int, bool]:
     """Sum over accounts of balance and stake, in one pass, as ``(total, exact)``.
 
     ``exact`` is False (and ``total`` the sum so far) when an addition would leave int64. It
@@ -305,33 +434,43 @@ def held(cells, pos, vals, R):
     """
     total = 0
     for a in range(cells.shape[0]):
-        v = row_balance(cells, pos, vals, a, R) + cells[a, 2 * R] - cells[a, 2 * R + 1]
+        v = (
+            row_balance(cells, pos, vals, a, n_replicas)
+            + cells[a, 2 * n_replicas]
+            - cells[a, 2 * n_replicas + 1]
+        )
         if (v > 0 and total > INT64_MAX - v) or (v < 0 and total < INT64_MIN - v):
             return total, False
         total += v
     return total, True
 
 
-def gather_owned(cells, spans, source, R):
+def gather_owned(
+    cells: npt.NDArray[np.int64], spans: npt.NDArray[np.int64], source: int, n_replicas: int
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
     """The dense cells replica ``source`` owns in the accounts of ``spans: int64[k, 2]``.
 
     Returns ``(own, stake)``: ``own: int64[n, 2]`` earned and spent_p at ``source`` of every
     account of the spans in order, ``stake: int64[n_home, 2]`` stake_in and stake_out of those
     whose home is ``source``.
     """
-    assert 0 <= source < R and spans.ndim == 2 and spans.shape[1] == 2
-    own, stake, n, n_home = _gather_owned(cells, spans, source, R)
+    assert 0 <= source < n_replicas and spans.ndim == 2 and spans.shape[1] == 2
+    own, stake, n, n_home = _gather_owned(cells, spans, source, n_replicas)
     assert own.shape[0] == n and stake.shape[0] == n_home, "every span was gathered whole"
     return own, stake
 
 
 @njit(cache=True)
-def _gather_owned(cells, spans, source, R):
+def _gather_owned(
+    cells: npt.NDArray[np.int64], spans: npt.NDArray[np.int64], source: int, n_replicas: int
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], int, int]:
     n = 0
     n_home = 0
     for t in range(spans.shape[0]):
         n += spans[t, 1] - spans[t, 0]
-        n_home += (spans[t, 1] - 1 - source) // R - (spans[t, 0] - 1 - source) // R
+        n_home += (spans[t, 1] - 1 - source) // n_replicas - (
+            spans[t, 0] - 1 - source
+        ) // n_replicas
     own = np.empty((n, 2), dtype=np.int64)
     stake = np.empty((n_home, 2), dtype=np.int64)
     j = 0
@@ -339,39 +478,59 @@ def _gather_owned(cells, spans, source, R):
     for t in range(spans.shape[0]):
         lo, hi = spans[t, 0], spans[t, 1]
         for a in range(lo, hi):
-            own[j, 0] = cells[a, EARNED * R + source]
-            own[j, 1] = cells[a, SPENT_P * R + source]
+            own[j, 0] = cells[a, EARNED * n_replicas + source]
+            own[j, 1] = cells[a, SPENT_P * n_replicas + source]
             j += 1
-        for a in range(lo + (source - lo) % R, hi, R):
-            stake[h, 0] = cells[a, 2 * R]
-            stake[h, 1] = cells[a, 2 * R + 1]
+        for a in range(lo + (source - lo) % n_replicas, hi, n_replicas):
+            stake[h, 0] = cells[a, 2 * n_replicas]
+            stake[h, 1] = cells[a, 2 * n_replicas + 1]
             h += 1
     return own[:j], stake[:h], n, n_home
 
 
-def merge_owned(cells, spans, own, stake, source, R, leaf_size, leaf_dirty):
+def merge_owned(
+    cells: npt.NDArray[np.int64],
+    spans: npt.NDArray[np.int64],
+    own: npt.NDArray[np.int64],
+    stake: npt.NDArray[np.int64],
+    source: int,
+    n_replicas: int,
+    leaf_size: int,
+    leaf_dirty: npt.NDArray[np.bool_],
+) -> int:
     """Element-wise max of what :func:`gather_owned` returned at ``source`` into ``cells``.
 
     Writes only the cells ``source`` owns; flags the Merkle leaf of each account that changed
     in ``leaf_dirty``; returns how many accounts changed. The caller has checked the shapes and
     that the spans are increasing, disjoint and in range.
     """
-    assert 0 <= source < R and own.shape[1] == 2 and stake.shape[1] == 2
-    changed, rows, homes = _merge_owned(cells, spans, own, stake, source, R, leaf_size, leaf_dirty)
+    assert 0 <= source < n_replicas and own.shape[1] == 2 and stake.shape[1] == 2
+    changed, rows, homes = _merge_owned(
+        cells, spans, own, stake, source, n_replicas, leaf_size, leaf_dirty
+    )
     assert rows == own.shape[0] and homes == stake.shape[0], "the spans cover the delta's rows"
     return changed
 
 
 @njit(cache=True)
-def _merge_owned(cells, spans, own, stake, source, R, leaf_size, leaf_dirty):
-    ce = EARNED * R + source
-    cp = SPENT_P * R + source
+def _merge_owned(
+    cells: npt.NDArray[np.int64],
+    spans: npt.NDArray[np.int64],
+    own: npt.NDArray[np.int64],
+    stake: npt.NDArray[np.int64],
+    source: int,
+    n_replicas: int,
+    leaf_size: int,
+    leaf_dirty: npt.NDArray[np.bool_],
+) -> tuple[int, int, int]:
+    ce = EARNED * n_replicas + source
+    cp = SPENT_P * n_replicas + source
     j = 0
     h = 0
     changed = 0
     for t in range(spans.shape[0]):
         lo, hi = spans[t, 0], spans[t, 1]
-        home = lo + (source - lo) % R  # the next account of the span whose home is source
+        home = lo + (source - lo) % n_replicas  # the next account of the span whose home is source
         for a in range(lo, hi):
             grew = False
             if own[j, 0] > cells[a, ce]:
@@ -382,11 +541,11 @@ def _merge_owned(cells, spans, own, stake, source, R, leaf_size, leaf_dirty):
                 grew = True
             if a == home:
                 for c in range(2):
-                    if stake[h, c] > cells[a, 2 * R + c]:
-                        cells[a, 2 * R + c] = stake[h, c]
+                    if stake[h, c] > cells[a, 2 * n_replicas + c]:
+                        cells[a, 2 * n_replicas + c] = stake[h, c]
                         grew = True
                 h += 1
-                home += R
+                home += n_replicas
             j += 1
             if grew:
                 changed += 1
@@ -395,7 +554,12 @@ def _merge_owned(cells, spans, own, stake, source, R, leaf_size, leaf_dirty):
 
 
 @njit(cache=True)
-def merge_side(keys, vals, in_keys, in_vals):
+def merge_side(
+    keys: npt.NDArray[np.int64],
+    vals: npt.NDArray[np.int64],
+    in_keys: npt.NDArray[np.int64],
+    in_vals: npt.NDArray[np.int64],
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64]]:
     """Max-merge side table ``in_*`` into ``keys, vals`` (both sorted by key).
 
     Returns ``(keys, vals, changed)``: the merged table (the same arrays, updated in place, when
@@ -454,7 +618,7 @@ _M2 = np.uint64(0x94D049BB133111EB)
 
 
 @njit(cache=True, inline="always")
-def mix64(h, v):
+def mix64(h: np.uint64, v: np.uint64) -> np.uint64:
     """Fold the 64-bit word ``v`` into the running hash ``h`` (splitmix64 finaliser)."""
     z = (h ^ v) + _GOLDEN
     z = (z ^ (z >> np.uint64(30))) * _M1
@@ -463,11 +627,18 @@ def mix64(h, v):
 
 
 @njit(cache=True)
-def hash_leaves(cells, keys, vals, leaf_size, leaves, out):
+def hash_leaves(
+    cells: npt.NDArray[np.int64],
+    keys: npt.NDArray[np.int64],
+    vals: npt.NDArray[np.int64],
+    leaf_size: int,
+    leaves: npt.NDArray[np.int64],
+    out: npt.NDArray[np.uint64],
+) -> None:
     """Two-lane (128-bit) hash of each listed leaf's dense rows and side rows into
     ``out: uint64[n_leaves, 2]``."""
     n = cells.shape[0]
-    K = cells.shape[1]
+    n_columns = cells.shape[1]
     S = vals.shape[1]
     for t in range(leaves.shape[0]):
         leaf = leaves[t]
@@ -476,7 +647,7 @@ def hash_leaves(cells, keys, vals, leaf_size, leaves, out):
         lo = leaf * leaf_size
         hi = min(n, lo + leaf_size)
         for a in range(lo, hi):
-            for c in range(K):
+            for c in range(n_columns):
                 v = np.uint64(cells[a, c])
                 h0 = mix64(h0, v)
                 h1 = mix64(h1 ^ np.uint64(c), v)
@@ -486,13 +657,13 @@ def hash_leaves(cells, keys, vals, leaf_size, leaves, out):
             for c in range(S):
                 v = np.uint64(vals[i, c])
                 h0 = mix64(h0, v)
-                h1 = mix64(h1 ^ np.uint64(K + c), v)
+                h1 = mix64(h1 ^ np.uint64(n_columns + c), v)
         out[leaf, 0] = h0
         out[leaf, 1] = h1
 
 
 @njit(cache=True)
-def hash_level(children, parents):
+def hash_level(children: npt.NDArray[np.uint64], parents: npt.NDArray[np.uint64]) -> None:
     """Hash pairs of ``children: uint64[m, 2]`` into ``parents: uint64[ceil(m/2), 2]``."""
     m = children.shape[0]
     for p in range(parents.shape[0]):

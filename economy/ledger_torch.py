@@ -22,46 +22,64 @@ from __future__ import annotations
 from typing import Any
 
 from economy.ledger_kernels import (
-    BURN, EARNED, MINT, SLASH, SPEND, SPENT_P, STAKE, TRANSFER, UNSTAKE,
+    BURN,
+    EARNED,
+    MINT,
+    SLASH,
+    SPEND,
+    SPENT_P,
+    STAKE,
+    TRANSFER,
+    UNSTAKE,
 )
 
 
-def apply_remote(kind: int, origin: int, R: int, accounts: Any, others: Any, amounts: Any,
-                 cells: Any, totals: Any) -> None:
+def apply_remote(
+    kind: int,
+    origin: int,
+    n_replicas: int,
+    accounts: Any,
+    others: Any,
+    amounts: Any,
+    cells: Any,
+    totals: Any,
+) -> None:
     """Apply an authenticated op of a dense-table kind from replica ``origin`` to ``cells`` in place
     (torch int64 tensors on one device); what ``apply_entries(..., check=False)`` writes to the
     cells and totals for an op within the counter bound."""
     width = cells.shape[1]
     flat = cells.view(-1)
-    stake_in, stake_out = 2 * R, 2 * R + 1
+    stake_in, stake_out = 2 * n_replicas, 2 * n_replicas + 1
 
     def add(rows: Any, col: int) -> None:
         flat.index_add_(0, rows * width + col, amounts)
 
     if kind == MINT:
-        add(accounts, EARNED * R + origin)
+        add(accounts, EARNED * n_replicas + origin)
         totals[origin, 0] += amounts.sum()
     elif kind in (SPEND, BURN, STAKE, TRANSFER):
-        add(accounts, SPENT_P * R + origin)
+        add(accounts, SPENT_P * n_replicas + origin)
         if kind == STAKE:
             add(accounts, stake_in)
         elif kind == TRANSFER:
-            add(others, EARNED * R + origin)
+            add(others, EARNED * n_replicas + origin)
         else:
             totals[origin, 1] += amounts.sum()
     elif kind in (UNSTAKE, SLASH):
         add(accounts, stake_out)
         if kind == UNSTAKE:
-            add(accounts, EARNED * R + origin)
+            add(accounts, EARNED * n_replicas + origin)
         else:
             totals[origin, 1] += amounts.sum()
     else:
-        raise ValueError(f"op kind {kind}: not a dense-table kind (refund, lend and return use the "
-                         "side table)")
+        raise ValueError(
+            f"op kind {kind}: not a dense-table kind (refund, lend and return use the side table)"
+        )
 
 
-def merge_dense(cells: Any, other: Any, source: int | None = None,
-                n_replicas: int | None = None) -> Any:
+def merge_dense(
+    cells: Any, other: Any, source: int | None = None, n_replicas: int | None = None
+) -> Any:
     """Merge another replica's dense cells into ``cells`` (element-wise max, in place); return how
     many rows changed.
 
@@ -76,18 +94,17 @@ def merge_dense(cells: Any, other: Any, source: int | None = None,
         torch.maximum(cells, other, out=cells)
         return changed
     assert n_replicas is not None and 0 <= source < n_replicas
-    R = n_replicas
     owned = torch.zeros_like(cells, dtype=torch.bool)
-    owned[:, [EARNED * R + source, SPENT_P * R + source]] = True
-    homes = torch.arange(cells.shape[0], device=cells.device) % R == source
-    owned[homes, 2 * R:2 * R + 2] = True
+    owned[:, [EARNED * n_replicas + source, SPENT_P * n_replicas + source]] = True
+    homes = torch.arange(cells.shape[0], device=cells.device) % n_replicas == source
+    owned[homes, 2 * n_replicas : 2 * n_replicas + 2] = True
     grown = (other > cells) & owned
     cells.copy_(torch.where(grown, other, cells))
     return grown.any(dim=1).sum()
 
 
-def balances(cells: Any, R: int) -> Any:
+def balances(cells: Any, n_replicas: int) -> Any:
     """Each account's liquid balance from the dense cells (earned − spent over every replica);
     exact for accounts with no side-table row."""
-    earned = cells[:, EARNED * R:(EARNED + 1) * R].sum(1)
-    return earned - cells[:, SPENT_P * R:(SPENT_P + 1) * R].sum(1)
+    earned = cells[:, EARNED * n_replicas : (EARNED + 1) * n_replicas].sum(1)
+    return earned - cells[:, SPENT_P * n_replicas : (SPENT_P + 1) * n_replicas].sum(1)

@@ -41,8 +41,13 @@ class MerkleTree:
         """Number of leaf blocks."""
         return int(self.levels[0].shape[0])
 
-    def update(self, cells: npt.NDArray[np.int64], keys: npt.NDArray[np.int64],
-               vals: npt.NDArray[np.int64], dirty: npt.NDArray[np.bool_]) -> None:
+    def update(
+        self,
+        cells: npt.NDArray[np.int64],
+        keys: npt.NDArray[np.int64],
+        vals: npt.NDArray[np.int64],
+        dirty: npt.NDArray[np.bool_],
+    ) -> None:
         """Rehash the leaves flagged in ``dirty: bool[n_leaves]`` and every level above; clear
         ``dirty``.
 
@@ -52,13 +57,14 @@ class MerkleTree:
         if leaves.size == 0:
             return
         hash_leaves(cells, keys, vals, self.leaf_size, leaves, self.levels[0])
-        for lower, upper in zip(self.levels, self.levels[1:]):
+        for lower, upper in zip(self.levels, self.levels[1:], strict=False):
             hash_level(lower, upper)
         dirty[:] = False
 
     def root(self) -> bytes:
         """16-byte root hash."""
-        return self.levels[-1][0].tobytes()
+        root: bytes = self.levels[-1][0].tobytes()
+        return root
 
     def diff(self, other: MerkleTree) -> MerkleDiff:
         """Account ranges where this tree and ``other`` differ, found top-down."""

@@ -26,6 +26,7 @@ import struct
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import IntEnum
+from typing import cast
 
 import numpy as np
 import numpy.typing as npt
@@ -41,7 +42,7 @@ class OpKind(IntEnum):
     TRANSFER = 2  # move credits from `account` to `others` (an account)
     REFUND = 3  # return part of an earlier SPEND; `others` is that spend's seq at this origin
     STAKE = 4  # lock liquid credits as stake (at the account's home replica)
-    UNSTAKE = 5  # release stake back to liquid credits (home replica; after unbonding)
+    UNSTAKE = 5  # release stake back to liquid credits at once (home replica)
     SLASH = 6  # destroy stake (home replica)
     BURN = 7  # destroy liquid credits, not refundable
     LEND = 8  # home replica moves spending rights to replica `others`
@@ -84,16 +85,27 @@ class Op:
     def payload_parts(self) -> tuple[bytes | memoryview, ...]:
         """:meth:`payload` in its five parts, the columns as views of the arrays' memory (no
         copy)."""
-        head = struct.pack("<qqqqq", self.origin, self.seq, int(self.kind), len(self),
-                           len(self.deps))
+        head = struct.pack(
+            "<qqqqq", self.origin, self.seq, int(self.kind), len(self), len(self.deps)
+        )
         cols = (self.accounts, self.others, self.amounts, self.deps)
-        return (head,
-                *(memoryview(np.ascontiguousarray(c, dtype=np.int64)).cast("B") for c in cols))
+        return (
+            head,
+            *(np.ascontiguousarray(c, dtype=np.int64).data.cast("B") for c in cols),
+        )
 
     def with_tag(self, tag: bytes) -> Op:
         """A copy carrying ``tag``."""
-        return Op(self.origin, self.seq, self.kind, self.accounts, self.others, self.amounts,
-                  self.deps, tag)
+        return Op(
+            self.origin,
+            self.seq,
+            self.kind,
+            self.accounts,
+            self.others,
+            self.amounts,
+            self.deps,
+            tag,
+        )
 
     def encode(self) -> bytes:
         """Wire bytes: the payload followed by the 32-byte tag."""
@@ -126,11 +138,15 @@ def make_entries(
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64]]:
     """Coerce entry columns to equal-length int64 arrays, or raise :class:`LedgerError`."""
     # The common case, checked without numpy's dtype machinery.
-    if all(type(c) is np.ndarray and c.dtype == np.int64 and c.ndim == 1 and c.flags.c_contiguous
-           for c in (accounts, others, amounts)):
-        acc, oth, amt = accounts, others, amounts  # type: ignore[assignment]
-        if acc.shape[0] == oth.shape[0] == amt.shape[0]:  # type: ignore[union-attr]
-            return acc, oth, amt  # type: ignore[return-value]
+    if all(
+        type(c) is np.ndarray and c.dtype == np.int64 and c.ndim == 1 and c.flags.c_contiguous
+        for c in (accounts, others, amounts)
+    ):
+        acc = cast(npt.NDArray[np.int64], accounts)
+        oth = cast(npt.NDArray[np.int64], others)
+        amt = cast(npt.NDArray[np.int64], amounts)
+        if acc.shape[0] == oth.shape[0] == amt.shape[0]:
+            return acc, oth, amt
     cols = []
     for name, col in (("accounts", accounts), ("others", others), ("amounts", amounts)):
         arr = np.asarray(col)
@@ -153,7 +169,15 @@ def make_entries(
 
 _DELTA_PREFIX = b"AGORA-DELTA-1\n"
 _DELTA_ARRAYS = (
-    "spans", "cells", "stake", "side_keys", "side_cells", "side_lent", "totals", "deps")
+    "spans",
+    "cells",
+    "stake",
+    "side_keys",
+    "side_cells",
+    "side_lent",
+    "totals",
+    "deps",
+)
 
 
 @dataclass(frozen=True, eq=False)  # arrays have no single truth value to compare by
@@ -214,7 +238,7 @@ class Delta:
             raise LedgerError("every array of a delta must be 1-D or 2-D")
         shapes = [d for a in arrays for d in (a.shape + (1,))[:2]]
         head = struct.pack(f"<{3 + len(shapes)}q", self.source, self.version, self.seq, *shapes)
-        return (_DELTA_PREFIX, head, *(memoryview(a.reshape(-1)).cast("B") for a in arrays))
+        return (_DELTA_PREFIX, head, *(a.reshape(-1).data.cast("B") for a in arrays))
 
     def with_tag(self, tag: bytes) -> Delta:
         """A copy carrying ``tag``."""
@@ -224,7 +248,7 @@ class Delta:
         """Why this delta does not fit a ledger of ``n_replicas`` x ``n_accounts`` whose counters
         stay in ``[0, counter_max]``; ``""`` when it fits. Checks shapes, ranges and order only."""
         assert n_replicas >= 1 and n_accounts >= 1 and counter_max >= 1
-        R, N, s = n_replicas, n_accounts, self.source
+        s = self.source
         for name in _DELTA_ARRAYS:
             a = getattr(self, name)
             if not isinstance(a, np.ndarray) or a.dtype != np.int64:
@@ -235,18 +259,26 @@ class Delta:
         sp = self.spans
         if sp.ndim != 2 or sp.shape[1] != 2:
             return f"spans must have shape (k, 2), got {sp.shape}"
-        if sp.size and ((sp[:, 0] >= sp[:, 1]).any() or sp[0, 0] < 0 or sp[-1, 1] > N
-                        or (sp[1:, 0] < sp[:-1, 1]).any()):
-            return f"spans must be increasing, disjoint, non-empty ranges within [0, {N})"
+        if sp.size and (
+            (sp[:, 0] >= sp[:, 1]).any()
+            or sp[0, 0] < 0
+            or sp[-1, 1] > n_accounts
+            or (sp[1:, 0] < sp[:-1, 1]).any()
+        ):
+            return f"spans must be increasing, disjoint, non-empty ranges within [0, {n_accounts})"
         keys = self.side_keys
-        if keys.ndim != 1 or (keys.size and (
-                keys[0] < 0 or keys[-1] >= N or (np.diff(keys) <= 0).any())):
-            return f"side keys must be sorted, unique accounts in [0, {N})"
-        n_home = int(((sp[:, 1] - 1 - s) // R - (sp[:, 0] - 1 - s) // R).sum())
+        if keys.ndim != 1 or (
+            keys.size and (keys[0] < 0 or keys[-1] >= n_accounts or (np.diff(keys) <= 0).any())
+        ):
+            return f"side keys must be sorted, unique accounts in [0, {n_accounts})"
+        n_home = int(((sp[:, 1] - 1 - s) // n_replicas - (sp[:, 0] - 1 - s) // n_replicas).sum())
         expected = {
-            "cells": (int((sp[:, 1] - sp[:, 0]).sum()), 2), "stake": (n_home, 2),
-            "side_cells": (keys.size, 2), "side_lent": (int((keys % R == s).sum()), R),
-            "totals": (3,), "deps": (R,),
+            "cells": (int((sp[:, 1] - sp[:, 0]).sum()), 2),
+            "stake": (n_home, 2),
+            "side_cells": (keys.size, 2),
+            "side_lent": (int((keys % n_replicas == s).sum()), n_replicas),
+            "totals": (3,),
+            "deps": (n_replicas,),
         }
         for name, shape in expected.items():
             if getattr(self, name).shape != shape:
@@ -285,8 +317,12 @@ class Keyring:
         derives its keys from its seed (which its summary records) is a reproducible simulation,
         not an authenticated one: use :meth:`generate` for a served world or a signed run.
         """
-        return cls({r: hashlib.sha256(secret + b"/replica/" + str(r).encode()).digest()
-                    for r in range(n_replicas)})
+        return cls(
+            {
+                r: hashlib.sha256(secret + b"/replica/" + str(r).encode()).digest()
+                for r in range(n_replicas)
+            }
+        )
 
     @classmethod
     def generate(cls, n_replicas: int) -> Keyring:
@@ -333,7 +369,8 @@ class Keyring:
         key = self._keys.get(replica)
         if key is None:
             raise LedgerError(
-                f"no key for replica {replica}; this keyring holds {sorted(self._keys)}")
+                f"no key for replica {replica}; this keyring holds {sorted(self._keys)}"
+            )
         return key
 
 

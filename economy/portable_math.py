@@ -1,14 +1,15 @@
-"""Elementary float functions with the same bits on every CPU: exp, expm1, log, tanh, sigmoid, sincos.
+"""Elementary float functions with the same bits on every CPU: exp, expm1, log, tanh, sigmoid,
+sincos.
 
 numpy's ``np.exp``, ``np.log``, ``np.tanh`` and their kin pick a SIMD kernel by instruction set
 (AVX-512, AVX2 or none), and the C library picks an FMA or a plain variant of ``exp``, ``log`` and
 ``pow`` by processor: their last bits differ between machines. A float that reaches a recorded run
 (a price, a learned weight, a drawn latency) must not, so Agora computes these functions here. Each
 is a numba function built only from IEEE-754 additions, subtractions, multiplications, divisions,
-square roots, ``floor`` and exact bit moves of the exponent, evaluated in a fixed order. Numba contracts no
-multiply-add into a fused one unless fastmath is asked for, and vectorising a loop of them changes
-no element's value, so the results do not depend on the CPU, the compiler's vector width or the
-thread count.
+square roots, ``floor`` and exact bit moves of the exponent, evaluated in a fixed order. Numba
+contracts no multiply-add into a fused one unless fastmath is asked for, and vectorising a loop of
+them changes no element's value, so the results do not depend on the CPU, the compiler's vector
+width or the thread count.
 
 Method, per function (constants are derived from the mathematical values, not copied; see
 ``tests/economy/test_portable_math.py``, which recomputes them with mpmath and measures the error):
@@ -28,17 +29,21 @@ Method, per function (constants are derived from the mathematical values, not co
 
 Accuracy against the correctly rounded values: a few units in the last place over the ranges the
 tests sweep (they state the bound). ``sincos`` loses accuracy in proportion to ``|x|`` past about
-10^7 (the reduction). The array forms (:func:`exp`, :func:`log`, ...) take a float or an array of any
-shape and return the same shape; inside numba kernels call the ``*_scalar`` forms.
-"""
+10^7 (the reduction). The array forms (:func:`exp`, :func:`log`, ...) take a float or an array of
+any shape and return the same shape; inside numba kernels call the ``*_scalar`` forms."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import Any, overload
 
 import numpy as np
 import numpy.typing as npt
 from numba import njit
+
+FlatKernel = Callable[[npt.NDArray[np.float64], npt.NDArray[np.float64]], None]
+"""An elementwise kernel over a flat float64 array, writing its second argument."""
 
 # ln 2 in two parts: LN2_HI holds its leading 32 bits (so k·LN2_HI is exact for |k| < 2^21),
 # LN2_LO the rest, rounded.
@@ -51,14 +56,32 @@ EXP_UNDERFLOW = -745.1332191019412  # below it exp rounds to 0
 TANH_SATURATION = 22.0  # past it tanh(x) rounds to ±1
 
 # 1/n! for the exponential's Taylor polynomials (rounded to double).
-_E2, _E3, _E4, _E5, _E6, _E7 = (0.5, 0.16666666666666666, 0.041666666666666664,
-                                0.008333333333333333, 0.001388888888888889, 0.0001984126984126984)
-_E8, _E9, _E10, _E11 = (2.48015873015873e-05, 2.7557319223985893e-06, 2.755731922398589e-07,
-                        2.505210838544172e-08)
-_E12, _E13, _E14, _E15 = (2.08767569878681e-09, 1.6059043836821613e-10, 1.1470745597729725e-11,
-                          7.647163731819816e-13)
-_E16, _E17, _E18, _E19 = (4.779477332387385e-14, 2.8114572543455206e-15, 1.5619206968586225e-16,
-                          8.22063524662433e-18)
+_E2, _E3, _E4, _E5, _E6, _E7 = (
+    0.5,
+    0.16666666666666666,
+    0.041666666666666664,
+    0.008333333333333333,
+    0.001388888888888889,
+    0.0001984126984126984,
+)
+_E8, _E9, _E10, _E11 = (
+    2.48015873015873e-05,
+    2.7557319223985893e-06,
+    2.755731922398589e-07,
+    2.505210838544172e-08,
+)
+_E12, _E13, _E14, _E15 = (
+    2.08767569878681e-09,
+    1.6059043836821613e-10,
+    1.1470745597729725e-11,
+    7.647163731819816e-13,
+)
+_E16, _E17, _E18, _E19 = (
+    4.779477332387385e-14,
+    2.8114572543455206e-15,
+    1.5619206968586225e-16,
+    8.22063524662433e-18,
+)
 
 # π/2 in three parts for sincos: P1 and P2 with 30-bit mantissas, P3 the rest.
 TWO_OVER_PI = 0.6366197723675814
@@ -66,17 +89,29 @@ P1 = 1.570796325802803
 P2 = 9.920935791635221e-10
 P3 = 5.170182981794105e-19
 # (−1)^k/(2k+1)! and (−1)^k/(2k)!, rounded to double.
-S3, S5, S7, S9, S11, S13, S15 = (-0.16666666666666666, 0.008333333333333333, -0.0001984126984126984,
-                                 2.7557319223985893e-06, -2.505210838544172e-08,
-                                 1.6059043836821613e-10, -7.647163731819816e-13)
-C2, C4, C6, C8, C10, C12, C14, C16 = (-0.5, 0.041666666666666664, -0.001388888888888889,
-                                      2.48015873015873e-05, -2.755731922398589e-07,
-                                      2.08767569878681e-09, -1.1470745597729725e-11,
-                                      4.779477332387385e-14)
+S3, S5, S7, S9, S11, S13, S15 = (
+    -0.16666666666666666,
+    0.008333333333333333,
+    -0.0001984126984126984,
+    2.7557319223985893e-06,
+    -2.505210838544172e-08,
+    1.6059043836821613e-10,
+    -7.647163731819816e-13,
+)
+C2, C4, C6, C8, C10, C12, C14, C16 = (
+    -0.5,
+    0.041666666666666664,
+    -0.001388888888888889,
+    2.48015873015873e-05,
+    -2.755731922398589e-07,
+    2.08767569878681e-09,
+    -1.1470745597729725e-11,
+    4.779477332387385e-14,
+)
 
 
 @njit(inline="always")
-def exp_scalar(x):  # type: ignore[no-untyped-def]
+def exp_scalar(x: float) -> float:
     """``e^x`` in float64, the same bits on every machine (module docstring)."""
     if x != x:
         return x
@@ -103,13 +138,13 @@ def exp_scalar(x):  # type: ignore[no-untyped-def]
 
 
 @njit(inline="always")
-def _pow2(j):  # type: ignore[no-untyped-def]
+def _pow2(j: int | np.int64) -> float:
     """``2.0**j`` for an integer ``j`` in [−1022, 1023], built from its bits."""
     return np.int64((j + 1023) << 52).view(np.float64)
 
 
 @njit(inline="always")
-def _scale(p, k):  # type: ignore[no-untyped-def]
+def _scale(p: float, k: int | np.int64) -> float:
     """``p·2^k`` rounded once, for ``p`` in [½, 2] and ``k`` in [−1075, 1024] (what ldexp gives)."""
     if k < -1022:  # a subnormal result: scale into the normal range exactly, then round once
         return (p * _pow2(k + 54)) * _pow2(-54)
@@ -119,7 +154,7 @@ def _scale(p, k):  # type: ignore[no-untyped-def]
 
 
 @njit(inline="always")
-def _expm1_series(x):  # type: ignore[no-untyped-def]
+def _expm1_series(x: float) -> float:
     """``e^x − 1`` by its Taylor polynomial to degree 19: accurate for ``|x| ≤ 1/2``."""
     p = _E18 + x * _E19
     p = _E17 + x * p
@@ -142,7 +177,7 @@ def _expm1_series(x):  # type: ignore[no-untyped-def]
 
 
 @njit(inline="always")
-def expm1_scalar(x):  # type: ignore[no-untyped-def]
+def expm1_scalar(x: float) -> float:
     """``e^x − 1`` in float64, accurate near 0, the same bits on every machine."""
     # Both forms are computed and one is selected: a select, not a branch, lets loops vectorise.
     near = _expm1_series(min(max(x, -0.5), 0.5))
@@ -152,7 +187,7 @@ def expm1_scalar(x):  # type: ignore[no-untyped-def]
 
 
 @njit(inline="always")
-def log_scalar(x):  # type: ignore[no-untyped-def]
+def log_scalar(x: float) -> float:
     """Natural logarithm in float64 (nan below 0, −inf at 0), the same bits on every machine."""
     tiny = x < 2.2250738585072014e-308  # subnormal (or not positive): scaled by 2^54 first, exactly
     xs = x * 18014398509481984.0 if tiny else x
@@ -176,15 +211,15 @@ def log_scalar(x):  # type: ignore[no-untyped-def]
     q = 1.0 / 5.0 + z * q
     q = 1.0 / 3.0 + z * q
     two_s = 2.0 * s
-    fe = np.float64(e)
-    y = fe * LN2_HI + (two_s + (two_s * z * q + fe * LN2_LO))
+    fe = float(e)
+    y: float = fe * LN2_HI + (two_s + (two_s * z * q + fe * LN2_LO))
     y = x if x == math.inf else y
     y = -math.inf if x == 0.0 else y
     return math.nan if (x != x) | (x < 0.0) else y
 
 
 @njit(inline="always")
-def tanh_scalar(x):  # type: ignore[no-untyped-def]
+def tanh_scalar(x: float) -> float:
     """Hyperbolic tangent in float64, the same bits on every machine."""
     ax = min(-x if x < 0.0 else x, TANH_SATURATION)
     e = expm1_scalar(2.0 * ax)
@@ -195,19 +230,21 @@ def tanh_scalar(x):  # type: ignore[no-untyped-def]
 
 
 @njit(inline="always")
-def sigmoid_scalar(x):  # type: ignore[no-untyped-def]
+def sigmoid_scalar(x: float) -> float:
     """Logistic function ``1/(1 + e^−x)`` in float64, the same bits on every machine."""
     return 1.0 / (1.0 + exp_scalar(-x))
 
 
 @njit(inline="always")
-def sincos(x):  # type: ignore[no-untyped-def]
+def sincos(x: float) -> tuple[float, float]:
     """``(sin x, cos x)`` in float64, the same bits on every machine (module docstring)."""
     k = np.floor(x * TWO_OVER_PI + 0.5)
     r = ((x - k * P1) - k * P2) - k * P3
     z = r * r
     s = r + r * z * (S3 + z * (S5 + z * (S7 + z * (S9 + z * (S11 + z * (S13 + z * S15))))))
-    c = 1.0 + z * (C2 + z * (C4 + z * (C6 + z * (C8 + z * (C10 + z * (C12 + z * (C14 + z * C16)))))))
+    c = 1.0 + z * (
+        C2 + z * (C4 + z * (C6 + z * (C8 + z * (C10 + z * (C12 + z * (C14 + z * C16))))))
+    )
     q = k - 4.0 * np.floor(k * 0.25)  # quadrant 0..3, exact while k is (|x| < 2^52)
     odd = (q == 1.0) | (q == 3.0)
     sin_x = c if odd else s
@@ -221,42 +258,44 @@ def sincos(x):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True, error_model="numpy")
-def _exp_flat(x, out):  # type: ignore[no-untyped-def]
+def _exp_flat(x: npt.NDArray[np.float64], out: npt.NDArray[np.float64]) -> None:
     for i in range(x.shape[0]):
         out[i] = exp_scalar(x[i])
 
 
 @njit(cache=True, error_model="numpy")
-def _expm1_flat(x, out):  # type: ignore[no-untyped-def]
+def _expm1_flat(x: npt.NDArray[np.float64], out: npt.NDArray[np.float64]) -> None:
     for i in range(x.shape[0]):
         out[i] = expm1_scalar(x[i])
 
 
 @njit(cache=True, error_model="numpy")
-def _log_flat(x, out):  # type: ignore[no-untyped-def]
+def _log_flat(x: npt.NDArray[np.float64], out: npt.NDArray[np.float64]) -> None:
     for i in range(x.shape[0]):
         out[i] = log_scalar(x[i])
 
 
 @njit(cache=True, error_model="numpy")
-def _tanh_flat(x, out):  # type: ignore[no-untyped-def]
+def _tanh_flat(x: npt.NDArray[np.float64], out: npt.NDArray[np.float64]) -> None:
     for i in range(x.shape[0]):
         out[i] = tanh_scalar(x[i])
 
 
 @njit(cache=True, error_model="numpy")
-def _sigmoid_flat(x, out):  # type: ignore[no-untyped-def]
+def _sigmoid_flat(x: npt.NDArray[np.float64], out: npt.NDArray[np.float64]) -> None:
     for i in range(x.shape[0]):
         out[i] = sigmoid_scalar(x[i])
 
 
 @njit(cache=True, error_model="numpy")
-def _sincos_flat(x, sin_out, cos_out):  # type: ignore[no-untyped-def]
+def _sincos_flat(
+    x: npt.NDArray[np.float64], sin_out: npt.NDArray[np.float64], cos_out: npt.NDArray[np.float64]
+) -> None:
     for i in range(x.shape[0]):
         sin_out[i], cos_out[i] = sincos(x[i])
 
 
-def _apply(kernel, x):  # type: ignore[no-untyped-def]
+def _apply(kernel: FlatKernel, x: float | npt.ArrayLike) -> float | npt.NDArray[np.float64]:
     """Run an elementwise kernel over a float or an array of any shape; same shape back."""
     arr = np.asarray(x, dtype=np.float64)
     flat = np.ascontiguousarray(arr.reshape(-1))
@@ -267,29 +306,59 @@ def _apply(kernel, x):  # type: ignore[no-untyped-def]
     return out.reshape(arr.shape)
 
 
+@overload
+def exp(x: float) -> float: ...
+@overload
+def exp(x: npt.NDArray[Any]) -> npt.NDArray[np.float64]: ...
+@overload
+def exp(x: npt.ArrayLike) -> float | npt.NDArray[np.float64]: ...
 def exp(x: float | npt.ArrayLike) -> float | npt.NDArray[np.float64]:
     """``e^x`` elementwise (portable: the same bits on every CPU)."""
-    return _apply(_exp_flat, x)  # type: ignore[no-any-return]
+    return _apply(_exp_flat, x)
 
 
+@overload
+def expm1(x: float) -> float: ...
+@overload
+def expm1(x: npt.NDArray[Any]) -> npt.NDArray[np.float64]: ...
+@overload
+def expm1(x: npt.ArrayLike) -> float | npt.NDArray[np.float64]: ...
 def expm1(x: float | npt.ArrayLike) -> float | npt.NDArray[np.float64]:
     """``e^x − 1`` elementwise (portable)."""
-    return _apply(_expm1_flat, x)  # type: ignore[no-any-return]
+    return _apply(_expm1_flat, x)
 
 
+@overload
+def log(x: float) -> float: ...
+@overload
+def log(x: npt.NDArray[Any]) -> npt.NDArray[np.float64]: ...
+@overload
+def log(x: npt.ArrayLike) -> float | npt.NDArray[np.float64]: ...
 def log(x: float | npt.ArrayLike) -> float | npt.NDArray[np.float64]:
     """Natural logarithm elementwise (portable; nan below 0, −inf at 0)."""
-    return _apply(_log_flat, x)  # type: ignore[no-any-return]
+    return _apply(_log_flat, x)
 
 
+@overload
+def tanh(x: float) -> float: ...
+@overload
+def tanh(x: npt.NDArray[Any]) -> npt.NDArray[np.float64]: ...
+@overload
+def tanh(x: npt.ArrayLike) -> float | npt.NDArray[np.float64]: ...
 def tanh(x: float | npt.ArrayLike) -> float | npt.NDArray[np.float64]:
     """Hyperbolic tangent elementwise (portable)."""
-    return _apply(_tanh_flat, x)  # type: ignore[no-any-return]
+    return _apply(_tanh_flat, x)
 
 
+@overload
+def sigmoid(x: float) -> float: ...
+@overload
+def sigmoid(x: npt.NDArray[Any]) -> npt.NDArray[np.float64]: ...
+@overload
+def sigmoid(x: npt.ArrayLike) -> float | npt.NDArray[np.float64]: ...
 def sigmoid(x: float | npt.ArrayLike) -> float | npt.NDArray[np.float64]:
     """Logistic function ``1/(1 + e^−x)`` elementwise (portable)."""
-    return _apply(_sigmoid_flat, x)  # type: ignore[no-any-return]
+    return _apply(_sigmoid_flat, x)
 
 
 def power(base: float | npt.ArrayLike, exponent: float) -> float | npt.NDArray[np.float64]:
@@ -297,7 +366,9 @@ def power(base: float | npt.ArrayLike, exponent: float) -> float | npt.NDArray[n
     ``0 ** exponent`` is 0 for a positive exponent, 1 for exponent 0)."""
     b = np.asarray(base, dtype=np.float64)
     if (b < 0).any():
-        raise ValueError("power: the base must be >= 0 (a negative base has no real power in general)")
+        raise ValueError(
+            "power: the base must be >= 0 (a negative base has no real power in general)"
+        )
     if exponent == 0.0:
         ones = np.ones_like(b)
         return float(ones) if ones.ndim == 0 else ones
@@ -320,7 +391,9 @@ def sin_cos(x: float | npt.ArrayLike) -> tuple[npt.NDArray[np.float64], npt.NDAr
 
 
 @njit(cache=True, error_model="numpy")
-def _matmul_rows(a, b_t, out):  # type: ignore[no-untyped-def]
+def _matmul_rows(
+    a: npt.NDArray[np.float64], b_t: npt.NDArray[np.float64], out: npt.NDArray[np.float64]
+) -> None:
     # out[i, j] = Σ_p a[i, p]·b_t[j, p], summed in rising p: one order whatever the CPU.
     for i in range(a.shape[0]):
         for j in range(b_t.shape[0]):
@@ -347,7 +420,7 @@ def matmul(a: npt.ArrayLike, b: npt.ArrayLike) -> npt.NDArray[np.float64]:
     out = np.empty((a2.shape[0], b2.shape[1]))
     _matmul_rows(np.ascontiguousarray(a2), np.ascontiguousarray(b2.T), out)
     if left.ndim == 1 and right.ndim == 1:
-        return out.reshape(())  # type: ignore[no-any-return]
+        return out.reshape(())
     if left.ndim == 1:
         return out.reshape(-1)
     if right.ndim == 1:

@@ -6,7 +6,8 @@ from dataclasses import dataclass
 
 from economy.errors import LedgerError
 
-MICRO = 1_000_000
+MICRO: int = 1_000_000
+"""Micro-credits per credit: every amount inside Agora is an int64 count of micro-credits."""
 
 
 @dataclass(frozen=True)
@@ -23,27 +24,3 @@ class Rates:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 0:
                 raise LedgerError(f"rate {name} must be a non-negative integer, got {value!r}")
-
-    def task_reward(self, units: int, multiplier: float = 1.0) -> int:
-        """Micro-credits earned for ``units`` task units at a contribution ``multiplier`` (rounded down)."""
-        if units < 0 or multiplier < 0:
-            raise LedgerError(f"units and multiplier must be >= 0, got {units!r}, {multiplier!r}")
-        return int(units * self.task_unit * multiplier)
-
-    def uptime_reward(self, hours: int) -> int:
-        """Micro-credits earned for ``hours`` whole hours of uptime."""
-        if hours < 0:
-            raise LedgerError(f"hours must be >= 0, got {hours!r}")
-        return hours * self.uptime_hour
-
-    def execution_cost(self, units: int, priority: bool = False) -> int:
-        """Micro-credits a requester pays for ``units`` task units (``priority`` multiplies)."""
-        if units < 0:
-            raise LedgerError(f"units must be >= 0, got {units!r}")
-        return units * self.task_unit * (self.priority_factor if priority else 1)
-
-    def storage_cost(self, megabytes: int, days: int) -> int:
-        """Micro-credits spent storing ``megabytes`` for ``days``."""
-        if megabytes < 0 or days < 0:
-            raise LedgerError(f"megabytes and days must be >= 0, got {megabytes!r}, {days!r}")
-        return megabytes * days * self.storage_mb_day

@@ -15,7 +15,7 @@ class DictReplica:
 
     def __init__(self, replica_id: int, n_replicas: int) -> None:
         self.id = replica_id
-        self.R = n_replicas
+        self.n_replicas = n_replicas
         self.earned: defaultdict[tuple[int, int], int] = defaultdict(int)
         self.spent_p: defaultdict[tuple[int, int], int] = defaultdict(int)
         self.spent_n: defaultdict[tuple[int, int], int] = defaultdict(int)
@@ -30,7 +30,7 @@ class DictReplica:
         """Liquid balance of ``a``."""
         return sum(
             self.earned.get((a, r), 0) - self.spent_p.get((a, r), 0) + self.spent_n.get((a, r), 0)
-            for r in range(self.R)
+            for r in range(self.n_replicas)
         )
 
     def staked(self, a: int) -> int:
@@ -39,12 +39,19 @@ class DictReplica:
 
     def rights(self, a: int) -> int:
         """Spending rights of ``a`` held by this replica."""
-        me = self.id
-        v = self.earned.get((a, me), 0) - self.spent_p.get((a, me), 0) + self.spent_n.get((a, me), 0)
-        if a % self.R == me:
-            v += sum(self.returned.get((a, s), 0) - self.lent.get((a, s), 0) for s in range(self.R))
+        own_replica = self.id
+        v = (
+            self.earned.get((a, own_replica), 0)
+            - self.spent_p.get((a, own_replica), 0)
+            + self.spent_n.get((a, own_replica), 0)
+        )
+        if a % self.n_replicas == own_replica:
+            v += sum(
+                self.returned.get((a, s), 0) - self.lent.get((a, s), 0)
+                for s in range(self.n_replicas)
+            )
         else:
-            v += self.lent.get((a, me), 0) - self.returned.get((a, me), 0)
+            v += self.lent.get((a, own_replica), 0) - self.returned.get((a, own_replica), 0)
         return v
 
     def mint(self, a: int, x: int) -> bool:
@@ -75,14 +82,14 @@ class DictReplica:
 
     def stake(self, a: int, x: int) -> bool:
         """Lock ``x`` as stake (home replica only)."""
-        if a % self.R != self.id or not self._debit(a, x):
+        if a % self.n_replicas != self.id or not self._debit(a, x):
             return False
         self.stake_in[a] += x
         return True
 
     def slash(self, a: int, x: int) -> bool:
         """Destroy ``x`` of stake (home replica only)."""
-        if a % self.R != self.id or self.staked(a) < x:
+        if a % self.n_replicas != self.id or self.staked(a) < x:
             return False
         self.stake_out[a] += x
         self.burned[self.id] += x
@@ -90,14 +97,14 @@ class DictReplica:
 
     def lend(self, a: int, to: int, x: int) -> bool:
         """Home replica lends ``x`` rights to replica ``to``."""
-        if a % self.R != self.id or to == self.id or self.rights(a) < x:
+        if a % self.n_replicas != self.id or to == self.id or self.rights(a) < x:
             return False
         self.lent[(a, to)] += x
         return True
 
     def give_back(self, a: int, x: int) -> bool:
         """Return ``x`` rights to the home replica."""
-        if a % self.R == self.id or self.rights(a) < x:
+        if a % self.n_replicas == self.id or self.rights(a) < x:
             return False
         self.returned[(a, self.id)] += x
         return True
@@ -113,12 +120,12 @@ class DictReplica:
                 if column == o and value > mine.get((account, column), 0):
                     mine[(account, column)] = value
         for (account, replica), value in other.lent.items():
-            if account % self.R == o and value > self.lent.get((account, replica), 0):
+            if account % self.n_replicas == o and value > self.lent.get((account, replica), 0):
                 self.lent[(account, replica)] = value
         for name in ("stake_in", "stake_out"):
             mine = getattr(self, name)
             for account, value in getattr(other, name).items():
-                if account % self.R == o and value > mine.get(account, 0):
+                if account % self.n_replicas == o and value > mine.get(account, 0):
                     mine[account] = value
         for name in ("minted", "burned"):
             mine = getattr(self, name)
@@ -127,7 +134,17 @@ class DictReplica:
 
     def merge(self, other: DictReplica) -> None:
         """Key-wise max of every counter."""
-        for name in ("earned", "spent_p", "spent_n", "lent", "returned", "stake_in", "stake_out", "minted", "burned"):
+        for name in (
+            "earned",
+            "spent_p",
+            "spent_n",
+            "lent",
+            "returned",
+            "stake_in",
+            "stake_out",
+            "minted",
+            "burned",
+        ):
             mine, theirs = getattr(self, name), getattr(other, name)
             for key, value in theirs.items():
                 if value > mine.get(key, 0):

@@ -18,9 +18,13 @@ from economy.scatter import add_at
 class BetaReputation:
     """Reputation of ``n_agents``: float64[n] alpha and beta arrays."""
 
-    def __init__(self, n_agents: int, prior: tuple[float, float] = (1.0, 1.0), decay: float = 0.99) -> None:
+    def __init__(
+        self, n_agents: int, prior: tuple[float, float] = (1.0, 1.0), decay: float = 0.99
+    ) -> None:
         if n_agents < 1 or min(prior) <= 0 or not 0 < decay <= 1:
-            raise LedgerError(f"need n_agents >= 1, prior > 0, decay in (0, 1]; got {n_agents}, {prior}, {decay}")
+            raise LedgerError(
+                f"need n_agents >= 1, prior > 0, decay in (0, 1]; got {n_agents}, {prior}, {decay}"
+            )
         self.prior = prior
         self.decay = decay
         self.alpha = np.full(n_agents, prior[0], dtype=np.float64)

@@ -24,12 +24,16 @@ _M1 = np.uint64(0xBF58476D1CE4E5B9)
 _M2 = np.uint64(0x94D049BB133111EB)
 
 
-def hash_route(task_ids: npt.NDArray[np.int64], n_agents: int, salt: int = 0) -> npt.NDArray[np.int64]:
+def hash_route(
+    task_ids: npt.NDArray[np.int64], n_agents: int, salt: int = 0
+) -> npt.NDArray[np.int64]:
     """Agent for each task id by a splitmix64 hash: stateless, uniform, deterministic."""
     if n_agents < 1:
         raise LedgerError(f"n_agents must be >= 1, got {n_agents}")
     with np.errstate(over="ignore"):  # wrapping uint64 arithmetic is the hash
-        z = np.asarray(task_ids, dtype=np.int64).astype(np.uint64) + np.uint64(salt) * np.uint64(0x9E3779B97F4A7C15)
+        z = np.asarray(task_ids, dtype=np.int64).astype(np.uint64) + np.uint64(salt) * np.uint64(
+            0x9E3779B97F4A7C15
+        )
         z = (z ^ (z >> np.uint64(30))) * _M1
         z = (z ^ (z >> np.uint64(27))) * _M2
     z = z ^ (z >> np.uint64(31))
@@ -54,14 +58,11 @@ class RouteStats:
         """Fraction of agents that received at least one task."""
         return float((self.load > 0).mean())
 
-    @property
-    def drop_rate(self) -> float:
-        """Fraction of requested (task, slot) assignments dropped for capacity."""
-        return self.dropped / self.requested if self.requested else 0.0
-
 
 @njit(cache=True)
-def _assign(logits, capacity, k, overflow):
+def _assign(
+    logits: npt.NDArray[np.float64], capacity: int, k: int, overflow: bool
+) -> npt.NDArray[np.int64]:
     """Greedy assignment, slot by slot: each task takes its best agent not yet tried for it (ties to
     the lower index); without ``overflow`` a full agent drops the slot, with it the best agent with
     room is taken. O(tasks · agents · k), no sort."""
@@ -96,8 +97,16 @@ def _assign(logits, capacity, k, overflow):
 
 
 @njit(cache=True)
-def _assign_onehot(task_skill, order, n_valid, capacity, overflow, n_agents):
-    """:func:`_assign` for k = 1 when every task needs exactly one skill: O(tasks + agents · skills).
+def _assign_onehot(
+    task_skill: npt.NDArray[np.int64],
+    order: npt.NDArray[np.int64],
+    n_valid: npt.NDArray[np.int64],
+    capacity: int,
+    overflow: bool,
+    n_agents: int,
+) -> npt.NDArray[np.int64]:
+    """:func:`_assign` for k = 1 when every task needs exactly one skill: O(tasks + agents ·
+    skills).
 
     ``order[s]`` lists the agents by falling score for skill ``s`` (ties to the lower index), the
     first ``n_valid[s]`` of them available. A full agent stays full, so each skill's pointer only
@@ -123,11 +132,18 @@ def _assign_onehot(task_skill, order, n_valid, capacity, overflow, n_agents):
 
 
 @njit(cache=True)
-def _merged_orders(skills, levels, orders, bias, k):
-    """The first ``k`` agents of each skill's list by falling score ``skills[a, s] + bias[a]`` (ties to the
-    lower index), from one list per distinct skill value: ``orders[d]`` holds the valid agents sorted
-    by falling ``levels[d] + bias`` (ties to the lower index); skill ``s``'s list merges, for every
-    ``d``, the agents whose ``skills[a, s]`` is ``levels[d]``. ``int64[skills, k]``."""
+def _merged_orders(
+    skills: npt.NDArray[np.float64],
+    levels: npt.NDArray[np.float64],
+    orders: npt.NDArray[np.int64],
+    bias: npt.NDArray[np.float64],
+    k: int,
+) -> npt.NDArray[np.int64]:
+    """The first ``k`` agents of each skill's list by falling score ``skills[a, s] + bias[a]``
+    (ties to the lower index), from one list per distinct skill value: ``orders[d]`` holds the valid
+    agents sorted by falling ``levels[d] + bias`` (ties to the lower index); skill ``s``'s list
+    merges, for every ``d``, the agents whose ``skills[a, s]`` is ``levels[d]``. ``int64[skills,
+    k]``."""
     n_skills = skills.shape[1]
     n_levels = levels.shape[0]
     nv = orders.shape[1]
@@ -170,40 +186,66 @@ class TopKGate:
     task market would offer it on.
     """
 
-    def __init__(self, skills: npt.NDArray[np.float64], k: int = 1, capacity_factor: float = 1.25,
-                 lr: float = 0.1, balance_rate: float = 0.01, overflow: bool = False) -> None:
+    def __init__(
+        self,
+        skills: npt.NDArray[np.float64],
+        k: int = 1,
+        capacity_factor: float = 1.25,
+        lr: float = 0.1,
+        balance_rate: float = 0.01,
+        overflow: bool = False,
+    ) -> None:
         skills = np.asarray(skills, dtype=np.float64)
         if skills.ndim != 2 or not 1 <= k <= skills.shape[0] or capacity_factor <= 0:
-            raise LedgerError(f"need skills [agents, d], 1 <= k <= agents, capacity_factor > 0; got {skills.shape}, k={k}, {capacity_factor}")
+            raise LedgerError(
+                "need skills [agents, d], 1 <= k <= agents, capacity_factor > 0; got "
+                f"{skills.shape}, k={k}, {capacity_factor}"
+            )
         self.skills = skills
         self.k = k
         self.capacity_factor = capacity_factor
         self.lr = lr
         self.balance_rate = balance_rate
-        self.overflow = overflow  # False: a full agent drops the slot (MoE); True: the next-best agent takes it
+        self.overflow = (
+            overflow  # False: a full agent drops the slot (MoE); True: the next-best agent takes it
+        )
         self.bias = np.zeros(skills.shape[0], dtype=np.float64)
-        self._levels: npt.NDArray[np.float64] | None = None  # distinct skill values, found on first use
+        self._levels: npt.NDArray[np.float64] | None = (
+            None  # distinct skill values, found on first use
+        )
 
     def scores(self, task_skills: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
         """Gate logits ``float64[tasks, agents]``."""
         return matmul(np.asarray(task_skills, dtype=np.float64), self.skills.T) + self.bias
 
-    def route(self, task_skills: npt.NDArray[np.float64], available: npt.NDArray[np.bool_] | None = None,
-              capacity: int | None = None) -> tuple[npt.NDArray[np.int64], RouteStats]:
+    def route(
+        self,
+        task_skills: npt.NDArray[np.float64],
+        available: npt.NDArray[np.bool_] | None = None,
+        capacity: int | None = None,
+    ) -> tuple[npt.NDArray[np.int64], RouteStats]:
         """Assign each task its top-k agents within capacity; ``-1`` marks a dropped slot.
 
         ``available: bool[n_agents]`` excludes agents (crashed, quarantined, unwilling); by default
-        capacity is ``ceil(capacity_factor · tasks · k / available agents)``, or ``capacity`` per agent.
+        capacity is ``ceil(capacity_factor · tasks · k / available agents)``, or ``capacity`` per
+        agent.
         """
         task_skills = np.asarray(task_skills, dtype=np.float64)
         m, n = task_skills.shape[0], self.skills.shape[0]
         n_avail = n if available is None else max(1, int(available.sum()))
         if capacity is None:
             capacity = int(np.ceil(self.capacity_factor * m * self.k / n_avail))
-        onehot = self.k == 1 and m > 0 and bool(((task_skills == 0.0) | (task_skills == 1.0)).all()) \
-            and bool((task_skills.sum(axis=1) == 1.0).all()) and bool(np.isfinite(self.skills).all())
+        onehot = (
+            self.k == 1
+            and m > 0
+            and bool(((task_skills == 0.0) | (task_skills == 1.0)).all())
+            and bool((task_skills.sum(axis=1) == 1.0).all())
+            and bool(np.isfinite(self.skills).all())
+        )
         if onehot:
-            return self._route_by_skill(np.argmax(task_skills, axis=1).astype(np.int64), available, capacity)
+            return self._route_by_skill(
+                np.argmax(task_skills, axis=1).astype(np.int64), available, capacity
+            )
         else:
             logits = self.scores(task_skills)
             if available is not None:
@@ -213,14 +255,25 @@ class TopKGate:
         self.bias -= self.balance_rate * np.sign(stats.load - stats.load.mean())
         return assignment, stats
 
-    def route_skills(self, task_skill: npt.NDArray[np.int64], available: npt.NDArray[np.bool_] | None = None,
-                     capacity: int | None = None) -> tuple[npt.NDArray[np.int64], RouteStats]:
+    def route_skills(
+        self,
+        task_skill: npt.NDArray[np.int64],
+        available: npt.NDArray[np.bool_] | None = None,
+        capacity: int | None = None,
+    ) -> tuple[npt.NDArray[np.int64], RouteStats]:
         """:meth:`route` for tasks that each need one skill, given as skill indices ``int64[tasks]``
-        instead of one-hot rows: the same assignment, without building and checking the one-hot matrix."""
+        instead of one-hot rows: the same assignment, without building and checking the one-hot
+        matrix."""
         task_skill = np.asarray(task_skill)
         d = self.skills.shape[1]
-        if task_skill.ndim != 1 or (task_skill.size and (not np.issubdtype(task_skill.dtype, np.integer)
-                                                         or task_skill.min() < 0 or task_skill.max() >= d)):
+        if task_skill.ndim != 1 or (
+            task_skill.size
+            and (
+                not np.issubdtype(task_skill.dtype, np.integer)
+                or task_skill.min() < 0
+                or task_skill.max() >= d
+            )
+        ):
             raise LedgerError(f"task skills must be integers in [0, {d}), one per task")
         m, n = task_skill.shape[0], self.skills.shape[0]
         if self.k != 1 or m == 0 or not np.isfinite(self.skills).all():  # the general path
@@ -232,12 +285,20 @@ class TopKGate:
             capacity = int(np.ceil(self.capacity_factor * m * self.k / n_avail))
         return self._route_by_skill(task_skill.astype(np.int64, copy=False), available, capacity)
 
-    def _route_by_skill(self, task_skill: npt.NDArray[np.int64], available: npt.NDArray[np.bool_] | None,
-                        capacity: int) -> tuple[npt.NDArray[np.int64], RouteStats]:
+    def _route_by_skill(
+        self,
+        task_skill: npt.NDArray[np.int64],
+        available: npt.NDArray[np.bool_] | None,
+        capacity: int,
+    ) -> tuple[npt.NDArray[np.int64], RouteStats]:
         # Each task's scores are one column of skills + bias: sort agents once per skill instead
         # of scoring every (task, agent) pair. Same values, same ties, same assignment.
         n = self.skills.shape[0]
-        valid = np.ones(n, dtype=np.bool_) if available is None else np.asarray(available, dtype=np.bool_)
+        valid = (
+            np.ones(n, dtype=np.bool_)
+            if available is None
+            else np.asarray(available, dtype=np.bool_)
+        )
         valid = valid & np.isfinite(self.bias)
         order = self._skill_orders(valid, task_skill.shape[0], capacity)
         n_valid = np.full(order.shape[0], order.shape[1], dtype=np.int64)
@@ -246,21 +307,30 @@ class TopKGate:
         self.bias -= self.balance_rate * np.sign(stats.load - stats.load.mean())
         return assignment, stats
 
-    def _skill_orders(self, valid: npt.NDArray[np.bool_], m: int, capacity: int) -> npt.NDArray[np.int64]:
-        """Each skill's valid agents by falling score (ties to the lower index), as far as ``m`` tasks
-        at ``capacity`` can reach: a skill's pointer passes only full agents, and at most ``m //
-        capacity`` agents fill up, so the first ``m // capacity + 1`` places are all the walk reads."""
+    def _skill_orders(
+        self, valid: npt.NDArray[np.bool_], m: int, capacity: int
+    ) -> npt.NDArray[np.int64]:
+        """Each skill's valid agents by falling score (ties to the lower index), as far as ``m``
+        tasks at ``capacity`` can reach: a skill's pointer passes only full agents, and at most ``m
+        // capacity`` agents fill up, so the first ``m // capacity + 1`` places are all the walk
+        reads."""
         agents = np.flatnonzero(valid)
         k = min(agents.size, m // max(capacity, 1) + 2)
         if self._levels is None:
             self._levels = np.unique(self.skills)
         if self._levels.size <= 4:
-            # Few distinct skill values (a main skill and the rest): one sort per value, merged per skill.
+            # Few distinct skill values (a main skill and the rest): one sort per value, merged per
+            # skill.
             orders = np.empty((self._levels.size, agents.size), dtype=np.int64)
             for d, level in enumerate(self._levels):
                 orders[d] = agents[np.argsort(-(level + self.bias[agents]), kind="stable")]
-            return _merged_orders(self.skills, self._levels, orders, self.bias, k)
-        values = self.skills[agents].T + self.bias[agents]  # [skills, valid agents], the dense logits' entries
+            merged: npt.NDArray[np.int64] = _merged_orders(
+                self.skills, self._levels, orders, self.bias, k
+            )
+            return merged
+        values = (
+            self.skills[agents].T + self.bias[agents]
+        )  # [skills, valid agents], the dense logits' entries
         return agents[np.argsort(-values, axis=1, kind="stable")[:, :k]]
 
     def learn(self, agents: npt.NDArray[np.int64], success: npt.NDArray[np.bool_]) -> None:

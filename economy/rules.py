@@ -1,4 +1,5 @@
-"""The ledger's rules as a small symbolic model, for z3 to prove and for tests to compare with the code.
+"""The ledger's rules as a small symbolic model, for z3 to prove and for tests to compare with the
+code.
 
 The model holds two accounts over two replicas (account ``a`` has home replica ``a % 2``), every
 counter of ``ledger_kernels``' layout, and the *view* a replica has of counters other replicas
@@ -17,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-R = 2
+N_REPLICAS = 2
 ACCOUNTS = (0, 1)
 
 Term = Any  # an int or a z3 arithmetic term
@@ -28,64 +29,71 @@ Bool = Any  # a bool or a z3 boolean term
 class State:
     """Every counter of two accounts over two replicas, plus the stale views used by guards."""
 
-    E: list[list[Term]]  # earned[a][r]
-    P: list[list[Term]]  # spent_p[a][r]
-    N: list[list[Term]]  # spent_n[a][r]
-    L: list[list[Term]]  # lent[a][s]
-    T: list[list[Term]]  # returned[a][s]
-    SI: list[Term]  # stake_in[a]
-    SO: list[Term]  # stake_out[a]
+    earned: list[list[Term]]  # earned[a][r]
+    spent_p: list[list[Term]]  # spent_p[a][r]
+    spent_n: list[list[Term]]  # spent_n[a][r]
+    lent: list[list[Term]]  # lent[a][s]
+    returned: list[list[Term]]  # returned[a][s]
+    stake_in: list[Term]  # stake_in[a]
+    stake_out: list[Term]  # stake_out[a]
     minted: Term
     burned: Term
     refunded: Term
     # Views of counters the replica does not write (lagging copies).
-    view_L: list[list[Term]] = field(default_factory=list)
-    view_T: list[list[Term]] = field(default_factory=list)
-    view_P: list[list[Term]] = field(default_factory=list)
+    view_lent: list[list[Term]] = field(default_factory=list)
+    view_returned: list[list[Term]] = field(default_factory=list)
+    view_spent_p: list[list[Term]] = field(default_factory=list)
 
 
 def home(a: int) -> int:
     """Home replica of account ``a``."""
-    return a % R
+    return a % N_REPLICAS
 
 
 def rights(s: State, a: int, r: int, view: bool) -> Term:
     """Spending rights of account ``a`` at replica ``r`` (``view``: as ``r`` itself sees them)."""
-    L = s.view_L if view and r != home(a) else s.L
-    T = s.view_T if view and r == home(a) else s.T
-    v = s.E[a][r] - s.P[a][r] + s.N[a][r]
+    lent = s.view_lent if view and r != home(a) else s.lent
+    returned = s.view_returned if view and r == home(a) else s.returned
+    v = s.earned[a][r] - s.spent_p[a][r] + s.spent_n[a][r]
     if r == home(a):
-        for q in range(R):
-            v = v + T[a][q] - s.L[a][q]
+        for q in range(N_REPLICAS):
+            v = v + returned[a][q] - s.lent[a][q]
     else:
-        v = v + L[a][r] - s.T[a][r]
+        v = v + lent[a][r] - s.returned[a][r]
     return v
 
 
 def balance(s: State, a: int, view_from: int | None = None) -> Term:
     """Liquid balance of ``a``; with ``view_from``, as that replica sees it (others' spends lag)."""
     v = 0
-    for r in range(R):
-        P = s.view_P if view_from is not None and r != view_from else s.P
-        v = v + s.E[a][r] - P[a][r] + s.N[a][r]
+    for r in range(N_REPLICAS):
+        spent_p = s.view_spent_p if view_from is not None and r != view_from else s.spent_p
+        v = v + s.earned[a][r] - spent_p[a][r] + s.spent_n[a][r]
     return v
 
 
 def staked(s: State, a: int) -> Term:
     """Stake of ``a``."""
-    return s.SI[a] - s.SO[a]
+    return s.stake_in[a] - s.stake_out[a]
 
 
 def invariants(s: State, And: Callable[..., Bool]) -> Bool:
-    """Non-negative counters, rights, balances and stakes; unused home cells zero; exact conservation."""
+    """Non-negative counters, rights, balances and stakes; unused home cells zero; exact
+    conservation."""
     parts: list[Bool] = []
     for a in ACCOUNTS:
-        for r in range(R):
-            parts += [s.E[a][r] >= 0, s.P[a][r] >= 0, s.N[a][r] >= 0, s.L[a][r] >= 0, s.T[a][r] >= 0]
+        for r in range(N_REPLICAS):
+            parts += [
+                s.earned[a][r] >= 0,
+                s.spent_p[a][r] >= 0,
+                s.spent_n[a][r] >= 0,
+                s.lent[a][r] >= 0,
+                s.returned[a][r] >= 0,
+            ]
             parts.append(rights(s, a, r, view=False) >= 0)
         # The home replica never lends to or takes back from itself: those cells stay 0.
-        parts += [s.L[a][home(a)] == 0, s.T[a][home(a)] == 0]
-        parts += [s.SO[a] >= 0, staked(s, a) >= 0, balance(s, a) >= 0]
+        parts += [s.lent[a][home(a)] == 0, s.returned[a][home(a)] == 0]
+        parts += [s.stake_out[a] >= 0, staked(s, a) >= 0, balance(s, a) >= 0]
     held = sum((balance(s, a) + staked(s, a) for a in ACCOUNTS), 0)
     parts.append(held == s.minted - s.burned + s.refunded)
     return And(*parts)
@@ -95,8 +103,12 @@ def views_lag(s: State, And: Callable[..., Bool]) -> Bool:
     """Views lie between 0 and the truth."""
     parts = []
     for a in ACCOUNTS:
-        for r in range(R):
-            for view, true in ((s.view_L, s.L), (s.view_T, s.T), (s.view_P, s.P)):
+        for r in range(N_REPLICAS):
+            for view, true in (
+                (s.view_lent, s.lent),
+                (s.view_returned, s.returned),
+                (s.view_spent_p, s.spent_p),
+            ):
                 parts += [view[a][r] >= 0, view[a][r] <= true[a][r]]
     return And(*parts)
 
@@ -107,49 +119,55 @@ def _spend_guard(s: State, a: int, r: int, x: Term, escrow: bool, And: Callable[
     return And(x > 0, balance(s, a, view_from=r) >= x)
 
 
-def transfer(s: State, a: int, b: int, r: int, x: Term, And: Callable[..., Bool], escrow: bool = True) -> tuple[Bool, State]:
+def transfer(
+    s: State, a: int, b: int, r: int, x: Term, And: Callable[..., Bool], escrow: bool = True
+) -> tuple[Bool, State]:
     """Replica ``r`` moves ``x`` from ``a`` to ``b``."""
     t = copy.deepcopy(s)
-    t.P[a][r] = s.P[a][r] + x
-    t.E[b][r] = t.E[b][r] + x
+    t.spent_p[a][r] = s.spent_p[a][r] + x
+    t.earned[b][r] = t.earned[b][r] + x
     return _spend_guard(s, a, r, x, escrow, And), t
 
 
-def spend(s: State, a: int, r: int, x: Term, And: Callable[..., Bool], escrow: bool = True) -> tuple[Bool, State]:
+def spend(
+    s: State, a: int, r: int, x: Term, And: Callable[..., Bool], escrow: bool = True
+) -> tuple[Bool, State]:
     """Replica ``r`` takes a fee ``x`` from ``a``."""
     t = copy.deepcopy(s)
-    t.P[a][r] = s.P[a][r] + x
+    t.spent_p[a][r] = s.spent_p[a][r] + x
     t.burned = s.burned + x
     return _spend_guard(s, a, r, x, escrow, And), t
 
 
-def stake(s: State, a: int, x: Term, And: Callable[..., Bool], escrow: bool = True) -> tuple[Bool, State]:
+def stake(
+    s: State, a: int, x: Term, And: Callable[..., Bool], escrow: bool = True
+) -> tuple[Bool, State]:
     """The home replica locks ``x`` of ``a``'s credits as stake."""
     t = copy.deepcopy(s)
     h = home(a)
-    t.P[a][h] = s.P[a][h] + x
-    t.SI[a] = s.SI[a] + x
+    t.spent_p[a][h] = s.spent_p[a][h] + x
+    t.stake_in[a] = s.stake_in[a] + x
     return _spend_guard(s, a, h, x, escrow, And), t
 
 
 def lend(s: State, a: int, to: int, x: Term, And: Callable[..., Bool]) -> tuple[Bool, State]:
     """The home replica of ``a`` moves ``x`` of its rights to replica ``to``."""
     t = copy.deepcopy(s)
-    t.L[a][to] = s.L[a][to] + x
+    t.lent[a][to] = s.lent[a][to] + x
     return And(x > 0, to != home(a), rights(s, a, home(a), view=True) >= x), t
 
 
 def give_back(s: State, a: int, r: int, x: Term, And: Callable[..., Bool]) -> tuple[Bool, State]:
     """Non-home replica ``r`` returns ``x`` of ``a``'s rights to the home replica."""
     t = copy.deepcopy(s)
-    t.T[a][r] = s.T[a][r] + x
+    t.returned[a][r] = s.returned[a][r] + x
     return And(x > 0, r != home(a), rights(s, a, r, view=True) >= x), t
 
 
 def slash(s: State, a: int, x: Term, And: Callable[..., Bool]) -> tuple[Bool, State]:
     """The home replica destroys ``x`` of ``a``'s stake."""
     t = copy.deepcopy(s)
-    t.SO[a] = s.SO[a] + x
+    t.stake_out[a] = s.stake_out[a] + x
     t.burned = s.burned + x
     return And(x > 0, staked(s, a) >= x), t
 
@@ -158,14 +176,14 @@ def unstake(s: State, a: int, x: Term, And: Callable[..., Bool]) -> tuple[Bool, 
     """The home replica releases ``x`` of ``a``'s stake to liquid credits."""
     t = copy.deepcopy(s)
     h = home(a)
-    t.SO[a] = s.SO[a] + x
-    t.E[a][h] = s.E[a][h] + x
+    t.stake_out[a] = s.stake_out[a] + x
+    t.earned[a][h] = s.earned[a][h] + x
     return And(x > 0, staked(s, a) >= x), t
 
 
 def mint(s: State, a: int, r: int, x: Term, And: Callable[..., Bool]) -> tuple[Bool, State]:
     """Replica ``r`` creates ``x`` credits for ``a``."""
     t = copy.deepcopy(s)
-    t.E[a][r] = s.E[a][r] + x
+    t.earned[a][r] = s.earned[a][r] + x
     t.minted = s.minted + x
     return And(x > 0), t

@@ -23,18 +23,26 @@ from typing import Any
 
 import numpy as np
 
-from runtime.errors import ScenarioError
-from runtime.scenario import Scenario, parse
-
-MICRO = 1_000_000
+from economy import MICRO
+from runtime.kernel.errors import ScenarioError
+from runtime.kernel.scenario import Scenario, parse
 
 
 class Simulation:
     """One world, driven tick by tick from Python (see the module docstring)."""
 
-    def __init__(self, scenario: Scenario, raw: bytes, base: Path = Path("."), *, seed: int | None = None,
-                 out: Path | str | None = None, until: int | None = None, overwrite: bool = False) -> None:
-        from runtime import recording
+    def __init__(
+        self,
+        scenario: Scenario,
+        raw: bytes,
+        base: Path = Path("."),
+        *,
+        seed: int | None = None,
+        out: Path | str | None = None,
+        until: int | None = None,
+        overwrite: bool = False,
+    ) -> None:
+        from runtime.record import recording
 
         self.scenario = scenario
         self.base = Path(base)
@@ -46,8 +54,16 @@ class Simulation:
         self._raw = raw
         self._closed = False
         self.summary: dict[str, Any] | None = None
-        self._manifest = {"format": recording.FORMAT, "seed": self.seed, "ticks": self.until, "device": "cpu",
-                          "realtime_factor": None, "cores": "as written", "parent": None, "signed": None}
+        self._manifest = {
+            "format": recording.FORMAT,
+            "seed": self.seed,
+            "ticks": self.until,
+            "device": "cpu",
+            "realtime_factor": None,
+            "cores": "as written",
+            "parent": None,
+            "signed": None,
+        }
         if self.out is not None:
             recording.prepare_out(self.out, overwrite, keep=(self.base,))
             (self.out / recording.SCENARIO_COPY).write_bytes(raw)
@@ -59,8 +75,9 @@ class Simulation:
     # ------------------------------------------------------------------ building
     @classmethod
     def from_file(cls, path: Path | str, **kwargs: Any) -> Simulation:
-        """A simulation of the scenario file at ``path`` (files it names are relative to its folder)."""
-        from runtime.scenario import load
+        """A simulation of the scenario file at ``path`` (files it names are relative to its
+        folder)."""
+        from runtime.kernel.scenario import load
 
         path = Path(path)
         scenario, raw = load(path)
@@ -79,7 +96,9 @@ class Simulation:
         try:
             text = tomli_w.dumps(data)
         except (TypeError, ValueError) as exc:
-            raise ScenarioError([f"<dict>: (toml): cannot be written as a scenario file: {exc}"]) from None
+            raise ScenarioError(
+                [f"<dict>: (toml): cannot be written as a scenario file: {exc}"]
+            ) from None
         return cls.from_toml(text, base, **kwargs)
 
     # ------------------------------------------------------------------ the clock
@@ -98,16 +117,19 @@ class Simulation:
         if self._closed:
             raise RuntimeError("the simulation is closed")
         if not self.tick <= until <= self.until:
-            raise ValueError(f"until: {until} is outside this simulation's ticks {self.tick}..{self.until}")
+            raise ValueError(
+                f"until: {until} is outside this simulation's ticks {self.tick}..{self.until}"
+            )
         if until > self.tick:
             self.world.run(until)
 
     def close(self) -> dict[str, Any] | None:
-        """Finish: settle the ledger replicas and, when recording, write the summary as ``agora run``
+        """Finish: settle the ledger replicas and, when recording, write the summary as ``agora
+        run``
         does; return it (None without ``out``)."""
         if self._closed:
             return self.summary
-        from runtime import recording
+        from runtime.record import recording
 
         self._closed = True
         self.world.settled = self.world.settle()
@@ -141,8 +163,13 @@ class Simulation:
             if arr.ndim != 1 or arr.shape[0] != pop.n:
                 continue
             unit = pop.money_arrays.get(key)
-            columns = ({f"{key}_credits": arr / MICRO, f"{key}_micro": arr} if unit == "micro"
-                       else {f"{key}_credits": arr} if unit == "credits" else {key: arr})
+            columns = (
+                {f"{key}_credits": arr / MICRO, f"{key}_micro": arr}
+                if unit == "micro"
+                else {f"{key}_credits": arr}
+                if unit == "credits"
+                else {key: arr}
+            )
             for column, values in columns.items():
                 table.setdefault(column, values)
         return pl.DataFrame(table)
@@ -191,11 +218,18 @@ class Simulation:
                     stake[sel] = ledger.staked_of(accounts[sel])
         else:
             if not 0 <= replica < len(world.ledgers) or world.ledgers[replica] is None:
-                raise ValueError(f"replica: {replica} is not one of this world's 0..{len(world.ledgers) - 1}")
+                raise ValueError(
+                    f"replica: {replica} is not one of this world's 0..{len(world.ledgers) - 1}"
+                )
             balance = world.ledgers[replica].balances()[accounts]
             stake = world.ledgers[replica].staked_of(accounts)
         rep = world.reputation
-        return {"account": accounts, "region": np.asarray(world.home(accounts)),
-                "balance_credits": balance / MICRO, "balance_micro": balance,
-                "stake_credits": stake / MICRO, "stake_micro": stake,
-                "reputation": rep.alpha[accounts] / (rep.alpha[accounts] + rep.beta[accounts])}
+        return {
+            "account": accounts,
+            "region": np.asarray(world.home(accounts)),
+            "balance_credits": balance / MICRO,
+            "balance_micro": balance,
+            "stake_credits": stake / MICRO,
+            "stake_micro": stake,
+            "reputation": rep.alpha[accounts] / (rep.alpha[accounts] + rep.beta[accounts]),
+        }

@@ -3,9 +3,11 @@ when a command runs, so ``agora --help`` starts at once."""
 
 from __future__ import annotations
 
-# Each module registers its commands on the app when imported.
-from runtime.cli import runs, scenarios, inspection, training, sweeping, fuzzing, benchmarking  # noqa: F401, I001
+from runtime.cli import benchmarking, fuzzing, inspection, runs, scenarios, sweeping, training
 from runtime.cli.output import app
+
+# Each module registers its commands on the app when imported.
+COMMAND_MODULES = (benchmarking, fuzzing, inspection, runs, scenarios, sweeping, training)
 
 __all__ = ["app", "main"]
 

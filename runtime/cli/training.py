@@ -2,37 +2,91 @@
 
 from __future__ import annotations
 
-import json
+import statistics
 import sys
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
+from rich.progress import TextColumn
 
-from runtime.cli.output import Table, app, err, fail, out, progress, role_failed
-from runtime.errors import RoleFailure, RunDirError, ScenarioError
-
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from runtime.cli.output import Table, app, err, fail, out, progress_bar
 
 
 @app.command()
 def train(
-    out_dir: Annotated[Path, typer.Option("--out", help="Folder for curve.csv, curve.png, checkpoints/, policy.npz and eval.json.")] = Path("runs/train"),
-    env_id: Annotated[str, typer.Option("--env", help="Environment to train on (agora/Market-v0 is the one PPO trains).")] = "agora/Market-v0",
-    total_steps: Annotated[int, typer.Option(min=1, help="Environment steps in all (summed over the vector's markets).")] = 200_000,
-    num_envs: Annotated[int, typer.Option(min=1, help="Markets stepped together (the native vector env).")] = 16,
+    scenario: Annotated[
+        Path | None,
+        typer.Argument(
+            help=(
+                "A scenario file to train in: one seat of --learner learns in its full World "
+                "(agora/Scenario-v0). Without it: agora/Market-v0."
+            )
+        ),
+    ] = None,
+    learner: Annotated[
+        str,
+        typer.Option(
+            help=(
+                "With SCENARIO: the population one seat of which learns (its role's control form "
+                "must be a shade policy's: negotiators)."
+            )
+        ),
+    ] = "negotiators",
+    ticks: Annotated[
+        int | None,
+        typer.Option(min=1, help="With SCENARIO: ticks per episode (default: the scenario's own)."),
+    ] = None,
+    eval_seeds: Annotated[
+        int, typer.Option(min=1, max=5, help="Held-out seeds (from 1001) of the final evaluation.")
+    ] = 5,
+    out_dir: Annotated[
+        Path,
+        typer.Option(
+            "--out", help="Folder for curve.csv, curve.png, checkpoints/, policy.npz and eval.json."
+        ),
+    ] = Path("runs/train"),
+    env_id: Annotated[
+        str,
+        typer.Option(
+            "--env", help="Environment to train on (agora/Market-v0 is the one PPO trains)."
+        ),
+    ] = "agora/Market-v0",
+    total_steps: Annotated[
+        int,
+        typer.Option(min=1, help="Environment steps in all (summed over the vector's markets)."),
+    ] = 200_000,
+    num_envs: Annotated[
+        int, typer.Option(min=1, help="Markets stepped together (the native vector env).")
+    ] = 16,
     num_steps: Annotated[int, typer.Option(min=1, help="Steps per market per rollout.")] = 128,
-    n_agents: Annotated[int, typer.Option(min=2, help="Negotiators per market (one learns; the rest are ZI-C).")] = 8,
+    n_agents: Annotated[
+        int, typer.Option(min=2, help="Negotiators per market (one learns; the rest are ZI-C).")
+    ] = 8,
     lr: Annotated[float, typer.Option(min=0.0, help="Adam learning rate (annealed to 0).")] = 3e-4,
-    seed: Annotated[int, typer.Option(min=0, help="Seed: the same seed gives the same policy on the CPU.")] = 1,
-    device: Annotated[str, typer.Option(help="cpu, or cuda for a GPU when torch sees one.")] = "cpu",
-    eval_episodes: Annotated[int, typer.Option(min=1, help="Episodes per held-out seed (1001-1005) in the final evaluation.")] = 20,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a non-empty --out folder.")] = False,
+    seed: Annotated[
+        int, typer.Option(min=0, help="Seed: the same seed gives the same policy on the CPU.")
+    ] = 1,
+    device: Annotated[
+        str, typer.Option(help="cpu, or cuda for a GPU when torch sees one.")
+    ] = "cpu",
+    eval_episodes: Annotated[
+        int,
+        typer.Option(min=1, help="Episodes per held-out seed (1001-1005) in the final evaluation."),
+    ] = 20,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace a non-empty --out folder.")
+    ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
-    """Train a negotiator with PPO (CleanRL-style, torch) on agora/Market-v0 and evaluate it against ZI-C.
+    """Train a negotiator with PPO (CleanRL-style, torch) on agora/Market-v0, or in a SCENARIO, and
+    evaluate it against ZI-C.
 
-    Writes the learning curve (CSV and PNG), checkpoints, the policy file and the evaluation on held-out seeds.
+    With SCENARIO, one seat of --learner learns among the scenario's own agents (agora train
+    scenarios/marketplace.toml --learner negotiators).
+
+    Writes the learning curve (CSV and PNG), checkpoints, the policy file and the evaluation on
+    held-out seeds.
 
     A scenario loads the policy as a negotiator's core: core = "path/to/policy.npz".
     """
@@ -40,7 +94,10 @@ def train(
 
     problems = []
     if env_id != "agora/Market-v0":
-        problems.append(f"--env {env_id!r}: PPO here trains agora/Market-v0 (the negotiator); agora/Refactor-v0 is for your own trainers")
+        problems.append(
+            f"--env {env_id!r}: PPO here trains agora/Market-v0 (the negotiator); "
+            f"agora/Refactor-v0 is for your own trainers"
+        )
     if device not in ("cpu", "cuda"):
         problems.append(f"--device {device!r}: expected cpu or cuda")
     elif device == "cuda":
@@ -51,33 +108,99 @@ def train(
     if out_dir.exists() and not out_dir.is_dir():
         problems.append(f"--out {out_dir}: exists and is not a directory")
     elif out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
-        problems.append(f"--out {out_dir}: folder is not empty; pass --overwrite or choose another --out")
+        problems.append(
+            f"--out {out_dir}: folder is not empty; pass --overwrite or choose another --out"
+        )
+    if scenario is not None and not scenario.is_file():
+        problems.append(f"SCENARIO {scenario}: no such file")
     if problems:
         fail(problems)
+    trainer = _trainer()
+    scenario_file = None if scenario is None else str(scenario)
+    trainer_problems = trainer.problems(scenario=scenario_file, learner=learner, ticks=ticks)
+    if trainer_problems:
+        fail(trainer_problems)
     if out_dir.exists() and overwrite:
         shutil.rmtree(out_dir)
-    from environments.ppo import Args, train as run_ppo
-
-    args = Args(total_steps=total_steps, num_envs=num_envs, num_steps=num_steps, n_agents=n_agents, lr=lr, seed=seed,
-                device=device, eval_episodes=eval_episodes)
-    iterations = max(1, total_steps // (num_envs * num_steps))
+    settings = {
+        "total_steps": total_steps,
+        "num_envs": num_envs,
+        "num_steps": num_steps,
+        "n_agents": n_agents,
+        "lr": lr,
+        "seed": seed,
+        "device": device,
+        "eval_episodes": eval_episodes,
+        "eval_seeds": tuple(range(1001, 1001 + eval_seeds)),
+        "scenario": scenario_file,
+        "learner": learner,
+        "ticks": ticks,
+    }
     if quiet or not sys.stderr.isatty():
-        curve_line = None if quiet else (lambda it, n, r: err.print(f"iteration {it}/{n}: mean return {r:.3f}", markup=False)
-                                          if it == 1 or it % 10 == 0 or it == n else None)
-        result = run_ppo(args, out_dir, curve_line)
+        result = trainer.train(out_dir, None if quiet else _print_iteration, **settings)
     else:
-        bar = Progress(TextColumn("train"), BarColumn(), MofNCompleteColumn(), TextColumn("iterations"),
-                       TextColumn("{task.fields[ret]}"), TimeRemainingColumn(), console=err, transient=True)
-        task = bar.add_task("train", total=iterations, ret="")
+        bar = progress_bar("train", "iterations", TextColumn("{task.fields[ret]}"))
+        task = bar.add_task("train", total=None, ret="")
         with bar:
-            result = run_ppo(args, out_dir, lambda it, n, r: bar.update(task, completed=it, ret=f"return {r:.3f}"))
-    table = Table(title=f"PPO on agora/Market-v0: mean episode return on held-out seeds ({eval_episodes} episodes each)")
+            result = trainer.train(
+                out_dir,
+                lambda it, n, r: bar.update(task, completed=it, total=n, ret=f"return {r:.3f}"),
+                **settings,
+            )
+    _print_result(result, scenario, learner, eval_episodes, out_dir)
+
+
+def _print_iteration(iteration: int, iterations: int, mean_return: float) -> None:
+    """One line on stderr for the first, every tenth and the last iteration."""
+    if iteration == 1 or iteration % 10 == 0 or iteration == iterations:
+        err.print(
+            f"iteration {iteration}/{iterations}: mean return {mean_return:.3f}", markup=False
+        )
+
+
+def _print_result(
+    result: dict[str, Any], scenario: Path | None, learner: str, eval_episodes: int, out_dir: Path
+) -> None:
+    """The evaluation table (trained policy against ZI-C per held-out seed) and the files
+    written."""
+    where = "agora/Market-v0" if scenario is None else f"{scenario} ({learner}, one seat)"
+    table = Table(
+        title=f"PPO on {where}: mean episode return on held-out seeds "
+        f"({eval_episodes} episodes each)"
+    )
     for col in ("seed", "trained", "scripted (ZI-C)"):
         table.add_column(col)
-    for s_, a, b in zip(result["seeds"], result["trained"], result["scripted"], strict=True):
-        table.add_row(str(s_), f"{a:.3f}", f"{b:.3f}")
-    table.add_row("mean", f"{__import__('numpy').mean(result['trained']):.3f}", f"{__import__('numpy').mean(result['scripted']):.3f}")
+    for seed, trained, scripted in zip(
+        result["seeds"], result["trained"], result["scripted"], strict=True
+    ):
+        table.add_row(str(seed), f"{trained:.3f}", f"{scripted:.3f}")
+    table.add_row(
+        "mean",
+        f"{statistics.fmean(result['trained']):.3f}",
+        f"{statistics.fmean(result['scripted']):.3f}",
+    )
     out.print(table)
-    out.print(f"learning curve: first iteration {result['first_return']:.3f}, last {result['last_return']:.3f} "
-              f"({result['env_steps']:,} env steps)", markup=False)
-    out.print(f"wrote {out_dir}/curve.csv, curve.png, checkpoints/, policy.npz, eval.json", markup=False)
+    out.print(
+        f"learning curve: first iteration {result['first_return']:.3f}, "
+        f"last {result['last_return']:.3f} ({result['env_steps']:,} env steps)",
+        markup=False,
+    )
+    out.print(
+        f"wrote {out_dir}/curve.csv, curve.png, checkpoints/, policy.npz, eval.json", markup=False
+    )
+
+
+def _trainer() -> Any:
+    """The PPO trainer, found through the ``agora.trainers`` entry point ``ppo`` (the runtime does
+    not import the environments package: it depends on the runtime, not the other way round)."""
+    from importlib.metadata import entry_points
+
+    found = list(entry_points(group="agora.trainers", name="ppo"))
+    if not found:
+        fail(
+            [
+                "the PPO trainer is not installed (entry point agora.trainers: ppo); "
+                "install Agora from its source tree: pip install -e ."
+            ]
+        )
+    return found[0].load()

@@ -1,4 +1,4 @@
-"""Contribution curve, rates, stake with unbonding, reputation, market pricing and task routing."""
+"""Contribution curve, rates, reputation, market pricing and task routing."""
 
 from __future__ import annotations
 
@@ -7,13 +7,12 @@ import math
 import numpy as np
 import pytest
 
-from economy import Keyring, LedgerError, Replica
+from economy import LedgerError
 from economy.contribution import contribution_multiplier
 from economy.market import Market
 from economy.rates import MICRO, Rates
 from economy.reputation import BetaReputation
 from economy.routing import TopKGate, hash_route
-from economy.stake import StakeBook
 
 
 def test_contribution_multiplier_follows_the_formula_not_the_plan_table():
@@ -29,35 +28,15 @@ def test_contribution_multiplier_follows_the_formula_not_the_plan_table():
 
 
 def test_rates_default_to_the_plan_in_micro_credits():
-    r = Rates()
-    assert r.task_reward(3) == 3 * MICRO
-    assert r.uptime_reward(10) == MICRO
-    assert r.execution_cost(2, priority=True) == 4 * MICRO
-    assert r.storage_cost(100, 1) == MICRO
-    assert r.task_reward(1, multiplier=10.0) == 10 * MICRO
-    with pytest.raises(LedgerError):
+    rates = Rates()
+    assert rates.task_unit == MICRO  # 1 credit per compute task unit
+    assert rates.uptime_hour == MICRO // 10  # 0.1 credit per hour of uptime
+    assert rates.priority_factor == 2  # priority execution costs twice
+    assert rates.storage_mb_day == MICRO // 100  # 0.01 credit per MB per day
+    with pytest.raises(LedgerError, match="task_unit"):
         Rates(task_unit=-1)
-    with pytest.raises(LedgerError):
-        r.storage_cost(-1, 1)
-
-
-def test_unbonding_stake_can_be_slashed_and_releases_on_time():
-    kr = Keyring.derive(1, b"s")
-    rep = Replica(0, 1, 4, kr)
-    rep.mint(0, 1000)
-    book = StakeBook(rep, unbonding_ticks=5)
-    book.stake(0, 600)
-    book.request_unstake(0, 400, now=10)
-    assert book.bonded(0) == 200
-    assert book.release(now=14) == []
-    book.slash(0, 0.5)  # 300 of 600 destroyed, unbonding trimmed to what is left
-    assert rep.staked(0) == 300 and book.unbonding(0) == 300
-    ops = book.release(now=15)
-    assert len(ops) == 1 and rep.staked(0) == 0 and rep.balance(0) == 400 + 300
-    with pytest.raises(LedgerError):
-        book.request_unstake(0, 1, now=16)
-    with pytest.raises(LedgerError):
-        book.slash(0, 1.5)
+    with pytest.raises(LedgerError, match="uptime_hour"):
+        Rates(uptime_hour=-5)
 
 
 def test_reputation_predicts_success_better_than_chance():
@@ -135,10 +114,13 @@ def test_the_one_hot_routing_path_assigns_exactly_as_the_dense_greedy_pass():
     for trial in range(160):
         n, d, m = int(rng.integers(2, 40)), int(rng.integers(1, 6)), int(rng.integers(1, 120))
         if trial < 60:
-            skills = np.round(rng.random((n, d)), 1)  # coarse values: many ties, the sort-per-skill path
+            skills = np.round(
+                rng.random((n, d)), 1
+            )  # coarse values: many ties, the sort-per-skill path
             bias = np.round(rng.normal(0, 0.1, n), 1)
         else:
-            # A main skill and the rest (the workers' case): the merged path. Biases a rounding error
+            # A main skill and the rest (the workers' case): the merged path. Biases a rounding
+            # error
             # apart tie once a skill value is added, and ties go to the lower index.
             skills = np.where(rng.random((n, d)) < 0.3, 1.0, 0.1)
             bias = rng.choice([0.0, 1e-17, -1e-17, 0.9, 0.9 + 1e-16, -0.5], size=n)
@@ -161,7 +143,10 @@ def test_route_skills_gives_route_of_the_one_hot_rows():
         n, d, m = int(rng.integers(3, 40)), int(rng.integers(1, 6)), int(rng.integers(0, 80))
         skills = np.full((n, d), 0.1)
         skills[np.arange(n), rng.integers(0, d, n)] = 1.0
-        a, b = TopKGate(skills.copy(), overflow=bool(trial % 2)), TopKGate(skills.copy(), overflow=bool(trial % 2))
+        a, b = (
+            TopKGate(skills.copy(), overflow=bool(trial % 2)),
+            TopKGate(skills.copy(), overflow=bool(trial % 2)),
+        )
         for _ in range(3):  # the bias moves with each routing: both gates must move alike
             task = rng.integers(0, d, m)
             onehot = np.zeros((m, d))

@@ -3,20 +3,33 @@ threshold edges, timelock, and the z3 constitution check that blocks violating p
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 
 from economy.constitution import Constitution
-from economy.governance import NAO, WEIGHT_SCALE, GovernanceError, GovernanceParams, attention_weights
+from economy.governance import (
+    NAO,
+    WEIGHT_SCALE,
+    GovernanceError,
+    GovernanceParams,
+    attention_weights,
+)
 
 CONSTITUTION = Constitution({"fee_rate": (0.0, 0.05), "slash_fraction": (0.0, 0.5)})
 FLAT = np.zeros(2)
 
 
-def nao(stakes: list[int], **params: float) -> tuple[NAO, np.ndarray]:
+def nao(stakes: list[int], **params: Any) -> tuple[NAO, np.ndarray]:
     book = np.array(stakes, dtype=np.int64)
-    org = NAO(np.zeros((len(stakes), 2)), lambda: book.copy(), GovernanceParams(**params), CONSTITUTION,
-              {"fee_rate": 0.01, "slash_fraction": 0.1})
+    org = NAO(
+        np.zeros((len(stakes), 2)),
+        lambda: book.copy(),
+        GovernanceParams(**params),
+        CONSTITUTION,
+        {"fee_rate": 0.01, "slash_fraction": 0.1},
+    )
     return org, book
 
 
@@ -41,7 +54,9 @@ def test_snapshot_defeats_flash_stake():
     org.tick(5)
     assert p.state == "rejected" and "threshold" in p.reason
     assert p.weights[2] == 10 * WEIGHT_SCALE
-    later = org.open(0, {"fee_rate": 0.03}, FLAT, now=6)  # the new stake counts from the next proposal on
+    later = org.open(
+        0, {"fee_rate": 0.03}, FLAT, now=6
+    )  # the new stake counts from the next proposal on
     assert later.weights[2] == 1_000_000 * WEIGHT_SCALE
 
 
@@ -138,8 +153,14 @@ def test_close_open_decides_early_but_not_in_the_opening_tick():
 
 def test_admission_and_expulsion_change_who_votes():
     book = np.array([10, 10, 10, 10], dtype=np.int64)
-    org = NAO(np.zeros((4, 2)), lambda: book.copy(), GovernanceParams(voting_period=1, timelock=0), CONSTITUTION,
-              {"fee_rate": 0.01}, active=np.array([True, True, True, False]))
+    org = NAO(
+        np.zeros((4, 2)),
+        lambda: book.copy(),
+        GovernanceParams(voting_period=1, timelock=0),
+        CONSTITUTION,
+        {"fee_rate": 0.01},
+        active=np.array([True, True, True, False]),
+    )
     with pytest.raises(GovernanceError, match="not an active member"):
         org.open(3, {"fee_rate": 0.02}, FLAT, now=0)
     admit = org.open(0, {}, FLAT, now=0, kind="admit", target=3)
@@ -162,7 +183,9 @@ def test_admission_and_expulsion_change_who_votes():
 def test_treasury_spend_is_bounded_by_the_constitution():
     book = np.array([10, 10], dtype=np.int64)
     c = Constitution({"treasury_spend": (0, 100), "member_count": (2, None)})
-    org = NAO(np.zeros((2, 2)), lambda: book.copy(), GovernanceParams(voting_period=1, timelock=0), c, {})
+    org = NAO(
+        np.zeros((2, 2)), lambda: book.copy(), GovernanceParams(voting_period=1, timelock=0), c, {}
+    )
     ok = org.open(0, {}, FLAT, now=0, kind="treasury", target=7, amount=100)
     big = org.open(0, {}, FLAT, now=0, kind="treasury", target=7, amount=101)
     shrink = org.open(0, {}, FLAT, now=0, kind="expel", target=1)

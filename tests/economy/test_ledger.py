@@ -56,7 +56,15 @@ def test_duplicated_and_replayed_ops_change_nothing():
 def test_forged_origin_is_rejected_recorded_and_not_applied():
     a, b, _ = replicas()
     genuine = a.mint(0, 50)
-    forged = Op(0, genuine.seq + 1, OpKind.MINT, np.array([1]), np.array([0]), np.array([10**9]), a.clock.copy())
+    forged = Op(
+        0,
+        genuine.seq + 1,
+        OpKind.MINT,
+        np.array([1]),
+        np.array([0]),
+        np.array([10**9]),
+        a.clock.copy(),
+    )
     wrong_key = Keyring.derive(3, b"attacker").sign(forged)
     b.receive(genuine)
     root = b.root()
@@ -64,8 +72,16 @@ def test_forged_origin_is_rejected_recorded_and_not_applied():
         b.receive(wrong_key)
     assert b.root() == root and b.balance(1) == 0
     assert b.rejected[-1].op_id == f"0:{genuine.seq + 1}"
-    tampered = Op(genuine.origin, genuine.seq, genuine.kind, genuine.accounts, genuine.others,
-                  genuine.amounts * 2, genuine.deps, genuine.tag)
+    tampered = Op(
+        genuine.origin,
+        genuine.seq,
+        genuine.kind,
+        genuine.accounts,
+        genuine.others,
+        genuine.amounts * 2,
+        genuine.deps,
+        genuine.tag,
+    )
     with pytest.raises(OpRejected):
         a_fresh = replicas()[2]
         a_fresh.receive(tampered)
@@ -100,10 +116,20 @@ def test_ops_wait_for_their_causal_predecessors():
         (lambda r: r.give_back(0, 1), "home replica holds"),
         (lambda r: r.transfer(0, 12, 1), "destination"),
         (lambda r: r.refund(0, 0, 1), r"spend's seq \(>= 1\)"),
-        (lambda r: r.execute(OpKind.MINT, [0, 1, 2], [0, 0, 0], [1, 10**16, 1]), r"amount 10000000000000000 must be in \[1, "),
-        # Several faults: the first rule in order (accounts, amounts, destinations, ...) names the first bad entry.
-        (lambda r: r.execute(OpKind.TRANSFER, [0, 40, 50], [99, 1, 1], [0, 1, 1]), r"op 0:2 \(transfer\): account 40 out of range"),
-        (lambda r: r.execute(OpKind.STAKE, [0, 3, 4, 1], [0, 0, 0, 0], [1, 1, 1, 1]), "account 4 has home replica 1"),
+        (
+            lambda r: r.execute(OpKind.MINT, [0, 1, 2], [0, 0, 0], [1, 10**16, 1]),
+            r"amount 10000000000000000 must be in \[1, ",
+        ),
+        # Several faults: the first rule in order (accounts, amounts, destinations, ...) names the
+        # first bad entry.
+        (
+            lambda r: r.execute(OpKind.TRANSFER, [0, 40, 50], [99, 1, 1], [0, 1, 1]),
+            r"op 0:2 \(transfer\): account 40 out of range",
+        ),
+        (
+            lambda r: r.execute(OpKind.STAKE, [0, 3, 4, 1], [0, 0, 0, 0], [1, 1, 1, 1]),
+            "account 4 has home replica 1",
+        ),
     ],
 )
 def test_bad_ops_raise_clear_errors_and_change_nothing(call, message):
@@ -238,7 +264,9 @@ def test_delta_since_holds_exactly_the_rows_of_changed_leaves():
     assert d.stake.tolist() == a.cells[[0, 2, 8]][:, [4, 5]].tolist()
     assert d.cells.flags.c_contiguous and d.seq == 3 and d.totals.tolist() == [15, 0, 0]
     empty = a.delta_since(a.version)
-    assert empty.spans.shape == (0, 2) and empty.cells.shape == (0, 2) and empty.stake.shape == (0, 2)
+    assert (
+        empty.spans.shape == (0, 2) and empty.cells.shape == (0, 2) and empty.stake.shape == (0, 2)
+    )
     assert a.delta_since(0).spans.tolist() == [[0, 4], [8, 10]]  # leaves ever written; not [4-7]
 
 
@@ -261,10 +289,18 @@ def test_rights_at_homes_asks_each_accounts_home_replica():
 
 def test_a_replica_holds_68_bytes_per_account_for_three_replicas():
     # Eight int64 counters and the side-table index as int32, nothing derived kept beside them: what
-    # the README's memory figures count. A wider or extra array here shows up in every world's footprint.
+    # the README's memory figures count. A wider or extra array here shows up in every world's
+    # footprint.
     kr = Keyring.derive(3, b"test")
     a = Replica(0, 3, 10_000, kr)
-    per_account = sum(v.nbytes for v in vars(a).values() if isinstance(v, np.ndarray) and v.shape[:1] == (a.N,)) / a.N
+    per_account = (
+        sum(
+            v.nbytes
+            for v in vars(a).values()
+            if isinstance(v, np.ndarray) and v.shape[:1] == (a.n_accounts,)
+        )
+        / a.n_accounts
+    )
     assert per_account == 68
     a.mint(7, 5)
     fee = a.spend(7, 2)
@@ -278,17 +314,30 @@ def test_op_tags_are_hmac_sha256_of_the_canonical_payload():
 
     kr = Keyring.derive(3, b"test")
     a = Replica(1, 3, 100, kr)
-    op, refused = a.execute(OpKind.MINT, np.array([4, 7, 90]), np.zeros(3, dtype=np.int64), np.array([5, 6, 7]))
+    op, refused = a.execute(
+        OpKind.MINT, np.array([4, 7, 90]), np.zeros(3, dtype=np.int64), np.array([5, 6, 7])
+    )
     assert op is not None and refused == []
     key = hashlib.sha256(b"test/replica/1").digest()
     head = np.array([op.origin, op.seq, int(op.kind), 3, len(op.deps)], dtype="<i8").tobytes()
-    body = b"".join(c.astype("<i8").tobytes() for c in (op.accounts, op.others, op.amounts, op.deps))
+    body = b"".join(
+        c.astype("<i8").tobytes() for c in (op.accounts, op.others, op.amounts, op.deps)
+    )
     assert op.payload() == head + body
     assert op.tag == hmac.new(key, head + body, hashlib.sha256).digest()
     assert kr.verify(op) and kr.verify(Op.decode(op.encode()))
     forged = Op(op.origin, op.seq, op.kind, op.accounts, op.others, op.amounts + 1, op.deps, op.tag)
     assert not kr.verify(forged)
-    strided = Op(op.origin, op.seq, op.kind, np.array([4, 0, 7, 0, 90, 0])[::2], op.others, op.amounts, op.deps, op.tag)
+    strided = Op(
+        op.origin,
+        op.seq,
+        op.kind,
+        np.array([4, 0, 7, 0, 90, 0])[::2],
+        op.others,
+        op.amounts,
+        op.deps,
+        op.tag,
+    )
     assert kr.verify(strided)  # a non-contiguous column is read by value
 
 
@@ -302,4 +351,6 @@ def test_rights_queries_refuse_accounts_out_of_range_and_change_nothing():
             a.rights(bad)
         with pytest.raises(LedgerError, match=r"out of range \[0, 12\)"):
             a.rights_of(np.array([3, bad]))
-    assert a.root() == before and a.rights(3) == 9 and a.rights_of(np.array([3, 0])).tolist() == [9, 0]
+    assert (
+        a.root() == before and a.rights(3) == 9 and a.rights_of(np.array([3, 0])).tolist() == [9, 0]
+    )

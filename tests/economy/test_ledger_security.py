@@ -9,6 +9,7 @@ import hashlib
 import hmac
 import json
 import struct
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -44,8 +45,10 @@ def test_mints_past_the_bound_are_refused_and_the_balance_stays_exact():
     op, refused = a.execute(OpKind.MINT, full(n, 0), full(n, 0), full(n, MAX_AMOUNT))
     accepted = counter_max(1) // MAX_AMOUNT
     assert op is not None and len(op) == accepted and len(refused) == n - accepted
-    assert refused[0] == (accepted, f"a counter it writes would pass the ledger's bound of "
-                                    f"{counter_max(1)} micro-credits")
+    assert refused[0] == (
+        accepted,
+        f"a counter it writes would pass the ledger's bound of {counter_max(1)} micro-credits",
+    )
     assert a.balance(0) == accepted * MAX_AMOUNT > 0 and a.rights(0) == a.balance(0)
     assert a.supply() == (a.balance(0), a.balance(0))
     assert len(a.rejected) == n - accepted and a.rejected[0].op_id == f"0:1[{accepted}]"
@@ -78,8 +81,17 @@ def test_a_tagged_op_that_would_pass_the_bound_is_rejected_whole():
     fill, _ = a.execute(OpKind.MINT, full(k, 0), full(k, 0), full(k, MAX_AMOUNT))
     assert b.receive(fill) == "applied"
     # Replica 0's key on entries its own check would refuse: the second takes earned past the bound.
-    bad = a.keyring.sign(Op(0, 2, OpKind.MINT, np.array([3, 0]), full(2, 0),
-                            np.array([5, MAX_AMOUNT]), a.clock.copy()))
+    bad = a.keyring.sign(
+        Op(
+            0,
+            2,
+            OpKind.MINT,
+            np.array([3, 0]),
+            full(2, 0),
+            np.array([5, MAX_AMOUNT]),
+            a.clock.copy(),
+        )
+    )
     root, totals = b.root(), b.totals.copy()
     with pytest.raises(OpRejected, match="op 0:2 rejected: applying it would take a counter past"):
         b.receive(bad)
@@ -93,8 +105,17 @@ def test_a_tagged_refund_op_that_would_pass_the_bound_is_rejected_whole():
     a, b = ledger(2, accounts=6)
     k = counter_max(2) // MAX_AMOUNT + 2
     accounts = np.concatenate([[2], full(k, 0)])  # account 2 has no side row yet
-    bad = a.keyring.sign(Op(0, 1, OpKind.REFUND, accounts, full(k + 1, 1),
-                            np.concatenate([[5], full(k, MAX_AMOUNT)]), a.clock.copy()))
+    bad = a.keyring.sign(
+        Op(
+            0,
+            1,
+            OpKind.REFUND,
+            accounts,
+            full(k + 1, 1),
+            np.concatenate([[5], full(k, MAX_AMOUNT)]),
+            a.clock.copy(),
+        )
+    )
     root = b.root()
     with pytest.raises(OpRejected, match="bound"):
         b.receive(bad)
@@ -121,10 +142,19 @@ def forged_delta(source: int, n_replicas: int, earned: int) -> Delta:
     cells = np.zeros((4, 2), dtype=np.int64)
     cells[0, 0] = earned
     n_home = sum(1 for acc in range(4) if acc % n_replicas == source)
-    return Delta(source, 1, 1, np.array([[0, 4]]), cells, np.zeros((n_home, 2), np.int64),
-                 np.zeros(0, np.int64), np.zeros((0, 2), np.int64),
-                 np.zeros((0, n_replicas), np.int64), np.zeros(3, np.int64),
-                 np.zeros(n_replicas, np.int64))
+    return Delta(
+        source,
+        1,
+        1,
+        np.array([[0, 4]]),
+        cells,
+        np.zeros((n_home, 2), np.int64),
+        np.zeros(0, np.int64),
+        np.zeros((0, 2), np.int64),
+        np.zeros((0, n_replicas), np.int64),
+        np.zeros(3, np.int64),
+        np.zeros(n_replicas, np.int64),
+    )
 
 
 def test_a_delta_that_does_not_verify_is_rejected_recorded_and_changes_nothing():
@@ -147,7 +177,7 @@ def test_a_delta_that_does_not_verify_is_rejected_recorded_and_changes_nothing()
     with pytest.raises(DeltaRejected, match=r"source 7 is not a replica in \[0, 3\)"):
         c.merge_delta(dataclasses.replace(raised, source=7))
     with pytest.raises(LedgerError, match="takes a Delta"):
-        c.merge_delta(a.to_bytes())  # type: ignore[arg-type]
+        c.merge_delta(a.to_bytes())
     assert c.root() == root and len(c.rejected) == 5
 
 
@@ -243,7 +273,7 @@ def test_generated_keys_are_random_and_never_shown():
     assert again.sign(op).tag == Keyring.derive(3, b"agora/42").sign(op).tag
     for bad in (0, -1, 2.5):
         with pytest.raises(LedgerError, match="n_replicas"):
-            Keyring.generate(bad)  # type: ignore[arg-type]
+            Keyring.generate(bad)
     with pytest.raises(LedgerError, match="16 bytes"):
         Keyring({0: b"short"})
 
@@ -266,12 +296,20 @@ def test_two_replicas_on_one_id_cannot_merge_or_feed_each_other():
 
 
 # ------------------------------------------------------------------ queries and state bytes
-@pytest.mark.parametrize("call, account", [
-    (lambda r: r.staked(-1), -1), (lambda r: r.staked(12), 12),
-    (lambda r: r.staked_of(np.array([-3])), -3), (lambda r: r.staked_of(np.array([0, 12])), 12),
-    (lambda r: r.counters(-1), -1), (lambda r: r.balance(-1), -1), (lambda r: r.home(-1), -1),
-    (lambda r: r.rights_as(-1, 0), -1), (lambda r: r.rights(12), 12),
-])
+@pytest.mark.parametrize(
+    "call, account",
+    [
+        (lambda r: r.staked(-1), -1),
+        (lambda r: r.staked(12), 12),
+        (lambda r: r.staked_of(np.array([-3])), -3),
+        (lambda r: r.staked_of(np.array([0, 12])), 12),
+        (lambda r: r.counters(-1), -1),
+        (lambda r: r.balance(-1), -1),
+        (lambda r: r.home(-1), -1),
+        (lambda r: r.rights_as(-1, 0), -1),
+        (lambda r: r.rights(12), 12),
+    ],
+)
 def test_account_queries_refuse_accounts_out_of_range(call, account):
     (a, *_rest) = ledger()
     a.mint(11, 9)
@@ -280,7 +318,7 @@ def test_account_queries_refuse_accounts_out_of_range(call, account):
     with pytest.raises(LedgerError, match=r"replica 3 out of range \[0, 3\)"):
         a.rights_as(0, 3)
     with pytest.raises(LedgerError, match="integer"):
-        a.staked(1.5)  # type: ignore[arg-type]
+        a.staked(1.5)
     with pytest.raises(LedgerError, match="integer"):
         a.staked_of(np.array([0.5]))
     assert a.staked(11) == 0 and a.counters(11)["earned"].tolist() == [9, 0, 0]
@@ -303,23 +341,26 @@ def resealed(blob: bytes, edit=None, head: bytes | None = None, arrays=None) -> 
     return body + hashlib.sha256(body).digest()
 
 
-def first_word(value: int):  # noqa: ANN201
+def first_word(value: int) -> Callable[[bytes], bytes]:
     return lambda rest: np.array([value], "<i8").tobytes() + rest[8:]
 
 
-@pytest.mark.parametrize("forge, message", [
-    (lambda b: resealed(b, edit=lambda m: m.update(N=10**12)), "promises"),
-    (lambda b: resealed(b, head=b"[]"), "JSON object"),
-    (lambda b: resealed(b, head=b"[1, 2, 3]"), "JSON object"),
-    (lambda b: resealed(b, edit=lambda m: m.update(R="3")), "'R' must be an integer"),
-    (lambda b: resealed(b, edit=lambda m: m.update(side_rows=10**15)), "out of range"),
-    (lambda b: resealed(b, edit=lambda m: m.update(R=10**6)), "out of range"),
-    (lambda b: resealed(b, edit=lambda m: m.update(spends=[[1]])), "does not parse"),
-    (lambda b: resealed(b, edit=lambda m: m.update(pending=["zz"])), "does not parse"),
-    (lambda b: resealed(b, edit=lambda m: m.update(own_deps=[1])), "own_deps"),
-    (lambda b: resealed(b, arrays=first_word(-1)), "outside"),
-    (lambda b: resealed(b, arrays=first_word(2**62)), "outside"),
-])
+@pytest.mark.parametrize(
+    "forge, message",
+    [
+        (lambda b: resealed(b, edit=lambda m: m.update(N=10**12)), "promises"),
+        (lambda b: resealed(b, head=b"[]"), "JSON object"),
+        (lambda b: resealed(b, head=b"[1, 2, 3]"), "JSON object"),
+        (lambda b: resealed(b, edit=lambda m: m.update(R="3")), "'R' must be an integer"),
+        (lambda b: resealed(b, edit=lambda m: m.update(side_rows=10**15)), "out of range"),
+        (lambda b: resealed(b, edit=lambda m: m.update(R=10**6)), "out of range"),
+        (lambda b: resealed(b, edit=lambda m: m.update(spends=[[1]])), "does not parse"),
+        (lambda b: resealed(b, edit=lambda m: m.update(pending=["zz"])), "does not parse"),
+        (lambda b: resealed(b, edit=lambda m: m.update(own_deps=[1])), "own_deps"),
+        (lambda b: resealed(b, arrays=first_word(-1)), "outside"),
+        (lambda b: resealed(b, arrays=first_word(2**62)), "outside"),
+    ],
+)
 def test_crafted_state_bytes_with_a_valid_checksum_are_corrupt_state(forge, message):
     (a, *_rest) = ledger()
     a.mint(0, 5)

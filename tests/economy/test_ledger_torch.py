@@ -15,15 +15,31 @@ N, R = 400, 2
 
 
 def _ops(seed: int) -> tuple[Replica, list]:
-    """Ops made at replica 0: mints, transfers, stakes, spends, burns, unstakes, slashes (some refused there)."""
+    """Ops made at replica 0: mints, transfers, stakes, spends, burns, unstakes, slashes (some
+    refused there)."""
     rng = np.random.default_rng(seed)
     origin = Replica(0, R, N, Keyring.derive(R, b"torch"))
     ops = []
     accounts = np.arange(0, N, 2)  # replica 0's home accounts
-    op, _ = origin.execute(OpKind.MINT, accounts, np.zeros(accounts.size, np.int64), np.full(accounts.size, 1000, np.int64))
+    op, _ = origin.execute(
+        OpKind.MINT,
+        accounts,
+        np.zeros(accounts.size, np.int64),
+        np.full(accounts.size, 1000, np.int64),
+    )
     ops.append(op)
     for _ in range(40):
-        kind = rng.choice([OpKind.TRANSFER, OpKind.STAKE, OpKind.SPEND, OpKind.BURN, OpKind.UNSTAKE, OpKind.SLASH, OpKind.MINT])
+        kind = rng.choice(
+            [
+                OpKind.TRANSFER,
+                OpKind.STAKE,
+                OpKind.SPEND,
+                OpKind.BURN,
+                OpKind.UNSTAKE,
+                OpKind.SLASH,
+                OpKind.MINT,
+            ]
+        )
         k = int(rng.integers(1, 50))
         src = rng.choice(accounts, k)
         dst = rng.integers(0, N, k) if kind == OpKind.TRANSFER else np.zeros(k, np.int64)
@@ -36,9 +52,21 @@ def _ops(seed: int) -> tuple[Replica, list]:
 def _apply_all(ops, device: str) -> tuple[torch.Tensor, torch.Tensor]:
     cells = torch.zeros((N, 2 * R + 2), dtype=torch.int64, device=device)
     totals = torch.zeros((R, 3), dtype=torch.int64, device=device)
-    put = lambda a: torch.as_tensor(np.asarray(a, dtype=np.int64), device=device)  # noqa: E731
+
+    def put(a: object) -> torch.Tensor:
+        return torch.as_tensor(np.asarray(a, dtype=np.int64), device=device)
+
     for op in ops:
-        apply_remote(int(op.kind), op.origin, R, put(op.accounts), put(op.others), put(op.amounts), cells, totals)
+        apply_remote(
+            int(op.kind),
+            op.origin,
+            R,
+            put(op.accounts),
+            put(op.others),
+            put(op.amounts),
+            cells,
+            totals,
+        )
     return cells, totals
 
 
@@ -50,17 +78,29 @@ def test_remote_ops_write_what_the_replica_writes():
     for op in ops:
         other.receive(op)
     cells, totals = _apply_all(ops, "cpu")
-    assert np.array_equal(cells.numpy(), other.cells) and np.array_equal(totals.numpy(), other.totals)
+    assert np.array_equal(cells.numpy(), other.cells) and np.array_equal(
+        totals.numpy(), other.totals
+    )
     assert np.array_equal(balances(cells, R).numpy(), other.balances())
     with pytest.raises(ValueError, match="not a dense-table kind"):
-        apply_remote(int(OpKind.REFUND), 0, R, torch.zeros(1, dtype=torch.int64), torch.zeros(1, dtype=torch.int64),
-                     torch.ones(1, dtype=torch.int64), cells, totals)
+        apply_remote(
+            int(OpKind.REFUND),
+            0,
+            R,
+            torch.zeros(1, dtype=torch.int64),
+            torch.zeros(1, dtype=torch.int64),
+            torch.ones(1, dtype=torch.int64),
+            cells,
+            totals,
+        )
 
 
 def test_merge_is_the_replicas_merge_on_the_dense_table():
     a, ops_a = _ops(2)
     b = Replica(1, R, N, a.keyring)
-    b.execute(OpKind.MINT, np.arange(1, N, 2), np.zeros(N // 2, np.int64), np.full(N // 2, 500, np.int64))
+    b.execute(
+        OpKind.MINT, np.arange(1, N, 2), np.zeros(N // 2, np.int64), np.full(N // 2, 500, np.int64)
+    )
     mine = torch.as_tensor(b.cells.copy())
     expected_changed = int((a.cells > b.cells).any(axis=1).sum())
     changed = merge_dense(mine, torch.as_tensor(a.cells.copy()))
@@ -82,7 +122,9 @@ def test_the_gpu_writes_the_same_integers():
 def test_an_owned_merge_takes_only_the_sources_cells_as_the_replica_does():
     a, _ = _ops(4)
     b = Replica(1, R, N, a.keyring)
-    b.execute(OpKind.MINT, np.arange(1, N, 2), np.zeros(N // 2, np.int64), np.full(N // 2, 500, np.int64))
+    b.execute(
+        OpKind.MINT, np.arange(1, N, 2), np.zeros(N // 2, np.int64), np.full(N // 2, 500, np.int64)
+    )
     a.cells[:, 1] += 7  # a's view of replica 1's column, raised: not a's to send
     mine = torch.as_tensor(b.cells.copy())
     changed = merge_dense(mine, torch.as_tensor(a.cells.copy()), source=0, n_replicas=R)

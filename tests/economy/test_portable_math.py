@@ -1,4 +1,5 @@
-"""economy.portable_math: constants as derived, the bits of a plain evaluation, accuracy, edge values."""
+"""economy.portable_math: constants as derived, the bits of a plain evaluation, accuracy, edge
+values."""
 
 from __future__ import annotations
 
@@ -29,8 +30,26 @@ def test_constants_are_the_derivation_in_the_docstring():
     assert pm.LN2_HI == _top_bits(ln2, 32)
     assert pm.LN2_LO == float(ln2 - mpmath.mpf(pm.LN2_HI))
     assert pm.INV_LN2 == float(1 / ln2) and pm.SQRT_TWO == float(mpmath.sqrt(2))
-    factorials = [pm._E2, pm._E3, pm._E4, pm._E5, pm._E6, pm._E7, pm._E8, pm._E9, pm._E10, pm._E11,
-                  pm._E12, pm._E13, pm._E14, pm._E15, pm._E16, pm._E17, pm._E18, pm._E19]
+    factorials = [
+        pm._E2,
+        pm._E3,
+        pm._E4,
+        pm._E5,
+        pm._E6,
+        pm._E7,
+        pm._E8,
+        pm._E9,
+        pm._E10,
+        pm._E11,
+        pm._E12,
+        pm._E13,
+        pm._E14,
+        pm._E15,
+        pm._E16,
+        pm._E17,
+        pm._E18,
+        pm._E19,
+    ]
     assert factorials == [float(1 / mpmath.factorial(n)) for n in range(2, 20)]
     # The thresholds: exp overflows just past EXP_OVERFLOW and rounds to 0 just below EXP_UNDERFLOW.
     assert float(mpmath.exp(pm.EXP_OVERFLOW)) < np.finfo(np.float64).max
@@ -61,8 +80,20 @@ def _numpy_exp(x):
     k = np.floor(x * pm.INV_LN2 + 0.5)
     r = (x - k * pm.LN2_HI) - k * pm.LN2_LO
     p = pm._E12 + r * pm._E13
-    for coef in (pm._E11, pm._E10, pm._E9, pm._E8, pm._E7, pm._E6, pm._E5, pm._E4, pm._E3, pm._E2,
-                 1.0, 1.0):
+    for coef in (
+        pm._E11,
+        pm._E10,
+        pm._E9,
+        pm._E8,
+        pm._E7,
+        pm._E6,
+        pm._E5,
+        pm._E4,
+        pm._E3,
+        pm._E2,
+        1.0,
+        1.0,
+    ):
         p = coef + r * p
     return np.ldexp(p, k.astype(np.int64))
 
@@ -131,7 +162,9 @@ def test_accuracy_in_units_in_the_last_place():
 
 
 def test_edge_values():
-    assert pm.exp(0.0) == 1.0 and pm.log(1.0) == 0.0 and pm.expm1(0.0) == 0.0 and pm.tanh(0.0) == 0.0
+    assert (
+        pm.exp(0.0) == 1.0 and pm.log(1.0) == 0.0 and pm.expm1(0.0) == 0.0 and pm.tanh(0.0) == 0.0
+    )
     assert pm.exp(np.inf) == np.inf and pm.exp(-np.inf) == 0.0 and pm.exp(710.0) == np.inf
     assert pm.exp(-746.0) == 0.0 and pm.exp(-745.0) == 5e-324
     assert pm.log(0.0) == -np.inf and pm.log(np.inf) == np.inf

@@ -10,8 +10,8 @@ from economy.scatter import add_at
 def test_add_at_equals_numpy_with_repeated_indices(dtype: type) -> None:
     rng = np.random.default_rng(7)
     idx = rng.integers(0, 50, 5000)  # every index repeats about 100 times: order matters for floats
-    vals = (rng.normal(size=5000) * 1e6).astype(dtype)
-    start = (rng.normal(size=50) * 1e3).astype(dtype)
+    vals: np.ndarray = (rng.normal(size=5000) * 1e6).astype(dtype)
+    start: np.ndarray = (rng.normal(size=50) * 1e3).astype(dtype)
     want, got = start.copy(), start.copy()
     np.add.at(want, idx, vals)
     add_at(got, idx, vals)
@@ -21,7 +21,12 @@ def test_add_at_equals_numpy_with_repeated_indices(dtype: type) -> None:
 def test_add_at_scalar_and_boolean_values() -> None:
     idx = np.array([3, 1, 3, 0])
     flags = np.array([True, False, True, True])
-    for out, values in ((np.zeros(5, np.int64), flags), (np.zeros(5), flags), (np.zeros(5), 1.0), (np.zeros(5, np.int64), 1)):
+    for out, values in (
+        (np.zeros(5, np.int64), flags),
+        (np.zeros(5), flags),
+        (np.zeros(5), 1.0),
+        (np.zeros(5, np.int64), 1),
+    ):
         want = out.copy()
         np.add.at(want, idx, values)
         add_at(out, idx, values)

@@ -15,12 +15,13 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
 
-from runtime.analysis import analyze, compare, report_html
-from runtime.indicators import divergence_spells, gini, mean_ci, top_share, volatility
-from runtime.recorder import EventLog, MetricsLog
-from runtime.recording import record
-from runtime.replay import open as open_run
-from runtime.state_log import StateLog
+from runtime.analysis.indicators import divergence_spells, gini, mean_ci, top_share, volatility
+from runtime.analysis.report import report_html
+from runtime.analysis.runs import analyze, compare
+from runtime.record.recorder import EventLog, MetricsLog
+from runtime.record.recording import record
+from runtime.record.replay import open as open_run
+from runtime.record.state_log import StateLog
 
 
 def test_indicators_on_known_vectors():
@@ -52,7 +53,8 @@ count = 4
 
 @pytest.fixture()
 def synthetic(tmp_path: Path) -> Path:
-    """A run directory written tick by tick with chosen numbers (the runtime's writers, no simulation)."""
+    """A run directory written tick by tick with chosen numbers (the runtime's writers, no
+    simulation)."""
     run = tmp_path / "synth"
     run.mkdir()
     (run / "scenario.toml").write_text(SYNTH)
@@ -64,26 +66,62 @@ def synthetic(tmp_path: Path) -> Path:
     prices = 1_000_000 * np.exp(np.array([0.0, 0.1, 0.0, 0.1]))
     lag = [0, 3, 1, 0]
     for t in range(4):
-        cols = {"balance_micro": np.array(wealth[t], np.int64),
-                "stake_micro": np.zeros(5, np.int64),
-                "reputation": np.full(5, 0.5), "alive": np.ones(5, np.bool_)}
+        cols = {
+            "balance_micro": np.array(wealth[t], np.int64),
+            "stake_micro": np.zeros(5, np.int64),
+            "reputation": np.full(5, 0.5),
+            "alive": np.ones(5, np.bool_),
+        }
         state.write(t, cols, full=t == 1)
-        metrics.write({"tick": t, "mean_price_micro": float(prices[t]),
-                       "volume_micro": 2_000_000 * (t + 1), "distinct_roots": 1 + (t == 1),
-                       "replica_lag_max": lag[t], "price_0_micro": int(prices[t])})
+        metrics.write(
+            {
+                "tick": t,
+                "mean_price_micro": float(prices[t]),
+                "volume_micro": 2_000_000 * (t + 1),
+                "distinct_roots": 1 + (t == 1),
+                "replica_lag_max": lag[t],
+                "price_0_micro": int(prices[t]),
+            }
+        )
         if t == 2:  # two slashes of 3 and 4 credits; three rejections, one of honest work
-            events.emit_many(t, t, "slashed", "critic", np.array([0, 1]), np.array([-1, -1]),
-                             np.array([3_000_000, 4_000_000]), np.array([0.1, 0.1]))
-            events.emit_many(t, t, "result_rejected", "critic", np.array([0, 1, 2]), np.array([3, 3, 3]),
-                             np.array([1, 1, 1]), np.array([1.0, 1.0, 0.0]))
+            events.emit_many(
+                t,
+                t,
+                "slashed",
+                "critic",
+                np.array([0, 1]),
+                np.array([-1, -1]),
+                np.array([3_000_000, 4_000_000]),
+                np.array([0.1, 0.1]),
+            )
+            events.emit_many(
+                t,
+                t,
+                "result_rejected",
+                "critic",
+                np.array([0, 1, 2]),
+                np.array([3, 3, 3]),
+                np.array([1, 1, 1]),
+                np.array([1.0, 1.0, 0.0]),
+            )
             # healer acted on four workers; three were truly degraded
-            events.emit_many(t, t, "quarantined", "healer", np.arange(4), np.full(4, -1), np.zeros(4, np.int64),
-                             np.array([1.0, 1.0, 0.0, 1.0]))
+            events.emit_many(
+                t,
+                t,
+                "quarantined",
+                "healer",
+                np.arange(4),
+                np.full(4, -1),
+                np.zeros(4, np.int64),
+                np.array([1.0, 1.0, 0.0, 1.0]),
+            )
         events.end_tick()
     events.close()
     metrics.close()
     state.close()
-    (run / "summary.json").write_text(json.dumps({"scenario": "synthetic", "seed": 3, "ticks": 4, "totals": {}}))
+    (run / "summary.json").write_text(
+        json.dumps({"scenario": "synthetic", "seed": 3, "ticks": 4, "totals": {}})
+    )
     return run
 
 
@@ -98,11 +136,17 @@ def test_indicators_of_a_synthetic_run_are_exact(synthetic: Path):
     assert a["mean_price_credits"]["mean"] == pytest.approx(mean_price)
     assert a["volume_credits"]["total"] == pytest.approx(2 + 4 + 6 + 8)
     assert s["volume_credits"] == pytest.approx([2, 4, 6, 8])
-    assert a["slashes"] == {"count": 2, "slashed_credits": 7.0, "rejections": 3,
-                            "false_rejections": 1,
-                            "false_rejection_rate": pytest.approx(1 / 3)}
+    assert a["slashes"] == {
+        "count": 2,
+        "slashed_credits": 7.0,
+        "rejections": 3,
+        "false_rejections": 1,
+        "false_rejection_rate": pytest.approx(1 / 3),
+    }
     assert a["healing"]["precision_from_log"] == pytest.approx(0.75)
-    assert a["ledger_convergence"]["lag_max"] == 3 and a["ledger_convergence"]["lag_mean"] == pytest.approx(1.0)
+    assert a["ledger_convergence"]["lag_max"] == 3 and a["ledger_convergence"][
+        "lag_mean"
+    ] == pytest.approx(1.0)
     assert a["ledger_convergence"]["ticks_diverged"] == 1
 
 
@@ -113,7 +157,10 @@ def test_state_at_rebuilds_from_the_snapshot_and_deltas(synthetic: Path):
     assert table.column("balance_credits").to_pylist() == [1e-6, 2e-6, 3e-6, 4e-6, 1e-4]
     assert facts["from_snapshot"] == 1
     table, facts = run.state_at(0)
-    assert table.column("balance_micro").to_pylist() == [5, 5, 5, 5, 0] and facts["from_snapshot"] == -1
+    assert (
+        table.column("balance_micro").to_pylist() == [5, 5, 5, 5, 0]
+        and facts["from_snapshot"] == -1
+    )
     assert facts["recorded_hash"] is None  # this synthetic run recorded no hashes
     assert facts["prices_micro"] == {"price_0_micro": 1_000_000}
 
@@ -167,13 +214,18 @@ def test_the_state_at_every_tick_matches_the_live_runs_hash(market_run: Path):
         assert facts["matches_live"], tick
         assert facts["from_snapshot"] == (-1 if tick < 9 else tick - (tick + 1) % 10)
     # The crash shows in the state: 12 workers down during ticks 12..16, back at 17.
-    alive = lambda t: int(np.asarray(run.state_at(t)[0].column("alive")).sum())  # noqa: E731
+
+    def alive(t: int) -> int:
+        return int(np.asarray(run.state_at(t)[0].column("alive")).sum())
+
     assert alive(11) - alive(12) == 12 and alive(17) == alive(11)
 
 
 def test_replay_at_exports_and_refuses_bad_ticks(market_run: Path, tmp_path: Path):
     cli = [sys.executable, "-m", "runtime.cli", "replay", str(market_run)]
-    ok = subprocess.run([*cli, "--at", "21", "--out", str(tmp_path / "s.parquet")], capture_output=True, text=True)
+    ok = subprocess.run(
+        [*cli, "--at", "21", "--out", str(tmp_path / "s.parquet")], capture_output=True, text=True
+    )
     assert ok.returncode == 0 and "matches the live run" in ok.stdout
     table = pq.read_table(tmp_path / "s.parquet")
     meta = json.loads(table.schema.metadata[b"agora"])
@@ -184,14 +236,19 @@ def test_replay_at_exports_and_refuses_bad_ticks(market_run: Path, tmp_path: Pat
     micro = np.asarray(table.column("balance_micro"))
     assert (np.asarray(table.column("balance_credits")) == micro / 1e6).all() and micro.sum() > 0
     assert list(meta["prices_micro"]) == [f"price_{k}_micro" for k in range(8)]  # 8 skills
-    csv = subprocess.run([*cli, "--at", "21", "--out", str(tmp_path / "s.csv")], capture_output=True, text=True)
+    csv = subprocess.run(
+        [*cli, "--at", "21", "--out", str(tmp_path / "s.csv")], capture_output=True, text=True
+    )
     assert csv.returncode == 0 and (tmp_path / "s.prices.csv").is_file()
     prices = pacsv.read_csv(tmp_path / "s.prices.csv")
     assert prices.column("skill").to_pylist() == list(range(8))
     assert prices.column("price_micro").to_pylist() == list(meta["prices_micro"].values())
     assert "prices (credits)" in ok.stdout
-    for args, msg in ((["--at", "30"], "ticks 0..29"), (["--at", "3", "--verify"], "exactly one"),
-                      (["--at", "3", "--out", str(tmp_path / "s.xlsx")], ".parquet or .csv")):
+    for args, msg in (
+        (["--at", "30"], "ticks 0..29"),
+        (["--at", "3", "--verify"], "exactly one"),
+        (["--at", "3", "--out", str(tmp_path / "s.xlsx")], ".parquet or .csv"),
+    ):
         bad = subprocess.run([*cli, *args], capture_output=True, text=True)
         assert bad.returncode == 2 and msg in bad.stderr, args
 
@@ -202,7 +259,8 @@ def test_a_tampered_delta_is_caught_by_the_hash(market_run: Path, tmp_path: Path
     copy = tmp_path / "run"
     shutil.copytree(market_run, copy)
     run = open_run(copy)
-    # Rewrite one snapshot with a changed balance: the rebuilt state no longer matches the live hash.
+    # Rewrite one snapshot with a changed balance: the rebuilt state no longer matches the live
+    # hash.
     import pyarrow as pa
     import pyarrow.ipc
 
@@ -215,24 +273,45 @@ def test_a_tampered_delta_is_caught_by_the_hash(market_run: Path, tmp_path: Path
     with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, t.schema) as w:
         w.write_table(t)
     assert not run.state_at(22)[1]["matches_live"]
-    proc = subprocess.run([sys.executable, "-m", "runtime.cli", "replay", str(copy), "--at", "22"], capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "runtime.cli", "replay", str(copy), "--at", "22"],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 1 and "DIFFERS" in proc.stdout
 
 
 def test_sql_over_the_run(market_run: Path):
     run = open_run(market_run)
-    got = run.query("select count(*) as n from events where kind = 'task_done'").column("n")[0].as_py()
+    got = (
+        run.query("select count(*) as n from events where kind = 'task_done'")
+        .column("n")[0]
+        .as_py()
+    )
     events = run.events()
     assert got == sum(1 for k in events.column("kind").to_pylist() if k == "task_done") > 0
     ticks = run.query("select max(tick) as t from metrics").column("t")[0].as_py()
     assert ticks == 29
-    bad = subprocess.run([sys.executable, "-m", "runtime.cli", "query", str(market_run), "select nope from events"],
-                         capture_output=True, text=True)
+    bad = subprocess.run(
+        [sys.executable, "-m", "runtime.cli", "query", str(market_run), "select nope from events"],
+        capture_output=True,
+        text=True,
+    )
     assert bad.returncode == 2 and bad.stderr.startswith("error: SQL:")
-    csv = subprocess.run([sys.executable, "-m", "runtime.cli", "query", str(market_run),
-                          "select tick, volume_micro from metrics order by tick limit 3",
-                          "--format", "csv"],
-                         capture_output=True, text=True)
+    csv = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "runtime.cli",
+            "query",
+            str(market_run),
+            "select tick, volume_micro from metrics order by tick limit 3",
+            "--format",
+            "csv",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert csv.returncode == 0 and csv.stdout.splitlines()[0] == '"tick","volume_micro"'
     assert len(csv.stdout.splitlines()) == 4
 
@@ -248,13 +327,32 @@ def test_runs_side_by_side_with_confidence_intervals(market_run: Path, tmp_path:
     assert row["diff_from_first"] == [0.0, pytest.approx(y - x)]
     assert row["mean"] == pytest.approx((x + y) / 2)
     assert row["ci95"][0] < row["mean"] < row["ci95"][1]
-    proc = subprocess.run([sys.executable, "-m", "runtime.cli", "analyze", str(market_run), str(tmp_path / "b"),
-                           "--format", "json"], capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "runtime.cli",
+            "analyze",
+            str(market_run),
+            str(tmp_path / "b"),
+            "--format",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0 and len(json.loads(proc.stdout)["runs"]) == 2
     html = report_html([a, b])
-    assert html.count("<img class='plot'") >= 4 and "http" not in html.split("<body>")[1].split("data:image")[0]
+    assert (
+        html.count("<img class='plot'") >= 4
+        and "http" not in html.split("<body>")[1].split("data:image")[0]
+    )
 
 
 def test_analyze_refuses_what_is_not_a_run(tmp_path: Path):
-    proc = subprocess.run([sys.executable, "-m", "runtime.cli", "analyze", str(tmp_path)], capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "runtime.cli", "analyze", str(tmp_path)],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 2 and "not a run directory" in proc.stderr

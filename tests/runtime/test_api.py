@@ -10,7 +10,7 @@ import polars as pl
 import pytest
 
 import agora
-from runtime.recording import record
+from runtime.record.recording import record
 
 from .conftest import SMALL
 
@@ -32,8 +32,15 @@ def test_tables_have_one_row_per_agent_with_units_in_the_names(small_scenario):
     sim = agora.Simulation.from_file(small_scenario)
     sim.run(12)
     work = sim.population("work")
-    assert work.height == 30 and {"account", "balance_credits", "balance_micro", "stake_credits", "alive",
-                                  "quality", "done"} <= set(work.columns)
+    assert work.height == 30 and {
+        "account",
+        "balance_credits",
+        "balance_micro",
+        "stake_credits",
+        "alive",
+        "quality",
+        "done",
+    } <= set(work.columns)
     assert (work["balance_micro"].to_numpy() / 1e6 == work["balance_credits"].to_numpy()).all()
     assert work["balance_micro"].dtype == pl.Int64 and work["stake_micro"].dtype == pl.Int64
     # a role's money arrays carry their unit: a worker's cost per task unit
@@ -46,8 +53,15 @@ def test_tables_have_one_row_per_agent_with_units_in_the_names(small_scenario):
     metrics = sim.metrics()
     assert metrics.height == 12 and metrics["tick"].to_list() == list(range(12))
     money = [c for c in metrics.columns if c.endswith("_micro")]
-    assert {"supply_held_micro", "supply_issued_micro", "mean_price_micro", "price_0_micro",
-            "volume_micro", "fees_micro", "minted_micro"} <= set(money)
+    assert {
+        "supply_held_micro",
+        "supply_issued_micro",
+        "mean_price_micro",
+        "price_0_micro",
+        "volume_micro",
+        "fees_micro",
+        "minted_micro",
+    } <= set(money)
     for name in money:  # every money column has its figure in credits right after it
         credits = name.removesuffix("_micro") + "_credits"
         assert metrics.columns[metrics.columns.index(name) + 1] == credits
@@ -56,7 +70,9 @@ def test_tables_have_one_row_per_agent_with_units_in_the_names(small_scenario):
     assert not {"supply_held", "mean_price", "volume", "price_0"} & set(metrics.columns)
 
 
-def test_with_an_output_folder_the_run_is_recorded_as_agora_run_records_it(small_scenario, tmp_path):
+def test_with_an_output_folder_the_run_is_recorded_as_agora_run_records_it(
+    small_scenario, tmp_path
+):
     record(small_scenario, tmp_path / "cli")
     with agora.Simulation.from_file(small_scenario, out=tmp_path / "api") as sim:
         while sim.tick < 40:
@@ -64,9 +80,16 @@ def test_with_an_output_folder_the_run_is_recorded_as_agora_run_records_it(small
     assert sim.summary is not None
     for path in sorted((tmp_path / "cli").rglob("*")):
         if path.is_file() and path.name != "summary.json":
-            assert path.read_bytes() == (tmp_path / "api" / path.relative_to(tmp_path / "cli")).read_bytes(), path
-    assert sim.summary["final_state_hash"] == __import__("json").loads(
-        (tmp_path / "cli" / "summary.json").read_text())["final_state_hash"]
+            assert (
+                path.read_bytes()
+                == (tmp_path / "api" / path.relative_to(tmp_path / "cli")).read_bytes()
+            ), path
+    assert (
+        sim.summary["final_state_hash"]
+        == __import__("json").loads((tmp_path / "cli" / "summary.json").read_text())[
+            "final_state_hash"
+        ]
+    )
 
 
 def test_mistakes_are_named(small_scenario):

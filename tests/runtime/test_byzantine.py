@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from runtime.byzantine import Audit
 from runtime.cli import app
-from runtime.fuzz import check_world
-from runtime.scenario import ATTACKS, parse
-from runtime.world import World
+from runtime.faults.byzantine import Audit
+from runtime.faults.fuzz import check_world
+from runtime.kernel.scenario import ATTACKS, parse
+from runtime.kernel.world import World
 
 BASE = """
 [world]
@@ -78,12 +78,12 @@ class Log:
         self.events: list[tuple[int, str, str, int, int, int, str]] = []
         self.seq = 0
 
-    def emit(self, tick, time_, kind, subsystem, agent=-1, other=-1, amount=0, value=0.0,
-             detail=""):  # type: ignore[no-untyped-def]
+    def emit(
+        self, tick, time_, kind, subsystem, agent=-1, other=-1, amount=0, value=0.0, detail=""
+    ):
         self.events.append((tick, kind, subsystem, int(agent), int(other), int(amount), detail))
 
-    def emit_many(self, tick, time_, kind, subsystem, agent, other, amount, value,
-                  detail=""):  # type: ignore[no-untyped-def]
+    def emit_many(self, tick, time_, kind, subsystem, agent, other, amount, value, detail=""):
         for a, o, x in zip(agent.tolist(), other.tolist(), amount.tolist(), strict=True):
             self.events.append((tick, kind, subsystem, a, o, x, detail))
 
@@ -105,13 +105,16 @@ def scenario(faults: str, review: bool = False, regions: str | None = None) -> s
     if regions is not None:
         text = text.replace('regions = ["a", "b", "c"]', f"regions = {regions}").replace(
             'links = [{ a = "a", b = "b", latency = 0.1 }, { a = "b", b = "c", latency = 0.3 }]',
-            "links = []")
+            "links = []",
+        )
     return text
 
 
 def byzantine(at: int, count: int, attacks: list[str]) -> str:
-    return (f'[[fault]]\nat = {at}\nkind = "byzantine"\ncount = {count}\n'
-            f"attacks = {json.dumps(attacks)}\n")
+    return (
+        f'[[fault]]\nat = {at}\nkind = "byzantine"\ncount = {count}\n'
+        f"attacks = {json.dumps(attacks)}\n"
+    )
 
 
 def run(text: str) -> tuple[World, Log, list[tuple[str, ...]]]:
@@ -119,7 +122,7 @@ def run(text: str) -> tuple[World, Log, list[tuple[str, ...]]]:
     roots after every tick."""
     world = World(parse(text))
     log = Log()
-    world.log = log  # type: ignore[assignment]
+    world.log = log  # type: ignore[assignment]  # a duck-typed sink: keeps what is checked
     roots: list[tuple[str, ...]] = []
     world.run(progress=lambda tick: roots.append(tuple(r.root().hex() for r in world.ledgers)))
     assert world.settle(12)["converged"]
@@ -134,8 +137,11 @@ def test_each_attack_is_injected_recorded_and_refused_by_its_check(attack):
     assert audit.refused == audit.injected and audit.unresolved() == []
     kind, reason = REASONS[attack]
     items = [e for e in log.events if e[1] == "byzantine" and e[6].startswith(attack + " ")]
-    refusals = [e for e in log.events if e[1] in ("op_rejected", "delta_rejected", "op_refused",
-                                                 "op_duplicate")]
+    refusals = [
+        e
+        for e in log.events
+        if e[1] in ("op_rejected", "delta_rejected", "op_refused", "op_duplicate")
+    ]
     assert len(items) == audit.injected[attack]
     assert any((not kind or e[1] == kind) and reason in e[6] for e in refusals), refusals[:5]
     assert check_world(world, audit, world.tick) is None  # nothing applied twice, nothing negative
@@ -190,30 +196,48 @@ def test_a_lone_replica_refuses_everything_and_replays_lapse():
 
 
 def test_a_world_under_attack_forks_from_its_checkpoint_to_the_same_state(tmp_path):
-    from runtime.recording import record
-    from runtime.resume import fork
+    from runtime.record.recording import record
+    from runtime.record.resume import fork
 
     # The fault is at a checkpoint tick: the checkpoint holds armed replays and items in flight.
     path = tmp_path / "attacked.toml"
-    path.write_text(scenario(byzantine(7, 20, list(ATTACKS))).replace("checkpoint_every = 16",
-                                                                      "checkpoint_every = 8"))
+    path.write_text(
+        scenario(byzantine(7, 20, list(ATTACKS))).replace(
+            "checkpoint_every = 16", "checkpoint_every = 8"
+        )
+    )
     whole = record(path, tmp_path / "whole")
     branch = fork(tmp_path / "whole", 7, [], tmp_path / "branch")
     assert branch["final_state_hash"] == whole["final_state_hash"]
     assert branch["checkpoints"] == whole["checkpoints"]
 
 
-@pytest.mark.parametrize("fault, expected", [
-    ('at = 2\nkind = "byzantine"\nduration = 3\n', "fault[0].duration: a byzantine fault injects"),
-    ('at = 2\nkind = "byzantine"\nattacks = []\n', "fault[0].attacks: empty; name at least one"),
-    ('at = 2\nkind = "byzantine"\nattacks = ["replayed", "replayed"]\n',
-     "fault[0].attacks: 'replayed' is listed more than once"),
-    ('at = 2\nkind = "byzantine"\nattacks = ["teleport"]\n',
-     "fault[0].attacks[0]: Input should be"),
-    ('at = 2\nkind = "byzantine"\ncount = 0\n', "fault[0].count: Input should be greater than"),
-    ('at = 2\nkind = "loss_burst"\ncount = 3\n',
-     "fault[0].count: only a byzantine fault takes count"),
-])
+@pytest.mark.parametrize(
+    "fault, expected",
+    [
+        (
+            'at = 2\nkind = "byzantine"\nduration = 3\n',
+            "fault[0].duration: a byzantine fault injects",
+        ),
+        (
+            'at = 2\nkind = "byzantine"\nattacks = []\n',
+            "fault[0].attacks: empty; name at least one",
+        ),
+        (
+            'at = 2\nkind = "byzantine"\nattacks = ["replayed", "replayed"]\n',
+            "fault[0].attacks: 'replayed' is listed more than once",
+        ),
+        (
+            'at = 2\nkind = "byzantine"\nattacks = ["teleport"]\n',
+            "fault[0].attacks[0]: Input should be",
+        ),
+        ('at = 2\nkind = "byzantine"\ncount = 0\n', "fault[0].count: Input should be greater than"),
+        (
+            'at = 2\nkind = "loss_burst"\ncount = 3\n',
+            "fault[0].count: only a byzantine fault takes count",
+        ),
+    ],
+)
 def test_bad_byzantine_faults_exit_2_with_one_line_each(fault, expected, tmp_path):
     path = Path(tmp_path) / "bad.toml"
     path.write_text("[world]\nticks = 5\n[[fault]]\n" + fault)

@@ -3,15 +3,17 @@ an anti-entropy round, order parameters and tension are recorded, and it all rep
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 import torch
 
-from runtime.recorder import read_stream
-from runtime.recording import record
-from runtime.replay import verify
-from runtime.scenario import parse
-from runtime.world import World
+from runtime.kernel.scenario import parse
+from runtime.kernel.world import World
+from runtime.record.recorder import read_stream
+from runtime.record.recording import record
+from runtime.record.replay import verify
 
 SCENARIO = """
 [world]
@@ -48,13 +50,15 @@ def test_trading_agents_synchronise_and_fire_anti_entropy():
         fired.append((world.tick, replica))
         real(replica)
 
-    world.anti_entropy_from = observed  # type: ignore[method-assign]
+    world.anti_entropy_from = observed
     world.run(2)
     early = world.coordination.osc.r()
     world.run(40)
     assert early < 0.5 < 0.8 < world.coordination.osc.r()
     off_schedule = [(t, r) for t, r in fired if t % world.scenario.economy.anti_entropy_every != 0]
-    assert {r for _, r in off_schedule} == {0, 1}, "each region's synchronisation fired its own round"
+    assert {r for _, r in off_schedule} == {0, 1}, (
+        "each region's synchronisation fired its own round"
+    )
 
 
 def test_uncoupled_agents_stay_incoherent():
@@ -73,7 +77,9 @@ def test_order_parameters_and_tension_are_recorded_and_replay(tmp_path):
         assert values.shape == (40,) and (values >= 0).all() and (values <= 1).all()
     events, _ = read_stream(tmp_path / "run" / "events.arrows")
     kinds = np.array(events.column("kind").to_pylist())
-    assert (kinds == "tension").sum() >= 3 and (kinds == "sync_fired").sum() >= 2  # tick 0 may have no 2-core yet
+    assert (kinds == "tension").sum() >= 3 and (
+        kinds == "sync_fired"
+    ).sum() >= 2  # tick 0 may have no 2-core yet
     assert verify(tmp_path / "run").status == "identical"
 
 
@@ -90,8 +96,11 @@ def test_message_gain_follows_phase_coherence():
 
 
 def test_members_synchronising_close_open_votes_early():
-    text = SCENARIO.replace("tension_every = 10", "tension_every = 10\nclose_votes_on_sync = true").replace(
-        "sync_threshold = 0.8", "sync_threshold = 0.6") + """
+    text = (
+        SCENARIO.replace(
+            "tension_every = 10", "tension_every = 10\nclose_votes_on_sync = true"
+        ).replace("sync_threshold = 0.8", "sync_threshold = 0.6")
+        + """
 [governance]
 members = "work"
 voting_period = 30
@@ -101,6 +110,7 @@ at = 2
 changes = { fee_rate = 0.02 }
 support = 1.0
 """
+    )
     world = World(parse(text))
     world.run(40)
     prop = world.organisation.nao.proposals[0]
@@ -122,11 +132,13 @@ def test_oscillators_on_the_gpu_give_the_cpu_run_bit_for_bit():
 
 
 def test_oscillators_stepped_beside_the_populations_give_the_same_run(monkeypatch):
-    import runtime.coordination as coordination
+    import runtime.coordination.service as coordination
 
     plain = World(parse(SCENARIO))
     plain.run()
-    monkeypatch.setattr(coordination, "BACKGROUND_NODES", 0)  # so this small world steps them on a second thread
+    monkeypatch.setattr(
+        coordination, "BACKGROUND_NODES", 0
+    )  # so this small world steps them on a second thread
     beside = World(parse(SCENARIO))
     started = []
     real = beside.coordination.begin_tick
@@ -136,7 +148,7 @@ def test_oscillators_stepped_beside_the_populations_give_the_same_run(monkeypatc
         if beside.coordination._ahead is not None:
             started.append(beside.coordination._ahead_tick)
 
-    beside.coordination.begin_tick = observed  # type: ignore[method-assign]
+    beside.coordination.begin_tick = observed
     beside.run()
     # Every tick but the graph rebuilds (0, 5, ..., 35), each started once the tick before was done.
     assert sorted(set(started)) == [t for t in range(1, 40) if t % 5]
@@ -145,7 +157,7 @@ def test_oscillators_stepped_beside_the_populations_give_the_same_run(monkeypatc
 
 
 def test_while_steps_run_ahead_messages_and_digests_see_the_phases_of_the_plain_order(monkeypatch):
-    import runtime.coordination as coordination
+    import runtime.coordination.service as coordination
 
     plain = World(parse(SCENARIO))
     plain.run(31)  # tick 31 is no rebuild: its steps may run ahead
@@ -171,26 +183,30 @@ def test_the_graph_read_back_from_the_csr_is_the_trades_of_the_window():
     world.run(6)
     lo, hi = np.minimum(src, dst), np.maximum(src, dst)
     g = world.coordination.graph()
-    assert g.number_of_edges() > 0 and all(u < v for u, v in zip(*world.coordination._edges()[:2]))
-    assert all(g.has_edge(int(a), int(b)) for a, b in zip(lo[lo != hi], hi[lo != hi]))
+    assert g.number_of_edges() > 0 and all(
+        u < v for u, v in zip(*world.coordination._edges()[:2], strict=True)
+    )
+    assert all(g.has_edge(int(a), int(b)) for a, b in zip(lo[lo != hi], hi[lo != hi], strict=True))
     assert sum(d["weight"] for _, _, d in g.edges(data=True)) >= int((lo != hi).sum())
 
 
 def test_tension_read_ahead_on_its_own_thread_gives_the_same_run(monkeypatch):
-    import runtime.coordination as coordination
+    import runtime.coordination.service as coordination
 
-    text = SCENARIO.replace("tension_every = 10", "tension_every = 7")  # due at 7, 14, 21, 28 (after rebuilds at 5..25) and 35 (a rebuild)
+    text = SCENARIO.replace(
+        "tension_every = 10", "tension_every = 7"
+    )  # due at 7, 14, 21, 28 (after rebuilds at 5..25) and 35 (a rebuild)
     readings: dict[str, list[tuple[int, int, float]]] = {"plain": [], "ahead": []}
 
     def recording(world: World, into: list[tuple[int, int, float]]) -> World:
         emit = world.emit
 
-        def emit_and_keep(kind: str, subsystem: str, *args: object, **kw: object) -> None:
+        def emit_and_keep(kind: str, subsystem: str, *args: Any, **kw: Any) -> None:
             if kind == "tension":
                 into.append((world.tick, kw["amount"], kw["value"]))
             emit(kind, subsystem, *args, **kw)
 
-        world.emit = emit_and_keep  # type: ignore[method-assign]
+        world.emit = emit_and_keep  # type: ignore[method-assign]  # keeps each reading, then emits
         return world
 
     plain = recording(World(parse(text)), readings["plain"])
@@ -202,13 +218,22 @@ def test_tension_read_ahead_on_its_own_thread_gives_the_same_run(monkeypatch):
 
     def observed(tick: int) -> None:
         real(tick)
-        started.append((tick, ahead.coordination._reading_tick if ahead.coordination._reading is not None else None))
+        started.append(
+            (
+                tick,
+                ahead.coordination._reading_tick
+                if ahead.coordination._reading is not None
+                else None,
+            )
+        )
 
-    ahead.coordination._read_ahead = observed  # type: ignore[method-assign]
+    ahead.coordination._read_ahead = observed
     ahead.run()
     launched = sorted({due for _, due in started if due is not None})
     assert launched == [7, 14, 21, 28]  # 35 is a rebuild tick: read when due
-    assert (5, 7) in started and (6, 7) in started and (7, None) in started  # taken at 5, held until 7
+    assert (
+        (5, 7) in started and (6, 7) in started and (7, None) in started
+    )  # taken at 5, held until 7
     assert [t for t, _, _ in readings["plain"]] == [7, 14, 21, 28, 35]
     assert readings["ahead"] == readings["plain"]
     assert ahead.hashes() == plain.hashes()
@@ -216,7 +241,7 @@ def test_tension_read_ahead_on_its_own_thread_gives_the_same_run(monkeypatch):
 
 
 def test_an_error_in_a_reading_taken_ahead_is_raised_when_it_is_due(monkeypatch):
-    import runtime.coordination as coordination
+    import runtime.coordination.service as coordination
 
     monkeypatch.setattr(coordination, "BACKGROUND_NODES", 0)
     world = World(parse(SCENARIO.replace("tension_every = 10", "tension_every = 7")))
@@ -225,7 +250,7 @@ def test_an_error_in_a_reading_taken_ahead_is_raised_when_it_is_due(monkeypatch)
     def broken() -> None:
         raise RuntimeError("eigensolver failed")
 
-    world.coordination._read_tension = broken  # type: ignore[method-assign]
+    world.coordination._read_tension = broken
     world.run(6)  # tick 5 rebuilt the graph and started the reading due at 7
     assert world.coordination._reading is not None and world.coordination._reading_tick == 7
     with pytest.raises(RuntimeError, match="eigensolver failed"):

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from runtime.checkpoints import SNAPSHOT_DIR, snapshot_name
 from runtime.cli import app
-from runtime.recorder import read_stream
+from runtime.record.checkpoints import SNAPSHOT_DIR, snapshot_name
+from runtime.record.recorder import read_stream
 
 RUNNER = CliRunner()
 
@@ -27,7 +27,7 @@ import numpy as np
 from pydantic import Field
 
 from economy.ops import OpKind
-from runtime.population import Population, RoleParams
+from runtime.kernel.population import Population, RoleParams
 
 
 class SaverParams(RoleParams):
@@ -48,7 +48,8 @@ class Saver(Population):
         self.given = np.zeros(self.n, dtype=np.int64)
 
     def setup(self, world):
-        world.mint(self.ids, np.full(self.n, self.cfg.initial_credits * world.MICRO, dtype=np.int64), "savings")
+        savings = self.cfg.initial_credits * world.MICRO
+        world.mint(self.ids, np.full(self.n, savings, dtype=np.int64), "savings")
 
     def step(self, world, tick):
         rng = world.streams(f"population/{self.name}")
@@ -70,7 +71,7 @@ class Saver(Population):
 FAIL_AT = None
 '''
 
-SCENARIO = '''
+SCENARIO = """
 [world]
 name = "savers"
 seed = 4
@@ -97,7 +98,7 @@ role = "my_roles:Saver"
 count = 25
 initial_credits = 50
 give_rate = 0.4
-'''
+"""
 
 
 @pytest.fixture
@@ -108,16 +109,25 @@ def folder(tmp_path: Path) -> Path:
 
 
 def _agora(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "runtime.cli", *args], capture_output=True, text=True, cwd=cwd,
-                          timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "runtime.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=300,
+    )
 
 
 def test_a_users_role_runs_records_replays_anywhere_and_resumes(folder, tmp_path_factory):
     done = _agora("run", str(folder / "s.toml"), "--out", str(folder / "run"), "-q", cwd=folder)
     assert done.returncode == 0, done.stderr
-    assert (folder / "run" / "my_roles.py").read_text() == ROLE  # the role's source travels with the run
+    assert (
+        folder / "run" / "my_roles.py"
+    ).read_text() == ROLE  # the role's source travels with the run
     table, _ = read_stream(folder / "run" / "metrics.arrows")
-    assert "savers/gifts" in table.column_names and sum(table.column("savers/gifts").to_pylist()) > 0
+    assert (
+        "savers/gifts" in table.column_names and sum(table.column("savers/gifts").to_pylist()) > 0
+    )
     # Moved elsewhere, without the original folder, the run still replays bit for bit.
     elsewhere = tmp_path_factory.mktemp("elsewhere") / "run"
     shutil.copytree(folder / "run", elsewhere)
@@ -148,20 +158,41 @@ def test_roles_and_schema_show_the_users_role(folder):
     assert set(keys) == {"give_rate", "gift"} and keys["gift"]["maximum"] == 1000
 
 
-@pytest.mark.parametrize(("edit", "message"), [
-    (("give_rate = 0.4", "give_rat = 0.4"),
-     "population[2].give_rat: not a key of population 'savers' (role 'my_roles:Saver'); did you mean 'give_rate'?"),
-    (("give_rate = 0.4", "give_rate = 7.0"), "population[2].give_rate: Input should be less than or equal to 1"),
-    (("give_rate = 0.4", "give_rate = 0.4\npost_rate = 0.3"), "population[2].post_rate: not a key of population 'savers'"),
-    (("my_roles:Saver", "my_roles:Spender"), "module 'my_roles' has no 'Spender'"),
-    (("my_roles:Saver", "no_such_module:Saver"), "module 'no_such_module' cannot be imported: ModuleNotFoundError"),
-    (("role = \"requester\"", "role = \"requestor\""), "role 'requestor' is not registered; did you mean 'requester'?"),
-    (("initial_credit", "initial_credit"), None),
-])
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (
+            ("give_rate = 0.4", "give_rat = 0.4"),
+            "population[2].give_rat: not a key of population 'savers' (role 'my_roles:Saver'); "
+            "did you mean 'give_rate'?",
+        ),
+        (
+            ("give_rate = 0.4", "give_rate = 7.0"),
+            "population[2].give_rate: Input should be less than or equal to 1",
+        ),
+        (
+            ("give_rate = 0.4", "give_rate = 0.4\npost_rate = 0.3"),
+            "population[2].post_rate: not a key of population 'savers'",
+        ),
+        (("my_roles:Saver", "my_roles:Spender"), "module 'my_roles' has no 'Spender'"),
+        (
+            ("my_roles:Saver", "no_such_module:Saver"),
+            "module 'no_such_module' cannot be imported: ModuleNotFoundError",
+        ),
+        (
+            ('role = "requester"', 'role = "requestor"'),
+            "role 'requestor' is not registered; did you mean 'requester'?",
+        ),
+        (("initial_credit", "initial_credit"), None),
+    ],
+)
 def test_mistakes_in_roles_and_their_keys_exit_2_naming_them(folder, edit, message):
     if message is None:  # a typo of a common key gets the near match too
         text = SCENARIO.replace("initial_credits = 20", "initial_credit = 20")
-        message = "population[0].initial_credit: not a key of population 'req' (role 'requester'); did you mean 'initial_credits'?"
+        message = (
+            "population[0].initial_credit: not a key of population 'req' (role 'requester'); "
+            "did you mean 'initial_credits'?"
+        )
     else:
         text = SCENARIO.replace(*edit)
     (folder / "s.toml").write_text(text)
@@ -171,17 +202,26 @@ def test_mistakes_in_roles_and_their_keys_exit_2_naming_them(folder, edit, messa
 
 
 def test_a_module_that_fails_to_import_is_named_with_its_error(folder):
-    (folder / "my_roles.py").write_text("raise ImportError('needs a package that is not installed')\n")
+    (folder / "my_roles.py").write_text(
+        "raise ImportError('needs a package that is not installed')\n"
+    )
     done = RUNNER.invoke(app, ["validate", str(folder / "s.toml")])
     assert done.exit_code == 2
-    assert "module 'my_roles' cannot be imported: ImportError: needs a package that is not installed" in done.output
+    assert (
+        "module 'my_roles' cannot be imported: ImportError: needs a package that is not installed"
+        in done.output
+    )
 
 
 def test_a_failure_in_the_users_code_stops_the_run_with_its_traceback(folder):
     (folder / "my_roles.py").write_text(ROLE.replace("FAIL_AT = None\n", "FAIL_AT = 17\n"))
     done = _agora("run", str(folder / "s.toml"), "--out", str(folder / "run"), "-q", cwd=folder)
     assert done.returncode == 1
-    assert "Traceback" in done.stderr and "my_roles.py" in done.stderr and "ZeroDivisionError" in done.stderr
+    assert (
+        "Traceback" in done.stderr
+        and "my_roles.py" in done.stderr
+        and "ZeroDivisionError" in done.stderr
+    )
     assert "population 'savers' (role 'my_roles:Saver') failed at tick 17" in done.stderr
     events, _ = read_stream(folder / "run" / "events.arrows")
     assert max(events.column("tick").to_pylist()) >= 16  # the log is readable up to that tick
@@ -189,22 +229,27 @@ def test_a_failure_in_the_users_code_stops_the_run_with_its_traceback(folder):
 
 
 def test_a_role_spread_over_modules_of_its_folder_travels_with_the_run(folder, tmp_path_factory):
-    # savers/ is a package: the role imports a sibling module relatively and a helper at the top level
+    # savers/ is a package: the role imports a sibling module relatively and a helper at the top
+    # level
     package = folder / "savers"
     package.mkdir()
     (package / "__init__.py").write_text("")
     (package / "amounts.py").write_text("def gift(params):\n    return params.gift\n")
     (package / "role.py").write_text(
-        ROLE.replace("from economy.ops import OpKind", "from economy.ops import OpKind\nfrom .amounts import gift\n"
-                     "import helpers")
-        .replace("self.params.gift * world.MICRO", "gift(self.params) * helpers.MICRO"))
+        ROLE.replace(
+            "from economy.ops import OpKind",
+            "from economy.ops import OpKind\nfrom .amounts import gift\nimport helpers",
+        ).replace("self.params.gift * world.MICRO", "gift(self.params) * helpers.MICRO")
+    )
     (folder / "helpers.py").write_text("MICRO = 1_000_000\n")
     (folder / "unrelated.py").write_text("raise SystemExit('never imported')\n")
     (folder / "my_roles.py").unlink()
     (folder / "s.toml").write_text(SCENARIO.replace("my_roles:Saver", "savers.role:Saver"))
     done = _agora("run", str(folder / "s.toml"), "--out", str(folder / "run"), "-q", cwd=folder)
     assert done.returncode == 0, done.stderr
-    copied = sorted(p.relative_to(folder / "run").as_posix() for p in (folder / "run").rglob("*.py"))
+    copied = sorted(
+        p.relative_to(folder / "run").as_posix() for p in (folder / "run").rglob("*.py")
+    )
     assert copied == ["helpers.py", "savers/__init__.py", "savers/amounts.py", "savers/role.py"]
     elsewhere = tmp_path_factory.mktemp("elsewhere") / "run"
     shutil.copytree(folder / "run", elsewhere)

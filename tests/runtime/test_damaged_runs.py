@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from runtime.cli import app
-from runtime.recording import record
+from runtime.record.recording import record
 
 RUNNER = CliRunner()
 
@@ -39,7 +39,9 @@ def _edit_summary(run: Path, **changes: object) -> None:
 
 DAMAGE = {
     "empty metrics": lambda r: (r / "metrics.arrows").write_bytes(b""),
-    "truncated metrics": lambda r: (r / "metrics.arrows").write_bytes((r / "metrics.arrows").read_bytes()[:300]),
+    "truncated metrics": lambda r: (r / "metrics.arrows").write_bytes(
+        (r / "metrics.arrows").read_bytes()[:300]
+    ),
     "missing scenario": lambda r: (r / "scenario.toml").unlink(),
     "summary is a list": lambda r: _summary(r, []),
     "files is a list": lambda r: _edit_summary(r, files=["events.arrows"]),
@@ -71,7 +73,8 @@ def test_damaged_runs_get_one_line_never_a_traceback(honest, tmp_path, damage, c
     DAMAGE[damage](run)
     done = RUNNER.invoke(app, COMMANDS[command](run))
     assert done.exception is None or isinstance(done.exception, SystemExit), (
-        f"{command} on {damage}: {type(done.exception).__name__}: {done.exception}")
+        f"{command} on {damage}: {type(done.exception).__name__}: {done.exception}"
+    )
     assert "Traceback" not in done.output
     if done.exit_code != 0:
         assert done.exit_code in (1, 2), done.output
@@ -92,7 +95,9 @@ def test_overwrite_replaces_only_an_empty_folder_or_a_run(honest, tmp_path):
     here = tmp_path / "here"
     here.mkdir()
     shutil.copy(scenario, here / "s.toml")
-    done = RUNNER.invoke(app, ["run", str(here / "s.toml"), "--out", str(here), "--overwrite", "-q"])
+    done = RUNNER.invoke(
+        app, ["run", str(here / "s.toml"), "--out", str(here), "--overwrite", "-q"]
+    )
     assert done.exit_code == 2 and (here / "s.toml").exists()
     run = tmp_path / "old-run"
     shutil.copytree(honest, run)
@@ -105,13 +110,17 @@ def test_cli_edges_get_clear_errors(honest, tmp_path):
     folder.mkdir()
     done = RUNNER.invoke(app, ["analyze", str(honest), "--report", str(folder)])
     assert done.exit_code == 2 and "--report" in done.output, done.output
-    done = RUNNER.invoke(app, ["analyze", str(honest), "--report", str(tmp_path / "r.html" / "x.html")])
+    done = RUNNER.invoke(
+        app, ["analyze", str(honest), "--report", str(tmp_path / "r.html" / "x.html")]
+    )
     assert done.exit_code == 0 or (done.exit_code == 2 and "Traceback" not in done.output)
     locked = tmp_path / "locked"
     locked.mkdir()
     os.chmod(locked, 0o500)
     try:
-        done = RUNNER.invoke(app, ["replay", str(honest), "--at", "5", "--out", str(locked / "sub" / "s.csv")])
+        done = RUNNER.invoke(
+            app, ["replay", str(honest), "--at", "5", "--out", str(locked / "sub" / "s.csv")]
+        )
         if os.geteuid() != 0:  # root may write anywhere
             assert done.exit_code == 2 and "--out" in done.output, done.output
         assert done.exception is None or isinstance(done.exception, SystemExit)
@@ -120,7 +129,16 @@ def test_cli_edges_get_clear_errors(honest, tmp_path):
     done = RUNNER.invoke(app, ["replay", str(honest), "--at", "5", "--out", str(folder)])
     assert done.exit_code == 2 and "--out" in done.output
     for bad in ("inf", "nan", "-1", "0"):
-        done = RUNNER.invoke(app, ["run", str(honest.parent / "s.toml"), "--out", str(tmp_path / "rt"),
-                                   "--realtime", bad])
+        done = RUNNER.invoke(
+            app,
+            [
+                "run",
+                str(honest.parent / "s.toml"),
+                "--out",
+                str(tmp_path / "rt"),
+                "--realtime",
+                bad,
+            ],
+        )
         assert done.exit_code == 2 and "--realtime" in done.output, (bad, done.output)
         assert not (tmp_path / "rt").exists()

@@ -8,17 +8,23 @@ import numpy as np
 import pytest
 from numba import uint32
 
-from runtime.exchange import exchange_tick, philox
-from runtime.scenario import parse
-from runtime.world import World
+from runtime.kernel.exchange import exchange_tick, philox
+from runtime.kernel.scenario import parse
+from runtime.kernel.world import World
 
 
-@pytest.mark.parametrize(("counter", "key", "expected"), [
-    ((0, 0, 0, 0), (0, 0), (0x6627E8D5, 0xE169C58D, 0xBC57AC4C, 0x9B00DBD8)),
-    ((0xFFFFFFFF,) * 4, (0xFFFFFFFF,) * 2, (0x408F276D, 0x41C83B0E, 0xA20BC7C6, 0x6D5451FD)),
-    ((0x243F6A88, 0x85A308D3, 0x13198A2E, 0x03707344), (0xA4093822, 0x299F31D0),
-     (0xD16CFE09, 0x94FDCCEB, 0x5001E420, 0x24126EA1)),
-])
+@pytest.mark.parametrize(
+    ("counter", "key", "expected"),
+    [
+        ((0, 0, 0, 0), (0, 0), (0x6627E8D5, 0xE169C58D, 0xBC57AC4C, 0x9B00DBD8)),
+        ((0xFFFFFFFF,) * 4, (0xFFFFFFFF,) * 2, (0x408F276D, 0x41C83B0E, 0xA20BC7C6, 0x6D5451FD)),
+        (
+            (0x243F6A88, 0x85A308D3, 0x13198A2E, 0x03707344),
+            (0xA4093822, 0x299F31D0),
+            (0xD16CFE09, 0x94FDCCEB, 0x5001E420, 0x24126EA1),
+        ),
+    ],
+)
 def test_philox_matches_the_random123_known_answers(counter, key, expected):
     got = philox(*(uint32(c) for c in counter), *(uint32(k) for k in key))
     assert tuple(int(x) for x in got) == expected
@@ -28,12 +34,22 @@ def reference_tick(wealth: list[int], order: list[int], tick: int, k0: int, k1: 
     """The same tick in plain Python, one draw at a time."""
     n = len(wealth)
     for i in range(n - 1, 0, -1):
-        j = (int(philox(uint32(i), uint32(tick), uint32(0), uint32(0), uint32(k0), uint32(k1))[0]) * (i + 1)) >> 32
+        j = (
+            int(philox(uint32(i), uint32(tick), uint32(0), uint32(0), uint32(k0), uint32(k1))[0])
+            * (i + 1)
+        ) >> 32
         order[i], order[j] = order[j], order[i]
     for pos in range(n):
         a = order[pos]
         if wealth[a] > 0:
-            b = (int(philox(uint32(pos), uint32(tick), uint32(1), uint32(0), uint32(k0), uint32(k1))[0]) * n) >> 32
+            b = (
+                int(
+                    philox(uint32(pos), uint32(tick), uint32(1), uint32(0), uint32(k0), uint32(k1))[
+                        0
+                    ]
+                )
+                * n
+            ) >> 32
             wealth[a] -= 1
             wealth[b] += 1
 
@@ -54,9 +70,12 @@ def test_wealth_is_conserved_repeatable_and_distributed_as_an_independent_implem
 
     from benchmarks.exchange import _numba_steps
 
-    sc = parse('[world]\nticks = 300\nseed = 5\n[[population]]\nname = "x"\nrole = "exchange"\ncount = 20000\n'
-               'initial_credits = 1\n')
-    a, b = World(sc), World(sc)
+    scenario = parse(
+        '[world]\nticks = 300\nseed = 5\n[[population]]\nname = "x"\nrole = "exchange"\ncount = '
+        "20000\n"
+        "initial_credits = 1\n"
+    )
+    a, b = World(scenario), World(scenario)
     a.run()
     b.run()
     w = a.populations[0].wealth
@@ -64,7 +83,7 @@ def test_wealth_is_conserved_repeatable_and_distributed_as_an_independent_implem
     assert np.array_equal(w, b.populations[0].wealth) and a.hashes() == b.hashes()
 
     @njit
-    def seed(s):  # type: ignore[no-untyped-def]
+    def seed(s):
         np.random.seed(s)
 
     # The hand-written numba loop (numba's own Mersenne Twister) settles to the same distribution.
@@ -79,10 +98,19 @@ def test_wealth_is_conserved_repeatable_and_distributed_as_an_independent_implem
 def test_the_synchronous_rule_gives_the_same_integers_in_numba_and_torch():
     import torch
 
-    from runtime.exchange import exchange_sync_tick, exchange_sync_torch, philox_torch
+    from runtime.kernel.exchange import exchange_sync_tick, exchange_sync_torch, philox_torch
 
-    word = lambda v: torch.tensor([v], dtype=torch.int64)  # noqa: E731
-    got = philox_torch(word(0x243F6A88), word(0x85A308D3), word(0x13198A2E), word(0x03707344), 0xA4093822, 0x299F31D0)
+    def word(v: int) -> torch.Tensor:
+        return torch.tensor([v], dtype=torch.int64)
+
+    got = philox_torch(
+        word(0x243F6A88),
+        word(0x85A308D3),
+        word(0x13198A2E),
+        word(0x03707344),
+        0xA4093822,
+        0x299F31D0,
+    )
     assert tuple(int(x) for x in got) == (0xD16CFE09, 0x94FDCCEB, 0x5001E420, 0x24126EA1)
     w = np.random.default_rng(0).integers(0, 3, 50_000).astype(np.int64)
     total = int(w.sum())
@@ -99,7 +127,11 @@ def test_the_synchronous_rule_on_the_gpu_equals_the_cpu_bit_for_bit():
 
     import torch
 
-    from runtime.exchange import compiled_exchange_sync, exchange_sync_tick, exchange_sync_torch
+    from runtime.kernel.exchange import (
+        compiled_exchange_sync,
+        exchange_sync_tick,
+        exchange_sync_torch,
+    )
 
     w = np.ones(1_000_000, dtype=np.int64)
     g = torch.ones(1_000_000, dtype=torch.int64, device="cuda")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from runtime.recording import record
+from runtime.record.recording import record
 
 DEFAULT = Path(__file__).resolve().parents[2] / "scenarios" / "marketplace.toml"
 FINAL = "9396257b763b97def40b9515f25c0ba4efad16980e3d0b01da8de8550aaf6033"
@@ -20,4 +20,6 @@ def test_the_default_scenario_ends_in_its_published_state(tmp_path):
     summary = record(DEFAULT, tmp_path / "run")
     assert summary["ticks"] == 200 and len(summary["checkpoints"]) == 8
     assert summary["final_state_hash"] == FINAL, (
-        "the default scenario's final state moved: if on purpose, update FINAL and the README's hash")
+        "the default scenario's final state moved: if on purpose, update FINAL and the README's "
+        "hash"
+    )

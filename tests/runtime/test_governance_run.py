@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from runtime.recorder import read_stream
-from runtime.recording import record
-from runtime.replay import verify
+from runtime.record.recorder import read_stream
+from runtime.record.recording import record
+from runtime.record.replay import verify
 
 
 @pytest.fixture(scope="module")
@@ -23,12 +23,17 @@ def test_the_three_outcomes(gov_run):
     summary, _ = gov_run
     states = [p["state"] for p in summary["totals"]["proposals"]]
     assert states == ["executed", "rejected", "blocked", "executed", "executed"]
-    assert summary["totals"]["params"] == {"fee_rate": 0.02, "slash_fraction": 0.1, "price_elasticity": 0.5}
+    assert summary["totals"]["params"] == {
+        "fee_rate": 0.02,
+        "slash_fraction": 0.1,
+        "price_elasticity": 0.5,
+    }
     assert "threshold not met" in summary["totals"]["proposals"][1]["reason"]
     assert "fee_rate <= 0.05" in summary["totals"]["proposals"][2]["reason"]
     assert summary["totals"]["proposals"][2]["reason"].startswith("critic: ")
     critic = summary["totals"]["roles"]["critics"]
-    # Every proposal that passed its vote went to the critic; the one breaking the constitution was blocked.
+    # Every proposal that passed its vote went to the critic; the one breaking the constitution was
+    # blocked.
     assert critic["proposals_checked"] == 4 and critic["proposals_blocked"] == 1
     assert critic["batches_proved"] > 0
 
@@ -67,7 +72,9 @@ def test_admission_and_a_treasury_spend_paid_from_fees(gov_run):
     kinds = events.column("kind").to_pylist()
     admitted = [i for i, k in enumerate(kinds) if k == "member_admitted"]
     spent = [i for i, k in enumerate(kinds) if k == "treasury_spent"]
-    assert len(admitted) == 1 and events.column("agent")[admitted[0]].as_py() == 300 + 100  # requesters come first
+    assert (
+        len(admitted) == 1 and events.column("agent")[admitted[0]].as_py() == 300 + 100
+    )  # requesters come first
     assert len(spent) == 1 and events.column("amount_micro")[spent[0]].as_py() == 20 * 1_000_000
     assert events.column("agent")[spent[0]].as_py() == 300 + 5
 

@@ -1,4 +1,5 @@
-"""Kuramoto oscillators against the exact mean-field result, and the graph kernel against the mean field."""
+"""Kuramoto oscillators against the exact mean-field result, and the graph kernel against the mean
+field."""
 
 from __future__ import annotations
 
@@ -6,14 +7,23 @@ import networkx as nx
 import numpy as np
 import pytest
 
-from runtime.kuramoto import CSR, Oscillators, coherence_gain, group_order, lorentzian_frequencies, order_parameter
+from runtime.coordination.kuramoto import (
+    CSR,
+    Oscillators,
+    coherence_gain,
+    group_order,
+    lorentzian_frequencies,
+    order_parameter,
+)
 
 N, GAMMA = 10_000, 0.5
 
 
 def steady_r(coupling: float, seed: int = 0) -> float:
     rng = np.random.default_rng(seed)
-    osc = Oscillators(lorentzian_frequencies(N, GAMMA), coupling, 0.05, rng.uniform(0, 2 * np.pi, N))
+    osc = Oscillators(
+        lorentzian_frequencies(N, GAMMA), coupling, 0.05, rng.uniform(0, 2 * np.pi, N)
+    )
     osc.step(1500)
     samples = []
     for _ in range(100):
@@ -81,7 +91,7 @@ def test_group_order_gain_and_bad_input():
 def test_strided_order_matches_the_plain_order_parameters_and_ignores_threads():
     import numba
 
-    from runtime.kuramoto import group_order, order_parameter, strided_order
+    from runtime.coordination.kuramoto import group_order, order_parameter, strided_order
 
     rng = np.random.default_rng(5)
     for n, groups in ((1, 3), (7, 3), (1000, 1), (100_003, 4)):
@@ -100,7 +110,8 @@ def test_strided_order_matches_the_plain_order_parameters_and_ignores_threads():
 
 
 def _reference_steps(theta, omega, csr, coupling, dt, steps):
-    """The graph step written out in Python, row by row in CSR order, with economy.portable_math's sine and cosine."""
+    """The graph step written out in Python, row by row in CSR order, with economy.portable_math's
+    sine and cosine."""
     from economy.portable_math import sin_cos as sincos_array
 
     theta = theta.copy()
@@ -125,17 +136,22 @@ def _reference_steps(theta, omega, csr, coupling, dt, steps):
 
 
 def test_graph_kernel_is_the_reference_step_bit_for_bit_serial_and_parallel():
-    from runtime.kuramoto import _graph_steps_parallel, _graph_steps_serial
+    from runtime.coordination.kuramoto import _graph_steps_parallel, _graph_steps_serial
 
     rng = np.random.default_rng(7)
     n = 300
-    src, dst = rng.integers(0, n, 900), rng.integers(0, n, 900)  # duplicates and self-loops included
+    src, dst = (
+        rng.integers(0, n, 900),
+        rng.integers(0, n, 900),
+    )  # duplicates and self-loops included
     csr = CSR.from_edges(n, src, dst, rng.integers(1, 4, 900).astype(np.float64))
     omega, theta = rng.normal(0, 0.3, n), rng.uniform(0, 2 * np.pi, n)
     expected = _reference_steps(theta, omega, csr, 2.0, 0.05, 7)
     for kernel in (_graph_steps_serial, _graph_steps_parallel):
         got = theta.copy()
-        kernel(got, omega, csr.indptr, csr.indices, csr.weights, 2.0, 0.05, 7, np.empty(n), np.empty(n))
+        kernel(
+            got, omega, csr.indptr, csr.indices, csr.weights, 2.0, 0.05, 7, np.empty(n), np.empty(n)
+        )
         assert np.array_equal(got, expected)
     osc = Oscillators(omega, 2.0, 0.05, theta, csr)
     osc.step(7)
@@ -145,12 +161,14 @@ def test_graph_kernel_is_the_reference_step_bit_for_bit_serial_and_parallel():
 
 
 def test_csr_keeps_narrow_arrays_only_where_they_hold_the_values_and_steps_the_same_bits():
-    from runtime.kuramoto import _graph_steps_serial
+    from runtime.coordination.kuramoto import _graph_steps_serial
 
     rng = np.random.default_rng(11)
     n = 400
     src, dst = rng.integers(0, n, 1500), rng.integers(0, n, 1500)
-    counts = CSR.from_edges(n, src, dst, rng.integers(1, 2**24, 1500).astype(np.float64))  # float32 holds them
+    counts = CSR.from_edges(
+        n, src, dst, rng.integers(1, 2**24, 1500).astype(np.float64)
+    )  # float32 holds them
     assert counts.indices.dtype == np.int32 and counts.weights.dtype == np.float32
     odd = rng.integers(1, 2**24, 1500).astype(np.float64)
     odd[5] = 2**24 + 1  # one weight float32 cannot hold: every weight stays float64
@@ -161,8 +179,21 @@ def test_csr_keeps_narrow_arrays_only_where_they_hold_the_values_and_steps_the_s
     assert np.array_equal(indices, counts.indices) and np.array_equal(weights, counts.weights)
     omega, theta = rng.normal(0, 0.3, n), rng.uniform(0, 2 * np.pi, n)
     narrow, wide = theta.copy(), theta.copy()
-    _graph_steps_serial(narrow, omega, counts.indptr, counts.indices, counts.weights, 1.5, 0.05, 9, np.empty(n), np.empty(n))
-    _graph_steps_serial(wide, omega, counts.indptr, indices, weights, 1.5, 0.05, 9, np.empty(n), np.empty(n))
+    _graph_steps_serial(
+        narrow,
+        omega,
+        counts.indptr,
+        counts.indices,
+        counts.weights,
+        1.5,
+        0.05,
+        9,
+        np.empty(n),
+        np.empty(n),
+    )
+    _graph_steps_serial(
+        wide, omega, counts.indptr, indices, weights, 1.5, 0.05, 9, np.empty(n), np.empty(n)
+    )
     assert np.array_equal(narrow, wide) and not np.array_equal(narrow, theta)
 
 
@@ -170,7 +201,10 @@ def test_csr_keeps_narrow_arrays_only_where_they_hold_the_values_and_steps_the_s
 def test_csr_rows_are_sorted_stably_as_lexsort_sorts_them(undirected):
     rng = np.random.default_rng(3)
     n = 50
-    src, dst = rng.integers(0, n, 4000), rng.integers(0, n, 4000)  # long rows, repeated pairs with other weights
+    src, dst = (
+        rng.integers(0, n, 4000),
+        rng.integers(0, n, 4000),
+    )  # long rows, repeated pairs with other weights
     src[:300] = 7  # one row past the insertion-sort length
     w = rng.normal(size=4000)
     csr = CSR.from_edges(n, src, dst, w, undirected=undirected)
@@ -178,6 +212,8 @@ def test_csr_rows_are_sorted_stably_as_lexsort_sorts_them(undirected):
         src, dst, w = np.concatenate([src, dst]), np.concatenate([dst, src]), np.concatenate([w, w])
     order = np.lexsort((dst, src))
     assert np.array_equal(csr.indices, dst[order]) and np.array_equal(csr.weights, w[order])
-    assert np.array_equal(csr.indptr, np.concatenate([[0], np.cumsum(np.bincount(src, minlength=n))]))
+    assert np.array_equal(
+        csr.indptr, np.concatenate([[0], np.cumsum(np.bincount(src, minlength=n))])
+    )
     with pytest.raises(ValueError, match="one length"):
         CSR.from_edges(n, src[:3], dst[:3], w[:2])

@@ -1,4 +1,5 @@
-"""The torch graph step equals the numba kernel bit for bit: on the CPU always, on the GPU when one exists."""
+"""The torch graph step equals the numba kernel bit for bit: on the CPU always, on the GPU when one
+exists."""
 
 from __future__ import annotations
 
@@ -7,16 +8,21 @@ import numpy as np
 import pytest
 import torch
 
-from runtime.kuramoto import CSR, Oscillators
-from runtime.kuramoto_torch import TorchOscillators, torch_mod_2pi, torch_sincos
 from economy.portable_math import sin_cos as sincos_array
+from runtime.coordination.kuramoto import CSR, Oscillators
+from runtime.coordination.kuramoto_torch import TorchOscillators, torch_mod_2pi, torch_sincos
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
 
 @pytest.mark.parametrize("device", DEVICES)
 def test_sincos_and_mod_are_the_cpu_bits(device):
-    x = np.concatenate([np.random.default_rng(0).uniform(-30, 30, 100_000), [0.0, -0.0, 2 * np.pi, -2 * np.pi, -1e-300]])
+    x = np.concatenate(
+        [
+            np.random.default_rng(0).uniform(-30, 30, 100_000),
+            [0.0, -0.0, 2 * np.pi, -2 * np.pi, -1e-300],
+        ]
+    )
     s, c = torch_sincos(torch, torch.as_tensor(x, device=device))
     s_ref, c_ref = sincos_array(x)
     assert np.array_equal(s.cpu().numpy(), s_ref) and np.array_equal(c.cpu().numpy(), c_ref)
@@ -32,7 +38,9 @@ def test_torch_step_equals_numba_bit_for_bit(device):
     g = nx.gnm_random_graph(n, 12_000, seed=4)
     for u, v in g.edges:
         g[u][v]["weight"] = 1.0 + (u + v) % 3
-    g.add_edges_from((int(h), int(j), {"weight": 1.0}) for h in range(5) for j in rng.integers(5, n, 150))  # long rows
+    g.add_edges_from(
+        (int(h), int(j), {"weight": 1.0}) for h in range(5) for j in rng.integers(5, n, 150)
+    )  # long rows
     csr = CSR.from_networkx(g)
     omega, theta = rng.normal(0, 0.3, n), rng.uniform(0, 2 * np.pi, n)
     ref = Oscillators(omega, 3.0, 0.02, theta, csr)
@@ -41,7 +49,8 @@ def test_torch_step_equals_numba_bit_for_bit(device):
         ref.step(7)
         dev.step(7)
         assert np.array_equal(dev.theta, ref.theta)
-    # A new graph (as the coordination rebuilds it), with duplicate edges, self-loops and zero weights.
+    # A new graph (as the coordination rebuilds it), with duplicate edges, self-loops and zero
+    # weights.
     src, dst = rng.integers(0, n, 5000), rng.integers(0, n, 5000)
     csr2 = CSR.from_edges(n, src, dst, rng.integers(0, 3, 5000).astype(np.float64))
     ref.csr = dev.csr = csr2
@@ -67,7 +76,7 @@ def test_gpu_is_used():
 
 
 def test_a_hub_longer_than_the_longest_row_steps_on_the_host_with_the_same_bits(monkeypatch):
-    import runtime.kuramoto_torch as kt
+    import runtime.coordination.kuramoto_torch as kt
 
     monkeypatch.setattr(kt, "LONGEST_ROW", 64)  # so a small hub is "long"
     rng = np.random.default_rng(9)

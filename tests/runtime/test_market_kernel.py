@@ -1,5 +1,5 @@
-"""The market's synchronous tensor step: equal to its plain reference tick, integer-exact, conserving,
-deterministic, and the same bits on a GPU (skipped without one)."""
+"""The market's synchronous tensor step: equal to its plain reference tick, integer-exact,
+conserving, deterministic, and the same bits on a GPU (skipped without one)."""
 
 from __future__ import annotations
 
@@ -7,11 +7,13 @@ import numpy as np
 import pytest
 import torch
 
-from runtime.market_kernel import MarketKernel, reference_tick
+from runtime.kernel.market_kernel import MarketKernel, reference_tick
 
 
 def _pair(**kw):
-    return MarketKernel(300, 60, seed=4, n_skills=4, **kw), MarketKernel(300, 60, seed=4, n_skills=4, **kw)
+    return MarketKernel(300, 60, seed=4, n_skills=4, **kw), MarketKernel(
+        300, 60, seed=4, n_skills=4, **kw
+    )
 
 
 def test_the_kernel_takes_exactly_the_reference_tick():
@@ -51,7 +53,10 @@ def test_bad_sizes_are_refused():
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_the_gpu_gives_the_cpus_bits():
-    cpu, gpu = MarketKernel(100_000, 25_000, seed=3), MarketKernel(100_000, 25_000, seed=3, device="cuda")
+    cpu, gpu = (
+        MarketKernel(100_000, 25_000, seed=3),
+        MarketKernel(100_000, 25_000, seed=3, device="cuda"),
+    )
     fused = MarketKernel(100_000, 25_000, seed=3, device="cuda")
     fused.compile()  # torch.compile: fused GPU kernels, the same integers
     for _ in range(20):

@@ -27,13 +27,14 @@ CHILD = r"""
 import hashlib, json, math, struct, sys
 from pathlib import Path
 import numpy as np
-from runtime.recording import record
+from runtime.record.recording import record
 
 xs = np.linspace(-30.0, 30.0, 100_001)
 canary = {
     "numpy": hashlib.sha256(np.exp(xs).tobytes() + np.tanh(xs).tobytes()).hexdigest(),
-    "libm": hashlib.sha256(b"".join(struct.pack("<3d", math.exp(x), math.log(abs(x) + 1e-3),
-                                                 math.pow(abs(x) + 0.5, 1.37)) for x in xs.tolist())).hexdigest(),
+    "libm": hashlib.sha256(b"".join(
+        struct.pack("<3d", math.exp(x), math.log(abs(x) + 1e-3), math.pow(abs(x) + 0.5, 1.37))
+        for x in xs.tolist())).hexdigest(),
 }
 summary = record(Path(sys.argv[1]), Path(sys.argv[2]))
 json.dump({"checkpoints": summary["checkpoints"], "final": summary["final_state_hash"],
@@ -60,17 +61,30 @@ def _numpy_targets() -> str:
 VARIANTS = {
     "torch generic kernels": {"ATEN_CPU_CAPABILITY": "default"},
     "numpy without SIMD": {"NPY_DISABLE_CPU_FEATURES": _numpy_targets()},
-    "no FMA, generic x86-64": {"GLIBC_TUNABLES": "glibc.cpu.hwcaps=-AVX2,-FMA,-AVX,-AVX512F",
-                               "NUMBA_CPU_NAME": "generic", "OPENBLAS_CORETYPE": "Prescott"},
-    "one thread": {"NUMBA_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
-                   "MKL_NUM_THREADS": "1"},
+    "no FMA, generic x86-64": {
+        "GLIBC_TUNABLES": "glibc.cpu.hwcaps=-AVX2,-FMA,-AVX,-AVX512F",
+        "NUMBA_CPU_NAME": "generic",
+        "OPENBLAS_CORETYPE": "Prescott",
+    },
+    "one thread": {
+        "NUMBA_NUM_THREADS": "1",
+        "OMP_NUM_THREADS": "1",
+        "OPENBLAS_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
+    },
 }
 
 
 def _run(name: str, extra: dict[str, str], tmp: Path) -> dict:
     env = {**os.environ, **extra, "PYTHONHASHSEED": "0"}
-    done = subprocess.run([sys.executable, "-c", CHILD, str(DEFAULT), str(tmp / name.replace(" ", "_"))],
-                          env=env, cwd=ROOT, capture_output=True, text=True, timeout=900)
+    done = subprocess.run(
+        [sys.executable, "-c", CHILD, str(DEFAULT), str(tmp / name.replace(" ", "_"))],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert done.returncode == 0, f"{name}: the run failed:\n{done.stderr[-3000:]}"
     return json.loads(done.stdout)
 
@@ -85,8 +99,12 @@ def test_checkpoint_hashes_are_the_same_on_emulated_processors(tmp_path):
     assert len(native["checkpoints"]) == 8
     for name in VARIANTS:
         for want, got in zip(native["checkpoints"], results[name]["checkpoints"], strict=True):
-            differing = sorted(k for k in want["hashes"] if want["hashes"][k] != got["hashes"].get(k))
-            assert not differing, f"{name}: checkpoint at tick {want['tick']} differs in {differing}"
+            differing = sorted(
+                k for k in want["hashes"] if want["hashes"][k] != got["hashes"].get(k)
+            )
+            assert not differing, (
+                f"{name}: checkpoint at tick {want['tick']} differs in {differing}"
+            )
         assert results[name]["final"] == native["final"], name
     # The emulation is real: the perturbed libraries give other bits than natively, on a CPU that
     # has the features turned off (so the hashes above were compared under a real change).

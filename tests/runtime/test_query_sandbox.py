@@ -16,13 +16,12 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
-from click.testing import Result
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 from runtime.cli import app
-from runtime.recording import RunDirError, record
-from runtime.replay import open as open_run
-from runtime.run_data import QueryRefused, regular_file, sandbox
+from runtime.record.recording import RunDirError, record
+from runtime.record.replay import open as open_run
+from runtime.record.run_data import QueryRefused, regular_file, sandbox
 
 from .conftest import SMALL
 
@@ -66,9 +65,14 @@ def guarded_query(run_dir: Path, sql: str) -> subprocess.CompletedProcess[str]:
     def limit_memory() -> None:
         resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))
 
-    return subprocess.run([sys.executable, "-m", "runtime.cli", "query", str(run_dir), sql],
-                          capture_output=True, text=True, timeout=60, cwd=REPO,
-                          preexec_fn=limit_memory)
+    return subprocess.run(
+        [sys.executable, "-m", "runtime.cli", "query", str(run_dir), sql],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO,
+        preexec_fn=limit_memory,
+    )
 
 
 def refusal(exit_code: int, stdout: str, stderr: str) -> str:
@@ -82,8 +86,11 @@ def refusal(exit_code: int, stdout: str, stderr: str) -> str:
 
 def digests(folder: Path) -> dict[str, str]:
     """SHA-256 of every file below ``folder``, by relative path."""
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def test_ordinary_queries_over_events_metrics_and_state_deltas_still_run(run: Path):
@@ -94,8 +101,10 @@ def test_ordinary_queries_over_events_metrics_and_state_deltas_still_run(run: Pa
     expected = events.group_by("kind").aggregate([("kind", "count")]).sort_by("kind")
     assert kinds.column("kind").to_pylist() == expected.column("kind").to_pylist()
     assert kinds.column("n").to_pylist() == expected.column("kind_count").to_pylist()
-    cte = data.query("with per_tick as (select tick, count(*) as n from state_deltas group by tick)"
-                     " select sum(n) as total, count(*) as ticks from per_tick")
+    cte = data.query(
+        "with per_tick as (select tick, count(*) as n from state_deltas group by tick)"
+        " select sum(n) as total, count(*) as ticks from per_tick"
+    )
     ticks = len(set(deltas.column("tick").to_pylist()))
     assert cte.to_pylist() == [{"total": deltas.num_rows, "ticks": ticks}] and ticks > 1
     volume = data.query("select sum(volume_micro) as v, max(tick) as last from metrics")
@@ -112,18 +121,26 @@ def test_ordinary_queries_over_events_metrics_and_state_deltas_still_run(run: Pa
 def test_the_sandbox_reads_back_locked_with_no_outside_access():
     con = sandbox({"t": pa.table({"x": [1, 2, 3]})})
     try:
-        settings = dict(con.execute(
-            "select name, value from duckdb_settings() where name in ('enable_external_access', "
-            "'lock_configuration', 'autoload_known_extensions', 'autoinstall_known_extensions', "
-            "'allow_community_extensions', 'python_enable_replacements')").fetchall())
+        settings = dict(
+            con.execute(
+                "select name, value from duckdb_settings() where name in "
+                "('enable_external_access', "
+                "'lock_configuration', 'autoload_known_extensions', "
+                "'autoinstall_known_extensions', "
+                "'allow_community_extensions', 'python_enable_replacements')"
+            ).fetchall()
+        )
         assert con.sql("select sum(x) from t").fetchall() == [(6,)]
     finally:
         con.close()
-    assert settings == {"enable_external_access": "false", "lock_configuration": "true",
-                        "autoload_known_extensions": "false",
-                        "autoinstall_known_extensions": "false",
-                        "allow_community_extensions": "false",
-                        "python_enable_replacements": "false"}
+    assert settings == {
+        "enable_external_access": "false",
+        "lock_configuration": "true",
+        "autoload_known_extensions": "false",
+        "autoinstall_known_extensions": "false",
+        "allow_community_extensions": "false",
+        "python_enable_replacements": "false",
+    }
 
 
 SANDBOX_DENIES = {
@@ -162,7 +179,7 @@ def test_the_sandbox_denies_what_the_statement_check_would_let_through(case: str
 
 
 def test_a_name_in_sql_never_reaches_a_python_variable():
-    hidden = pa.table({"token": [MARKER]})  # noqa: F841 -- what a replacement scan would find
+    _hidden = pa.table({"token": [MARKER]})  # what a replacement scan would find
     con = sandbox({"t": pa.table({"x": [1]})})
     try:
         with pytest.raises(duckdb.CatalogException):
@@ -173,16 +190,20 @@ def test_a_name_in_sql_never_reaches_a_python_variable():
 
 REFUSED = {
     "copy_to_a_file": ("copy (select 1 as x) to '{outside}/copied.csv'", "COPY"),
-    "copy_over_the_event_log": ("copy (select 1 as x) to '{run}/events.arrows' (format csv)",
-                                "COPY"),
+    "copy_over_the_event_log": (
+        "copy (select 1 as x) to '{run}/events.arrows' (format csv)",
+        "COPY",
+    ),
     "attach": ("attach '{outside}/attached.db' as a", "ATTACH"),
     "export_database": ("export database '{outside}/exported'", "EXPORT"),
     "install_httpfs": ("install httpfs", "INSTALL"),
     "load_httpfs": ("load httpfs", "LOAD"),
     "turn_external_access_on": ("set enable_external_access = true", "SET"),
     "create_table": ("create table t as select 1", "CREATE"),
-    "explain_analyze_runs_what_it_wraps": ("explain analyze copy (select 1) to '{outside}/x.csv'",
-                                           "EXPLAIN"),
+    "explain_analyze_runs_what_it_wraps": (
+        "explain analyze copy (select 1) to '{outside}/x.csv'",
+        "EXPLAIN",
+    ),
     "two_statements": ("select 1; copy (select 1) to '{outside}/second.csv'", "2 statements"),
     "no_statement": ("  -- nothing here\n", "no statement"),
 }
@@ -227,8 +248,14 @@ def test_files_outside_the_run_are_not_read(case: str, run: Path, outside: Path)
     assert MARKER not in line and "root:" not in line
 
 
-RUN_FILES = ["summary.json", "scenario.toml", "events.arrows", "metrics.arrows",
-             "state/deltas.arrows", "state"]
+RUN_FILES = [
+    "summary.json",
+    "scenario.toml",
+    "events.arrows",
+    "metrics.arrows",
+    "state/deltas.arrows",
+    "state",
+]
 
 
 @pytest.mark.parametrize("name", RUN_FILES)
@@ -281,8 +308,12 @@ def test_regular_file_names_what_it_found(tmp_path: Path):
     (tmp_path / "real").mkdir()
     (tmp_path / "real" / "f").write_text("x")
     (tmp_path / "linked_dir").symlink_to(tmp_path / "real")
-    found = {"link": "a symbolic link", "folder": "a directory", "fifo": "a FIFO",
-             "absent": "no such file"}
+    found = {
+        "link": "a symbolic link",
+        "folder": "a directory",
+        "fifo": "a FIFO",
+        "absent": "no such file",
+    }
     for name, words in found.items():
         with pytest.raises(RunDirError, match=words):
             regular_file(tmp_path / name)
@@ -308,9 +339,14 @@ def test_the_row_count_note_and_duplicate_column_names_print_as_they_are(run: Pa
     assert "(3 rows; showing 1: use --limit or --format csv)" in result.stdout
 
 
-@pytest.mark.parametrize("sql, words", [("selec 1", "Parser Error"),
-                                        ("select nope from events", "Binder Error"),
-                                        ("select 1 / 'x'", "Error")])
+@pytest.mark.parametrize(
+    "sql, words",
+    [
+        ("selec 1", "Parser Error"),
+        ("select nope from events", "Binder Error"),
+        ("select 1 / 'x'", "Error"),
+    ],
+)
 def test_sql_mistakes_are_one_line(sql: str, words: str, run: Path):
     result = query(run, sql)
     line = refusal(result.exit_code, result.stdout, result.stderr)

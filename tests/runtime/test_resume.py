@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from runtime.checkpoints import SNAPSHOT_DIR, snapshot_name
 from runtime.cli import app
-from runtime.recorder import read_stream
-from runtime.recording import record
+from runtime.record.checkpoints import SNAPSHOT_DIR, snapshot_name
+from runtime.record.recorder import read_stream
+from runtime.record.recording import record
 
 # Every subsystem a checkpoint must carry: roles with learned cores, critics reviewing the ledger,
 # coordination (oscillators and tension), governance with proposals, faults, a lossy bus.
@@ -135,8 +135,11 @@ RUNNER = CliRunner()
 
 def _files(run_dir: Path) -> dict[str, bytes]:
     """Every file of a run except its summary (which holds the wall time), by relative path."""
-    return {str(p.relative_to(run_dir)): p.read_bytes() for p in sorted(run_dir.rglob("*"))
-            if p.is_file() and p.name != "summary.json"}
+    return {
+        str(p.relative_to(run_dir)): p.read_bytes()
+        for p in sorted(run_dir.rglob("*"))
+        if p.is_file() and p.name != "summary.json"
+    }
 
 
 @pytest.fixture(scope="module")
@@ -149,8 +152,10 @@ def rich(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, dict]:
     return scenario, folder / "whole", summary
 
 
-CHILD = "import sys; from pathlib import Path; from runtime.recording import record; " \
-        "record(Path(sys.argv[1]), Path(sys.argv[2]))"
+CHILD = (
+    "import sys; from pathlib import Path; from runtime.record.recording import record; "
+    "record(Path(sys.argv[1]), Path(sys.argv[2]))"
+)
 
 
 @pytest.mark.slow
@@ -192,7 +197,9 @@ def test_a_run_killed_before_its_first_checkpoint_starts_again(rich, tmp_path):
 
 def test_a_fork_without_changes_equals_its_parent_from_the_fork_tick(rich, tmp_path):
     _, whole, summary = rich
-    done = RUNNER.invoke(app, ["fork", str(whole), "--at", "29", "--out", str(tmp_path / "branch"), "-q"])
+    done = RUNNER.invoke(
+        app, ["fork", str(whole), "--at", "29", "--out", str(tmp_path / "branch"), "-q"]
+    )
     assert done.exit_code == 0, done.output
     branch = __import__("json").loads((tmp_path / "branch" / "summary.json").read_text())
     assert branch["final_state_hash"] == summary["final_state_hash"]
@@ -210,8 +217,22 @@ def test_a_fork_without_changes_equals_its_parent_from_the_fork_tick(rich, tmp_p
 
 def test_a_fork_with_a_change_parts_from_its_parent_after_the_fork(rich, tmp_path):
     _, whole, summary = rich
-    done = RUNNER.invoke(app, ["fork", str(whole), "--at", "19", "--out", str(tmp_path / "elastic"),
-                               "--set", "economy.price_elasticity=2.0", "--set", "bus.loss=0.2", "-q"])
+    done = RUNNER.invoke(
+        app,
+        [
+            "fork",
+            str(whole),
+            "--at",
+            "19",
+            "--out",
+            str(tmp_path / "elastic"),
+            "--set",
+            "economy.price_elasticity=2.0",
+            "--set",
+            "bus.loss=0.2",
+            "-q",
+        ],
+    )
     assert done.exit_code == 0, done.output
     parent, _ = read_stream(whole / "metrics.arrows")
     child, _ = read_stream(tmp_path / "elastic" / "metrics.arrows")
@@ -224,15 +245,27 @@ def test_a_fork_with_a_change_parts_from_its_parent_after_the_fork(rich, tmp_pat
     assert branch["final_state_hash"] != summary["final_state_hash"]
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["--at", "33"], "saved no world at tick 33; the nearest are at ticks 19, 29, 39"),
-    (["--at", "19", "--set", "population.work.count=50"], "keeps every population"),
-    (["--at", "19", "--set", "network.default_latency=0.3"], "network: fixed when the world is built"),
-    (["--at", "19", "--set", "population.work.quality=0.5"], "population.work.quality: read when the world is built"),
-    (["--at", "19", "--set", "fault.0.severity=0.2"], "fault[0]: starts at or before the fork's tick 19"),
-    (["--at", "19", "--set", "economy.price_elastic=0.2"], "unknown key"),
-    (["--at", "19", "--set", "nonsense"], "expected KEY=VALUE"),
-])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--at", "33"], "saved no world at tick 33; the nearest are at ticks 19, 29, 39"),
+        (["--at", "19", "--set", "population.work.count=50"], "keeps every population"),
+        (
+            ["--at", "19", "--set", "network.default_latency=0.3"],
+            "network: fixed when the world is built",
+        ),
+        (
+            ["--at", "19", "--set", "population.work.quality=0.5"],
+            "population.work.quality: read when the world is built",
+        ),
+        (
+            ["--at", "19", "--set", "fault.0.severity=0.2"],
+            "fault[0]: starts at or before the fork's tick 19",
+        ),
+        (["--at", "19", "--set", "economy.price_elastic=0.2"], "unknown key"),
+        (["--at", "19", "--set", "nonsense"], "expected KEY=VALUE"),
+    ],
+)
 def test_bad_forks_exit_2_with_one_line_and_leave_no_folder(rich, tmp_path, args, message):
     _, whole, _ = rich
     out = tmp_path / "bad"
@@ -272,11 +305,14 @@ def _forge(path: Path) -> None:
     import io
     import zipfile
 
-    from runtime.array_files import npz_bytes, read_npz
+    from runtime.kernel.array_files import npz_bytes, read_npz
 
     arrays = read_npz(path.read_bytes()[:-32])
-    cells = next(k for k in arrays if arrays[k].dtype == np.int64 and arrays[k].ndim == 2
-                 and arrays[k].shape[1] == 8)  # a replica's dense counters: 2R + 2 columns, R = 3
+    cells = next(
+        k
+        for k in arrays
+        if arrays[k].dtype == np.int64 and arrays[k].ndim == 2 and arrays[k].shape[1] == 8
+    )  # a replica's dense counters: 2R + 2 columns, R = 3
     arrays[cells] = arrays[cells].copy()
     arrays[cells][0, 0] += 10**12
     body = npz_bytes(arrays)
@@ -305,12 +341,42 @@ def test_resume_refuses_what_it_cannot_continue(rich, tmp_path):
 def test_analyze_compares_a_fork_with_its_parent_and_plots_where_they_part(rich, tmp_path):
     _, whole, _ = rich
     fork_dir, same_dir = tmp_path / "elastic", tmp_path / "same"
-    assert RUNNER.invoke(app, ["fork", str(whole), "--at", "19", "--out", str(fork_dir), "-q",
-                               "--set", "economy.price_elasticity=2.0"]).exit_code == 0
-    assert RUNNER.invoke(app, ["fork", str(whole), "--at", "19", "--out", str(same_dir), "-q"]).exit_code == 0
+    assert (
+        RUNNER.invoke(
+            app,
+            [
+                "fork",
+                str(whole),
+                "--at",
+                "19",
+                "--out",
+                str(fork_dir),
+                "-q",
+                "--set",
+                "economy.price_elasticity=2.0",
+            ],
+        ).exit_code
+        == 0
+    )
+    assert (
+        RUNNER.invoke(
+            app, ["fork", str(whole), "--at", "19", "--out", str(same_dir), "-q"]
+        ).exit_code
+        == 0
+    )
     report = tmp_path / "report.html"
-    done = RUNNER.invoke(app, ["analyze", str(whole), str(fork_dir), str(same_dir), "--report", str(report)])
+    done = RUNNER.invoke(
+        app, ["analyze", str(whole), str(fork_dir), str(same_dir), "--report", str(report)]
+    )
     assert done.exit_code == 0, done.output
-    assert f"forks {whole} at tick 19 with economy.price_elasticity=2.0: they part at tick 20" in done.output
-    assert f"{same_dir} forks {whole} at tick 19: their metrics are the same from the fork on" in done.output
-    assert "Fork at tick 19 (economy.price_elasticity=2.0): they part at tick 20" in report.read_text()
+    assert (
+        f"forks {whole} at tick 19 with economy.price_elasticity=2.0: they part at tick 20"
+        in done.output
+    )
+    assert (
+        f"{same_dir} forks {whole} at tick 19: their metrics are the same from the fork on"
+        in done.output
+    )
+    assert (
+        "Fork at tick 19 (economy.price_elasticity=2.0): they part at tick 20" in report.read_text()
+    )

@@ -1,4 +1,5 @@
-"""Recorded runs: determinism, replay verification, tampering, divergence, SIGKILL, faults, clock."""
+"""Recorded runs: determinism, replay verification, tampering, divergence, SIGKILL, faults,
+clock."""
 
 from __future__ import annotations
 
@@ -17,11 +18,11 @@ import simpy
 from typer.testing import CliRunner
 
 from runtime.cli import app
-from runtime.recorder import read_stream
-from runtime.recording import record
-from runtime.replay import verify
-from runtime.scenario import load
-from runtime.world import World
+from runtime.kernel.scenario import load
+from runtime.kernel.world import World
+from runtime.record.recorder import read_stream
+from runtime.record.recording import record
+from runtime.record.replay import verify
 
 
 def test_same_seed_same_bytes_and_hashes_other_seed_differs(small_scenario, tmp_path):
@@ -31,12 +32,20 @@ def test_same_seed_same_bytes_and_hashes_other_seed_differs(small_scenario, tmp_
     for name in ("events.arrows", "metrics.arrows"):
         assert (tmp_path / "r1" / name).read_bytes() == (tmp_path / "r2" / name).read_bytes()
         assert (tmp_path / "r1" / name).read_bytes() != (tmp_path / "r3" / name).read_bytes()
-    assert s1["checkpoints"] == s2["checkpoints"] and s1["final_state_hash"] == s2["final_state_hash"]
+    assert (
+        s1["checkpoints"] == s2["checkpoints"] and s1["final_state_hash"] == s2["final_state_hash"]
+    )
     assert s1["final_state_hash"] != s3["final_state_hash"]
     assert len(s1["checkpoints"]) == 4
     events, complete = read_stream(tmp_path / "r1" / "events.arrows")
     assert complete and events.num_rows == s1["totals"]["events"]
-    assert set(events.column("kind").to_pylist()) >= {"task_posted", "task_done", "fault", "checkpoint", "minted"}
+    assert set(events.column("kind").to_pylist()) >= {
+        "task_posted",
+        "task_done",
+        "fault",
+        "checkpoint",
+        "minted",
+    }
 
 
 def test_credits_are_conserved_and_replicas_converge(small_scenario, tmp_path):
@@ -58,11 +67,15 @@ def test_replay_verify_passes_on_a_good_run(small_scenario, tmp_path):
     assert "identical" in r.output
 
 
-def test_a_run_cut_short_with_until_ends_on_a_checkpoint_that_replay_compares(small_scenario, tmp_path):
+def test_a_run_cut_short_with_until_ends_on_a_checkpoint_that_replay_compares(
+    small_scenario, tmp_path
+):
     summary = record(small_scenario, tmp_path / "run", until=7)
     assert summary["checkpoints"][-1]["tick"] == 6
     verdict = verify(tmp_path / "run")
-    assert verdict.exit_code == 0 and f"{len(summary['checkpoints'])} checkpoints" in verdict.lines[0]
+    assert (
+        verdict.exit_code == 0 and f"{len(summary['checkpoints'])} checkpoints" in verdict.lines[0]
+    )
 
 
 @pytest.mark.parametrize("where", [0.3, 0.6, 0.9])
@@ -112,13 +125,16 @@ def test_replay_names_the_first_diverging_tick_and_subsystem(small_scenario, tmp
 def test_sigkill_leaves_a_readable_log(tmp_path):
     scen = tmp_path / "long.toml"
     scen.write_text(
-        '[world]\nticks = 100000\n[record]\nflush_seconds = 0.1\n'
+        "[world]\nticks = 100000\n[record]\nflush_seconds = 0.1\n"
         '[[population]]\nname = "req"\nrole = "requester"\ncount = 200\ninitial_credits = 1000\n'
         '[[population]]\nname = "w"\nrole = "worker"\ncount = 100\n'
     )
     out = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, "-m", "runtime.cli", "run", str(scen), "--out", str(out), "-q"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "runtime.cli", "run", str(scen), "--out", str(out), "-q"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     log = out / "events.arrows"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and (not log.exists() or log.stat().st_size < 200_000):
@@ -137,8 +153,8 @@ def test_sigkill_leaves_a_readable_log(tmp_path):
 
 
 def test_faults_crash_partition_and_heal(small_scenario):
-    sc, _ = load(small_scenario)
-    w = World(sc)
+    scenario, _ = load(small_scenario)
+    w = World(scenario)
     w.run(11)
     work = next(p for p in w.populations if p.name == "work")
     assert work.alive.sum() == 15
@@ -159,8 +175,8 @@ def test_faults_crash_partition_and_heal(small_scenario):
 
 
 def test_world_is_a_mesa_model_on_a_simpy_clock(small_scenario):
-    sc, _ = load(small_scenario)
-    w = World(sc)
+    scenario, _ = load(small_scenario)
+    w = World(scenario)
     assert isinstance(w, mesa.Model) and isinstance(w.env, simpy.Environment)
     w.step()
     w.step()
@@ -170,8 +186,8 @@ def test_world_is_a_mesa_model_on_a_simpy_clock(small_scenario):
 
 
 def test_realtime_mode_paces_against_the_wall_clock(small_scenario, tmp_path):
-    sc, _ = load(small_scenario)
-    w = World(sc, realtime=0.02)
+    scenario, _ = load(small_scenario)
+    w = World(scenario, realtime=0.02)
     start = time.monotonic()
     w.run(10)
     assert isinstance(w.env, simpy.rt.RealtimeEnvironment)
@@ -179,7 +195,7 @@ def test_realtime_mode_paces_against_the_wall_clock(small_scenario, tmp_path):
 
 
 def test_locating_damage_never_crashes_wherever_the_byte_is(small_scenario, tmp_path):
-    from runtime.replay import first_difference
+    from runtime.record.replay import first_difference
 
     run = tmp_path / "r"
     record(small_scenario, run)
@@ -197,8 +213,8 @@ def test_locating_damage_never_crashes_wherever_the_byte_is(small_scenario, tmp_
 
 
 def test_agent_messages_arrive_after_latency_and_not_across_a_partition(small_scenario):
-    sc, _ = load(small_scenario)
-    w = World(sc)
+    scenario, _ = load(small_scenario)
+    w = World(scenario)
     got = []
     w.bus.subscribe("hello", lambda m: got.append((w.env.now, m.src_agent, m.dst_agent, m.payload)))
     w.bus.loss = 0.0

@@ -14,9 +14,9 @@ import tomli_w
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from runtime.errors import RoleFailure, ScenarioError
-from runtime.scenario import parse
-from runtime.world import World
+from runtime.kernel.errors import RoleFailure, ScenarioError
+from runtime.kernel.scenario import parse
+from runtime.kernel.world import World
 
 from .conftest import SMALL
 
@@ -91,7 +91,18 @@ WILD = st.one_of(
     st.floats(allow_nan=True, allow_infinity=True),
     st.sampled_from([math.inf, -math.inf, math.nan, 1e308, -0.0, 5e-324]),
     st.text(max_size=12),
-    st.sampled_from(["[/x]", "", "worker", "critic", "world_model", "no_such:Role", "../../etc/passwd", "a" * 300]),
+    st.sampled_from(
+        [
+            "[/x]",
+            "",
+            "worker",
+            "critic",
+            "world_model",
+            "no_such:Role",
+            "../../etc/passwd",
+            "a" * 300,
+        ]
+    ),
     st.booleans(),
     st.lists(st.integers(-5, 5), max_size=4),
     st.lists(st.lists(st.text(max_size=3), max_size=3), max_size=3),
@@ -125,7 +136,11 @@ def mutated(draw: st.DrawFn) -> str:
         if action == "delete" and isinstance(parent, dict):
             del parent[key]
         elif action == "add" and isinstance(parent, dict):
-            parent[draw(st.sampled_from(["extra", "stake", "count", "quality", "watches", "role", "at"]))] = draw(WILD)
+            parent[
+                draw(
+                    st.sampled_from(["extra", "stake", "count", "quality", "watches", "role", "at"])
+                )
+            ] = draw(WILD)
         else:
             parent[key] = draw(WILD)
     try:
@@ -136,15 +151,15 @@ def mutated(draw: st.DrawFn) -> str:
 
 def _outcome(text: str, tmp: Path, run: bool) -> str:
     try:
-        sc = parse(text, "fuzz.toml", tmp)
+        scenario = parse(text, "fuzz.toml", tmp)
     except ScenarioError as exc:
         assert exc.problems and all(isinstance(p, str) and p for p in exc.problems)
         return "refused"
-    if not run or sum(p.count for p in sc.population) > 5_000:
+    if not run or sum(p.count for p in scenario.population) > 5_000:
         return "valid"
     try:
-        world = World(sc, base=tmp)
-        world.run(min(2, sc.world.ticks))
+        world = World(scenario, base=tmp)
+        world.run(min(2, scenario.world.ticks))
     except ScenarioError:
         pytest.fail(f"validate accepted what building the world refused:\n{text}")
     except RoleFailure as exc:
@@ -152,37 +167,66 @@ def _outcome(text: str, tmp: Path, run: bool) -> str:
     return "ran"
 
 
-@settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                                                  HealthCheck.too_slow])
+@settings(
+    max_examples=1000,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(text=mutated())
 def test_mutated_scenarios_validate_or_are_refused_in_one_line_each(text, tmp_path):
     _outcome(text, tmp_path, run=False)
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                                                 HealthCheck.too_slow])
+@settings(
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(text=mutated())
 def test_what_validates_also_builds_and_runs(text, tmp_path):
     _outcome(text, tmp_path, run=True)
 
 
-@pytest.mark.parametrize(("text", "message"), [
-    ("[world]\nname = \"[/x]\"\nticks = 2\n", None),
-    ("[world]\ntick_length = inf\n", "world.tick_length"),
-    ("[economy]\ntask_unit_credits = 9223372036854\n", "economy.task_unit_credits"),
-    ("[[population]]\nname = \"r\"\nrole = \"requester\"\ncount = 10\ninitial_credits = 2000000000\n",
-     "population[0].initial_credits"),
-    ("[[population]]\nname = \"w\"\nrole = \"worker\"\ncount = 10\nrestart_ticks = 9223372036854775807\n",
-     "population[0].restart_ticks"),
-    ("[[population]]\nname = \"r\"\nrole = \"requester\"\ncount = 10\nforecast_fee = inf\n",
-     "population[0].forecast_fee"),
-    ("[governance]\nmembers = \"w\"\ntemperature = nan\n[[population]]\nname = \"w\"\nrole = \"worker\"\ncount = 2\n",
-     "governance.temperature"),
-    ("[network]\nregions = [" + ", ".join(f'"r{i}"' for i in range(300)) + "]\n", "network.regions"),
-    ("[[population]]\nname = \"w\"\nrole = \"worker\"\ncount = 40000000\nstake = 1000000000\n", "(credits)"),
-    ("[world]\nticks = 1000000\n[economy]\nuptime_millicredits_per_hour = 1000000000\n"
-     "[[population]]\nname = \"w\"\nrole = \"worker\"\ncount = 1000\n", "(credits)"),
-])
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('[world]\nname = "[/x]"\nticks = 2\n', None),
+        ("[world]\ntick_length = inf\n", "world.tick_length"),
+        ("[economy]\ntask_unit_credits = 9223372036854\n", "economy.task_unit_credits"),
+        (
+            '[[population]]\nname = "r"\nrole = "requester"\ncount = 10\ninitial_credits = '
+            "2000000000\n",
+            "population[0].initial_credits",
+        ),
+        (
+            '[[population]]\nname = "w"\nrole = "worker"\ncount = 10\nrestart_ticks = '
+            "9223372036854775807\n",
+            "population[0].restart_ticks",
+        ),
+        (
+            '[[population]]\nname = "r"\nrole = "requester"\ncount = 10\nforecast_fee = inf\n',
+            "population[0].forecast_fee",
+        ),
+        (
+            '[governance]\nmembers = "w"\ntemperature = nan\n[[population]]\nname = "w"\nrole = '
+            '"worker"\ncount = 2\n',
+            "governance.temperature",
+        ),
+        (
+            "[network]\nregions = [" + ", ".join(f'"r{i}"' for i in range(300)) + "]\n",
+            "network.regions",
+        ),
+        (
+            '[[population]]\nname = "w"\nrole = "worker"\ncount = 40000000\nstake = 1000000000\n',
+            "(credits)",
+        ),
+        (
+            "[world]\nticks = 1000000\n[economy]\nuptime_millicredits_per_hour = 1000000000\n"
+            '[[population]]\nname = "w"\nrole = "worker"\ncount = 1000\n',
+            "(credits)",
+        ),
+    ],
+)
 def test_numbers_that_could_overflow_are_refused_by_the_schema(text, message, tmp_path):
     if message is None:
         assert _outcome(text, tmp_path, run=True) == "ran"
@@ -196,7 +240,11 @@ def test_a_graph_file_must_be_a_sane_region_graph(tmp_path):
     import networkx as nx
 
     for name, build, message in (
-        ("negative.graphml", lambda g: g.add_edge("a", "b", latency=-1.0), "must be a finite number"),
+        (
+            "negative.graphml",
+            lambda g: g.add_edge("a", "b", latency=-1.0),
+            "must be a finite number",
+        ),
         ("text.graphml", lambda g: g.add_edge("a", "b", latency="soon"), "is not a number"),
         ("empty.graphml", lambda g: None, "has 0 regions"),
     ):

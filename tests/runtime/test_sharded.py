@@ -1,5 +1,5 @@
-"""Sharded worlds: K shards on Ray actors conserve credits, never overdraw, converge to one Merkle root,
-and give identical results for the same K and seed; one shard is the one-process World."""
+"""Sharded worlds: K shards on Ray actors conserve credits, never overdraw, converge to one Merkle
+root, and give identical results for the same K and seed; one shard is the one-process World."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ import pytest
 from typer.testing import CliRunner
 
 from runtime.cli import app
-from runtime.scenario import ScenarioError, parse
-from runtime.sharded import Shard, run_sharded
-from runtime.world import World
+from runtime.kernel.scenario import ScenarioError, parse
+from runtime.kernel.world import World
+from runtime.scale.sharded import Shard, run_sharded
 
 SCENARIO = """
 [world]
@@ -56,7 +56,9 @@ duration = 8
 
 
 def _text(shards: int | None) -> str:
-    return SCENARIO.format(distributed="" if shards is None else f"[distributed]\nshards = {shards}")
+    return SCENARIO.format(
+        distributed="" if shards is None else f"[distributed]\nshards = {shards}"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -70,10 +72,13 @@ def ray_local():
 def test_a_two_shard_world_on_ray_conserves_credits_and_converges(ray_local):
     result = run_sharded(_text(2), backend="ray")
     assert result.shards == 2 and [r["agents"] for r in result.reports] == [1001, 1001]
-    assert result.converged and len(result.roots) == 4  # the four replicas, two on each shard, agree
+    assert (
+        result.converged and len(result.roots) == 4
+    )  # the four replicas, two on each shard, agree
     assert result.conserved and result.credits_held == result.supply_issued > 0
     assert result.lowest_balance >= 0
-    # The shards traded (each on its own board) and their replicas talked across the partition's end.
+    # The shards traded (each on its own board) and their replicas talked across the partition's
+    # end.
     assert all(r["tasks_posted"] > 1000 for r in result.reports)
     assert all(r["messages"]["sent"] > 0 and r["messages"]["blocked"] > 0 for r in result.reports)
     # Slashes burned credits: issued is below what was minted, and still equal to what is held.
@@ -114,11 +119,17 @@ def test_a_shard_holds_only_its_agents_and_replicas():
     assert w.bus.remote == frozenset({0, 2})
 
 
-@pytest.mark.parametrize(("change", "message"), [
-    ("[distributed]\nshards = 5", "need at least as many regions"),
-    ("[distributed]\nshards = 2\n[coordination]\ncoupling = 1.0", "coordination: not supported in a sharded world"),
-    ("[distributed]\nshards = 0", "distributed.shards"),
-])
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ("[distributed]\nshards = 5", "need at least as many regions"),
+        (
+            "[distributed]\nshards = 2\n[coordination]\ncoupling = 1.0",
+            "coordination: not supported in a sharded world",
+        ),
+        ("[distributed]\nshards = 0", "distributed.shards"),
+    ],
+)
 def test_bad_sharded_scenarios_are_refused(change, message):
     with pytest.raises(ScenarioError) as info:
         parse(SCENARIO.format(distributed=change))
@@ -133,11 +144,15 @@ def test_agora_run_records_a_sharded_run_and_replay_says_it_cannot_verify_it(tmp
     assert result.exit_code == 0, result.output
     assert "2 shards" in result.output and "conserved" in result.output
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["format"] == "agora-sharded-run-1" and summary["conserved"] and summary["converged"]
+    assert (
+        summary["format"] == "agora-sharded-run-1" and summary["conserved"] and summary["converged"]
+    )
     assert summary["ticks"] == 25 and summary["shards"] == 2
     verify = CliRunner().invoke(app, ["replay", str(out), "--verify"])
     assert verify.exit_code == 2 and "cannot be replayed" in verify.output
-    refused = CliRunner().invoke(app, ["run", str(scenario), "--out", str(tmp_path / "b"), "--compare-baseline"])
+    refused = CliRunner().invoke(
+        app, ["run", str(scenario), "--out", str(tmp_path / "b"), "--compare-baseline"]
+    )
     assert refused.exit_code == 2 and "not available for a sharded world" in refused.output
 
 
@@ -152,7 +167,9 @@ def test_a_sharded_run_without_ray_says_how_to_install(tmp_path, monkeypatch):
 
 
 def test_a_partition_still_in_place_at_the_end_is_reported_as_not_converged():
-    result = run_sharded(_text(2), backend="inline", until=15)  # the partition lasts from tick 10 to 18
+    result = run_sharded(
+        _text(2), backend="inline", until=15
+    )  # the partition lasts from tick 10 to 18
     assert not result.converged and not result.conserved
     assert result.lowest_balance >= 0
     healed = run_sharded(_text(2), backend="inline", until=20)

@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from runtime import snapshot
-from runtime.array_files import ArrayFileError, npz_bytes, read_npz
-from runtime.snapshot import SnapshotError
+from runtime.kernel.array_files import ArrayFileError, npz_bytes, read_npz
+from runtime.record import snapshot
+from runtime.record.snapshot import SnapshotError
 
 ALLOWED = (*snapshot.AGORA_MODULES, "tests")
 
@@ -56,10 +56,20 @@ def _graph() -> Node:
 def test_round_trip_keeps_values_sharing_cycles_and_methods():
     stream = np.random.Generator(np.random.Philox(7))
     stream.random(5)
-    root = {"graph": _graph(), "floats": [0.1, float("nan"), -float("inf"), 5e-324], "big": 2**80,
-            "bytes": b"\x00\xff", "tuple": (1, "x", None), "set": {3, 1, 2}, "frozen": Frozen((1, 2), frozenset("ab")),
-            (1, 2): "tuple key", "stream": stream, "path": Path("/x/y"), "scalar": np.float32(1.5),
-            "flag": np.bool_(True)}
+    root = {
+        "graph": _graph(),
+        "floats": [0.1, float("nan"), -float("inf"), 5e-324],
+        "big": 2**80,
+        "bytes": b"\x00\xff",
+        "tuple": (1, "x", None),
+        "set": {3, 1, 2},
+        "frozen": Frozen((1, 2), frozenset("ab")),
+        (1, 2): "tuple key",
+        "stream": stream,
+        "path": Path("/x/y"),
+        "scalar": np.float32(1.5),
+        "flag": np.bool_(True),
+    }
     back = snapshot.loads(snapshot.dumps(root, ALLOWED), ALLOWED)
     g = back["graph"]
     assert g.peers[0].peers[0] is g and g.values is g.peers[0].values
@@ -70,18 +80,31 @@ def test_round_trip_keeps_values_sharing_cycles_and_methods():
     assert back["big"] == 2**80 and back["bytes"] == b"\x00\xff" and back["tuple"] == (1, "x", None)
     assert back["set"] == {1, 2, 3} and back["frozen"] == Frozen((1, 2), frozenset("ab"))
     assert back[(1, 2)] == "tuple key" and back["path"] == Path("/x/y")
-    assert back["scalar"].dtype == np.float32 and back["flag"] is np.True_ or back["flag"] == True  # noqa: E712
+    assert back["scalar"].dtype == np.float32
+    assert isinstance(back["flag"], (bool, np.bool_)) and bool(back["flag"])
     assert back["stream"].random() == stream.random()  # the generator goes on where it stopped
 
 
 def test_the_same_state_gives_the_same_bytes_in_any_process():
-    # Sets of strings iterate in an order that depends on the process's hash seed; snapshots sort them.
-    code = ("import sys, hashlib; sys.path.insert(0, sys.argv[1]); from runtime import snapshot; "
-            "print(hashlib.sha256(snapshot.dumps({'s': {'alpha', 'beta', 'gamma', 'delta'}, "
-            "'f': frozenset(['x', 'y', 'z'])})).hexdigest())")
+    # Sets of strings iterate in an order that depends on the process's hash seed; snapshots sort
+    # them.
+    code = (
+        "import sys, hashlib; sys.path.insert(0, sys.argv[1]); from runtime.record import "
+        "snapshot; "
+        "print(hashlib.sha256(snapshot.dumps({'s': {'alpha', 'beta', 'gamma', 'delta'}, "
+        "'f': frozenset(['x', 'y', 'z'])})).hexdigest())"
+    )
     root = str(Path(__file__).resolve().parents[2])
-    digests = {subprocess.run([sys.executable, "-c", code, root], capture_output=True, text=True, check=True,
-                              env={**os.environ, "PYTHONHASHSEED": seed}).stdout for seed in ("1", "2", "3")}
+    digests = {
+        subprocess.run(
+            [sys.executable, "-c", code, root],
+            capture_output=True,
+            text=True,
+            check=True,
+            env={**os.environ, "PYTHONHASHSEED": seed},
+        ).stdout
+        for seed in ("1", "2", "3")
+    }
     assert len(digests) == 1
 
 
@@ -97,18 +120,39 @@ def _craft(tree: object) -> bytes:
     return body + hashlib.sha256(body).digest()
 
 
-@pytest.mark.parametrize(("tree", "message"), [
-    ({"o": "os:system", "v": {"d": []}, "id": 0}, "class os:system is not one a snapshot may hold"),
-    ({"o": "subprocess:Popen", "v": {"d": []}, "id": 0}, "is not one a snapshot may hold"),
-    ({"model": "builtins:dict", "v": {"d": []}}, "is not one a snapshot may hold"),
-    ({"method": "__init__", "self": {"o": "runtime.clock:Clock", "v": {"d": []}, "id": 0}}, "is not a method"),
-    ({"method": "system", "self": {"o": "runtime.clock:Clock", "v": {"d": []}, "id": 0}}, "is not a method"),
-    ({"partial": {"path": "/bin/sh"}, "args": {"l": [], "id": 1}, "kw": {"d": [], "id": 2}}, "other than a method"),
-    ({"ref": 99}, "a reference to an object that is not in the tree"),
-    ({"a": "a7", "id": 0}, "array a7 is missing"),
-    ({"bitgen": "Evil", "state": {"d": []}, "id": 0}, "unknown bit generator"),
-    ([1, 2], "a bare list"),
-])
+@pytest.mark.parametrize(
+    ("tree", "message"),
+    [
+        (
+            {"o": "os:system", "v": {"d": []}, "id": 0},
+            "class os:system is not one a snapshot may hold",
+        ),
+        ({"o": "subprocess:Popen", "v": {"d": []}, "id": 0}, "is not one a snapshot may hold"),
+        ({"model": "builtins:dict", "v": {"d": []}}, "is not one a snapshot may hold"),
+        (
+            {
+                "method": "__init__",
+                "self": {"o": "runtime.kernel.clock:Clock", "v": {"d": []}, "id": 0},
+            },
+            "is not a method",
+        ),
+        (
+            {
+                "method": "system",
+                "self": {"o": "runtime.kernel.clock:Clock", "v": {"d": []}, "id": 0},
+            },
+            "is not a method",
+        ),
+        (
+            {"partial": {"path": "/bin/sh"}, "args": {"l": [], "id": 1}, "kw": {"d": [], "id": 2}},
+            "other than a method",
+        ),
+        ({"ref": 99}, "a reference to an object that is not in the tree"),
+        ({"a": "a7", "id": 0}, "array a7 is missing"),
+        ({"bitgen": "Evil", "state": {"d": []}, "id": 0}, "unknown bit generator"),
+        ([1, 2], "a bare list"),
+    ],
+)
 def test_a_crafted_snapshot_runs_nothing_and_names_what_it_refuses(tree, message):
     with pytest.raises(SnapshotError, match=message):
         snapshot.loads(_craft(tree), ALLOWED)
@@ -141,7 +185,9 @@ def test_array_files_are_the_same_bytes_every_time_and_refuse_what_is_not_number
     assert read_npz(strings, strings=True)["s"][0] == "role"
     # A header that claims a shape of 10^12 is refused before anything is allocated.
     member = io.BytesIO()
-    np.lib.format.write_array_header_1_0(member, {"descr": "<f8", "fortran_order": False, "shape": (10**12,)})
+    np.lib.format.write_array_header_1_0(
+        member, {"descr": "<f8", "fortran_order": False, "shape": (10**12,)}
+    )
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as zf:
         zf.writestr("huge.npy", member.getvalue() + b"\0" * 64)

@@ -21,8 +21,8 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from runtime.cli import app
-from runtime.recording import read_summary, record
-from runtime.sweep import (
+from runtime.record.recording import read_summary, record
+from runtime.scale.sweep import (
     ID_LENGTH_MAX,
     LOCK,
     PARTIAL,
@@ -73,12 +73,32 @@ def test_a_two_by_two_seed_sweep_on_ray_matches_single_runs(tmp_path):
     pytest.importorskip("ray")
     scenario = _scenario(tmp_path)
     out = tmp_path / "sweep"
-    result = CliRunner().invoke(app, ["sweep", str(scenario), "--set", "population.workers.stake=2,4", "--seeds", "2",
-                                      "--backend", "ray", "--workers", "2", "--out", str(out), "--quiet"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "sweep",
+            str(scenario),
+            "--set",
+            "population.workers.stake=2,4",
+            "--seeds",
+            "2",
+            "--backend",
+            "ray",
+            "--workers",
+            "2",
+            "--out",
+            str(out),
+            "--quiet",
+        ],
+    )
     assert result.exit_code == 0, result.output
     dirs = sorted(p.name for p in out.iterdir() if p.is_dir())
-    assert dirs == ["population.workers.stake=2__seed=7", "population.workers.stake=2__seed=8",
-                    "population.workers.stake=4__seed=7", "population.workers.stake=4__seed=8"]
+    assert dirs == [
+        "population.workers.stake=2__seed=7",
+        "population.workers.stake=2__seed=8",
+        "population.workers.stake=4__seed=7",
+        "population.workers.stake=4__seed=8",
+    ]
     rows = _rows(out)
     assert len(rows) == 4 and {r["status"] for r in rows} == {"ok"}
     # Each row equals what a single run of that scenario and seed records (timing aside).
@@ -86,11 +106,14 @@ def test_a_two_by_two_seed_sweep_on_ray_matches_single_runs(tmp_path):
         stake = row["set.population.workers.stake"]
         single_scenario = tmp_path / f"stake{stake}.toml"
         single_scenario.write_text(scenario.read_text().replace("stake = 2", f"stake = {stake}"))
-        single = record(single_scenario, tmp_path / f"single-{stake}-{row['seed']}", seed=row["seed"])
+        single = record(
+            single_scenario, tmp_path / f"single-{stake}-{row['seed']}", seed=row["seed"]
+        )
         expected = summary_row(single)
         got = {k: row[k] for k in expected}
-        assert {k: v for k, v in got.items() if k != "wall_seconds"} == \
-               {k: v for k, v in expected.items() if k != "wall_seconds"}
+        assert {k: v for k, v in got.items() if k != "wall_seconds"} == {
+            k: v for k, v in expected.items() if k != "wall_seconds"
+        }
         assert read_summary(out / row["run"])[0]["final_state_hash"] == single["final_state_hash"]
     assert len({r["final_state_hash"] for r in rows}) == 4
     # The economic outcomes travel with each row, and analyze summarises them by value.
@@ -99,8 +122,14 @@ def test_a_two_by_two_seed_sweep_on_ray_matches_single_runs(tmp_path):
         assert row["wealth_credits.workers"] > 0 and row["mean_price_credits"] > 0
     shown = CliRunner().invoke(app, ["analyze", str(out)], env={"COLUMNS": "200"})
     assert shown.exit_code == 0, shown.output
-    assert "stake=2" in shown.output and "stake=4" in shown.output and "wealth of workers (credits)" in shown.output
-    data = __import__("json").loads(CliRunner().invoke(app, ["analyze", str(out), "--format", "json"]).output)
+    assert (
+        "stake=2" in shown.output
+        and "stake=4" in shown.output
+        and "wealth of workers (credits)" in shown.output
+    )
+    data = __import__("json").loads(
+        CliRunner().invoke(app, ["analyze", str(out), "--format", "json"]).output
+    )
     assert [g["seeds"] for g in data["groups"]] == [2, 2]
     volume = data["groups"][0]["figures"]["volume_total_credits"]
     assert volume["n"] == 2 and volume["ci95"][0] <= volume["mean"] <= volume["ci95"][1]
@@ -134,9 +163,25 @@ def test_a_killed_worker_is_retried_and_a_killed_sweep_resumes(tmp_path, backend
         pytest.importorskip("ray")
     scenario = _scenario(tmp_path, ticks=60, req=2000, work=400)
     out = tmp_path / "sweep"
-    args = [*AGORA, "sweep", str(scenario), "--set", "economy.price_elasticity=0.3,0.6", "--seeds", "2",
-            "--backend", backend, "--workers", "1" if backend == "local" else "2", "--out", str(out), "--quiet"]
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    args = [
+        *AGORA,
+        "sweep",
+        str(scenario),
+        "--set",
+        "economy.price_elasticity=0.3,0.6",
+        "--seeds",
+        "2",
+        "--backend",
+        backend,
+        "--workers",
+        "1" if backend == "local" else "2",
+        "--out",
+        str(out),
+        "--quiet",
+    ]
+    proc = subprocess.Popen(
+        args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
     # Kill the worker process of the first run while it runs: the sweep tries that run again.
     first = "economy.price_elasticity=0.3__seed=7"
     os.kill(_wait_for(lambda: _worker_pid(out, first)), signal.SIGKILL)
@@ -144,10 +189,16 @@ def test_a_killed_worker_is_retried_and_a_killed_sweep_resumes(tmp_path, backend
     _wait_for(lambda: len([p for p in out.iterdir() if p.is_dir() and p.name != PARTIAL]) >= 2)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    finished = {p.name: (p / "summary.json").stat().st_mtime_ns for p in out.iterdir() if p.is_dir() and p.name != PARTIAL}
+    finished = {
+        p.name: (p / "summary.json").stat().st_mtime_ns
+        for p in out.iterdir()
+        if p.is_dir() and p.name != PARTIAL
+    }
     assert len(finished) >= 2 and all(not read_summary(out / name)[1] for name in finished)
     # Running the same command again keeps the finished runs and completes the rest.
-    again = subprocess.run(args, capture_output=True, text=True, timeout=300, start_new_session=True)
+    again = subprocess.run(
+        args, capture_output=True, text=True, timeout=300, start_new_session=True
+    )
     assert again.returncode == 0, again.stderr
     rows = {r["run"]: r for r in _rows(out)}
     assert len(rows) == 4 and all(r["status"] == "ok" for r in rows.values())
@@ -187,7 +238,7 @@ def test_a_ray_worker_killed_mid_run_is_retried(tmp_path):
 BOOM = '''
 from typing import ClassVar
 
-from runtime.population import Population
+from runtime.kernel.population import Population
 
 
 class Boom(Population):
@@ -204,10 +255,27 @@ class Boom(Population):
 def test_a_run_that_fails_twice_is_reported_not_dropped(tmp_path):
     scenario = _scenario(tmp_path)
     (tmp_path / "boom.py").write_text(BOOM)
-    scenario.write_text(scenario.read_text() + '\n[[population]]\nname = "boom"\nrole = "boom:Boom"\ncount = 1\n')
+    scenario.write_text(
+        scenario.read_text() + '\n[[population]]\nname = "boom"\nrole = "boom:Boom"\ncount = 1\n'
+    )
     out = tmp_path / "sweep"
-    result = subprocess.run([*AGORA, "sweep", str(scenario), "--set", "population.boom.count=0,1",
-                             "--out", str(out), "--workers", "2", "--quiet"], capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [
+            *AGORA,
+            "sweep",
+            str(scenario),
+            "--set",
+            "population.boom.count=0,1",
+            "--out",
+            str(out),
+            "--workers",
+            "2",
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 1, result.stderr
     assert "failed twice" in result.stderr and "boom at tick 2" in result.stderr
     rows = {r["set.population.boom.count"]: r for r in _rows(out)}
@@ -220,26 +288,48 @@ def test_a_run_that_fails_twice_is_reported_not_dropped(tmp_path):
 def test_a_grid_point_that_does_not_validate_is_refused_before_any_run(tmp_path):
     scenario = _scenario(tmp_path)
     (tmp_path / "broken.npz").write_bytes(b"not a core file")
-    scenario.write_text(scenario.read_text() + '\n[[population]]\nname = "healers"\nrole = "healer"\ncount = 1\n'
-                        'watches = "workers"\n')
+    scenario.write_text(
+        scenario.read_text() + '\n[[population]]\nname = "healers"\nrole = "healer"\ncount = 1\n'
+        'watches = "workers"\n'
+    )
     out = tmp_path / "sweep"
-    result = subprocess.run([*AGORA, "sweep", str(scenario), "--set", 'population.healers.core="learned","broken.npz"',
-                             "--out", str(out), "--quiet"], capture_output=True, text=True, timeout=300)
-    assert result.returncode == 2 and "broken.npz" in result.stderr and "not an .npz file" in result.stderr
+    result = subprocess.run(
+        [
+            *AGORA,
+            "sweep",
+            str(scenario),
+            "--set",
+            'population.healers.core="learned","broken.npz"',
+            "--out",
+            str(out),
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert (
+        result.returncode == 2
+        and "broken.npz" in result.stderr
+        and "not an .npz file" in result.stderr
+    )
     assert not any(out.glob("population*")) if out.exists() else True
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["--set", "economy.no_such_key=1,2"], "economy.no_such_key"),
-    (["--set", "population.nobody.stake=1"], "no entry named 'nobody'"),
-    (["--set", "economy.price_elasticity=-1"], "price_elasticity"),
-    (["--set", "economy.price_elasticity"], "expected KEY=VALUE"),
-    (["--set", "world.seed=1,1"], "listed twice"),
-    (["--set", "world.seed=1,2"], "seeds come from --seeds"),
-    (["--seeds", "0"], "--seeds"),
-    (["--backend", "spark"], "expected local or ray"),
-    (["--address", "10.0.0.1:6379"], "only with --backend ray"),
-])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--set", "economy.no_such_key=1,2"], "economy.no_such_key"),
+        (["--set", "population.nobody.stake=1"], "no entry named 'nobody'"),
+        (["--set", "economy.price_elasticity=-1"], "price_elasticity"),
+        (["--set", "economy.price_elasticity"], "expected KEY=VALUE"),
+        (["--set", "world.seed=1,1"], "listed twice"),
+        (["--set", "world.seed=1,2"], "seeds come from --seeds"),
+        (["--seeds", "0"], "--seeds"),
+        (["--backend", "spark"], "expected local or ray"),
+        (["--address", "10.0.0.1:6379"], "only with --backend ray"),
+    ],
+)
 def test_bad_sweeps_exit_2_naming_the_problem_and_run_nothing(tmp_path, args, message):
     scenario = _scenario(tmp_path)
     out = tmp_path / "sweep"
@@ -249,8 +339,12 @@ def test_bad_sweeps_exit_2_naming_the_problem_and_run_nothing(tmp_path, args, me
 
 
 def test_backend_ray_without_ray_says_how_to_install(tmp_path, monkeypatch):
-    monkeypatch.setitem(sys.modules, "ray", None)  # what a Python without Ray sees: import ray fails
-    result = CliRunner().invoke(app, ["sweep", str(_scenario(tmp_path)), "--backend", "ray", "--out", str(tmp_path / "s")])
+    monkeypatch.setitem(
+        sys.modules, "ray", None
+    )  # what a Python without Ray sees: import ray fails
+    result = CliRunner().invoke(
+        app, ["sweep", str(_scenario(tmp_path)), "--backend", "ray", "--out", str(tmp_path / "s")]
+    )
     assert result.exit_code == 2 and "pip install -e '.[ray]'" in result.output
 
 
@@ -275,7 +369,7 @@ def _sweep_processes(session: int, marker: str) -> dict[int, str]:
             environ = (entry / "environ").read_bytes().split(b"\0")
         except OSError:
             environ = []  # another user's: its session still tells
-        state, _ppid, _group, sid = stat[stat.rindex(")") + 2:].split()[:4]
+        state, _ppid, _group, sid = stat[stat.rindex(")") + 2 :].split()[:4]
         if state not in ("Z", "X") and (int(sid) == session or marker.encode() in environ):
             found[int(entry.name)] = cmdline
     return found
@@ -292,11 +386,24 @@ def test_a_driver_killed_with_sigkill_leaves_no_process_and_no_later_run(tmp_pat
     token = uuid.uuid4().hex
     env = {**os.environ, MARKER: token}
     marker = f"{MARKER}={token}"  # as the entry reads in /proc/PID/environ
-    args = [*AGORA, "sweep", str(scenario), "--set", "economy.price_elasticity=0.2,0.3,0.4,0.5",
-            "--seeds", "2", "--workers", "2", "--out", str(out), "--quiet"]
+    args = [
+        *AGORA,
+        "sweep",
+        str(scenario),
+        "--set",
+        "economy.price_elasticity=0.2,0.3,0.4,0.5",
+        "--seeds",
+        "2",
+        "--workers",
+        "2",
+        "--out",
+        str(out),
+        "--quiet",
+    ]
     with open(tmp_path / "stderr.txt", "w") as stderr:
-        proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=stderr, env=env,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            args, stdout=subprocess.DEVNULL, stderr=stderr, env=env, start_new_session=True
+        )
     try:
         # Kill the driver alone, mid-sweep: a run is in place and others are being recorded.
         def mid_sweep() -> bool:
@@ -350,8 +457,17 @@ def test_a_second_sweep_into_a_locked_folder_exits_2_naming_the_holder(tmp_path)
 def test_values_that_looked_alike_in_ids_get_distinct_runs_and_resume(tmp_path):
     scenario = _scenario(tmp_path, ticks=5, req=30, work=10)
     out = tmp_path / "sweep"
-    args = [*AGORA, "sweep", str(scenario), "--set", 'world.name="a b","a-b"', "--workers", "2",
-            "--out", str(out)]
+    args = [
+        *AGORA,
+        "sweep",
+        str(scenario),
+        "--set",
+        'world.name="a b","a-b"',
+        "--workers",
+        "2",
+        "--out",
+        str(out),
+    ]
     first = subprocess.run(args, capture_output=True, text=True, timeout=300)
     assert first.returncode == 0, first.stderr
     rows = _rows(out)
@@ -366,12 +482,22 @@ def test_values_that_looked_alike_in_ids_get_distinct_runs_and_resume(tmp_path):
     assert [o.status for o in again] == ["skipped", "skipped"]
 
 
-TOML_SCALARS = (st.integers(-2**63, 2**63 - 1) | st.booleans() | st.text(max_size=12)
-                | st.floats(allow_nan=False) | st.dates()  # TOML has no fold: a time is one value
-                | st.datetimes().map(lambda d: d.replace(fold=0))
-                | st.times().map(lambda t: t.replace(fold=0)))
-TOML_VALUES = st.recursive(TOML_SCALARS, lambda inner: st.lists(inner, max_size=3)
-                           | st.dictionaries(st.text(max_size=4), inner, max_size=3), max_leaves=6)
+TOML_SCALARS = (
+    st.integers(-(2**63), 2**63 - 1)
+    | st.booleans()
+    | st.text(max_size=12)
+    | st.floats(allow_nan=False)
+    | st.dates()  # TOML has no fold: a time is one value
+    | st.datetimes().map(lambda d: d.replace(fold=0))
+    | st.times().map(lambda t: t.replace(fold=0))
+)
+TOML_VALUES = st.recursive(
+    TOML_SCALARS,
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=3)
+    ),
+    max_leaves=6,
+)
 KEYS = st.text(st.sampled_from("abz_.-=%~ é/"), min_size=1, max_size=12)
 
 
@@ -380,8 +506,7 @@ def _same(a, b) -> bool:
     if isinstance(a, (list, tuple)) or isinstance(b, (list, tuple)):
         return type(a) is type(b) and len(a) == len(b) and all(map(_same, a, b))
     if isinstance(a, dict) or isinstance(b, dict):
-        return (type(a) is type(b) and list(a) == list(b)
-                and all(_same(a[k], b[k]) for k in a))
+        return type(a) is type(b) and list(a) == list(b) and all(_same(a[k], b[k]) for k in a)
     return type(a) is type(b) and repr(a) == repr(b)
 
 
@@ -403,12 +528,18 @@ def test_distinct_values_give_distinct_run_ids(a, b):
 
 
 def test_run_ids_stay_readable_for_plain_values():
-    assert encode_run_id([("economy.price_elasticity", 0.3)], 42) == \
-        "economy.price_elasticity=0.3__seed=42"
-    assert encode_run_id([("population.workers.stake", 2), ("world.name", "eu_1")], 7) == \
-        "population.workers.stake=2__world.name=eu_1__seed=7"
-    assert encode_run_id([("k", "2"), ("j", True), ("i", "true")], 1) == \
-        "k=%222%22__j=true__i=%22true%22__seed=1"  # a string that reads as another value is quoted
+    assert (
+        encode_run_id([("economy.price_elasticity", 0.3)], 42)
+        == "economy.price_elasticity=0.3__seed=42"
+    )
+    assert (
+        encode_run_id([("population.workers.stake", 2), ("world.name", "eu_1")], 7)
+        == "population.workers.stake=2__world.name=eu_1__seed=7"
+    )
+    assert (
+        encode_run_id([("k", "2"), ("j", True), ("i", "true")], 1)
+        == "k=%222%22__j=true__i=%22true%22__seed=1"
+    )  # a string that reads as another value is quoted
 
 
 def test_a_long_run_id_is_shortened_distinctly_and_keeps_its_seed():
@@ -417,13 +548,16 @@ def test_a_long_run_id_is_shortened_distinctly_and_keeps_its_seed():
     assert a != b and len(a) == len(b) == ID_LENGTH_MAX and a.endswith("__seed=7") and "~" in a
 
 
-@pytest.mark.parametrize(("run_id", "message"), [
-    ("economy.price_elasticity=0.3", "expected it to end with seed=N"),
-    ("economy.price_elasticity=0.3__seed=07", "not as encode_run_id writes it"),
-    ("price__seed=7", "is not KEY=VALUE"),
-    ("k=%FF__seed=7", "not UTF-8"),
-    ("k=a%20b__seed=x", "expected it to end with seed=N"),
-])
+@pytest.mark.parametrize(
+    ("run_id", "message"),
+    [
+        ("economy.price_elasticity=0.3", "expected it to end with seed=N"),
+        ("economy.price_elasticity=0.3__seed=07", "not as encode_run_id writes it"),
+        ("price__seed=7", "is not KEY=VALUE"),
+        ("k=%FF__seed=7", "not UTF-8"),
+        ("k=a%20b__seed=x", "expected it to end with seed=N"),
+    ],
+)
 def test_decoding_a_name_that_is_not_a_run_id_says_why(run_id, message):
     with pytest.raises(ValueError, match=message):
         decode_run_id(run_id)
@@ -432,7 +566,7 @@ def test_decoding_a_name_that_is_not_a_run_id_says_why(run_id, message):
 LIFELINE_CHILD = """
 import fcntl, sys
 from multiprocessing.connection import Connection
-from runtime.sweep import _end_with_driver
+from runtime.scale.sweep import _end_with_driver
 if sys.argv[1] == "thread":
     del fcntl.F_SETSIG  # as on a system without it
 _end_with_driver(Connection(int(sys.argv[2]), writable=False))
@@ -447,8 +581,12 @@ def test_a_worker_ends_when_its_drivers_end_of_the_lifeline_closes(how, returnco
     if how == "signal" and not hasattr(fcntl, "F_SETSIG"):
         pytest.skip("F_SETSIG is Linux's")
     read_end, write_end = os.pipe()
-    child = subprocess.Popen([sys.executable, "-c", LIFELINE_CHILD, how, str(read_end)],
-                             pass_fds=[read_end], stdout=subprocess.PIPE, text=True)
+    child = subprocess.Popen(
+        [sys.executable, "-c", LIFELINE_CHILD, how, str(read_end)],
+        pass_fds=[read_end],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         os.close(read_end)
         assert child.stdout.readline() == "armed\n"

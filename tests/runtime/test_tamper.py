@@ -10,7 +10,9 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -18,9 +20,9 @@ import pytest
 from typer.testing import CliRunner
 
 from runtime.cli import app
-from runtime.recorder import EVENT_SCHEMA, read_stream
-from runtime.recording import _canonical, record
-from runtime.replay import verify
+from runtime.record.recorder import EVENT_SCHEMA, read_stream
+from runtime.record.recording import _canonical, record
+from runtime.record.replay import verify
 
 RUNNER = CliRunner()
 
@@ -75,7 +77,7 @@ def run(honest: Path, tmp_path: Path) -> Path:
     return target
 
 
-def _resign(run: Path, edit) -> None:  # type: ignore[no-untyped-def]
+def _resign(run: Path, edit: Callable[[dict[str, Any]], None]) -> None:
     """Edit summary.json and recompute its self-hash, as a forger would."""
     summary = json.loads((run / "summary.json").read_text())
     edit(summary)
@@ -106,7 +108,10 @@ def test_a_forged_log_and_summary_with_a_recomputed_self_hash_are_caught(run):
     amounts[np.flatnonzero(kinds == "minted")[0]] += 10**12
     column = table.schema.get_field_index("amount_micro")
     table = table.set_column(column, "amount_micro", pa.array(amounts))
-    with pa.OSFile(str(run / "events.arrows"), "wb") as sink, pa.ipc.new_stream(sink, EVENT_SCHEMA) as writer:
+    with (
+        pa.OSFile(str(run / "events.arrows"), "wb") as sink,
+        pa.ipc.new_stream(sink, EVENT_SCHEMA) as writer,
+    ):
         writer.write_table(table)
 
     def edit(s: dict) -> None:
@@ -115,8 +120,13 @@ def test_a_forged_log_and_summary_with_a_recomputed_self_hash_are_caught(run):
         s["totals"]["roles"]["crit"]["catch_rate"] = 1.0
 
     _resign(run, edit)
-    _tampered(run, "events.arrows: different bytes", "summary.json: final_state_hash",
-              "summary.json: totals.roles.crit.catch_rate", "summary.json: files.events.arrows")
+    _tampered(
+        run,
+        "events.arrows: different bytes",
+        "summary.json: final_state_hash",
+        "summary.json: totals.roles.crit.catch_rate",
+        "summary.json: files.events.arrows",
+    )
 
 
 def test_a_truncated_metrics_table_is_caught(run):
@@ -174,8 +184,18 @@ def test_a_checkpoint_file_is_compared(run):
 def test_signed_runs_prove_who_made_them_and_keep_the_key_out(tmp_path):
     (tmp_path / "s.toml").write_text(SCENARIO)
     key = tmp_path / "secret.key"
-    done = RUNNER.invoke(app, ["run", str(tmp_path / "s.toml"), "--out", str(tmp_path / "signed"), "-q",
-                               "--sign-key", str(key)])
+    done = RUNNER.invoke(
+        app,
+        [
+            "run",
+            str(tmp_path / "s.toml"),
+            "--out",
+            str(tmp_path / "signed"),
+            "-q",
+            "--sign-key",
+            str(key),
+        ],
+    )
     assert done.exit_code == 0, done.output
     assert key.stat().st_mode & 0o777 == 0o600 and len(key.read_bytes()) == 32
     secret = key.read_bytes()
@@ -195,13 +215,16 @@ def test_signed_runs_prove_who_made_them_and_keep_the_key_out(tmp_path):
     assert done.exit_code == 1 and "does not verify with this key" in done.output
     short = tmp_path / "short.key"
     short.write_bytes(b"abc")
-    done = RUNNER.invoke(app, ["run", str(tmp_path / "s.toml"), "--out", str(tmp_path / "x"), "--sign-key", str(short)])
+    done = RUNNER.invoke(
+        app,
+        ["run", str(tmp_path / "s.toml"), "--out", str(tmp_path / "x"), "--sign-key", str(short)],
+    )
     assert done.exit_code == 2 and "at least 32 bytes" in done.output
 
 
 def test_a_signed_runs_ledger_keys_are_not_the_seeds(tmp_path):
-    from runtime.scenario import parse
-    from runtime.world import World
+    from runtime.kernel.scenario import parse
+    from runtime.kernel.world import World
 
     plain = World(parse(SCENARIO))
     signed = World(parse(SCENARIO), key_secret=b"k" * 32)

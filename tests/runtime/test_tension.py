@@ -6,7 +6,7 @@ import networkx as nx
 import numpy as np
 import pytest
 
-from runtime.tension import tension
+from runtime.coordination.tension import tension
 
 
 def planted(n: int, p_in: float, bridges: int, seed: int) -> nx.Graph:
@@ -39,7 +39,9 @@ def test_spectral_error_on_random_graphs_is_bounded_and_reported():
     for seed in range(30):
         # Block models whose sparse bridges sometimes beat the weakest node and sometimes do not.
         sizes = [20 + (seed * 7) % 40, 30 + (seed * 11) % 50, 10 + (seed * 5) % 30]
-        g = nx.stochastic_block_model(sizes, [[0.4, 0.02, 0.01], [0.02, 0.3, 0.03], [0.01, 0.03, 0.5]], seed=seed)
+        g = nx.stochastic_block_model(
+            sizes, [[0.4, 0.02, 0.01], [0.02, 0.3, 0.03], [0.01, 0.03, 0.5]], seed=seed
+        )
         if not nx.is_connected(g):
             continue
         for u, v in g.edges:
@@ -49,7 +51,10 @@ def test_spectral_error_on_random_graphs_is_bounded_and_reported():
         assert approx >= exact - 1e-9  # any cut found is at least the minimum
         errors.append((approx - exact) / exact)
     assert len(errors) >= 10
-    print(f"spectral min-cut relative error, {len(errors)} block-model graphs: mean {np.mean(errors):.3f}, max {np.max(errors):.3f}")
+    print(
+        f"spectral min-cut relative error, {len(errors)} block-model graphs: mean "
+        f"{np.mean(errors):.3f}, max {np.max(errors):.3f}"
+    )
     assert np.mean(errors) < 0.05
     geo = []
     for seed in range(20):  # random geometric graphs: no planted structure, the sweep can miss
@@ -59,7 +64,10 @@ def test_spectral_error_on_random_graphs_is_bounded_and_reported():
             approx = tension(g, method="spectral").cut
             assert approx >= exact - 1e-9
             geo.append((approx - exact) / exact)
-    print(f"spectral min-cut relative error, {len(geo)} random geometric graphs: mean {np.mean(geo):.3f}, max {np.max(geo):.3f}")
+    print(
+        f"spectral min-cut relative error, {len(geo)} random geometric graphs: mean "
+        f"{np.mean(geo):.3f}, max {np.max(geo):.3f}"
+    )
     assert len(geo) >= 10 and np.mean(geo) < 0.25
 
 
@@ -74,12 +82,17 @@ def test_split_graph_has_tension_one_and_a_clique_zero():
 
 
 def test_edge_arrays_give_the_graph_reading_and_bad_arrays_are_refused():
-    from runtime.tension import tension_of_edges
+    from runtime.coordination.tension import tension_of_edges
 
     g = planted(120, 0.5, bridges=2, seed=1)
     u, v = np.array([e[0] for e in g.edges]), np.array([e[1] for e in g.edges])
-    reading = tension_of_edges(u + 1000, v + 1000, np.ones(u.size), method="spectral")  # any node ids
-    assert reading.cut == 2 and reading.side in (frozenset(range(1000, 1060)), frozenset(range(1060, 1120)))
+    reading = tension_of_edges(
+        u + 1000, v + 1000, np.ones(u.size), method="spectral"
+    )  # any node ids
+    assert reading.cut == 2 and reading.side in (
+        frozenset(range(1000, 1060)),
+        frozenset(range(1060, 1120)),
+    )
     assert reading.value == pytest.approx(tension(g).value)
     with pytest.raises(ValueError, match="one length"):
         tension_of_edges(u, v, np.ones(u.size - 1))
@@ -93,12 +106,18 @@ def test_edge_arrays_give_the_graph_reading_and_bad_arrays_are_refused():
 
 @pytest.mark.parametrize("ids", ["dense", "offset", "negative", "sparse", "int32", "float"])
 def test_node_relabelling_is_np_unique(ids):
-    from runtime.tension import relabel
+    from runtime.coordination.tension import relabel
 
     rng = np.random.default_rng(7)
     nodes = rng.integers(0, 5_000, 20_000)
-    nodes = {"dense": nodes, "offset": nodes + 10**6, "negative": nodes - 2_500, "sparse": nodes * 10**9,
-             "int32": nodes.astype(np.int32), "float": nodes / 2}[ids]
+    nodes = {
+        "dense": nodes,
+        "offset": nodes + 10**6,
+        "negative": nodes - 2_500,
+        "sparse": nodes * 10**9,
+        "int32": nodes.astype(np.int32),
+        "float": nodes / 2,
+    }[ids]
     labels, inverse = relabel(nodes)
     want_labels, want_inverse = np.unique(nodes, return_inverse=True)
     assert labels.tolist() == want_labels.tolist() and inverse.tolist() == want_inverse.tolist()

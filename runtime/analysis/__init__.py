@@ -1,0 +1,1 @@
+"""Analysis of recorded runs: indicators, run and sweep summaries, plots and the HTML report."""

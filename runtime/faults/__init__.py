@@ -1,0 +1,2 @@
+"""Faults: Byzantine replicas and the seeded fault swarm (agora fuzz) that checks the ledger's
+promises."""

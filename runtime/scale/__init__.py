@@ -1,0 +1,1 @@
+"""Scale-out: parameter sweeps and sharded worlds on Ray."""

@@ -1,0 +1,319 @@
+"""Sharded worlds: one scenario's agents partitioned over K shards, each a World in its own Ray
+actor.
+
+With ``[distributed] shards = K``, shard ``k`` holds the agents whose region ``r`` has ``r % K ==
+k`` and the ledger replicas of those regions; each shard's requesters, workers and roles trade among
+the shard's own agents, on its own task board and market. The shards share nothing but messages:
+ledger ops gossiped to the other replicas and the anti-entropy rounds (sync requests and deltas)
+travel over each shard's message bus, with the network's latency, loss, duplication and partitions,
+and are carried between shards by the driver at each tick barrier. There is no central ledger and no
+coordinator of balances: every op is made at the payer's home replica, which escrows its spending
+rights, so no interleaving can overdraw an account, and the replicas merge as CRDTs.
+
+Time: shards run tick ``t`` in parallel, then the driver hands every shard the messages the others
+sent during it. A message arrives at its send time plus latency, or at the next tick barrier if
+that is later (conservative synchronisation: cross-shard latency below a tick is rounded up to
+the barrier). The driver orders each shard's incoming messages by (arrival, sending shard, send
+order), so a run is a function of the scenario, the seed and K: the same K and seed give
+identical results; a different K partitions the agents differently and gives a different (equally
+valid) run. Each shard draws from its own random streams (``shard{k}of{K}/...``); with K = 1 the
+world is exactly the one-process World.
+
+After the last tick :func:`run_sharded` settles: it runs anti-entropy rounds, without new ticks,
+until every replica holds the same Merkle root (or ``settle_rounds`` ticks of virtual time pass),
+then reports the totals: credits held by every account at its home replica against credits minted
+minus burned, the lowest balance, and the roots.
+
+Not yet: recording a sharded run (event log, replay), governance and coordination in a sharded
+world (the scenario check refuses them).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, cast
+
+import numpy as np
+
+from runtime.kernel.bus import Message
+from runtime.kernel.scenario import parse
+
+
+class Shard:
+    """One shard: a World over its agents and replicas, stepped a tick at a time by the driver."""
+
+    def __init__(
+        self, scenario_text: str, base: str, seed: int | None, k: int, n_shards: int
+    ) -> None:
+        from runtime.kernel.world import World
+
+        self.k = k
+        self.world = World(
+            parse(scenario_text, "scenario", Path(base)),
+            base=Path(base),
+            seed=seed,
+            shard=(k, n_shards),
+        )
+        self.shard_of = [r % n_shards for r in range(self.world.network.n_regions)]
+
+    def ready(self) -> int:
+        """The shard's agent count, once its world is built."""
+        return int(sum(p.n for p in self.world.populations))
+
+    def _take_outbox(self) -> list[tuple[int, float, int, int, Message]]:
+        """(destination shard, arrival, this shard, send order, message) for every message
+        leaving."""
+        bus = self.world.bus
+        out = [
+            (self.shard_of[m.dst], arrives, self.k, i, m)
+            for i, (arrives, m) in enumerate(bus.outbox)
+        ]
+        bus.outbox = []
+        return out
+
+    def step(
+        self, inbox: list[tuple[float, Message]]
+    ) -> list[tuple[int, float, int, int, Message]]:
+        """Take in the messages due, run one tick, return what leaves for other shards."""
+        for arrives, msg in inbox:
+            self.world.bus.inject(arrives, msg)
+        self.world.run(self.world.tick + 1)
+        return self._take_outbox()
+
+    def settle(
+        self, inbox: list[tuple[float, Message]], anti_entropy: bool
+    ) -> list[tuple[int, float, int, int, Message]]:
+        """Without a tick: take in messages, optionally start an anti-entropy round, let one tick of
+        virtual time pass (deliveries happen), return what leaves."""
+        w = self.world
+        for arrives, msg in inbox:
+            w.bus.inject(arrives, msg)
+        if anti_entropy:
+            for r in w.local_regions:
+                w.anti_entropy_from(r)
+        w.env.run(until=w.env.now + w.scenario.world.tick_length)
+        return self._take_outbox()
+
+    def report(self) -> dict[str, Any]:
+        """What the driver needs for the totals: this shard's accounts at their home replicas,
+        its replicas' roots and supply, its state hashes and message counts."""
+        w = self.world
+        ids = (
+            np.concatenate([p.ids for p in w.populations])
+            if w.populations
+            else np.empty(0, np.int64)
+        )
+        if w.treasury % w.network.n_regions in w.local_regions:
+            ids = np.append(ids, w.treasury)
+        balance = np.zeros(ids.size, dtype=np.int64)
+        stake = np.zeros(ids.size, dtype=np.int64)
+        homes = w.home(ids)
+        for r in w.local_regions:
+            sel = homes == r
+            balance[sel] = w.ledgers[r].balances()[ids[sel]]
+            stake[sel] = w.ledgers[r].staked()[ids[sel]]
+        held, issued = w.local_ledgers[0].supply()
+        return {
+            "shard": self.k,
+            "agents": int(sum(p.n for p in w.populations)),
+            "tick": w.tick,
+            "held_micro": int(balance.sum() + stake.sum()),
+            "lowest_balance_micro": int(balance.min()) if balance.size else 0,
+            "supply_held_micro": held,
+            "supply_issued_micro": issued,
+            "roots": {r: w.ledgers[r].root().hex() for r in w.local_regions},
+            "hashes": w.hashes(),
+            "messages": dict(w.bus.counts),
+            "tasks_posted": w.task_board.next_id,
+            "ops_refused": sum(len(ledger.rejected) for ledger in w.local_ledgers)
+            + w.refused_by_critic,
+        }
+
+
+@dataclass
+class ShardedResult:
+    """Totals of a sharded run."""
+
+    shards: int
+    ticks: int
+    wall_seconds: float  # everything: building the shards, the ticks, settling
+    tick_seconds: float  # the ticks alone (with the message exchange between them)
+    settle_rounds: int
+    reports: list[dict[str, Any]]  # after settling
+    at_last_tick: list[dict[str, Any]]  # the same, at the end of the last tick (before settling)
+
+    @property
+    def roots(self) -> dict[int, str]:
+        """Merkle root of every replica, by region."""
+        return {int(r): root for rep in self.reports for r, root in rep["roots"].items()}
+
+    @property
+    def converged(self) -> bool:
+        """Whether every replica holds the same state."""
+        return len(set(self.roots.values())) == 1
+
+    @property
+    def credits_held(self) -> int:
+        """Credits (balance + stake) of every account at its home replica, micro-credits."""
+        return sum(rep["held_micro"] for rep in self.reports)
+
+    @property
+    def supply_issued(self) -> int:
+        """Credits minted minus burned, as the (converged) first replica counts them."""
+        return self.reports[0]["supply_issued_micro"]
+
+    @property
+    def conserved(self) -> bool:
+        """Credits held equal credits issued, and every replica agrees on the supply (only known
+        once the replicas have converged: False before)."""
+        return (
+            self.credits_held == self.supply_issued
+            and len({(r["supply_held_micro"], r["supply_issued_micro"]) for r in self.reports}) == 1
+        )
+
+    @property
+    def lowest_balance(self) -> int:
+        """The lowest balance of any account at its home replica (never negative)."""
+        return min(rep["lowest_balance_micro"] for rep in self.reports)
+
+    @property
+    def state_hash(self) -> str:
+        """One hash over every shard's subsystem hashes (for determinism checks)."""
+        h = hashlib.sha256()
+        for rep in self.reports:
+            for name in sorted(rep["hashes"]):
+                h.update(f"{rep['shard']}:{name}={rep['hashes'][name]};".encode())
+        return h.hexdigest()
+
+
+def _route(
+    outs: list[list[tuple[int, float, int, int, Message]]], n_shards: int
+) -> list[list[tuple[float, Message]]]:
+    inbox: list[list[tuple[int, float, int, int, Message]]] = [[] for _ in range(n_shards)]
+    for out in outs:
+        for item in out:
+            inbox[item[0]].append(item)
+    return [
+        [(arrives, msg) for _, arrives, _, _, msg in sorted(box, key=lambda x: (x[1], x[2], x[3]))]
+        for box in inbox
+    ]
+
+
+def run_sharded(
+    text: str,
+    base: Path = Path("."),
+    *,
+    seed: int | None = None,
+    until: int | None = None,
+    backend: str = "ray",
+    settle_rounds: int = 20,
+) -> ShardedResult:
+    """Run scenario ``text`` (files it names relative to ``base``) as a sharded world of its
+    ``[distributed] shards`` shards.
+
+    ``backend="ray"``: each shard is a Ray actor (``ray.init()`` on this machine unless Ray is
+    already initialised, e.g. with a cluster address). ``backend="inline"``: the shards are objects
+    in this process, stepped in turn (the same results; for machines without Ray and for tests).
+    """
+    scenario = parse(text, "scenario", base)
+    n_shards = scenario.distributed.shards if scenario.distributed is not None else 1
+    until = scenario.world.ticks if until is None else until
+    start = time.perf_counter()
+    if backend == "ray":
+        try:
+            import ray
+        except ImportError:
+            raise RuntimeError(
+                "a sharded world runs on Ray actors: install the extra, pip install -e '.[ray]' "
+                "(or pass backend='inline' to step the shards in this process)"
+            ) from None
+        if not ray.is_initialized():
+            ray.init(include_dashboard=False, log_to_driver=False)
+        actor = ray.remote(num_cpus=1)(Shard)
+        shards = [actor.remote(text, str(base), seed, k, n_shards) for k in range(n_shards)]
+
+        def call(method: str, args: list[tuple[Any, ...]]) -> list[Any]:
+            return ray.get(
+                [getattr(s, method).remote(*a) for s, a in zip(shards, args, strict=True)]
+            )
+    elif backend == "inline":
+        local = [Shard(text, str(base), seed, k, n_shards) for k in range(n_shards)]
+
+        def call(method: str, args: list[tuple[Any, ...]]) -> list[Any]:
+            return [getattr(s, method)(*a) for s, a in zip(local, args, strict=True)]
+    else:
+        raise ValueError(f"backend {backend!r}: expected ray or inline")
+    call("ready", [() for _ in range(n_shards)])
+    ticking = time.perf_counter()
+    inbox: list[list[tuple[float, Message]]] = [[] for _ in range(n_shards)]
+    for _ in range(until):
+        inbox = _route(call("step", [(box,) for box in inbox]), n_shards)
+    tick_seconds = time.perf_counter() - ticking
+    at_last_tick = call("report", [() for _ in range(n_shards)])
+    rounds = 0
+    for rounds in range(1, settle_rounds + 1):
+        # An anti-entropy round every other settling tick, messages carried in between.
+        inbox = _route(call("settle", [(box, rounds % 2 == 1) for box in inbox]), n_shards)
+        reports = call("report", [() for _ in range(n_shards)])
+        if len({root for rep in reports for root in rep["roots"].values()}) == 1:
+            # every replica holds the same state: whatever is still in flight is already applied
+            break
+    reports = call("report", [() for _ in range(n_shards)])
+    if backend == "ray":
+        for shard in shards:
+            ray.kill(cast(Any, shard))  # an actor handle (ray types the list by its class)
+    return ShardedResult(
+        n_shards, until, time.perf_counter() - start, tick_seconds, rounds, reports, at_last_tick
+    )
+
+
+def record_sharded(
+    scenario_path: Path,
+    out: Path,
+    *,
+    seed: int | None = None,
+    until: int | None = None,
+    overwrite: bool = False,
+    backend: str = "ray",
+) -> dict[str, Any]:
+    """Run a sharded scenario file and write ``out/scenario.toml`` and ``out/summary.json`` (format
+    ``agora-sharded-run-1``: per-shard totals, replica roots, conservation; no event log yet)."""
+    import json
+
+    from runtime.kernel.scenario import load, scenario_hash
+    from runtime.record.recording import SCENARIO_COPY, SUMMARY, _canonical, prepare_out, versions
+
+    scenario, raw = load(scenario_path)
+    seed = scenario.world.seed if seed is None else seed
+    prepare_out(out, overwrite)
+    (out / SCENARIO_COPY).write_bytes(raw)
+    result = run_sharded(
+        raw.decode(), scenario_path.parent, seed=seed, until=until, backend=backend
+    )
+    summary: dict[str, Any] = {
+        "format": "agora-sharded-run-1",
+        "scenario": scenario.world.name,
+        "scenario_file": SCENARIO_COPY,
+        "scenario_sha256": scenario_hash(raw),
+        "seed": seed,
+        "ticks": result.ticks,
+        "shards": result.shards,
+        "backend": backend,
+        "wall_seconds": round(result.wall_seconds, 6),
+        "versions": versions(),
+        "settle_rounds": result.settle_rounds,
+        "converged": result.converged,
+        "roots": result.roots,
+        "credits_held_micro": result.credits_held,
+        "supply_issued_micro": result.supply_issued,
+        "conserved": result.conserved,
+        "lowest_balance_micro": result.lowest_balance,
+        "final_state_hash": result.state_hash,
+        "shard_reports": result.reports,
+    }
+    summary["summary_sha256"] = hashlib.sha256(_canonical(summary)).hexdigest()
+    (out / SUMMARY).write_text(json.dumps(summary, indent=2, sort_keys=True, default=str) + "\n")
+    return summary
