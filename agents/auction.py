@@ -12,6 +12,10 @@ import numpy as np
 import numpy.typing as npt
 from numba import njit
 
+ROUNDS = 30  # rounds of the task auction per tick (the environments: per trading period)
+# Highest ask, in units of the task's posted price: costs are 0.5-1.5 of it and values 1-2 of it.
+CEILING = 2.0
+
 
 def arrival_orders(keys: npt.NDArray[np.float64]) -> npt.NDArray[np.int64]:
     """Each row's arrival order from random ``keys: float64[rounds, n]``: the indices by rising key,
@@ -54,9 +58,13 @@ def double_auction(is_buyer, limit, posts, order):
             for j in range(n):  # best standing order on the other side
                 if partner[j] >= 0 or is_buyer[j] == is_buyer[i] or np.isnan(standing[j]):
                     continue
-                if best < 0 or (standing[j] < standing[best] if is_buyer[i] else standing[j] > standing[best]):
+                if best < 0 or (
+                    standing[j] < standing[best] if is_buyer[i] else standing[j] > standing[best]
+                ):
                     best = j
-            if best >= 0 and ((is_buyer[i] and p >= standing[best]) or (not is_buyer[i] and p <= standing[best])):
+            if best >= 0 and (
+                (is_buyer[i] and p >= standing[best]) or (not is_buyer[i] and p <= standing[best])
+            ):
                 partner[i], partner[best] = best, i
                 price[i] = price[best] = standing[best]
                 standing[i] = standing[best] = np.nan
@@ -105,8 +113,10 @@ def _pop(key, idx, ver, size):
 
 @njit(cache=True)
 def double_auction_fast(is_buyer, limit, posts, order):
-    """:func:`double_auction` with standing asks in a min-heap keyed (price, index) and standing bids
-    in one keyed (−price, index); an order replaced by a newer one, or whose agent traded, is dropped
+    """:func:`double_auction` with standing asks in a min-heap keyed (price, index) and standing
+    bids
+    in one keyed (−price, index); an order replaced by a newer one, or whose agent traded, is
+    dropped
     when it reaches the top (lazy deletion)."""
     n = limit.shape[0]
     cap = posts.shape[0] * n + 1
@@ -156,7 +166,8 @@ def double_auction_fast(is_buyer, limit, posts, order):
 
 
 def max_surplus(is_buyer: npt.NDArray[np.bool_], limit: npt.NDArray[np.float64]) -> float:
-    """Largest total surplus any set of trades could realise (values high to low against costs low to high)."""
+    """Largest total surplus any set of trades could realise (values high to low against costs low
+    to high)."""
     values = np.sort(limit[is_buyer])[::-1]
     costs = np.sort(limit[~is_buyer])
     k = min(values.size, costs.size)
@@ -164,7 +175,9 @@ def max_surplus(is_buyer: npt.NDArray[np.bool_], limit: npt.NDArray[np.float64])
     return float(gaps[gaps > 0].sum())
 
 
-def realised_surplus(is_buyer: npt.NDArray[np.bool_], limit: npt.NDArray[np.float64], partner: npt.NDArray[np.int64]) -> float:
+def realised_surplus(
+    is_buyer: npt.NDArray[np.bool_], limit: npt.NDArray[np.float64], partner: npt.NDArray[np.int64]
+) -> float:
     """Surplus of the trades made: value minus cost over traded pairs."""
     traded = np.flatnonzero(is_buyer & (partner >= 0))
     return float((limit[traded] - limit[partner[traded]]).sum())

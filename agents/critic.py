@@ -1,4 +1,5 @@
-"""Critics: verify a budgeted share of the results workers are paid for, every ledger batch and every
+"""Critics: verify a budgeted share of the results workers are paid for, every ledger batch and
+every
 proposal; slash cheats, refund requesters, send rejected work back.
 
 Each tick the critic picks ``ceil(check_budget × results)`` of the tick's paid results to verify.
@@ -26,23 +27,24 @@ from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 import numpy.typing as npt
-from pydantic import Field
 import z3
+from pydantic import Field
 
 from economy.constitution import Constitution, Verdict
 from economy.ops import OpKind
 from economy.scatter import add_at
-from runtime.population import Population, RoleParams
-from runtime.scenario import PopulationConfig, Probability
+from runtime.kernel.population import Population, RoleParams
+from runtime.kernel.scenario import PopulationConfig, Probability
 
 if TYPE_CHECKING:
-    from runtime.scenario import Scenario
     from agents.worker import WorkerPopulation
-    from runtime.world import World
+    from runtime.kernel.scenario import Scenario
+    from runtime.kernel.world import World
 
 
 def refine_batch(held: dict[int, int], src: list[int], amounts: list[int]) -> list[int]:
-    """Indices of the entries to drop, in order: not positive, or more than the payer still holds."""
+    """Indices of the entries to drop, in order: not positive, or more than the payer still
+    holds."""
     left = dict(held)
     dropped = []
     for k, (a, x) in enumerate(zip(src, amounts, strict=True)):
@@ -68,7 +70,8 @@ def top_k(values: npt.NDArray[np.float64], k: int) -> npt.NDArray[np.int64]:
 
 
 class _Prover:
-    """One reused z3 solver: each query in its own push/pop scope, under names no earlier query used.
+    """One reused z3 solver: each query in its own push/pop scope, under names no earlier query
+    used.
 
     (Creating a solver per query costs about a millisecond; a scope on a warm one, a tenth of that.
     z3's parser keeps declarations across scopes, so names carry a fresh prefix, and the solver is
@@ -107,8 +110,9 @@ def _prove(text: str) -> bool:
     return _prover.unsat(text)
 
 
-def check_batch(held: dict[int, int], src: list[int], dst: list[int], amounts: list[int],
-                conserve: bool = True) -> tuple[bool, str]:
+def check_batch(
+    held: dict[int, int], src: list[int], dst: list[int], amounts: list[int], conserve: bool = True
+) -> tuple[bool, str]:
     """Prove with z3 that a batch overdraws nobody and (``conserve``) moves exactly what it takes.
 
     ``held`` is what each payer holds before the batch (spending rights, or stake for a slash),
@@ -144,19 +148,34 @@ def check_batch(held: dict[int, int], src: list[int], dst: list[int], amounts: l
     dropped = refine_batch(held, src, amounts)
     if dropped:
         k = dropped[0]
-        return False, f"entry {k}: {amounts[k]} from account {src[k]} overdraws it or is not positive"
+        return (
+            False,
+            f"entry {k}: {amounts[k]} from account {src[k]} overdraws it or is not positive",
+        )
     return False, "the batch does not conserve credits"
-
 
 
 class CriticParams(RoleParams):
     """A critic's own keys."""
 
-    watches: str | None = Field(None, max_length=64, description="The worker population whose results it verifies.")
-    check_budget: Probability = Field(0.1, description="Fraction of each tick's results it verifies.")
-    review_ledger: bool = Field(True, description="Prove every ledger batch with z3 before it executes (at most one critic population may).")
-    check_accuracy: Probability = Field(0.98, description="Probability a verification judges a result correctly.")
+    watches: str | None = Field(
+        None, max_length=64, description="The worker population whose results it verifies."
+    )
+    check_budget: Probability = Field(
+        0.1, description="Fraction of each tick's results it verifies."
+    )
+    review_ledger: bool = Field(
+        True,
+        description=(
+            "Prove every ledger batch with z3 before it executes (at most one critic population "
+            "may)."
+        ),
+    )
+    check_accuracy: Probability = Field(
+        0.98, description="Probability a verification judges a result correctly."
+    )
     setup_only: ClassVar[frozenset[str]] = frozenset({"watches", "review_ledger"})
+
 
 class CriticPopulation(Population):
     """Critics sharing one verification budget over their watched worker population."""
@@ -172,15 +191,35 @@ class CriticPopulation(Population):
         self.target: WorkerPopulation | None = None
         self.bad = np.zeros(0)  # per watched worker: checks judged invalid
         self.good = np.zeros(0)  # per watched worker: checks judged valid
-        self.stats = {"results": 0, "invalid": 0, "checks": 0, "caught": 0, "false_slashes": 0,
-                      "slashed_micro": 0, "refunded_micro": 0, "sent_back": 0,
-                      "batches_proved": 0, "batches_refused": 0, "entries_dropped": 0, "batches_unreviewed": 0,
-                      "proposals_checked": 0, "proposals_blocked": 0}
+        self.stats = {
+            "results": 0,
+            "invalid": 0,
+            "checks": 0,
+            "caught": 0,
+            "false_slashes": 0,
+            "slashed_micro": 0,
+            "refunded_micro": 0,
+            "sent_back": 0,
+            "batches_proved": 0,
+            "batches_refused": 0,
+            "entries_dropped": 0,
+            "batches_unreviewed": 0,
+            "proposals_checked": 0,
+            "proposals_blocked": 0,
+        }
         self.reviews_batches = bool(self.params.review_ledger)  # type: ignore[misc]
 
-    def review_batch(self, world: World, replica: int, kind: OpKind, accounts: npt.NDArray[np.int64],
-                     others: npt.NDArray[np.int64], amounts: npt.NDArray[np.int64]) -> tuple[npt.NDArray[np.bool_], str]:
-        """Prove a ledger batch with z3 before it executes; refuse it, and keep only what can be proved.
+    def review_batch(
+        self,
+        world: World,
+        replica: int,
+        kind: OpKind,
+        accounts: npt.NDArray[np.int64],
+        others: npt.NDArray[np.int64],
+        amounts: npt.NDArray[np.int64],
+    ) -> tuple[npt.NDArray[np.bool_], str]:
+        """Prove a ledger batch with z3 before it executes; refuse it, and keep only what can be
+        proved.
 
         Generate–critique–refine for ledger batches: a batch that fails the proof goes back with
         the reason, the entries that overdraw are dropped, and the refined batch is proved again
@@ -192,7 +231,11 @@ class CriticPopulation(Population):
             return keep, ""
         ledger = world.ledgers[replica]
         payers = np.unique(accounts)
-        held_arr = ledger.staked_of(payers) if kind in (OpKind.SLASH, OpKind.UNSTAKE) else ledger.rights_of(payers)
+        held_arr = (
+            ledger.staked_of(payers)
+            if kind in (OpKind.SLASH, OpKind.UNSTAKE)
+            else ledger.rights_of(payers)
+        )
         held = dict(zip(payers.tolist(), held_arr.tolist(), strict=True))
         src, amt = accounts.tolist(), amounts.tolist()
         dst = others.tolist() if kind == OpKind.TRANSFER else [-1] * len(src)
@@ -201,15 +244,29 @@ class CriticPopulation(Population):
         if ok:
             return keep, ""
         self.stats["batches_refused"] += 1
-        world.emit("batch_refused", self.name, int(accounts[0]), replica, int(amounts.sum()), float(len(src)),
-                   detail=f"{kind.name.lower()}: {reason}")
+        world.emit(
+            "batch_refused",
+            self.name,
+            int(accounts[0]),
+            replica,
+            int(amounts.sum()),
+            float(len(src)),
+            detail=f"{kind.name.lower()}: {reason}",
+        )
         dropped = refine_batch(held, src, amt)
         keep[dropped] = False
         self.stats["entries_dropped"] += len(dropped)
         rest = np.flatnonzero(keep).tolist()
-        ok, again = check_batch(held, [src[k] for k in rest], [dst[k] for k in rest], [amt[k] for k in rest],
-                                conserve=kind == OpKind.TRANSFER)
-        if not ok:  # cannot happen unless refine_batch and the proof disagree: refuse the whole batch
+        ok, again = check_batch(
+            held,
+            [src[k] for k in rest],
+            [dst[k] for k in rest],
+            [amt[k] for k in rest],
+            conserve=kind == OpKind.TRANSFER,
+        )
+        if (
+            not ok
+        ):  # cannot happen unless refine_batch and the proof disagree: refuse the whole batch
             raise AssertionError(f"refined batch still fails its proof: {again}")
         return keep, reason
 
@@ -221,19 +278,29 @@ class CriticPopulation(Population):
         return verdict
 
     @classmethod
-    def check_scenario(cls, scenario: Scenario, index: int, params: RoleParams, base: Path,
-                       label: str) -> list[str]:
-        """``watches`` must name a worker population; at most one critic population reviews the ledger."""
+    def check_scenario(
+        cls, scenario: Scenario, index: int, params: RoleParams, base: Path, label: str
+    ) -> list[str]:
+        """``watches`` must name a worker population; at most one critic population reviews the
+        ledger."""
         assert isinstance(params, CriticParams)
         problems = []
         watched = next((q for q in scenario.population if q.name == params.watches), None)
         if watched is None or watched.role != "worker":
-            problems.append(f"{label}: population[{index}].watches: a {cls.role} watches a worker population; "
-                            f"got {params.watches!r}")
-        earlier = [q for q in scenario.population[:index] if q.role == "critic" and q.params.get("review_ledger", True)]
+            problems.append(
+                f"{label}: population[{index}].watches: a {cls.role} watches a worker population; "
+                f"got {params.watches!r}"
+            )
+        earlier = [
+            q
+            for q in scenario.population[:index]
+            if q.role == "critic" and q.params.get("review_ledger", True)
+        ]
         if params.review_ledger and earlier:
-            problems.append(f"{label}: population[{index}].review_ledger: another critic population already "
-                            "reviews the ledger; set review_ledger = false on one")
+            problems.append(
+                f"{label}: population[{index}].review_ledger: another critic population already "
+                "reviews the ledger; set review_ledger = false on one"
+            )
         return problems
 
     def setup(self, world: World) -> None:
@@ -242,10 +309,14 @@ class CriticPopulation(Population):
         self.bad = np.zeros(self.target.n)
         self.good = np.zeros(self.target.n)
         if self.core not in ("baseline", "learned"):
-            self.load_core(world.base / self.core)  # start from a saved check record of the same workers
+            self.load_core(
+                world.base / self.core
+            )  # start from a saved check record of the same workers
             self.core = "learned"
 
-    def _choose(self, rng: np.random.Generator, workers: npt.NDArray[np.int64], budget: int) -> npt.NDArray[np.int64]:
+    def _choose(
+        self, rng: np.random.Generator, workers: npt.NDArray[np.int64], budget: int
+    ) -> npt.NDArray[np.int64]:
         if self.core == "baseline":
             return np.sort(rng.choice(workers.size, size=budget, replace=False))
         draws = rng.beta(1.0 + self.bad[workers], 4.0 + self.good[workers])
@@ -282,10 +353,17 @@ class CriticPopulation(Population):
         workers = self.target.ids[res["worker"][rows]]
         requesters = res["requester"][rows]
         prices = res["price"][rows]
-        # value: 1 when the result truly was invalid, 0 for a false rejection (ground truth, for analysis).
-        world.emit_many("result_rejected", self.name, workers, requesters, prices,
-                        (~res["valid"][rows]).astype(np.float64),
-                        detail="judged invalid: refund the requester, slash the stake")
+        # value: 1 when the result truly was invalid, 0 for a false rejection (ground truth, for
+        # analysis).
+        world.emit_many(
+            "result_rejected",
+            self.name,
+            workers,
+            requesters,
+            prices,
+            (~res["valid"][rows]).astype(np.float64),
+            detail="judged invalid: refund the requester, slash the stake",
+        )
         homes = world.home(requesters)  # the worker was paid, and holds the rights, at this replica
         for r in range(len(world.ledgers)):
             sel = np.flatnonzero(homes == r)
@@ -297,9 +375,18 @@ class CriticPopulation(Population):
                 held = dict(zip(src.tolist(), ledger.rights_of(src).tolist(), strict=True))
                 ok, reason = check_batch(held, src.tolist(), dst.tolist(), amt.tolist())
                 self.stats["batches_proved"] += 1
-                if not ok:  # a worker spent the payment already: the ledger refunds what it can, entry by entry
+                # a worker spent the payment already: the ledger refunds what it can, entry by entry
+                if not ok:
                     self.stats["batches_refused"] += 1
-                    world.emit("batch_refused", self.name, int(src[0]), r, int(amt.sum()), float(sel.size), detail=reason)
+                    world.emit(
+                        "batch_refused",
+                        self.name,
+                        int(src[0]),
+                        r,
+                        int(amt.sum()),
+                        float(sel.size),
+                        detail=reason,
+                    )
             accepted = world.execute(r, OpKind.TRANSFER, src, dst, amt)
             self.stats["refunded_micro"] += int(amt[accepted].sum())
         # Generate–critique–refine: each rejected task goes back to its producer with the reason.
@@ -316,16 +403,27 @@ class CriticPopulation(Population):
         if keep.any():
             # Several rejections of one worker in a tick slash it once, by the largest amount.
             uniq, first = np.unique(workers[keep], return_index=True)
-            done = world.execute_by_home(OpKind.SLASH, uniq, np.zeros(uniq.size, np.int64), amounts[keep][first])
-            world.emit_many("slashed", self.name, uniq[done], np.full(int(done.sum()), -1), amounts[keep][first][done],
-                            np.full(int(done.sum()), world.params["slash_fraction"]))
+            done = world.execute_by_home(
+                OpKind.SLASH, uniq, np.zeros(uniq.size, np.int64), amounts[keep][first]
+            )
+            world.emit_many(
+                "slashed",
+                self.name,
+                uniq[done],
+                np.full(int(done.sum()), -1),
+                amounts[keep][first][done],
+                np.full(int(done.sum()), world.params["slash_fraction"]),
+            )
             self.stats["slashed_micro"] += int(amounts[keep][first].sum())
 
     def role_metrics(self) -> dict[str, float | int | None]:
         """Catch rate of cheats and false-slash rate at this budget, with the counts."""
         s = self.stats
-        return {**s, "catch_rate": s["caught"] / s["invalid"] if s["invalid"] else None,
-                "false_slash_rate": s["false_slashes"] / s["checks"] if s["checks"] else None}
+        return {
+            **s,
+            "catch_rate": s["caught"] / s["invalid"] if s["invalid"] else None,
+            "false_slash_rate": s["false_slashes"] / s["checks"] if s["checks"] else None,
+        }
 
     def core_state(self) -> dict[str, npt.NDArray[np.generic]] | None:
         """The per-worker check record behind the Thompson draws (learned core)."""
@@ -340,7 +438,9 @@ class CriticPopulation(Population):
         return {"alive": self.alive, "bad": self.bad, "good": self.good}
 
 
-def plan_keeps_acyclic(edges: list[tuple[int, int]], added: list[tuple[int, int]]) -> tuple[bool, str]:
+def plan_keeps_acyclic(
+    edges: list[tuple[int, int]], added: list[tuple[int, int]]
+) -> tuple[bool, str]:
     """Prove with z3 that a dependency graph stays acyclic after ``added`` edges.
 
     A directed graph is acyclic exactly when its nodes can be numbered so every edge goes from a

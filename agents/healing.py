@@ -1,4 +1,5 @@
-"""Healers: watch a worker population's telemetry, detect failing, slow and silent workers, restart them.
+"""Healers: watch a worker population's telemetry, detect failing, slow and silent workers, restart
+them.
 
 Telemetry per watched worker and tick: tasks taken and failed, mean task latency, and a heartbeat
 (lost by the network like any message). Core ``learned`` runs three streaming detectors, each one
@@ -17,7 +18,7 @@ near a split is watched more closely). After ``confirm_ticks`` consecutive alarm
 crash, the worker is quarantined (no work is routed to it, which re-routes its share to others)
 and restarted, which takes ``restart_ticks``, clears a degradation and brings a crashed worker
 back. Core ``baseline``: no healing -- faults run their course. Scores come from the world's ground
-truth (:mod:`runtime.health`), which holds degradations and crashes as episodes.
+truth (:mod:`runtime.kernel.health`), which holds degradations and crashes as episodes.
 """
 
 from __future__ import annotations
@@ -27,20 +28,22 @@ from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 import numpy.typing as npt
-from pydantic import Field
 from numba import njit
+from pydantic import Field
 
-from runtime.population import Population, RoleParams
-from runtime.scenario import MAX_TICKS, PopulationConfig
+from runtime.kernel.population import Population, RoleParams
+from runtime.kernel.scenario import MAX_TICKS, PopulationConfig
 
 if TYPE_CHECKING:
-    from runtime.scenario import Scenario
     from agents.worker import WorkerPopulation
-    from runtime.world import World
+    from runtime.kernel.scenario import Scenario
+    from runtime.kernel.world import World
 
 
 @njit(cache=True)
-def ewma_alarm(tasks, failed, fast_t, fast_f, slow_t, slow_f, streak, alpha, z_threshold, min_tasks):
+def ewma_alarm(
+    tasks, failed, fast_t, fast_f, slow_t, slow_f, streak, alpha, z_threshold, min_tasks
+):
     """One tick of the detector over every watched worker.
 
     Per worker, exponentially weighted counts of tasks and failures at two speeds: fast (weight
@@ -65,7 +68,11 @@ def ewma_alarm(tasks, failed, fast_t, fast_f, slow_t, slow_f, streak, alpha, z_t
         p = (slow_f[i] + 10.0 * pop) / (slow_t[i] + 10.0)
         p = min(max(p, 0.02), 0.98)
         known = slow_t[i] >= 10.0  # no verdict before a worker has a usual rate of its own
-        if known and t >= min_tasks and (fast_f[i] - t * p) / np.sqrt(t * p * (1.0 - p)) > z_threshold:
+        if (
+            known
+            and t >= min_tasks
+            and (fast_f[i] - t * p) / np.sqrt(t * p * (1.0 - p)) > z_threshold
+        ):
             streak[i] += 1
             continue  # an alarming tick does not teach the worker's usual rate
         streak[i] = 0
@@ -107,16 +114,30 @@ def latency_alarm(latency, tasks, fast, slow_mean, slow_var, seen, alpha, z_thre
         slow_var[i] = (1.0 - slow) * (slow_var[i] + slow * d * d)
 
 
-
 class HealerParams(RoleParams):
     """A healer's own keys."""
 
-    watches: str | None = Field(None, max_length=64, description="The worker population it watches.")
+    watches: str | None = Field(
+        None, max_length=64, description="The worker population it watches."
+    )
     z_threshold: float = Field(3.0, gt=0, le=1000, description="EWMA z-score that raises an alarm.")
-    ewma_alpha: float = Field(0.3, gt=0, le=1, description="Weight of the newest tick in the recent (fast) EWMA; the usual rate uses a tenth of it.")
-    confirm_ticks: int = Field(2, ge=1, le=MAX_TICKS, description="Consecutive alarms before it acts.")
-    restart_ticks: int = Field(2, ge=1, le=MAX_TICKS, description="Ticks a quarantined agent is down while it restarts.")
+    ewma_alpha: float = Field(
+        0.3,
+        gt=0,
+        le=1,
+        description=(
+            "Weight of the newest tick in the recent (fast) EWMA; the usual rate uses a tenth of "
+            "it."
+        ),
+    )
+    confirm_ticks: int = Field(
+        2, ge=1, le=MAX_TICKS, description="Consecutive alarms before it acts."
+    )
+    restart_ticks: int = Field(
+        2, ge=1, le=MAX_TICKS, description="Ticks a quarantined agent is down while it restarts."
+    )
     setup_only: ClassVar[frozenset[str]] = frozenset({"watches"})
+
 
 class HealerPopulation(Population):
     """Healers sharing one detector over their watched population."""
@@ -140,15 +161,18 @@ class HealerPopulation(Population):
         self.p_loss = np.ones(0)  # chance that network loss alone explains the missed heartbeats
 
     @classmethod
-    def check_scenario(cls, scenario: Scenario, index: int, params: RoleParams, base: Path,
-                       label: str) -> list[str]:
+    def check_scenario(
+        cls, scenario: Scenario, index: int, params: RoleParams, base: Path, label: str
+    ) -> list[str]:
         """``watches`` must name a worker population."""
         assert isinstance(params, HealerParams)
         problems = []
         watched = next((q for q in scenario.population if q.name == params.watches), None)
         if watched is None or watched.role != "worker":
-            problems.append(f"{label}: population[{index}].watches: a {cls.role} watches a worker population; "
-                            f"got {params.watches!r}")
+            problems.append(
+                f"{label}: population[{index}].watches: a {cls.role} watches a worker population; "
+                f"got {params.watches!r}"
+            )
         return problems
 
     def setup(self, world: World) -> None:
@@ -164,7 +188,9 @@ class HealerPopulation(Population):
         self.missed = np.zeros(n, dtype=np.int64)
         self.p_loss = np.ones(n)
         if self.core not in ("baseline", "learned"):
-            self.load_core(world.base / self.core)  # start from the saved usual levels of the same workers
+            self.load_core(
+                world.base / self.core
+            )  # start from the saved usual levels of the same workers
             self.core = "learned"
 
     def step(self, world: World, tick: int) -> None:
@@ -177,32 +203,62 @@ class HealerPopulation(Population):
             target.quarantined[back] = False
             target.alive[back] = True  # a crashed worker the healer restarted is up again
             self.back_at[back] = -1
-            world.emit_many("restarted", self.name, target.ids[back], np.full(back.size, -1), np.zeros(back.size, np.int64),
-                            np.zeros(back.size))
+            world.emit_many(
+                "restarted",
+                self.name,
+                target.ids[back],
+                np.full(back.size, -1),
+                np.zeros(back.size, np.int64),
+                np.zeros(back.size),
+            )
         if self.core == "baseline" or not self.alive.any():
             return
         tension = world.coordination.tension if world.coordination is not None else 0.0
         threshold = self.params.z_threshold * (1.0 - 0.5 * tension)
         before = self.streak.copy()
-        ewma_alarm(target.tel_tasks, target.tel_failed, self.fast[0], self.fast[1], self.slow[0], self.slow[1],
-                   self.streak, self.params.ewma_alpha, threshold, 3.0)
+        ewma_alarm(
+            target.tel_tasks,
+            target.tel_failed,
+            self.fast[0],
+            self.fast[1],
+            self.slow[0],
+            self.slow[1],
+            self.streak,
+            self.params.ewma_alpha,
+            threshold,
+            3.0,
+        )
         slow_alarm = np.zeros(target.n, dtype=np.bool_)
         mean_latency = target.tel_latency / np.maximum(target.tel_tasks, 1)
-        latency_alarm(mean_latency, target.tel_tasks, self.lat[0], self.lat[1], self.lat[2], self.lat_seen,
-                      self.params.ewma_alpha, threshold, slow_alarm)
+        latency_alarm(
+            mean_latency,
+            target.tel_tasks,
+            self.lat[0],
+            self.lat[1],
+            self.lat[2],
+            self.lat_seen,
+            self.params.ewma_alpha,
+            threshold,
+            slow_alarm,
+        )
         self.streak[:] = np.where((self.streak > before) | slow_alarm, before + 1, 0)
-        # Heartbeats: a worker that is not restarting and is silent for confirm_ticks in a row is down.
+        # Heartbeats: a worker that is not restarting and is silent for confirm_ticks in a row is
+        # down.
         expected = self.back_at < 0
-        # A worker whose tasks came in this tick is up, whatever happened to its heartbeat; the share
+        # A worker whose tasks came in this tick is up, whatever happened to its heartbeat; the
+        # share
         # of those workers' heartbeats that went missing estimates the network's loss this tick. A
-        # silent worker is judged down once the chance that loss alone silenced it so long is < 0.1%.
+        # silent worker is judged down once the chance that loss alone silenced it so long is <
+        # 0.1%.
         busy = target.tel_tasks > 0
         loss = (int((busy & ~target.heartbeat).sum()) + 1) / (int(busy.sum()) + 2)
         silent = expected & ~target.heartbeat & ~busy
         self.missed = np.where(silent, self.missed + 1, 0)
         self.p_loss = np.where(silent, self.p_loss * loss, 1.0)
         down = (self.missed >= self.params.confirm_ticks) & (self.p_loss < 1e-3)
-        act = np.flatnonzero(((self.streak >= self.params.confirm_ticks) & ~target.quarantined & target.alive) | down)
+        act = np.flatnonzero(
+            ((self.streak >= self.params.confirm_ticks) & ~target.quarantined & target.alive) | down
+        )
         if act.size == 0:
             return
         self.missed[act] = 0
@@ -218,11 +274,19 @@ class HealerPopulation(Population):
                 truth[j] = 1.0
                 world.health.end(agent, tick + self.params.restart_ticks, "healer restart")
             target.degraded[i] = 0.0  # the restart clears any degradation
-        world.emit_many("quarantined", self.name, target.ids[act], np.full(act.size, -1), np.zeros(act.size, np.int64), truth)
+        world.emit_many(
+            "quarantined",
+            self.name,
+            target.ids[act],
+            np.full(act.size, -1),
+            np.zeros(act.size, np.int64),
+            truth,
+        )
         world.count("healer_actions", int(act.size))
 
     def core_state(self) -> dict[str, npt.NDArray[np.generic]] | None:
-        """What the detectors learned: each worker's usual failure counts and latency (learned core)."""
+        """What the detectors learned: each worker's usual failure counts and latency (learned
+        core)."""
         if self.core == "baseline":
             return None
         return {"slow": self.slow, "latency_usual": self.lat[1:], "latency_seen": self.lat_seen}
@@ -235,5 +299,14 @@ class HealerPopulation(Population):
 
     def state_arrays(self) -> dict[str, npt.NDArray[np.generic]]:
         """Alive flags and the detector state."""
-        return {"alive": self.alive, "fast": self.fast, "slow": self.slow, "streak": self.streak, "back_at": self.back_at,
-                "latency": self.lat, "latency_seen": self.lat_seen, "missed": self.missed, "p_loss": self.p_loss}
+        return {
+            "alive": self.alive,
+            "fast": self.fast,
+            "slow": self.slow,
+            "streak": self.streak,
+            "back_at": self.back_at,
+            "latency": self.lat,
+            "latency_seen": self.lat_seen,
+            "missed": self.missed,
+            "p_loss": self.p_loss,
+        }

@@ -97,7 +97,8 @@ def _sum_chunks(partial: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
 class Policy:
     """The policy on the CPU: numpy arrays stepped by fixed-order numba kernels (module docstring).
 
-    ``rng`` draws the initial weights (a :class:`runtime.rng.Stream`: normal draws that are the
+    ``rng`` draws the initial weights (a :class:`runtime.kernel.rng.Stream`: normal draws that are
+    the
     same bits everywhere). ``forward`` and ``learn`` keep the torch form's signatures.
     """
 
@@ -113,16 +114,33 @@ class Policy:
 
     def arrays(self) -> dict[str, npt.NDArray[np.float64]]:
         """Every parameter as a host array (for hashing and saving)."""
-        return {"w1": self.w1.copy(), "b1": self.b1.copy(), "w2": self.w2.copy(),
-                "b2": np.array(self.b2), "A": self.A.copy(), "B": self.B.copy()}
+        return {
+            "w1": self.w1.copy(),
+            "b1": self.b1.copy(),
+            "w2": self.w2.copy(),
+            "b2": np.array(self.b2),
+            "A": self.A.copy(),
+            "B": self.B.copy(),
+        }
 
-    def set_shared(self, w1: npt.NDArray[np.float64], b1: npt.NDArray[np.float64],
-                   w2: npt.NDArray[np.float64], b2: float) -> None:
+    def set_shared(
+        self,
+        w1: npt.NDArray[np.float64],
+        b1: npt.NDArray[np.float64],
+        w2: npt.NDArray[np.float64],
+        b2: float,
+    ) -> None:
         """Replace the shared weights (a loaded policy file)."""
-        self.w1, self.b1, self.w2, self.b2 = (np.array(w1, dtype=np.float64), np.array(b1, np.float64),
-                                              np.array(w2, dtype=np.float64), np.float64(b2))
+        self.w1, self.b1, self.w2, self.b2 = (
+            np.array(w1, dtype=np.float64),
+            np.array(b1, np.float64),
+            np.array(w2, dtype=np.float64),
+            np.float64(b2),
+        )
 
-    def forward(self, x: npt.NDArray[np.float64]) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    def forward(
+        self, x: npt.NDArray[np.float64]
+    ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
         """Shade logits ``float64[n]`` for features ``x: float64[n, 2]``, and the hidden layer."""
         x = np.ascontiguousarray(x, dtype=np.float64)
         assert x.shape == (self.A.shape[0], 2), f"features must be [agents, 2], got {x.shape}"
@@ -131,10 +149,19 @@ class Policy:
         _forward(x, self.w1, self.b1, self.w2, float(self.b2), self.A, self.B, logits, hidden)
         return logits, hidden
 
-    def learn(self, x: npt.NDArray[np.float64], h: npt.NDArray[np.float64], advantage: Any, noise: Any,
-              sigma: float, lr_base: float, lr_adapter: float,
-              agents_only: npt.NDArray[np.bool_] | None = None) -> None:
-        """REINFORCE step on the shade logits; the base learns from everyone, each adapter from its agent."""
+    def learn(
+        self,
+        x: npt.NDArray[np.float64],
+        h: npt.NDArray[np.float64],
+        advantage: Any,
+        noise: Any,
+        sigma: float,
+        lr_base: float,
+        lr_adapter: float,
+        agents_only: npt.NDArray[np.bool_] | None = None,
+    ) -> None:
+        """REINFORCE step on the shade logits; the base learns from everyone, each adapter from its
+        agent."""
         x = np.ascontiguousarray(x, dtype=np.float64)
         n = x.shape[0]
         g_out = np.ascontiguousarray(np.asarray(advantage, dtype=np.float64) * noise / sigma)
@@ -142,7 +169,9 @@ class Policy:
         partial = np.empty((CHUNKS, 4 * HIDDEN + 1))
         _gradients(x, np.ascontiguousarray(h), self.w2, g_out, g_hidden, partial)
         total = _sum_chunks(partial) / max(n, 1)
-        mask = np.ones(n, dtype=np.bool_) if agents_only is None else np.asarray(agents_only, np.bool_)
+        mask = (
+            np.ones(n, dtype=np.bool_) if agents_only is None else np.asarray(agents_only, np.bool_)
+        )
         # Adapters first: their gradient uses B only, which the base step leaves alone.
         _adapt(x, g_hidden, self.B, self.A, mask, lr_adapter * ALPHA)
         self.w2 = self.w2 + lr_base * total[:HIDDEN]
@@ -151,7 +180,8 @@ class Policy:
         self.w1 = self.w1 + lr_base * total[2 * HIDDEN + 1 :].reshape(2, HIDDEN)
 
     def save(self, path: Path) -> None:
-        """Write the shared weights to an .npz file (written to bytes first: the same bytes every run)."""
+        """Write the shared weights to an .npz file (written to bytes first: the same bytes every
+        run)."""
         save_shared(path, self.arrays())
 
     def load(self, path: Path) -> None:
@@ -160,7 +190,8 @@ class Policy:
 
 
 class TorchPolicy:
-    """The same policy as torch tensors on ``device`` (a GPU): equal to :class:`Policy` to rounding."""
+    """The same policy as torch tensors on ``device`` (a GPU): equal to :class:`Policy` to
+    rounding."""
 
     def __init__(self, n_agents: int, rng: Any, device: str) -> None:
         import torch
@@ -177,7 +208,9 @@ class TorchPolicy:
 
     def arrays(self) -> dict[str, npt.NDArray[np.float64]]:
         """Every parameter as a host array (for hashing and saving)."""
-        return {k: getattr(self, k).detach().cpu().numpy() for k in ("w1", "b1", "w2", "b2", "A", "B")}
+        return {
+            k: getattr(self, k).detach().cpu().numpy() for k in ("w1", "b1", "w2", "b2", "A", "B")
+        }
 
     def save(self, path: Path) -> None:
         """Write the shared weights to an .npz file."""
@@ -189,15 +222,25 @@ class TorchPolicy:
         self.w1, self.b1, self.w2, self.b2 = self.put(w1), self.put(b1), self.put(w2), self.put(b2)
 
     def forward(self, x: npt.NDArray[np.float64]) -> tuple[npt.NDArray[np.float64], Any]:
-        """Shade logits ``float64[n]`` (host array) for features ``x: float64[n, 2]``, and the hidden layer."""
+        """Shade logits ``float64[n]`` (host array) for features ``x: float64[n, 2]``, and the
+        hidden layer."""
         torch = self.torch
         xt = self.put(x)
         w = self.w1[None] + ALPHA * torch.einsum("nij,njk->nik", self.A, self.B)
         h = torch.tanh(torch.einsum("ni,nik->nk", xt, w) + self.b1)
         return (h @ self.w2 + self.b2).cpu().numpy(), h
 
-    def learn(self, x: Any, h: Any, advantage: Any, noise: Any, sigma: float, lr_base: float,
-              lr_adapter: float, agents_only: npt.NDArray[np.bool_] | None = None) -> None:
+    def learn(
+        self,
+        x: Any,
+        h: Any,
+        advantage: Any,
+        noise: Any,
+        sigma: float,
+        lr_base: float,
+        lr_adapter: float,
+        agents_only: npt.NDArray[np.bool_] | None = None,
+    ) -> None:
         """REINFORCE step on the shade logits (as :meth:`Policy.learn`)."""
         torch = self.torch
         xt = self.put(x)
@@ -228,7 +271,9 @@ def save_shared(path: Path, arrays: dict[str, npt.NDArray[np.float64]]) -> None:
     path.write_bytes(buf.getvalue())
 
 
-def load_shared(path: Path, w1_shape: tuple[int, ...], w2_shape: tuple[int, ...]) -> tuple[Any, Any, Any, float]:
+def load_shared(
+    path: Path, w1_shape: tuple[int, ...], w2_shape: tuple[int, ...]
+) -> tuple[Any, Any, Any, float]:
     """Read shared weights written by :func:`save_shared`; ValueError naming what does not fit."""
     try:
         with np.load(path, allow_pickle=False) as data:
@@ -237,10 +282,19 @@ def load_shared(path: Path, w1_shape: tuple[int, ...], w2_shape: tuple[int, ...]
         raise ValueError(f"{path}: not a negotiator policy file ({exc})") from None
     arrays = (w1, b1, w2, b2)
     if any(a.dtype.kind != "f" for a in arrays):
-        raise ValueError(f"{path}: policy weights must be floats, got {[str(a.dtype) for a in arrays]}")
-    if w1.shape != w1_shape or b1.shape != (w1_shape[1],) or w2.shape != w2_shape or b2.shape != (1,):
-        raise ValueError(f"{path}: policy shapes {w1.shape}/{b1.shape}/{w2.shape}/{b2.shape} do not fit "
-                         f"{w1_shape}/{(w1_shape[1],)}/{w2_shape}/(1,)")
+        raise ValueError(
+            f"{path}: policy weights must be floats, got {[str(a.dtype) for a in arrays]}"
+        )
+    if (
+        w1.shape != w1_shape
+        or b1.shape != (w1_shape[1],)
+        or w2.shape != w2_shape
+        or b2.shape != (1,)
+    ):
+        raise ValueError(
+            f"{path}: policy shapes {w1.shape}/{b1.shape}/{w2.shape}/{b2.shape} do not fit "
+            f"{w1_shape}/{(w1_shape[1],)}/{w2_shape}/(1,)"
+        )
     if not all(np.isfinite(a).all() for a in arrays):
         raise ValueError(f"{path}: policy weights must be finite (found NaN or infinity)")
     return w1, b1, w2, float(b2[0])

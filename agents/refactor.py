@@ -6,7 +6,8 @@ noise. Each tick every agent picks a module and an action:
 
 * ``refactor`` (cost 0.1 credit per size unit): with probability ``0.3 + 0.7 × coverage`` the
   complexity drops by one; otherwise the change breaks tests (coverage −0.2, the module is dirty);
-* ``replace`` (1 credit per size unit): a rewrite -- complexity 1..4, coverage 0.3 -- that also adds a
+* ``replace`` (1 credit per size unit): a rewrite -- complexity 1..4, coverage 0.3 -- that also adds
+a
   dependency; the critic's z3 check refuses plans that would make the dependency graph cyclic;
 * ``rollback`` (0.05 credit per size unit): restores the module's state before its last change.
 
@@ -27,11 +28,11 @@ from pydantic import Field
 
 from agents.critic import plan_keeps_acyclic
 from economy.ops import OpKind
-from runtime.population import Population, RoleParams
-from runtime.scenario import PopulationConfig
+from runtime.kernel.population import Population, RoleParams
+from runtime.kernel.scenario import PopulationConfig
 
 if TYPE_CHECKING:
-    from runtime.world import World
+    from runtime.kernel.world import World
 
 ACTIONS = ("refactor", "replace", "rollback")
 COST_PER_SIZE = {"refactor": 0.1, "replace": 1.0, "rollback": 0.05}  # credits
@@ -66,7 +67,8 @@ class Codebase:
 
 
 def apply_action(code: Codebase, m: int, action: str, rng: np.random.Generator) -> str:
-    """Apply ``action`` to module ``m``; return "" or why the critic refused the plan (nothing changed)."""
+    """Apply ``action`` to module ``m``; return "" or why the critic refused the plan (nothing
+    changed)."""
     snapshot = (code.complexity[m], code.coverage[m], bool(code.dirty[m]))
     if action == "refactor":
         code.previous[m] = snapshot
@@ -91,12 +93,12 @@ def apply_action(code: Codebase, m: int, action: str, rng: np.random.Generator) 
     return ""
 
 
-
 class RefactorParams(RoleParams):
     """A refactor population's own keys."""
 
     modules: int = Field(40, ge=2, le=10_000, description="Modules in the simulated codebase.")
     setup_only: ClassVar[frozenset[str]] = frozenset({"modules"})
+
 
 class RefactorPopulation(Population):
     """Refactor agents sharing one codebase and one Q-table."""
@@ -123,7 +125,11 @@ class RefactorPopulation(Population):
         if self.core not in ("baseline", "learned"):
             self.load_core(world.base / self.core)  # start from a saved Q-table, and keep learning
             self.core = "learned"
-        world.mint(self.ids, np.full(self.n, self.cfg.initial_credits * world.MICRO, dtype=np.int64), "refactor budget")
+        world.mint(
+            self.ids,
+            np.full(self.n, self.cfg.initial_credits * world.MICRO, dtype=np.int64),
+            "refactor budget",
+        )
 
     def _choose(self, rng: np.random.Generator) -> tuple[int, int]:
         code = self.code
@@ -148,7 +154,9 @@ class RefactorPopulation(Population):
             action = ACTIONS[a]
             cost = int(COST_PER_SIZE[action] * code.size[m] * world.MICRO)
             home = int(world.home(np.array([agent]))[0])
-            if not world.execute(home, OpKind.SPEND, np.array([agent]), np.zeros(1, np.int64), np.array([cost]))[0]:
+            if not world.execute(
+                home, OpKind.SPEND, np.array([agent]), np.zeros(1, np.int64), np.array([cost])
+            )[0]:
                 continue  # out of credits
             self.spent += cost
             state = code.state(m)
@@ -162,11 +170,17 @@ class RefactorPopulation(Population):
                     world.mint(np.array([agent]), np.array([reward]), "refactor reward")
                     self.earned += reward
             if self.core == "learned":
-                target = gain * 100 - COST_PER_SIZE[action] * code.size[m] / 10 + 0.9 * self.q[code.state(m)].max()
+                target = (
+                    gain * 100
+                    - COST_PER_SIZE[action] * code.size[m] / 10
+                    + 0.9 * self.q[code.state(m)].max()
+                )
                 self.q[state, a] += 0.2 * (target - self.q[state, a])
             world.emit("code_change", self.name, agent, m, cost, gain, detail=action)
 
-    def _apply(self, world: World, code: Codebase, m: int, action: str, rng: np.random.Generator) -> None:
+    def _apply(
+        self, world: World, code: Codebase, m: int, action: str, rng: np.random.Generator
+    ) -> None:
         reason = apply_action(code, m, action, rng)
         if reason:
             self.refused_plans += 1
@@ -177,9 +191,13 @@ class RefactorPopulation(Population):
         assert self.code is not None
         gained = self.code.quality() - self.start_quality
         spent = self.spent / 1e6
-        return {"quality_gained": gained, "spent_credits": spent,
-                "quality_per_credit": gained / spent if spent else None,
-                "plans_refused": self.refused_plans, "acyclic": nx.is_directed_acyclic_graph(self.code.graph)}
+        return {
+            "quality_gained": gained,
+            "spent_credits": spent,
+            "quality_per_credit": gained / spent if spent else None,
+            "plans_refused": self.refused_plans,
+            "acyclic": nx.is_directed_acyclic_graph(self.code.graph),
+        }
 
     def core_state(self) -> dict[str, npt.NDArray[np.generic]] | None:
         """The Q-table (learned core)."""
@@ -193,5 +211,11 @@ class RefactorPopulation(Population):
         """Alive flags, the Q-table and the codebase."""
         assert self.code is not None
         edges = np.array(sorted(self.code.graph.edges), dtype=np.int64).reshape(-1, 2)
-        return {"alive": self.alive, "q": self.q, "complexity": self.code.complexity,
-                "coverage": self.code.coverage, "dirty": self.code.dirty, "edges": edges}
+        return {
+            "alive": self.alive,
+            "q": self.q,
+            "complexity": self.code.complexity,
+            "coverage": self.code.coverage,
+            "dirty": self.code.dirty,
+            "edges": edges,
+        }

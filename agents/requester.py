@@ -22,25 +22,44 @@ import numpy.typing as npt
 from pydantic import Field
 
 from economy.scatter import add_at
-from runtime.population import Population, RoleParams
-from runtime.scenario import MAX_CREDITS, PopulationConfig, Probability
+from runtime.kernel.population import Population, RoleParams
+from runtime.kernel.scenario import MAX_CREDITS, PopulationConfig, Probability
 
 if TYPE_CHECKING:
-    from runtime.scenario import Scenario
     from agents.world_model import WorldModelPopulation
-    from runtime.world import World
-
+    from runtime.kernel.scenario import Scenario
+    from runtime.kernel.world import World
 
 
 class RequesterParams(RoleParams):
     """A requester's own keys."""
 
     post_rate: Probability = Field(0.2, description="Probability of posting a task per tick.")
-    task_units: int = Field(1, ge=1, le=1_000_000, description="Most task units per task (uniform 1..task_units).")
-    forecasts_from: str | None = Field(None, max_length=64, description="A world_model population to buy next tick's price from before posting; a task is deferred a tick when the forecast says its price falls.")
-    forecast_fee: float = Field(0.001, ge=0, le=MAX_CREDITS, description="Credits paid per forecast bought.")
-    income: float = Field(0.0, ge=0, le=1e6, description="Credits each live requester earns per tick from outside the economy (minted, recorded as income); 0: it only spends its starting credits.")
+    task_units: int = Field(
+        1, ge=1, le=1_000_000, description="Most task units per task (uniform 1..task_units)."
+    )
+    forecasts_from: str | None = Field(
+        None,
+        max_length=64,
+        description=(
+            "A world_model population to buy next tick's price from before posting; a task is "
+            "deferred a tick when the forecast says its price falls."
+        ),
+    )
+    forecast_fee: float = Field(
+        0.001, ge=0, le=MAX_CREDITS, description="Credits paid per forecast bought."
+    )
+    income: float = Field(
+        0.0,
+        ge=0,
+        le=1e6,
+        description=(
+            "Credits each live requester earns per tick from outside the economy (minted, "
+            "recorded as income); 0: it only spends its starting credits."
+        ),
+    )
     setup_only: ClassVar[frozenset[str]] = frozenset({"forecasts_from"})
+
 
 class RequesterPopulation(Population):
     """Each live requester posts a task with probability ``post_rate`` per tick if it can pay."""
@@ -54,21 +73,30 @@ class RequesterPopulation(Population):
         super().__init__(cfg, ids, n_regions)
         self.posted = np.zeros(self.n, dtype=np.int64)
         self.seller: WorldModelPopulation | None = None
-        # Tasks deferred to next tick: requester index, skill, units, the price they would have paid.
+        # Tasks deferred to next tick: requester index, skill, units, the price they would have
+        # paid.
         self.deferred = {k: np.empty(0, np.int64) for k in ("who", "skill", "units", "price")}
-        self.stats = {"forecasts_bought": 0, "forecast_fees_micro": 0, "deferred": 0, "deferral_savings_micro": 0}
+        self.stats = {
+            "forecasts_bought": 0,
+            "forecast_fees_micro": 0,
+            "deferred": 0,
+            "deferral_savings_micro": 0,
+        }
 
     @classmethod
-    def check_scenario(cls, scenario: Scenario, index: int, params: RoleParams, base: Path,
-                       label: str) -> list[str]:
+    def check_scenario(
+        cls, scenario: Scenario, index: int, params: RoleParams, base: Path, label: str
+    ) -> list[str]:
         """``forecasts_from`` must name a world_model population."""
         assert isinstance(params, RequesterParams)
         if params.forecasts_from is None:
             return []
         seller = next((q for q in scenario.population if q.name == params.forecasts_from), None)
         if seller is None or seller.role != "world_model":
-            return [f"{label}: population[{index}].forecasts_from: names no world_model population; "
-                    f"got {params.forecasts_from!r}"]
+            return [
+                f"{label}: population[{index}].forecasts_from: names no world_model population; "
+                f"got {params.forecasts_from!r}"
+            ]
         return []
 
     @classmethod
@@ -76,11 +104,17 @@ class RequesterPopulation(Population):
         """Starting credits and every tick's income."""
         params = cls.Params.model_validate(cfg.params)
         assert isinstance(params, RequesterParams)
-        return cfg.count * cfg.initial_credits + int(np.ceil(cfg.count * scenario.world.ticks * params.income))
+        return cfg.count * cfg.initial_credits + int(
+            np.ceil(cfg.count * scenario.world.ticks * params.income)
+        )
 
     def setup(self, world: World) -> None:
         """Mint each requester's initial credits at its home replica."""
-        world.mint(self.ids, np.full(self.n, self.cfg.initial_credits * world.MICRO, dtype=np.int64), "initial")
+        world.mint(
+            self.ids,
+            np.full(self.n, self.cfg.initial_credits * world.MICRO, dtype=np.int64),
+            "initial",
+        )
         if self.params.forecasts_from is not None:
             self.seller = next(p for p in world.populations if p.name == self.params.forecasts_from)  # type: ignore[assignment]
 
@@ -123,10 +157,17 @@ class RequesterPopulation(Population):
         idx = np.flatnonzero(post)
         self._post(world, idx, skill[idx], units[idx], price[idx])
 
-    def _consult(self, world: World, post: npt.NDArray[np.bool_], skill: npt.NDArray[np.int64],
-                 units: npt.NDArray[np.int64], price: npt.NDArray[np.int64],
-                 rights: npt.NDArray[np.int64]) -> npt.NDArray[np.bool_]:
-        """Buy forecasts for the tasks about to be posted; defer those whose price should fall. Return who posts now."""
+    def _consult(
+        self,
+        world: World,
+        post: npt.NDArray[np.bool_],
+        skill: npt.NDArray[np.int64],
+        units: npt.NDArray[np.int64],
+        price: npt.NDArray[np.int64],
+        rights: npt.NDArray[np.int64],
+    ) -> npt.NDArray[np.bool_]:
+        """Buy forecasts for the tasks about to be posted; defer those whose price should fall.
+        Return who posts now."""
         assert self.seller is not None
         fee = int(round(self.params.forecast_fee * world.MICRO))
         buyers = np.flatnonzero(post & (rights >= price + fee))
@@ -136,18 +177,31 @@ class RequesterPopulation(Population):
         expected = ahead * units[buyers]
         wait = buyers[paid & (expected < price[buyers] - fee)]
         if wait.size:
-            self.deferred = {"who": wait, "skill": skill[wait], "units": units[wait], "price": price[wait]}
+            self.deferred = {
+                "who": wait,
+                "skill": skill[wait],
+                "units": units[wait],
+                "price": price[wait],
+            }
             self.stats["deferred"] += int(wait.size)
             world.count("tasks_deferred", int(wait.size))
             post = post.copy()
             post[wait] = False
         return post
 
-    def _post(self, world: World, idx: npt.NDArray[np.int64], skill: npt.NDArray[np.int64],
-              units: npt.NDArray[np.int64], price: npt.NDArray[np.int64]) -> None:
+    def _post(
+        self,
+        world: World,
+        idx: npt.NDArray[np.int64],
+        skill: npt.NDArray[np.int64],
+        units: npt.NDArray[np.int64],
+        price: npt.NDArray[np.int64],
+    ) -> None:
         task_ids = world.task_board.post(self.ids[idx], skill, units, price)
         add_at(self.posted, idx, 1)
-        world.emit_many("task_posted", self.name, self.ids[idx], task_ids, price, skill.astype(np.float64))
+        world.emit_many(
+            "task_posted", self.name, self.ids[idx], task_ids, price, skill.astype(np.float64)
+        )
         world.count("tasks_posted", len(idx))
 
     def role_metrics(self) -> dict[str, float | int | None]:
@@ -159,4 +213,8 @@ class RequesterPopulation(Population):
 
     def state_arrays(self) -> dict[str, npt.NDArray[np.generic]]:
         """Alive flags, tasks posted and tasks deferred."""
-        return {"alive": self.alive, "posted": self.posted, **{f"deferred_{k}": v for k, v in self.deferred.items()}}
+        return {
+            "alive": self.alive,
+            "posted": self.posted,
+            **{f"deferred_{k}": v for k, v in self.deferred.items()},
+        }

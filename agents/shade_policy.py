@@ -37,8 +37,12 @@ ACTIVATIONS = ("tanh", "relu")
 SQUASHES = ("clip", "tanh")
 
 
-def market_observation(cost: npt.ArrayLike, last_price: npt.ArrayLike, credits_ratio: npt.ArrayLike,
-                       share_left: npt.ArrayLike) -> npt.NDArray[np.float64]:
+def market_observation(
+    cost: npt.ArrayLike,
+    last_price: npt.ArrayLike,
+    credits_ratio: npt.ArrayLike,
+    share_left: npt.ArrayLike,
+) -> npt.NDArray[np.float64]:
     """Market-v0's observation, ``float64[..., 4]``, from a negotiator's quantities (broadcast).
 
     Args:
@@ -59,7 +63,8 @@ def market_observation(cost: npt.ArrayLike, last_price: npt.ArrayLike, credits_r
         2.0 * (np.asarray(cost, dtype=np.float64) - 1.0),
         np.clip(np.asarray(last_price, dtype=np.float64) - 1.0, -1.0, 1.0),
         (ratio - 1.0) / (ratio + 1.0),
-        2.0 * np.asarray(share_left, dtype=np.float64) - 1.0)
+        2.0 * np.asarray(share_left, dtype=np.float64) - 1.0,
+    )
     obs = np.stack(columns, axis=-1)
     assert obs.shape[-1] == OBS_DIM
     return obs
@@ -112,10 +117,12 @@ class ShadePolicy:
     def _read(self, data: Any) -> None:
         kind = _str(data, "kind")
         if kind == LEGACY_KIND:
-            raise ValueError(f"kind {kind!r} is a policy for Market-v0's former spaces (raw "
-                             "observations, shade = sigmoid); train it again with `agora train` or "
-                             "convert a Stable-Baselines3 model with `python -m "
-                             "environments.convert_sb3` (docs/reference/policy-files.md)")
+            raise ValueError(
+                f"kind {kind!r} is a policy for Market-v0's former spaces (raw "
+                "observations, shade = sigmoid); train it again with `agora train` or "
+                "convert a Stable-Baselines3 model with `python -m "
+                "environments.convert_sb3` (docs/reference/policy-files.md)"
+            )
         if kind != POLICY_KIND:
             raise ValueError(f"kind {kind!r}: expected {POLICY_KIND!r}")
         version = int(data["format"]) if "format" in data.files else -1
@@ -134,8 +141,10 @@ class ShadePolicy:
         ``float64[n, 1]``."""
         h = np.asarray(obs, dtype=np.float64)
         if h.ndim != 2 or h.shape[1] != OBS_DIM:
-            raise ValueError(f"observations of shape {h.shape}: expected (n, {OBS_DIM}), "
-                             "Market-v0's observation per row")
+            raise ValueError(
+                f"observations of shape {h.shape}: expected (n, {OBS_DIM}), "
+                "Market-v0's observation per row"
+            )
         last = len(self.layers) - 1
         for k, (w, b) in enumerate(self.layers):
             h = matmul(h, w.T) + b  # fixed-order sums and portable tanh: the same bits on any CPU
@@ -159,22 +168,32 @@ def _read_layers(data: Any) -> list[tuple[npt.NDArray[np.float64], npt.NDArray[n
         k = len(layers)
         w, b = data[f"weight_{k}"], data[f"bias_{k}"]
         if w.dtype not in (np.float32, np.float64) or b.dtype != w.dtype:
-            raise ValueError(f"weight_{k}/bias_{k}: dtypes {w.dtype}/{b.dtype}, expected "
-                             "float32 or float64, the same for both")
+            raise ValueError(
+                f"weight_{k}/bias_{k}: dtypes {w.dtype}/{b.dtype}, expected "
+                "float32 or float64, the same for both"
+            )
         inputs = OBS_DIM if k == 0 else layers[-1][0].shape[0]
         if w.ndim != 2 or w.shape[1] != inputs or b.shape != (w.shape[0],):
-            raise ValueError(f"weight_{k} {w.shape} / bias_{k} {b.shape}: expected "
-                             f"(out, {inputs}) / (out,)")
+            raise ValueError(
+                f"weight_{k} {w.shape} / bias_{k} {b.shape}: expected (out, {inputs}) / (out,)"
+            )
         layers.append((w.astype(np.float64), b.astype(np.float64)))
     if not layers or layers[-1][0].shape[0] != 1:
-        raise ValueError("the last layer must have one output (the action); found "
-                         f"{layers[-1][0].shape[0] if layers else 'no weight_0'}")
+        raise ValueError(
+            "the last layer must have one output (the action); found "
+            f"{layers[-1][0].shape[0] if layers else 'no weight_0'}"
+        )
     return layers
 
 
-def save_policy_file(path: str | Path, weights: Sequence[npt.NDArray[np.floating[Any]]],
-                     biases: Sequence[npt.NDArray[np.floating[Any]]], activation: str, squash: str,
-                     source: str) -> None:
+def save_policy_file(
+    path: str | Path,
+    weights: Sequence[npt.NDArray[np.floating[Any]]],
+    biases: Sequence[npt.NDArray[np.floating[Any]]],
+    activation: str,
+    squash: str,
+    source: str,
+) -> None:
     """Write a policy file (the format of ``docs/reference/policy-files.md``) and check it loads.
 
     Args:
@@ -187,12 +206,19 @@ def save_policy_file(path: str | Path, weights: Sequence[npt.NDArray[np.floating
         source: what wrote the file (free text, kept in the file).
     """
     if len(weights) != len(biases) or not weights:
-        raise ValueError(f"{len(weights)} weights and {len(biases)} biases: need one of each per "
-                         "layer, at least one layer")
+        raise ValueError(
+            f"{len(weights)} weights and {len(biases)} biases: need one of each per "
+            "layer, at least one layer"
+        )
     arrays: dict[str, Any] = {
-        "kind": np.array(POLICY_KIND), "format": np.array(POLICY_FORMAT, dtype=np.int64),
-        "env_id": np.array(ENV_ID), "agora_role": np.array("negotiator"),
-        "activation": np.array(activation), "squash": np.array(squash), "source": np.array(source)}
+        "kind": np.array(POLICY_KIND),
+        "format": np.array(POLICY_FORMAT, dtype=np.int64),
+        "env_id": np.array(ENV_ID),
+        "agora_role": np.array("negotiator"),
+        "activation": np.array(activation),
+        "squash": np.array(squash),
+        "source": np.array(source),
+    }
     for k, (w, b) in enumerate(zip(weights, biases, strict=True)):
         arrays[f"weight_{k}"], arrays[f"bias_{k}"] = np.asarray(w), np.asarray(b)
     buf = io.BytesIO()  # np.savez given a path would add '.npz' to a name without it

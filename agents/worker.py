@@ -19,29 +19,43 @@ from economy.ops import OpKind
 from economy.portable_math import log
 from economy.routing import TopKGate
 from economy.scatter import add_at
-from runtime.population import Population, RoleParams
-from runtime.scenario import MAX_CREDITS, PopulationConfig, Probability
+from runtime.kernel.population import Population, RoleParams
+from runtime.kernel.scenario import MAX_CREDITS, PopulationConfig, Probability
 
 if TYPE_CHECKING:
-    from runtime.scenario import Scenario
-    from runtime.world import World
+    from runtime.kernel.scenario import Scenario
+    from runtime.kernel.world import World
 
-MAX_ATTEMPTS = 3  # a task is done at most this many times (the first try and two redos after rejections)
-
+MAX_ATTEMPTS = (
+    3  # a task is done at most this many times (the first try and two redos after rejections)
+)
 
 
 class WorkerParams(RoleParams):
     """A worker's own keys."""
 
-    quality: Probability = Field(0.9, description="Mean probability of completing a task in its main skill.")
-    capacity_factor: float = Field(1.25, gt=0, le=100, description="Router capacity factor (as in a mixture of experts).")
-    stake: int = Field(0, ge=0, le=MAX_CREDITS, description="Credits each worker stakes at tick 0 (what a critic can slash).")
+    quality: Probability = Field(
+        0.9, description="Mean probability of completing a task in its main skill."
+    )
+    capacity_factor: float = Field(
+        1.25, gt=0, le=100, description="Router capacity factor (as in a mixture of experts)."
+    )
+    stake: int = Field(
+        0,
+        ge=0,
+        le=MAX_CREDITS,
+        description="Credits each worker stakes at tick 0 (what a critic can slash).",
+    )
     cheat_fraction: Probability = Field(0.0, description="Fraction of workers that cheat.")
-    cheat_probability: Probability = Field(0.5, description="Probability a cheater claims a task done without doing it.")
+    cheat_probability: Probability = Field(
+        0.5, description="Probability a cheater claims a task done without doing it."
+    )
     setup_only: ClassVar[frozenset[str]] = frozenset({"quality", "stake", "cheat_fraction"})
 
+
 class WorkerPopulation(Population):
-    """Workers with a main skill, a quality (probability of success in it) and a reservation price."""
+    """Workers with a main skill, a quality (probability of success in it) and a reservation
+    price."""
 
     role: ClassVar[str] = "worker"
     Params: ClassVar[type[RoleParams]] = WorkerParams
@@ -57,14 +71,18 @@ class WorkerPopulation(Population):
         # This tick's telemetry, what a healer can see: tasks taken and tasks failed per worker.
         self.tel_tasks = np.zeros(self.n, dtype=np.int64)
         self.tel_failed = np.zeros(self.n, dtype=np.int64)
-        self.tel_latency = np.zeros(self.n, dtype=np.float64)  # summed task latency, virtual seconds
+        self.tel_latency = np.zeros(
+            self.n, dtype=np.float64
+        )  # summed task latency, virtual seconds
         self.heartbeat = np.zeros(self.n, dtype=np.bool_)  # heartbeat received this tick
         self.speed = np.ones(self.n, dtype=np.float64)  # seconds per task unit when healthy
         self.cheater = np.zeros(self.n, dtype=np.bool_)
         # This tick's paid results, what a critic can check: worker index, requester, price, and the
         # hidden truth of whether the work was really done.
         self.results = _empty_results()
-        self.rework = _empty_results()  # results a critic sent back, redone by their producer next tick
+        self.rework = (
+            _empty_results()
+        )  # results a critic sent back, redone by their producer next tick
         self.failed = np.zeros(self.n, dtype=np.int64)
         self.gate: TopKGate | None = None
 
@@ -73,7 +91,12 @@ class WorkerPopulation(Population):
         """Starting credits, stakes, and uptime rewards at the largest contribution multiplier."""
         params = cls.Params.model_validate(cfg.params)
         assert isinstance(params, WorkerParams)
-        per_tick = scenario.economy.uptime_millicredits_per_hour / 1000 * scenario.world.tick_length * MAX_BONUS
+        per_tick = (
+            scenario.economy.uptime_millicredits_per_hour
+            / 1000
+            * scenario.world.tick_length
+            * MAX_BONUS
+        )
         uptime = int(np.ceil(cfg.count * scenario.world.ticks * per_tick))
         return cfg.count * (cfg.initial_credits + params.stake) + uptime
 
@@ -83,7 +106,8 @@ class WorkerPopulation(Population):
         n_skills = world.market.prices.shape[0]
         self.main_skill = rng.integers(0, n_skills, size=self.n)
         self.quality = np.clip(rng.normal(self.params.quality, 0.05, size=self.n), 0.0, 1.0)
-        # Reservation price per task unit: a worker takes work only when its skill's price covers it.
+        # Reservation price per task unit: a worker takes work only when its skill's price covers
+        # it.
         base = int(world.market.prices[0])
         self.cost = (base * rng.uniform(0.2, 1.5, size=self.n)).astype(np.int64)
         self.cheater = rng.random(self.n) < self.params.cheat_fraction
@@ -95,7 +119,9 @@ class WorkerPopulation(Population):
         skills = np.full((self.n, n_skills), 0.1)
         skills[np.arange(self.n), self.main_skill] = 1.0
         if self.n:  # an empty population routes nothing
-            self.gate = TopKGate(skills, k=1, capacity_factor=self.params.capacity_factor, overflow=True)
+            self.gate = TopKGate(
+                skills, k=1, capacity_factor=self.params.capacity_factor, overflow=True
+            )
 
     def step(self, world: World, tick: int) -> None:
         """Serve the board, settle payments, update reputation and prices, earn uptime."""
@@ -126,22 +152,45 @@ class WorkerPopulation(Population):
             up = self.alive[rw["worker"]] & ~self.quarantined[rw["worker"]]
             world.count("rework_abandoned", int((~up).sum()))
             world.count("rework_done", int(up.sum()))
-            self._do(world, rng, rw["worker"][up], rw["requester"][up], rw["price"][up], rw["units"][up],
-                     rw["skill"][up], rw["attempt"][up] + 1)
+            self._do(
+                world,
+                rng,
+                rw["worker"][up],
+                rw["requester"][up],
+                rw["price"][up],
+                rw["units"][up],
+                rw["skill"][up],
+                rw["attempt"][up] + 1,
+            )
             busy[rw["worker"][up]] = True
-        willing = self.alive & ~self.quarantined & (world.market.prices[self.main_skill] >= self.cost)
+        willing = (
+            self.alive & ~self.quarantined & (world.market.prices[self.main_skill] >= self.cost)
+        )
         if len(board) and willing.any() and self.gate is not None:
-            # A worker's capacity per tick is set by the whole live workforce, not by who is willing.
-            capacity = int(np.ceil(self.params.capacity_factor * len(board) / max(1, int(self.alive.sum()))))
-            assignment, stats = self.gate.route_skills(board.skill, available=willing, capacity=capacity)
+            # A worker's capacity per tick is set by the whole live workforce, not by who is
+            # willing.
+            capacity = int(
+                np.ceil(self.params.capacity_factor * len(board) / max(1, int(self.alive.sum())))
+            )
+            assignment, stats = self.gate.route_skills(
+                board.skill, available=willing, capacity=capacity
+            )
             world.gauge(f"{self.name}/route_load_std", stats.load_std)
             world.gauge(f"{self.name}/route_utilisation", stats.utilisation)
             w = assignment[:, 0]
             served = w >= 0
             tw = w[served]
             skill = board.skill[served]
-            self._do(world, rng, tw, board.requester[served], board.price[served], board.units[served], skill,
-                     np.zeros(len(tw), np.int64))
+            self._do(
+                world,
+                rng,
+                tw,
+                board.requester[served],
+                board.price[served],
+                board.units[served],
+                skill,
+                np.zeros(len(tw), np.int64),
+            )
             board.take(~served)
             served_n = np.bincount(skill, minlength=n_skills)
             busy[tw] = True
@@ -149,10 +198,19 @@ class WorkerPopulation(Population):
         self._earn_uptime(world)
         world.market.update(demand, served_n + idle)
 
-    def _do(self, world: World, rng: np.random.Generator, tw: npt.NDArray[np.int64], requester: npt.NDArray[np.int64],
-            price: npt.NDArray[np.int64], units: npt.NDArray[np.int64], skill: npt.NDArray[np.int64],
-            attempt: npt.NDArray[np.int64]) -> None:
-        """Workers ``tw`` do one task each: succeed, fail or cheat; get paid; the paid results join :attr:`results`."""
+    def _do(
+        self,
+        world: World,
+        rng: np.random.Generator,
+        tw: npt.NDArray[np.int64],
+        requester: npt.NDArray[np.int64],
+        price: npt.NDArray[np.int64],
+        units: npt.NDArray[np.int64],
+        skill: npt.NDArray[np.int64],
+        attempt: npt.NDArray[np.int64],
+    ) -> None:
+        """Workers ``tw`` do one task each: succeed, fail or cheat; get paid; the paid results join
+        :attr:`results`."""
         if tw.size == 0:
             return
         p_success = np.where(skill == self.main_skill[tw], self.quality[tw], self.quality[tw] * 0.5)
@@ -164,26 +222,48 @@ class WorkerPopulation(Population):
         add_at(self.tel_tasks, tw, 1)
         add_at(self.tel_failed, tw, ~success)
         # Task latency: the worker's speed per unit, slowed by degradation, with noise.
-        latency = self.speed[tw] * units * (1.0 + 3.0 * self.degraded[tw]) * rng.lognormal(0.0, 0.2, len(tw))
+        latency = (
+            self.speed[tw]
+            * units
+            * (1.0 + 3.0 * self.degraded[tw])
+            * rng.lognormal(0.0, 0.2, len(tw))
+        )
         add_at(self.tel_latency, tw, latency / units)
         lost = (~success) & (self.degraded[tw] > 0)
         world.health.credits_lost += int(price[lost].sum())
         paid = self._settle(world, tw, requester, price, units, success)
-        new = {"worker": tw[paid], "requester": requester[paid], "price": price[paid], "valid": valid[paid],
-               "units": units[paid], "skill": skill[paid], "attempt": attempt[paid]}
+        new = {
+            "worker": tw[paid],
+            "requester": requester[paid],
+            "price": price[paid],
+            "valid": valid[paid],
+            "units": units[paid],
+            "skill": skill[paid],
+            "attempt": attempt[paid],
+        }
         self.results = {k: np.concatenate([self.results[k], v]) for k, v in new.items()}
         world.count("cheats", int((paid & ~valid & success).sum()))
 
     def send_back(self, rows: npt.NDArray[np.int64], reason: str) -> None:
-        """A critic rejected these rows of :attr:`results` (the requester was refunded): redo them next tick.
+        """A critic rejected these rows of :attr:`results` (the requester was refunded): redo them
+        next tick.
 
         A task sent back ``MAX_ATTEMPTS`` times is dropped.
         """
         again = rows[self.results["attempt"][rows] + 1 < MAX_ATTEMPTS]
-        self.rework = {k: np.concatenate([self.rework[k], v[again]]) for k, v in self.results.items()}
+        self.rework = {
+            k: np.concatenate([self.rework[k], v[again]]) for k, v in self.results.items()
+        }
 
-    def _settle(self, world: World, w: npt.NDArray[np.int64], requester: npt.NDArray[np.int64],
-                price: npt.NDArray[np.int64], units: npt.NDArray[np.int64], success: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
+    def _settle(
+        self,
+        world: World,
+        w: npt.NDArray[np.int64],
+        requester: npt.NDArray[np.int64],
+        price: npt.NDArray[np.int64],
+        units: npt.NDArray[np.int64],
+        success: npt.NDArray[np.bool_],
+    ) -> npt.NDArray[np.bool_]:
         """Pay claimed successes, charge the fee, record outcomes; return which tasks were paid."""
         worker_ids = self.ids[w]
         paid = np.zeros(len(w), dtype=np.bool_)
@@ -193,7 +273,8 @@ class WorkerPopulation(Population):
         ok = success & paid
         fee_rate = world.params["fee_rate"]
         if fee_rate > 0 and ok.any():
-            # The worker pays the governed fee to the treasury out of the payment, at the replica that paid it.
+            # The worker pays the governed fee to the treasury out of the payment, at the replica
+            # that paid it.
             s = np.flatnonzero(ok)
             fees = (price[s] * fee_rate).astype(np.int64)
             s, fees = s[fees > 0], fees[fees > 0]
@@ -201,14 +282,33 @@ class WorkerPopulation(Population):
             for r in range(len(world.ledgers)):
                 sel = homes == r
                 if sel.any():
-                    world.execute(r, OpKind.TRANSFER, worker_ids[s[sel]],
-                                  np.full(int(sel.sum()), world.treasury, np.int64), fees[sel])
+                    world.execute(
+                        r,
+                        OpKind.TRANSFER,
+                        worker_ids[s[sel]],
+                        np.full(int(sel.sum()), world.treasury, np.int64),
+                        fees[sel],
+                    )
             world.count("fees_micro", int(fees.sum()))
         world.interact(worker_ids[ok], requester[ok])
         add_at(self.done, w[ok], 1)
         add_at(self.failed, w[~success], 1)
-        world.emit_many("task_done", self.name, worker_ids[ok], requester[ok], price[ok], units[ok].astype(np.float64))
-        world.emit_many("task_failed", self.name, worker_ids[~success], requester[~success], price[~success], units[~success].astype(np.float64))
+        world.emit_many(
+            "task_done",
+            self.name,
+            worker_ids[ok],
+            requester[ok],
+            price[ok],
+            units[ok].astype(np.float64),
+        )
+        world.emit_many(
+            "task_failed",
+            self.name,
+            worker_ids[~success],
+            requester[~success],
+            price[~success],
+            units[~success].astype(np.float64),
+        )
         world.count("tasks_done", int(ok.sum()))
         world.count("tasks_failed", int((~success).sum()))
         world.count("volume_micro", int(price[ok].sum()))
@@ -231,12 +331,26 @@ class WorkerPopulation(Population):
         """Alive flags, skills, qualities, costs (micro-credits per task unit), cheaters, counts,
         the router's learned bias and the tasks sent back for rework."""
         bias = self.gate.bias if self.gate is not None else np.zeros(0)
-        return {"alive": self.alive, "main_skill": self.main_skill, "quality": self.quality, "cost": self.cost,
-                "cheater": self.cheater, "done": self.done, "failed": self.failed, "gate_bias": bias,
-                **{f"rework_{k}": v for k, v in self.rework.items()}}
+        return {
+            "alive": self.alive,
+            "main_skill": self.main_skill,
+            "quality": self.quality,
+            "cost": self.cost,
+            "cheater": self.cheater,
+            "done": self.done,
+            "failed": self.failed,
+            "gate_bias": bias,
+            **{f"rework_{k}": v for k, v in self.rework.items()},
+        }
 
 
 def _empty_results() -> dict[str, npt.NDArray[np.generic]]:
-    return {"worker": np.empty(0, np.int64), "requester": np.empty(0, np.int64), "price": np.empty(0, np.int64),
-            "valid": np.empty(0, np.bool_), "units": np.empty(0, np.int64), "skill": np.empty(0, np.int64),
-            "attempt": np.empty(0, np.int64)}
+    return {
+        "worker": np.empty(0, np.int64),
+        "requester": np.empty(0, np.int64),
+        "price": np.empty(0, np.int64),
+        "valid": np.empty(0, np.bool_),
+        "units": np.empty(0, np.int64),
+        "skill": np.empty(0, np.int64),
+        "attempt": np.empty(0, np.int64),
+    }

@@ -1,12 +1,15 @@
-"""World-model agents: learn the market's price dynamics online, forecast prices, sell forecasts, answer what-ifs.
+"""World-model agents: learn the market's price dynamics online, forecast prices, sell forecasts,
+answer what-ifs.
 
 Core ``learned``: an ensemble of small MLPs (:mod:`agents.world_model_core`: fixed-order numba
-kernels on the CPU, torch on the GPU with ``agora run --device cuda``), shared across skills, maps the last ``WINDOW`` log-price changes of a skill and its latest market
+kernels on the CPU, torch on the GPU with ``agora run --device cuda``), shared across skills, maps
+the last ``WINDOW`` log-price changes of a skill and its latest market
 pressure (public: demand against served and idle supply) to its next ``horizon`` cumulative
 log-price changes; each tick it takes a few Adam steps on windows drawn from the history it has
 seen. The forecast it issues combines the ensemble with persistence, with the weight that would
 have minimised the squared error of recent scored forecasts (from EWMAs of their errors), so it
-leans on whichever has been right lately. Core ``baseline``: the persistence forecast (the price stays where it is).
+leans on whichever has been right lately. Core ``baseline``: the persistence forecast (the price
+stays where it is).
 Forecasts are scored online when their time comes: mean absolute percentage error (MAPE) at 1
 tick and at ``horizon`` ticks.
 
@@ -31,16 +34,15 @@ from pydantic import Field
 from agents.world_model_core import Ensemble, TorchEnsemble, make_ensemble
 from economy.ops import OpKind
 from economy.portable_math import exp, log
-from runtime.population import Population, RoleParams
-from runtime.scenario import PopulationConfig
+from runtime.kernel.population import Population, RoleParams
+from runtime.kernel.scenario import PopulationConfig
 
 if TYPE_CHECKING:
-    from runtime.world import World
+    from runtime.kernel.world import World
 
 WINDOW = 8
 MEMBERS = 3
 HIDDEN = 32
-
 
 
 class WorldModelParams(RoleParams):
@@ -48,6 +50,7 @@ class WorldModelParams(RoleParams):
 
     horizon: int = Field(5, ge=1, le=50, description="The k of its k-step forecasts.")
     setup_only: ClassVar[frozenset[str]] = frozenset({"horizon"})
+
 
 class WorldModelPopulation(Population):
     """Forecasters sharing one model of the market's prices."""
@@ -63,14 +66,19 @@ class WorldModelPopulation(Population):
         self.core = cfg.core or "learned"
         self.horizon = self.params.horizon
         self.history: list[npt.NDArray[np.float64]] = []  # log prices per tick, float64[n_skills]
-        self.pressures: list[npt.NDArray[np.float64]] = []  # market pressure per tick, float64[n_skills]
-        self.pending: list[tuple[int, int, npt.NDArray[np.float64]]] = []  # (due tick, h, predicted prices)
+        self.pressures: list[
+            npt.NDArray[np.float64]
+        ] = []  # market pressure per tick, float64[n_skills]
+        self.pending: list[
+            tuple[int, int, npt.NDArray[np.float64]]
+        ] = []  # (due tick, h, predicted prices)
         self.errors = {1: [0.0, 0], self.params.horizon: [0.0, 0]}
         # Persistence's error on the same prices (the learned core's sales move the market, so a
         # baseline run's prices differ; this is the same-path comparison).
         self.persist_errors = {1: 0.0, self.params.horizon: 0.0}
         # Per horizon, EWMAs of b·(b − a) and (b − a)² for the relative errors a (model) and b
-        # (persistence): the least-squares weight of the model in the issued forecast is their ratio.
+        # (persistence): the least-squares weight of the model in the issued forecast is their
+        # ratio.
         self.recent = {1: np.zeros(2), self.params.horizon: np.zeros(2)}
         self.next_price = np.zeros(0)  # the issued 1-tick forecast per skill (what buyers get)
         self.sold = 0
@@ -78,11 +86,16 @@ class WorldModelPopulation(Population):
         self.model: Ensemble | TorchEnsemble | None = None
 
     def setup(self, world: World) -> None:
-        """Build the ensemble (learned core) from the population's seeded stream, or from a core file."""
+        """Build the ensemble (learned core) from the population's seeded stream, or from a core
+        file."""
         if self.core == "baseline":
             return
-        rng = world.streams(f"population/{self.name}/init")  # drawn on the host: the same start on any device
-        self.model = make_ensemble(rng, MEMBERS, WINDOW + 1, HIDDEN, self.horizon, 3e-3, world.device)
+        rng = world.streams(
+            f"population/{self.name}/init"
+        )  # drawn on the host: the same start on any device
+        self.model = make_ensemble(
+            rng, MEMBERS, WINDOW + 1, HIDDEN, self.horizon, 3e-3, world.device
+        )
         if self.core != "learned":
             self.load_core(world.base / self.core)  # start from saved weights, and keep learning
             self.core = "learned"
@@ -90,14 +103,16 @@ class WorldModelPopulation(Population):
     def step(self, world: World, tick: int) -> None:
         """Score forecasts that came due, learn from the newest windows, forecast the next ticks."""
         prices = world.market.prices.astype(np.float64)
-        for due, h, issued, model, persist in [p for p in self.pending if p[0] == tick]:
+        for _, h, issued, model, persist in [p for p in self.pending if p[0] == tick]:
             err = float(np.mean(np.abs(issued - prices) / prices))
             self.errors[h][0] += err
             self.errors[h][1] += 1
             self.persist_errors[h] += float(np.mean(np.abs(persist - prices) / prices))
             if model is not None:
                 a, b = (model - prices) / prices, (persist - prices) / prices
-                self.recent[h] = 0.9 * self.recent[h] + 0.1 * np.array([np.mean(b * (b - a)), np.mean((b - a) ** 2)])
+                self.recent[h] = 0.9 * self.recent[h] + 0.1 * np.array(
+                    [np.mean(b * (b - a)), np.mean((b - a) ** 2)]
+                )
         self.pending = [p for p in self.pending if p[0] > tick]
         self.history.append(log(prices))
         self.pressures.append(world.market.pressure.copy())
@@ -111,8 +126,12 @@ class WorldModelPopulation(Population):
         for h in {1, self.horizon}:
             model = prices * exp(ahead[:, h - 1])
             cross, spread = self.recent[h]
-            w = min(1.0, cross / spread) if spread > 0 else 0.0  # least-squares weight of the model...
-            w = w if w > 0.5 else 0.0  # ...used only while the model alone has been the better forecast
+            w = (
+                min(1.0, cross / spread) if spread > 0 else 0.0
+            )  # least-squares weight of the model...
+            w = (
+                w if w > 0.5 else 0.0
+            )  # ...used only while the model alone has been the better forecast
             issued = w * model + (1.0 - w) * prices
             if h == 1:
                 self.next_price = issued
@@ -128,8 +147,18 @@ class WorldModelPopulation(Population):
         starts = rng.integers(0, n_win, size=32)
         skills = rng.integers(0, diffs.shape[1], size=32)
         press = np.array(self.pressures)  # press[t] drove the change into history[t]
-        xs = np.stack([np.append(diffs[s : s + WINDOW, k], press[s + WINDOW, k]) for s, k in zip(starts, skills, strict=True)])
-        ys = np.stack([np.cumsum(diffs[s + WINDOW : s + WINDOW + self.horizon, k]) for s, k in zip(starts, skills, strict=True)])
+        xs = np.stack(
+            [
+                np.append(diffs[s : s + WINDOW, k], press[s + WINDOW, k])
+                for s, k in zip(starts, skills, strict=True)
+            ]
+        )
+        ys = np.stack(
+            [
+                np.cumsum(diffs[s + WINDOW : s + WINDOW + self.horizon, k])
+                for s, k in zip(starts, skills, strict=True)
+            ]
+        )
         self.model.learn(xs, ys, 3)
 
     def _ahead(self, pressure_scale: float) -> npt.NDArray[np.float64]:
@@ -143,11 +172,14 @@ class WorldModelPopulation(Population):
         """Whether the learned model has seen enough history to forecast."""
         return self.model is not None and len(self.history) >= WINDOW + self.horizon + 2
 
-    def sell(self, world: World, buyers: npt.NDArray[np.int64], skills: npt.NDArray[np.int64],
-             fee: int) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.float64]]:
-        """Sell each buyer next tick's price of one skill for ``fee`` micro-credits, paid through the ledger.
+    def sell(
+        self, world: World, buyers: npt.NDArray[np.int64], skills: npt.NDArray[np.int64], fee: int
+    ) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.float64]]:
+        """Sell each buyer next tick's price of one skill for ``fee`` micro-credits, paid through
+        the ledger.
 
-        Returns which buyers paid (and so got a forecast) and the forecasts (micro-credits per unit).
+        Returns which buyers paid (and so got a forecast) and the forecasts (micro-credits per
+        unit).
         With every forecaster down, or no forecast yet, nothing is sold.
         """
         paid = np.zeros(buyers.size, dtype=np.bool_)
@@ -155,12 +187,16 @@ class WorldModelPopulation(Population):
             return paid, np.zeros(buyers.size)
         sellers = self.ids[self.alive]
         payee = sellers[np.arange(buyers.size) % sellers.size]
-        paid = world.execute_by_home(OpKind.TRANSFER, buyers, payee, np.full(buyers.size, fee, dtype=np.int64))
+        paid = world.execute_by_home(
+            OpKind.TRANSFER, buyers, payee, np.full(buyers.size, fee, dtype=np.int64)
+        )
         self.sold += int(paid.sum())
         self.revenue += int(paid.sum()) * fee
         return paid, self.next_price[skills]
 
-    def what_if(self, changes: dict[str, float], current: dict[str, float]) -> tuple[float | None, str]:
+    def what_if(
+        self, changes: dict[str, float], current: dict[str, float]
+    ) -> tuple[float | None, str]:
         """Predicted change of the mean price over the horizon if ``changes`` took effect now.
 
         Returns ``(relative change vs no change, one line)``, or ``(None, why not)``.
@@ -175,7 +211,11 @@ class WorldModelPopulation(Population):
         base = float(np.mean(exp(self._ahead(1.0)[:, -1])))
         alt = float(np.mean(exp(self._ahead(scale)[:, -1])))
         change = alt / base - 1.0
-        return change, f"price_elasticity {old:g} -> {new:g}: mean price {change:+.2%} in {self.horizon} ticks vs no change"
+        return (
+            change,
+            f"price_elasticity {old:g} -> {new:g}: mean price {change:+.2%} in {self.horizon} "
+            f"ticks vs no change",
+        )
 
     def core_state(self) -> dict[str, npt.NDArray[np.generic]] | None:
         """The ensemble's weights, per member and layer (learned core)."""

@@ -9,7 +9,7 @@ Two forms with one interface: :class:`Ensemble` on the CPU keeps every weight in
 and steps it with a numba kernel whose sums run in a fixed order, so the same seed gives the same
 bits on every processor; :class:`TorchEnsemble` runs the same model with ``torch.optim.Adam`` on a
 GPU (``agora run --device cuda``), equal to rounding. Both start from the same weights, drawn from
-the population's :class:`runtime.rng.Stream`.
+the population's :class:`runtime.kernel.rng.Stream`.
 """
 
 from __future__ import annotations
@@ -30,12 +30,18 @@ NAMES = ("w1", "b1", "w2", "b2")
 
 def _layout(inputs: int, hidden: int, outputs: int) -> list[tuple[str, tuple[int, ...]]]:
     """Each member's parameters, in their order in the flat array: name and shape."""
-    return [("w1", (inputs, hidden)), ("b1", (hidden,)), ("w2", (hidden, outputs)), ("b2", (outputs,))]
+    return [
+        ("w1", (inputs, hidden)),
+        ("b1", (hidden,)),
+        ("w2", (hidden, outputs)),
+        ("b2", (outputs,)),
+    ]
 
 
 @njit(cache=True, error_model="numpy")
 def _predict(params, members, inputs, hidden, outputs, x, out, hid):  # type: ignore[no-untyped-def]
-    """``out[b, o]``: the ensemble's mean prediction; ``hid[m, b, k]``: each member's hidden layer."""
+    """``out[b, o]``: the ensemble's mean prediction; ``hid[m, b, k]``: each member's hidden
+    layer."""
     size = inputs * hidden + hidden + hidden * outputs + outputs
     batch = x.shape[0]
     for b in range(batch):
@@ -100,7 +106,8 @@ def _gradient(params, members, inputs, hidden, outputs, x, y, grad):  # type: ig
 
 @njit(cache=True, error_model="numpy")
 def _adam(params, first, second, grad, lr, bias1, bias2):  # type: ignore[no-untyped-def]
-    """One Adam update of every parameter; ``bias1``/``bias2`` are ``1 − β^t`` for this step ``t``."""
+    """One Adam update of every parameter; ``bias1``/``bias2`` are ``1 − β^t`` for this step
+    ``t``."""
     step = lr / bias1
     root2 = np.sqrt(bias2)
     for p in range(params.shape[0]):
@@ -109,7 +116,9 @@ def _adam(params, first, second, grad, lr, bias1, bias2):  # type: ignore[no-unt
         params[p] -= step * first[p] / (np.sqrt(second[p]) / root2 + EPSILON)
 
 
-def initial_weights(rng: Any, members: int, inputs: int, hidden: int, outputs: int) -> list[dict[str, npt.NDArray[np.float64]]]:
+def initial_weights(
+    rng: Any, members: int, inputs: int, hidden: int, outputs: int
+) -> list[dict[str, npt.NDArray[np.float64]]]:
     """Each member's starting weights: ``w1 ~ N(0, 1/inputs')``, ``w2 ~ N(0, 0.01/hidden)``, zero
     biases (``inputs' = inputs − 1``: the window's length, without the pressure input)."""
     out = []
@@ -129,7 +138,9 @@ class Ensemble:
         self.inputs, self.hidden = weights[0]["w1"].shape
         self.outputs = weights[0]["w2"].shape[1]
         self.lr = float(lr)
-        self.params = np.concatenate([m[n].ravel() for m in weights for n in NAMES]).astype(np.float64)
+        self.params = np.concatenate([m[n].ravel() for m in weights for n in NAMES]).astype(
+            np.float64
+        )
         self.first = np.zeros_like(self.params)
         self.second = np.zeros_like(self.params)
         self.steps = 0
@@ -137,9 +148,12 @@ class Ensemble:
         self.bias2 = 1.0
 
     def predict(self, x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-        """The ensemble's mean prediction ``float64[batch, outputs]`` for ``x: float64[batch, inputs]``."""
+        """The ensemble's mean prediction ``float64[batch, outputs]`` for ``x: float64[batch,
+        inputs]``."""
         x = np.ascontiguousarray(x, dtype=np.float64)
-        assert x.ndim == 2 and x.shape[1] == self.inputs, f"inputs must be [batch, {self.inputs}], got {x.shape}"
+        assert x.ndim == 2 and x.shape[1] == self.inputs, (
+            f"inputs must be [batch, {self.inputs}], got {x.shape}"
+        )
         out = np.empty((x.shape[0], self.outputs))
         hid = np.empty((self.members, x.shape[0], self.hidden))
         _predict(self.params, self.members, self.inputs, self.hidden, self.outputs, x, out, hid)
@@ -156,7 +170,15 @@ class Ensemble:
             self.steps += 1
             self.bias1 *= BETA1
             self.bias2 *= BETA2
-            _adam(self.params, self.first, self.second, grad, self.lr, 1.0 - self.bias1, 1.0 - self.bias2)
+            _adam(
+                self.params,
+                self.first,
+                self.second,
+                grad,
+                self.lr,
+                1.0 - self.bias1,
+                1.0 - self.bias2,
+            )
 
     def weights(self) -> dict[str, npt.NDArray[np.float64]]:
         """Every member's weights, named ``m<i>_<w1|b1|w2|b2>`` (copies)."""
@@ -170,8 +192,13 @@ class Ensemble:
 
     def set_weights(self, arrays: dict[str, npt.NDArray[np.float64]]) -> None:
         """Take up saved weights (names as :meth:`weights`)."""
-        self.params = np.concatenate([np.asarray(arrays[f"m{m}_{n}"], dtype=np.float64).ravel()
-                                      for m in range(self.members) for n in NAMES])
+        self.params = np.concatenate(
+            [
+                np.asarray(arrays[f"m{m}_{n}"], dtype=np.float64).ravel()
+                for m in range(self.members)
+                for n in NAMES
+            ]
+        )
 
     def flat(self) -> npt.NDArray[np.float64]:
         """Every weight in one array (for the state hash)."""
@@ -181,13 +208,20 @@ class Ensemble:
 class TorchEnsemble:
     """The same ensemble as torch tensors on a GPU, trained by ``torch.optim.Adam``."""
 
-    def __init__(self, weights: list[dict[str, npt.NDArray[np.float64]]], lr: float, device: str) -> None:
+    def __init__(
+        self, weights: list[dict[str, npt.NDArray[np.float64]]], lr: float, device: str
+    ) -> None:
         import torch
 
         self.torch = torch
         self.device = torch.device(device)
-        self.model = [[torch.as_tensor(m[n], dtype=torch.float64).to(self.device).requires_grad_()
-                       for n in NAMES] for m in weights]
+        self.model = [
+            [
+                torch.as_tensor(m[n], dtype=torch.float64).to(self.device).requires_grad_()
+                for n in NAMES
+            ]
+            for m in weights
+        ]
         self.opt = torch.optim.Adam([p for member in self.model for p in member], lr=lr)
 
     def _forward(self, x: Any) -> Any:
@@ -213,8 +247,11 @@ class TorchEnsemble:
 
     def weights(self) -> dict[str, npt.NDArray[np.float64]]:
         """Every member's weights as host arrays, named as :meth:`Ensemble.weights`."""
-        return {f"m{i}_{n}": p.detach().cpu().numpy() for i, member in enumerate(self.model)
-                for n, p in zip(NAMES, member, strict=True)}
+        return {
+            f"m{i}_{n}": p.detach().cpu().numpy()
+            for i, member in enumerate(self.model)
+            for n, p in zip(NAMES, member, strict=True)
+        }
 
     def set_weights(self, arrays: dict[str, npt.NDArray[np.float64]]) -> None:
         """Copy saved weights into the ensemble."""
@@ -228,8 +265,9 @@ class TorchEnsemble:
         return np.concatenate([p.detach().cpu().numpy().ravel() for m in self.model for p in m])
 
 
-def make_ensemble(rng: Any, members: int, inputs: int, hidden: int, outputs: int, lr: float,
-                  device: str) -> Ensemble | TorchEnsemble:
+def make_ensemble(
+    rng: Any, members: int, inputs: int, hidden: int, outputs: int, lr: float, device: str
+) -> Ensemble | TorchEnsemble:
     """The ensemble for ``device``, from weights drawn on the host: the same start anywhere."""
     weights = initial_weights(rng, members, inputs, hidden, outputs)
     return Ensemble(weights, lr) if device == "cpu" else TorchEnsemble(weights, lr, device)

@@ -37,51 +37,184 @@ class Suite:
 
 
 SUITE_TABLES: dict[str, Suite] = {
-    "startup": Suite("startup", (("startup: fresh processes, as a user meets them (this CPU)",
-                                  ("what", "seconds", "target")),)),
-    "kernel": Suite("kernel", (
-        ("kernel: per-tick overhead, no agents", ("kernel", "us/tick", "vs bare SimPy")),
-        ("kernel: trivial population (each agent += 1 per tick)",
-         ("agents", "implementation", "agent-steps/s", "Agora is")))),
-    "exchange": Suite("exchange", (
-        ("exchange: Boltzmann wealth exchange, shuffled sequential order",
-         ("agents", "implementation", "agent-steps/s", "Agora is")),)),
-    "market": Suite("market", (
-        ("market: requesters and workers, no roles (this CPU)",
-         ("agents", "recording", "ticks/s", "agent-steps/s", "world arrays per agent")),)),
-    "marketplace": Suite("marketplace", (
-        ("marketplace: the default scenario with every role, scaled (this CPU, recording off)",
-         ("agents", "implementation", "ticks/s", "agent-steps/s", "us/agent-step", "peak memory per agent",
-          "world arrays per agent", "Agora is")),), takes_progress=True),
-    "cores": Suite("cores", (
-        ("cores: Agora's fixed-order kernels vs torch on the CPU and per-agent Python, same arithmetic",
-         ("core", "size", "Agora /s", "torch 1 thread /s", "torch all threads /s", "per-agent Python /s",
-          "Agora vs torch 1 thread")),)),
-    "coordination": Suite("coordination", (
-        ("coordination: one Kuramoto Euler step on a random graph",
-         ("N", "E", "implementation", "steps/s", "edge updates/s", "Agora is")),)),
-    "roles": Suite("roles", (
-        ("roles: learned cores vs baselines, held-out seeds (default scenario)",
-         ("role", "seed", "metric", "learned", "baseline")),)),
-    "ledger": Suite("ledger", (
-        ("ledger: array replica vs dict replica (same CRDT)", ("measure", "size", "Agora", "dict baseline", "Agora is")),)),
-    "envs": Suite("envs", (
-        ("environments: throughput (this CPU)", ("environment", "env steps/s", "agent-steps/s")),
-        ("trained PPO negotiators in scenarios/trained_negotiators.toml (5 of 40 seats), held-out seeds",
-         ("seed", "profit per trained contractor", "profit per ZI-C contractor", "efficiency")),
-        ("learners on agora/Market-v0: mean episode return, held-out seeds 1001-1005 x 10 episodes "
-         "(--quick: 2 seeds x 3, shorter training); margins seed by seed",
-         ("contender", "training", "train s", "mean return", "seeds min..max",
-          "minus random: mean (min..max)", "minus ZI-C", "minus agora train (shipped)")))),
-    "gpu": Suite("gpu", (
-        ("gpu: the GPU kernels against their CPU peers, same inputs, bits compared",
-         ("kernel", "size", "CPU", "GPU", "GPU is", "same bits")),)),
-    "analysis": Suite("analysis", (("analysis: state at a tick and analyze on a large run", ("measure", "value")),)),
-    "scaleout": Suite("scaleout", (
-        ("scale-out: a sweep of 8 runs (the default scenario, 100 ticks) three ways (this machine)",
-         ("backend", "runs", "seconds", "runs/min", "vs one after another")),
-        ("scale-out: a sharded world (requesters and workers, 2 regions, 20 ticks)",
-         ("agents", "implementation", "build + settle s", "ticks s", "agent-steps/s", "converged, conserved")))),
+    "startup": Suite(
+        "startup",
+        (
+            (
+                "startup: fresh processes, as a user meets them (this CPU)",
+                ("what", "seconds", "target"),
+            ),
+        ),
+    ),
+    "kernel": Suite(
+        "kernel",
+        (
+            ("kernel: per-tick overhead, no agents", ("kernel", "us/tick", "vs bare SimPy")),
+            (
+                "kernel: trivial population (each agent += 1 per tick)",
+                ("agents", "implementation", "agent-steps/s", "Agora is"),
+            ),
+        ),
+    ),
+    "exchange": Suite(
+        "exchange",
+        (
+            (
+                "exchange: Boltzmann wealth exchange, shuffled sequential order",
+                ("agents", "implementation", "agent-steps/s", "Agora is"),
+            ),
+        ),
+    ),
+    "market": Suite(
+        "market",
+        (
+            (
+                "market: requesters and workers, no roles (this CPU)",
+                ("agents", "recording", "ticks/s", "agent-steps/s", "world arrays per agent"),
+            ),
+        ),
+    ),
+    "marketplace": Suite(
+        "marketplace",
+        (
+            (
+                "marketplace: the default scenario with every role, scaled (this CPU, "
+                "recording off)",
+                (
+                    "agents",
+                    "implementation",
+                    "ticks/s",
+                    "agent-steps/s",
+                    "us/agent-step",
+                    "peak memory per agent",
+                    "world arrays per agent",
+                    "Agora is",
+                ),
+            ),
+        ),
+        takes_progress=True,
+    ),
+    "cores": Suite(
+        "cores",
+        (
+            (
+                "cores: Agora's fixed-order kernels vs torch on the CPU and per-agent Python, "
+                "same arithmetic",
+                (
+                    "core",
+                    "size",
+                    "Agora /s",
+                    "torch 1 thread /s",
+                    "torch all threads /s",
+                    "per-agent Python /s",
+                    "Agora vs torch 1 thread",
+                ),
+            ),
+        ),
+    ),
+    "coordination": Suite(
+        "coordination",
+        (
+            (
+                "coordination: one Kuramoto Euler step on a random graph",
+                ("N", "E", "implementation", "steps/s", "edge updates/s", "Agora is"),
+            ),
+        ),
+    ),
+    "roles": Suite(
+        "roles",
+        (
+            (
+                "roles: learned cores vs baselines, held-out seeds (default scenario)",
+                ("role", "seed", "metric", "learned", "baseline"),
+            ),
+        ),
+    ),
+    "ledger": Suite(
+        "ledger",
+        (
+            (
+                "ledger: array replica vs dict replica (same CRDT)",
+                ("measure", "size", "Agora", "dict baseline", "Agora is"),
+            ),
+        ),
+    ),
+    "envs": Suite(
+        "envs",
+        (
+            (
+                "environments: throughput (this CPU)",
+                ("environment", "env steps/s", "agent-steps/s"),
+            ),
+            (
+                "trained PPO negotiators in scenarios/trained_negotiators.toml (5 of 40 "
+                "seats), held-out seeds",
+                (
+                    "seed",
+                    "profit per trained contractor",
+                    "profit per ZI-C contractor",
+                    "efficiency",
+                ),
+            ),
+            (
+                "learners on agora/Market-v0: mean episode return, held-out seeds 1001-1005 x "
+                "10 episodes "
+                "(--quick: 2 seeds x 3, shorter training); margins seed by seed",
+                (
+                    "contender",
+                    "training",
+                    "train s",
+                    "mean return",
+                    "seeds min..max",
+                    "minus random: mean (min..max)",
+                    "minus ZI-C",
+                    "minus agora train (shipped)",
+                ),
+            ),
+            (
+                "a negotiator trained by `agora train scenarios/marketplace.toml --learner "
+                "negotiators` in "
+                "seat 0 of the default scenario vs ZI-C in that seat: episode return "
+                "(credits), held-out "
+                "seeds (--quick: 40 ticks, no faults)",
+                ("seed", "trained", "ZI-C", "trained minus ZI-C"),
+            ),
+        ),
+    ),
+    "gpu": Suite(
+        "gpu",
+        (
+            (
+                "gpu: the GPU kernels against their CPU peers, same inputs, bits compared",
+                ("kernel", "size", "CPU", "GPU", "GPU is", "same bits"),
+            ),
+        ),
+    ),
+    "analysis": Suite(
+        "analysis",
+        (("analysis: state at a tick and analyze on a large run", ("measure", "value")),),
+    ),
+    "scaleout": Suite(
+        "scaleout",
+        (
+            (
+                "scale-out: a sweep of 8 runs (the default scenario, 100 ticks) three ways "
+                "(this machine)",
+                ("backend", "runs", "seconds", "runs/min", "vs one after another"),
+            ),
+            (
+                "scale-out: a sharded world (requesters and workers, 2 regions, 20 ticks)",
+                (
+                    "agents",
+                    "implementation",
+                    "build + settle s",
+                    "ticks s",
+                    "agent-steps/s",
+                    "converged, conserved",
+                ),
+            ),
+        ),
+    ),
 }
 SUITES = tuple(SUITE_TABLES)
 
@@ -97,12 +230,18 @@ def _print(console: Console, title: str, columns: tuple[str, ...], rows: Rows) -
 
 @contextmanager
 def _progress(status: Console, name: str) -> Iterator[Callable[[str], None]]:
-    """A spinner on ``status`` (stderr) while suite ``name`` runs, and its time when it ends; yields a
-    function that shows what the suite is doing now. Nothing is drawn where stderr is not a terminal."""
+    """A spinner on ``status`` (stderr) while suite ``name`` runs, and its time when it ends; yields
+    a
+    function that shows what the suite is doing now. Nothing is drawn where stderr is not a
+    terminal."""
     start = time.perf_counter()
     with status.status(f"{name}: running") as spinner:
-        yield lambda what: spinner.update(f"{name}: {what} ({time.perf_counter() - start:.0f} s so far)")
-    status.print(f"{name}: done in {time.perf_counter() - start:.0f} s", markup=False, highlight=False)
+        yield lambda what: spinner.update(
+            f"{name}: {what} ({time.perf_counter() - start:.0f} s so far)"
+        )
+    status.print(
+        f"{name}: done in {time.perf_counter() - start:.0f} s", markup=False, highlight=False
+    )
 
 
 def run_suite(name: str, quick: bool, step: Callable[[str], None]) -> list[Rows]:
@@ -136,12 +275,19 @@ def machine_line() -> str:
             versions.append(f"{package} {version(package)}")
         except PackageNotFoundError:
             continue
-    return (f"{cpu_model()}, {os.cpu_count()} cores, {platform.python_implementation()} "
-            f"{platform.python_version()}; {', '.join(versions)}")
+    return (
+        f"{cpu_model()}, {os.cpu_count()} cores, {platform.python_implementation()} "
+        f"{platform.python_version()}; {', '.join(versions)}"
+    )
 
 
-def run_all(quick: bool = False, only: str | None = None, console: Console | None = None,
-            status: Console | None = None, save: Path | None = None) -> None:
+def run_all(
+    quick: bool = False,
+    only: str | None = None,
+    console: Console | None = None,
+    status: Console | None = None,
+    save: Path | None = None,
+) -> None:
     """Run the suites (or ``only`` those of :data:`SUITES` named, comma-separated) and print a table
     for each. Progress goes to ``status`` (stderr by default), the tables to ``console``; with
     ``save``, each suite's tables also go to ``save/<suite>.txt`` under a header naming the command,
@@ -163,6 +309,8 @@ def run_all(quick: bool = False, only: str | None = None, console: Console | Non
             _print(record, title, columns, rows)
         if save is not None:
             save.mkdir(parents=True, exist_ok=True)
-            header = (f"# command: agora bench --only {name}{' --quick' if quick else ''}\n"
-                      f"# measured: {date.today().isoformat()}, {machine_line()}; {sizes}\n")
+            header = (
+                f"# command: agora bench --only {name}{' --quick' if quick else ''}\n"
+                f"# measured: {date.today().isoformat()}, {machine_line()}; {sizes}\n"
+            )
             (save / f"{name}.txt").write_text(header + text.getvalue())

@@ -1,6 +1,7 @@
 """Replay analysis at scale: a checkpointed 10^5-agent run, the state at a tick rebuilt from its
 snapshots (against the run's own time, and checked against the live hash), and `agora analyze`'s
-peak memory on runs of 50 and 200 ticks of that size (the log grows fourfold; the analysis streams)."""
+peak memory on runs of 50 and 200 ticks of that size (the log grows fourfold; the analysis
+streams)."""
 
 from __future__ import annotations
 
@@ -14,8 +15,8 @@ from benchmarks.market import SCENARIO  # the same market: 80% requesters, 20% w
 
 PROBE = """
 import sys, threading, time
-from runtime.analysis import analyze
-from runtime.replay import open as open_run
+from runtime.analysis.runs import analyze
+from runtime.record.replay import open as open_run
 import matplotlib, scipy.stats  # loaded first: what is measured is the analysis, not the imports
 
 def rss():
@@ -44,8 +45,8 @@ def _dir_mb(path: Path) -> float:
 
 def run(quick: bool) -> list[tuple[str, ...]]:
     """Rows: (measure, value)."""
-    from runtime.recording import record
-    from runtime.replay import open as open_run
+    from runtime.record.recording import record
+    from runtime.record.replay import open as open_run
 
     agents = 10_000 if quick else 100_000
     rows: list[tuple[str, ...]] = []
@@ -54,7 +55,11 @@ def run(quick: bool) -> list[tuple[str, ...]]:
         runs = {}
         for ticks in (50, 200):
             path = base / f"s{ticks}.toml"
-            path.write_text(SCENARIO.format(ticks=ticks, checkpoint_every=10, req=agents * 4 // 5, work=agents // 5))
+            path.write_text(
+                SCENARIO.format(
+                    ticks=ticks, checkpoint_every=10, req=agents * 4 // 5, work=agents // 5
+                )
+            )
             start = time.perf_counter()
             record(path, base / f"run{ticks}")
             runs[ticks] = (base / f"run{ticks}", time.perf_counter() - start)
@@ -63,14 +68,27 @@ def run(quick: bool) -> list[tuple[str, ...]]:
         start = time.perf_counter()
         _, facts = data.state_at(157)
         at_time = time.perf_counter() - start
-        rows += [(f"run: {agents:,} agents, 200 ticks, checkpoints every 10", f"{run_time:.1f} s"),
-                 ("agora replay --at 157 (snapshot 149 + 8 ticks of deltas)", f"{at_time:.3f} s = {at_time / run_time:.4f} of the run"),
-                 ("state hash at tick 157 equals the live run's", str(facts["matches_live"]))]
+        rows += [
+            (f"run: {agents:,} agents, 200 ticks, checkpoints every 10", f"{run_time:.1f} s"),
+            (
+                "agora replay --at 157 (snapshot 149 + 8 ticks of deltas)",
+                f"{at_time:.3f} s = {at_time / run_time:.4f} of the run",
+            ),
+            ("state hash at tick 157 equals the live run's", str(facts["matches_live"])),
+        ]
         for ticks in (50, 200):
             d, _ = runs[ticks]
-            out = subprocess.run([sys.executable, "-c", PROBE, str(d)], capture_output=True, text=True, check=True)
+            out = subprocess.run(
+                [sys.executable, "-c", PROBE, str(d)], capture_output=True, text=True, check=True
+            )
             secs, before, peak, _ = out.stdout.split()
-            rows.append((f"agora analyze, {ticks} ticks (run directory {_dir_mb(d):,.0f} MB)",
-                         f"{float(secs):.2f} s; resident memory rose at most {float(peak) - float(before):,.0f} MB "
-                         f"(sampled every 5 ms) above the {float(before):,.0f} MB of the loaded libraries"))
+            rows.append(
+                (
+                    f"agora analyze, {ticks} ticks (run directory {_dir_mb(d):,.0f} MB)",
+                    f"{float(secs):.2f} s; resident memory rose at most "
+                    f"{float(peak) - float(before):,.0f} MB "
+                    f"(sampled every 5 ms) above the {float(before):,.0f} MB of the loaded "
+                    f"libraries",
+                )
+            )
     return rows

@@ -1,4 +1,5 @@
-"""The roles' learned cores: Agora's fixed-order numba kernels against torch on the CPU and per-agent Python.
+"""The roles' learned cores: Agora's fixed-order numba kernels against torch on the CPU and
+per-agent Python.
 
 Agora runs the cores on the CPU as numba kernels whose sums run in a fixed order, so a run is the
 same bits on every processor; torch (``agents.negotiator_core.TorchPolicy``,
@@ -17,24 +18,14 @@ same weights, in one process:
 from __future__ import annotations
 
 import math
-import time
-from collections.abc import Callable
 
 import numpy as np
 
 from agents.healing import ewma_alarm
 from agents.negotiator_core import ALPHA, Policy, TorchPolicy
 from agents.world_model_core import Ensemble, TorchEnsemble, initial_weights
-from runtime.rng import Streams
-
-
-def _rate(fn: Callable[[], object], units: int, seconds: float = 0.5) -> float:
-    fn()
-    reps, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        fn()
-        reps += 1
-    return units * reps / (time.perf_counter() - start)
+from benchmarks.timing import rate
+from runtime.kernel.rng import Streams
 
 
 def _torch_threads(n: int | None) -> int:
@@ -47,13 +38,17 @@ def _torch_threads(n: int | None) -> int:
 
 
 def microlora(n: int) -> tuple[float, float, float, float]:
-    """Agent updates/s: Agora's kernels, torch with 1 and with all threads, a per-agent numpy loop."""
+    """Agent updates/s: Agora's kernels, torch with 1 and with all threads, a per-agent numpy
+    loop."""
     rng = Streams(0)("bench")
     x = np.column_stack([rng.uniform(-0.5, 0.5, n), np.full(n, -1.0)])
     noise = rng.normal(0, 0.3, n)
     adv = rng.normal(0, 0.1, n)
     rates = []
-    for make in (lambda: Policy(n, Streams(1)("init")), lambda: TorchPolicy(n, Streams(1)("init"), "cpu")):
+    for make in (
+        lambda: Policy(n, Streams(1)("init")),
+        lambda: TorchPolicy(n, Streams(1)("init"), "cpu"),
+    ):
         pol = make()
 
         def step(pol: Policy | TorchPolicy = pol) -> None:
@@ -62,9 +57,9 @@ def microlora(n: int) -> tuple[float, float, float, float]:
 
         if isinstance(pol, TorchPolicy):
             cores = _torch_threads(1)
-            rates.append(_rate(step, n))
+            rates.append(rate(step, n))
             _torch_threads(cores)
-        rates.append(_rate(step, n))
+        rates.append(rate(step, n))
     a = Policy(n, Streams(1)("init")).arrays()
     w1, b1, w2, A, B = a["w1"], a["b1"], a["w2"], a["A"].copy(), a["B"]
     m = min(n, 2000)  # the loop is timed on the first m agents and reported per agent
@@ -76,11 +71,12 @@ def microlora(n: int) -> tuple[float, float, float, float]:
             g_h = adv[i] * noise[i] / 0.3 * w2 * (1 - h**2)
             A[i] += 1.0 * ALPHA * np.outer(x[i], g_h) @ B[i].T
 
-    return rates[0], rates[1], rates[2], _rate(per_agent, m)
+    return rates[0], rates[1], rates[2], rate(per_agent, m)
 
 
 def world_model() -> tuple[float, float, float]:
-    """Ticks/s of the world model's learning and forecast: Agora's kernels, torch 1 thread, all threads."""
+    """Ticks/s of the world model's learning and forecast: Agora's kernels, torch 1 thread, all
+    threads."""
     stream = Streams(2)("bench")
     x, y = stream.normal(0, 0.01, (32, 9)), stream.normal(0, 0.02, (32, 5))
     recent = stream.normal(0, 0.01, (8, 9))
@@ -94,7 +90,7 @@ def world_model() -> tuple[float, float, float]:
             model.learn(x, y, 3)
             model.predict(recent)
 
-        rates.append(_rate(tick, 1))
+        rates.append(rate(tick, 1))
         if cores is not None:
             _torch_threads(cores)
     return rates[0], rates[1], rates[2]
@@ -110,7 +106,10 @@ def detector(n: int) -> tuple[float, float]:
     m = min(n, 20_000)
     ft, ff, st, sf = (state[k].tolist()[:m] for k in range(4))
     sk = [0] * m
-    t_list, f_list = tasks.tolist(), failed.tolist()  # plain Python numbers: the loop's fair best case
+    t_list, f_list = (
+        tasks.tolist(),
+        failed.tolist(),
+    )  # plain Python numbers: the loop's fair best case
 
     def kernel() -> None:
         ewma_alarm(tasks, failed, state[0], state[1], state[2], state[3], streak, 0.3, 3.0, 3.0)
@@ -122,29 +121,60 @@ def detector(n: int) -> tuple[float, float]:
             ft[i] = (1 - alpha) * ft[i] + t_list[i]
             ff[i] = (1 - alpha) * ff[i] + f_list[i]
             p = min(max((sf[i] + 10 * pop) / (st[i] + 10), 0.02), 0.98)
-            if st[i] >= 10 and ft[i] >= 3 and (ff[i] - ft[i] * p) / math.sqrt(ft[i] * p * (1 - p)) > 3.0:
+            if (
+                st[i] >= 10
+                and ft[i] >= 3
+                and (ff[i] - ft[i] * p) / math.sqrt(ft[i] * p * (1 - p)) > 3.0
+            ):
                 sk[i] += 1
                 continue
             sk[i] = 0
             st[i] = (1 - slow) * st[i] + t_list[i]
             sf[i] = (1 - slow) * sf[i] + f_list[i]
 
-    return _rate(kernel, n), _rate(loop, m)
+    return rate(kernel, n), rate(loop, m)
 
 
 def run(quick: bool) -> list[tuple[str, ...]]:
     """Rows: core, size, Agora's rate, torch's with one thread and with all, per-agent Python's, and
     Agora's ratio to torch with one thread."""
     rows = []
-    for n in ((1_000, 10_000) if quick else (1_000, 10_000, 100_000, 1_000_000)):
+    for n in (1_000, 10_000) if quick else (1_000, 10_000, 100_000, 1_000_000):
         ours, torch_one, torch_all, python = microlora(n)
-        rows.append(("negotiator policy: forward + adapt (agent updates/s)", f"{n:,}", f"{ours:,.0f}",
-                     f"{torch_one:,.0f}", f"{torch_all:,.0f}", f"{python:,.0f}", f"{ours / torch_one:.2f}x"))
+        rows.append(
+            (
+                "negotiator policy: forward + adapt (agent updates/s)",
+                f"{n:,}",
+                f"{ours:,.0f}",
+                f"{torch_one:,.0f}",
+                f"{torch_all:,.0f}",
+                f"{python:,.0f}",
+                f"{ours / torch_one:.2f}x",
+            )
+        )
     ours, torch_one, torch_all = world_model()
-    rows.append(("world model: 3 Adam steps + forecast (ticks/s)", "3 x 9-32-5, batch 32", f"{ours:,.0f}",
-                 f"{torch_one:,.0f}", f"{torch_all:,.0f}", "", f"{ours / torch_one:.2f}x"))
-    for n in ((10_000, 100_000) if quick else (10_000, 100_000, 1_000_000)):
+    rows.append(
+        (
+            "world model: 3 Adam steps + forecast (ticks/s)",
+            "3 x 9-32-5, batch 32",
+            f"{ours:,.0f}",
+            f"{torch_one:,.0f}",
+            f"{torch_all:,.0f}",
+            "",
+            f"{ours / torch_one:.2f}x",
+        )
+    )
+    for n in (10_000, 100_000) if quick else (10_000, 100_000, 1_000_000):
         kernel, loop = detector(n)
-        rows.append(("healing detector (worker-ticks/s)", f"{n:,}", f"{kernel:,.0f}", "", "",
-                     f"{loop:,.0f}", f"{kernel / loop:.0f}x Python ({1e9 / kernel:.1f} ns per sample)"))
+        rows.append(
+            (
+                "healing detector (worker-ticks/s)",
+                f"{n:,}",
+                f"{kernel:,.0f}",
+                "",
+                "",
+                f"{loop:,.0f}",
+                f"{kernel / loop:.0f}x Python ({1e9 / kernel:.1f} ns per sample)",
+            )
+        )
     return rows

@@ -20,9 +20,11 @@ Policy: ``scenarios/trained_negotiators.toml`` (5 of 40 contractors use the PPO 
 ``scenarios/policies/``, 35 are ZI-C, one auction) on held-out seeds 101..105: profit per
 contractor of each group.
 """
+
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import io
 import re
 import tempfile
@@ -40,7 +42,8 @@ LEARN_STEPS = 50_000
 LEARN_SEED = 0
 GRID_SEEDS = (11, 12, 13, 14, 15)  # where the constant-shade reference is chosen: not evaluated on
 SHIPPED = Path("scenarios/policies/market_ppo.npz")
-
+MARKETPLACE = Path("scenarios/marketplace.toml")
+SCENARIO_POLICY = Path("scenarios/policies/marketplace_negotiator_ppo.npz")  # agora train in it
 
 
 def _parallel(n: int, seconds: float) -> tuple[float, float]:
@@ -50,8 +53,9 @@ def _parallel(n: int, seconds: float) -> tuple[float, float]:
     env.reset(seed=0)
     rng = np.random.default_rng(0)
     actions = rng.uniform(-1.0, 1.0, (64, n)).astype(np.float32)
-    plans = [{a: actions[k, i : i + 1] for i, a in enumerate(env.possible_agents)}
-             for k in range(64)]
+    plans = [
+        {a: actions[k, i : i + 1] for i, a in enumerate(env.possible_agents)} for k in range(64)
+    ]
     steps = agent_steps = 0
     start = time.perf_counter()
     while time.perf_counter() - start < seconds:
@@ -64,6 +68,76 @@ def _parallel(n: int, seconds: float) -> tuple[float, float]:
         agent_steps += len(live)
     wall = time.perf_counter() - start
     return steps / wall, agent_steps / wall
+
+
+def _scenario(n: int, seconds: float) -> tuple[float, float, float, float]:
+    """The default scenario with ``n`` negotiators, every one a learner (``make_parallel_env``):
+    ticks/s, agent-steps/s, the share of the time spent in the World's tick, and the seconds to
+    build the world (one reset)."""
+    from environments.scenario_parallel import make_parallel_env
+
+    env = make_parallel_env(
+        MARKETPLACE, "negotiators", settings={"population.negotiators.count": n}
+    )
+    start = time.perf_counter()
+    env.reset(seed=0)
+    build = time.perf_counter() - start
+    world_run = env.runner.world.run
+    in_world = 0.0
+
+    def timed(until: int) -> None:
+        nonlocal in_world
+        t = time.perf_counter()
+        world_run(until)
+        in_world += time.perf_counter() - t
+
+    env.runner.world.run = timed  # type: ignore[method-assign]
+    action = np.zeros(1, dtype=np.float32)
+    steps = agent_steps = 0
+    start = time.perf_counter()
+    while time.perf_counter() - start < seconds and env.agents:
+        live = env.agents
+        env.step({a: action for a in live})
+        steps += 1
+        agent_steps += len(live)
+    wall = time.perf_counter() - start
+    return steps / wall, agent_steps / wall, in_world / wall, build
+
+
+def scenario_rows(quick: bool) -> list[tuple[str, ...]]:
+    """The trained negotiator in the default scenario against ZI-C in the same seat."""
+    from agents.shade_policy import ShadePolicy
+    from environments.evaluation import ZIC, scenario_returns
+
+    if not SCENARIO_POLICY.is_file():
+        return [
+            (
+                f"{SCENARIO_POLICY} not found: agora train scenarios/marketplace.toml --learner "
+                "negotiators --out runs/train-marketplace, then copy its policy.npz there",
+                "",
+                "",
+                "",
+            )
+        ]
+    seeds = EVAL_SEEDS[:1] if quick else EVAL_SEEDS[:3]
+    ticks = 40 if quick else None
+    policy = ShadePolicy(SCENARIO_POLICY)
+    kwargs = {"settings": {"fault": []}, "ticks": ticks} if quick else {}
+    trained = scenario_returns(_actor(policy), MARKETPLACE, "negotiators", seeds, 1, **kwargs)
+    zic = scenario_returns(ZIC, MARKETPLACE, "negotiators", seeds, 1, **kwargs)
+    rows = [
+        (str(s), f"{a:.2f}", f"{b:.2f}", f"{a - b:+.2f}")
+        for s, a, b in zip(seeds, trained, zic, strict=True)
+    ]
+    rows.append(
+        (
+            "mean",
+            f"{np.mean(trained):.2f}",
+            f"{np.mean(zic):.2f}",
+            f"{np.mean(trained) - np.mean(zic):+.2f}",
+        )
+    )
+    return rows
 
 
 def _aec(n: int) -> float:
@@ -98,8 +172,9 @@ def _kernels(n: int) -> tuple[float, float]:
     rng = np.random.default_rng(1)
     is_buyer = np.arange(2 * n) >= n
     limit = np.concatenate([rng.uniform(0.5, 1.5, n), rng.uniform(1, 2, n)])
-    posts = np.concatenate([limit[:n] + rng.random((30, n)) * (2 - limit[:n]),
-                            rng.random((30, n)) * limit[n:]], axis=1)
+    posts = np.concatenate(
+        [limit[:n] + rng.random((30, n)) * (2 - limit[:n]), rng.random((30, n)) * limit[n:]], axis=1
+    )
     order = arrival_orders(rng.random((30, 2 * n)))
     out = []
     for f in (double_auction_fast, double_auction):
@@ -112,43 +187,70 @@ def _kernels(n: int) -> tuple[float, float]:
     return out[0], out[1]
 
 
-def run(quick: bool) -> tuple[list[tuple[str, ...]], list[tuple[str, ...]],
-                               list[tuple[str, ...]]]:
+def run(quick: bool) -> tuple[list[tuple[str, ...]], list[tuple[str, ...]], list[tuple[str, ...]]]:
     """Throughput rows, trained-policy rows (the scenario) and learner rows (Market-v0)."""
     import gymnasium
     from gymnasium.utils.performance import benchmark_step
 
-    import environments  # noqa: F401
+    from environments import register_envs
+
+    register_envs()
 
     seconds = 0.5 if quick else 3.0
     rows: list[tuple[str, ...]] = []
     for n in (10, 100, 1000):
         sps, aps = _parallel(n, seconds)
         rows.append((f"market_v0 parallel_env, {n} agents", f"{sps:,.0f}", f"{aps:,.0f}"))
-    for n in ((10,) if quick else (10, 100, 1000)):
+    for n in (10, 100, 1000):
+        tps, aps, share, build = _scenario(n, seconds)
+        rows.append(
+            (
+                f"agora.make_parallel_env(marketplace.toml, 'negotiators'), {n} learners "
+                f"(World tick {share:.0%} of the time; build {build:.1f} s)",
+                f"{tps:,.1f}",
+                f"{aps:,.0f}",
+            )
+        )
+    for n in (10,) if quick else (10, 100, 1000):
         turns = _aec(n)
-        rows.append((f"market_v0 env() (AEC), {n} agents, PettingZoo performance_benchmark",
-                     f"{turns / n:,.0f}", f"{turns:,.0f}"))
-    single = benchmark_step(gymnasium.make("agora/Market-v0").unwrapped,
-                            target_duration=1 if quick else 3, seed=0)
-    rows.append(("agora/Market-v0, 8 agents (1 learner), Gymnasium benchmark_step",
-                 f"{single:,.0f}", f"{single * 8:,.0f}"))
+        rows.append(
+            (
+                f"market_v0 env() (AEC), {n} agents, PettingZoo performance_benchmark",
+                f"{turns / n:,.0f}",
+                f"{turns:,.0f}",
+            )
+        )
+    single = benchmark_step(
+        gymnasium.make("agora/Market-v0").unwrapped, target_duration=1 if quick else 3, seed=0
+    )
+    rows.append(
+        (
+            "agora/Market-v0, 8 agents (1 learner), Gymnasium benchmark_step",
+            f"{single:,.0f}",
+            f"{single * 8:,.0f}",
+        )
+    )
     for num_envs in (16, 256):
         sps = _vector(num_envs, seconds)
         rows.append((f"MarketVectorEnv, {num_envs} markets of 8", f"{sps:,.0f}", f"{sps * 8:,.0f}"))
     for n in (10, 100, 1000):
         fast, direct = _kernels(n)
-        rows.append((f"one auction period, {n} sellers + {n} buyers: heap kernel / direct kernel",
-                     f"{fast:,.0f} / {direct:,.0f} (x{fast / direct:.1f})",
-                     f"{fast * n:,.0f} / {direct * n:,.0f}"))
-    return rows, policy_rows(quick), learning_rows(quick)
+        rows.append(
+            (
+                f"one auction period, {n} sellers + {n} buyers: heap kernel / direct kernel",
+                f"{fast:,.0f} / {direct:,.0f} (x{fast / direct:.1f})",
+                f"{fast * n:,.0f} / {direct * n:,.0f}",
+            )
+        )
+    return rows, policy_rows(quick), learning_rows(quick), scenario_rows(quick)
 
 
-def policy_rows(quick: bool, scenario: Path = Path("scenarios/trained_negotiators.toml")
-                ) -> list[tuple[str, ...]]:
+def policy_rows(
+    quick: bool, scenario: Path = Path("scenarios/trained_negotiators.toml")
+) -> list[tuple[str, ...]]:
     """Profit per contractor, trained-policy seats vs ZI-C seats in the same auction, per seed."""
-    from runtime.scenario import load
-    from runtime.world import World
+    from runtime.kernel.scenario import load
+    from runtime.kernel.world import World
 
     sc, _ = load(scenario)
     rows = []
@@ -164,8 +266,9 @@ def policy_rows(quick: bool, scenario: Path = Path("scenarios/trained_negotiator
     return rows
 
 
-def _contender(name: str, training: str, seconds: float | None, returns: list[float]
-               ) -> dict[str, Any]:
+def _contender(
+    name: str, training: str, seconds: float | None, returns: list[float]
+) -> dict[str, Any]:
     return {"name": name, "training": training, "seconds": seconds, "returns": np.array(returns)}
 
 
@@ -182,7 +285,9 @@ def _sb3(algorithm: str, steps: int, seeds: tuple[int, ...], episodes: int) -> d
     import stable_baselines3
     import torch
 
-    import environments  # noqa: F401 -- registers agora/Market-v0
+    from environments import register_envs
+
+    register_envs()
 
     torch.set_num_threads(1)  # one thread: the same run on this machine, run after run
     start = time.perf_counter()
@@ -192,8 +297,12 @@ def _sb3(algorithm: str, steps: int, seeds: tuple[int, ...], episodes: int) -> d
     seconds = time.perf_counter() - start
     returns = _evaluate(lambda obs: model.predict(obs, deterministic=True)[0], seeds, episodes)
     # PPO learns in whole rollouts of 2,048 steps, so it may take a few more steps than asked.
-    return _contender(f"SB3 {algorithm} (defaults, MlpPolicy)",
-                      f"{model.num_timesteps:,} steps, seed {LEARN_SEED}", seconds, returns)
+    return _contender(
+        f"SB3 {algorithm} (defaults, MlpPolicy)",
+        f"{model.num_timesteps:,} steps, seed {LEARN_SEED}",
+        seconds,
+        returns,
+    )
 
 
 def _agora_train(steps: int, seeds: tuple[int, ...], episodes: int) -> dict[str, Any]:
@@ -203,14 +312,12 @@ def _agora_train(steps: int, seeds: tuple[int, ...], episodes: int) -> dict[str,
 
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as folder:
-        result = train(Args(total_steps=steps, eval_seeds=seeds[:1], eval_episodes=1),
-                       Path(folder))
+        result = train(Args(total_steps=steps, eval_seeds=seeds[:1], eval_episodes=1), Path(folder))
         seconds = time.perf_counter() - start
         policy = ShadePolicy(Path(folder) / "policy.npz")
     returns = _evaluate(_actor(policy), seeds, episodes)
     # Whole rollouts of 2,048 steps: a few steps fewer than asked.
-    return _contender("agora train PPO", f"{result['env_steps']:,} steps, seed 1", seconds,
-                      returns)
+    return _contender("agora train PPO", f"{result['env_steps']:,} steps, seed 1", seconds, returns)
 
 
 def _actor(policy: Any) -> Callable[[Any], Any]:
@@ -223,9 +330,12 @@ def _best_constant(seeds: tuple[int, ...], episodes: int, quick: bool) -> dict[s
     grid_seeds = GRID_SEEDS[:2] if quick else GRID_SEEDS
     tried = {float(s): np.mean(_evaluate(_constant(s), grid_seeds, episodes)) for s in grid}
     best = max(tried, key=lambda s: tried[s])
-    return _contender(f"constant shade {best:.2f} (reference)",
-                      f"best of a {grid[1]:.2f} grid on seeds {grid_seeds[0]}-{grid_seeds[-1]}",
-                      None, _evaluate(_constant(best), seeds, episodes))
+    return _contender(
+        f"constant shade {best:.2f} (reference)",
+        f"best of a {grid[1]:.2f} grid on seeds {grid_seeds[0]}-{grid_seeds[-1]}",
+        None,
+        _evaluate(_constant(best), seeds, episodes),
+    )
 
 
 def _constant(shade: float) -> Callable[[Any], Any]:
@@ -240,30 +350,46 @@ def learning_rows(quick: bool) -> list[tuple[str, ...]]:
 
     seeds = EVAL_SEEDS[:2] if quick else EVAL_SEEDS
     episodes = 3 if quick else EVAL_EPISODES
-    steps = {"PPO": 2_048, "SAC": 1_000, "agora": 4_096} if quick else {
-        "PPO": LEARN_STEPS, "SAC": LEARN_STEPS, "agora": LEARN_STEPS}
+    steps = (
+        {"PPO": 2_048, "SAC": 1_000, "agora": 4_096}
+        if quick
+        else {"PPO": LEARN_STEPS, "SAC": LEARN_STEPS, "agora": LEARN_STEPS}
+    )
     random = _contender("uniform-random action", "-", None, _evaluate(RANDOM, seeds, episodes))
     zic = _contender("ZI-C in the learner's seat", "-", None, _evaluate(ZIC, seeds, episodes))
-    shipped = _contender("agora train PPO (shipped policy)", "300,000 steps, seed 1", None,
-                         _evaluate(_actor(ShadePolicy(SHIPPED)), seeds, episodes))
+    shipped = _contender(
+        "agora train PPO (shipped policy)",
+        "300,000 steps, seed 1",
+        None,
+        _evaluate(_actor(ShadePolicy(SHIPPED)), seeds, episodes),
+    )
     rows = [random, zic, shipped, _agora_train(steps["agora"], seeds, episodes)]
-    try:
-        import stable_baselines3  # noqa: F401
-    except ImportError:
+    if importlib.util.find_spec("stable_baselines3") is None:
         missing = "stable-baselines3 not installed: pip install stable-baselines3==2.9.2"
         return [_row(c, random, zic, shipped) for c in rows] + [(missing,) + ("",) * 7]
     rows += [_sb3("PPO", steps["PPO"], seeds, episodes), _sb3("SAC", steps["SAC"], seeds, episodes)]
-    middle = _contender("action 0, shade 0.50 (reference)", "an untrained policy's mean", None,
-                        _evaluate(_constant(0.5), seeds, episodes))
+    middle = _contender(
+        "action 0, shade 0.50 (reference)",
+        "an untrained policy's mean",
+        None,
+        _evaluate(_constant(0.5), seeds, episodes),
+    )
     rows += [_best_constant(seeds, episodes, quick), middle]
     return [_row(c, random, zic, shipped) for c in rows]
 
 
-def _row(c: dict[str, Any], random: dict[str, Any], zic: dict[str, Any],
-         shipped: dict[str, Any]) -> tuple[str, ...]:
+def _row(
+    c: dict[str, Any], random: dict[str, Any], zic: dict[str, Any], shipped: dict[str, Any]
+) -> tuple[str, ...]:
     r = c["returns"]
     over = r - random["returns"]  # the same seeds: margins are paired seed by seed
-    return (c["name"], c["training"], "-" if c["seconds"] is None else f"{c['seconds']:.0f}",
-            f"{r.mean():.2f}", f"{r.min():.2f}..{r.max():.2f}",
-            f"{over.mean():+.2f} ({over.min():+.2f}..{over.max():+.2f})",
-            f"{(r - zic['returns']).mean():+.2f}", f"{(r - shipped['returns']).mean():+.2f}")
+    return (
+        c["name"],
+        c["training"],
+        "-" if c["seconds"] is None else f"{c['seconds']:.0f}",
+        f"{r.mean():.2f}",
+        f"{r.min():.2f}..{r.max():.2f}",
+        f"{over.mean():+.2f} ({over.min():+.2f}..{over.max():+.2f})",
+        f"{(r - zic['returns']).mean():+.2f}",
+        f"{(r - shipped['returns']).mean():+.2f}",
+    )

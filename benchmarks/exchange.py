@@ -4,7 +4,8 @@ Each step every agent, in a shuffled order, gives one unit to a uniformly random
 any (exact sequential semantics). Peers: Agora (a World stepping an ``exchange`` population: SimPy
 clock, numba kernel, counter-based Philox random numbers), Mesa 3 idiomatic (an Agent object per
 agent, ``model.agents.shuffle_do("step")``), SimPy with a process per agent (shuffled each step),
-and a hand-written numba loop (``np.random.permutation`` and ``np.random.randint`` inside ``@njit``).
+and a hand-written numba loop (``np.random.permutation`` and ``np.random.randint`` inside
+``@njit``).
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ import numpy as np
 import simpy
 from numba import njit
 
-from runtime.scenario import parse
-from runtime.world import World
+from runtime.kernel.scenario import parse
+from runtime.kernel.world import World
 
 
 @njit(cache=True)
@@ -44,8 +45,10 @@ def numba_loop(n: int, steps: int) -> float:
 
 def agora(n: int, steps: int) -> float:
     """Agent-steps/s of an Agora world with one exchange population (recording off)."""
-    sc = parse(f'[world]\nticks = {steps + 1}\ncheckpoint_every = {steps + 1}\n'
-               f'[[population]]\nname = "x"\nrole = "exchange"\ncount = {n}\ninitial_credits = 1\n')
+    sc = parse(
+        f"[world]\nticks = {steps + 1}\ncheckpoint_every = {steps + 1}\n"
+        f'[[population]]\nname = "x"\nrole = "exchange"\ncount = {n}\ninitial_credits = 1\n'
+    )
     world = World(sc)
     world.run(1)  # compile and warm up
     start = time.perf_counter()
@@ -95,7 +98,8 @@ def simpy_model(n: int, steps: int) -> float:
 
 
 def simpy_run(n: int, steps: int) -> tuple[list[int], float, list[int]]:
-    """Run the SimPy model; return the final wealth, the seconds it took and each agent's turn count."""
+    """Run the SimPy model; return the final wealth, the seconds it took and each agent's turn
+    count."""
     env = simpy.Environment()
     wealth = [1] * n
     rng = random.Random(1)
@@ -133,7 +137,10 @@ def run(quick: bool) -> list[tuple[str, ...]]:
     sizes = (1_000, 10_000) if quick else (1_000, 10_000, 100_000, 1_000_000, 10_000_000)
     for n in sizes:
         steps = max(3, min(200, 2_000_000 // n))
-        results = {"Agora (World, numba, Philox)": agora(n, steps), "hand-written numba loop": numba_loop(n, steps)}
+        results = {
+            "Agora (World, numba, Philox)": agora(n, steps),
+            "hand-written numba loop": numba_loop(n, steps),
+        }
         if n <= 100_000:
             slow_steps = max(2, min(20, 200_000 // n))
             results["Mesa 3 shuffle_do"] = mesa_model(n, slow_steps)

@@ -13,8 +13,8 @@ from collections.abc import Callable
 import mesa
 import simpy
 
-from runtime.scenario import parse
-from runtime.world import World
+from runtime.kernel.scenario import parse
+from runtime.kernel.world import World
 
 
 def _best(fn: Callable[[], None], repeat: int = 3) -> float:
@@ -54,8 +54,10 @@ def bare_simpy_tick_seconds(ticks: int) -> float:
 
 def agora_ticker(n: int, ticks: int) -> float:
     """Agent-steps/s of Agora's trivial population (numpy, one array op per tick)."""
-    sc = parse(f'[world]\nticks = {ticks}\ncheckpoint_every = {ticks}\n'
-               f'[[population]]\nname = "t"\nrole = "ticker"\ncount = {n}\n')
+    sc = parse(
+        f"[world]\nticks = {ticks}\ncheckpoint_every = {ticks}\n"
+        f'[[population]]\nname = "t"\nrole = "ticker"\ncount = {n}\n'
+    )
     world = World(sc)
     seconds = _best(lambda: world.run(world.tick + ticks))
     return n * ticks / seconds

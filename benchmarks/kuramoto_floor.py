@@ -1,6 +1,6 @@
-"""What bounds one Kuramoto step on the marketplace's coupling graph: the same edges read three ways.
+"""What bounds one Kuramoto step on the marketplace's coupling graph: the same edges, three ways.
 
-    python -m benchmarks.kuramoto_floor 1000000     # agents (the scaled default scenario, run to tick 12)
+    python -m benchmarks.kuramoto_floor 1000000   # agents (the scaled default scenario, to tick 12)
 
 Builds the scaled marketplace (``benchmarks.marketplace``), runs it to tick 12 so the coupling
 graph exists, then times on one thread, per pass over every stored edge:
@@ -12,7 +12,8 @@ graph exists, then times on one thread, per pass over every stored edge:
 
 and then the kernel itself (``Oscillators.step``) per step, on all threads and on one. The gaps say
 what the step pays for: random reads, then the row structure (most rows hold one or two edges).
-Then other parts of the coordination: ``economy.portable_math``'s sine and cosine against numba's ``np.sin``/``np.cos`` for every phase, the CSR build against ``np.lexsort``, and
+Then other parts of the coordination: ``economy.portable_math``'s sine and cosine against numba's
+``np.sin``/``np.cos`` for every phase, the CSR build against ``np.lexsort``, and
 one tension reading of the graph's 2-core (``tension_of_edges``), alone and beside a pure-Python
 loop on another thread (whether it leaves the GIL to the populations while it runs).
 """
@@ -22,15 +23,21 @@ from __future__ import annotations
 import sys
 import threading
 import time
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 from numba import njit
 
+from benchmarks.timing import milliseconds_per_call
 from economy.portable_math import sincos
+
+Floats = npt.NDArray[np.float64]
+Indices = npt.NDArray[np.int64]
 
 
 @njit(cache=True)
-def _edges(indices, weights, s, c):  # type: ignore[no-untyped-def]
+def _edges(indices: Indices, weights: Floats, s: Floats, c: Floats) -> float:
     a = 0.0
     b = 0.0
     for k in range(indices.shape[0]):
@@ -41,20 +48,22 @@ def _edges(indices, weights, s, c):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True)
-def _trig(theta, s, c):  # type: ignore[no-untyped-def]
+def _trig(theta: Floats, s: Floats, c: Floats) -> None:
     for i in range(theta.shape[0]):
         s[i], c[i] = sincos(theta[i])
 
 
 @njit(cache=True)
-def _libm(theta, s, c):  # type: ignore[no-untyped-def]
+def _libm(theta: Floats, s: Floats, c: Floats) -> None:
     for i in range(theta.shape[0]):
         s[i] = np.sin(theta[i])
         c[i] = np.cos(theta[i])
 
 
 @njit(cache=True)
-def _rows(indptr, indices, weights, s, c, out):  # type: ignore[no-untyped-def]
+def _rows(
+    indptr: Indices, indices: Indices, weights: Floats, s: Floats, c: Floats, out: Floats
+) -> None:
     for i in range(indptr.shape[0] - 1):
         a = 0.0
         b = 0.0
@@ -65,46 +74,65 @@ def _rows(indptr, indices, weights, s, c, out):  # type: ignore[no-untyped-def]
         out[i] = a + b
 
 
-def _ms(fn, repeat: int = 5) -> float:  # type: ignore[no-untyped-def]
-    fn()
-    start = time.perf_counter()
-    for _ in range(repeat):
-        fn()
-    return 1000 * (time.perf_counter() - start) / repeat
-
-
 def main(argv: list[str]) -> int:
+    """Print the timings for the scaled marketplace of ``argv[0]`` agents; 2 on a bad argument."""
     if len(argv) != 1 or not argv[0].isdigit() or int(argv[0]) < 1000:
-        print("usage: python -m benchmarks.kuramoto_floor AGENTS   (an integer >= 1000)", file=sys.stderr)
+        print(
+            "usage: python -m benchmarks.kuramoto_floor AGENTS   (an integer >= 1000)",
+            file=sys.stderr,
+        )
         return 2
     from benchmarks.marketplace import SCENARIO, scaled_text
-    from runtime.scenario import parse
-    from runtime.world import World
+    from runtime.kernel.scenario import parse
+    from runtime.kernel.world import World
 
     world = World(parse(scaled_text(int(argv[0])), base=SCENARIO.parent), base=SCENARIO.parent)
     world.run(12)
     assert world.coordination is not None
-    osc = world.coordination.osc
+    _print_edge_passes(world.coordination.osc)
+    _print_graph_builds(world.coordination)
+    _print_tension(world.coordination)
+    return 0
+
+
+def _print_edge_passes(osc: Any) -> None:
+    """Milliseconds per pass over the edges, read three ways, then per step of the kernel."""
     csr = osc.csr
     n, e = csr.n, csr.indices.size
     rng = np.random.default_rng(0)
     s, c, out = rng.random(n), rng.random(n), np.empty(n)
     in_order = np.sort(csr.indices)
     print(f"{n:,} nodes, {e:,} stored edges; ms per pass over the edges, one thread:")
-    print(f"  in order, no rows   {_ms(lambda: _edges(in_order, csr.weights, s, c)):8.1f}")
-    print(f"  random, no rows     {_ms(lambda: _edges(csr.indices, csr.weights, s, c)):8.1f}")
-    print(f"  random, row by row  {_ms(lambda: _rows(csr.indptr, csr.indices, csr.weights, s, c, out)):8.1f}")
+    passes = {
+        "in order, no rows": lambda: _edges(in_order, csr.weights, s, c),
+        "random, no rows": lambda: _edges(csr.indices, csr.weights, s, c),
+        "random, row by row": lambda: _rows(csr.indptr, csr.indices, csr.weights, s, c, out),
+    }
+    for label, step in passes.items():
+        print(f"  {label:<20}{milliseconds_per_call(step, 5):8.1f}")
     theta = osc.theta.copy()
-    print(f"  the kernel, one step, all threads (sines and cosines included) {_ms(lambda: osc.step(1)):8.1f}")
-    print(f"  the kernel, one step, one thread                               {_ms(lambda: osc.step(1, serial=True)):8.1f}")
+    kernel = {
+        "all threads (sines and cosines included)": lambda: osc.step(1),
+        "one thread": lambda: osc.step(1, serial=True),
+    }
+    for label, step in kernel.items():
+        print(f"  the kernel, one step, {label:<41}{milliseconds_per_call(step, 5):8.1f}")
     osc.theta[:] = theta
     print("ms, one thread, every phase:")
-    print(f"  economy.portable_math sin and cos   {_ms(lambda: _trig(theta, s, c)):8.1f}")
-    print(f"  numba np.sin and np.cos    {_ms(lambda: _libm(theta, s, c)):8.1f}")
-    from runtime.kuramoto import CSR
-    from runtime.tension import tension_of_edges
+    phases = {
+        "economy.portable_math sin and cos": lambda: _trig(theta, s, c),
+        "numba np.sin and np.cos": lambda: _libm(theta, s, c),
+    }
+    for label, step in phases.items():
+        print(f"  {label:<36}{milliseconds_per_call(step, 5):8.1f}")
 
-    u, v, w = world.coordination._edges()
+
+def _print_graph_builds(coordination: Any) -> None:
+    """Milliseconds to build the coupling graph's CSR: counting sort against ``np.lexsort``."""
+    from runtime.coordination.kuramoto import CSR
+
+    u, v, w = coordination._edges()
+    n = coordination.osc.csr.n
 
     def lexsort_build() -> None:
         src, dst = np.concatenate([u, v]), np.concatenate([v, u])
@@ -112,13 +140,23 @@ def main(argv: list[str]) -> int:
         _ = dst[order], np.concatenate([w, w])[order], np.bincount(src, minlength=n)
 
     print("ms, building the coupling graph's CSR from its edges:")
-    print(f"  counting sort (CSR.from_edges)  {_ms(lambda: CSR.from_edges(n, u, v, w), 3):8.1f}")
-    print(f"  np.lexsort                      {_ms(lexsort_build, 3):8.1f}")
-    cu, cv, cw = world.coordination._core()
+    counting_sort = milliseconds_per_call(lambda: CSR.from_edges(n, u, v, w), 3)
+    print(f"  counting sort (CSR.from_edges)  {counting_sort:8.1f}")
+    print(f"  np.lexsort                      {milliseconds_per_call(lexsort_build, 3):8.1f}")
+
+
+def _print_tension(coordination: Any) -> None:
+    """One tension reading of the 2-core, alone and beside a pure-Python loop on another thread."""
+    from runtime.coordination.tension import tension_of_edges
+
+    cu, cv, cw = coordination._core()
     start = time.perf_counter()
     reading = tension_of_edges(cu, cv, cw)
     alone = time.perf_counter() - start
-    print(f"one tension reading of the 2-core ({cu.size:,} edges): {alone:.2f} s ({reading.method}, cut {reading.cut:g})")
+    print(
+        f"one tension reading of the 2-core ({cu.size:,} edges): {alone:.2f} s "
+        f"({reading.method}, cut {reading.cut:g})"
+    )
     # Does a reading leave the GIL to the populations? Beside it, a pure-Python loop (which holds
     # the GIL whenever it runs) that takes about as long alone: if the reading held the GIL, the two
     # together would take the sum of their times.
@@ -132,9 +170,11 @@ def main(argv: list[str]) -> int:
     loop_beside = time.perf_counter() - start
     beside.join()
     both = time.perf_counter() - start
-    print(f"  beside a pure-Python loop on a second thread: loop {loop_beside:.2f} s (alone {loop_alone:.2f} s), "
-          f"both done after {both:.2f} s (one after the other: {alone + loop_alone:.2f} s)")
-    return 0
+    print(
+        f"  beside a pure-Python loop on a second thread: loop {loop_beside:.2f} s "
+        f"(alone {loop_alone:.2f} s), both done after {both:.2f} s "
+        f"(one after the other: {alone + loop_alone:.2f} s)"
+    )
 
 
 def _python_loop(seconds: float, loops: int = 0) -> int:

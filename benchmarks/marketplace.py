@@ -38,10 +38,17 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 SCENARIO = Path(__file__).resolve().parent.parent / "scenarios" / "marketplace.toml"
-SCALED = {"requesters": 1600, "workers": 400, "planners": 200, "negotiators": 40}  # the default's counts
+SCALED = {
+    "requesters": 1600,
+    "workers": 400,
+    "planners": 200,
+    "negotiators": 40,
+}  # the default's counts
 SERVICE = 10  # healers, critics, forecaster, refactor agents
 WARMUP = 11  # ticks before timing: the coupling graph exists from tick 10 on
-PAIRS_1E4 = 3  # Agora and the peer at 10^4, run in turn this many times: the ratio is of the median rates
+PAIRS_1E4 = (
+    3  # Agora and the peer at 10^4, run in turn this many times: the ratio is of the median rates
+)
 
 
 def scaled_text(n: int, review_ledger: bool = False) -> str:
@@ -52,14 +59,17 @@ def scaled_text(n: int, review_ledger: bool = False) -> str:
         pattern = rf'(name = "{name}"\nrole = "\w+"\ncount = ){count}\n'
         text, found = re.subn(pattern, lambda m, c=count: f"{m.group(1)}{round(c * f)}\n", text)
         if found != 1:
-            raise RuntimeError(f"scenarios/marketplace.toml: population {name!r} with count {count} not found")
+            raise RuntimeError(
+                f"scenarios/marketplace.toml: population {name!r} with count {count} not found"
+            )
     if not review_ledger:
         text = text.replace("check_budget = 0.1\n", "check_budget = 0.1\nreview_ledger = false\n")
     return text
 
 
 def _rss_now() -> int:
-    """Resident bytes now, after resetting the peak (Linux: ``clear_refs`` 5), so the peak read later
+    """Resident bytes now, after resetting the peak (Linux: ``clear_refs`` 5), so the peak read
+    later
     is this case's, not that of imports or the warm-up."""
     with open("/proc/self/clear_refs", "w") as fh:
         fh.write("5")
@@ -78,8 +88,8 @@ def _case(impl: str, n: int, ticks: int) -> tuple[int, float, int, int]:
     """In a fresh process: (agents, ticks/s, peak memory rise in bytes, bytes of the world's arrays
     (Agora; 0 for the peer))."""
     if impl == "agora":
-        from runtime.scenario import parse
-        from runtime.world import World
+        from runtime.kernel.scenario import parse
+        from runtime.kernel.world import World
 
         small = World(parse(scaled_text(1_000), base=SCENARIO.parent), base=SCENARIO.parent)
         small.run(2)  # libraries loaded, kernels compiled: what remains is what N agents cost
@@ -123,12 +133,17 @@ def measure(impl: str, n: int, ticks: int) -> tuple[int, float, int, int]:
 
 
 def run(quick: bool, progress: Callable[[str], None] | None = None) -> list[tuple[str, ...]]:
-    """Rows: (agents, implementation, ticks/s, agent-steps/s, us per agent-step, peak memory per agent,
+    """Rows: (agents, implementation, ticks/s, agent-steps/s, us per agent-step, peak memory per
+    agent,
     world arrays per agent, Agora is); the ratio is of agent-steps/s (the peer has the ten service
     agents less its four refactor agents). ``progress`` is told which case runs."""
     say = progress or (lambda _what: None)
     sizes = (10_000, 100_000) if quick else (10_000, 100_000, 1_000_000)
-    agora_ticks = {10_000: 19, 100_000: 19, 1_000_000: 19}  # ticks 11-29: a graph rebuild (20) and a tension reading (25)
+    agora_ticks = {
+        10_000: 19,
+        100_000: 19,
+        1_000_000: 19,
+    }  # ticks 11-29: a graph rebuild (20) and a tension reading (25)
     mesa_ticks = {10_000: 5, 100_000: 2}  # the peer at 10^6 would take about half an hour per run
     pairs = {10_000: 1 if quick else PAIRS_1E4}
     rows = []
@@ -143,13 +158,24 @@ def run(quick: bool, progress: Callable[[str], None] | None = None) -> list[tupl
                 say(f"the Mesa peer at {n:,} agents{of}")
                 mesa.append(measure("mesa", n, 2 if quick else mesa_ticks[n]))
         a_n, a_rate, a_mem, a_held = _median_run(agora)
-        rows.append(_row(a_n, "Agora" + _of(agora), a_rate, a_mem, f"{a_held / a_n:,.0f} B", "1.0x"))
+        rows.append(
+            _row(a_n, "Agora" + _of(agora), a_rate, a_mem, f"{a_held / a_n:,.0f} B", "1.0x")
+        )
         if mesa:
             m_n, m_rate, m_mem, _ = _median_run(mesa)
             ratio = a_rate * a_n / (m_rate * m_n)
-            each = sorted(a[1] * a[0] / (m[1] * m[0]) for a, m in zip(agora, mesa))
+            each = sorted(a[1] * a[0] / (m[1] * m[0]) for a, m in zip(agora, mesa, strict=True))
             spread = f" ({each[0]:.1f}-{each[-1]:.1f} by pair)" if len(each) > 1 else ""
-            rows.append(_row(m_n, "Mesa 3, object per agent" + _of(mesa), m_rate, m_mem, "-", f"{ratio:.1f}x{spread}"))
+            rows.append(
+                _row(
+                    m_n,
+                    "Mesa 3, object per agent" + _of(mesa),
+                    m_rate,
+                    m_mem,
+                    "-",
+                    f"{ratio:.1f}x{spread}",
+                )
+            )
     return rows
 
 
@@ -163,4 +189,13 @@ def _of(runs: list[tuple[int, float, int, int]]) -> str:
 
 
 def _row(n: int, label: str, rate: float, mem: int, held: str, ratio: str) -> tuple[str, ...]:
-    return (f"{n:,}", label, f"{rate:.2f}", f"{rate * n:,.0f}", f"{1e6 / (rate * n):.3f}", f"{mem / n:,.0f} B", held, ratio)
+    return (
+        f"{n:,}",
+        label,
+        f"{rate:.2f}",
+        f"{rate * n:,.0f}",
+        f"{1e6 / (rate * n):.3f}",
+        f"{mem / n:,.0f} B",
+        held,
+        ratio,
+    )

@@ -33,13 +33,12 @@ import math
 import mesa
 import numpy as np
 
+from agents.auction import ROUNDS
+from agents.negotiator_core import ALPHA, HIDDEN
+from economy import MICRO
 from economy.reference_ledger import DictReplica
 
-MICRO = 1_000_000
 N_SKILLS = 8
-ROUNDS = 30
-HIDDEN = 8
-ALPHA = 0.1
 REGIONS = 3
 
 
@@ -64,7 +63,10 @@ class Requester(mesa.Agent):
             return
         if self.planner:  # buy next tick's forecast; wait when it says the price falls
             fee = MICRO // 1000
-            if ledger.transfer(self.unique_id, m.forecaster.unique_id, fee) and m.forecaster.forecast[skill] * units < price - fee:
+            if (
+                ledger.transfer(self.unique_id, m.forecaster.unique_id, fee)
+                and m.forecaster.forecast[skill] * units < price - fee
+            ):
                 return
         m.board.append((self, skill, units, price))
 
@@ -157,7 +159,9 @@ class Healer(mesa.Agent):
     def __init__(self, model: MesaMarketplace, watched: list[Worker]) -> None:
         super().__init__(model)
         self.watched = watched
-        self.state = {w: [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0] for w in watched}  # fast t/f, slow t/f, lat, lat mean, lat var
+        self.state = {
+            w: [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0] for w in watched
+        }  # fast t/f, slow t/f, lat, lat mean, lat var
 
     def step(self) -> None:
         for w in self.watched:
@@ -188,7 +192,7 @@ class Critic(mesa.Agent):
 
     def step(self) -> None:
         m = self.model
-        mine = m.results[self.unique_id % 2::2]  # two critics share the results
+        mine = m.results[self.unique_id % 2 :: 2]  # two critics share the results
         if not mine:
             return
         budget = math.ceil(0.1 * len(mine))
@@ -223,7 +227,9 @@ class MesaMarketplace(mesa.Model):
 
     def __init__(self, n: int, seed: int = 9) -> None:
         super().__init__(seed=seed)
-        f = (n - 10) / 2240  # the default scenario's 2,250 agents: 2,240 scale, 10 service agents stay
+        f = (
+            n - 10
+        ) / 2240  # the default scenario's 2,250 agents: 2,240 scale, 10 service agents stay
         self.ledgers = [DictReplica(r, REGIONS) for r in range(REGIONS)]
         self.prices = [MICRO] * N_SKILLS
         self.board: list[tuple[Requester, int, int, int]] = []
@@ -244,7 +250,8 @@ class MesaMarketplace(mesa.Model):
         self.healers = [Healer(self, self.workers[i::3]) for i in range(3)]
         self.critics = [Critic(self) for _ in range(2)]
         self.by_skill = [[w for w in self.workers if w.skill == s] for s in range(N_SKILLS)]
-        # Kuramoto: a phase and natural frequency per agent; neighbours from the last 10 ticks of trades.
+        # Kuramoto: a phase and natural frequency per agent; neighbours from the last 10 ticks of
+        # trades.
         everyone = list(self.agents)
         q = (np.arange(1, len(everyone) + 1) - 0.5) / len(everyone)
         omega = 0.1 * np.tan(np.pi * (q - 0.5))
@@ -258,7 +265,8 @@ class MesaMarketplace(mesa.Model):
         b.recent[a] = b.recent.get(a, 0.0) + 1.0
 
     def _auction(self) -> None:
-        """Up to one task per negotiator, 30 rounds of a continuous double auction in random order."""
+        """Up to one task per negotiator, 30 rounds of a continuous double auction in random
+        order."""
         m = min(len(self.board), len(self.negotiators))
         if m == 0:
             return
@@ -314,8 +322,10 @@ class MesaMarketplace(mesa.Model):
         """Each task to the best willing worker of its skill with room (a sorted list per skill)."""
         live = [w for w in self.workers if w.alive]
         capacity = math.ceil(1.25 * len(self.board) / max(1, len(live)))
-        queues = [sorted((w for w in ws if w.alive and self.prices[s] >= w.cost), key=lambda w: -w.bias)
-                  for s, ws in enumerate(self.by_skill)]
+        queues = [
+            sorted((w for w in ws if w.alive and self.prices[s] >= w.cost), key=lambda w: -w.bias)
+            for s, ws in enumerate(self.by_skill)
+        ]
         heads = [0] * N_SKILLS
         demand = [0] * N_SKILLS
         served = [0] * N_SKILLS
@@ -374,5 +384,8 @@ class MesaMarketplace(mesa.Model):
 
     def credits(self) -> int:
         """Credits held at the home replicas (balance plus stake), for a conservation check."""
-        return sum(self.ledgers[a.unique_id % REGIONS].balance(a.unique_id) + self.ledgers[a.unique_id % REGIONS].staked(a.unique_id)
-                   for a in self.everyone)
+        return sum(
+            self.ledgers[a.unique_id % REGIONS].balance(a.unique_id)
+            + self.ledgers[a.unique_id % REGIONS].staked(a.unique_id)
+            for a in self.everyone
+        )

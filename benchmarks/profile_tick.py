@@ -1,7 +1,7 @@
 """Where a tick of the scaled default scenario spends its time: milliseconds per tick by component.
 
-    python -m benchmarks.profile_tick 1000000 5          # agents, timed ticks (after 11 warm-up ticks)
-    python -m benchmarks.profile_tick 1000000 5 cuda     # the same with --device cuda (networks, oscillators)
+    python -m benchmarks.profile_tick 1000000 5        # agents, timed ticks (after 11 warm-up)
+    python -m benchmarks.profile_tick 1000000 5 cuda   # the same on --device cuda
 
 Times ticks 11.. (after ``benchmarks.marketplace.WARMUP`` ticks: the coupling graph exists).
 Wraps each population's step, the coordination step and the ledger's remote work (ops received
@@ -19,8 +19,8 @@ from collections.abc import Callable
 import agents.critic as critic_module
 import agents.negotiator as negotiator_module
 from benchmarks.marketplace import SCENARIO, WARMUP, scaled_text
-from runtime.scenario import parse
-from runtime.world import World
+from runtime.kernel.scenario import parse
+from runtime.kernel.world import World
 
 
 def profile(n: int, ticks: int, device: str = "cpu") -> tuple[float, list[tuple[str, float]]]:
@@ -64,12 +64,23 @@ def profile(n: int, ticks: int, device: str = "cpu") -> tuple[float, list[tuple[
 
 def main(argv: list[str]) -> int:
     device = argv[2] if len(argv) == 3 else "cpu"
-    if len(argv) not in (2, 3) or not all(a.isdigit() and int(a) > 0 for a in argv[:2]) or device not in ("cpu", "cuda"):
-        print("usage: python -m benchmarks.profile_tick AGENTS TICKS [cpu|cuda]   (two positive integers)", file=sys.stderr)
+    if (
+        len(argv) not in (2, 3)
+        or not all(a.isdigit() and int(a) > 0 for a in argv[:2])
+        or device not in ("cpu", "cuda")
+    ):
+        print(
+            "usage: python -m benchmarks.profile_tick AGENTS TICKS [cpu|cuda]   (two positive "
+            "integers)",
+            file=sys.stderr,
+        )
         return 2
     n, ticks = int(argv[0]), int(argv[1])
     rate, rows = profile(n, ticks, device)
-    print(f"{n:,} agents, device {device}: {rate:.2f} ticks/s ({1000 / rate:.0f} ms per tick); ms per tick by component:")
+    print(
+        f"{n:,} agents, device {device}: {rate:.2f} ticks/s ({1000 / rate:.0f} ms per tick); "
+        f"ms per tick by component:"
+    )
     for label, ms in rows:
         print(f"{ms:9.1f}  {label}")
     return 0

@@ -1,4 +1,5 @@
-"""Each role's learned core beside its baseline on held-out seeds (the default scenario's seed is 42;
+"""Each role's learned core beside its baseline on held-out seeds (the default scenario's seed is
+42;
 these are 101..105): healing (learned detector vs no healing), critic (Thompson-sampled checks vs
 random spot checks at the same budget), world model (MLP ensemble vs persistence forecast, and the
 net value of its forecasts to the requesters who buy them),
@@ -8,9 +9,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from runtime.recording import with_baseline_cores
-from runtime.scenario import load
-from runtime.world import World
+from runtime.kernel.scenario import load
+from runtime.kernel.world import World
+from runtime.record.recording import with_baseline_cores
 
 SEEDS = (101, 102, 103, 104, 105)
 
@@ -27,30 +28,70 @@ def run(quick: bool, scenario: Path = Path("scenarios/marketplace.toml")) -> lis
         baseline = World(with_baseline_cores(sc), base=scenario.parent, seed=seed)
         baseline.run(until)
         h, b = learned.health.summary(), baseline.health.summary()
-        pairs = [("healing", "precision", h["precision"], b["precision"]),
-                 ("healing", "recall", h["recall"], b["recall"]),
-                 ("healing", "mean time to repair", h["mean_time_to_repair"], b["mean_time_to_repair"]),
-                 ("healing", "credits lost", h["credits_lost_micro"] / 1e6, b["credits_lost_micro"] / 1e6)]
+        pairs = [
+            ("healing", "precision", h["precision"], b["precision"]),
+            ("healing", "recall", h["recall"], b["recall"]),
+            ("healing", "mean time to repair", h["mean_time_to_repair"], b["mean_time_to_repair"]),
+            (
+                "healing",
+                "credits lost",
+                h["credits_lost_micro"] / 1e6,
+                b["credits_lost_micro"] / 1e6,
+            ),
+        ]
         for pop_l, pop_b in zip(learned.populations, baseline.populations, strict=True):
             ml, mb = pop_l.role_metrics(), pop_b.role_metrics()
             if "catch_rate" in ml:
-                pairs += [(pop_l.name, "catch rate", ml["catch_rate"], mb["catch_rate"]),
-                          (pop_l.name, "false-slash rate", ml["false_slash_rate"], mb["false_slash_rate"])]
+                pairs += [
+                    (pop_l.name, "catch rate", ml["catch_rate"], mb["catch_rate"]),
+                    (
+                        pop_l.name,
+                        "false-slash rate",
+                        ml["false_slash_rate"],
+                        mb["false_slash_rate"],
+                    ),
+                ]
             if "efficiency" in ml:
-                pairs += [(pop_l.name, "allocative efficiency", ml["efficiency"], mb["efficiency"]),
-                          (pop_l.name, "profit per agent (credits)", ml["profit_per_agent_credits"],
-                           mb["profit_per_agent_credits"])]
+                pairs += [
+                    (pop_l.name, "allocative efficiency", ml["efficiency"], mb["efficiency"]),
+                    (
+                        pop_l.name,
+                        "profit per agent (credits)",
+                        ml["profit_per_agent_credits"],
+                        mb["profit_per_agent_credits"],
+                    ),
+                ]
             if "quality_per_credit" in ml:
-                pairs.append((pop_l.name, "quality per 1,000 credits", ml["quality_per_credit"] * 1000,
-                              (mb["quality_per_credit"] or 0) * 1000))
+                pairs.append(
+                    (
+                        pop_l.name,
+                        "quality per 1,000 credits",
+                        ml["quality_per_credit"] * 1000,
+                        (mb["quality_per_credit"] or 0) * 1000,
+                    )
+                )
             if "net_value_micro" in ml:
-                pairs.append((pop_l.name, "forecast buyers' net value (credits)", ml["net_value_micro"] / 1e6,
-                              mb["net_value_micro"] / 1e6))
+                pairs.append(
+                    (
+                        pop_l.name,
+                        "forecast buyers' net value (credits)",
+                        ml["net_value_micro"] / 1e6,
+                        mb["net_value_micro"] / 1e6,
+                    )
+                )
             for key in sorted(k for k in ml if k.startswith("mape_")):
-                pairs.append((pop_l.name, key.replace("mape_", "MAPE at ") + " ticks", ml[key], mb[key]))
+                pairs.append(
+                    (pop_l.name, key.replace("mape_", "MAPE at ") + " ticks", ml[key], mb[key])
+                )
                 # The same comparison on the learned run's own prices (its sales move the market).
-                pairs.append((pop_l.name, key.replace("mape_", "MAPE at ") + " ticks, same prices", ml[key],
-                              ml[f"persistence_{key}"]))
+                pairs.append(
+                    (
+                        pop_l.name,
+                        key.replace("mape_", "MAPE at ") + " ticks, same prices",
+                        ml[key],
+                        ml[f"persistence_{key}"],
+                    )
+                )
         for role, label, lv, bv in pairs:
             rows.append((role, str(seed), label, f"{lv or 0:,.3f}", f"{bv or 0:,.3f}"))
             totals.setdefault((role, label), []).append((lv or 0.0, bv or 0.0))

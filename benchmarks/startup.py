@@ -29,9 +29,11 @@ role = "worker"
 count = 200
 """
 # prints: seconds to import mesa, then the rest of agora, then to build the world
-BUILD = ("import sys, time; t0 = time.perf_counter(); import mesa; t1 = time.perf_counter(); "
-         "import agora; t2 = time.perf_counter(); agora.Simulation.from_file(sys.argv[1]); "
-         "print(t1 - t0, t2 - t1, time.perf_counter() - t2)")
+BUILD = (
+    "import sys, time; t0 = time.perf_counter(); import mesa; t1 = time.perf_counter(); "
+    "import agora; t2 = time.perf_counter(); agora.Simulation.from_file(sys.argv[1]); "
+    "print(t1 - t0, t2 - t1, time.perf_counter() - t2)"
+)
 
 
 def _median(command: list[str], runs: int, printed: bool = True) -> list[float]:
@@ -42,7 +44,9 @@ def _median(command: list[str], runs: int, printed: bool = True) -> list[float]:
         start = time.perf_counter()
         done = subprocess.run(command, capture_output=True, text=True, check=True, cwd=ROOT)
         wall = time.perf_counter() - start
-        samples.append([float(x) for x in done.stdout.split("\n")[-2].split()] if printed else [wall])
+        samples.append(
+            [float(x) for x in done.stdout.split("\n")[-2].split()] if printed else [wall]
+        )
     return [statistics.median(column) for column in zip(*samples[1:], strict=True)]
 
 
@@ -54,9 +58,25 @@ def run(quick: bool) -> list[tuple[str, ...]]:
     plain.write_text(PLAIN)
     (help_s,) = _median([sys.executable, "-m", "runtime.cli", "--help"], runs, printed=False)
     mesa_s, agora_s, build_s = _median([sys.executable, "-c", BUILD, str(plain)], runs)
-    *_, default_s = _median([sys.executable, "-c", BUILD, str(ROOT / "scenarios" / "marketplace.toml")], runs)
-    return [("agora --help (process start to exit)", f"{help_s:.2f}", "< 0.5 s"),
-            ("build a scenario without learned cores (1,200 agents), after imports", f"{build_s:.2f}", "< 1 s"),
-            ("  imports before it: mesa (Mesa's own package, which loads pandas and scipy)", f"{mesa_s:.2f}", "-"),
-            ("  imports before it: the rest of agora", f"{agora_s:.2f}", "-"),
-            ("build the default scenario (2,250 agents, every role), after imports", f"{default_s:.2f}", "-")]
+    *_, default_s = _median(
+        [sys.executable, "-c", BUILD, str(ROOT / "scenarios" / "marketplace.toml")], runs
+    )
+    return [
+        ("agora --help (process start to exit)", f"{help_s:.2f}", "< 0.5 s"),
+        (
+            "build a scenario without learned cores (1,200 agents), after imports",
+            f"{build_s:.2f}",
+            "< 1 s",
+        ),
+        (
+            "  imports before it: mesa (Mesa's own package, which loads pandas and scipy)",
+            f"{mesa_s:.2f}",
+            "-",
+        ),
+        ("  imports before it: the rest of agora", f"{agora_s:.2f}", "-"),
+        (
+            "build the default scenario (2,250 agents, every role), after imports",
+            f"{default_s:.2f}",
+            "-",
+        ),
+    ]

@@ -14,17 +14,18 @@ from __future__ import annotations
 import sys
 import time
 
-from benchmarks.marketplace import SCENARIO, scaled_text
-from runtime.scenario import parse
-from runtime.world import World
+from benchmarks.marketplace import SCENARIO, WARMUP, scaled_text
+from runtime.kernel.scenario import parse
+from runtime.kernel.world import World
 
-WARMUP = 11  # the coupling graph exists from tick 10 on
 LAST = 30
 
 
 def main(argv: list[str]) -> int:
     if len(argv) != 1 or not argv[0].isdigit() or int(argv[0]) < 1000:
-        print("usage: python -m benchmarks.tick_window AGENTS   (an integer >= 1000)", file=sys.stderr)
+        print(
+            "usage: python -m benchmarks.tick_window AGENTS   (an integer >= 1000)", file=sys.stderr
+        )
         return 2
     n = int(argv[0])
     world = World(parse(scaled_text(n), base=SCENARIO.parent), base=SCENARIO.parent)
@@ -33,7 +34,10 @@ def main(argv: list[str]) -> int:
     world.run(LAST)
     seconds = time.perf_counter() - start
     ticks = LAST - WARMUP
-    print(f"{n:,} agents, ticks {WARMUP}-{LAST - 1}: {ticks / seconds:.2f} ticks/s ({1000 * seconds / ticks:.0f} ms per tick)")
+    print(
+        f"{n:,} agents, ticks {WARMUP}-{LAST - 1}: {ticks / seconds:.2f} ticks/s "
+        f"({1000 * seconds / ticks:.0f} ms per tick)"
+    )
     return 0
 
 

@@ -44,8 +44,10 @@ def load_model(path: Path) -> Any:
         from stable_baselines3 import A2C, PPO, SAC
         from stable_baselines3.common.save_util import load_from_zip_file
     except ImportError as exc:
-        raise ValueError("reading a Stable-Baselines3 model needs stable-baselines3: pip install "
-                         "stable-baselines3==2.9.2") from exc
+        raise ValueError(
+            "reading a Stable-Baselines3 model needs stable-baselines3: pip install "
+            "stable-baselines3==2.9.2"
+        ) from exc
     if not Path(path).is_file():
         raise ValueError(f"{path}: no such file (expected a model saved with model.save())")
     try:
@@ -75,25 +77,30 @@ def _linear_stack(modules: Any, where: str) -> tuple[list[Any], str | None]:
         elif type(module).__name__ in ACTIVATION_NAMES:
             activations.add(ACTIVATION_NAMES[type(module).__name__])
         else:
-            raise ValueError(f"{where}: layer {type(module).__name__} is not supported; expected "
-                             f"Linear layers with one of {sorted(ACTIVATION_NAMES)}")
+            raise ValueError(
+                f"{where}: layer {type(module).__name__} is not supported; expected "
+                f"Linear layers with one of {sorted(ACTIVATION_NAMES)}"
+            )
     if len(activations) > 1:
         raise ValueError(f"{where}: mixes activations {sorted(activations)}; a policy file has one")
     return linears, activations.pop() if activations else None
 
 
-def actor_of(model: Any) -> tuple[list[npt.NDArray[np.floating[Any]]],
-                                  list[npt.NDArray[np.floating[Any]]], str, str]:
+def actor_of(
+    model: Any,
+) -> tuple[list[npt.NDArray[np.floating[Any]]], list[npt.NDArray[np.floating[Any]]], str, str]:
     """The deterministic actor of a PPO/A2C or SAC model: weights, biases, activation, squash."""
     _check_spaces(model)
     policy = model.policy
     if getattr(model, "use_sde", False):
-        raise ValueError("models trained with gSDE (use_sde=True) are not supported; train "
-                         "without it")
+        raise ValueError(
+            "models trained with gSDE (use_sde=True) are not supported; train without it"
+        )
     if hasattr(policy, "mlp_extractor"):  # PPO and A2C: ActorCriticPolicy
         _check_flatten(getattr(policy, "pi_features_extractor", policy.features_extractor))
-        hidden, activation = _linear_stack(policy.mlp_extractor.policy_net,
-                                           "mlp_extractor.policy_net")
+        hidden, activation = _linear_stack(
+            policy.mlp_extractor.policy_net, "mlp_extractor.policy_net"
+        )
         last, squash = policy.action_net, "tanh" if policy.squash_output else "clip"
     elif hasattr(policy, "actor") and hasattr(policy.actor, "latent_pi"):  # SAC
         _check_flatten(policy.actor.features_extractor)
@@ -113,17 +120,23 @@ def _check_spaces(model: Any) -> None:
     want_obs, want_act = observation_space(), action_space()
     if getattr(obs, "shape", None) != want_obs.shape:
         raise ValueError(f"the model observes {obs}; agora/Market-v0 gives {want_obs}")
-    if (getattr(act, "shape", None) != want_act.shape
-            or not np.array_equal(act.low, want_act.low)
-            or not np.array_equal(act.high, want_act.high)):
-        raise ValueError(f"the model acts in {act}; agora/Market-v0's action space is {want_act}: "
-                         "train on the current agora/Market-v0")
+    if (
+        getattr(act, "shape", None) != want_act.shape
+        or not np.array_equal(act.low, want_act.low)
+        or not np.array_equal(act.high, want_act.high)
+    ):
+        raise ValueError(
+            f"the model acts in {act}; agora/Market-v0's action space is {want_act}: "
+            "train on the current agora/Market-v0"
+        )
 
 
 def _check_flatten(extractor: Any) -> None:
     if type(extractor).__name__ != "FlattenExtractor":
-        raise ValueError(f"features extractor {type(extractor).__name__}: only MlpPolicy's "
-                         "FlattenExtractor (no parameters) can be converted")
+        raise ValueError(
+            f"features extractor {type(extractor).__name__}: only MlpPolicy's "
+            "FlattenExtractor (no parameters) can be converted"
+        )
 
 
 def convert(model: Any, out: Path) -> Path:
@@ -134,8 +147,10 @@ def convert(model: Any, out: Path) -> Path:
     import stable_baselines3  # installed: a model exists
 
     weights, biases, activation, squash = actor_of(model)
-    source = (f"stable-baselines3 {stable_baselines3.__version__} {type(model).__name__} "
-              f"({type(model.policy).__name__})")
+    source = (
+        f"stable-baselines3 {stable_baselines3.__version__} {type(model).__name__} "
+        f"({type(model.policy).__name__})"
+    )
     save_policy_file(Path(out), weights, biases, activation, squash, source)
     return Path(out)
 
@@ -145,9 +160,12 @@ def main(argv: list[str] | None = None) -> int:
     one-line reason otherwise."""
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 2 or args[0] in ("-h", "--help"):
-        print("usage: python -m environments.convert_sb3 MODEL.zip OUT.npz\n"
-              "Writes a Stable-Baselines3 PPO/A2C/SAC model trained on agora/Market-v0 as an "
-              "Agora policy file (docs/reference/policy-files.md).", file=sys.stderr)
+        print(
+            "usage: python -m environments.convert_sb3 MODEL.zip OUT.npz\n"
+            "Writes a Stable-Baselines3 PPO/A2C/SAC model trained on agora/Market-v0 as an "
+            "Agora policy file (docs/reference/policy-files.md).",
+            file=sys.stderr,
+        )
         return 0 if args and args[0] in ("-h", "--help") else 2
     try:
         out = convert(Path(args[0]), Path(args[1]))

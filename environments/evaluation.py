@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from economy import MICRO
 from environments.market import MarketEnv
-from environments.market_core import UNIT
 
 RANDOM = "random"  # a uniform action in [-1, 1] each period: a uniform shade
 ZIC = "zi-c"  # the learner's seat asks as its ZI-C peers do: a fresh uniform ask every round
@@ -23,8 +23,9 @@ ZIC = "zi-c"  # the learner's seat asks as its ZI-C peers do: a fresh uniform as
 Actor = Callable[[npt.NDArray[np.float32]], Any]
 
 
-def mean_returns(policy: Actor | str, seeds: Sequence[int], episodes: int, **env_kwargs: Any
-                 ) -> list[float]:
+def mean_returns(
+    policy: Actor | str, seeds: Sequence[int], episodes: int, **env_kwargs: Any
+) -> list[float]:
     """Mean return per seed of ``policy`` on Market-v0 made with ``env_kwargs``.
 
     Args:
@@ -53,13 +54,55 @@ def mean_returns(policy: Actor | str, seeds: Sequence[int], episodes: int, **env
                 continue
             done = False
             while not done:
-                action = (draws.uniform(-1.0, 1.0, 1).astype(np.float32) if policy == RANDOM
-                          else policy(obs))  # type: ignore[operator]
+                action = (
+                    draws.uniform(-1.0, 1.0, 1).astype(np.float32)
+                    if policy == RANDOM
+                    else policy(obs)
+                )  # type: ignore[operator]
                 obs, reward, terminated, truncated, _ = env.step(action)
                 total += reward
                 done = terminated or truncated
         means.append(total / episodes)
     assert len(means) == len(seeds)
+    return means
+
+
+def scenario_returns(
+    policy: Actor | str,
+    scenario: Any,
+    learner: str,
+    seeds: Sequence[int],
+    episodes: int,
+    **env_kwargs: Any,
+) -> list[float]:
+    """Mean return per seed of ``policy`` in seat 0 of population ``learner`` of ``scenario``
+    (:class:`environments.scenario_env.ScenarioEnv`'s reward), the World seeded ``1000·s + e``
+    for episode ``e`` of seed ``s``. :data:`ZIC` lets the seat trade as the role's scripted
+    baseline (a negotiator: a ZI-C ask drawn afresh every round)."""
+    from environments.scenario_runner import ScenarioRunner
+
+    if episodes < 1 or not seeds:
+        raise ValueError(f"need at least one seed and one episode, got {len(seeds)} and {episodes}")
+    runner = ScenarioRunner(scenario, learner, [0], **env_kwargs)
+    means = []
+    for seed in seeds:
+        draws = np.random.default_rng(seed)
+        total = 0.0
+        for e in range(episodes):
+            obs = runner.reset(1000 * seed + e)[0]
+            while True:
+                if policy == ZIC:
+                    action = np.full((1, 1), np.nan)
+                elif policy == RANDOM:
+                    action = draws.uniform(-1.0, 1.0, (1, 1))
+                else:
+                    action = runner.form.check(np.asarray(policy(obs))[None], lambda _: learner)  # type: ignore[operator]
+                obs_all, reward, left, over = runner.step(action)
+                obs = obs_all[0]
+                total += float(reward[0])
+                if left[0] or over:
+                    break
+        means.append(total / episodes)
     return means
 
 
@@ -72,7 +115,7 @@ def _zic_episode(env: MarketEnv) -> float:
     total = 0.0
     for _ in range(market.periods):
         gain, bankrupt, done = market.step(unused, everyone)
-        total += float(gain[0, 0]) / UNIT
+        total += float(gain[0, 0]) / MICRO
         if bankrupt[0, 0] or done[0]:
             break
     return total

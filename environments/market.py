@@ -16,10 +16,10 @@ import numpy.typing as npt
 from gymnasium import spaces
 from gymnasium.vector import AutoresetMode, VectorEnv
 
-from agents.shade_policy import OBS_DIM, shade_from_action
-from environments.market_core import UNIT, MarketBatch
+from agents.shade_policy import ENV_ID, OBS_DIM, shade_from_action
+from economy import MICRO
+from environments.market_core import MarketBatch
 
-ENV_ID = "agora/Market-v0"
 ACTION_HINT = "an action in [-1, 1] (shade = (action + 1)/2); rescale it, or clip it to the box"
 
 
@@ -36,8 +36,14 @@ def action_space(num_envs: int | None = None) -> spaces.Box:
     return spaces.Box(-1.0, 1.0, shape=shape, dtype=np.float32)
 
 
-def make_market(n_markets: int, n_agents: int, periods: int, fee: float, initial_credits: float,
-                render_mode: str | None = None) -> MarketBatch:
+def make_market(
+    n_markets: int,
+    n_agents: int,
+    periods: int,
+    fee: float,
+    initial_credits: float,
+    render_mode: str | None = None,
+) -> MarketBatch:
     """The markets behind an environment, after checking its arguments (ValueError naming the
     bad one)."""
     if render_mode not in (None, "ansi"):
@@ -46,8 +52,9 @@ def make_market(n_markets: int, n_agents: int, periods: int, fee: float, initial
         raise ValueError(f"fee: must be >= 0 credits, got {fee}")
     if initial_credits <= 0:
         raise ValueError(f"initial_credits: must be > 0, got {initial_credits}")
-    return MarketBatch(n_markets, n_agents, periods, int(round(fee * UNIT)),
-                       int(round(initial_credits * UNIT)))
+    return MarketBatch(
+        n_markets, n_agents, periods, int(round(fee * MICRO)), int(round(initial_credits * MICRO))
+    )
 
 
 def check_action(space: spaces.Box, action: Any, who: str) -> np.float64:
@@ -55,8 +62,10 @@ def check_action(space: spaces.Box, action: Any, who: str) -> np.float64:
     (never a silent clip)."""
     arr = np.asarray(action)
     if arr.dtype.kind not in "fiu" or arr.shape not in ((1,), ()):  # booleans, strings: no
-        raise ValueError(f"{who}: action {action!r} is not in {space}: need a float array of "
-                         f"shape (1,) holding {ACTION_HINT}")
+        raise ValueError(
+            f"{who}: action {action!r} is not in {space}: need a float array of "
+            f"shape (1,) holding {ACTION_HINT}"
+        )
     value = float(arr.reshape(()))
     if not np.isfinite(value) or not -1.0 <= value <= 1.0:
         raise ValueError(f"{who}: action {value!r} is outside {space}: need {ACTION_HINT}")
@@ -142,8 +151,14 @@ class MarketEnv(gym.Env[npt.NDArray[np.float32], npt.NDArray[np.float32]]):
 
     metadata = {"render_modes": ["ansi"], "render_fps": 4}
 
-    def __init__(self, n_agents: int = 8, periods: int = 50, fee: float = 0.05,
-                 initial_credits: float = 2.0, render_mode: str | None = None) -> None:
+    def __init__(
+        self,
+        n_agents: int = 8,
+        periods: int = 50,
+        fee: float = 0.05,
+        initial_credits: float = 2.0,
+        render_mode: str | None = None,
+    ) -> None:
         self.market = make_market(1, n_agents, periods, fee, initial_credits, render_mode)
         self.render_mode = render_mode
         self.scripted = np.arange(n_agents) > 0
@@ -152,8 +167,9 @@ class MarketEnv(gym.Env[npt.NDArray[np.float32], npt.NDArray[np.float32]]):
         self._last_reward = 0.0
         self._over = True  # until the first reset(), and again once an episode ends
 
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None
-              ) -> tuple[npt.NDArray[np.float32], dict[str, Any]]:
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[npt.NDArray[np.float32], dict[str, Any]]:
         """Start an episode; ``seed`` makes it reproducible."""
         super().reset(seed=seed)
         self.market.reset(0, int(self.np_random.integers(2**63 - 1)))
@@ -161,17 +177,20 @@ class MarketEnv(gym.Env[npt.NDArray[np.float32], npt.NDArray[np.float32]]):
         self._over = False
         return self.market.observe()[0, 0], self._info()
 
-    def step(self, action: Any
-             ) -> tuple[npt.NDArray[np.float32], float, bool, bool, dict[str, Any]]:
+    def step(
+        self, action: Any
+    ) -> tuple[npt.NDArray[np.float32], float, bool, bool, dict[str, Any]]:
         """One trading period at the shade ``(action + 1)/2``."""
         if self._over:
-            raise RuntimeError(f"{ENV_ID}: the episode is over (the negotiator went bankrupt, or "
-                               "the periods ran out), or has not started: call reset() before "
-                               "stepping")
+            raise RuntimeError(
+                f"{ENV_ID}: the episode is over (the negotiator went bankrupt, or "
+                "the periods ran out), or has not started: call reset() before "
+                "stepping"
+            )
         shade = np.zeros((1, self.market.n))
         shade[0, 0] = shade_from_action(check_action(self.action_space, action, ENV_ID))
         gain, bankrupt, done = self.market.step(shade, self.scripted)
-        self._last_reward = float(gain[0, 0]) / UNIT
+        self._last_reward = float(gain[0, 0]) / MICRO
         terminated = bool(bankrupt[0, 0])
         truncated = bool(done[0]) and not terminated
         self._over = terminated or truncated
@@ -188,9 +207,11 @@ class MarketEnv(gym.Env[npt.NDArray[np.float32], npt.NDArray[np.float32]]):
         if self.render_mode != "ansi":
             return None
         m = self.market
-        return (f"period {int(m.t[0])}/{m.periods}  cost {m.cost[0, 0]:.3f}  last price "
-                f"{m.last_price[0]:.3f}  credits {m.credits[0, 0] / UNIT:.3f}  reward "
-                f"{self._last_reward:+.3f}")
+        return (
+            f"period {int(m.t[0])}/{m.periods}  cost {m.cost[0, 0]:.3f}  last price "
+            f"{m.last_price[0]:.3f}  credits {m.credits[0, 0] / MICRO:.3f}  reward "
+            f"{self._last_reward:+.3f}"
+        )
 
 
 class MarketVectorEnv(VectorEnv):  # type: ignore[type-arg]
@@ -199,8 +220,14 @@ class MarketVectorEnv(VectorEnv):  # type: ignore[type-arg]
 
     metadata = {"render_modes": [], "autoreset_mode": AutoresetMode.NEXT_STEP}
 
-    def __init__(self, num_envs: int = 16, n_agents: int = 8, periods: int = 50, fee: float = 0.05,
-                 initial_credits: float = 2.0) -> None:
+    def __init__(
+        self,
+        num_envs: int = 16,
+        n_agents: int = 8,
+        periods: int = 50,
+        fee: float = 0.05,
+        initial_credits: float = 2.0,
+    ) -> None:
         self.num_envs = num_envs
         self.market = make_market(num_envs, n_agents, periods, fee, initial_credits)
         self.scripted = np.arange(n_agents) > 0
@@ -210,8 +237,9 @@ class MarketVectorEnv(VectorEnv):  # type: ignore[type-arg]
         self.action_space = action_space(num_envs)
         self._needs_reset = np.zeros(num_envs, dtype=np.bool_)
 
-    def reset(self, *, seed: int | list[int] | None = None, options: dict[str, Any] | None = None
-              ) -> tuple[npt.NDArray[np.float32], dict[str, Any]]:
+    def reset(
+        self, *, seed: int | list[int] | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[npt.NDArray[np.float32], dict[str, Any]]:
         """Reset every sub-environment; an int ``seed`` seeds sub-environment ``i`` with
         ``seed + i``."""
         seeds = [seed + i for i in range(self.num_envs)] if isinstance(seed, int) else seed
@@ -223,15 +251,21 @@ class MarketVectorEnv(VectorEnv):  # type: ignore[type-arg]
         self._needs_reset[:] = False
         return self.market.observe()[:, 0], {}
 
-    def step(self, actions: Any) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float64],
-                                          npt.NDArray[np.bool_], npt.NDArray[np.bool_],
-                                          dict[str, Any]]:
+    def step(
+        self, actions: Any
+    ) -> tuple[
+        npt.NDArray[np.float32],
+        npt.NDArray[np.float64],
+        npt.NDArray[np.bool_],
+        npt.NDArray[np.bool_],
+        dict[str, Any],
+    ]:
         """One period in every market; a market whose episode ended last step is reset instead."""
         shade = np.zeros((self.num_envs, self.market.n))
         shade[:, 0] = shade_from_action(self._checked(actions)[:, 0])
         resetting = self._needs_reset.copy()
         gain, bankrupt, done = self.market.step(shade, self.scripted)
-        reward = gain[:, 0] / UNIT
+        reward = gain[:, 0] / MICRO
         terminated = bankrupt[:, 0] & ~resetting
         truncated = done & ~terminated & ~resetting & self.market.alive[:, 0]
         for b in np.flatnonzero(resetting):
@@ -256,6 +290,8 @@ class MarketVectorEnv(VectorEnv):  # type: ignore[type-arg]
         bad = ~np.isfinite(arr[:, 0]) | (np.abs(arr[:, 0]) > 1.0)
         if bad.any():
             i = int(np.argmax(bad))
-            raise ValueError(f"action {float(arr[i, 0])!r} of sub-environment {i} is outside "
-                             f"{self.action_space}: {need}")
+            raise ValueError(
+                f"action {float(arr[i, 0])!r} of sub-environment {i} is outside "
+                f"{self.action_space}: {need}"
+            )
         return arr

@@ -16,18 +16,16 @@ bankrupt and leaves.
 Clearing is one numba call over all markets; randomness comes from one generator per market, so
 each market's episode depends only on its own seed.
 """
+
 from __future__ import annotations
 
 import numpy as np
 import numpy.typing as npt
 from numba import njit
 
-from agents.auction import arrival_orders, double_auction_fast
+from agents.auction import CEILING, ROUNDS, arrival_orders, double_auction_fast
 from agents.shade_policy import OBS_DIM, market_observation
-
-CEILING = 2.0  # highest ask, in units of the task's posted price (as in the negotiator role)
-ROUNDS = 30  # auction rounds per period (as in the negotiator role)
-UNIT = 1_000_000  # micro-credits per credit: a task's posted price is one credit
+from economy import MICRO
 
 
 @njit(cache=True)
@@ -70,8 +68,10 @@ class MarketBatch:
 
     def __init__(self, n_markets: int, n_agents: int, periods: int, fee: int, initial: int) -> None:
         if n_agents < 1 or n_markets < 1 or periods < 1:
-            raise ValueError(f"need at least one market, agent and period; got {n_markets}, "
-                             f"{n_agents}, {periods}")
+            raise ValueError(
+                f"need at least one market, agent and period; got {n_markets}, "
+                f"{n_agents}, {periods}"
+            )
         self.B, self.n, self.periods = n_markets, n_agents, periods
         self.fee, self.initial = fee, initial  # micro-credits
         # Fresh entropy until a reset seeds them.
@@ -103,13 +103,18 @@ class MarketBatch:
         """Every negotiator's observation ``float32[B, n, OBS_DIM]``, each feature in ``[-1, 1]``:
         cost, last clearing price, credits against the start, share of the episode left (scaled
         as :func:`agents.shade_policy.market_observation` says)."""
-        obs = market_observation(self.cost, self.last_price[:, None], self.credits / self.initial,
-                                 (1.0 - self.t / self.periods)[:, None]).astype(np.float32)
+        obs = market_observation(
+            self.cost,
+            self.last_price[:, None],
+            self.credits / self.initial,
+            (1.0 - self.t / self.periods)[:, None],
+        ).astype(np.float32)
         assert obs.shape == (self.B, self.n, OBS_DIM)
         return obs
 
-    def step(self, shade: npt.NDArray[np.float64], scripted: npt.NDArray[np.bool_]
-             ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.bool_], npt.NDArray[np.bool_]]:
+    def step(
+        self, shade: npt.NDArray[np.float64], scripted: npt.NDArray[np.bool_]
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.bool_], npt.NDArray[np.bool_]]:
         """One period in every market. ``shade[B, n]`` in [0, 1] for the learners; ``scripted[n]``
         marks ZI-C seats.
 
@@ -130,10 +135,20 @@ class MarketBatch:
             zic = self.cost[b] + rng.random((ROUNDS, n)) * (CEILING - self.cost[b])
             asks[b][:, scripted] = zic[:, scripted]
             order[b] = arrival_orders(rng.random((ROUNDS, 2 * n)))
-        clear(asks, bids, self.alive, self.cost, value, order, self._price, self._traded, self._s,
-              self._b)
+        clear(
+            asks,
+            bids,
+            self.alive,
+            self.cost,
+            value,
+            order,
+            self._price,
+            self._traded,
+            self._s,
+            self._b,
+        )
         traded = self._traded & self.alive
-        profit = np.where(traded, np.floor((self._price - self.cost) * UNIT), 0).astype(np.int64)
+        profit = np.where(traded, np.floor((self._price - self.cost) * MICRO), 0).astype(np.int64)
         gain = np.where(self.alive, profit - self.fee, 0)
         count = traded.sum(axis=1)
         price = np.where(count > 0, (self._price * traded).sum(axis=1) / np.maximum(count, 1), 0.0)

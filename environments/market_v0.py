@@ -4,9 +4,9 @@
 form and ``env()`` the AEC form with PettingZoo's order-enforcing wrapper, as PettingZoo's own
 environments are laid out. :class:`MarketParallelEnv`'s docstring is the environment's page.
 """
+
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 import numpy as np
@@ -15,8 +15,8 @@ from pettingzoo import ParallelEnv
 from pettingzoo.utils import conversions, wrappers
 
 from agents.shade_policy import shade_from_action
+from economy import MICRO
 from environments.market import action_space, check_action, make_market, observation_space
-from environments.market_core import UNIT
 
 
 def env(**kwargs: Any) -> Any:
@@ -94,8 +94,14 @@ class MarketParallelEnv(ParallelEnv):  # type: ignore[type-arg]
 
     metadata = {"name": "market_v0", "render_modes": ["ansi"], "is_parallelizable": True}
 
-    def __init__(self, n_agents: int = 8, periods: int = 50, fee: float = 0.05,
-                 initial_credits: float = 2.0, render_mode: str | None = None) -> None:
+    def __init__(
+        self,
+        n_agents: int = 8,
+        periods: int = 50,
+        fee: float = 0.05,
+        initial_credits: float = 2.0,
+        render_mode: str | None = None,
+    ) -> None:
         self.market = make_market(1, n_agents, periods, fee, initial_credits, render_mode)
         self.render_mode = render_mode
         self.possible_agents = [f"negotiator_{i}" for i in range(n_agents)]
@@ -104,20 +110,21 @@ class MarketParallelEnv(ParallelEnv):  # type: ignore[type-arg]
         self._live_set: set[str] = set()
         self._scripted = np.zeros(n_agents, dtype=np.bool_)
         self._seed_rng = np.random.default_rng()
+        # One space object per agent, as PettingZoo expects.
+        self._observation_spaces = {a: observation_space() for a in self.possible_agents}
+        self._action_spaces = {a: action_space() for a in self.possible_agents}
 
-    # One space object per agent, as PettingZoo expects.
-    @functools.lru_cache(maxsize=None)  # noqa: B019
     def observation_space(self, agent: str) -> Any:
         """Market-v0's observation space."""
-        return observation_space()
+        return self._observation_spaces[agent]
 
-    @functools.lru_cache(maxsize=None)  # noqa: B019
     def action_space(self, agent: str) -> Any:
         """Market-v0's action space."""
-        return action_space()
+        return self._action_spaces[agent]
 
-    def reset(self, seed: int | None = None, options: dict[str, Any] | None = None
-              ) -> tuple[dict[str, npt.NDArray[np.float32]], dict[str, dict[str, Any]]]:
+    def reset(
+        self, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[dict[str, npt.NDArray[np.float32]], dict[str, dict[str, Any]]]:
         """Start an episode with every negotiator; ``seed`` makes it reproducible."""
         if seed is not None:
             self._seed_rng = np.random.default_rng(seed)
@@ -127,9 +134,15 @@ class MarketParallelEnv(ParallelEnv):  # type: ignore[type-arg]
         obs = self.market.observe()[0]
         return {a: obs[self.index[a]] for a in self.agents}, {a: {} for a in self.agents}
 
-    def step(self, actions: dict[str, Any]
-             ) -> tuple[dict[str, Any], dict[str, float], dict[str, bool], dict[str, bool],
-                        dict[str, dict[str, Any]]]:
+    def step(
+        self, actions: dict[str, Any]
+    ) -> tuple[
+        dict[str, Any],
+        dict[str, float],
+        dict[str, bool],
+        dict[str, bool],
+        dict[str, dict[str, Any]],
+    ]:
         """One period: every live negotiator's shade in, everyone's outcome out."""
         if not self.agents:
             raise RuntimeError("market_v0: the episode is over; call reset()")
@@ -139,8 +152,10 @@ class MarketParallelEnv(ParallelEnv):  # type: ignore[type-arg]
         values = np.empty(len(actions))
         for k, (agent, action) in enumerate(actions.items()):
             if agent not in live_set:
-                raise ValueError(f"market_v0: {agent!r} is not a live agent (live: "
-                                 f"{len(self.agents)}); send actions for env.agents only")
+                raise ValueError(
+                    f"market_v0: {agent!r} is not a live agent (live: "
+                    f"{len(self.agents)}); send actions for env.agents only"
+                )
             arr = np.asarray(action)
             if arr.size != 1 or arr.dtype.kind not in "fiu":
                 check_action(self.action_space(agent), action, agent)  # raises, naming the agent
@@ -154,8 +169,10 @@ class MarketParallelEnv(ParallelEnv):  # type: ignore[type-arg]
         if len(actions) != len(live_set):
             missing = sorted(live_set - set(actions))
             more = " ..." if len(missing) > 3 else ""
-            raise ValueError(f"market_v0: no action for {missing[:3]}{more}; every agent in "
-                             "env.agents acts each period")
+            raise ValueError(
+                f"market_v0: no action for {missing[:3]}{more}; every agent in "
+                "env.agents acts each period"
+            )
         shade[0, seats] = shade_from_action(values)
         gain, bankrupt, done = self.market.step(shade, self._scripted)
         obs_all = self.market.observe()[0]
@@ -164,7 +181,7 @@ class MarketParallelEnv(ParallelEnv):  # type: ignore[type-arg]
         ended = bool(done[0])
         term_l = bankrupt[0, idx].tolist()
         obs = dict(zip(live, obs_all[idx], strict=True))
-        rewards = dict(zip(live, (gain[0, idx] / UNIT).tolist(), strict=True))
+        rewards = dict(zip(live, (gain[0, idx] / MICRO).tolist(), strict=True))
         terminations = dict(zip(live, term_l, strict=True))
         truncations = {a: ended and not t for a, t in zip(live, term_l, strict=True)}
         credits = self.market.credits[0, idx].tolist()
@@ -179,8 +196,10 @@ class MarketParallelEnv(ParallelEnv):  # type: ignore[type-arg]
             return None
         m = self.market
         eff = m.surplus[0] / m.best[0] if m.best[0] else 0.0
-        return (f"period {int(m.t[0])}/{m.periods}  live {len(self.agents)}  last price "
-                f"{m.last_price[0]:.3f}  efficiency {eff:.3f}")
+        return (
+            f"period {int(m.t[0])}/{m.periods}  live {len(self.agents)}  last price "
+            f"{m.last_price[0]:.3f}  efficiency {eff:.3f}"
+        )
 
     def close(self) -> None:
         """Nothing to release."""

@@ -85,6 +85,12 @@ class Args:
     """held-out seeds of the final evaluation"""
     eval_episodes: int = 20
     """episodes per held-out seed in the final evaluation"""
+    scenario: str | dict[str, Any] | None = None
+    """a scenario file (or its tables) to train in (``agora/Scenario-v0``); None: Market-v0"""
+    learner: str = "negotiators"
+    """with ``scenario``: the population one seat of which learns"""
+    ticks: int | None = None
+    """with ``scenario``: ticks per episode (None: the scenario's own)"""
 
 
 def layer(i: int, o: int, std: float = 2**0.5) -> nn.Linear:
@@ -97,8 +103,9 @@ def layer(i: int, o: int, std: float = 2**0.5) -> nn.Linear:
 
 def mlp(out: int, std: float) -> nn.Sequential:
     """Two tanh hidden layers of :data:`HIDDEN` units from the observation to ``out`` outputs."""
-    return nn.Sequential(layer(OBS_DIM, HIDDEN), nn.Tanh(), layer(HIDDEN, HIDDEN), nn.Tanh(),
-                         layer(HIDDEN, out, std))
+    return nn.Sequential(
+        layer(OBS_DIM, HIDDEN), nn.Tanh(), layer(HIDDEN, HIDDEN), nn.Tanh(), layer(HIDDEN, out, std)
+    )
 
 
 class Agent(nn.Module):
@@ -113,10 +120,12 @@ class Agent(nn.Module):
 
     def value(self, x: torch.Tensor) -> torch.Tensor:
         """The critic's value of observations ``x[n, 4]``: ``[n, 1]``."""
-        return self.critic(x)  # type: ignore[no-any-return]
+        value: torch.Tensor = self.critic(x)
+        return value
 
-    def act(self, x: torch.Tensor, u: torch.Tensor | None = None
-            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    def act(
+        self, x: torch.Tensor, u: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Raw action (sampled unless given), its log-prob, the entropy and the value."""
         mean = self.actor(x)
         dist = torch.distributions.Normal(mean, self.log_std.expand_as(mean).exp())
@@ -127,22 +136,28 @@ class Agent(nn.Module):
 
 def action_of(u: torch.Tensor) -> npt.NDArray[np.float64]:
     """The environment actions for raw actions ``u[n, 1]``: ``tanh(u)``, inside ``[-1, 1]``."""
-    return torch.tanh(u).double().cpu().numpy()  # type: ignore[no-any-return]
+    action: npt.NDArray[np.float64] = torch.tanh(u).double().cpu().numpy()
+    return action
 
 
 def save_policy(agent: Agent, path: Path) -> None:
     """Write the actor as a policy file (tanh hidden layers, ``tanh`` squash, float64)."""
     linears = [m for m in agent.actor if isinstance(m, nn.Linear)]
-    save_policy_file(path, [m.weight.detach().cpu().double().numpy() for m in linears],
-                     [m.bias.detach().cpu().double().numpy() for m in linears],
-                     activation="tanh", squash="tanh",
-                     source="agora train (PPO, environments/ppo.py)")
+    save_policy_file(
+        path,
+        [m.weight.detach().cpu().double().numpy() for m in linears],
+        [m.bias.detach().cpu().double().numpy() for m in linears],
+        activation="tanh",
+        squash="tanh",
+        source="agora train (PPO, environments/ppo.py)",
+    )
 
 
 def evaluate(policy: Callable[[npt.NDArray[np.float32]], Any] | str, args: Args) -> list[float]:
     """Mean episode return per held-out seed (:func:`environments.evaluation.mean_returns`)."""
-    return mean_returns(policy, args.eval_seeds, args.eval_episodes, n_agents=args.n_agents,
-                        periods=args.periods)
+    return mean_returns(
+        policy, args.eval_seeds, args.eval_episodes, n_agents=args.n_agents, periods=args.periods
+    )
 
 
 @dataclass
@@ -158,11 +173,13 @@ class Rollout:
     valid: torch.Tensor  # 0 where the step only reset a market whose episode had ended
 
     @classmethod
-    def zeros(cls, T: int, N: int, device: torch.device) -> Rollout:
-        """Empty storage for ``T`` steps of ``N`` markets (float64)."""
-        def z(*shape: int) -> torch.Tensor:
-            return torch.zeros(shape, dtype=torch.float64, device=device)
-        return cls(z(T, N, OBS_DIM), z(T, N, 1), z(T, N), z(T, N), z(T, N), z(T, N), z(T, N))
+    def zeros(cls, steps: int, markets: int, device: torch.device) -> Rollout:
+        """Empty storage for ``steps`` steps of ``markets`` markets (float64)."""
+
+        def z(*trailing: int) -> torch.Tensor:
+            return torch.zeros((steps, markets, *trailing), dtype=torch.float64, device=device)
+
+        return cls(z(OBS_DIM), z(1), z(), z(), z(), z(), z())
 
 
 @dataclass
@@ -175,8 +192,7 @@ class Cursor:
     steps: int = 0
 
 
-def collect(agent: Agent, envs: MarketVectorEnv, roll: Rollout, cur: Cursor
-            ) -> tuple[list[float], float]:
+def collect(agent: Agent, envs: Any, roll: Rollout, cur: Cursor) -> tuple[list[float], float]:
     """Fill ``roll`` with one rollout; the returns of the episodes that ended, and the mean
     shade."""
     finished: list[float] = []
@@ -202,18 +218,19 @@ def collect(agent: Agent, envs: MarketVectorEnv, roll: Rollout, cur: Cursor
     return finished, float(np.mean(shades))
 
 
-def advantages(agent: Agent, roll: Rollout, cur: Cursor, args: Args
-               ) -> tuple[torch.Tensor, torch.Tensor]:
+def advantages(
+    agent: Agent, roll: Rollout, cur: Cursor, args: Args
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Generalised advantage estimates and the value targets, ``[num_steps, num_envs]`` each."""
-    T = roll.reward.shape[0]
+    steps = roll.reward.shape[0]
     with torch.no_grad():
         next_value = agent.value(cur.obs).flatten()
         adv = torch.zeros_like(roll.reward)
         last = torch.zeros_like(next_value)
-        for t in reversed(range(T)):
-            nonterminal = 1.0 - (cur.done if t == T - 1 else roll.done[t + 1])
-            nv = next_value if t == T - 1 else roll.value[t + 1]
-            delta = roll.reward[t] + args.gamma * nv * nonterminal - roll.value[t]
+        for t in reversed(range(steps)):
+            nonterminal = 1.0 - (cur.done if t == steps - 1 else roll.done[t + 1])
+            value_after = next_value if t == steps - 1 else roll.value[t + 1]
+            delta = roll.reward[t] + args.gamma * value_after * nonterminal - roll.value[t]
             last = delta + args.gamma * args.gae_lambda * nonterminal * last
             # An autoreset step carries no learning signal: its advantage chain restarts.
             last = last * roll.valid[t]
@@ -221,8 +238,15 @@ def advantages(agent: Agent, roll: Rollout, cur: Cursor, args: Args
     return adv, adv + roll.value
 
 
-def update(agent: Agent, optimizer: torch.optim.Optimizer, roll: Rollout, adv: torch.Tensor,
-           returns: torch.Tensor, args: Args, iteration: int) -> None:
+def update(
+    agent: Agent,
+    optimizer: torch.optim.Optimizer,
+    roll: Rollout,
+    adv: torch.Tensor,
+    returns: torch.Tensor,
+    args: Args,
+    iteration: int,
+) -> None:
     """``update_epochs`` passes of clipped-surrogate minibatch steps over the rollout's valid
     steps."""
     b_obs, b_u = roll.obs.reshape(-1, OBS_DIM), roll.u.reshape(-1, 1)
@@ -234,6 +258,8 @@ def update(agent: Agent, optimizer: torch.optim.Optimizer, roll: Rollout, adv: t
         perm = idx_all[torch.randperm(idx_all.numel(), generator=gen).to(idx_all.device)]
         for start in range(0, perm.numel(), mb):
             ix = perm[start : start + mb]
+            if ix.numel() < 2:  # one sample has no spread to normalise its advantage by
+                continue
             _, newlogp, entropy, newv = agent.act(b_obs[ix], b_u[ix])
             ratio = (newlogp - b_logp[ix]).exp()
             a = (b_adv[ix] - b_adv[ix].mean()) / (b_adv[ix].std() + 1e-8)
@@ -246,53 +272,123 @@ def update(agent: Agent, optimizer: torch.optim.Optimizer, roll: Rollout, adv: t
             optimizer.step()
 
 
-def train(args: Args, out: Path, progress: Callable[[int, int, float], None] | None = None
-          ) -> dict[str, Any]:
+def make_envs(args: Args) -> Any:
+    """The vector env a run trains on: Market-v0's native one, or worlds of ``args.scenario``."""
+    if args.scenario is None:
+        return MarketVectorEnv(num_envs=args.num_envs, n_agents=args.n_agents, periods=args.periods)
+    from environments.scenario_env import make_vec_env
+
+    envs = make_vec_env(args.scenario, args.learner, args.num_envs, ticks=args.ticks)
+    if envs.single_observation_space.shape != (OBS_DIM,) or envs.single_action_space.shape != (1,):
+        raise ValueError(
+            f"learner {args.learner!r}: PPO here trains a shade policy (observation "
+            f"({OBS_DIM},), action (1,)); this role's control form has "
+            f"{envs.single_observation_space.shape} and {envs.single_action_space.shape}"
+        )
+    return envs
+
+
+def evaluate_args(policy: Any, args: Args) -> list[float]:
+    """Mean return per held-out seed, in Market-v0 or in ``args.scenario`` (one seat learning)."""
+    if args.scenario is None:
+        return evaluate(policy, args)
+    from environments.evaluation import scenario_returns
+
+    return scenario_returns(
+        policy, args.scenario, args.learner, args.eval_seeds, args.eval_episodes, ticks=args.ticks
+    )
+
+
+def train(
+    args: Args, out: Path, progress: Callable[[int, int, float], None] | None = None
+) -> dict[str, Any]:
     """Train, write the run's files to ``out`` and return the evaluation (``eval.json``)."""
     torch.manual_seed(args.seed)
     if args.device == "cpu":
         torch.set_num_threads(1)  # one thread: the same sums in the same order, run after run
     device = torch.device(args.device)
     (out / "checkpoints").mkdir(parents=True, exist_ok=True)
-    envs = MarketVectorEnv(num_envs=args.num_envs, n_agents=args.n_agents, periods=args.periods)
+    envs = make_envs(args)
     agent = Agent().double().to(device)
     optimizer = torch.optim.Adam(agent.parameters(), lr=args.lr, eps=1e-5)
     iterations = max(1, args.total_steps // (args.num_steps * args.num_envs))
     roll = Rollout.zeros(args.num_steps, args.num_envs, device)
     obs_np, _ = envs.reset(seed=args.seed)
-    cur = Cursor(torch.from_numpy(obs_np.astype(np.float64)).to(device),
-                 torch.zeros(args.num_envs, dtype=torch.float64, device=device),
-                 np.zeros(args.num_envs))
+    cur = Cursor(
+        torch.from_numpy(obs_np.astype(np.float64)).to(device),
+        torch.zeros(args.num_envs, dtype=torch.float64, device=device),
+        np.zeros(args.num_envs),
+    )
     rows = []
     for it in range(1, iterations + 1):
+        # Anneal the learning rate linearly to 0 over the run.
         for group in optimizer.param_groups:
             group["lr"] = args.lr * (1.0 - (it - 1) / iterations)
+        # Rollout, advantages, then the clipped-surrogate update.
         finished, mean_shade = collect(agent, envs, roll, cur)
         adv, returns = advantages(agent, roll, cur, args)
         update(agent, optimizer, roll, adv, returns, args, it)
-        mean_return = float(np.mean(finished)) if finished else float("nan")
-        rows.append({"iteration": it, "env_steps": cur.steps, "mean_return": mean_return,
-                     "episodes": len(finished), "mean_shade": mean_shade})
+        rows.append(_curve_row(args, it, cur.steps, finished, mean_shade))
         if it % args.checkpoint_every == 0 or it == iterations:
-            torch.save({"agent": agent.state_dict(), "optimizer": optimizer.state_dict(),
-                        "iteration": it, "args": asdict(args)},
-                       out / "checkpoints" / f"iter_{it:04d}.pt")
+            _checkpoint(agent, optimizer, args, it, out)
         if progress is not None:
-            progress(it, iterations, mean_return)
+            progress(it, iterations, rows[-1]["mean_return"])
     _write_curve(rows, out)
     save_policy(agent, out / "policy.npz")
     return _final_evaluation(args, out, rows, iterations, cur.steps)
 
 
-def _final_evaluation(args: Args, out: Path, rows: list[dict[str, Any]], iterations: int,
-                      steps: int) -> dict[str, Any]:
+def _curve_row(
+    args: Args, iteration: int, env_steps: int, finished: list[float], mean_shade: float
+) -> dict[str, Any]:
+    """One row of ``curve.csv``: the iteration's steps so far and its episodes' mean return."""
+    row: dict[str, Any] = {
+        "iteration": iteration,
+        "env_steps": env_steps,
+        "mean_return": float(np.mean(finished)) if finished else float("nan"),
+        "episodes": len(finished),
+        "mean_shade": mean_shade,
+    }
+    if args.scenario is not None:
+        row["scenario"] = (
+            Path(args.scenario).name if isinstance(args.scenario, str) else "a scenario"
+        )
+    return row
+
+
+def _checkpoint(
+    agent: Agent, optimizer: torch.optim.Optimizer, args: Args, iteration: int, out: Path
+) -> None:
+    """Write ``checkpoints/iter_NNNN.pt``: agent and optimiser state, iteration and settings."""
+    torch.save(
+        {
+            "agent": agent.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "iteration": iteration,
+            "args": asdict(args),
+        },
+        out / "checkpoints" / f"iter_{iteration:04d}.pt",
+    )
+
+
+def _final_evaluation(
+    args: Args, out: Path, rows: list[dict[str, Any]], iterations: int, steps: int
+) -> dict[str, Any]:
     """The saved policy (deterministic) against ZI-C and a uniform-random action; ``eval.json``."""
     policy = ShadePolicy(out / "policy.npz")
-    trained = evaluate(lambda o: policy.action(o[None])[0].astype(np.float32), args)
-    result = {"seeds": list(args.eval_seeds), "episodes_per_seed": args.eval_episodes,
-              "trained": trained, "scripted": evaluate(ZIC, args), "random": evaluate(RANDOM, args),
-              "first_return": rows[0]["mean_return"], "last_return": rows[-1]["mean_return"],
-              "iterations": iterations, "env_steps": steps, "args": asdict(args)}
+    trained = evaluate_args(lambda o: policy.action(o[None])[0].astype(np.float32), args)
+    result = {
+        "seeds": list(args.eval_seeds),
+        "episodes_per_seed": args.eval_episodes,
+        "trained": trained,
+        "scripted": evaluate_args(ZIC, args),
+        "random": evaluate_args(RANDOM, args),
+        "first_return": rows[0]["mean_return"],
+        "last_return": rows[-1]["mean_return"],
+        "iterations": iterations,
+        "env_steps": steps,
+        "args": asdict(args),
+    }
     (out / "eval.json").write_text(json.dumps(result, indent=2) + "\n")
     return result
 
@@ -312,7 +408,11 @@ def _write_curve(rows: list[dict[str, Any]], out: Path) -> None:
     ax.plot([r["env_steps"] for r in rows], [r["mean_return"] for r in rows], lw=1.5)
     ax.set_xlabel("environment steps")
     ax.set_ylabel("mean episode return (credits)")
-    ax.set_title("PPO on agora/Market-v0")
+    ax.set_title(
+        "PPO on agora/Market-v0"
+        if rows[0].get("scenario") is None
+        else f"PPO in {rows[0]['scenario']}"
+    )
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(out / "curve.png", dpi=120)

@@ -2,6 +2,7 @@
 
 :class:`RefactorEnv`'s docstring is the environment's page.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -72,8 +73,13 @@ class RefactorEnv(gym.Env[npt.NDArray[np.float32], npt.NDArray[np.int64]]):
 
     metadata = {"render_modes": ["ansi"], "render_fps": 4}
 
-    def __init__(self, modules: int = 20, budget: float = 100.0, steps: int = 100,
-                 render_mode: str | None = None) -> None:
+    def __init__(
+        self,
+        modules: int = 20,
+        budget: float = 100.0,
+        steps: int = 100,
+        render_mode: str | None = None,
+    ) -> None:
         if render_mode not in (None, "ansi"):
             raise ValueError(f"render_mode {render_mode!r}: this environment renders 'ansi' only")
         if modules < 2:
@@ -89,8 +95,9 @@ class RefactorEnv(gym.Env[npt.NDArray[np.float32], npt.NDArray[np.int64]]):
         self.start_quality = 0.0
         self._last = ""
 
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None
-              ) -> tuple[npt.NDArray[np.float32], dict[str, Any]]:
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[npt.NDArray[np.float32], dict[str, Any]]:
         """A fresh codebase and budget; ``seed`` makes the episode reproducible."""
         super().reset(seed=seed)
         self.code = Codebase(self.modules, self.np_random)
@@ -98,28 +105,36 @@ class RefactorEnv(gym.Env[npt.NDArray[np.float32], npt.NDArray[np.int64]]):
         self.start_quality = self.code.quality()
         return self._obs(), self._info()
 
-    def step(self, action: Any
-             ) -> tuple[npt.NDArray[np.float32], float, bool, bool, dict[str, Any]]:
+    def step(
+        self, action: Any
+    ) -> tuple[npt.NDArray[np.float32], float, bool, bool, dict[str, Any]]:
         """Pay for and apply one action."""
         if self.code is None:
             raise RuntimeError("call reset() before step()")
         arr = np.asarray(action)
-        if (arr.shape != (2,) or arr.dtype.kind not in "iu"
-                or not self.action_space.contains(arr.astype(np.int64))):
-            raise ValueError(f"agora/Refactor-v0: action {action!r} is not in {self.action_space}"
-                             f" (need integers: a module in 0..{self.modules - 1} and an action "
-                             f"in 0..{len(ACTIONS) - 1})")
+        if (
+            arr.shape != (2,)
+            or arr.dtype.kind not in "iu"
+            or not self.action_space.contains(arr.astype(np.int64))
+        ):
+            raise ValueError(
+                f"agora/Refactor-v0: action {action!r} is not in {self.action_space}"
+                f" (need integers: a module in 0..{self.modules - 1} and an action "
+                f"in 0..{len(ACTIONS) - 1})"
+            )
         if self._done():
             raise RuntimeError("the budget is spent: call reset() before stepping again")
         if self.t >= self.steps:
-            raise RuntimeError(f"the episode ended after {self.steps} steps: call reset() before "
-                               "stepping again")
+            raise RuntimeError(
+                f"the episode ended after {self.steps} steps: call reset() before stepping again"
+            )
         m, a = int(arr[0]), int(arr[1])
         name = ACTIONS[a]
         cost = self._cost(name, m)
         if cost > self.left:
-            self._last = (f"{name} {m}: {cost / MICRO:.2f} credits, only "
-                          f"{self.left / MICRO:.2f} left")
+            self._last = (
+                f"{name} {m}: {cost / MICRO:.2f} credits, only {self.left / MICRO:.2f} left"
+            )
             self.t += 1
             done = self._done()
             return self._obs(), 0.0, done, self.t >= self.steps and not done, self._info()
@@ -149,20 +164,29 @@ class RefactorEnv(gym.Env[npt.NDArray[np.float32], npt.NDArray[np.int64]]):
     def _obs(self) -> npt.NDArray[np.float32]:
         assert self.code is not None
         c = self.code
-        return np.concatenate([c.complexity / 10.0, np.clip(c.coverage, 0, 1),
-                               c.dirty.astype(np.float64),
-                               [self.left / self.budget_micro]]).astype(np.float32)
+        return np.concatenate(
+            [
+                c.complexity / 10.0,
+                np.clip(c.coverage, 0, 1),
+                c.dirty.astype(np.float64),
+                [self.left / self.budget_micro],
+            ]
+        ).astype(np.float32)
 
     def _info(self) -> dict[str, Any]:
         assert self.code is not None
-        return {"quality": self.code.quality(),
-                "quality_gained": self.code.quality() - self.start_quality,
-                "budget_left": self.left / MICRO}
+        return {
+            "quality": self.code.quality(),
+            "quality_gained": self.code.quality() - self.start_quality,
+            "budget_left": self.left / MICRO,
+        }
 
     def render(self) -> str | None:
         """One line: step, quality, budget left, last action."""
         if self.render_mode != "ansi" or self.code is None:
             return None
-        return (f"step {self.t}/{self.steps}  quality {self.code.quality():+.4f}  budget "
-                f"{self.left / MICRO:.2f}  "
-                f"last: {self._last or '-'}")
+        return (
+            f"step {self.t}/{self.steps}  quality {self.code.quality():+.4f}  budget "
+            f"{self.left / MICRO:.2f}  "
+            f"last: {self._last or '-'}"
+        )

@@ -37,7 +37,9 @@ print(workers.select(["account", "balance_credits", "stake_credits", "quality", 
 
 # %%
 balances = sim.balances()
-by_population = balances.group_by("population").agg(pl.col("balance_credits").sum()).sort("population")
+by_population = (
+    balances.group_by("population").agg(pl.col("balance_credits").sum()).sort("population")
+)
 print(by_population)
 metrics = sim.metrics()
 print(metrics.select(["tick", "mean_price_credits", "tasks_done", "volume_credits"]).tail(5))

@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from runtime.recording import record
-from runtime.scenario import ScenarioError, load
-from runtime.world import World
+from runtime.kernel.scenario import ScenarioError, load
+from runtime.kernel.world import World
+from runtime.record.recording import record
 
 SCENARIO = """
 [world]
@@ -81,28 +81,38 @@ def test_each_role_starts_from_its_saved_core(saved: Path):
                 assert np.array_equal(value, data[key]), (pop.name, key)
         assert pop.core == "learned"
     fresh = World(load(scenario(saved))[0], base=saved)
-    assert not np.array_equal(fresh.populations[5].q, world.populations[5].q)  # a fresh Q-table is zeros
+    assert not np.array_equal(
+        fresh.populations[5].q, world.populations[5].q
+    )  # a fresh Q-table is zeros
     world.run(5)  # and it runs on from there
 
 
 def test_a_core_of_another_role_is_refused(saved: Path):
     path = scenario(saved, ref="run/cores/crit.npz")
-    with pytest.raises(ScenarioError, match=r"population\[5\]\.core: .*crit.npz: a core of role 'critic', not 'refactor'"):
+    with pytest.raises(
+        ScenarioError,
+        match=r"population\[5\]\.core: .*crit.npz: a core of role 'critic', not 'refactor'",
+    ):
         load(path)  # refused when the scenario is validated, before any world is built
 
 
 def test_a_core_of_the_wrong_shape_is_refused(saved: Path):
     path = scenario(saved, crit="run/cores/crit.npz")
     path.write_text(path.read_text().replace("count = 50", "count = 60"))
-    with pytest.raises(ScenarioError, match=r"'bad' has shape \(50,\), this population needs \(60,\)"):
+    with pytest.raises(
+        ScenarioError, match=r"'bad' has shape \(50,\), this population needs \(60,\)"
+    ):
         World(load(path)[0], base=saved)
 
 
 def test_a_file_that_is_not_a_core_exits_2_with_one_line(saved: Path):
     (saved / "junk.npz").write_bytes(b"not a zip file")
     path = scenario(saved, wm="junk.npz")
-    proc = subprocess.run([sys.executable, "-m", "runtime.cli", "run", str(path), "--out", str(saved / "junk-run")],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "runtime.cli", "run", str(path), "--out", str(saved / "junk-run")],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 2
     assert "population[4].core:" in proc.stderr and "not an .npz file" in proc.stderr
     assert "Traceback" not in proc.stderr

@@ -1,4 +1,5 @@
-"""Critic: z3 proves ledger batches and proposals, rejected work is redone, spot checks catch cheats, learned checks beat random ones at
+"""Critic: z3 proves ledger batches and proposals, rejected work is redone, spot checks catch
+cheats, learned checks beat random ones at
 the same budget, and rejected results refund the requester and slash the cheat."""
 
 from __future__ import annotations
@@ -7,9 +8,9 @@ import numpy as np
 
 from agents.critic import check_batch, top_k
 from economy.ops import OpKind
-from runtime.recording import with_baseline_cores
-from runtime.scenario import parse
-from runtime.world import World
+from runtime.kernel.scenario import parse
+from runtime.kernel.world import World
+from runtime.record.recording import with_baseline_cores
 
 
 def test_z3_accepts_a_valid_batch_and_rejects_an_overdrawing_one():
@@ -60,7 +61,9 @@ def test_learned_checks_catch_more_cheats_than_random_ones_at_the_same_budget():
     random = World(with_baseline_cores(sc))
     random.run()
     a, b = learned.populations[2].role_metrics(), random.populations[2].role_metrics()
-    assert a["invalid"] > 0 and b["invalid"] > 0  # redone tasks differ between the runs, so the counts do too
+    assert (
+        a["invalid"] > 0 and b["invalid"] > 0
+    )  # redone tasks differ between the runs, so the counts do too
     assert abs(a["checks"] - b["checks"]) <= 0.1 * b["checks"]
     assert b["catch_rate"] < 0.2 and a["catch_rate"] > max(0.4, 3 * b["catch_rate"])
     assert a["false_slash_rate"] <= b["false_slash_rate"] + 0.02
@@ -96,23 +99,30 @@ def test_the_critic_reviews_every_ledger_batch_and_the_ledger_itself_refuses_not
         world.run()
         s = world.populations[2].role_metrics()
         assert s["batches_proved"] > 100
-        # A batch with one overdrawing entry: the critic drops exactly that entry before the ledger sees it.
+        # A batch with one overdrawing entry: the critic drops exactly that entry before the ledger
+        # sees it.
         payers = world.populations[0].ids[world.populations[0].ids % 3 == 0][:3]
         rights = world.ledgers[0].rights_of(payers)
         amounts = np.array([1, int(rights[1]) + 1, 1], dtype=np.int64)
         before = world.ledgers[0].rights_of(payers).copy()
-        accepted = world.execute(0, OpKind.TRANSFER, payers, np.full(3, world.treasury, np.int64), amounts)
+        accepted = world.execute(
+            0, OpKind.TRANSFER, payers, np.full(3, world.treasury, np.int64), amounts
+        )
     finally:
         type(world.ledgers[0]).execute = ledger_execute  # type: ignore[method-assign]
     assert accepted.tolist() == [True, False, True]
     assert (world.ledgers[0].rights_of(payers) == before - np.array([1, 0, 1])).all()
     s = world.populations[2].role_metrics()
     assert s["batches_refused"] == 1 and s["entries_dropped"] == 1
-    assert refused == []  # what the critic let through, the ledger accepted: the proof and the ledger agree
+    assert (
+        refused == []
+    )  # what the critic let through, the ledger accepted: the proof and the ledger agree
 
 
 def test_without_review_the_ledger_refuses_what_the_critic_would_have_dropped():
-    world = World(parse(SCENARIO.replace('check_budget = 0.1', 'check_budget = 0.1\nreview_ledger = false')))
+    world = World(
+        parse(SCENARIO.replace("check_budget = 0.1", "check_budget = 0.1\nreview_ledger = false"))
+    )
     world.run()
     s = world.populations[2].role_metrics()
     assert world.reviewer is None
@@ -128,7 +138,13 @@ def test_rejected_work_goes_back_to_its_producer_and_is_redone():
     original = workers.send_back
 
     def record(rows, reason):  # type: ignore[no-untyped-def]
-        sent.append((workers.results["worker"][rows].copy(), workers.results["attempt"][rows].copy(), reason))
+        sent.append(
+            (
+                workers.results["worker"][rows].copy(),
+                workers.results["attempt"][rows].copy(),
+                reason,
+            )
+        )
         original(rows, reason)
 
     workers.send_back = record  # type: ignore[method-assign]
@@ -147,9 +163,11 @@ def test_rejected_work_goes_back_to_its_producer_and_is_redone():
 def test_duplicate_ledger_reviewers_are_a_scenario_error():
     import pytest
 
-    from runtime.scenario import ScenarioError
+    from runtime.kernel.scenario import ScenarioError
 
-    twice = SCENARIO + '[[population]]\nname = "crit2"\nrole = "critic"\ncount = 1\nwatches = "work"\n'
+    twice = (
+        SCENARIO + '[[population]]\nname = "crit2"\nrole = "critic"\ncount = 1\nwatches = "work"\n'
+    )
     with pytest.raises(ScenarioError, match="review_ledger"):
         parse(twice)
 
@@ -157,6 +175,9 @@ def test_duplicate_ledger_reviewers_are_a_scenario_error():
 def test_top_k_is_the_stable_sort_prefix_ties_included():
     rng = np.random.default_rng(5)
     for m, k in [(1, 1), (10, 0), (10, 3), (1000, 100), (1000, 1000), (1000, 1500), (5000, 4999)]:
-        for values in (rng.random(m), rng.integers(0, 4, m).astype(np.float64)):  # continuous, and mostly ties
+        for values in (
+            rng.random(m),
+            rng.integers(0, 4, m).astype(np.float64),
+        ):  # continuous, and mostly ties
             expected = np.sort(np.argsort(-values, kind="stable")[:k])
             assert np.array_equal(top_k(values, k), expected)

@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 
 from agents.healing import ewma_alarm, latency_alarm
-from runtime.health import HealthRecord
-from runtime.recording import record, with_baseline_cores
-from runtime.replay import verify
-from runtime.scenario import parse
-from runtime.world import World
+from runtime.kernel.health import HealthRecord
+from runtime.kernel.scenario import parse
+from runtime.kernel.world import World
+from runtime.record.recording import record, with_baseline_cores
+from runtime.record.replay import verify
 
 
 def run_detector(n_ticks: int, fail_rate, seed: int = 0, z: float = 3.0):  # type: ignore[no-untyped-def]
@@ -44,7 +44,9 @@ def test_a_planted_anomaly_is_detected_within_five_ticks_and_healthy_workers_sta
 
 def test_no_alarm_without_an_anomaly():
     first = run_detector(200, lambda t: np.full(200, 0.1), seed=1)
-    assert (first >= 0).sum() <= 20  # of 40,000 worker-ticks: under 0.05% raise a confirmed false alarm
+    assert (
+        first >= 0
+    ).sum() <= 20  # of 40,000 worker-ticks: under 0.05% raise a confirmed false alarm
 
 
 def test_health_scores_are_exact():
@@ -150,9 +152,11 @@ def test_the_latency_detector_finds_a_slowed_worker_and_ignores_idle_ticks():
     assert (first >= 0).sum() <= 3  # the slowed worker and at most two false alarms among 99
 
 
-CRASH = SCENARIO.replace('''[[fault]]
+CRASH = SCENARIO.replace(
+    '''[[fault]]
 at = 20
-kind = "degrade"''', '''[[fault]]
+kind = "degrade"''',
+    '''[[fault]]
 at = 30
 kind = "crash"
 population = "work"
@@ -165,7 +169,8 @@ loss = 0.4
 duration = 6
 [[fault]]
 at = 20
-kind = "degrade"''')
+kind = "degrade"''',
+)
 
 
 def test_crashed_workers_are_restarted_from_missed_heartbeats_and_a_loss_burst_is_not_a_crash():
@@ -177,12 +182,19 @@ def test_crashed_workers_are_restarted_from_missed_heartbeats_and_a_loss_burst_i
     crashed = healed.populations[1].ids[:6]
 
     def at_crash(world: World) -> list:  # type: ignore[type-arg]
-        return [e for e in world.health.episodes
-                if e.agent in set(crashed.tolist()) and e.start <= 30 and (e.end is None or e.end > 30)]
+        return [
+            e
+            for e in world.health.episodes
+            if e.agent in set(crashed.tolist()) and e.start <= 30 and (e.end is None or e.end > 30)
+        ]
 
     mine, theirs = at_crash(healed), at_crash(plain)
     assert len(mine) == len(theirs) == 6
-    assert all(e.end is None or e.end >= 60 for e in theirs)  # nobody restarts them before the fault ends
+    assert all(
+        e.end is None or e.end >= 60 for e in theirs
+    )  # nobody restarts them before the fault ends
     assert all(e.repaired_by == "healer restart" and e.end <= 30 + 2 + 2 for e in mine)
     false_during_burst = [d for d in healed.health.detections if 10 <= d[0] < 16 and not d[2]]
-    assert len(false_during_burst) <= 1  # the lost heartbeats of a loss burst are not taken for crashes
+    assert (
+        len(false_during_burst) <= 1
+    )  # the lost heartbeats of a loss burst are not taken for crashes

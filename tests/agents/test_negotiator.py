@@ -5,16 +5,25 @@ from __future__ import annotations
 
 import numpy as np
 
-from agents.auction import arrival_orders, double_auction, double_auction_fast, max_surplus, realised_surplus
-from agents.negotiator import CEILING, ROUNDS, Policy
-from runtime.recording import record, with_baseline_cores
-from runtime.replay import verify
-from runtime.scenario import parse
-from runtime.world import World
+from agents.auction import (
+    CEILING,
+    ROUNDS,
+    arrival_orders,
+    double_auction,
+    double_auction_fast,
+    max_surplus,
+    realised_surplus,
+)
+from agents.negotiator import Policy
+from runtime.kernel.scenario import parse
+from runtime.kernel.world import World
+from runtime.record.recording import record, with_baseline_cores
+from runtime.record.replay import verify
 
 
 def test_zi_c_efficiency_in_a_textbook_double_auction_is_at_least_90_percent():
-    # Smith-style schedule: 10 buyers valued 1.45, 1.35, ..., 0.55; 10 sellers costing 0.55, ..., 1.45.
+    # Smith-style schedule: 10 buyers valued 1.45, 1.35, ..., 0.55; 10 sellers costing 0.55, ...,
+    # 1.45.
     values = np.linspace(1.45, 0.55, 10)
     costs = np.linspace(0.55, 1.45, 10)
     limit = np.empty(20)
@@ -30,8 +39,12 @@ def test_zi_c_efficiency_in_a_textbook_double_auction_is_at_least_90_percent():
         partner, price = double_auction(is_buyer, limit, posts, order)
         traded = partner >= 0
         assert (is_buyer[traded] != is_buyer[partner[traded]]).all()  # buyers trade with sellers
-        assert (price[is_buyer & traded] <= limit[is_buyer & traded] + 1e-12).all()  # no buyer pays over value
-        assert (price[~is_buyer & traded] >= limit[~is_buyer & traded] - 1e-12).all()  # no seller sells under cost
+        assert (
+            price[is_buyer & traded] <= limit[is_buyer & traded] + 1e-12
+        ).all()  # no buyer pays over value
+        assert (
+            price[~is_buyer & traded] >= limit[~is_buyer & traded] - 1e-12
+        ).all()  # no seller sells under cost
         effs.append(realised_surplus(is_buyer, limit, partner) / max_surplus(is_buyer, limit))
     assert np.mean(effs) >= 0.90
 
@@ -86,7 +99,10 @@ def test_learned_negotiators_beat_zi_c_on_efficiency_and_profit():
     zic.run()
     a, b = learned.populations[1].role_metrics(), zic.populations[1].role_metrics()
     assert b["efficiency"] >= 0.9
-    assert a["efficiency"] > b["efficiency"] and a["profit_per_agent_credits"] > b["profit_per_agent_credits"]
+    assert (
+        a["efficiency"] > b["efficiency"]
+        and a["profit_per_agent_credits"] > b["profit_per_agent_credits"]
+    )
     for ledger in learned.ledgers:
         held, issued = ledger.supply()
         assert held == issued
@@ -107,18 +123,31 @@ def test_a_saved_policy_is_loaded_as_another_scenarios_core(tmp_path):
     assert summary["cores_saved"] == {"neg": "cores/neg.npz"}
     deploy_dir = tmp_path / "deploy"
     (deploy_dir / "policies").mkdir(parents=True)
-    (deploy_dir / "policies" / "neg.npz").write_bytes((tmp_path / "trained" / "cores" / "neg.npz").read_bytes())
+    (deploy_dir / "policies" / "neg.npz").write_bytes(
+        (tmp_path / "trained" / "cores" / "neg.npz").read_bytes()
+    )
     deploy = deploy_dir / "deploy.toml"
-    deploy.write_text(SCENARIO.replace('count = 40\ninitial_credits = 1000', 'count = 40\ninitial_credits = 1000\ncore = "policies/neg.npz"')
-                      .replace("seed = 8", "seed = 9").replace("ticks = 200", "ticks = 20"))
+    deploy.write_text(
+        SCENARIO.replace(
+            "count = 40\ninitial_credits = 1000",
+            'count = 40\ninitial_credits = 1000\ncore = "policies/neg.npz"',
+        )
+        .replace("seed = 8", "seed = 9")
+        .replace("ticks = 200", "ticks = 20")
+    )
     loaded = World(parse(deploy.read_text(), str(deploy), deploy_dir), base=deploy_dir)
-    fresh = World(parse(SCENARIO.replace("seed = 8", "seed = 9").replace("ticks = 200", "ticks = 20")))
+    fresh = World(
+        parse(SCENARIO.replace("seed = 8", "seed = 9").replace("ticks = 200", "ticks = 20"))
+    )
     trained_w1 = np.load(tmp_path / "trained" / "cores" / "neg.npz")["w1"]
     assert np.array_equal(loaded.populations[1].policy.arrays()["w1"], trained_w1)
     loaded.run()
     fresh.run()
     # The trained policy earns more from its first periods; a fresh one is still learning.
-    assert loaded.populations[1].role_metrics()["profit_per_agent_credits"] > fresh.populations[1].role_metrics()["profit_per_agent_credits"]
+    assert (
+        loaded.populations[1].role_metrics()["profit_per_agent_credits"]
+        > fresh.populations[1].role_metrics()["profit_per_agent_credits"]
+    )
     run = record(deploy, tmp_path / "deployed")  # the policy file travels with the run...
     assert (tmp_path / "deployed" / "policies" / "neg.npz").is_file() and run["cores_saved"]
     assert verify(tmp_path / "deployed").status == "identical"  # ...so it replays
@@ -130,12 +159,21 @@ def test_a_missing_or_broken_policy_file_is_a_clear_error(tmp_path):
     from runtime.cli import app
 
     path = tmp_path / "s.toml"
-    path.write_text(SCENARIO.replace('count = 40\ninitial_credits = 1000', 'count = 40\ninitial_credits = 1000\ncore = "nope.npz"'))
+    path.write_text(
+        SCENARIO.replace(
+            "count = 40\ninitial_credits = 1000",
+            'count = 40\ninitial_credits = 1000\ncore = "nope.npz"',
+        )
+    )
     r = CliRunner().invoke(app, ["validate", str(path)])
     assert r.exit_code == 2 and "core file not found" in r.output
     (tmp_path / "nope.npz").write_bytes(b"not a policy")
     r = CliRunner().invoke(app, ["run", str(path), "--out", str(tmp_path / "out"), "-q"])
-    assert r.exit_code == 2 and "not a negotiator policy file" in r.output and "Traceback" not in r.output
+    assert (
+        r.exit_code == 2
+        and "not a negotiator policy file" in r.output
+        and "Traceback" not in r.output
+    )
 
 
 def test_the_heap_auction_matches_the_direct_one_on_random_markets_ties_included():
@@ -144,9 +182,14 @@ def test_the_heap_auction_matches_the_direct_one_on_random_markets_ties_included
         n, rounds = int(rng.integers(2, 50)), int(rng.integers(1, 15))
         is_buyer = rng.random(n) < 0.5
         limit = rng.uniform(0.5, 2.0, n)
-        posts = np.round(rng.random((rounds, n)) * 2, 1 if trial % 2 else 6)  # coarse prices: many ties
+        posts = np.round(
+            rng.random((rounds, n)) * 2, 1 if trial % 2 else 6
+        )  # coarse prices: many ties
         order = np.argsort(rng.random((rounds, n)), axis=1).astype(np.int64)
-        a, b = double_auction(is_buyer, limit, posts, order), double_auction_fast(is_buyer, limit, posts, order)
+        a, b = (
+            double_auction(is_buyer, limit, posts, order),
+            double_auction_fast(is_buyer, limit, posts, order),
+        )
         assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1]), trial
 
 
@@ -158,5 +201,7 @@ def test_arrival_orders_break_ties_by_index_as_a_stable_sort_does():
     got = arrival_orders(keys)
     assert got.dtype == np.int64
     assert np.array_equal(got, np.argsort(keys, axis=1, kind="stable"))
-    assert np.array_equal(got[[0, 2, 3, 5]], np.argsort(keys[[0, 2, 3, 5]], axis=1))  # no ties: the one order
+    assert np.array_equal(
+        got[[0, 2, 3, 5]], np.argsort(keys[[0, 2, 3, 5]], axis=1)
+    )  # no ties: the one order
     assert np.array_equal(arrival_orders(keys[:, :1]), np.zeros((6, 1), dtype=np.int64))

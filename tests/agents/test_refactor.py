@@ -6,10 +6,10 @@ from __future__ import annotations
 import networkx as nx
 
 from agents.critic import plan_keeps_acyclic
-from runtime.recording import record, with_baseline_cores
-from runtime.replay import verify
-from runtime.scenario import parse
-from runtime.world import World
+from runtime.kernel.scenario import parse
+from runtime.kernel.world import World
+from runtime.record.recording import record, with_baseline_cores
+from runtime.record.replay import verify
 
 
 def test_z3_accepts_a_dag_extension_and_refuses_a_cycle():

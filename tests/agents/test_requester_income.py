@@ -1,4 +1,5 @@
-"""The default scenario stays alive: requesters' income keeps demand up, and without it trade dies."""
+"""The default scenario stays alive: requesters' income keeps demand up, and without it trade
+dies."""
 
 from __future__ import annotations
 

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from runtime.scenario import parse
-from runtime.world import World
+from runtime.kernel.scenario import parse
+from runtime.kernel.world import World
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
@@ -46,6 +46,10 @@ def test_negotiator_and_world_model_run_on_the_gpu_and_match_the_cpu():
     assert gpu.populations[3].model.model[0][0].is_cuda
     g, c = gpu.populations[2].role_metrics(), cpu.populations[2].role_metrics()
     assert g["efficiency"] == pytest.approx(c["efficiency"], abs=0.02)
-    np.testing.assert_allclose(gpu.populations[2].policy.arrays()["w1"], cpu.populations[2].policy.arrays()["w1"], atol=1e-6)
+    np.testing.assert_allclose(
+        gpu.populations[2].policy.arrays()["w1"],
+        cpu.populations[2].policy.arrays()["w1"],
+        atol=1e-6,
+    )
     wg, wc = gpu.populations[3].role_metrics(), cpu.populations[3].role_metrics()
     assert wg["mape_1"] == pytest.approx(wc["mape_1"], rel=0.1)

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 from agents.world_model import WorldModelPopulation
-from runtime.recording import record
-from runtime.replay import verify
-from runtime.scenario import PopulationConfig, parse
-from runtime.world import World
+from runtime.kernel.scenario import PopulationConfig, parse
+from runtime.kernel.world import World
+from runtime.record.recording import record
+from runtime.record.replay import verify
 
 
 class FakeMarket:
@@ -33,7 +33,7 @@ class Host:
     """The parts of a World a forecaster uses, around a scripted market."""
 
     def __init__(self, path: np.ndarray) -> None:
-        from runtime.rng import Streams
+        from runtime.kernel.rng import Streams
 
         self.market = FakeMarket(path)
         self.streams = Streams(3)
@@ -68,7 +68,8 @@ def test_learned_core_beats_persistence_on_a_market_with_momentum():
     path = (1_000_000 * np.exp(np.cumsum(steps, axis=0))).astype(np.int64)
     learned, persistence = run_forecaster("learned", path), run_forecaster("baseline", path)
     assert learned["mape_1"] < 0.8 * persistence["mape_1"]
-    # On a scripted path both runs see the same prices: the same-path persistence score is the baseline's.
+    # On a scripted path both runs see the same prices: the same-path persistence score is the
+    # baseline's.
     assert learned["persistence_mape_1"] == pytest.approx(persistence["mape_1"])
     assert learned["mape_3"] < persistence["mape_3"]
 
@@ -150,7 +151,7 @@ horizon = 3
 
 @pytest.mark.parametrize("core", ["learned", "baseline"])
 def test_forecasts_are_sold_through_the_ledger_and_persistence_never_defers(core):
-    world = World(parse(MARKET.replace('horizon = 3', f'horizon = 3\ncore = "{core}"')))
+    world = World(parse(MARKET.replace("horizon = 3", f'horizon = 3\ncore = "{core}"')))
     world.run()
     buyers, wm = world.populations[1].role_metrics(), world.populations[3].role_metrics()
     assert buyers["forecasts_bought"] == wm["forecasts_sold"] > 0
@@ -161,7 +162,9 @@ def test_forecasts_are_sold_through_the_ledger_and_persistence_never_defers(core
     for ledger in world.ledgers:
         assert ledger.supply()[0] == ledger.supply()[1]
     if core == "baseline":
-        assert buyers["deferred"] == 0 and buyers["net_value_micro"] == -buyers["forecast_fees_micro"]
+        assert (
+            buyers["deferred"] == 0 and buyers["net_value_micro"] == -buyers["forecast_fees_micro"]
+        )
     else:
         assert buyers["deferred"] > 0
 
@@ -182,7 +185,7 @@ def test_what_if_answers_for_elasticity_and_says_why_not_otherwise():
 def test_governance_records_the_world_models_answer_when_a_change_is_proposed(tmp_path):
     from pathlib import Path
 
-    from runtime.recorder import read_stream
+    from runtime.record.recorder import read_stream
 
     text = Path("scenarios/governance.toml").read_text()
     text += '\n[[population]]\nname = "wm"\nrole = "world_model"\ncount = 1\n'
@@ -192,4 +195,6 @@ def test_governance_records_the_world_models_answer_when_a_change_is_proposed(tm
     events, _ = read_stream(tmp_path / "run" / "events.arrows")
     kinds = events.column("kind").to_pylist()
     answers = [events.column("detail")[i].as_py() for i, k in enumerate(kinds) if k == "what_if"]
-    assert answers and "no learned forecast yet" in answers[0]  # proposals at tick 5 come before enough history
+    assert (
+        answers and "no learned forecast yet" in answers[0]
+    )  # proposals at tick 5 come before enough history

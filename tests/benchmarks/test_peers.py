@@ -10,25 +10,33 @@ from benchmarks import coordination, kernel
 from economy import Keyring, Replica
 from economy.reference_ledger import DictReplica
 from runtime.cli import app
-from runtime.kuramoto import Oscillators
+from runtime.coordination.kuramoto import Oscillators
 
 
 def test_kuramoto_peers_take_the_same_step():
     csr = coordination._graph(500, 4000)
     rng = np.random.default_rng(0)
     omega, theta = rng.normal(0, 0.5, 500), rng.uniform(0, 2 * np.pi, 500)
-    osc = Oscillators(omega, coordination.K, coordination.DT, theta, csr)
+    osc = Oscillators(omega, coordination.COUPLING, coordination.TIME_STEP, theta, csr)
     osc.step()
     rows = np.repeat(np.arange(500), np.diff(csr.indptr))
     deg = np.bincount(rows, weights=csr.weights, minlength=500)
     inv = np.divide(1.0, deg, out=np.zeros_like(deg), where=deg > 0)
     by_numpy = np.mod(coordination.numpy_step(theta, omega, rows, csr, inv), 2 * np.pi)
-    by_python = np.mod(np.array(coordination.python_step(theta.tolist(), omega.tolist(), csr)), 2 * np.pi)
-    assert np.allclose(osc.theta, by_numpy, atol=1e-12) and np.allclose(osc.theta, by_python, atol=1e-12)
+    by_python = np.mod(
+        np.array(coordination.python_step(theta.tolist(), omega.tolist(), csr)), 2 * np.pi
+    )
+    assert np.allclose(osc.theta, by_numpy, atol=1e-12) and np.allclose(
+        osc.theta, by_python, atol=1e-12
+    )
 
 
 def test_trivial_population_peers_count_the_same_steps():
-    assert kernel.mesa_ticker(200, 3) > 0 and kernel.simpy_ticker(200, 3) > 0 and kernel.python_ticker(200, 3) > 0
+    assert (
+        kernel.mesa_ticker(200, 3) > 0
+        and kernel.simpy_ticker(200, 3) > 0
+        and kernel.python_ticker(200, 3) > 0
+    )
     assert kernel.agora_ticker(200, 3) > 0
 
 
@@ -66,8 +74,15 @@ def test_bench_prints_tables_to_stdout_and_progress_to_stderr():
     from benchmarks import run_all
 
     out, err = io.StringIO(), io.StringIO()
-    run_all(quick=True, only="kernel", console=Console(file=out, width=120), status=Console(file=err, width=120))
-    assert "kernel: per-tick overhead, no agents" in out.getvalue() and "done in" not in out.getvalue()
+    run_all(
+        quick=True,
+        only="kernel",
+        console=Console(file=out, width=120),
+        status=Console(file=err, width=120),
+    )
+    assert (
+        "kernel: per-tick overhead, no agents" in out.getvalue() and "done in" not in out.getvalue()
+    )
     assert "kernel: done in" in err.getvalue() and "per-tick overhead" not in err.getvalue()
 
 
@@ -84,29 +99,51 @@ def test_exchange_peers_do_the_same_work():
 
 def test_scaled_marketplace_has_n_agents_and_every_role():
     from benchmarks.marketplace import scaled_text
-    from runtime.scenario import parse
+    from runtime.kernel.scenario import parse
 
     for n in (10_000, 123_457):
         sc = parse(scaled_text(n))
         assert abs(sum(p.count for p in sc.population) - n) <= 2  # rounding of four populations
         roles = {p.role for p in sc.population}
-        assert roles == {"requester", "worker", "healer", "critic", "world_model", "refactor", "negotiator"}
+        assert roles == {
+            "requester",
+            "worker",
+            "healer",
+            "critic",
+            "world_model",
+            "refactor",
+            "negotiator",
+        }
         assert next(p for p in sc.population if p.role == "critic").params["review_ledger"] is False
         assert len(sc.fault) == 4 and sc.coordination is not None
 
 
 def test_mesa_marketplace_peer_does_the_marketplace_work_and_conserves_credits():
     from benchmarks.marketplace import scaled_text
-    from benchmarks.mesa_marketplace import Critic, Healer, MesaMarketplace, Negotiator, Requester, Worker
-    from runtime.scenario import parse
+    from benchmarks.mesa_marketplace import (
+        Critic,
+        Healer,
+        MesaMarketplace,
+        Negotiator,
+        Requester,
+        Worker,
+    )
+    from runtime.kernel.scenario import parse
 
     model = MesaMarketplace(2_000, seed=3)
     agora = {}
     for p in parse(scaled_text(2_000)).population:
         agora[p.role] = agora.get(p.role, 0) + p.count
-    counts = {t: len(model.agents_by_type[t]) for t in (Requester, Worker, Negotiator, Healer, Critic)}
-    assert counts == {Requester: agora["requester"], Worker: agora["worker"], Negotiator: agora["negotiator"],
-                      Healer: agora["healer"], Critic: agora["critic"]}
+    counts = {
+        t: len(model.agents_by_type[t]) for t in (Requester, Worker, Negotiator, Healer, Critic)
+    }
+    assert counts == {
+        Requester: agora["requester"],
+        Worker: agora["worker"],
+        Negotiator: agora["negotiator"],
+        Healer: agora["healer"],
+        Critic: agora["critic"],
+    }
     minted_before = sum(sum(r.minted.values()) for r in model.ledgers)
     contracts = paid = 0
     for _ in range(12):

@@ -3,7 +3,8 @@
 A page's fenced blocks with ``title="NAME"`` are written to a fresh folder as NAME; then each
 ``$ agora ...`` line of its ``console`` blocks runs there, in order, and must exit 0 (or the code
 its trailing ``# exit N`` comment names). Python blocks without a title run as scripts in that
-folder. Pages: the getting-started page, the tutorials and the how-to pages.
+folder. Pages: the README (the site's home page), the getting-started page, the tutorials and the
+how-to pages.
 """
 
 from __future__ import annotations
@@ -17,8 +18,12 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-PAGES = sorted([ROOT / "docs" / "getting-started.md", *(ROOT / "docs" / "tutorials").glob("*.md"),
-                *(ROOT / "docs" / "howto").glob("*.md")])
+PAGES = [
+    ROOT / "README.md",
+    ROOT / "docs" / "getting-started.md",
+    *sorted((ROOT / "docs" / "tutorials").glob("*.md")),
+    *sorted((ROOT / "docs" / "howto").glob("*.md")),
+]
 EXIT = re.compile(r"#\s*exit\s+(\d+)\s*$")
 FENCE = re.compile(r"^```(\w+)([^\n]*)\n(.*?)^```", re.S | re.M)
 
@@ -54,14 +59,19 @@ def test_the_pages_files_and_commands_run(page, tmp_path):
                 assert words[0] == "agora", f"{page.name}: only agora commands run here: {line}"
                 expected = int(m.group(1)) if (m := EXIT.search(line)) else 0
                 done = _run([sys.executable, "-m", "runtime.cli", *words[1:]], tmp_path)
-                assert done.returncode == expected, \
+                assert done.returncode == expected, (
                     f"{page.name}: {line}\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}"
+                )
                 assert "Traceback" not in done.stderr, f"{page.name}: {line}\n{done.stderr[-2000:]}"
                 ran += 1
         elif lang == "python":
             script = tmp_path / "snippet.py"
             script.write_text(text)
             done = _run([sys.executable, str(script)], tmp_path)
-            assert done.returncode == 0, f"{page.name}: a Python block failed\n{done.stderr[-2000:]}"
+            assert done.returncode == 0, (
+                f"{page.name}: a Python block failed\n{done.stderr[-2000:]}"
+            )
             ran += 1
-    assert ran or not any(lang in ("console", "python") for lang, title, _ in blocks(page) if title is None)
+    assert ran or not any(
+        lang in ("console", "python") for lang, title, _ in blocks(page) if title is None
+    )

@@ -22,11 +22,11 @@ import pyarrow.ipc
 import pytest
 
 import agora
-from runtime.analysis import OUTCOMES, outcomes
-from runtime.recorder import read_stream
-from runtime.recording import record
-from runtime.run_data import open_run
-from runtime.sweep import summary_row
+from runtime.analysis.runs import OUTCOMES, outcomes
+from runtime.record.recorder import read_stream
+from runtime.record.recording import record
+from runtime.record.run_data import open_run
+from runtime.scale.sweep import summary_row
 
 ROOT = Path(__file__).resolve().parents[2]
 REFERENCE = ROOT / "docs" / "reference" / "run-files.md"
@@ -130,9 +130,11 @@ count = 8
 """
 
 # Concrete names -> the placeholder the reference writes for them.
-PLACEHOLDERS = [(re.compile(r"price_\d+_micro"), "price_<k>_micro"),
-                (re.compile(r"r_region/.+"), "r_region/<region>"),
-                (re.compile(r"(persistence_mape|mape|forecasts)_\d+"), r"\1_<h>")]
+PLACEHOLDERS = [
+    (re.compile(r"price_\d+_micro"), "price_<k>_micro"),
+    (re.compile(r"r_region/.+"), "r_region/<region>"),
+    (re.compile(r"(persistence_mape|mape|forecasts)_\d+"), r"\1_<h>"),
+]
 
 
 @pytest.fixture(scope="module")
@@ -164,9 +166,11 @@ def _populations(run: Path) -> set[str]:
 
 
 def _tables(run: Path) -> dict[str, pa.Table]:
-    tables = {"events.arrows": read_stream(run / "events.arrows")[0],
-              "metrics.arrows": read_stream(run / "metrics.arrows")[0],
-              "state/deltas.arrows": read_stream(run / "state" / "deltas.arrows")[0]}
+    tables = {
+        "events.arrows": read_stream(run / "events.arrows")[0],
+        "metrics.arrows": read_stream(run / "metrics.arrows")[0],
+        "state/deltas.arrows": read_stream(run / "state" / "deltas.arrows")[0],
+    }
     for path in sorted((run / "state").glob("full_*.arrow")):
         with pa.memory_map(str(path)) as source:
             tables[f"state/{path.name}"] = pa.ipc.open_file(source).read_all()
@@ -190,8 +194,18 @@ def test_every_column_of_every_recorded_table_is_documented(runs, reference):
 
 
 def test_recorded_money_is_exact_and_names_its_unit(runs):
-    old = {"supply_held", "supply_issued", "mean_price", "volume", "fees", "minted", "amount",
-           "balance", "stake", "price_0"}
+    old = {
+        "supply_held",
+        "supply_issued",
+        "mean_price",
+        "volume",
+        "fees",
+        "minted",
+        "amount",
+        "balance",
+        "stake",
+        "price_0",
+    }
     for run in runs:
         for name, table in _tables(run).items():
             assert not old & set(table.column_names), name
@@ -200,12 +214,23 @@ def test_recorded_money_is_exact_and_names_its_unit(runs):
                 if column.endswith("_micro") and column != "mean_price_micro":
                     assert table.schema.field(column).type == pa.int64(), (name, column)
     metrics = _tables(runs[0])["metrics.arrows"]
-    assert {"supply_held_micro", "volume_micro", "fees_micro", "minted_micro", "price_0_micro"} \
-        <= set(metrics.column_names)
+    assert {
+        "supply_held_micro",
+        "volume_micro",
+        "fees_micro",
+        "minted_micro",
+        "price_0_micro",
+    } <= set(metrics.column_names)
     assert metrics.schema.field("mean_price_micro").type == pa.float64()
     deltas = _tables(runs[0])["state/deltas.arrows"]
-    assert deltas.column_names == ["tick", "account", "balance_micro", "stake_micro", "reputation",
-                                   "alive"]
+    assert deltas.column_names == [
+        "tick",
+        "account",
+        "balance_micro",
+        "stake_micro",
+        "reputation",
+        "alive",
+    ]
 
 
 def test_every_event_kind_recorded_is_documented(runs, reference):
@@ -218,8 +243,9 @@ def test_every_event_kind_recorded_is_documented(runs, reference):
 def _on_the_world(func: ast.Attribute) -> bool:
     """``world.x``, ``w.x``, ``self.x`` (in the world) or ``self.world.x``."""
     owner = func.value
-    return ((isinstance(owner, ast.Name) and owner.id in ("world", "w", "self"))
-            or (isinstance(owner, ast.Attribute) and owner.attr == "world"))
+    return (isinstance(owner, ast.Name) and owner.id in ("world", "w", "self")) or (
+        isinstance(owner, ast.Attribute) and owner.attr == "world"
+    )
 
 
 def _literal_calls(methods: set[str]) -> set[str]:
@@ -229,8 +255,13 @@ def _literal_calls(methods: set[str]) -> set[str]:
     sources = [*sorted((ROOT / "runtime").rglob("*.py")), *sorted((ROOT / "agents").glob("*.py"))]
     for path in sources:
         for node in ast.walk(ast.parse(path.read_text())):
-            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
-                    and node.func.attr in methods and _on_the_world(node.func) and node.args):
+            if not (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr in methods
+                and _on_the_world(node.func)
+                and node.args
+            ):
                 continue
             arg = node.args[0]
             options = [arg.body, arg.orelse] if isinstance(arg, ast.IfExp) else [arg]
@@ -238,7 +269,9 @@ def _literal_calls(methods: set[str]) -> set[str]:
                 if isinstance(option, ast.Constant) and isinstance(option.value, str):
                     names.add(option.value)
                 elif isinstance(option, ast.JoinedStr):
-                    parts = [v.value if isinstance(v, ast.Constant) else "{}" for v in option.values]
+                    parts = [
+                        v.value if isinstance(v, ast.Constant) else "{}" for v in option.values
+                    ]
                     names.add("".join(parts))
     return names
 
@@ -250,8 +283,10 @@ def test_every_event_kind_and_metrics_column_in_the_code_is_documented(reference
     for event in ("queued", "rejected", "blocked"):
         assert documented(f"proposal_{event}", reference)
     assert not sorted(k for k in kinds if not documented(k, reference))
-    columns = {name.replace("{}/", "<population>/", 1).replace("r_region/{}", "r_region/<region>")
-               for name in _literal_calls({"count", "gauge"})}
+    columns = {
+        name.replace("{}/", "<population>/", 1).replace("r_region/{}", "r_region/<region>")
+        for name in _literal_calls({"count", "gauge"})
+    }
     assert {"minted_micro", "fees_micro", "<population>/contracts", "r_members"} <= columns
     assert not sorted(c for c in columns if not documented(c, reference))
 

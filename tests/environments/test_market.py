@@ -10,10 +10,12 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 from pettingzoo.test import api_test, parallel_api_test, parallel_seed_test, seed_test
 
-import environments  # noqa: F401 -- registers agora/Market-v0
-from environments import market_v0
+import environments
 from agents.shade_policy import shade_from_action
+from environments import market_v0
 from environments.market import MarketEnv, MarketVectorEnv
+
+environments.register_envs()  # the agora/ ids, as importing the package does
 
 
 @pytest.mark.parametrize("env_id", sorted(k for k in gymnasium.registry if k.startswith("agora/")))
@@ -38,10 +40,17 @@ def test_reset_with_a_seed_reproduces_an_episode():
     assert episode(4) != episode(5)
 
 
-@pytest.mark.parametrize("bad", [np.array([1.5], dtype=np.float32),
-                                 np.array([-1.0001], dtype=np.float32),
-                                 np.array([np.nan], dtype=np.float32), np.array([0.1, 0.2]), "high",
-                                 np.array([True])])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        np.array([1.5], dtype=np.float32),
+        np.array([-1.0001], dtype=np.float32),
+        np.array([np.nan], dtype=np.float32),
+        np.array([0.1, 0.2]),
+        "high",
+        np.array([True]),
+    ],
+)
 def test_an_action_outside_the_space_is_an_error_not_a_clip(bad):
     env = MarketEnv()
     env.reset(seed=0)
@@ -56,7 +65,12 @@ def test_the_action_box_is_symmetric_and_maps_linearly_to_the_shade():
     assert env.action_space == gymnasium.spaces.Box(-1.0, 1.0, shape=(1,), dtype=np.float32)
     assert env.observation_space == gymnasium.spaces.Box(-1.0, 1.0, shape=(4,), dtype=np.float32)
     assert shade_from_action(np.array([-1.0, -0.5, 0.0, 0.5, 1.0])).tolist() == [
-        0.0, 0.25, 0.5, 0.75, 1.0]
+        0.0,
+        0.25,
+        0.5,
+        0.75,
+        1.0,
+    ]
     # The edges are inside the box: action -1 asks the cost, 1 the ceiling (shade 0 and 1).
     env.reset(seed=2)
     received = []
@@ -152,8 +166,9 @@ def test_agents_that_go_bankrupt_leave_and_the_api_stays_correct():
     left = []
     for _ in range(50):
         # Half the agents ask the ceiling (action 1) and never trade, so they run out of credits.
-        actions = {a: np.array([1.0 if int(a[-1]) % 2 else -0.8], dtype=np.float32)
-                   for a in env.agents}
+        actions = {
+            a: np.array([1.0 if int(a[-1]) % 2 else -0.8], dtype=np.float32) for a in env.agents
+        }
         obs, rewards, term, trunc, infos = env.step(actions)
         assert set(obs) == set(rewards) == set(term) == set(trunc) == set(actions)
         left += [a for a in term if term[a]]
@@ -215,10 +230,15 @@ def test_make_vec_builds_the_native_vector_env():
     assert reward.shape == (4,)
 
 
-@pytest.mark.parametrize(("kwargs", "message"), [
-    ({"fee": -1.0}, "fee"), ({"initial_credits": 0.0}, "initial_credits"),
-    ({"n_agents": 0}, "at least one"), ({"render_mode": "human"}, "render_mode 'human'"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"fee": -1.0}, "fee"),
+        ({"initial_credits": 0.0}, "initial_credits"),
+        ({"n_agents": 0}, "at least one"),
+        ({"render_mode": "human"}, "render_mode 'human'"),
+    ],
+)
 def test_bad_constructor_arguments_are_named(kwargs, message):
     for make in (MarketEnv, market_v0.parallel_env):
         with pytest.raises(ValueError, match=message):

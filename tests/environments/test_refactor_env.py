@@ -6,9 +6,11 @@ import gymnasium
 import numpy as np
 import pytest
 
-import environments  # noqa: F401
+import environments
 from agents.refactor import COST_PER_SIZE
 from environments.refactor_env import RefactorEnv
+
+environments.register_envs()  # the agora/ ids, as importing the package does
 
 
 def test_a_seed_reproduces_an_episode_and_rewards_add_up_to_quality_minus_cost():
@@ -33,8 +35,9 @@ def test_a_seed_reproduces_an_episode_and_rewards_add_up_to_quality_minus_cost()
     assert sum(a) == pytest.approx(info["quality_gained"] * 10 - spent, abs=0.1)
 
 
-@pytest.mark.parametrize("bad", [np.array([10, 0]), np.array([0, 3]), np.array([-1, 0]),
-                                 np.array([0.5, 1.0]), [1]])
+@pytest.mark.parametrize(
+    "bad", [np.array([10, 0]), np.array([0, 3]), np.array([-1, 0]), np.array([0.5, 1.0]), [1]]
+)
 def test_an_action_outside_the_space_is_refused(bad):
     env = RefactorEnv(modules=10)
     env.reset(seed=0)

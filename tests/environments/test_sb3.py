@@ -15,14 +15,16 @@ import numpy as np
 import pytest
 import torch
 
-import environments  # noqa: F401 -- registers the agora/ ids
+import environments
 from agents.shade_policy import ShadePolicy, shade_from_action
 from environments import convert_sb3
-from runtime.scenario import ScenarioError, load
-from runtime.world import World
+from runtime.kernel.scenario import ScenarioError, load
+from runtime.kernel.world import World
 
 sb3 = pytest.importorskip("stable_baselines3")
-from stable_baselines3.common.env_checker import check_env  # noqa: E402
+check_env = pytest.importorskip("stable_baselines3.common.env_checker").check_env
+
+environments.register_envs()  # the agora/ ids, as importing the package does
 
 TINY_SCENARIO = """
 [world]
@@ -102,9 +104,17 @@ def test_sb3_ppo_trains_on_the_env_as_registered_quickly(ppo):
 def test_the_converted_ppo_actor_gives_sb3s_deterministic_actions(ppo, tmp_path):
     model, _ = ppo
     model.save(tmp_path / "ppo.zip")
-    proc = subprocess.run([sys.executable, "-m", "environments.convert_sb3",
-                           str(tmp_path / "ppo.zip"), str(tmp_path / "ppo.npz")],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "environments.convert_sb3",
+            str(tmp_path / "ppo.zip"),
+            str(tmp_path / "ppo.npz"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0, proc.stderr
     policy = ShadePolicy(tmp_path / "ppo.npz")
     assert (policy.activation, policy.squash) == ("tanh", "clip")
@@ -165,8 +175,11 @@ def test_the_converter_refuses_a_model_of_other_spaces_and_non_models(tmp_path):
     assert not (tmp_path / "x.npz").exists()
     (tmp_path / "junk.zip").write_bytes(b"not a zip")
     for path in (tmp_path / "junk.zip", tmp_path / "missing.zip"):
-        proc = subprocess.run([sys.executable, "-m", "environments.convert_sb3", str(path),
-                               str(tmp_path / "y.npz")], capture_output=True, text=True)
+        proc = subprocess.run(
+            [sys.executable, "-m", "environments.convert_sb3", str(path), str(tmp_path / "y.npz")],
+            capture_output=True,
+            text=True,
+        )
         assert proc.returncode == 2 and str(path) in proc.stderr
         assert "Traceback" not in proc.stderr
     assert convert_sb3.main(["only-one-argument"]) == 2

@@ -14,12 +14,18 @@ import torch
 
 from agents.shade_policy import ShadePolicy, is_shade_policy, market_observation
 from environments.ppo import Args, train
-from runtime.scenario import ScenarioError, load, parse
-from runtime.world import World
+from runtime.kernel.scenario import ScenarioError, load, parse
+from runtime.kernel.world import World
 
 # Fewer, larger minibatches than the defaults: a short run that learns within a test's time.
-SHORT = Args(total_steps=16_384, minibatches=8, update_epochs=4, eval_seeds=(1001, 1002),
-             eval_episodes=3, checkpoint_every=4)
+SHORT = Args(
+    total_steps=16_384,
+    minibatches=8,
+    update_epochs=4,
+    eval_seeds=(1001, 1002),
+    eval_episodes=3,
+    checkpoint_every=4,
+)
 
 
 @pytest.fixture(scope="module")
@@ -37,8 +43,13 @@ def test_a_short_run_improves_on_its_first_return_and_beats_a_random_action(trai
     assert curve["mean_shade"][-1] < curve["mean_shade"][0]  # towards the best shade, about 0.4
     assert np.mean(result["trained"]) > np.mean(result["random"]) + 2.0
     assert set(result) >= {"trained", "scripted", "random", "seeds", "first_return", "last_return"}
-    for name in ("curve.png", "policy.npz", "eval.json", "checkpoints/iter_0004.pt",
-                 "checkpoints/iter_0008.pt"):
+    for name in (
+        "curve.png",
+        "policy.npz",
+        "eval.json",
+        "checkpoints/iter_0004.pt",
+        "checkpoints/iter_0008.pt",
+    ):
         assert (out / name).is_file(), name
     state = torch.load(out / "checkpoints" / "iter_0008.pt", weights_only=False)
     assert state["iteration"] == 8 and "agent" in state and "optimizer" in state
@@ -63,10 +74,16 @@ def test_the_policy_file_is_a_tanh_squashed_float64_actor(trained):
         assert data["weight_0"].dtype == np.float64 and str(data["env_id"]) == "agora/Market-v0"
     state = torch.load(sorted((out / "checkpoints").iterdir())[-1], weights_only=False)["agent"]
     obs = np.random.default_rng(0).uniform(-1, 1, (16, 4))
-    actor = torch.nn.Sequential(torch.nn.Linear(4, 64), torch.nn.Tanh(), torch.nn.Linear(64, 64),
-                                torch.nn.Tanh(), torch.nn.Linear(64, 1)).double()
-    actor.load_state_dict({k.removeprefix("actor."): v for k, v in state.items()
-                           if k.startswith("actor.")})
+    actor = torch.nn.Sequential(
+        torch.nn.Linear(4, 64),
+        torch.nn.Tanh(),
+        torch.nn.Linear(64, 64),
+        torch.nn.Tanh(),
+        torch.nn.Linear(64, 1),
+    ).double()
+    actor.load_state_dict(
+        {k.removeprefix("actor."): v for k, v in state.items() if k.startswith("actor.")}
+    )
     expected = torch.tanh(actor(torch.from_numpy(obs))).detach().numpy()
     assert np.allclose(policy.action(obs), expected, atol=1e-12)
     assert np.allclose(policy(obs), (expected[:, 0] + 1) / 2, atol=1e-12)
@@ -107,14 +124,20 @@ def test_core_share_needs_a_trained_policy():
         World(parse(text))
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["--env", "agora/Refactor-v0"], "--env 'agora/Refactor-v0'"),
-    (["--device", "tpu"], "--device 'tpu'"),
-    (["--total-steps", "0"], "--total-steps"),
-])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--env", "agora/Refactor-v0"], "--env 'agora/Refactor-v0'"),
+        (["--device", "tpu"], "--device 'tpu'"),
+        (["--total-steps", "0"], "--total-steps"),
+    ],
+)
 def test_agora_train_refuses_bad_arguments_with_exit_2(args, message, tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "runtime.cli", "train", "--out",
-                           str(tmp_path / "t"), *args], capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "runtime.cli", "train", "--out", str(tmp_path / "t"), *args],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "t").exists()
 
@@ -122,8 +145,11 @@ def test_agora_train_refuses_bad_arguments_with_exit_2(args, message, tmp_path):
 def test_agora_train_will_not_overwrite_a_folder_unasked(tmp_path):
     (tmp_path / "t").mkdir()
     (tmp_path / "t" / "keep.txt").write_text("mine")
-    proc = subprocess.run([sys.executable, "-m", "runtime.cli", "train", "--out",
-                           str(tmp_path / "t")], capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "runtime.cli", "train", "--out", str(tmp_path / "t")],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 2 and "--overwrite" in proc.stderr
     assert (tmp_path / "t" / "keep.txt").read_text() == "mine"
 

@@ -12,8 +12,9 @@ GALLERY = Path(__file__).resolve().parents[2] / "examples" / "gallery"
 """The folder of the gallery's scenarios (its roles are the package ``classics`` inside it)."""
 
 
-def simulate(scenario: str, seed: int, ticks: int | None = None,
-             **populations: dict[str, Any]) -> agora.Simulation:
+def simulate(
+    scenario: str, seed: int, ticks: int | None = None, **populations: dict[str, Any]
+) -> agora.Simulation:
     """A world of the gallery's ``<scenario>.toml`` on ``seed``, with ``ticks`` ticks (default: the
     scenario's) and the keys of ``populations[name]`` set on the population of that name."""
     data = tomllib.loads((GALLERY / f"{scenario}.toml").read_text())

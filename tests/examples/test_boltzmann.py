@@ -13,13 +13,14 @@ import numpy as np
 import pytest
 import scipy.stats
 
+from agora import MICRO
+
 from .conftest import simulate
 
 SEEDS = (11, 12, 13)
 AGENTS = 2_000
 TICKS = 300
 START_CREDITS = 100
-MICRO = 1_000_000
 SIGNIFICANCE = 0.05  # the KS test must not reject the exponential at this level
 GINI_EXPONENTIAL = 0.5
 GINI_TOLERANCE = 0.03  # about three standard deviations of a sample Gini at n = 2,000
@@ -51,7 +52,9 @@ def test_the_ledger_conserves_the_money_at_every_tick():
     sim.run()
     metrics = sim.metrics()
     total = 500 * START_CREDITS * MICRO
-    assert (metrics["supply_held_micro"] == total).all() and (metrics["supply_issued_micro"] == total).all()
+    assert (metrics["supply_held_micro"] == total).all() and (
+        metrics["supply_issued_micro"] == total
+    ).all()
     assert (metrics["minted_micro"] == 0).all()  # nothing is created after the starting money
     # Everyone can pay at first (amounts are at most the starting money); then some cannot.
     unaffordable = metrics["agents/unaffordable"].to_numpy()

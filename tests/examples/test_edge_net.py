@@ -13,6 +13,7 @@ import polars as pl
 import pytest
 
 import agora
+from agora import MICRO
 from economy.contribution import contribution_multiplier
 
 from .conftest import simulate
@@ -22,7 +23,6 @@ TICKS = 5_000
 WINDOW = 1_000
 NODES = 300
 START_CREDITS = 100
-MICRO = 1_000_000
 REWARD, FEE_RATE = 0.05, 0.05  # the scenario's reward per CPU-hour and fee rate
 VOLUME_KEPT_MIN = 0.95  # CPU-hours traded in the last 1,000 ticks over the first 1,000
 
@@ -65,19 +65,25 @@ def test_the_price_settles_where_rewards_meet_fees(run):
 
 def test_credits_are_created_only_by_the_stated_rules(run):
     sim, metrics = run
-    held, issued = metrics["supply_held_micro"].to_numpy(), metrics["supply_issued_micro"].to_numpy()
+    held, issued = (
+        metrics["supply_held_micro"].to_numpy(),
+        metrics["supply_issued_micro"].to_numpy(),
+    )
     assert (held == issued).all()
     units = metrics["nodes/units"].to_numpy()
     compute_before = np.concatenate([[0], np.cumsum(units)[:-1]]).astype(np.float64)
-    per_hour = np.array([int(REWARD * MICRO * float(contribution_multiplier(c)))
-                         for c in compute_before])
+    per_hour = np.array(
+        [int(REWARD * MICRO * float(contribution_multiplier(c))) for c in compute_before]
+    )
     rewards = units * per_hour
     assert (metrics["nodes/rewards_micro"].to_numpy() == rewards).all()
     assert (metrics["minted_micro"].to_numpy() == rewards).all()  # the kernel counts every mint
     assert issued[0] == NODES * START_CREDITS * MICRO + rewards[0]
     assert (np.diff(issued) == rewards[1:]).all()
     treasury = sim.balances().filter(pl.col("population") == "treasury")["balance_micro"][0]
-    assert treasury == int(metrics["nodes/fees_micro"].sum()) > 0  # the treasury holds the fees, all
+    assert (
+        treasury == int(metrics["nodes/fees_micro"].sum()) > 0
+    )  # the treasury holds the fees, all
 
 
 def test_a_market_split_into_buyers_and_sellers_dies_out():

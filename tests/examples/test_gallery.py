@@ -15,7 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from runtime.cli import app
-from runtime.world_api import MEMBERS
+from runtime.kernel.world_api import MEMBERS
 
 from .conftest import GALLERY
 
@@ -24,8 +24,23 @@ SCENARIOS = sorted(GALLERY.glob("*.toml"))
 MODULES = sorted((GALLERY / "classics").glob("*.py"))
 # numpy's transcendental functions, reductions over floats and matrix products may round
 # differently on different processors; numpy's own random generators are not the world's streams.
-NOT_PORTABLE = {"exp", "log", "log1p", "expm1", "tanh", "sin", "cos", "power", "mean", "dot",
-                "matmul", "random", "average", "var", "std"}
+NOT_PORTABLE = {
+    "exp",
+    "log",
+    "log1p",
+    "expm1",
+    "tanh",
+    "sin",
+    "cos",
+    "power",
+    "mean",
+    "dot",
+    "matmul",
+    "random",
+    "average",
+    "var",
+    "std",
+}
 NOT_IMPORTED = {"random", "time", "os", "threading"}
 
 
@@ -35,24 +50,36 @@ def _tree(path: Path) -> ast.Module:
 
 @pytest.mark.parametrize("module", MODULES, ids=[m.stem for m in MODULES])
 def test_the_roles_use_only_the_world_api(module):
-    used = {node.attr for node in ast.walk(_tree(module))
-            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
-            and node.value.id == "world"}
+    used = {
+        node.attr
+        for node in ast.walk(_tree(module))
+        if isinstance(node, ast.Attribute)
+        and isinstance(node.value, ast.Name)
+        and node.value.id == "world"
+    }
     assert not used - MEMBERS, f"{module.name} uses world.{sorted(used - MEMBERS)}"
 
 
 @pytest.mark.parametrize("module", MODULES, ids=[m.stem for m in MODULES])
 def test_the_roles_compute_floats_in_a_fixed_order(module):
     tree = _tree(module)
-    calls = {node.attr for node in ast.walk(tree)
-             if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
-             and node.value.id == "np"}
+    calls = {
+        node.attr
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Attribute)
+        and isinstance(node.value, ast.Name)
+        and node.value.id == "np"
+    }
     assert not calls & NOT_PORTABLE, f"{module.name} calls np.{sorted(calls & NOT_PORTABLE)}"
-    methods = {node.func.attr for node in ast.walk(tree)
-               if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)}
+    methods = {
+        node.func.attr
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+    }
     assert not methods & {"mean", "dot", "std", "var"}, f"{module.name} reduces floats with numpy"
-    assert not any(isinstance(node, ast.BinOp) and isinstance(node.op, ast.MatMult)
-                   for node in ast.walk(tree)), f"{module.name} multiplies matrices with @"
+    assert not any(
+        isinstance(node, ast.BinOp) and isinstance(node.op, ast.MatMult) for node in ast.walk(tree)
+    ), f"{module.name} multiplies matrices with @"
     imported = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
@@ -66,8 +93,10 @@ def test_the_roles_compute_floats_in_a_fixed_order(module):
 def test_each_scenario_validates_and_runs_with_agora_run(scenario, tmp_path):
     done = RUNNER.invoke(app, ["validate", str(scenario)])
     assert done.exit_code == 0, done.output
-    done = RUNNER.invoke(app, ["run", str(scenario), "--out", str(tmp_path / "run"), "--until", "3",
-                               "--seed", "5", "-q"])
+    done = RUNNER.invoke(
+        app,
+        ["run", str(scenario), "--out", str(tmp_path / "run"), "--until", "3", "--seed", "5", "-q"],
+    )
     assert done.exit_code == 0, done.output
     assert (tmp_path / "run" / "classics" / "__init__.py").is_file()  # the measures travel too
 
@@ -75,15 +104,34 @@ def test_each_scenario_validates_and_runs_with_agora_run(scenario, tmp_path):
 def test_a_gallery_run_replays_bit_for_bit_from_another_folder(tmp_path):
     run = tmp_path / "run"
     agora = [sys.executable, "-m", "runtime.cli"]
-    done = subprocess.run([*agora, "run", str(GALLERY / "redistribution.toml"), "--out", str(run),
-                           "--until", "60", "--seed", "8", "-q"],
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [
+            *agora,
+            "run",
+            str(GALLERY / "redistribution.toml"),
+            "--out",
+            str(run),
+            "--until",
+            "60",
+            "--seed",
+            "8",
+            "-q",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr
     moved = tmp_path / "elsewhere" / "run"
     shutil.copytree(run, moved)
     shutil.rmtree(run)
-    done = subprocess.run([*agora, "replay", str(moved), "--verify", "-q"],
-                          capture_output=True, text=True, timeout=300, cwd=moved.parent)
+    done = subprocess.run(
+        [*agora, "replay", str(moved), "--verify", "-q"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=moved.parent,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "identical" in done.stdout
 

@@ -26,13 +26,22 @@ if TYPE_CHECKING:
 class MoneyExchangeParams(RoleParams):
     """A money-exchanging population's own keys."""
 
-    amount_max: float = Field(100.0, gt=0, le=1e6,
-                              description="Largest amount one exchange moves, credits.")
-    fixed_amount: bool = Field(False, description="Every exchange moves exactly amount_max "
-                               "(Dragulescu & Yakovenko's first rule); otherwise an amount "
-                               "uniform on [0, amount_max], in micro-credits.")
-    rounds: int = Field(1, ge=1, le=100, description="Random pairings per tick: in each, every "
-                        "live agent meets one other (one sits out when their number is odd).")
+    amount_max: float = Field(
+        100.0, gt=0, le=1e6, description="Largest amount one exchange moves, credits."
+    )
+    fixed_amount: bool = Field(
+        False,
+        description="Every exchange moves exactly amount_max "
+        "(Dragulescu & Yakovenko's first rule); otherwise an amount "
+        "uniform on [0, amount_max], in micro-credits.",
+    )
+    rounds: int = Field(
+        1,
+        ge=1,
+        le=100,
+        description="Random pairings per tick: in each, every "
+        "live agent meets one other (one sits out when their number is odd).",
+    )
 
 
 class MoneyExchange(Population):
@@ -59,7 +68,8 @@ class MoneyExchange(Population):
     | ``rounds`` | pairings per tick |
 
     **Metrics** (per tick): ``<name>/exchanges`` (payments made), ``<name>/unaffordable`` (pairs
-    whose payer could not pay), ``<name>/volume_micro`` (micro-credits moved), ``<name>/gini`` (of the
+    whose payer could not pay), ``<name>/volume_micro`` (micro-credits moved), ``<name>/gini`` (of
+    the
     balances after the tick).
 
     **Trade tape.** ``tape_payer``, ``tape_payee``, ``tape_amount``: this tick's payments
@@ -93,7 +103,7 @@ class MoneyExchange(Population):
             live = np.flatnonzero(self.alive)
             order = rng.permutation(live)
             half = order.size // 2
-            first, second = order[:half], order[half:2 * half]
+            first, second = order[:half], order[half : 2 * half]
             heads = rng.random(half) < 0.5
             payer = np.where(heads, first, second)
             payee = np.where(heads, second, first)
@@ -111,7 +121,7 @@ class MoneyExchange(Population):
             self.exchanges[payer] += 1
             self.exchanges[payee] += 1
             tapes.append((self.ids[payer], self.ids[payee], amount))
-        payers, payees, amounts = zip(*tapes)
+        payers, payees, amounts = zip(*tapes, strict=True)
         self.tape_payer = np.concatenate(payers)
         self.tape_payee = np.concatenate(payees)
         self.tape_amount = np.concatenate(amounts)

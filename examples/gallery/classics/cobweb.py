@@ -29,15 +29,17 @@ if TYPE_CHECKING:
 BISECTIONS_MAX = 1200
 
 
-def demanded(price: float, intercept: npt.NDArray[np.float64],
-             slope: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+def demanded(
+    price: float, intercept: npt.NDArray[np.float64], slope: npt.NDArray[np.float64]
+) -> npt.NDArray[np.float64]:
     """Each buyer's quantity at ``price``: ``max(0, intercept − slope·price)``, units."""
     assert price >= 0.0, f"a price is >= 0, got {price}"
     return np.maximum(0.0, intercept - slope * price)
 
 
-def supplied(price: float, slope: npt.NDArray[np.float64],
-             cost: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+def supplied(
+    price: float, slope: npt.NDArray[np.float64], cost: npt.NDArray[np.float64]
+) -> npt.NDArray[np.float64]:
     """Each farmer's planting for an expected ``price``: ``max(0, slope·(price − cost))``, units."""
     assert price >= 0.0, f"a price is >= 0, got {price}"
     return np.maximum(0.0, slope * (price - cost))
@@ -65,18 +67,36 @@ def falling_root(excess: object, high: float) -> float:
 class FarmerParams(RoleParams):
     """A farmer population's own keys."""
 
-    market: str = Field(max_length=64, description="The consumer population whose market sets "
-                        "the price the farmers plant for.")
-    supply_slope: float = Field(40.0, gt=0, le=1e9, description="Slope of the aggregate supply "
-                                "curve, units per credit (each farmer's is this over the count, "
-                                "times a uniform draw on [0.5, 1.5]).")
-    cost_low: float = Field(1.0, ge=0, le=1e6, description="Lowest price at which a farmer plants, "
-                            "credits (each farmer's is uniform on [cost_low, cost_high]).")
+    market: str = Field(
+        max_length=64,
+        description="The consumer population whose market sets the price the farmers plant for.",
+    )
+    supply_slope: float = Field(
+        40.0,
+        gt=0,
+        le=1e9,
+        description="Slope of the aggregate supply "
+        "curve, units per credit (each farmer's is this over the count, "
+        "times a uniform draw on [0.5, 1.5]).",
+    )
+    cost_low: float = Field(
+        1.0,
+        ge=0,
+        le=1e6,
+        description="Lowest price at which a farmer plants, "
+        "credits (each farmer's is uniform on [cost_low, cost_high]).",
+    )
     cost_high: float = Field(4.0, ge=0, le=1e6, description="Highest such price, credits.")
-    yield_noise: float = Field(0.0, ge=0, le=1, description="Deviation of each harvest from what "
-                               "was planted, relative (normal draws; 0: harvest what was planted).")
-    setup_only: ClassVar[frozenset[str]] = frozenset({"market", "supply_slope", "cost_low",
-                                                      "cost_high"})
+    yield_noise: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="Deviation of each harvest from what "
+        "was planted, relative (normal draws; 0: harvest what was planted).",
+    )
+    setup_only: ClassVar[frozenset[str]] = frozenset(
+        {"market", "supply_slope", "cost_low", "cost_high"}
+    )
 
 
 class Farmers(Population):
@@ -115,8 +135,9 @@ class Farmers(Population):
         self.revenue = np.zeros(self.n, dtype=np.int64)
 
     @classmethod
-    def check_scenario(cls, scenario: Scenario, index: int, params: RoleParams, base: Path,
-                       label: str) -> list[str]:
+    def check_scenario(
+        cls, scenario: Scenario, index: int, params: RoleParams, base: Path, label: str
+    ) -> list[str]:
         """``market`` names a consumer population; the cost range is ordered."""
         assert isinstance(params, FarmerParams)
         where = f"{label}: population[{index}]"
@@ -125,8 +146,9 @@ class Farmers(Population):
         if market is None or not market.role.endswith(":Consumers"):
             problems.append(f"{where}.market: names no Consumers population; got {params.market!r}")
         if params.cost_low > params.cost_high:
-            problems.append(f"{where}.cost_low: {params.cost_low} is above cost_high "
-                            f"{params.cost_high}")
+            problems.append(
+                f"{where}.cost_low: {params.cost_low} is above cost_high {params.cost_high}"
+            )
         return problems
 
     def setup(self, world: WorldAPI) -> None:
@@ -136,8 +158,11 @@ class Farmers(Population):
         self.slope = p.supply_slope / max(1, self.n) * rng.uniform(0.5, 1.5, self.n)
         self.cost = rng.uniform(p.cost_low, p.cost_high, self.n)
         self.market = next(q for q in world.populations if q.name == p.market)
-        world.mint(self.ids, np.full(self.n, self.cfg.initial_credits * world.MICRO, np.int64),
-                   "starting money")
+        world.mint(
+            self.ids,
+            np.full(self.n, self.cfg.initial_credits * world.MICRO, np.int64),
+            "starting money",
+        )
 
     def step(self, world: WorldAPI, tick: int) -> None:
         """Plant for last season's price; the harvest is what the market sells this season."""
@@ -149,26 +174,47 @@ class Farmers(Population):
 
     def state_arrays(self) -> dict[str, npt.NDArray[np.generic]]:
         """Alive flags, slopes, costs, this season's harvest and the revenue over the run."""
-        return {"alive": self.alive, "slope": self.slope, "cost": self.cost,
-                "harvest": self.harvest, "revenue": self.revenue}
+        return {
+            "alive": self.alive,
+            "slope": self.slope,
+            "cost": self.cost,
+            "harvest": self.harvest,
+            "revenue": self.revenue,
+        }
 
 
 class ConsumerParams(RoleParams):
     """A consumer population's own keys: its demand, and the market it runs."""
 
     farmers: str = Field(max_length=64, description="The farmer population whose harvest is sold.")
-    demand_slope: float = Field(50.0, gt=0, le=1e9, description="Slope of the aggregate demand "
-                                "curve, units per credit (each consumer's is this over the count, "
-                                "times a uniform draw on [0.5, 1.5]).")
-    choke_low: float = Field(20.0, gt=0, le=1e6, description="Lowest price at which a consumer "
-                             "buys nothing, credits (each one's is uniform on [choke_low, "
-                             "choke_high]).")
+    demand_slope: float = Field(
+        50.0,
+        gt=0,
+        le=1e9,
+        description="Slope of the aggregate demand "
+        "curve, units per credit (each consumer's is this over the count, "
+        "times a uniform draw on [0.5, 1.5]).",
+    )
+    choke_low: float = Field(
+        20.0,
+        gt=0,
+        le=1e6,
+        description="Lowest price at which a consumer "
+        "buys nothing, credits (each one's is uniform on [choke_low, "
+        "choke_high]).",
+    )
     choke_high: float = Field(30.0, gt=0, le=1e6, description="Highest such price, credits.")
-    price_low: float = Field(8.0, ge=0, le=1e6, description="The opening price, the one the first "
-                             "crop is planted for, is uniform on [price_low, price_high], credits.")
+    price_low: float = Field(
+        8.0,
+        ge=0,
+        le=1e6,
+        description="The opening price, the one the first "
+        "crop is planted for, is uniform on [price_low, price_high], credits.",
+    )
     price_high: float = Field(12.0, ge=0, le=1e6, description="See price_low.")
-    setup_only: ClassVar[frozenset[str]] = frozenset({"farmers", "demand_slope", "choke_low",
-                                                      "choke_high", "price_low", "price_high"})
+    setup_only: ClassVar[frozenset[str]] = frozenset(
+        {"farmers", "demand_slope", "choke_low", "choke_high", "price_low", "price_high"}
+    )
 
 
 class Consumers(Population):
@@ -194,7 +240,8 @@ class Consumers(Population):
     | ``price_low``, ``price_high`` | range of the opening price, credits |
 
     **Metrics** (per tick): ``<name>/price_credits``, ``<name>/quantity`` (units sold),
-    ``<name>/equilibrium_price_credits`` (credits: where supply meets demand), ``<name>/slope_ratio``
+    ``<name>/equilibrium_price_credits`` (credits: where supply meets demand),
+    ``<name>/slope_ratio``
     (``K/G``), ``<name>/spent_micro`` (micro-credits).
     """
 
@@ -212,8 +259,9 @@ class Consumers(Population):
         self.equilibrium = 0.0
 
     @classmethod
-    def check_scenario(cls, scenario: Scenario, index: int, params: RoleParams, base: Path,
-                       label: str) -> list[str]:
+    def check_scenario(
+        cls, scenario: Scenario, index: int, params: RoleParams, base: Path, label: str
+    ) -> list[str]:
         """``farmers`` names a Farmers population; ranges are ordered."""
         assert isinstance(params, ConsumerParams)
         where = f"{label}: population[{index}]"
@@ -234,8 +282,11 @@ class Consumers(Population):
         self.intercept = self.slope * rng.uniform(p.choke_low, p.choke_high, self.n)
         self.price = float(rng.uniform(p.price_low, p.price_high))
         self.farmers = next(q for q in world.populations if q.name == p.farmers)
-        world.mint(self.ids, np.full(self.n, self.cfg.initial_credits * world.MICRO, np.int64),
-                   "starting money")
+        world.mint(
+            self.ids,
+            np.full(self.n, self.cfg.initial_credits * world.MICRO, np.int64),
+            "starting money",
+        )
 
     def step(self, world: WorldAPI, tick: int) -> None:
         """Clear the market for this season's harvest; consumers pay the farmers."""
@@ -271,13 +322,19 @@ class Consumers(Population):
         share = harvest / quantity
         amounts = (bill[:, None] * share[None, :]).astype(np.int64)  # consumer × farmer
         payer, payee = np.nonzero(amounts > 0)
-        paid = world.execute_by_home(OpKind.TRANSFER, self.ids[payer], self.farmers.ids[payee],
-                                     amounts[payer, payee])
+        paid = world.execute_by_home(
+            OpKind.TRANSFER, self.ids[payer], self.farmers.ids[payee], amounts[payer, payee]
+        )
         assert paid.all(), "a consumer ran out of money: raise its initial_credits"
         np.add.at(self.farmers.revenue, payee, amounts[payer, payee])
         return int(amounts[payer, payee].sum())
 
     def state_arrays(self) -> dict[str, npt.NDArray[np.generic]]:
         """Alive flags, demand slopes and intercepts, this season's purchases; the price."""
-        return {"alive": self.alive, "slope": self.slope, "intercept": self.intercept,
-                "bought": self.bought, "price": np.array([self.price])}
+        return {
+            "alive": self.alive,
+            "slope": self.slope,
+            "intercept": self.intercept,
+            "bought": self.bought,
+            "price": np.array([self.price]),
+        }

@@ -27,39 +27,82 @@ if TYPE_CHECKING:
 class NodeParams(RoleParams):
     """An edge-net population's own keys (money in credits, compute in CPU-hours)."""
 
-    capacity_max: int = Field(8, ge=1, le=10_000, description="Most CPU-hours a node offers per "
-                              "tick; each node's capacity is uniform on 1..capacity_max.")
-    demand_rate: float = Field(0.5, ge=0, le=1, description="Probability a node has work to run "
-                               "in a tick.")
-    spend_share: float = Field(0.1, gt=0, le=1, description="Share of its money a node with work "
-                               "spends on compute in a tick (price and fee).")
+    capacity_max: int = Field(
+        8,
+        ge=1,
+        le=10_000,
+        description="Most CPU-hours a node offers per "
+        "tick; each node's capacity is uniform on 1..capacity_max.",
+    )
+    demand_rate: float = Field(
+        0.5, ge=0, le=1, description="Probability a node has work to run in a tick."
+    )
+    spend_share: float = Field(
+        0.1,
+        gt=0,
+        le=1,
+        description="Share of its money a node with work "
+        "spends on compute in a tick (price and fee).",
+    )
     task_max: int = Field(1000, ge=1, le=1_000_000, description="Most CPU-hours one task buys.")
-    cost_low: float = Field(0.2, ge=0, le=1e6, description="Lowest reservation price of a "
-                            "provider, credits per CPU-hour (each node's is uniform on "
-                            "[cost_low, cost_high]).")
-    cost_high: float = Field(0.8, ge=0, le=1e6, description="Highest reservation price, credits "
-                             "per CPU-hour.")
-    price_start: float = Field(1.0, gt=0, le=1e6, description="Price at tick 0, credits per "
-                               "CPU-hour.")
-    price_step: float = Field(0.02, ge=0, le=1, description="Largest relative price move per tick "
-                              "(the price follows demand minus supply).")
-    fee_rate: float = Field(0.05, ge=0, le=1, description="Fee the buyer pays the treasury on top "
-                            "of each payment, as a share of it.")
-    reward: float = Field(0.05, ge=0, le=1e6, description="Credits minted per CPU-hour done, at "
-                          "contribution multiplier 1.")
-    max_bonus: float = Field(10.0, ge=1, le=1e3, description="Contribution multiplier of a network "
-                             "with no compute done yet.")
-    compute_decay: float = Field(1e6, gt=0, le=1e15, description="CPU-hours over which the "
-                                 "multiplier's bonus falls by a factor e.")
-    split_roles: bool = Field(False, description="The first half of the nodes only submit and the "
-                              "second half only provide (one-sided, like the shipped marketplace); "
-                              "otherwise every node does both.")
-    setup_only: ClassVar[frozenset[str]] = frozenset({"capacity_max", "cost_low", "cost_high",
-                                                      "price_start", "split_roles"})
+    cost_low: float = Field(
+        0.2,
+        ge=0,
+        le=1e6,
+        description="Lowest reservation price of a "
+        "provider, credits per CPU-hour (each node's is uniform on "
+        "[cost_low, cost_high]).",
+    )
+    cost_high: float = Field(
+        0.8, ge=0, le=1e6, description="Highest reservation price, credits per CPU-hour."
+    )
+    price_start: float = Field(
+        1.0, gt=0, le=1e6, description="Price at tick 0, credits per CPU-hour."
+    )
+    price_step: float = Field(
+        0.02,
+        ge=0,
+        le=1,
+        description="Largest relative price move per tick (the price follows demand minus supply).",
+    )
+    fee_rate: float = Field(
+        0.05,
+        ge=0,
+        le=1,
+        description="Fee the buyer pays the treasury on top of each payment, as a share of it.",
+    )
+    reward: float = Field(
+        0.05,
+        ge=0,
+        le=1e6,
+        description="Credits minted per CPU-hour done, at contribution multiplier 1.",
+    )
+    max_bonus: float = Field(
+        10.0,
+        ge=1,
+        le=1e3,
+        description="Contribution multiplier of a network with no compute done yet.",
+    )
+    compute_decay: float = Field(
+        1e6,
+        gt=0,
+        le=1e15,
+        description="CPU-hours over which the multiplier's bonus falls by a factor e.",
+    )
+    split_roles: bool = Field(
+        False,
+        description="The first half of the nodes only submit and the "
+        "second half only provide (one-sided, like the shipped marketplace); "
+        "otherwise every node does both.",
+    )
+    setup_only: ClassVar[frozenset[str]] = frozenset(
+        {"capacity_max", "cost_low", "cost_high", "price_start", "split_roles"}
+    )
 
 
-def match_units(rng: Stream, task_units: npt.NDArray[np.int64],
-                slots: npt.NDArray[np.int64]) -> tuple[npt.NDArray[np.int64], ...]:
+def match_units(
+    rng: Stream, task_units: npt.NDArray[np.int64], slots: npt.NDArray[np.int64]
+) -> tuple[npt.NDArray[np.int64], ...]:
     """Match the CPU-hours of tasks to the providers' free CPU-hours at random.
 
     ``task_units: int64[n_tasks]`` (CPU-hours per task), ``slots: int64[n_slots]`` (a provider's
@@ -122,8 +165,12 @@ class EdgeNodes(Population):
     """
 
     role: ClassVar[str] = "edge_nodes"
-    money_arrays: ClassVar[dict[str, str]] = {"cost": "micro", "earned": "micro",
-                                              "spent": "micro", "price": "micro"}
+    money_arrays: ClassVar[dict[str, str]] = {
+        "cost": "micro",
+        "earned": "micro",
+        "spent": "micro",
+        "price": "micro",
+    }
     Params: ClassVar[type[RoleParams]] = NodeParams
     phase: ClassVar[int] = 0
 
@@ -159,8 +206,11 @@ class EdgeNodes(Population):
         self.capacity = rng.integers(1, p.capacity_max + 1, size=self.n, dtype=np.int64)
         self.cost = (rng.uniform(p.cost_low, p.cost_high, self.n) * world.MICRO).astype(np.int64)
         self.price = max(1, int(p.price_start * world.MICRO))
-        world.mint(self.ids, np.full(self.n, self.cfg.initial_credits * world.MICRO, np.int64),
-                   "starting money")
+        world.mint(
+            self.ids,
+            np.full(self.n, self.cfg.initial_credits * world.MICRO, np.int64),
+            "starting money",
+        )
 
     def step(self, world: WorldAPI, tick: int) -> None:
         """One market: demand, supply, match, settle, mint, move the price (class docstring)."""
@@ -193,8 +243,13 @@ class EdgeNodes(Population):
         world.gauge(f"{self.name}/treasury_credits", int(treasury[0]) / world.MICRO)
         self._move_price(wanted, int(slots.size))
 
-    def _settle(self, world: WorldAPI, buyer: npt.NDArray[np.int64],
-                provider: npt.NDArray[np.int64], fee_unit: int) -> None:
+    def _settle(
+        self,
+        world: WorldAPI,
+        buyer: npt.NDArray[np.int64],
+        provider: npt.NDArray[np.int64],
+        fee_unit: int,
+    ) -> None:
         """Buyers pay providers the price per CPU-hour served, and the treasury the fee."""
         amount = np.full(buyer.size, self.price, dtype=np.int64)
         paid = world.execute_by_home(OpKind.TRANSFER, self.ids[buyer], self.ids[provider], amount)
@@ -203,8 +258,9 @@ class EdgeNodes(Population):
         fees = hours * fee_unit
         keep = fees > 0
         to_treasury = np.full(int(keep.sum()), world.treasury, dtype=np.int64)
-        paid = world.execute_by_home(OpKind.TRANSFER, self.ids[payers[keep]], to_treasury,
-                                     fees[keep])
+        paid = world.execute_by_home(
+            OpKind.TRANSFER, self.ids[payers[keep]], to_treasury, fees[keep]
+        )
         assert paid.all(), "a buyer could not pay the fee it had set aside"
         np.add.at(self.units_done, provider, 1)
         np.add.at(self.units_bought, buyer, 1)
@@ -216,8 +272,9 @@ class EdgeNodes(Population):
         """Mint the contribution reward for this tick's CPU-hours; grow the network's compute.
         Returns the micro-credits minted."""
         p = self.params
-        multiplier = float(contribution_multiplier(world.network_compute, p.max_bonus,
-                                                   p.compute_decay))
+        multiplier = float(
+            contribution_multiplier(world.network_compute, p.max_bonus, p.compute_decay)
+        )
         assert 1.0 <= multiplier <= p.max_bonus, f"multiplier {multiplier} out of [1, max_bonus]"
         world.gauge(f"{self.name}/multiplier", multiplier)
         per_hour = int(p.reward * world.MICRO * multiplier)
@@ -236,7 +293,15 @@ class EdgeNodes(Population):
     def state_arrays(self) -> dict[str, npt.NDArray[np.generic]]:
         """Per node: sides, capacity, cost, CPU-hours done and bought, money earned and spent;
         and the price (one entry)."""
-        return {"alive": self.alive, "submits": self.submits, "provides": self.provides,
-                "capacity": self.capacity, "cost": self.cost, "units_done": self.units_done,
-                "units_bought": self.units_bought, "earned": self.earned, "spent": self.spent,
-                "price": np.array([self.price], dtype=np.int64)}
+        return {
+            "alive": self.alive,
+            "submits": self.submits,
+            "provides": self.provides,
+            "capacity": self.capacity,
+            "cost": self.cost,
+            "units_done": self.units_done,
+            "units_bought": self.units_bought,
+            "earned": self.earned,
+            "spent": self.spent,
+            "price": np.array([self.price], dtype=np.int64),
+        }

@@ -28,14 +28,30 @@ PARTS = 1_000_000  # the tax rate is held in parts per million, so every levy is
 class TaxAuthorityParams(RoleParams):
     """A tax authority's own keys."""
 
-    taxes: str = Field(max_length=64, description="The population whose trades are taxed; it must "
-                       "publish a trade tape (tape_payer, tape_payee, tape_amount).")
-    pays: str | None = Field(None, max_length=64, description="The population paid equal shares "
-                             "(default: the taxed one).")
-    rate: float = Field(0.1, ge=0, le=1, description="Share of each trade's amount the payee pays "
-                        "in tax (rounded down to a micro-credit).")
-    every: int = Field(1, ge=1, le=1_000_000, description="Ticks between payouts; each pays out "
-                       "everything collected, in equal shares rounded down (the rest waits).")
+    taxes: str = Field(
+        max_length=64,
+        description="The population whose trades are taxed; it must "
+        "publish a trade tape (tape_payer, tape_payee, tape_amount).",
+    )
+    pays: str | None = Field(
+        None,
+        max_length=64,
+        description="The population paid equal shares (default: the taxed one).",
+    )
+    rate: float = Field(
+        0.1,
+        ge=0,
+        le=1,
+        description="Share of each trade's amount the payee pays "
+        "in tax (rounded down to a micro-credit).",
+    )
+    every: int = Field(
+        1,
+        ge=1,
+        le=1_000_000,
+        description="Ticks between payouts; each pays out "
+        "everything collected, in equal shares rounded down (the rest waits).",
+    )
     setup_only: ClassVar[frozenset[str]] = frozenset({"taxes", "pays"})
 
 
@@ -80,21 +96,24 @@ class TaxAuthority(Population):
         self.rate_ppm = int(round(self.params.rate * PARTS))
 
     @classmethod
-    def check_scenario(cls, scenario: Scenario, index: int, params: RoleParams, base: Path,
-                       label: str) -> list[str]:
+    def check_scenario(
+        cls, scenario: Scenario, index: int, params: RoleParams, base: Path, label: str
+    ) -> list[str]:
         """One agent; ``taxes`` and ``pays`` name other populations of the scenario."""
         assert isinstance(params, TaxAuthorityParams)
         where = f"{label}: population[{index}]"
         names = [p.name for p in scenario.population]
         problems = []
         if scenario.population[index].count != 1:
-            problems.append(f"{where}.count: a tax authority is one agent (its account); "
-                            "set count = 1")
+            problems.append(
+                f"{where}.count: a tax authority is one agent (its account); set count = 1"
+            )
         for key in ("taxes", "pays"):
             name = getattr(params, key)
             if name is not None and (name not in names or name == scenario.population[index].name):
-                problems.append(f"{where}.{key}: names no other population; populations are "
-                                f"{names}")
+                problems.append(
+                    f"{where}.{key}: names no other population; populations are {names}"
+                )
         return problems
 
     def setup(self, world: WorldAPI) -> None:
@@ -103,9 +122,11 @@ class TaxAuthority(Population):
         self.paid = self._named(world, self.params.pays or self.params.taxes)
         missing = [f for f in TAPE_FIELDS if not hasattr(self.taxed, f)]
         if missing:
-            raise TypeError(f"population {self.taxed.name!r} keeps no trade tape (no "
-                            f"{missing[0]}): a tax authority can only tax a role that publishes "
-                            "its trades")
+            raise TypeError(
+                f"population {self.taxed.name!r} keeps no trade tape (no "
+                f"{missing[0]}): a tax authority can only tax a role that publishes "
+                "its trades"
+            )
 
     def step(self, world: WorldAPI, tick: int) -> None:
         """Levy this tick's tax on the payees of the taxed trades; pay out on payout ticks."""
@@ -132,8 +153,9 @@ class TaxAuthority(Population):
         if share == 0:
             return
         sources = np.full(live.size, self.ids[0], dtype=np.int64)
-        paid = world.execute_by_home(OpKind.TRANSFER, sources, live,
-                                     np.full(live.size, share, dtype=np.int64))
+        paid = world.execute_by_home(
+            OpKind.TRANSFER, sources, live, np.full(live.size, share, dtype=np.int64)
+        )
         assert paid.all(), "the authority paid out no more than it held"
         self.paid_out[0] += share * live.size
         world.count(f"{self.name}/paid_out_micro", share * live.size)

@@ -25,34 +25,64 @@ if TYPE_CHECKING:
 # The market of the scenario zi_constrained.toml, of the paper's form (six buyers and six
 # sellers, a few units each, prices 1..200): demand and supply cross between 100 and 105 with
 # twelve units traded; the other six units on each side are extra-marginal.
-BUYER_VALUES = ((190, 150, 110), (180, 140, 100), (170, 130, 90),
-                (160, 120, 80), (155, 115, 70), (145, 105, 60))
-SELLER_COSTS = ((20, 60, 100), (30, 70, 110), (40, 80, 120),
-                (50, 90, 130), (55, 95, 140), (65, 105, 150))
+BUYER_VALUES = (
+    (190, 150, 110),
+    (180, 140, 100),
+    (170, 130, 90),
+    (160, 120, 80),
+    (155, 115, 70),
+    (145, 105, 60),
+)
+SELLER_COSTS = (
+    (20, 60, 100),
+    (30, 70, 110),
+    (40, 80, 120),
+    (50, 90, 130),
+    (55, 95, 140),
+    (65, 105, 150),
+)
 
 
 class TraderParams(RoleParams):
     """A zero-intelligence market's own keys."""
 
-    constrained: bool = Field(True, description="ZI-C: a buyer bids at most its unit's value, "
-                              "a seller asks at least its unit's cost. False: ZI-U, every bid "
-                              "and ask uniform on [price_min, price_max].")
-    values: list[list[int]] = Field([list(v) for v in BUYER_VALUES], min_length=1, max_length=1000,
-                                    description="Each buyer's redemption values, in the order its "
-                                    "units trade (one list per buyer), credits.")
-    costs: list[list[int]] = Field([list(c) for c in SELLER_COSTS], min_length=1, max_length=1000,
-                                   description="Each seller's unit costs, in the order its units "
-                                   "trade (one list per seller), credits.")
+    constrained: bool = Field(
+        True,
+        description="ZI-C: a buyer bids at most its unit's value, "
+        "a seller asks at least its unit's cost. False: ZI-U, every bid "
+        "and ask uniform on [price_min, price_max].",
+    )
+    values: list[list[int]] = Field(
+        [list(v) for v in BUYER_VALUES],
+        min_length=1,
+        max_length=1000,
+        description="Each buyer's redemption values, in the order its "
+        "units trade (one list per buyer), credits.",
+    )
+    costs: list[list[int]] = Field(
+        [list(c) for c in SELLER_COSTS],
+        min_length=1,
+        max_length=1000,
+        description="Each seller's unit costs, in the order its units "
+        "trade (one list per seller), credits.",
+    )
     price_min: int = Field(1, ge=1, le=1_000_000, description="Lowest price, credits.")
     price_max: int = Field(200, ge=1, le=1_000_000, description="Highest price, credits.")
-    orders_per_period: int = Field(2000, ge=1, le=1_000_000,
-                                   description="Orders submitted per trading period (one tick).")
+    orders_per_period: int = Field(
+        2000, ge=1, le=1_000_000, description="Orders submitted per trading period (one tick)."
+    )
     setup_only: ClassVar[frozenset[str]] = frozenset({"values", "costs"})
 
 
-def trade_period(values: list[list[int]], costs: list[list[int]], constrained: bool,
-                 pick: npt.NDArray[np.float64], draw: npt.NDArray[np.float64],
-                 price_min: int, price_max: int) -> list[tuple[int, int, int, int, int]]:
+def trade_period(
+    values: list[list[int]],
+    costs: list[list[int]],
+    constrained: bool,
+    pick: npt.NDArray[np.float64],
+    draw: npt.NDArray[np.float64],
+    price_min: int,
+    price_max: int,
+) -> list[tuple[int, int, int, int, int]]:
     """One trading period of the continuous double auction; the trades made, in order.
 
     Traders are numbered buyers first, then sellers. Order ``k`` comes from a trader picked by
@@ -70,7 +100,7 @@ def trade_period(values: list[list[int]], costs: list[list[int]], constrained: b
     bid = ask = None  # (price, trader)
     trades = []
     active = [i for i in range(len(limits)) if limits[i]]
-    for u_pick, u_draw in zip(pick.tolist(), draw.tolist()):
+    for u_pick, u_draw in zip(pick.tolist(), draw.tolist(), strict=True):
         if not active:
             break
         i = active[int(u_pick * len(active))]
@@ -99,8 +129,9 @@ def trade_period(values: list[list[int]], costs: list[list[int]], constrained: b
     return trades
 
 
-def _settle_units(sold: list[int], limits: list[list[int]], active: list[int],
-                  *traders: int) -> None:
+def _settle_units(
+    sold: list[int], limits: list[list[int]], active: list[int], *traders: int
+) -> None:
     """Count one unit traded by each of ``traders``; drop from ``active`` those with none left."""
     for t in traders:
         sold[t] += 1
@@ -113,7 +144,8 @@ def max_surplus(values: list[list[int]], costs: list[list[int]]) -> int:
     while the value exceeds the cost (the competitive allocation), credits."""
     demand = sorted((v for units in values for v in units), reverse=True)
     supply = sorted(c for units in costs for c in units)
-    total = sum(v - c for v, c in zip(demand, supply) if v > c)
+    # Past the shorter side no trade is possible.
+    total = sum(v - c for v, c in zip(demand, supply, strict=False) if v > c)
     assert total >= 0, "a sum of positive gaps"
     return total
 
@@ -163,8 +195,9 @@ class ZeroIntelligenceTraders(Population):
         self.best_surplus = max_surplus(self.params.values, self.params.costs)
 
     @classmethod
-    def check_scenario(cls, scenario: Scenario, index: int, params: RoleParams, base: Path,
-                       label: str) -> list[str]:
+    def check_scenario(
+        cls, scenario: Scenario, index: int, params: RoleParams, base: Path, label: str
+    ) -> list[str]:
         """``count`` is one agent per buyer and seller; limits lie on the price range."""
         assert isinstance(params, TraderParams)
         where = f"{label}: population[{index}]"
@@ -172,15 +205,19 @@ class ZeroIntelligenceTraders(Population):
         need = len(params.values) + len(params.costs)
         problems = []
         if count != need:
-            problems.append(f"{where}.count: {len(params.values)} buyers and {len(params.costs)} "
-                            f"sellers need count = {need}, got {count}")
+            problems.append(
+                f"{where}.count: {len(params.values)} buyers and {len(params.costs)} "
+                f"sellers need count = {need}, got {count}"
+            )
         if params.price_min > params.price_max:
-            problems.append(f"{where}.price_min: {params.price_min} is above price_max "
-                            f"{params.price_max}")
+            problems.append(
+                f"{where}.price_min: {params.price_min} is above price_max {params.price_max}"
+            )
         limits = [x for units in (*params.values, *params.costs) for x in units]
         if any(not params.price_min <= x <= params.price_max for x in limits):
-            problems.append(f"{where}.values: every value and cost must lie in "
-                            "[price_min, price_max]")
+            problems.append(
+                f"{where}.values: every value and cost must lie in [price_min, price_max]"
+            )
         return problems
 
     def setup(self, world: WorldAPI) -> None:
@@ -194,12 +231,15 @@ class ZeroIntelligenceTraders(Population):
         rng = world.streams(f"population/{self.name}")
         pick = rng.random(p.orders_per_period)
         draw = rng.random(p.orders_per_period)
-        trades = trade_period(p.values, p.costs, p.constrained, pick, draw, p.price_min,
-                              p.price_max)
-        buyer, seller, price, value, cost = (np.array([t[k] for t in trades], dtype=np.int64)
-                                             for k in range(5))
-        paid = world.execute_by_home(OpKind.TRANSFER, self.ids[buyer], self.ids[seller],
-                                     price * world.MICRO)
+        trades = trade_period(
+            p.values, p.costs, p.constrained, pick, draw, p.price_min, p.price_max
+        )
+        buyer, seller, price, value, cost = (
+            np.array([t[k] for t in trades], dtype=np.int64) for k in range(5)
+        )
+        paid = world.execute_by_home(
+            OpKind.TRANSFER, self.ids[buyer], self.ids[seller], price * world.MICRO
+        )
         assert paid.all(), "a buyer ran out of money: raise initial_credits for this many periods"
         np.add.at(self.units_traded, buyer, 1)
         np.add.at(self.units_traded, seller, 1)
@@ -213,5 +253,9 @@ class ZeroIntelligenceTraders(Population):
 
     def state_arrays(self) -> dict[str, npt.NDArray[np.generic]]:
         """Alive flags, sides, units traded and profits (credits) over the run."""
-        return {"alive": self.alive, "is_buyer": self.is_buyer, "units_traded": self.units_traded,
-                "profit": self.profit}
+        return {
+            "alive": self.alive,
+            "is_buyer": self.is_buyer,
+            "units_traded": self.units_traded,
+            "profit": self.profit,
+        }
