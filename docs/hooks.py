@@ -61,17 +61,29 @@ def _type(prop: dict[str, Any]) -> str:
     kind = prop.get("type", "any")
     if kind == "array":
         return "list of " + _type(prop.get("items", {}))
-    if kind == "object" and "additionalProperties" in prop and isinstance(prop["additionalProperties"], dict):
+    if (
+        kind == "object"
+        and "additionalProperties" in prop
+        and isinstance(prop["additionalProperties"], dict)
+    ):
         return "table of " + _type(prop["additionalProperties"])
     return str(kind)
 
 
 def _bounds(prop: dict[str, Any]) -> str:
     parts = []
-    for key, sign in (("minimum", ">="), ("exclusiveMinimum", ">"), ("maximum", "<="),
-                      ("exclusiveMaximum", "<"), ("maxLength", "length <="), ("maxItems", "items <=")):
+    for key, sign in (
+        ("minimum", ">="),
+        ("exclusiveMinimum", ">"),
+        ("maximum", "<="),
+        ("exclusiveMaximum", "<"),
+        ("maxLength", "length <="),
+        ("maxItems", "items <="),
+    ):
         if key in prop:
-            parts.append(f"{sign} {prop[key]:,}" if isinstance(prop[key], int) else f"{sign} {prop[key]}")
+            parts.append(
+                f"{sign} {prop[key]:,}" if isinstance(prop[key], int) else f"{sign} {prop[key]}"
+            )
     for sub in prop.get("anyOf", []):
         inner = _bounds(sub)
         if inner:
@@ -86,19 +98,34 @@ def _cell(text: str) -> str:
 def _keys_table(model: dict[str, Any], required: set[str]) -> list[str]:
     lines = ["| key | type | default | range | meaning |", "| --- | --- | --- | --- | --- |"]
     for name, prop in model.get("properties", {}).items():
-        default = "required" if name in required else (
-            f"`{json.dumps(prop['default'])}`" if "default" in prop else "")
-        lines.append(f"| `{name}` | {_cell(_type(prop))} | {_cell(default)} | {_cell(_bounds(prop))} | "
-                     f"{_cell(prop.get('description', ''))} |")
+        default = (
+            "required"
+            if name in required
+            else (f"`{json.dumps(prop['default'])}`" if "default" in prop else "")
+        )
+        lines.append(
+            f"| `{name}` | {_cell(_type(prop))} | {_cell(default)} | {_cell(_bounds(prop))} | "
+            f"{_cell(prop.get('description', ''))} |"
+        )
     return lines
+
+
+def _schema() -> dict[str, Any]:
+    """What ``agora schema`` prints: the scenario files' JSON Schema, each role's keys under
+    ``x-agora-roles`` (read through the command line, the contract, not the modules behind it)."""
+    from typer.testing import CliRunner
+
+    from runtime.cli import app
+
+    result = CliRunner().invoke(app, ["schema"])
+    if result.exit_code != 0:
+        raise RuntimeError(f"agora schema exited {result.exit_code}: {result.output[-2000:]}")
+    return json.loads(result.stdout)
 
 
 def scenario_reference() -> str:
     """Markdown for every table and key of a scenario file, and each registered role's keys."""
-    from runtime.roles import params_schemas, registered
-    from runtime.scenario import schema
-
-    doc = schema()
+    doc = _schema()
     defs = doc.get("$defs", {})
     out: list[str] = []
     for section, prop in doc["properties"].items():
@@ -117,12 +144,22 @@ def scenario_reference() -> str:
             inner = sub.get("$ref") or sub.get("items", {}).get("$ref")
             if inner:
                 inner_model = defs[inner.rsplit("/", 1)[-1]]
-                out += [f"#### `{section}.{name}`", "", inner_model.get("description", ""), "",
-                        *_keys_table(inner_model, set(inner_model.get("required", []))), ""]
-    out += ["## Each role's own keys", "",
-            "A population takes the keys above and its role's own keys, written in the same table.", ""]
-    for name, role_doc in params_schemas(registered()).items():
-        out += [f"### `role = \"{name}\"`", "", _cell(str(role_doc.get("description", ""))), ""]
+                out += [
+                    f"#### `{section}.{name}`",
+                    "",
+                    inner_model.get("description", ""),
+                    "",
+                    *_keys_table(inner_model, set(inner_model.get("required", []))),
+                    "",
+                ]
+    out += [
+        "## Each role's own keys",
+        "",
+        "A population takes the keys above and its role's own keys, written in the same table.",
+        "",
+    ]
+    for name, role_doc in doc.get("x-agora-roles", {}).items():
+        out += [f'### `role = "{name}"`', "", _cell(str(role_doc.get("description", ""))), ""]
         if role_doc.get("properties"):
             out += [*_keys_table(role_doc, set(role_doc.get("required", []))), ""]
         else:
@@ -134,30 +171,44 @@ def scenario_reference() -> str:
 
 
 def cli_reference() -> str:
-    """Markdown for every ``agora`` command: its help, arguments and options."""
-    import click
+    """Markdown for every ``agora`` command: its help, arguments and options.
+
+    Typer builds the commands on its own copy of click, so they are read by their attributes
+    (``commands``, ``params``, ``param_type_name``), not checked against the ``click`` package.
+    """
+    import typer
     import typer.main
 
     from runtime.cli import app
 
     group = typer.main.get_command(app)
-    assert isinstance(group, click.Group)
+    commands = getattr(group, "commands", None)
+    assert isinstance(commands, dict) and commands, "the agora app has no subcommands"
     out: list[str] = []
-    for name, command in group.commands.items():
-        usage = " ".join(command.collect_usage_pieces(click.Context(command, info_name=name)))
-        out += [f"## `agora {name}`", "", (command.help or "").strip(), "", "```text",
-                f"agora {name} {usage}", "```", ""]
+    for name, command in commands.items():
+        usage = " ".join(command.collect_usage_pieces(typer.Context(command, info_name=name)))
+        out += [
+            f"## `agora {name}`",
+            "",
+            (command.help or "").strip(),
+            "",
+            "```text",
+            f"agora {name} {usage}",
+            "```",
+            "",
+        ]
         rows = ["| argument or option | default | meaning |", "| --- | --- | --- |"]
         for param in command.params:
             if param.name == "help":
                 continue
-            if isinstance(param, click.Argument):
+            if param.param_type_name == "argument":
                 label = f"`{(param.metavar or param.name or '').upper()}`"
-                meaning = getattr(param, "help", None) or ""
             else:
                 label = ", ".join(f"`{opt}`" for opt in param.opts)
-                meaning = getattr(param, "help", None) or ""
-            default = "" if param.default in (None, False) or param.required else f"`{param.default}`"
+            meaning = getattr(param, "help", None) or ""
+            default = (
+                "" if param.default in (None, False) or param.required else f"`{param.default}`"
+            )
             rows.append(f"| {label} | {_cell(default)} | {_cell(meaning)} |")
         out += [*rows, ""]
     return "\n".join(out)
