@@ -16,8 +16,9 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(VENV)/bin/agora run scenarios/marketplace.toml --out runs/quickstart --overwrite
 
+# One pytest worker per core (pytest-xdist).
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n auto
 
 long-test: $(STAMP)
 	$(PY) -m pytest -q -m long

@@ -17,6 +17,9 @@ prove that no entry overdraws its payer and, for transfers, that the batch gives
 takes; a batch that fails is refined by dropping the entries that overdraw and proved again, and
 only what is proved reaches the ledger. When governance runs, the critic proves each proposal that
 passed its vote against the constitution (:meth:`CriticPopulation.verify_proposal`).
+
+Critics offer a control form (:meth:`CriticPopulation.control_form`): a learner sets, per seat and
+tick, the check rate the seat argues for; its class docstring gives the spaces.
 """
 
 from __future__ import annotations
@@ -33,8 +36,16 @@ from pydantic import Field
 from economy.constitution import Constitution, Verdict
 from economy.ops import OpKind
 from economy.scatter import add_at
+from runtime.kernel.control import (
+    Control,
+    ControlForm,
+    inputs_fallback_core,
+    is_inputs_file,
+    share_feature,
+    share_left,
+)
 from runtime.kernel.population import Population, RoleParams
-from runtime.kernel.scenario import PopulationConfig, Probability
+from runtime.kernel.scenario import PopulationConfig, Probability, ScenarioError
 
 if TYPE_CHECKING:
     from agents.worker import WorkerPopulation
@@ -178,7 +189,33 @@ class CriticParams(RoleParams):
 
 
 class CriticPopulation(Population):
-    """Critics sharing one verification budget over their watched worker population."""
+    """Critics sharing one verification budget over their watched worker population.
+
+    ## Action Space
+
+    ``Box(-1, 1, (1,), float32)`` per seat (:meth:`control_form`): the check rate ``(a + 1)/2``
+    the seat argues for. The population's rate this tick is ``check_budget`` moved by the mean,
+    over all its critics, of each driven seat's rate less ``check_budget``; it checks
+    ``ceil(rate × results)`` of the tick's results, chosen by its core as ever. A row of NaN: the
+    seat argues for ``check_budget``.
+
+    ## Observation Space
+
+    ``Box(-1, 1, (4,), float32)`` per seat, the same for every seat of the population:
+
+    | Num | Observation | Feature |
+    |-----|-------------|---------|
+    | 0 | share of its checks so far judged invalid | ``2·share − 1`` |
+    | 1 | share of the watched workers ever judged invalid | ``2·share − 1`` |
+    | 2 | share of the results so far that it checked | ``2·share − 1`` |
+    | 3 | share of the run left | ``2·share − 1`` |
+
+    ## Rewards
+
+    ``"wealth"`` (critics earn nothing: 0) and ``"audit"``: this tick's share of the invalid
+    results caught less the share of results checked, the same for every seat. Being broke
+    does not end a seat's episode.
+    """
 
     role: ClassVar[str] = "critic"
     Params: ClassVar[type[RoleParams]] = CriticParams
@@ -208,6 +245,8 @@ class CriticPopulation(Population):
             "proposals_blocked": 0,
         }
         self.reviews_batches = bool(self.params.review_ledger)  # type: ignore[misc]
+        self.control: Control | None = None  # outside control of some seats (control_form)
+        self.audit = 0.0  # this tick's share of invalid results caught less the share checked
 
     def review_batch(
         self,
@@ -309,10 +348,21 @@ class CriticPopulation(Population):
         self.bad = np.zeros(self.target.n)
         self.good = np.zeros(self.target.n)
         if self.core not in ("baseline", "learned"):
-            self.load_core(
-                world.base / self.core
-            )  # start from a saved check record of the same workers
-            self.core = "learned"
+            path = world.base / self.core
+            if is_inputs_file(path):  # a recorded episode: its actions drive their seats again
+                try:
+                    self.control = Control.replaying(path, self)
+                except ValueError as exc:
+                    raise ScenarioError([f"population {self.name!r}: core: {exc}"]) from None
+                self.core = inputs_fallback_core(path)
+            else:
+                self.load_core(path)  # start from a saved check record of the same workers
+                self.core = "learned"
+
+    @classmethod
+    def check_core_file(cls, path: Path) -> str | None:
+        """A critic's core file: a saved check record, or a recorded episode's inputs file."""
+        return None if is_inputs_file(path) else super().check_core_file(path)
 
     def _choose(
         self, rng: np.random.Generator, workers: npt.NDArray[np.int64], budget: int
@@ -329,10 +379,12 @@ class CriticPopulation(Population):
         m = int(res["worker"].size)
         self.stats["results"] += m
         self.stats["invalid"] += int((~res["valid"]).sum())
+        rate = self._rate(tick)
+        self.audit = 0.0
         if m == 0 or not self.alive.any():
             return
         rng = world.streams(f"population/{self.name}")
-        budget = min(m, math.ceil(self.params.check_budget * m))
+        budget = min(m, math.ceil(rate * m))
         chosen = self._choose(rng, res["worker"], budget)
         correct = rng.random(budget) < self.params.check_accuracy
         truly_invalid = ~res["valid"][chosen]
@@ -346,6 +398,57 @@ class CriticPopulation(Population):
         rejected = chosen[judged_invalid]
         if rejected.size:
             self._reject(world, rejected)
+        invalid = int((~res["valid"]).sum())
+        caught = int((judged_invalid & truly_invalid).sum())
+        self.audit = (caught / invalid if invalid else 0.0) - budget / m
+
+    def _rate(self, tick: int) -> float:
+        """This tick's check rate: ``check_budget``, moved by the driven seats' actions."""
+        budget = float(self.params.check_budget)
+        if self.control is None:
+            return budget
+        actions = self.control.take(tick)
+        acting = self.control.acting(actions)
+        if not acting.any():
+            return budget
+        pulls = (actions[acting, 0] + 1.0) / 2.0 - budget
+        rate = budget + float(np.sort(pulls).sum()) / self.n
+        assert -1e-12 <= rate <= 1.0 + 1e-12
+        return min(1.0, max(0.0, rate))
+
+    # ------------------------------------------------------------------ outside control
+    def control_form(self) -> ControlForm:
+        """One critic driven from outside: the check rate it argues for (the class docstring)."""
+        from gymnasium import spaces
+
+        return ControlForm(
+            observation_space=spaces.Box(-1.0, 1.0, shape=(4,), dtype=np.float32),
+            action_space=spaces.Box(-1.0, 1.0, shape=(1,), dtype=np.float32),
+            action_meaning="an action in [-1, 1]: the check rate (a + 1)/2 the seat argues for",
+            rewards={"audit": audit_reward},
+            bankrupt_leaves=False,
+        )
+
+    def attach_control(self, world: World, seats: npt.NDArray[np.int64]) -> Control:
+        """Drive ``seats`` from outside from the next tick on (before tick 0)."""
+        assert self.control is None, "one control per population"
+        self.control = Control.live(seats, 1)
+        return self.control
+
+    def observe(self, world: World, seats: npt.NDArray[np.int64]) -> npt.NDArray[np.float32]:
+        """Each seat's observation for the coming tick, ``float32[len(seats), 4]`` (the class
+        docstring); reads the record, draws nothing."""
+        s = self.stats
+        judged = s["caught"] + s["false_slashes"]
+        row = [
+            share_feature(judged / s["checks"] if s["checks"] else 0.0),
+            share_feature(float((self.bad > 0).mean()) if self.bad.size else 0.0),
+            share_feature(s["checks"] / s["results"] if s["results"] else 0.0),
+            share_feature(share_left(world)),
+        ]
+        obs = np.tile(np.asarray(row, dtype=np.float64), (seats.size, 1))
+        assert obs.shape == (seats.size, 4)
+        return obs.astype(np.float32)
 
     def _reject(self, world: World, rows: npt.NDArray[np.int64]) -> None:
         assert self.target is not None
@@ -436,6 +539,19 @@ class CriticPopulation(Population):
     def state_arrays(self) -> dict[str, npt.NDArray[np.generic]]:
         """Alive flags and the per-worker check record."""
         return {"alive": self.alive, "bad": self.bad, "good": self.good}
+
+
+def audit_reward(
+    world: World,
+    pop: Population,
+    seats: npt.NDArray[np.int64],
+    before: npt.NDArray[np.float64],
+) -> npt.NDArray[np.float64]:
+    """The ``"audit"`` reward: the population's share of this tick's invalid results caught less
+    the share of results checked, for every seat, ``float64[len(seats)]``."""
+    assert isinstance(pop, CriticPopulation)
+    assert -1.0 <= pop.audit <= 1.0
+    return np.full(seats.size, pop.audit)
 
 
 def plan_keeps_acyclic(

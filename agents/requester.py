@@ -10,22 +10,36 @@ the forecast of its task's price next tick (``forecast_fee`` credits, through th
 when the forecast is lower than today's price by more than the fee, defers the task by one tick
 and posts it then at whatever the price has become. Deferral savings (today's price minus the
 price posted at, negative when the forecast was wrong) and the fees are in the role metrics.
+
+Requesters offer a control form (:meth:`RequesterPopulation.control_form`): a learner decides, per
+seat and tick, how likely the seat is to post and how large its task is; its class docstring gives
+the spaces.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, ClassVar, cast
 
 import numpy as np
 import numpy.typing as npt
 from pydantic import Field
 
 from economy.scatter import add_at
+from runtime.kernel.control import (
+    Control,
+    ControlForm,
+    inputs_problem,
+    ratio_feature,
+    save_recording,
+    share_feature,
+    share_left,
+)
 from runtime.kernel.population import Population, RoleParams
-from runtime.kernel.scenario import MAX_CREDITS, PopulationConfig, Probability
+from runtime.kernel.scenario import MAX_CREDITS, PopulationConfig, Probability, ScenarioError
 
 if TYPE_CHECKING:
+    from agents.worker import WorkerPopulation
     from agents.world_model import WorldModelPopulation
     from runtime.kernel.scenario import Scenario
     from runtime.kernel.world import World
@@ -58,11 +72,48 @@ class RequesterParams(RoleParams):
             "recorded as income); 0: it only spends its starting credits."
         ),
     )
-    setup_only: ClassVar[frozenset[str]] = frozenset({"forecasts_from"})
+    inputs: str | None = Field(
+        None,
+        max_length=1024,
+        description=(
+            "An inputs file of a recorded episode (its cores/<population>.npz), relative to the "
+            "scenario file: its outside actions drive the same seats again."
+        ),
+    )
+    setup_only: ClassVar[frozenset[str]] = frozenset({"forecasts_from", "inputs"})
 
 
 class RequesterPopulation(Population):
-    """Each live requester posts a task with probability ``post_rate`` per tick if it can pay."""
+    """Each live requester posts a task with probability ``post_rate`` per tick if it can pay.
+
+    ## Action Space
+
+    ``Box(-1, 1, (2,), float32)`` per seat (:meth:`control_form`):
+
+    | Num | Action | Mapping |
+    |-----|--------|---------|
+    | 0 | post | the seat posts this tick when the tick's uniform draw is below ``(a + 1)/2`` |
+    | 1 | size | task units ``1 + round((a + 1)/2 · (task_units − 1))`` (no effect at 1) |
+
+    The task's skill is drawn as for every requester, its price is the market's, and the seat
+    posts only what it can pay. A row of NaN: the seat posts as the scripted rule says.
+
+    ## Observation Space
+
+    ``Box(-1, 1, (4,), float32)`` per seat:
+
+    | Num | Observation | Feature |
+    |-----|-------------|---------|
+    | 0 | credits over starting credits, ``r`` | ``(r − 1)/(r + 1)``, ``r`` capped at 10 |
+    | 1 | mean task-unit price over the base price, ``p`` | ``(p − 1)/(p + 1)`` |
+    | 2 | tasks waiting on the board per live requester, ``b`` | ``(b − 1)/(b + 1)`` |
+    | 3 | share of the run left | ``2·share − 1`` |
+
+    ## Rewards
+
+    ``"wealth"`` (the change of balance plus stake, credits) and ``"delivered"``: task units
+    that workers did and were paid for on the seat's tasks this tick.
+    """
 
     role: ClassVar[str] = "requester"
     Params: ClassVar[type[RoleParams]] = RequesterParams
@@ -82,13 +133,19 @@ class RequesterPopulation(Population):
             "deferred": 0,
             "deferral_savings_micro": 0,
         }
+        self.control: Control | None = None  # outside control of some seats (control_form)
 
     @classmethod
     def check_scenario(
         cls, scenario: Scenario, index: int, params: RoleParams, base: Path, label: str
     ) -> list[str]:
-        """``forecasts_from`` must name a world_model population."""
+        """``forecasts_from`` must name a world_model population; ``inputs`` a requesters' inputs
+        file."""
         assert isinstance(params, RequesterParams)
+        if params.inputs is not None and (
+            problem := inputs_problem(base / params.inputs, cls.role)
+        ):
+            return [f"{label}: population[{index}].inputs: {problem}"]
         if params.forecasts_from is None:
             return []
         seller = next((q for q in scenario.population if q.name == params.forecasts_from), None)
@@ -117,6 +174,12 @@ class RequesterPopulation(Population):
         )
         if self.params.forecasts_from is not None:
             self.seller = next(p for p in world.populations if p.name == self.params.forecasts_from)  # type: ignore[assignment]
+        if self.params.inputs is not None:
+            # A recorded episode: its outside actions drive their seats again.
+            try:
+                self.control = Control.replaying(world.base / self.params.inputs, self)
+            except ValueError as exc:
+                raise ScenarioError([f"population {self.name!r}: inputs: {exc}"]) from None
 
     def step(self, world: World, tick: int) -> None:
         """Earn this tick's income, then post this tick's tasks to the board."""
@@ -128,8 +191,11 @@ class RequesterPopulation(Population):
         u = rng.random(self.n)
         skill = rng.integers(0, world.market.prices.shape[0], size=self.n)
         units = rng.integers(1, self.params.task_units + 1, size=self.n)
+        rate: float | npt.NDArray[np.float64] = self.params.post_rate
+        if self.control is not None:
+            rate, units = self._controlled(tick, self.params.post_rate, units)
         price = world.market.prices[skill] * units
-        wants = self.alive & (u < self.params.post_rate)
+        wants = self.alive & (u < rate)
         # Last tick's deferred tasks are posted now, at today's price, if still affordable.
         d = self.deferred
         self.deferred = {k: np.empty(0, np.int64) for k in d}
@@ -156,6 +222,60 @@ class RequesterPopulation(Population):
             post = self._consult(world, post, skill, units, price, rights)
         idx = np.flatnonzero(post)
         self._post(world, idx, skill[idx], units[idx], price[idx])
+
+    def _controlled(
+        self, tick: int, rate: float, units: npt.NDArray[np.int64]
+    ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]:
+        """Each requester's posting probability and task units this tick, the driven seats' from
+        their actions (the others', and NaN rows', as drawn)."""
+        assert self.control is not None
+        actions = self.control.take(tick)
+        acting = self.control.acting(actions)
+        seats = self.control.seats[acting]
+        rates = np.full(self.n, rate)
+        rates[seats] = (actions[acting, 0] + 1.0) / 2.0
+        units = units.copy()
+        size = np.rint((actions[acting, 1] + 1.0) / 2.0 * (self.params.task_units - 1))
+        units[seats] = 1 + size.astype(np.int64)
+        assert (units >= 1).all() and (units <= self.params.task_units).all()
+        return rates, units
+
+    # ------------------------------------------------------------------ outside control
+    def control_form(self) -> ControlForm:
+        """One requester driven from outside: whether it posts and how large (the class
+        docstring)."""
+        from gymnasium import spaces
+
+        return ControlForm(
+            observation_space=spaces.Box(-1.0, 1.0, shape=(4,), dtype=np.float32),
+            action_space=spaces.Box(-1.0, 1.0, shape=(2,), dtype=np.float32),
+            action_meaning="two actions in [-1, 1]: post when this tick's uniform draw < "
+            "(a0 + 1)/2; task units 1 + round((a1 + 1)/2·(task_units − 1))",
+            rewards={"delivered": delivered_units},
+        )
+
+    def attach_control(self, world: World, seats: npt.NDArray[np.int64]) -> Control:
+        """Drive ``seats`` from outside from the next tick on (before tick 0)."""
+        assert self.control is None, "one control per population"
+        self.control = Control.live(seats, 2)
+        return self.control
+
+    def observe(self, world: World, seats: npt.NDArray[np.int64]) -> npt.NDArray[np.float32]:
+        """Each seat's observation for the coming tick, ``float32[len(seats), 4]`` (the class
+        docstring); reads the world, draws nothing."""
+        start = max(1, self.cfg.initial_credits * world.MICRO)
+        credits = world.rights_at_home(self.ids[seats]) / start
+        level = float(world.market.prices.mean()) / max(1, world.rates.task_unit)
+        waiting = len(world.task_board) / max(1, int(self.alive.sum()))
+        row = [ratio_feature(level), ratio_feature(waiting), share_feature(share_left(world))]
+        obs = np.column_stack([ratio_feature(credits), np.tile(row, (seats.size, 1))])
+        assert obs.shape == (seats.size, 4)
+        return obs.astype(np.float32)
+
+    def save_core(self, folder: Path) -> Path | None:
+        """With outside control, its actions so far (an inputs file the ``inputs`` key replays);
+        nothing otherwise: requesters have no learned core."""
+        return None if self.control is None else save_recording(folder, self, self.control)
 
     def _consult(
         self,
@@ -218,3 +338,27 @@ class RequesterPopulation(Population):
             "posted": self.posted,
             **{f"deferred_{k}": v for k, v in self.deferred.items()},
         }
+
+
+def delivered_units(
+    world: World,
+    pop: Population,
+    seats: npt.NDArray[np.int64],
+    before: npt.NDArray[np.float64],
+) -> npt.NDArray[np.float64]:
+    """The ``"delivered"`` reward: task units that workers did and were paid for on each seat's
+    tasks this tick, ``float64[len(seats)]``."""
+    accounts = pop.ids[seats]
+    order = np.argsort(accounts, kind="stable")
+    ranked = accounts[order]
+    out = np.zeros(seats.size)
+    for other in world.populations:
+        if other.role != "worker":
+            continue
+        results = cast("WorkerPopulation", other).results
+        requester, units = results["requester"], results["units"]
+        at = np.minimum(np.searchsorted(ranked, requester), max(0, ranked.size - 1))
+        hit = ranked[at] == requester if ranked.size else np.zeros(requester.size, np.bool_)
+        add_at(out, order[at[hit]], units[hit].astype(np.float64))
+    assert out.shape == seats.shape and (out >= 0).all()
+    return out

@@ -4,10 +4,15 @@ Routing is the economy's learned top-k gate (k = 1) over skill vectors with a ca
 whose best worker is full goes to the next best); the
 outcome feeds the workers' Beta reputation and the gate's learned bias. Live workers also earn the
 uptime reward each tick, scaled by the contribution multiplier of the network's total compute.
+
+Workers offer a control form (:meth:`WorkerPopulation.control_form`): a learner decides, per seat
+and tick, the least price at which the seat takes work and how often it claims a task done without
+doing it; the class docstring gives the spaces.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
@@ -19,8 +24,17 @@ from economy.ops import OpKind
 from economy.portable_math import log
 from economy.routing import TopKGate
 from economy.scatter import add_at
+from runtime.kernel.control import (
+    Control,
+    ControlForm,
+    inputs_problem,
+    ratio_feature,
+    save_recording,
+    share_feature,
+    share_left,
+)
 from runtime.kernel.population import Population, RoleParams
-from runtime.kernel.scenario import MAX_CREDITS, PopulationConfig, Probability
+from runtime.kernel.scenario import MAX_CREDITS, PopulationConfig, Probability, ScenarioError
 
 if TYPE_CHECKING:
     from runtime.kernel.scenario import Scenario
@@ -50,12 +64,54 @@ class WorkerParams(RoleParams):
     cheat_probability: Probability = Field(
         0.5, description="Probability a cheater claims a task done without doing it."
     )
-    setup_only: ClassVar[frozenset[str]] = frozenset({"quality", "stake", "cheat_fraction"})
+    inputs: str | None = Field(
+        None,
+        max_length=1024,
+        description=(
+            "An inputs file of a recorded episode (its cores/<population>.npz), relative to the "
+            "scenario file: its outside actions drive the same seats again."
+        ),
+    )
+    setup_only: ClassVar[frozenset[str]] = frozenset(
+        {"quality", "stake", "cheat_fraction", "inputs"}
+    )
 
 
 class WorkerPopulation(Population):
     """Workers with a main skill, a quality (probability of success in it) and a reservation
-    price."""
+    price.
+
+    ## Action Space
+
+    ``Box(-1, 1, (2,), float32)`` per seat (:meth:`control_form`):
+
+    | Num | Action | Mapping |
+    |-----|--------|---------|
+    | 0 | reservation | takes work this tick when its skill's price >= ``cost·(1 + a)`` |
+    | 1 | cheat | claims each task it takes done without doing it with probability ``(a + 1)/2`` |
+
+    ``a0 = 0`` is the scripted rule, -1 takes any price, 1 asks twice the cost. A row of NaN:
+    the seat works as the scripted rule says (cheating at ``cheat_probability`` only if it is a
+    cheater). The driven seats' decisions reuse the scripted rule's own draws.
+
+    ## Observation Space
+
+    ``Box(-1, 1, (5,), float32)`` per seat:
+
+    | Num | Observation | Feature |
+    |-----|-------------|---------|
+    | 0 | its skill's task-unit price over its cost, ``p`` | ``(p − 1)/(p + 1)``, capped at 10 |
+    | 1 | its reputation (predicted success) | ``2·score − 1`` |
+    | 2 | balance over starting credits plus stake (at least 1 credit), ``r`` | ``(r−1)/(r+1)`` |
+    | 3 | share of its stake not slashed (1 with no stake) | ``2·share − 1`` |
+    | 4 | share of the run left | ``2·share − 1`` |
+
+    ## Rewards
+
+    ``"wealth"`` (the change of balance plus stake, credits) and ``"profit"``: what the seat was
+    paid this tick less its cost for the task units, credits. Being broke does not end a seat's
+    episode: workers work without credits.
+    """
 
     role: ClassVar[str] = "worker"
     Params: ClassVar[type[RoleParams]] = WorkerParams
@@ -85,6 +141,8 @@ class WorkerPopulation(Population):
         )  # results a critic sent back, redone by their producer next tick
         self.failed = np.zeros(self.n, dtype=np.int64)
         self.gate: TopKGate | None = None
+        self.control: Control | None = None  # outside control of some seats (control_form)
+        self.cheat_rate = np.full(self.n, np.nan)  # this tick's driven cheat rates (NaN: scripted)
 
     @classmethod
     def credits_minted_at_most(cls, cfg: PopulationConfig, scenario: Scenario) -> int:
@@ -99,6 +157,18 @@ class WorkerPopulation(Population):
         )
         uptime = int(np.ceil(cfg.count * scenario.world.ticks * per_tick))
         return cfg.count * (cfg.initial_credits + params.stake) + uptime
+
+    @classmethod
+    def check_scenario(
+        cls, scenario: Scenario, index: int, params: RoleParams, base: Path, label: str
+    ) -> list[str]:
+        """``inputs`` must name a workers' inputs file."""
+        assert isinstance(params, WorkerParams)
+        if params.inputs is not None and (
+            problem := inputs_problem(base / params.inputs, cls.role)
+        ):
+            return [f"{label}: population[{index}].inputs: {problem}"]
+        return []
 
     def setup(self, world: World) -> None:
         """Draw skills and qualities; build the router."""
@@ -122,6 +192,12 @@ class WorkerPopulation(Population):
             self.gate = TopKGate(
                 skills, k=1, capacity_factor=self.params.capacity_factor, overflow=True
             )
+        if self.params.inputs is not None:
+            # A recorded episode: its outside actions drive their seats again.
+            try:
+                self.control = Control.replaying(world.base / self.params.inputs, self)
+            except ValueError as exc:
+                raise ScenarioError([f"population {self.name!r}: inputs: {exc}"]) from None
 
     def step(self, world: World, tick: int) -> None:
         """Serve the board, settle payments, update reputation and prices, earn uptime."""
@@ -129,6 +205,7 @@ class WorkerPopulation(Population):
         rng = world.streams(f"population/{self.name}")
         board = world.task_board
         n_skills = world.market.prices.shape[0]
+        reservation = self._reservation(tick)
         for counter in ("tasks_done", "tasks_failed", "volume_micro", "fees_micro", "cheats"):
             world.count(counter, 0)
         world.gauge(f"{self.name}/route_load_std", 0.0)
@@ -148,23 +225,23 @@ class WorkerPopulation(Population):
         world.count("rework_abandoned", 0)
         if self.rework["worker"].size:
             # Tasks the critic sent back are redone first by their producer, if it is up.
-            rw, self.rework = self.rework, _empty_results()
-            up = self.alive[rw["worker"]] & ~self.quarantined[rw["worker"]]
+            sent_back, self.rework = self.rework, _empty_results()
+            up = self.alive[sent_back["worker"]] & ~self.quarantined[sent_back["worker"]]
             world.count("rework_abandoned", int((~up).sum()))
             world.count("rework_done", int(up.sum()))
             self._do(
                 world,
                 rng,
-                rw["worker"][up],
-                rw["requester"][up],
-                rw["price"][up],
-                rw["units"][up],
-                rw["skill"][up],
-                rw["attempt"][up] + 1,
+                sent_back["worker"][up],
+                sent_back["requester"][up],
+                sent_back["price"][up],
+                sent_back["units"][up],
+                sent_back["skill"][up],
+                sent_back["attempt"][up] + 1,
             )
-            busy[rw["worker"][up]] = True
+            busy[sent_back["worker"][up]] = True
         willing = (
-            self.alive & ~self.quarantined & (world.market.prices[self.main_skill] >= self.cost)
+            self.alive & ~self.quarantined & (world.market.prices[self.main_skill] >= reservation)
         )
         if len(board) and willing.any() and self.gate is not None:
             # A worker's capacity per tick is set by the whole live workforce, not by who is
@@ -177,23 +254,23 @@ class WorkerPopulation(Population):
             )
             world.gauge(f"{self.name}/route_load_std", stats.load_std)
             world.gauge(f"{self.name}/route_utilisation", stats.utilisation)
-            w = assignment[:, 0]
-            served = w >= 0
-            tw = w[served]
+            chosen = assignment[:, 0]
+            served = chosen >= 0
+            takers = chosen[served]
             skill = board.skill[served]
             self._do(
                 world,
                 rng,
-                tw,
+                takers,
                 board.requester[served],
                 board.price[served],
                 board.units[served],
                 skill,
-                np.zeros(len(tw), np.int64),
+                np.zeros(len(takers), np.int64),
             )
             board.take(~served)
             served_n = np.bincount(skill, minlength=n_skills)
-            busy[tw] = True
+            busy[takers] = True
         idle = np.bincount(self.main_skill[willing & ~busy], minlength=n_skills)
         self._earn_uptime(world)
         world.market.update(demand, served_n + idle)
@@ -202,38 +279,45 @@ class WorkerPopulation(Population):
         self,
         world: World,
         rng: np.random.Generator,
-        tw: npt.NDArray[np.int64],
+        takers: npt.NDArray[np.int64],
         requester: npt.NDArray[np.int64],
         price: npt.NDArray[np.int64],
         units: npt.NDArray[np.int64],
         skill: npt.NDArray[np.int64],
         attempt: npt.NDArray[np.int64],
     ) -> None:
-        """Workers ``tw`` do one task each: succeed, fail or cheat; get paid; the paid results join
-        :attr:`results`."""
-        if tw.size == 0:
+        """Workers ``takers`` do one task each: succeed, fail or cheat; get paid; the paid results
+        join :attr:`results`."""
+        if takers.size == 0:
             return
-        p_success = np.where(skill == self.main_skill[tw], self.quality[tw], self.quality[tw] * 0.5)
-        success = rng.random(len(tw)) < p_success * (1.0 - self.degraded[tw])
+        p_success = np.where(
+            skill == self.main_skill[takers], self.quality[takers], self.quality[takers] * 0.5
+        )
+        success = rng.random(len(takers)) < p_success * (1.0 - self.degraded[takers])
         # A cheater sometimes claims a task done without doing it: paid, but invalid.
-        cheats = self.cheater[tw] & (rng.random(len(tw)) < self.params.cheat_probability)
+        draw = rng.random(len(takers))
+        cheats = self.cheater[takers] & (draw < self.params.cheat_probability)
+        if self.control is not None:  # driven seats cheat at their own rate
+            rate = self.cheat_rate[takers]
+            driven = ~np.isnan(rate)
+            cheats[driven] = draw[driven] < rate[driven]
         valid = success & ~cheats
         success = success | cheats
-        add_at(self.tel_tasks, tw, 1)
-        add_at(self.tel_failed, tw, ~success)
+        add_at(self.tel_tasks, takers, 1)
+        add_at(self.tel_failed, takers, ~success)
         # Task latency: the worker's speed per unit, slowed by degradation, with noise.
         latency = (
-            self.speed[tw]
+            self.speed[takers]
             * units
-            * (1.0 + 3.0 * self.degraded[tw])
-            * rng.lognormal(0.0, 0.2, len(tw))
+            * (1.0 + 3.0 * self.degraded[takers])
+            * rng.lognormal(0.0, 0.2, len(takers))
         )
-        add_at(self.tel_latency, tw, latency / units)
-        lost = (~success) & (self.degraded[tw] > 0)
+        add_at(self.tel_latency, takers, latency / units)
+        lost = (~success) & (self.degraded[takers] > 0)
         world.health.credits_lost += int(price[lost].sum())
-        paid = self._settle(world, tw, requester, price, units, success)
+        paid = self._settle(world, takers, requester, price, units, success)
         new = {
-            "worker": tw[paid],
+            "worker": takers[paid],
             "requester": requester[paid],
             "price": price[paid],
             "valid": valid[paid],
@@ -243,6 +327,71 @@ class WorkerPopulation(Population):
         }
         self.results = {k: np.concatenate([self.results[k], v]) for k, v in new.items()}
         world.count("cheats", int((paid & ~valid & success).sum()))
+
+    def _reservation(self, tick: int) -> npt.NDArray[np.int64] | npt.NDArray[np.float64]:
+        """The least price of its skill at which each worker takes work this tick: its cost, or a
+        driven seat's ``cost·(1 + a0)``; sets the driven seats' cheat rates for this tick."""
+        if self.control is None:
+            return self.cost
+        actions = self.control.take(tick)
+        acting = self.control.acting(actions)
+        seats = self.control.seats[acting]
+        reservation = self.cost.astype(np.float64)
+        reservation[seats] = self.cost[seats] * (1.0 + actions[acting, 0])
+        self.cheat_rate = np.full(self.n, np.nan)
+        self.cheat_rate[seats] = (actions[acting, 1] + 1.0) / 2.0
+        assert (reservation >= 0).all() and (self.cheat_rate[seats] <= 1.0).all()
+        return reservation
+
+    # ------------------------------------------------------------------ outside control
+    def control_form(self) -> ControlForm:
+        """One worker driven from outside: its reservation price and its cheating (the class
+        docstring)."""
+        from gymnasium import spaces
+
+        return ControlForm(
+            observation_space=spaces.Box(-1.0, 1.0, shape=(5,), dtype=np.float32),
+            action_space=spaces.Box(-1.0, 1.0, shape=(2,), dtype=np.float32),
+            action_meaning="two actions in [-1, 1]: take work when the skill's price >= "
+            "cost·(1 + a0); claim a task done without doing it with probability (a1 + 1)/2",
+            rewards={"profit": work_profit},
+            bankrupt_leaves=False,
+        )
+
+    def attach_control(self, world: World, seats: npt.NDArray[np.int64]) -> Control:
+        """Drive ``seats`` from outside from the next tick on (before tick 0)."""
+        assert self.control is None, "one control per population"
+        self.control = Control.live(seats, 2)
+        return self.control
+
+    def observe(self, world: World, seats: npt.NDArray[np.int64]) -> npt.NDArray[np.float32]:
+        """Each seat's observation for the coming tick, ``float32[len(seats), 5]`` (the class
+        docstring); reads the world, draws nothing."""
+        accounts = self.ids[seats]
+        price = world.market.prices[self.main_skill[seats]] / np.maximum(self.cost[seats], 1)
+        start = max(1, self.cfg.initial_credits + self.params.stake) * world.MICRO
+        staked = np.zeros(seats.size, dtype=np.int64)
+        homes = world.home(accounts)
+        for r, ledger in enumerate(world.ledgers):
+            sel = np.flatnonzero(homes == r)
+            if sel.size and ledger is not None:
+                staked[sel] = ledger.staked_of(accounts[sel])
+        kept = staked / (self.params.stake * world.MICRO) if self.params.stake else 1.0
+        columns = [
+            ratio_feature(price),
+            share_feature(world.reputation.score(accounts)),
+            ratio_feature(world.rights_at_home(accounts) / start),
+            share_feature(np.broadcast_to(kept, seats.shape)),
+            np.full(seats.size, share_feature(share_left(world))),
+        ]
+        obs = np.column_stack(columns)
+        assert obs.shape == (seats.size, 5)
+        return obs.astype(np.float32)
+
+    def save_core(self, folder: Path) -> Path | None:
+        """With outside control, its actions so far (an inputs file the ``inputs`` key replays);
+        nothing otherwise: workers have no learned core."""
+        return None if self.control is None else save_recording(folder, self, self.control)
 
     def send_back(self, rows: npt.NDArray[np.int64], reason: str) -> None:
         """A critic rejected these rows of :attr:`results` (the requester was refunded): redo them
@@ -342,6 +491,22 @@ class WorkerPopulation(Population):
             "gate_bias": bias,
             **{f"rework_{k}": v for k, v in self.rework.items()},
         }
+
+
+def work_profit(
+    world: World,
+    pop: Population,
+    seats: npt.NDArray[np.int64],
+    before: npt.NDArray[np.float64],
+) -> npt.NDArray[np.float64]:
+    """The ``"profit"`` reward: each seat's pay this tick less its cost for the task units it was
+    paid for, ``float64[len(seats)]``, credits."""
+    assert isinstance(pop, WorkerPopulation)
+    res = pop.results
+    margin = (res["price"] - pop.cost[res["worker"]] * res["units"]).astype(np.float64)
+    out = np.bincount(res["worker"], weights=margin, minlength=pop.n)[seats] / world.MICRO
+    assert out.shape == seats.shape
+    return out
 
 
 def _empty_results() -> dict[str, npt.NDArray[np.generic]]:

@@ -252,11 +252,11 @@ def policy_rows(
     from runtime.kernel.scenario import load
     from runtime.kernel.world import World
 
-    sc, _ = load(scenario)
+    scenario_config, _ = load(scenario)
     rows = []
     core, zic = [], []
     for seed in SEEDS[:2] if quick else SEEDS:
-        world = World(sc, base=scenario.parent, seed=seed)
+        world = World(scenario_config, base=scenario.parent, seed=seed)
         world.run(60 if quick else None)
         m = next(p for p in world.populations if p.role == "negotiator").role_metrics()
         core.append(m["profit_per_core_agent_credits"])

@@ -45,11 +45,11 @@ def numba_loop(n: int, steps: int) -> float:
 
 def agora(n: int, steps: int) -> float:
     """Agent-steps/s of an Agora world with one exchange population (recording off)."""
-    sc = parse(
+    scenario_config = parse(
         f"[world]\nticks = {steps + 1}\ncheckpoint_every = {steps + 1}\n"
         f'[[population]]\nname = "x"\nrole = "exchange"\ncount = {n}\ninitial_credits = 1\n'
     )
-    world = World(sc)
+    world = World(scenario_config)
     world.run(1)  # compile and warm up
     start = time.perf_counter()
     world.run(1 + steps)

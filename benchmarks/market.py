@@ -80,10 +80,12 @@ def run(quick: bool) -> list[tuple[str, ...]]:
     """Rows: (agents, recording, ticks/s, agent-steps/s, world arrays per agent)."""
     rows = []
     for n in (10_000, 100_000) if quick else (10_000, 100_000, 1_000_000):
-        sc = parse(SCENARIO.format(ticks=1000, checkpoint_every=1000, req=n * 4 // 5, work=n // 5))
+        scenario_config = parse(
+            SCENARIO.format(ticks=1000, checkpoint_every=1000, req=n * 4 // 5, work=n // 5)
+        )
         for recording in (False, True):
             with tempfile.TemporaryDirectory() as tmp:
-                world = World(sc, out=Path(tmp) if recording else None)
+                world = World(scenario_config, out=Path(tmp) if recording else None)
                 world.run(2)  # compile and warm up
                 ticks = 5 if n >= 1_000_000 else 20
                 start = time.perf_counter()

@@ -94,9 +94,9 @@ def _case(impl: str, n: int, ticks: int) -> tuple[int, float, int, int]:
         small = World(parse(scaled_text(1_000), base=SCENARIO.parent), base=SCENARIO.parent)
         small.run(2)  # libraries loaded, kernels compiled: what remains is what N agents cost
         del small
-        sc = parse(scaled_text(n), base=SCENARIO.parent)
+        scenario_config = parse(scaled_text(n), base=SCENARIO.parent)
         before = _rss_now()
-        world = World(sc, base=SCENARIO.parent)
+        world = World(scenario_config, base=SCENARIO.parent)
         agents, step = world.n_agents, None
         world.run(WARMUP)
     else:

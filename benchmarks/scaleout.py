@@ -49,9 +49,9 @@ def sweep_rates(quick: bool) -> list[tuple[str, ...]]:
         )
         start = time.perf_counter()
         for spec in specs:
-            sc = parse(spec.text, spec.run_id, Path(spec.base))
+            scenario_config = parse(spec.text, spec.run_id, Path(spec.base))
             record_scenario(
-                sc,
+                scenario_config,
                 spec.text.encode(),
                 Path(spec.base),
                 Path(tmp) / "serial" / spec.run_id,

@@ -25,7 +25,7 @@ import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -279,6 +279,15 @@ def make_envs(args: Args) -> Any:
     from environments.scenario_env import make_vec_env
 
     envs = make_vec_env(args.scenario, args.learner, args.num_envs, ticks=args.ticks)
+    runner = cast(Any, envs.envs[0].unwrapped).runner
+    role = runner.scenario.population[runner.index].role
+    if role != "negotiator":  # a policy file holds a negotiator's shade policy
+        envs.close()
+        raise ValueError(
+            f"learner {args.learner!r}: PPO here trains a negotiator's shade policy; this "
+            f"population's role is {role!r} (train it through agora.make_env with a learner "
+            "of your own)"
+        )
     if envs.single_observation_space.shape != (OBS_DIM,) or envs.single_action_space.shape != (1,):
         raise ValueError(
             f"learner {args.learner!r}: PPO here trains a shade policy (observation "

@@ -6,10 +6,14 @@ episode, attaches a :class:`runtime.kernel.control.Control` to the learning popu
 tick sets the seats' actions, runs the tick, and reads observations, rewards and who left.
 
 With ``record_dir`` each episode is a normal run directory (``agora analyze`` and ``agora replay
---verify`` read it): the seats' actions are written to ``inputs/<population>.npz``, which the run's
-``scenario.toml`` names as the population's core, so a replay drives the same seats with the same
-actions and reproduces the run bit for bit. A recorded episode that ends early (every learner left)
-runs on to the scenario's last tick with the departed seats trading as the role's scripted baseline.
+--verify`` read it): the seats' actions are written to an inputs file that the run's
+``scenario.toml`` names, so a replay drives the same seats with the same actions and reproduces the
+run bit for bit. A role with a learned core (negotiators, critics) names it as the population's
+``core`` (``inputs/<population>.npz``); a scripted role (requesters, workers) names it with its
+``inputs`` key, and the file is the population's ``cores/<population>.npz``, which the run saves
+again as it ends, so a replay makes the same file. A recorded episode that ends early (every
+learner left) runs on to the scenario's last tick with the departed seats acting as the role's
+scripted baseline.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import tomli_w
 from runtime.kernel import roles
 from runtime.kernel.control import (
     INPUTS_DIR,
+    SCRIPTED,
     Control,
     ControlForm,
     Reward,
@@ -190,28 +195,41 @@ class ScenarioRunner:
         world.run(world.tick + 1)
         reward = self.reward_fn(world, self.pop, self.seats, self._wealth.astype(np.float64))
         self._wealth = wealth_micro(world, self.pop, self.seats)
-        left = ~self.pop.alive[self.seats] | (self._wealth <= 0)
+        left = ~self.pop.alive[self.seats]
+        if self.form.bankrupt_leaves:
+            left |= self._wealth <= 0
         over = world.tick >= self.ticks
         return self.observe(), np.asarray(reward, dtype=np.float64), left, over
 
     # ------------------------------------------------------------------ recording
     def _record_start(self, data: dict[str, Any], seed: int) -> World:
-        """A recorded world: a run directory whose scenario names the inputs file as the core."""
+        """A recorded world: a run directory whose scenario names the inputs file (as the core, or
+        with the ``inputs`` key)."""
         from runtime.record import recording
 
         live = self._parse(data)
         cfg = live.population[self.index]
-        fallback = cfg.core or "learned"
-        if fallback not in ("learned", "baseline"):
-            raise ValueError(
-                f"record_dir: population {self.learner!r} has core {fallback!r}; a "
-                "recorded episode keeps its outside actions as its core, so its own core "
-                "must be 'learned' or 'baseline'"
-            )
+        table = data["population"][self.index]
+        if roles.resolve(cfg.role, self.base).cls.has_core:
+            fallback = cfg.core or "learned"
+            if fallback not in ("learned", "baseline"):
+                raise ValueError(
+                    f"record_dir: population {self.learner!r} has core {fallback!r}; a "
+                    "recorded episode keeps its outside actions as its core, so its own core "
+                    "must be 'learned' or 'baseline'"
+                )
+            inputs = f"{INPUTS_DIR}/{self.learner}.npz"
+            table["core"] = inputs
+        else:
+            if "inputs" in table:
+                raise ValueError(
+                    f"record_dir: population {self.learner!r} already replays inputs "
+                    f"{table['inputs']!r}; record from a scenario without the inputs key"
+                )
+            fallback, inputs = SCRIPTED, f"cores/{self.learner}.npz"
+            table["inputs"] = inputs
         assert self.record_dir is not None
         out = self.record_dir / f"episode_{self.episodes:04d}"
-        inputs = f"{INPUTS_DIR}/{self.learner}.npz"
-        data["population"][self.index]["core"] = inputs
         raw = tomli_w.dumps(data).encode()
         recording.prepare_out(out, overwrite=True, keep=(self.base,))
         (out / recording.SCENARIO_COPY).write_bytes(raw)

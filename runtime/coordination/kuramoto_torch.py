@@ -14,7 +14,7 @@ multiply-add):
 * phases modulo 2π as ``np.mod`` takes them (``fmod``, then + 2π below zero).
 
 So phases equal :class:`runtime.coordination.kuramoto.Oscillators` bit for bit, on every device:
-tested on the CPU here and on an H100 (tests/runtime/test_kuramoto_torch.py). A World run with
+tested on the CPU and on an NVIDIA H200 (tests/runtime/test_kuramoto_torch.py). A World run with
 ``--device cuda`` steps its oscillators here. Cost: about ``4 D_max`` kernels a step in all
 (``D_max`` the longest row); the marketplace's rows are at most a few dozen long. A graph with a row
 longer than ``LONGEST_ROW`` (a hub) steps on the host with the numba kernel instead -- the same

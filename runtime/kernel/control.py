@@ -81,12 +81,15 @@ class ControlForm:
         action_meaning: one line on how an action becomes the agent's world calls (error messages
             quote it).
         rewards: the role's own rewards by name, beside :data:`REWARDS`.
+        bankrupt_leaves: whether a seat whose balance plus stake reaches zero leaves the episode
+            (False for roles that act without credits, such as workers and critics).
     """
 
     observation_space: Any
     action_space: Any
     action_meaning: str
     rewards: dict[str, Reward] = field(default_factory=dict)
+    bankrupt_leaves: bool = True
 
     def reward(self, name: str | Reward) -> Reward:
         """The reward called ``name`` (or ``name`` itself, a callable); ValueError listing the
@@ -197,6 +200,65 @@ class Control:
         if not self.history:
             return np.zeros((0, self.seats.size, self.action_dim))
         return np.stack(self.history)
+
+    def acting(self, actions: npt.NDArray[np.float64]) -> npt.NDArray[np.bool_]:
+        """Which rows of ``actions`` (one of :meth:`take`) carry an outside action: bool[k]."""
+        assert actions.shape == (self.seats.size, self.action_dim)
+        return np.asarray(~np.isnan(actions).any(axis=1), dtype=np.bool_)
+
+
+CREDITS_RATIO_CAP = 10.0  # a ratio feature caps its ratio here before scaling
+
+
+def ratio_feature(ratio: npt.ArrayLike) -> npt.NDArray[np.float64]:
+    """A ratio ``r >= 0`` as an observation feature in ``[-1, 1)``: ``(r − 1)/(r + 1)`` with ``r``
+    capped at 10 -- 0 at a ratio of 1, towards -1 near 0, 9/11 at the cap."""
+    r = np.clip(np.asarray(ratio, dtype=np.float64), 0.0, CREDITS_RATIO_CAP)
+    out = (r - 1.0) / (r + 1.0)
+    assert not (np.abs(out) > 1.0).any()
+    return out
+
+
+def share_feature(share: npt.ArrayLike) -> npt.NDArray[np.float64]:
+    """A share in ``[0, 1]`` as an observation feature in ``[-1, 1]``: ``2·share − 1``."""
+    s = np.clip(np.asarray(share, dtype=np.float64), 0.0, 1.0)
+    return 2.0 * s - 1.0
+
+
+def share_left(world: World) -> float:
+    """The share of the run still to come before the coming tick, 1 to 0."""
+    left = 1.0 - world.tick / (world.final_tick + 1)
+    assert -1e-12 <= left <= 1.0
+    return left
+
+
+SCRIPTED = "scripted"  # the fallback core of a role whose agents follow a fixed rule
+
+
+def save_recording(folder: Path, pop: Population, control: Control) -> Path:
+    """Write ``control``'s actions so far as ``folder/<population>.npz`` (:func:`write_inputs`):
+    how a role without a learned core keeps its recorded inputs among a run's cores."""
+    path = folder / f"{pop.name}.npz"
+    write_inputs(path, pop, control.seats, control.recording(), SCRIPTED)
+    assert path.is_file()
+    return path
+
+
+def inputs_problem(path: Path, role: str) -> str | None:
+    """Why ``path`` cannot be a ``role`` population's inputs file (None when it can)."""
+    if not path.is_file():
+        return f"inputs file not found: {path}"
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            kind = str(data["kind"]) if "kind" in data.files else ""
+            owner = str(data["agora_role"]) if "agora_role" in data.files else ""
+    except (OSError, ValueError, EOFError) as exc:
+        return f"{path}: not an inputs file ({exc})"
+    if kind != INPUTS_KIND:
+        return f"{path}: not an inputs file (the outside actions of a recorded episode)"
+    if owner != role:
+        return f"{path}: inputs of role {owner!r}, not {role!r}"
+    return None
 
 
 def write_inputs(

@@ -6,6 +6,7 @@ the value; a recorded episode replays bit for bit with ``agora replay --verify``
 
 from __future__ import annotations
 
+import tomllib
 from pathlib import Path
 
 import gymnasium
@@ -144,8 +145,11 @@ def test_bankrupt_agents_leave_the_episode():
 def test_unknown_learner_seat_reward_and_setting_are_refused():
     with pytest.raises(ValueError, match="no such population.*negotiators"):
         agora.make_env(SMALL, "traders")
-    with pytest.raises(ValueError, match="takes no outside control"):
-        agora.make_env(SMALL, "workers")
+    healers = {"name": "healers", "role": "healer", "count": 1, "watches": "workers"}
+    data = tomllib.loads(Path(SMALL).read_text())
+    data["population"].append(healers)
+    with pytest.raises(ValueError, match="role 'healer' takes no outside control"):
+        agora.make_env(data, "healers")
     with pytest.raises(ValueError, match="seats: 9"):
         agora.make_parallel_env(SMALL, "negotiators", seats=[0, 9])
     with pytest.raises(ValueError, match="reward 'gold'.*profit.*wealth"):

@@ -68,5 +68,5 @@ def test_a_policy_trained_in_the_scenario_loads_back_as_the_populations_core(tmp
 def test_training_a_role_without_a_shade_policy_form_is_refused():
     from environments.ppo import Args, make_envs
 
-    with pytest.raises(ValueError, match="takes no outside control"):
+    with pytest.raises(ValueError, match="shade policy; this population's role is 'requester'"):
         make_envs(Args(num_envs=1, scenario=SMALL, learner="requesters"))

@@ -147,8 +147,11 @@ def test_a_users_role_runs_records_replays_anywhere_and_resumes(folder, tmp_path
             assert path.read_bytes() == (killed / path.relative_to(elsewhere)).read_bytes(), path
 
 
-def test_roles_and_schema_show_the_users_role(folder):
-    done = RUNNER.invoke(app, ["roles", str(folder / "s.toml")], env={"COLUMNS": "200"})
+def test_roles_and_schema_show_the_users_role(folder, monkeypatch):
+    from runtime.cli.output import out
+
+    monkeypatch.setattr(out, "size", (1000, 50))  # wide enough for the role module's whole path
+    done = RUNNER.invoke(app, ["roles", str(folder / "s.toml")])
     assert done.exit_code == 0, done.output
     line = next(ln for ln in done.output.splitlines() if "my_roles:Saver" in ln)
     assert "my_roles.py" in line and "give_rate=0.3" in line and "gift=2" in line
