@@ -28,10 +28,10 @@ def _best(fn: Callable[[], None], repeat: int = 3) -> float:
 
 def empty_world_tick_seconds(ticks: int) -> float:
     """Wall seconds per tick of a world with no agents (SimPy clock, metrics, recording off)."""
-    sc = parse(f"[world]\nticks = {ticks}\ncheckpoint_every = {ticks}\n")
+    scenario_config = parse(f"[world]\nticks = {ticks}\ncheckpoint_every = {ticks}\n")
 
     def go() -> None:
-        World(sc).run()
+        World(scenario_config).run()
 
     return _best(go) / ticks
 
@@ -54,11 +54,11 @@ def bare_simpy_tick_seconds(ticks: int) -> float:
 
 def agora_ticker(n: int, ticks: int) -> float:
     """Agent-steps/s of Agora's trivial population (numpy, one array op per tick)."""
-    sc = parse(
+    scenario_config = parse(
         f"[world]\nticks = {ticks}\ncheckpoint_every = {ticks}\n"
         f'[[population]]\nname = "t"\nrole = "ticker"\ncount = {n}\n'
     )
-    world = World(sc)
+    world = World(scenario_config)
     seconds = _best(lambda: world.run(world.tick + ticks))
     return n * ticks / seconds
 

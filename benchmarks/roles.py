@@ -18,14 +18,14 @@ SEEDS = (101, 102, 103, 104, 105)
 
 def run(quick: bool, scenario: Path = Path("scenarios/marketplace.toml")) -> list[tuple[str, ...]]:
     """Rows: (role, seed, metric, learned, baseline), then the mean over seeds."""
-    sc, _ = load(scenario)
+    scenario_config, _ = load(scenario)
     until = 120 if quick else None
     rows: list[tuple[str, ...]] = []
     totals: dict[str, list[tuple[float, float]]] = {}
     for seed in SEEDS:
-        learned = World(sc, base=scenario.parent, seed=seed)
+        learned = World(scenario_config, base=scenario.parent, seed=seed)
         learned.run(until)
-        baseline = World(with_baseline_cores(sc), base=scenario.parent, seed=seed)
+        baseline = World(with_baseline_cores(scenario_config), base=scenario.parent, seed=seed)
         baseline.run(until)
         h, b = learned.health.summary(), baseline.health.summary()
         pairs = [

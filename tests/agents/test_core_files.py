@@ -73,8 +73,8 @@ def saved(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_each_role_starts_from_its_saved_core(saved: Path):
     path = scenario(saved, **{r: f"run/cores/{r}.npz" for r in ROLES})
-    sc, _ = load(path)
-    world = World(sc, base=saved)
+    scenario_config, _ = load(path)
+    world = World(scenario_config, base=saved)
     for pop in world.populations[2:]:
         with np.load(saved / "run" / "cores" / f"{pop.name}.npz") as data:
             for key, value in pop.core_state().items():

@@ -55,10 +55,10 @@ check_budget = 0.1
 
 
 def test_learned_checks_catch_more_cheats_than_random_ones_at_the_same_budget():
-    sc = parse(SCENARIO)
-    learned = World(sc)
+    scenario_config = parse(SCENARIO)
+    learned = World(scenario_config)
     learned.run()
-    random = World(with_baseline_cores(sc))
+    random = World(with_baseline_cores(scenario_config))
     random.run()
     a, b = learned.populations[2].role_metrics(), random.populations[2].role_metrics()
     assert (

@@ -97,10 +97,10 @@ duration = 50
 def test_learned_healing_beats_no_healing_on_the_same_seed():
     recalls, precisions = [], []
     for seed in (11, 12, 13):  # one seed alone can be unlucky; the claim is about the detector
-        sc = parse(SCENARIO.replace("seed = 11", f"seed = {seed}"))
-        healed = World(sc)
+        scenario_config = parse(SCENARIO.replace("seed = 11", f"seed = {seed}"))
+        healed = World(scenario_config)
         healed.run()
-        plain = World(with_baseline_cores(sc))
+        plain = World(with_baseline_cores(scenario_config))
         plain.run()
         h, b = healed.health.summary(), plain.health.summary()
         assert h["episodes"] == b["episodes"] == 15
@@ -174,10 +174,10 @@ kind = "degrade"''',
 
 
 def test_crashed_workers_are_restarted_from_missed_heartbeats_and_a_loss_burst_is_not_a_crash():
-    sc = parse(CRASH)
-    healed = World(sc)
+    scenario_config = parse(CRASH)
+    healed = World(scenario_config)
     healed.run()
-    plain = World(with_baseline_cores(sc))
+    plain = World(with_baseline_cores(scenario_config))
     plain.run()
     crashed = healed.populations[1].ids[:6]
 

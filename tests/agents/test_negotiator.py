@@ -93,8 +93,8 @@ def test_contracts_take_tasks_off_the_board_and_pay_the_contractor():
 
 
 def test_learned_negotiators_beat_zi_c_on_efficiency_and_profit():
-    sc = parse(SCENARIO)
-    learned, zic = World(sc), World(with_baseline_cores(sc))
+    scenario_config = parse(SCENARIO)
+    learned, zic = World(scenario_config), World(with_baseline_cores(scenario_config))
     learned.run()
     zic.run()
     a, b = learned.populations[1].role_metrics(), zic.populations[1].role_metrics()

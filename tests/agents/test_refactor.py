@@ -41,8 +41,8 @@ modules = 40
 
 
 def test_learned_refactoring_gains_more_quality_per_credit_than_random():
-    sc = parse(SCENARIO)
-    learned, random = World(sc), World(with_baseline_cores(sc))
+    scenario_config = parse(SCENARIO)
+    learned, random = World(scenario_config), World(with_baseline_cores(scenario_config))
     learned.run()
     random.run()
     a, b = learned.populations[0].role_metrics(), random.populations[0].role_metrics()

@@ -38,8 +38,8 @@ count = 1
 
 
 def test_negotiator_and_world_model_run_on_the_gpu_and_match_the_cpu():
-    sc = parse(SCENARIO)
-    gpu, cpu = World(sc, device="cuda"), World(sc, device="cpu")
+    scenario_config = parse(SCENARIO)
+    gpu, cpu = World(scenario_config, device="cuda"), World(scenario_config, device="cpu")
     gpu.run()
     cpu.run()
     assert gpu.populations[2].policy.w1.is_cuda

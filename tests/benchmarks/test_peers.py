@@ -102,9 +102,11 @@ def test_scaled_marketplace_has_n_agents_and_every_role():
     from runtime.kernel.scenario import parse
 
     for n in (10_000, 123_457):
-        sc = parse(scaled_text(n))
-        assert abs(sum(p.count for p in sc.population) - n) <= 2  # rounding of four populations
-        roles = {p.role for p in sc.population}
+        scenario_config = parse(scaled_text(n))
+        assert (
+            abs(sum(p.count for p in scenario_config.population) - n) <= 2
+        )  # rounding of four populations
+        roles = {p.role for p in scenario_config.population}
         assert roles == {
             "requester",
             "worker",
@@ -114,8 +116,13 @@ def test_scaled_marketplace_has_n_agents_and_every_role():
             "refactor",
             "negotiator",
         }
-        assert next(p for p in sc.population if p.role == "critic").params["review_ledger"] is False
-        assert len(sc.fault) == 4 and sc.coordination is not None
+        assert (
+            next(p for p in scenario_config.population if p.role == "critic").params[
+                "review_ledger"
+            ]
+            is False
+        )
+        assert len(scenario_config.fault) == 4 and scenario_config.coordination is not None
 
 
 def test_mesa_marketplace_peer_does_the_marketplace_work_and_conserves_credits():

@@ -150,10 +150,10 @@ def test_a_converted_policy_drives_a_scenarios_negotiators_reproducibly(ppo, tmp
     model, _ = ppo
     convert_sb3.convert(model, tmp_path / "sb3.npz")
     (tmp_path / "tiny.toml").write_text(TINY_SCENARIO.replace("CORE", "sb3.npz"))
-    sc, _ = load(tmp_path / "tiny.toml")
+    scenario_config, _ = load(tmp_path / "tiny.toml")
 
     def run() -> object:
-        world = World(sc, base=tmp_path)
+        world = World(scenario_config, base=tmp_path)
         world.run()
         return next(p for p in world.populations if p.role == "negotiator")
 
@@ -189,6 +189,6 @@ def test_a_scenario_naming_a_legacy_policy_file_fails_with_the_reason(tmp_path):
     np.savez(tmp_path / "old.npz", kind=np.array("market-v0-ppo"), actor_0_weight=np.zeros((64, 4)))
     (tmp_path / "tiny.toml").write_text(TINY_SCENARIO.replace("CORE", "old.npz"))
     with pytest.raises(ScenarioError, match=r"core: .*old.npz: kind 'market-v0-ppo'.*agora train"):
-        sc, _ = load(tmp_path / "tiny.toml")
-        World(sc, base=tmp_path)
+        scenario_config, _ = load(tmp_path / "tiny.toml")
+        World(scenario_config, base=tmp_path)
     assert Path(tmp_path / "old.npz").is_file()

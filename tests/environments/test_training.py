@@ -97,8 +97,8 @@ def test_the_policy_file_drives_a_scenarios_negotiators(trained, tmp_path):
     text = scenario.replace("policies/market_ppo.npz", "p.npz")
     text = text.replace("ticks = 150", "ticks = 20")
     (tmp_path / "s.toml").write_text(text)
-    sc, _ = load(tmp_path / "s.toml")
-    world = World(sc, base=tmp_path)
+    scenario_config, _ = load(tmp_path / "s.toml")
+    world = World(scenario_config, base=tmp_path)
     neg = world.populations[2]
     assert neg.core == "trained" and neg.seat.sum() == 5
     world.run()

@@ -30,12 +30,14 @@ def test_philox_matches_the_random123_known_answers(counter, key, expected):
     assert tuple(int(x) for x in got) == expected
 
 
-def reference_tick(wealth: list[int], order: list[int], tick: int, k0: int, k1: int) -> None:
+def reference_tick(wealth: list[int], order: list[int], tick: int, key0: int, key1: int) -> None:
     """The same tick in plain Python, one draw at a time."""
     n = len(wealth)
     for i in range(n - 1, 0, -1):
         j = (
-            int(philox(uint32(i), uint32(tick), uint32(0), uint32(0), uint32(k0), uint32(k1))[0])
+            int(
+                philox(uint32(i), uint32(tick), uint32(0), uint32(0), uint32(key0), uint32(key1))[0]
+            )
             * (i + 1)
         ) >> 32
         order[i], order[j] = order[j], order[i]
@@ -44,9 +46,9 @@ def reference_tick(wealth: list[int], order: list[int], tick: int, k0: int, k1: 
         if wealth[a] > 0:
             b = (
                 int(
-                    philox(uint32(pos), uint32(tick), uint32(1), uint32(0), uint32(k0), uint32(k1))[
-                        0
-                    ]
+                    philox(
+                        uint32(pos), uint32(tick), uint32(1), uint32(0), uint32(key0), uint32(key1)
+                    )[0]
                 )
                 * n
             ) >> 32

@@ -45,7 +45,7 @@ def test_a_world_without_learned_cores_imports_no_heavy_package(tmp_path):
     path.write_text(PLAIN)
     loaded = _imported_after(
         f"from runtime.kernel.world import World\nfrom runtime.kernel.scenario import load\n"
-        f"sc, _ = load({str(path)!r})\nWorld(sc).run()"
+        f"scenario_config, _ = load({str(path)!r})\nWorld(scenario_config).run()"
     )
     assert loaded == set(), loaded
     # the probe can see a heavy import: the negotiator's policy file loader brings torch along
