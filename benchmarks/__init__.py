@@ -139,6 +139,15 @@ SUITE_TABLES: dict[str, Suite] = {
             ),
         ),
     ),
+    "env_throughput": Suite(
+        "env_throughput",
+        (
+            (
+                "environments: make_parallel_env on marketplace.toml beside market_v0 (this CPU)",
+                ("environment", "steps/s", "agent-steps/s", "in World tick"),
+            ),
+        ),
+    ),
     "envs": Suite(
         "envs",
         (

@@ -46,7 +46,7 @@ MARKETPLACE = Path("scenarios/marketplace.toml")
 SCENARIO_POLICY = Path("scenarios/policies/marketplace_negotiator_ppo.npz")  # agora train in it
 
 
-def _parallel(n: int, seconds: float) -> tuple[float, float]:
+def parallel_rates(n: int, seconds: float) -> tuple[float, float]:
     from environments import market_v0
 
     env = market_v0.parallel_env(n_agents=n)
@@ -70,7 +70,7 @@ def _parallel(n: int, seconds: float) -> tuple[float, float]:
     return steps / wall, agent_steps / wall
 
 
-def _scenario(n: int, seconds: float) -> tuple[float, float, float, float]:
+def scenario_rates(n: int, seconds: float) -> tuple[float, float, float, float]:
     """The default scenario with ``n`` negotiators, every one a learner (``make_parallel_env``):
     ticks/s, agent-steps/s, the share of the time spent in the World's tick, and the seconds to
     build the world (one reset)."""
@@ -199,10 +199,10 @@ def run(quick: bool) -> tuple[list[tuple[str, ...]], list[tuple[str, ...]], list
     seconds = 0.5 if quick else 3.0
     rows: list[tuple[str, ...]] = []
     for n in (10, 100, 1000):
-        sps, aps = _parallel(n, seconds)
+        sps, aps = parallel_rates(n, seconds)
         rows.append((f"market_v0 parallel_env, {n} agents", f"{sps:,.0f}", f"{aps:,.0f}"))
     for n in (10, 100, 1000):
-        tps, aps, share, build = _scenario(n, seconds)
+        tps, aps, share, build = scenario_rates(n, seconds)
         rows.append(
             (
                 f"agora.make_parallel_env(marketplace.toml, 'negotiators'), {n} learners "
