@@ -91,6 +91,9 @@ class Args:
     """with ``scenario``: the population one seat of which learns"""
     ticks: int | None = None
     """with ``scenario``: ticks per episode (None: the scenario's own)"""
+    init_policy: str | None = None
+    """a policy file written by ``agora train`` whose actor starts the training (a warm start);
+    None: a fresh actor"""
 
 
 def layer(i: int, o: int, std: float = 2**0.5) -> nn.Linear:
@@ -138,6 +141,24 @@ def action_of(u: torch.Tensor) -> npt.NDArray[np.float64]:
     """The environment actions for raw actions ``u[n, 1]``: ``tanh(u)``, inside ``[-1, 1]``."""
     action: npt.NDArray[np.float64] = torch.tanh(u).double().cpu().numpy()
     return action
+
+
+def load_actor(agent: Agent, path: str | Path) -> None:
+    """Set ``agent``'s actor to the layers of policy file ``path`` (a warm start); ValueError when
+    the file's layers, activation or squash are not those of the actor ``agora train`` writes."""
+    policy = ShadePolicy(path)
+    linears = [m for m in agent.actor if isinstance(m, nn.Linear)]
+    shapes = [tuple(m.weight.shape) for m in linears]
+    found = [w.shape for w, _ in policy.layers]
+    if found != shapes or policy.activation != "tanh" or policy.squash != "tanh":
+        raise ValueError(
+            f"{path}: layers {found}, {policy.activation}/{policy.squash}; a warm start needs "
+            f"the actor agora train writes: layers {shapes}, tanh/tanh"
+        )
+    with torch.no_grad():
+        for module, (weight, bias) in zip(linears, policy.layers, strict=True):
+            module.weight.copy_(torch.from_numpy(weight).to(module.weight))
+            module.bias.copy_(torch.from_numpy(bias).to(module.bias))
 
 
 def save_policy(agent: Agent, path: Path) -> None:
@@ -319,6 +340,8 @@ def train(
     (out / "checkpoints").mkdir(parents=True, exist_ok=True)
     envs = make_envs(args)
     agent = Agent().double().to(device)
+    if args.init_policy is not None:
+        load_actor(agent, args.init_policy)
     optimizer = torch.optim.Adam(agent.parameters(), lr=args.lr, eps=1e-5)
     iterations = max(1, args.total_steps // (args.num_steps * args.num_envs))
     roll = Rollout.zeros(args.num_steps, args.num_envs, device)

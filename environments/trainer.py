@@ -14,11 +14,19 @@ from typing import Any
 from environments import ppo
 
 
-def problems(*, scenario: str | None, learner: str, ticks: int | None) -> list[str]:
-    """Why one seat of ``learner`` in ``scenario`` cannot be trained (empty when it can).
+def problems(
+    *, scenario: str | None, learner: str, ticks: int | None, init_policy: str | None = None
+) -> list[str]:
+    """Why one seat of ``learner`` in ``scenario`` cannot be trained, or training cannot start
+    from ``init_policy`` (empty when it can).
 
     Without a scenario the trainer uses ``agora/Market-v0``, which always can.
     """
+    if init_policy is not None:
+        try:
+            ppo.load_actor(ppo.Agent().double(), init_policy)
+        except ValueError as exc:
+            return [f"--init-policy {exc}"]
     if scenario is None:
         return []
     try:

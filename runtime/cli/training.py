@@ -37,6 +37,13 @@ def train(
         int | None,
         typer.Option(min=1, help="With SCENARIO: ticks per episode (default: the scenario's own)."),
     ] = None,
+    init_policy: Annotated[
+        Path | None,
+        typer.Option(
+            help="A policy file written by agora train whose actor starts the training "
+            "(a warm start, e.g. from Market-v0)."
+        ),
+    ] = None,
     eval_seeds: Annotated[
         int, typer.Option(min=1, max=5, help="Held-out seeds (from 1001) of the final evaluation.")
     ] = 5,
@@ -113,11 +120,16 @@ def train(
         )
     if scenario is not None and not scenario.is_file():
         problems.append(f"SCENARIO {scenario}: no such file")
+    if init_policy is not None and not init_policy.is_file():
+        problems.append(f"--init-policy {init_policy}: no such file")
     if problems:
         fail(problems)
     trainer = _trainer()
     scenario_file = None if scenario is None else str(scenario)
-    trainer_problems = trainer.problems(scenario=scenario_file, learner=learner, ticks=ticks)
+    init_file = None if init_policy is None else str(init_policy)
+    trainer_problems = trainer.problems(
+        scenario=scenario_file, learner=learner, ticks=ticks, init_policy=init_file
+    )
     if trainer_problems:
         fail(trainer_problems)
     if out_dir.exists() and overwrite:
@@ -135,6 +147,7 @@ def train(
         "scenario": scenario_file,
         "learner": learner,
         "ticks": ticks,
+        "init_policy": init_file,
     }
     if quiet or not sys.stderr.isatty():
         result = trainer.train(out_dir, None if quiet else _print_iteration, **settings)

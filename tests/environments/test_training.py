@@ -130,6 +130,11 @@ def test_core_share_needs_a_trained_policy():
         (["--env", "agora/Refactor-v0"], "--env 'agora/Refactor-v0'"),
         (["--device", "tpu"], "--device 'tpu'"),
         (["--total-steps", "0"], "--total-steps"),
+        (["--init-policy", "no-such-policy.npz"], "--init-policy no-such-policy.npz: no such file"),
+        (
+            ["--init-policy", "scenarios/marketplace.toml"],
+            "--init-policy scenarios/marketplace.toml",
+        ),
     ],
 )
 def test_agora_train_refuses_bad_arguments_with_exit_2(args, message, tmp_path):
@@ -158,3 +163,29 @@ def test_agora_train_will_not_overwrite_a_folder_unasked(tmp_path):
 def test_training_on_the_gpu_learns_too(tmp_path):
     result = train(Args(**{**SHORT.__dict__, "device": "cuda"}), tmp_path)
     assert np.mean(result["trained"]) > np.mean(result["random"]) + 2.0
+
+
+POLICY = Path(__file__).resolve().parents[2] / "scenarios" / "policies" / "market_ppo.npz"
+
+
+def test_a_warm_start_begins_from_the_policy_files_actor(tmp_path):
+    """A learning rate of 0 moves nothing: the policy written is the one training began from."""
+    args = Args(
+        total_steps=128,
+        num_envs=2,
+        num_steps=64,
+        lr=0.0,
+        eval_seeds=(1001,),
+        eval_episodes=1,
+        init_policy=str(POLICY),
+    )
+    train(args, tmp_path)
+    start, end = ShadePolicy(POLICY), ShadePolicy(tmp_path / "policy.npz")
+    assert len(start.layers) == len(end.layers) == 3
+    for (w0, b0), (w1, b1) in zip(start.layers, end.layers, strict=True):
+        assert np.array_equal(w0, w1) and np.array_equal(b0, b1)
+    fresh = Args(**{**args.__dict__, "init_policy": None})
+    train(fresh, tmp_path / "fresh")
+    assert not np.array_equal(
+        ShadePolicy(tmp_path / "fresh" / "policy.npz").layers[0][0], start.layers[0][0]
+    )
