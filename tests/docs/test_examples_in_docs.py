@@ -9,6 +9,7 @@ how-to pages.
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import shlex
 import subprocess
@@ -24,6 +25,8 @@ PAGES = [
     *sorted((ROOT / "docs" / "tutorials").glob("*.md")),
     *sorted((ROOT / "docs" / "howto").glob("*.md")),
 ]
+# Pages that run an optional extra: skipped, and saying so, where the extra is not installed.
+EXTRAS = {"sweeps-and-ray": "ray"}
 EXIT = re.compile(r"#\s*exit\s+(\d+)\s*$")
 FENCE = re.compile(r"^```(\w+)([^\n]*)\n(.*?)^```", re.S | re.M)
 
@@ -44,6 +47,8 @@ def _run(command: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
 @pytest.mark.slow
 @pytest.mark.parametrize("page", PAGES, ids=[p.stem for p in PAGES])
 def test_the_pages_files_and_commands_run(page, tmp_path):
+    if (extra := EXTRAS.get(page.stem)) and importlib.util.find_spec(extra) is None:
+        pytest.skip(f"{page.name} runs the [{extra}] extra, which is not installed")
     for target in ("scenarios",):  # pages may name the shipped scenarios
         (tmp_path / target).symlink_to(ROOT / target)
     ran = 0

@@ -179,7 +179,8 @@ def test_the_docs_examples_run(tmp_path, monkeypatch):
             exec(compile(block, str(DOC), "exec"), {"__name__": "docs"})
     finally:
         torch.set_num_threads(threads)
-    env = {**os.environ, "PYTHONPATH": str(root)}
+    paths = [str(root), *filter(None, [os.environ.get("PYTHONPATH")])]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
     for line in shell[0].strip().splitlines():
         command = line.split()
         assert command[0] == "python"

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 import warnings
 from pathlib import Path
 
@@ -59,15 +58,14 @@ core_share = 0.5
 
 
 @pytest.fixture(scope="module")
-def ppo() -> tuple[object, float]:
+def ppo() -> object:
     """SB3 PPO with its defaults on the registered env, as made: one rollout of 2,048 steps."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # tests run beside other processes: no oversubscribed cores
     try:
-        start = time.perf_counter()
         model = sb3.PPO("MlpPolicy", gymnasium.make("agora/Market-v0"), seed=0, device="cpu")
         model.learn(total_timesteps=2_048)
-        return model, time.perf_counter() - start
+        return model
     finally:
         torch.set_num_threads(threads)
 
@@ -95,14 +93,14 @@ def test_sb3s_env_checker_passes_with_no_warning(env_id):
     assert [str(w.message) for w in caught] == []
 
 
-def test_sb3_ppo_trains_on_the_env_as_registered_quickly(ppo):
-    model, seconds = ppo
-    assert model.num_timesteps == 2_048 and seconds < 15.0
+def test_sb3_ppo_trains_on_the_env_as_registered(ppo):
+    model = ppo
+    assert model.num_timesteps == 2_048
     assert model.action_space == gymnasium.spaces.Box(-1.0, 1.0, (1,), np.float32)
 
 
 def test_the_converted_ppo_actor_gives_sb3s_deterministic_actions(ppo, tmp_path):
-    model, _ = ppo
+    model = ppo
     model.save(tmp_path / "ppo.zip")
     proc = subprocess.run(
         [
@@ -147,7 +145,7 @@ def test_clipped_and_squashed_actors_match_sb3_at_the_edges_of_the_box(tmp_path)
 
 
 def test_a_converted_policy_drives_a_scenarios_negotiators_reproducibly(ppo, tmp_path):
-    model, _ = ppo
+    model = ppo
     convert_sb3.convert(model, tmp_path / "sb3.npz")
     (tmp_path / "tiny.toml").write_text(TINY_SCENARIO.replace("CORE", "sb3.npz"))
     scenario_config, _ = load(tmp_path / "tiny.toml")
