@@ -88,7 +88,15 @@ class Args:
     scenario: str | dict[str, Any] | None = None
     """a scenario file (or its tables) to train in (``agora/Scenario-v0``); None: Market-v0"""
     learner: str = "negotiators"
-    """with ``scenario``: the population one seat of which learns"""
+    """with ``scenario``: the population whose seats learn"""
+    reward: str = "wealth"
+    """with ``scenario``: the reward of the learner's control form (``wealth``: balance plus stake
+    gained; negotiators also ``profit``: price minus cost of the tick's contract)"""
+    settings: dict[str, Any] | None = None
+    """with ``scenario``: scenario keys to override, as ``agora sweep --set`` spells them"""
+    seats_per_world: int = 1
+    """with ``scenario``: seats of ``learner`` that learn in each World, sharing the policy
+    (``num_envs`` must be a multiple; 1: one World per sub-env)"""
     ticks: int | None = None
     """with ``scenario``: ticks per episode (None: the scenario's own)"""
     init_policy: str | None = None
@@ -299,8 +307,20 @@ def make_envs(args: Args) -> Any:
         return MarketVectorEnv(num_envs=args.num_envs, n_agents=args.n_agents, periods=args.periods)
     from environments.scenario_env import make_vec_env
 
-    envs = make_vec_env(args.scenario, args.learner, args.num_envs, ticks=args.ticks)
-    runner = cast(Any, envs.envs[0].unwrapped).runner
+    envs = make_vec_env(
+        args.scenario,
+        args.learner,
+        args.num_envs,
+        args.seats_per_world,
+        ticks=args.ticks,
+        reward=args.reward,
+        settings=args.settings,
+    )
+    runner = (
+        cast(Any, envs).runners[0]
+        if args.seats_per_world > 1
+        else cast(Any, envs.envs[0].unwrapped).runner  # type: ignore[attr-defined]
+    )
     role = runner.scenario.population[runner.index].role
     if role != "negotiator":  # a policy file holds a negotiator's shade policy
         envs.close()
@@ -325,7 +345,14 @@ def evaluate_args(policy: Any, args: Args) -> list[float]:
     from environments.evaluation import scenario_returns
 
     return scenario_returns(
-        policy, args.scenario, args.learner, args.eval_seeds, args.eval_episodes, ticks=args.ticks
+        policy,
+        args.scenario,
+        args.learner,
+        args.eval_seeds,
+        args.eval_episodes,
+        ticks=args.ticks,
+        reward=args.reward,
+        settings=args.settings,
     )
 
 

@@ -159,12 +159,42 @@ def make_env(scenario: str | Path | dict[str, Any], learner: str, **kwargs: Any)
 
 
 def make_vec_env(
-    scenario: str | Path | dict[str, Any], learner: str, num_envs: int = 4, **kwargs: Any
-) -> gym.vector.SyncVectorEnv:
-    """``num_envs`` worlds of ``scenario`` in one Gymnasium vector env (next-step autoreset);
-    ``record_dir`` gets one folder per world, ``env_0``, ``env_1``, ..."""
+    scenario: str | Path | dict[str, Any],
+    learner: str,
+    num_envs: int = 4,
+    seats_per_world: int = 1,
+    **kwargs: Any,
+) -> gym.vector.VectorEnv:  # type: ignore[type-arg]
+    """``num_envs`` learning seats of ``scenario`` in one Gymnasium vector env (next-step
+    autoreset).
+
+    With ``seats_per_world`` 1, each sub-env is a World of its own with one learning seat (a
+    ``SyncVectorEnv`` of :class:`ScenarioEnv`; ``record_dir`` gets one folder per world, ``env_0``,
+    ``env_1``, ...). Above 1, seats ``0..seats_per_world-1`` of each World learn together, sharing
+    the policy: ``num_envs / seats_per_world`` Worlds
+    (:class:`environments.scenario_seats.SeatsVectorEnv`; not recorded).
+    """
     if not isinstance(num_envs, int) or num_envs < 1:
         raise ValueError(f"num_envs {num_envs!r}: expected a whole number >= 1")
+    if not isinstance(seats_per_world, int) or seats_per_world < 1:
+        raise ValueError(f"seats_per_world {seats_per_world!r}: expected a whole number >= 1")
+    if seats_per_world > 1:
+        from environments.scenario_seats import SeatsVectorEnv
+
+        if num_envs % seats_per_world:
+            raise ValueError(
+                f"num_envs {num_envs}: expected a multiple of seats_per_world {seats_per_world} "
+                "(each World gives that many sub-envs)"
+            )
+        if kwargs.get("record_dir") is not None:
+            raise ValueError(
+                "record_dir: a vector of shared seats is not recorded; use "
+                "seats_per_world=1 to record episodes"
+            )
+        kwargs.pop("record_dir", None)
+        return SeatsVectorEnv(
+            scenario, learner, num_envs // seats_per_world, seats_per_world, **kwargs
+        )
     record = kwargs.pop("record_dir", None)
 
     def one(i: int) -> Any:

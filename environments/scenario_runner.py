@@ -19,7 +19,6 @@ scripted baseline.
 from __future__ import annotations
 
 import copy
-import time
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -30,17 +29,15 @@ import tomli_w
 
 from runtime.kernel import roles
 from runtime.kernel.control import (
-    INPUTS_DIR,
-    SCRIPTED,
     Control,
     ControlForm,
     Reward,
     wealth_micro,
-    write_inputs,
 )
 from runtime.kernel.errors import ScenarioError
 from runtime.kernel.scenario import Scenario, parse
 from runtime.kernel.world import World
+from runtime.record.controlled import ControlledRun
 
 SEED_MAX = 2**31 - 1  # episode seeds drawn by the environments lie in 0..SEED_MAX
 
@@ -126,7 +123,7 @@ class ScenarioRunner:
         self.pop: Any = None
         self.control: Control | None = None
         self._wealth = np.zeros(self.seats.size, dtype=np.int64)
-        self._recording: dict[str, Any] | None = None
+        self._recording: ControlledRun | None = None
 
     def _parse(self, data: dict[str, Any], base: Path | None = None) -> Scenario:
         try:
@@ -205,80 +202,17 @@ class ScenarioRunner:
     def _record_start(self, data: dict[str, Any], seed: int) -> World:
         """A recorded world: a run directory whose scenario names the inputs file (as the core, or
         with the ``inputs`` key)."""
-        from runtime.record import recording
-
-        live = self._parse(data)
-        cfg = live.population[self.index]
-        table = data["population"][self.index]
-        if roles.resolve(cfg.role, self.base).cls.has_core:
-            fallback = cfg.core or "learned"
-            if fallback not in ("learned", "baseline"):
-                raise ValueError(
-                    f"record_dir: population {self.learner!r} has core {fallback!r}; a "
-                    "recorded episode keeps its outside actions as its core, so its own core "
-                    "must be 'learned' or 'baseline'"
-                )
-            inputs = f"{INPUTS_DIR}/{self.learner}.npz"
-            table["core"] = inputs
-        else:
-            if "inputs" in table:
-                raise ValueError(
-                    f"record_dir: population {self.learner!r} already replays inputs "
-                    f"{table['inputs']!r}; record from a scenario without the inputs key"
-                )
-            fallback, inputs = SCRIPTED, f"cores/{self.learner}.npz"
-            table["inputs"] = inputs
         assert self.record_dir is not None
         out = self.record_dir / f"episode_{self.episodes:04d}"
-        raw = tomli_w.dumps(data).encode()
-        recording.prepare_out(out, overwrite=True, keep=(self.base,))
-        (out / recording.SCENARIO_COPY).write_bytes(raw)
-        recording._copy_references(live, self.base, out)
-        probe = roles.resolve(cfg.role, self.base).cls(cfg, np.arange(cfg.count, dtype=np.int64), 1)
-        write_inputs(
-            out / inputs,
-            probe,
-            self.seats,
-            np.zeros((0, self.seats.size, self.action_dim)),
-            fallback,
-        )
-        manifest = {
-            "format": recording.FORMAT,
-            "seed": seed,
-            "ticks": self.ticks,
-            "device": "cpu",
-            "realtime_factor": None,
-            "cores": "as written",
-            "parent": None,
-            "signed": None,
-        }
-        recording.write_manifest(out, manifest)
-        # Built as its replay builds it: from the run's own scenario and files.
-        world = recording.build(self._parse(data, out), out, out, seed, self.ticks)
-        self._recording = {
-            "out": out,
-            "raw": raw,
-            "manifest": manifest,
-            "inputs": out / inputs,
-            "fallback": fallback,
-            "start": time.perf_counter(),
-        }
-        return world
+        try:
+            run = ControlledRun(data, self.base, out, seed, self.ticks, {self.learner: self.seats})
+        except ScenarioError as exc:
+            raise ValueError(f"record_dir: {exc.problems[0]}") from None
+        self._recording = run
+        return run.world
 
     def finish(self) -> Path | None:
         """End the episode under way; a recorded one runs to its last tick (departed seats as the
         scripted baseline) and is written out. Returns its run directory (None: not recorded)."""
-        rec, world, self._recording = self._recording, self.world, None
-        if rec is None or world is None:
-            return None
-        from runtime.record import recording
-
-        world.run(self.ticks)
-        assert self.control is not None
-        write_inputs(rec["inputs"], self.pop, self.seats, self.control.recording(), rec["fallback"])
-        world.settled = world.settle()
-        world.close()
-        recording.summarize(
-            world, rec["out"], rec["raw"], rec["manifest"], time.perf_counter() - rec["start"]
-        )
-        return rec["out"]  # type: ignore[no-any-return]
+        run, self._recording = self._recording, None
+        return None if run is None else run.finish()

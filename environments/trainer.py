@@ -15,7 +15,14 @@ from environments import ppo
 
 
 def problems(
-    *, scenario: str | None, learner: str, ticks: int | None, init_policy: str | None = None
+    *,
+    scenario: str | None,
+    learner: str,
+    ticks: int | None,
+    init_policy: str | None = None,
+    seats_per_world: int = 1,
+    reward: str = "wealth",
+    settings: dict[str, Any] | None = None,
 ) -> list[str]:
     """Why one seat of ``learner`` in ``scenario`` cannot be trained, or training cannot start
     from ``init_policy`` (empty when it can).
@@ -30,7 +37,17 @@ def problems(
     if scenario is None:
         return []
     try:
-        ppo.make_envs(ppo.Args(num_envs=1, scenario=scenario, learner=learner, ticks=ticks)).close()
+        ppo.make_envs(
+            ppo.Args(
+                num_envs=seats_per_world,
+                scenario=scenario,
+                learner=learner,
+                ticks=ticks,
+                seats_per_world=seats_per_world,
+                reward=reward,
+                settings=settings,
+            )
+        ).close()
     except ValueError as exc:
         return [str(exc)]
     return []

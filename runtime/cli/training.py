@@ -11,6 +11,7 @@ import typer
 from rich.progress import TextColumn
 
 from runtime.cli.output import Table, app, err, fail, out, progress_bar
+from runtime.kernel.settings import read_value
 
 
 @app.command()
@@ -36,6 +37,29 @@ def train(
     ticks: Annotated[
         int | None,
         typer.Option(min=1, help="With SCENARIO: ticks per episode (default: the scenario's own)."),
+    ] = None,
+    seats_per_world: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="With SCENARIO: seats of --learner that learn in each World, sharing the "
+            "policy (one tick gives that many steps; --num-envs must be a multiple).",
+        ),
+    ] = 1,
+    reward: Annotated[
+        str,
+        typer.Option(
+            help="With SCENARIO: the reward, by name: wealth (balance plus stake gained) or one "
+            "of the role's own (negotiators: profit, price minus cost of each contract)."
+        ),
+    ] = "wealth",
+    sets: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set",
+            help="With SCENARIO: KEY=VALUE to change in it for training and evaluation, with the "
+            "keys of agora sweep: population.negotiators.core=baseline.",
+        ),
     ] = None,
     init_policy: Annotated[
         Path | None,
@@ -120,6 +144,23 @@ def train(
         )
     if scenario is not None and not scenario.is_file():
         problems.append(f"SCENARIO {scenario}: no such file")
+    if seats_per_world > 1 and scenario is None:
+        problems.append("--seats-per-world: needs a SCENARIO (Market-v0 has one learner)")
+    elif num_envs % seats_per_world:
+        problems.append(
+            f"--num-envs {num_envs}: expected a multiple of --seats-per-world {seats_per_world}"
+        )
+    settings = {}
+    for item in sets or []:
+        key, eq, raw = item.partition("=")
+        if not eq or not key:
+            problems.append(
+                f"--set {item!r}: expected KEY=VALUE, e.g. population.negotiators.count=20"
+            )
+        else:
+            settings[key.strip()] = read_value(raw.strip())
+    if (sets or reward != "wealth") and scenario is None:
+        problems.append("--set and --reward: need a SCENARIO (Market-v0's reward is fixed)")
     if init_policy is not None and not init_policy.is_file():
         problems.append(f"--init-policy {init_policy}: no such file")
     if problems:
@@ -128,13 +169,19 @@ def train(
     scenario_file = None if scenario is None else str(scenario)
     init_file = None if init_policy is None else str(init_policy)
     trainer_problems = trainer.problems(
-        scenario=scenario_file, learner=learner, ticks=ticks, init_policy=init_file
+        scenario=scenario_file,
+        learner=learner,
+        ticks=ticks,
+        init_policy=init_file,
+        seats_per_world=seats_per_world,
+        reward=reward,
+        settings=settings or None,
     )
     if trainer_problems:
         fail(trainer_problems)
     if out_dir.exists() and overwrite:
         shutil.rmtree(out_dir)
-    settings = {
+    args = {
         "total_steps": total_steps,
         "num_envs": num_envs,
         "num_steps": num_steps,
@@ -146,11 +193,14 @@ def train(
         "eval_seeds": tuple(range(1001, 1001 + eval_seeds)),
         "scenario": scenario_file,
         "learner": learner,
+        "seats_per_world": seats_per_world,
+        "reward": reward,
+        "settings": settings or None,
         "ticks": ticks,
         "init_policy": init_file,
     }
     if quiet or not sys.stderr.isatty():
-        result = trainer.train(out_dir, None if quiet else _print_iteration, **settings)
+        result = trainer.train(out_dir, None if quiet else _print_iteration, **args)
     else:
         bar = progress_bar("train", "iterations", TextColumn("{task.fields[ret]}"))
         task = bar.add_task("train", total=None, ret="")
@@ -158,7 +208,7 @@ def train(
             result = trainer.train(
                 out_dir,
                 lambda it, n, r: bar.update(task, completed=it, total=n, ret=f"return {r:.3f}"),
-                **settings,
+                **args,
             )
     _print_result(result, scenario, learner, eval_episodes, out_dir)
 

@@ -171,6 +171,15 @@ class PopulationConfig(_Strict):
         "scenario file and inside its folder, which the learned core starts from; `agora run "
         "--compare-baseline` reruns with every core at baseline.",
     )
+    seats: int = Field(
+        0,
+        ge=0,
+        le=100_000,
+        description="Agents of this population (the first `seats`) that outside agents drive "
+        "over the network when the scenario is served with `agora serve`; each seat gets its own "
+        "token. The role needs a control form (negotiator, requester, worker, critic). Elsewhere "
+        "(`agora run`, the environments) the key has no effect.",
+    )
     params: dict[str, Any] = Field(
         {},
         description="The role's own keys (`agora schema` lists each role's); they may also be "

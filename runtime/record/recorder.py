@@ -9,6 +9,7 @@ reader stops cleanly at a truncated tail.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
@@ -137,6 +138,8 @@ class EventLog:
         self.seq = 0 if resume is None else int(resume["seq"])
         self._cols: dict[str, list[npt.NDArray[np.generic]]] = {n: [] for n in EVENT_SCHEMA.names}
         self._count = 0
+        # Called with each tick's batch as it is written (agora serve's event feeds); not state.
+        self.on_batch: Callable[[pa.RecordBatch], None] | None = None
 
     def emit(
         self,
@@ -203,7 +206,10 @@ class EventLog:
         if self._count == 0:
             return
         arrays = [pa.array(np.concatenate(self._cols[f.name]), type=f.type) for f in EVENT_SCHEMA]
-        self._stream.write(pa.RecordBatch.from_arrays(arrays, schema=EVENT_SCHEMA))
+        batch = pa.RecordBatch.from_arrays(arrays, schema=EVENT_SCHEMA)
+        self._stream.write(batch)
+        if self.on_batch is not None:
+            self.on_batch(batch)
         self._cols = {n: [] for n in EVENT_SCHEMA.names}
         self._count = 0
 

@@ -61,6 +61,9 @@ from runtime.record.run_data import RunData, open_run
 # Summary fields that are not a function of the scenario and seed.
 VOLATILE = frozenset({"wall_seconds", "versions", "summary_sha256", "signature"})
 NESTED_RUNS = ("baseline",)  # `agora run --compare-baseline` records its baseline run here
+# `agora serve` keeps what its operator did (pause, resume, speed: wall-clock facts that change no
+# state, so a re-execution does not make them) in served/; verification leaves the folder aside.
+SIDECARS = ("served",)
 
 
 @dataclass
@@ -152,7 +155,7 @@ def _files(root: Path, skip: tuple[str, ...]) -> tuple[dict[str, Path], list[str
 
 
 def _compare_files(run_dir: Path, out: Path) -> list[str]:
-    recorded, lines = _files(run_dir, (SUMMARY, *NESTED_RUNS))
+    recorded, lines = _files(run_dir, (SUMMARY, *NESTED_RUNS, *SIDECARS))
     made, _ = _files(out, (SUMMARY,))
     for name in sorted(set(recorded) | set(made)):
         if name not in made:
@@ -379,7 +382,7 @@ def _replay(
         lines = _compare_files(run_dir, out) + _compare_summary(summary, made)
     if lines:
         return Verdict("tampered", lines)
-    n_files = len(_files(run_dir, (SUMMARY, *NESTED_RUNS))[0])
+    n_files = len(_files(run_dir, (SUMMARY, *NESTED_RUNS, *SIDECARS))[0])
     return Verdict(
         "identical",
         [

@@ -1,0 +1,230 @@
+"""The HTTP and WebSocket interface of a served world (FastAPI, served by uvicorn).
+
+Routes (the OpenAPI schema is at ``/openapi.json``, its pages at ``/docs``):
+
+* ``GET /`` -- the dashboard, one self-contained page.
+* ``GET /api/v1/world`` -- the run's progress, the price and the seats (no token).
+* ``GET /api/v1/series`` -- the dashboard's per-tick rows (no token).
+* ``GET /api/v1/seats/{seat}`` -- a seat's observation, balance, stake, reputation and action
+  space (its token).
+* ``POST /api/v1/seats/{seat}/action`` -- the seat's action for its next tick (its token; an
+  ``Idempotency-Key`` header makes resends safe).
+* ``WS /api/v1/seats/{seat}/stream?token=...`` -- each tick's observation and the events naming
+  the seat.
+* ``WS /api/v1/stream`` -- each tick's dashboard row.
+* ``POST /api/v1/admin/pause``, ``/resume``, ``/speed`` -- the operator (the admin token).
+
+Every refusal is a 4xx with ``{"error": {"field": ..., "reason": ...}}``; a request is applied
+whole or not at all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from contextlib import asynccontextmanager
+from importlib import resources
+from typing import Any
+
+from fastapi import FastAPI, Request, WebSocket, WebSocketDisconnect
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from runtime.serve.host import Host, Refused
+
+MAX_BODY = 16 * 1024  # bytes: a larger request body is refused with 413
+QUEUE = 64  # messages a subscriber may fall behind before it loses the oldest
+
+
+def _error(
+    status: int, field: str, reason: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    return JSONResponse(
+        {"error": {"field": field, "reason": reason}}, status_code=status, headers=headers
+    )
+
+
+def _bearer(request: Request) -> str | None:
+    value = request.headers.get("authorization", "")
+    scheme, _, token = value.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
+def make_app(host: Host, *, run_loop: bool = True) -> FastAPI:
+    """The application serving ``host``; with ``run_loop`` its ticks start with the app and the
+    app's lifespan ends when the run has finished and been written."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> Any:
+        task = asyncio.create_task(host.run_loop()) if run_loop else None
+        app.state.loop_task = task
+        try:
+            yield
+        finally:
+            if task is not None and not task.done():
+                task.cancel()
+                try:
+                    await task
+                except (asyncio.CancelledError, Exception):
+                    pass
+
+    app = FastAPI(
+        title="Agora served world",
+        version="1",
+        description="Outside agents join a running Agora world: each seat acts with its own "
+        "token; actions that arrive during tick t apply at tick t+1 and are recorded inputs.",
+        lifespan=lifespan,
+    )
+
+    @app.exception_handler(Refused)
+    async def refused(_: Request, exc: Refused) -> JSONResponse:
+        headers = None
+        if exc.status == 429:
+            headers = {"Retry-After": "1"}
+        return _error(exc.status, exc.field, exc.reason, headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {"loc": ["body"], "msg": "invalid request"}
+        loc = ".".join(str(p) for p in first.get("loc", ()) if p != "body") or "body"
+        return _error(422, loc, str(first.get("msg", "invalid")))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return _error(exc.status_code, "path", str(exc.detail))
+
+    @app.middleware("http")
+    async def limit_body(request: Request, call_next: Any) -> Any:
+        length = request.headers.get("content-length")
+        if length is not None:
+            if not length.isdigit():
+                return _error(400, "Content-Length", "not a whole number")
+            if int(length) > MAX_BODY:
+                return _error(413, "body", f"larger than {MAX_BODY} bytes")
+        return await call_next(request)
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    async def dashboard() -> HTMLResponse:
+        page = resources.files("runtime.serve").joinpath("dashboard.html").read_text()
+        return HTMLResponse(page)
+
+    @app.get("/api/v1/world", summary="The run's progress, the price and the seats")
+    async def world() -> dict[str, Any]:
+        return host.world_view()
+
+    @app.get("/api/v1/series", summary="The dashboard's per-tick rows")
+    async def series(since: int = 0) -> dict[str, Any]:
+        return {"rows": [r for r in host.series if r["tick"] >= since]}
+
+    @app.get("/api/v1/seats/{seat_id}", summary="A seat's view (its token)")
+    async def seat_view(seat_id: str, request: Request) -> dict[str, Any]:
+        seat = host.seat(seat_id, _bearer(request))
+        host.throttle(seat)
+        return host.seat_view(seat)
+
+    @app.post(
+        "/api/v1/seats/{seat_id}/action",
+        status_code=202,
+        summary="The seat's action for its next tick (its token)",
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "type": "object",
+                            "required": ["action"],
+                            "properties": {
+                                "action": {"type": "array", "items": {"type": "number"}}
+                            },
+                        }
+                    }
+                },
+            }
+        },
+    )
+    async def act(seat_id: str, request: Request) -> dict[str, Any]:
+        seat = host.seat(seat_id, _bearer(request))
+        host.throttle(seat)
+        body = await request.body()
+        if len(body) > MAX_BODY:
+            raise Refused(413, "body", f"larger than {MAX_BODY} bytes")
+        try:
+            payload = json.loads(body)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise Refused(400, "body", f"not JSON ({exc})") from None
+        if not isinstance(payload, dict) or set(payload) - {"action"} or "action" not in payload:
+            raise Refused(422, "body", 'expected {"action": [numbers]}')
+        action = payload["action"]
+        if not isinstance(action, list) or not all(
+            isinstance(x, (int, float)) and not isinstance(x, bool) for x in action
+        ):
+            raise Refused(422, "action", "expected a list of numbers")
+        return host.act(seat, action, request.headers.get("idempotency-key"), body)
+
+    @app.post("/api/v1/admin/pause", summary="Hold the clock (admin token)")
+    async def pause(request: Request) -> dict[str, Any]:
+        host.admin(_bearer(request))
+        host.pause(True)
+        return host.world_view()
+
+    @app.post("/api/v1/admin/resume", summary="Let the clock go on (admin token)")
+    async def resume(request: Request) -> dict[str, Any]:
+        host.admin(_bearer(request))
+        host.pause(False)
+        return host.world_view()
+
+    @app.post("/api/v1/admin/speed", summary="Wall seconds per unit of virtual time (admin token)")
+    async def speed(request: Request) -> dict[str, Any]:
+        host.admin(_bearer(request))
+        try:
+            payload = json.loads(await request.body())
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise Refused(400, "body", f"not JSON ({exc})") from None
+        if not isinstance(payload, dict) or "factor" not in payload:
+            raise Refused(422, "factor", 'expected {"factor": seconds}')
+        host.set_speed(payload["factor"])
+        return host.world_view()
+
+    @app.websocket("/api/v1/seats/{seat_id}/stream")
+    async def seat_stream(websocket: WebSocket, seat_id: str) -> None:
+        try:
+            seat = host.seat(seat_id, websocket.query_params.get("token"))
+        except Refused as exc:
+            await websocket.close(code=4000 + exc.status, reason=exc.reason[:120])
+            return
+        await websocket.accept()
+        q: asyncio.Queue[dict[str, Any]] = asyncio.Queue(QUEUE)
+        seat.queues.add(q)
+        try:
+            await websocket.send_json({"tick": host.world.tick, **host.seat_view(seat)})
+            await _pump(websocket, q)
+        finally:
+            seat.queues.discard(q)
+
+    @app.websocket("/api/v1/stream")
+    async def stream(websocket: WebSocket) -> None:
+        await websocket.accept()
+        q: asyncio.Queue[dict[str, Any]] = asyncio.Queue(QUEUE)
+        host.watchers.add(q)
+        try:
+            await websocket.send_json({"world": host.world_view()})
+            await _pump(websocket, q)
+        finally:
+            host.watchers.discard(q)
+
+    return app
+
+
+async def _pump(websocket: WebSocket, q: asyncio.Queue[dict[str, Any]]) -> None:
+    """Send queued messages until the client leaves or the run finishes."""
+    try:
+        while True:
+            message = await q.get()
+            await websocket.send_json(message)
+            if message.get("finished"):
+                await websocket.close()
+                return
+    except (WebSocketDisconnect, RuntimeError):
+        return

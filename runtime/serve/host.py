@@ -1,0 +1,493 @@
+"""The served world: a recorded run whose seats outside agents drive, ticking on SimPy's realtime
+clock.
+
+A :class:`Host` owns one :class:`runtime.record.controlled.ControlledRun`. Seats are the first
+``seats`` agents of each population that declares them (``seats = N`` in the scenario); each has a
+random token, kept only as its SHA-256. Between ticks the host hands every seat's latest accepted
+action to its population's :class:`runtime.kernel.control.Control` and runs one tick in a worker
+thread; an action that arrives while tick ``t`` runs applies at tick ``t + 1``. A seat with no
+action for a tick acts as its role's scripted baseline. The actions a tick takes are recorded
+inputs, so ``agora replay --verify`` reproduces a served run with no client present.
+
+Everything that changes the host's state runs on the event loop's thread (requests, the tick
+loop's hand-over); the worker thread only runs the World. So no lock is needed, and a request
+either takes effect whole or not at all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import secrets
+import time
+import tomllib
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+
+from runtime.kernel import roles
+from runtime.kernel.control import ControlForm, wealth_micro
+from runtime.kernel.errors import ScenarioError
+from runtime.record.controlled import ControlledRun, parse_data
+
+TOKEN_BYTES = 32  # 256 random bits per token
+IDEMPOTENCY_KEYS_KEPT = 1024  # per seat: the newest keys and their answers
+EVENTS_PER_MESSAGE = 200  # a seat's feed carries at most this many of a tick's events
+SERIES_KEPT = 2000  # ticks of dashboard series kept in memory
+
+
+class Refused(Exception):
+    """A request the host refuses: an HTTP status, the field at fault and the reason."""
+
+    def __init__(self, status: int, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.status, self.field, self.reason = status, field, reason
+
+
+def token_hash(token: str) -> bytes:
+    """What the host keeps of a token."""
+    return hashlib.sha256(token.encode()).digest()
+
+
+@dataclass
+class RateLimit:
+    """A token bucket: ``rate`` requests a second on average, bursts of up to ``burst``."""
+
+    rate: float
+    burst: float
+    level: float = 0.0
+    at: float = 0.0
+
+    def take(self, now: float) -> float:
+        """0 when a request may pass now (and count it), else the seconds to wait."""
+        if self.at == 0.0:
+            self.level, self.at = self.burst, now
+        self.level = min(self.burst, self.level + (now - self.at) * self.rate)
+        self.at = now
+        if self.level >= 1.0:
+            self.level -= 1.0
+            return 0.0
+        return (1.0 - self.level) / self.rate
+
+
+@dataclass
+class Seat:
+    """One agent of a population that an outside agent drives."""
+
+    id: str  # "<population>-<index>"
+    population: str
+    index: int  # the agent's index in its population
+    row: int  # its row in the population's Control
+    account: int  # its ledger account
+    token_hash: bytes
+    limit: RateLimit
+    answers: OrderedDict[str, tuple[str, dict[str, Any]]] = field(default_factory=OrderedDict)
+    queues: set[asyncio.Queue[dict[str, Any]]] = field(default_factory=set)
+
+
+class Host:
+    """A served run of ``scenario`` recorded into ``out``.
+
+    Args:
+        scenario: the scenario file; populations with ``seats = N`` give the seats.
+        out: the run directory.
+        realtime: wall seconds per unit of virtual time (one tick is ``world.tick_length`` units).
+        seed, ticks: override the scenario's.
+        overwrite: replace a run directory at ``out``.
+        rate, burst: each seat's request rate limit (requests a second, and the burst allowed).
+    """
+
+    def __init__(
+        self,
+        scenario: Path,
+        out: Path,
+        *,
+        realtime: float = 1.0,
+        seed: int | None = None,
+        ticks: int | None = None,
+        overwrite: bool = False,
+        rate: float = 50.0,
+        burst: float = 100.0,
+    ) -> None:
+        try:
+            data = tomllib.loads(scenario.read_text())
+        except OSError as exc:
+            raise ScenarioError([f"{scenario}: cannot read it ({exc.strerror})"]) from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ScenarioError([f"{scenario}: not TOML ({exc})"]) from None
+        base = scenario.parent
+        parsed = parse_data(data, base)
+        seats: dict[str, npt.NDArray[np.int64]] = {}
+        problems = []
+        for i, pop in enumerate(parsed.population):
+            if not pop.seats:
+                continue
+            cls = roles.resolve(pop.role, base).cls
+            if not hasattr(cls, "control_form"):
+                problems.append(
+                    f"population[{i}].seats: role {pop.role!r} takes no outside control (it has "
+                    "no control_form); give seats to a negotiator, requester, worker or critic "
+                    "population, or a role of your own with a control form"
+                )
+            elif pop.seats > pop.count:
+                problems.append(
+                    f"population[{i}].seats: {pop.seats} seats, but the population has "
+                    f"{pop.count} agents"
+                )
+            else:
+                seats[pop.name] = np.arange(pop.seats, dtype=np.int64)
+        if not seats and not problems:
+            problems.append(
+                f"{scenario}: no population declares seats; add `seats = N` to a population "
+                "whose agents outside agents should drive"
+            )
+        if problems:
+            raise ScenarioError(problems)
+        seed = parsed.world.seed if seed is None else seed
+        self.ticks = parsed.world.ticks if ticks is None else ticks
+        self.run = ControlledRun(
+            data, base, out, seed, self.ticks, seats, realtime=realtime, overwrite=overwrite
+        )
+        self.world = self.run.world
+        self.factor = realtime
+        self.pops = {p.name: p for p in self.world.populations if p.name in seats}
+        self.forms: dict[str, ControlForm] = {
+            name: pop.control_form()  # type: ignore[attr-defined]
+            for name, pop in self.pops.items()
+        }
+        self.tokens: dict[str, str] = {}  # shown once, then dropped by the caller
+        self.seats: dict[str, Seat] = {}
+        for name, idx in seats.items():
+            for row, index in enumerate(idx.tolist()):
+                token = secrets.token_urlsafe(TOKEN_BYTES)
+                seat_id = f"{name}-{index}"
+                self.tokens[seat_id] = token
+                self.seats[seat_id] = Seat(
+                    seat_id,
+                    name,
+                    index,
+                    row,
+                    int(self.pops[name].ids[index]),
+                    token_hash(token),
+                    RateLimit(rate, burst),
+                )
+        self.admin_token = secrets.token_urlsafe(TOKEN_BYTES)
+        self._admin_hash = token_hash(self.admin_token)
+        self.pending = {
+            name: np.full((idx.size, int(np.prod(self.forms[name].action_space.shape))), np.nan)
+            for name, idx in seats.items()
+        }
+        self.running: int | None = None  # the tick being run, if one is
+        self.paused = False
+        self.finished = False
+        self.summary_path: Path | None = None
+        self.accepted = 0
+        self.series: list[dict[str, Any]] = []
+        self.watchers: set[asyncio.Queue[dict[str, Any]]] = set()
+        self.operator_log = out / "served" / "operator.jsonl"
+        self._resume = asyncio.Event()
+        self._resume.set()
+        self._batch: pa.RecordBatch | None = None
+        if self.world.log is not None:
+            self.world.log.on_batch = self._on_batch
+        self.views: dict[str, dict[str, Any]] = {}
+        self._observe()
+
+    # ------------------------------------------------------------------ authentication
+    def seat(self, seat_id: str, token: str | None) -> Seat:
+        """The seat ``seat_id`` if ``token`` is its token; Refused (401, 403, 404) otherwise."""
+        if not token:
+            raise Refused(401, "authorization", "missing: send 'Authorization: Bearer <token>'")
+        seat = self.seats.get(seat_id)
+        presented = token_hash(token)
+        if seat is None:
+            raise Refused(404, "seat", f"no seat {seat_id!r}; GET /api/v1/world lists them")
+        if not hmac.compare_digest(presented, seat.token_hash):
+            if self.is_admin(token) or any(
+                hmac.compare_digest(presented, s.token_hash) for s in self.seats.values()
+            ):
+                raise Refused(403, "seat", f"this token does not act for seat {seat_id!r}")
+            raise Refused(401, "authorization", "unknown token")
+        return seat
+
+    def is_admin(self, token: str | None) -> bool:
+        """Whether ``token`` is the operator's."""
+        return bool(token) and hmac.compare_digest(token_hash(token or ""), self._admin_hash)
+
+    def admin(self, token: str | None) -> None:
+        """Refused (401/403) unless ``token`` is the operator's."""
+        if not token:
+            raise Refused(
+                401, "authorization", "missing: send 'Authorization: Bearer <admin token>'"
+            )
+        if not self.is_admin(token):
+            raise Refused(403, "authorization", "operator actions need the admin token")
+
+    def throttle(self, seat: Seat) -> None:
+        """Refused (429) when the seat is over its rate limit."""
+        wait = seat.limit.take(time.monotonic())
+        if wait > 0:
+            raise Refused(
+                429, "rate", f"over {seat.limit.rate:g} requests/s; retry in {wait:.3f} s"
+            )
+
+    # ------------------------------------------------------------------ actions
+    def next_tick(self) -> int:
+        """The tick an action accepted now applies at."""
+        return self.world.tick + 1 if self.running is not None else self.world.tick
+
+    def act(self, seat: Seat, action: Any, key: str | None, body: bytes) -> dict[str, Any]:
+        """Accept ``action`` for ``seat``'s next tick; the answer (a resend of ``key`` with the same
+        body gets the first answer again). Refused (409, 422) without any change otherwise."""
+        digest = hashlib.sha256(body).hexdigest()
+        if key is not None:
+            if not 1 <= len(key) <= 200:
+                raise Refused(422, "Idempotency-Key", "must be 1 to 200 characters")
+            if key in seat.answers:
+                first, answer = seat.answers[key]
+                if first != digest:
+                    raise Refused(
+                        409,
+                        "Idempotency-Key",
+                        f"{key!r} was used with a different body; use a new key for a new action",
+                    )
+                return {**answer, "replayed": True}
+        if self.finished or self.next_tick() >= self.ticks:
+            raise Refused(
+                409, "tick", f"the run's last tick ({self.ticks - 1}) has begun; no tick is left"
+            )
+        form = self.forms[seat.population]
+        try:
+            row = form.check(np.asarray([action]), lambda _: seat.id)
+        except (ValueError, TypeError) as exc:
+            raise Refused(422, "action", str(exc)) from None
+        pending = self.pending[seat.population]
+        replaced = bool(not np.isnan(pending[seat.row]).all())
+        pending[seat.row] = row[0]
+        self.accepted += 1
+        answer = {
+            "accepted": True,
+            "seat": seat.id,
+            "applies_at_tick": self.next_tick(),
+            "replaced_earlier_action": replaced,
+            "action": row[0].tolist(),
+        }
+        if key is not None:
+            seat.answers[key] = (digest, answer)
+            while len(seat.answers) > IDEMPOTENCY_KEYS_KEPT:
+                seat.answers.popitem(last=False)
+        return answer
+
+    # ------------------------------------------------------------------ views
+    def seat_view(self, seat: Seat) -> dict[str, Any]:
+        """What a seat may read about itself and the market."""
+        form = self.forms[seat.population]
+        view = self.views[seat.population]
+        space = form.action_space
+        return {
+            "seat": seat.id,
+            "population": seat.population,
+            "role": self.pops[seat.population].role,
+            "account": seat.account,
+            "tick": self.world.tick,
+            "ticks": self.ticks,
+            "observation": view["observation"][seat.row],
+            "balance_micro": view["balance"][seat.row],
+            "stake_micro": view["stake"][seat.row],
+            "reputation": view["reputation"][seat.row],
+            "price_credits": view["price"],
+            "action_space": {
+                "shape": list(space.shape),
+                "low": np.asarray(space.low).reshape(-1).tolist(),
+                "high": np.asarray(space.high).reshape(-1).tolist(),
+                "meaning": form.action_meaning,
+            },
+            "observation_space": {"shape": list(form.observation_space.shape)},
+            "pending_action": None
+            if np.isnan(self.pending[seat.population][seat.row]).all()
+            else self.pending[seat.population][seat.row].tolist(),
+        }
+
+    def world_view(self) -> dict[str, Any]:
+        """What anyone may read: the run's progress, prices and the seats."""
+        return {
+            "scenario": self.world.scenario.world.name,
+            "tick": self.world.tick,
+            "ticks": self.ticks,
+            "paused": self.paused,
+            "finished": self.finished,
+            "realtime_factor": self.factor,
+            "price_credits": float(self.world.market.prices.mean()) / self.world.MICRO,
+            "seats": [
+                {"seat": s.id, "population": s.population, "account": s.account}
+                for s in self.seats.values()
+            ],
+            "actions_accepted": self.accepted,
+        }
+
+    def _on_batch(self, batch: pa.RecordBatch) -> None:
+        self._batch = batch
+
+    def _observe(self) -> None:
+        """Read what the seats and the dashboard see after a tick (on the loop's thread)."""
+        world = self.world
+        ledger = world.local_ledgers[0]
+        for name, pop in self.pops.items():
+            control_seats = np.array(
+                sorted(s.index for s in self.seats.values() if s.population == name),
+                dtype=np.int64,
+            )
+            accounts = pop.ids[control_seats]
+            wealth = wealth_micro(world, pop, control_seats)
+            stake = ledger.staked_of(accounts)
+            reputation = world.reputation.score(accounts)
+            self.views[name] = {
+                "observation": pop.observe(world, control_seats).astype(float).tolist(),  # type: ignore[attr-defined]
+                "balance": (wealth - stake).tolist(),
+                "stake": stake.tolist(),
+                "reputation": [float(x) for x in reputation],
+                "price": float(world.market.prices.mean()) / world.MICRO,
+            }
+
+    def tick_row(self) -> dict[str, Any]:
+        """The dashboard's row for the tick just run."""
+        world = self.world
+        held, issued = world.local_ledgers[0].supply()
+        counters = world.telemetry.counters
+        lag, _ = world.replica_lag()
+        balances = world.local_ledgers[0].balances() / world.MICRO
+        hist, edges = np.histogram(balances, bins=20)
+        return {
+            "tick": world.tick,
+            "price": float(world.market.prices.mean()) / world.MICRO,
+            "volume": int(sum(v for k, v in counters.items() if k.endswith("contracts")))
+            + int(counters.get("tasks_done", 0)),
+            "held": held / world.MICRO,
+            "issued": issued / world.MICRO,
+            "replica_lag": int(lag),
+            "order": world.telemetry.gauges.get("r_global"),
+            "wealth_hist": hist.tolist(),
+            "wealth_edges": [float(e) for e in edges],
+            "seats": {
+                sid: self.views[s.population]["balance"][s.row] / world.MICRO
+                for sid, s in self.seats.items()
+            },
+            "events": [] if self._batch is None else _feed(self._batch, None, 30),
+        }
+
+    # ------------------------------------------------------------------ the loop
+    def pause(self, paused: bool, who: str = "operator") -> None:
+        """Hold the clock between ticks, or let it go on (recorded in ``operator.jsonl``)."""
+        self.paused = paused
+        (self._resume.clear if paused else self._resume.set)()
+        self._operator({"action": "pause" if paused else "resume", "by": who})
+
+    def set_speed(self, factor: float) -> None:
+        """Wall seconds per unit of virtual time from the next tick on (recorded)."""
+        if not (isinstance(factor, (int, float)) and 1e-4 <= float(factor) <= 3600):
+            raise Refused(422, "factor", "must be a number of seconds from 0.0001 to 3600")
+        self.factor = float(factor)
+        env: Any = self.world.env
+        env._factor = self.factor  # SimPy's realtime factor, read at each step
+        env.sync()
+        self._operator({"action": "speed", "factor": self.factor})
+
+    def _operator(self, entry: dict[str, Any]) -> None:
+        entry = {"tick": self.world.tick, **entry}
+        self.operator_log.parent.mkdir(exist_ok=True)
+        with self.operator_log.open("a") as f:
+            f.write(json.dumps(entry, sort_keys=True) + "\n")
+        self._broadcast_watchers({"operator": entry})
+
+    async def run_loop(self) -> None:
+        """Run every tick, handing the seats' actions over before each; then finish the run."""
+        try:
+            while self.world.tick < self.ticks:
+                await self._resume.wait()
+                tick = self.world.tick
+                for name, control in self.run.controls.items():
+                    rows, self.pending[name] = (
+                        self.pending[name],
+                        np.full_like(self.pending[name], np.nan),
+                    )
+                    control.set_actions(rows)
+                self.running = tick
+                self._batch = None
+                try:
+                    await asyncio.to_thread(self.world.run, tick + 1)
+                finally:
+                    self.running = None
+                self._observe()
+                self._publish(tick)
+            self.summary_path = await asyncio.to_thread(self.run.finish)
+        finally:
+            self.finished = True
+            self._broadcast_watchers({"finished": True, "tick": self.world.tick})
+            for seat in self.seats.values():
+                for q in seat.queues:
+                    q.put_nowait({"finished": True, "tick": self.world.tick})
+
+    def _publish(self, tick: int) -> None:
+        row = self.tick_row()
+        self.series.append(row)
+        del self.series[:-SERIES_KEPT]
+        self._broadcast_watchers({"row": row})
+        for seat in self.seats.values():
+            if not seat.queues:
+                continue
+            message = {
+                "tick": tick,
+                "next_tick": self.world.tick,
+                **{k: v for k, v in self.seat_view(seat).items() if k != "action_space"},
+                "events": [] if self._batch is None else _feed(self._batch, seat.account),
+            }
+            for q in seat.queues:
+                _offer(q, message)
+
+    def _broadcast_watchers(self, message: dict[str, Any]) -> None:
+        for q in self.watchers:
+            _offer(q, message)
+
+
+def _offer(q: asyncio.Queue[dict[str, Any]], message: dict[str, Any]) -> None:
+    """Queue ``message``; a subscriber that fell behind loses its oldest message, not the host."""
+    if q.full():
+        q.get_nowait()
+    q.put_nowait(message)
+
+
+def _feed(
+    batch: pa.RecordBatch, account: int | None, limit: int = EVENTS_PER_MESSAGE
+) -> list[dict[str, Any]]:
+    """A tick's events as dicts: those naming ``account`` (as agent or other), or all."""
+    agent = batch.column("agent").to_numpy()
+    other = batch.column("other").to_numpy()
+    idx = (
+        np.arange(len(agent))
+        if account is None
+        else np.flatnonzero((agent == account) | (other == account))
+    )
+    cols = {
+        name: batch.column(name)
+        for name in (
+            "seq",
+            "kind",
+            "subsystem",
+            "agent",
+            "other",
+            "amount_micro",
+            "value",
+            "detail",
+        )
+    }
+    out = []
+    for i in idx[:limit].tolist():
+        out.append({name: col[i].as_py() for name, col in cols.items()})
+    return out

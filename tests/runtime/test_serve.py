@@ -1,0 +1,278 @@
+"""agora serve: outside agents drive seats over HTTP and WebSocket; the served run is recorded and
+replays bit for bit with no client; every bad request gets a 4xx naming the field and changes
+nothing."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from runtime.kernel.errors import ScenarioError
+from runtime.record.replay import verify
+from runtime.serve.app import MAX_BODY, make_app
+from runtime.serve.host import TOKEN_BYTES, Host
+
+ROOT = Path(__file__).resolve().parents[2]
+SCENARIO = (ROOT / "scenarios" / "small_market.toml").read_text()
+
+
+def served(tmp_path: Path, seats: str = "seats = 2", extra: str = "") -> Path:
+    """small_market with ``seats`` on its negotiators (and ``extra`` appended)."""
+    text = SCENARIO.replace("initial_credits = 100\n", f"initial_credits = 100\n{seats}\n", 1)
+    path = tmp_path / "served.toml"
+    path.write_text(text + extra)
+    return path
+
+
+def wait_until(predicate, seconds: float = 60.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def test_two_outside_agents_trade_and_the_run_replays_without_them(tmp_path):
+    host = Host(served(tmp_path), tmp_path / "run", realtime=0.02)
+    tokens = dict(host.tokens)
+    sent: dict[tuple[str, int], float] = {}
+    with TestClient(make_app(host)) as client:
+        for seat, token in tokens.items():
+            assert client.get(f"/api/v1/seats/{seat}", headers=bearer(token)).status_code == 200
+        while not host.finished:
+            for i, (seat, token) in enumerate(tokens.items()):
+                action = [-0.5 + 0.5 * i]
+                r = client.post(
+                    f"/api/v1/seats/{seat}/action", json={"action": action}, headers=bearer(token)
+                )
+                if r.status_code == 409:  # the run ended between two requests
+                    break
+                assert r.status_code == 202, r.text
+                sent[(seat, r.json()["applies_at_tick"])] = action[0]
+            time.sleep(0.01)
+        wait_until(lambda: host.summary_path is not None)
+    recorded = np.load(tmp_path / "run" / "inputs" / "negotiators.npz")["actions"]
+    # Every acknowledged action is in the recorded inputs, at the tick its answer named.
+    for (seat, tick), value in sent.items():
+        row = int(seat.rsplit("-", 1)[1])
+        assert recorded[tick, row, 0] == value
+    assert np.isfinite(recorded[:, :, 0]).sum() >= 10
+    verdict = verify(tmp_path / "run")
+    assert verdict.status == "identical", verdict
+
+
+def test_tokens_are_random_hashed_and_act_only_for_their_seat(tmp_path):
+    host = Host(served(tmp_path), tmp_path / "run", realtime=0.02)
+    tokens = dict(host.tokens)
+    assert len(set(tokens.values()) | {host.admin_token}) == 3
+    assert all(len(t) >= TOKEN_BYTES * 4 // 3 for t in tokens.values())  # >= 128 bits, base64
+    host.tokens.clear()
+    kept = pickle.dumps([host.seats, host.__dict__.get("_admin_hash")])
+    assert not any(t.encode() in kept for t in tokens.values())
+    a, b = tokens["negotiators-0"], tokens["negotiators-1"]
+    with TestClient(make_app(host, run_loop=False)) as client:
+        cases = [
+            (client.get("/api/v1/seats/negotiators-0"), 401, "authorization"),
+            (client.get("/api/v1/seats/negotiators-0", headers=bearer("x" * 43)), 401, None),
+            (client.get("/api/v1/seats/negotiators-1", headers=bearer(a)), 403, "seat"),
+            (client.get("/api/v1/seats/negotiators-7", headers=bearer(a)), 404, "seat"),
+            (client.post("/api/v1/admin/pause", headers=bearer(a)), 403, "authorization"),
+            (client.post("/api/v1/admin/pause"), 401, "authorization"),
+            (
+                client.post(
+                    "/api/v1/seats/negotiators-1/action", json={"action": [0.1]}, headers=bearer(a)
+                ),
+                403,
+                "seat",
+            ),
+        ]
+        for response, status, field in cases:
+            assert response.status_code == status, response.text
+            body = response.json()["error"]
+            assert body["reason"] and (field is None or body["field"] == field)
+        assert client.get("/api/v1/seats/negotiators-1", headers=bearer(b)).status_code == 200
+        assert np.isnan(host.pending["negotiators"]).all()  # nothing was applied
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "field"),
+    [
+        (b"{not json", 400, "body"),
+        (b'"a string"', 422, "body"),
+        (b"{}", 422, "body"),
+        (b'{"action": [0.1], "extra": 1}', 422, "body"),
+        (b'{"action": "0.1"}', 422, "action"),
+        (b'{"action": [true]}', 422, "action"),
+        (b'{"action": [0.1, 0.2]}', 422, "action"),
+        (b'{"action": [-5]}', 422, "action"),
+        (b'{"action": [1e308]}', 422, "action"),
+        (b'{"action": [NaN]}', 422, "action"),
+        (b'{"action": [Infinity]}', 422, "action"),
+        (b'{"action": [' + b"0," * (MAX_BODY // 2) + b"0]}", 413, "body"),
+    ],
+)
+def test_a_bad_action_gets_a_4xx_naming_the_field_and_changes_nothing(
+    tmp_path, body, status, field
+):
+    host = Host(served(tmp_path), tmp_path / "run", realtime=0.02)
+    token = host.tokens["negotiators-0"]
+    with TestClient(make_app(host, run_loop=False)) as client:
+        r = client.post(
+            "/api/v1/seats/negotiators-0/action",
+            content=body,
+            headers={**bearer(token), "Content-Type": "application/json"},
+        )
+        assert r.status_code == status, r.text
+        assert r.json()["error"]["field"] == field
+    assert np.isnan(host.pending["negotiators"]).all() and host.accepted == 0
+
+
+def test_an_idempotency_key_returns_the_first_answer_and_refuses_another_body(tmp_path):
+    host = Host(served(tmp_path), tmp_path / "run", realtime=0.02)
+    headers = {**bearer(host.tokens["negotiators-0"]), "Idempotency-Key": "order-1"}
+    with TestClient(make_app(host, run_loop=False)) as client:
+        url = "/api/v1/seats/negotiators-0/action"
+        first = client.post(url, json={"action": [0.25]}, headers=headers)
+        again = client.post(url, json={"action": [0.25]}, headers=headers)
+        other = client.post(url, json={"action": [0.75]}, headers=headers)
+    assert first.status_code == again.status_code == 202
+    assert again.json() == {**first.json(), "replayed": True}
+    assert other.status_code == 409 and other.json()["error"]["field"] == "Idempotency-Key"
+    assert host.accepted == 1 and host.pending["negotiators"][0, 0] == 0.25
+
+
+def test_a_seat_over_its_rate_gets_429_with_retry_after(tmp_path):
+    host = Host(served(tmp_path), tmp_path / "run", realtime=0.02, rate=1.0, burst=3.0)
+    headers = bearer(host.tokens["negotiators-0"])
+    with TestClient(make_app(host, run_loop=False)) as client:
+        codes = [
+            client.get("/api/v1/seats/negotiators-0", headers=headers).status_code for _ in range(5)
+        ]
+        last = client.get("/api/v1/seats/negotiators-0", headers=headers)
+        other = client.get(
+            "/api/v1/seats/negotiators-1", headers=bearer(host.tokens["negotiators-1"])
+        )
+    assert codes[:3] == [200, 200, 200] and 429 in codes[3:]
+    assert last.status_code == 429 and last.headers["Retry-After"]
+    assert last.json()["error"]["field"] == "rate"
+    assert other.status_code == 200  # the limit is per seat
+
+
+def test_the_operator_pauses_resumes_and_changes_the_speed(tmp_path):
+    host = Host(served(tmp_path), tmp_path / "run", realtime=0.02)
+    admin = bearer(host.admin_token)
+    with TestClient(make_app(host)) as client:
+        wait_until(lambda: host.world.tick >= 2)
+        assert client.post("/api/v1/admin/pause", headers=admin).json()["paused"] is True
+        time.sleep(0.1)
+        held = host.world.tick
+        time.sleep(0.3)
+        assert host.world.tick == held  # the clock holds between ticks
+        bad = client.post("/api/v1/admin/speed", json={"factor": -1}, headers=admin)
+        assert bad.status_code == 422 and bad.json()["error"]["field"] == "factor"
+        assert client.post("/api/v1/admin/speed", json={"factor": 0.01}, headers=admin).json()[
+            "realtime_factor"
+        ] == pytest.approx(0.01)
+        client.post("/api/v1/admin/resume", headers=admin)
+        wait_until(lambda: host.summary_path is not None)
+    log = (tmp_path / "run" / "served" / "operator.jsonl").read_text().splitlines()
+    assert [line.split('"action": ')[1].split('"')[1] for line in log] == [
+        "pause",
+        "speed",
+        "resume",
+    ]
+    assert verify(tmp_path / "run").status == "identical"
+
+
+def test_a_seat_streams_its_ticks_and_the_dashboard_its_rows(tmp_path):
+    host = Host(served(tmp_path), tmp_path / "run", realtime=0.02)
+    token = host.tokens["negotiators-0"]
+    with TestClient(make_app(host)) as client:
+        with client.websocket_connect(f"/api/v1/seats/negotiators-0/stream?token={token}") as ws:
+            first = ws.receive_json()
+            ticks = [ws.receive_json()["tick"] for _ in range(3)]
+        assert first["seat"] == "negotiators-0" and len(first["observation"]) == 4
+        assert ticks == sorted(ticks) and len(set(ticks)) == 3
+        with client.websocket_connect("/api/v1/stream") as ws:
+            assert "world" in ws.receive_json()
+            row = ws.receive_json()["row"]
+        assert {"tick", "price", "volume", "held", "issued", "wealth_hist", "seats"} <= set(row)
+        with pytest.raises(Exception):  # a wrong token is turned away before the handshake
+            with client.websocket_connect("/api/v1/seats/negotiators-0/stream?token=nope") as ws:
+                ws.receive_json()
+        schema = client.get("/openapi.json").json()
+        assert "/api/v1/seats/{seat_id}/action" in schema["paths"]
+        assert client.get("/").text.startswith("<!doctype html>")
+
+
+def test_a_scenario_without_usable_seats_is_refused_naming_the_problem(tmp_path):
+    with pytest.raises(ScenarioError, match="no population declares seats"):
+        Host(served(tmp_path, seats=""), tmp_path / "a")
+    with pytest.raises(ScenarioError, match="9 seats, but the population has 8"):
+        Host(served(tmp_path, seats="seats = 9"), tmp_path / "b")
+    bad = served(tmp_path, seats="")
+    done = subprocess.run(
+        [sys.executable, "-m", "runtime.cli", "serve", str(bad), "--out", str(tmp_path / "c")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2 and "no population declares seats" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_a_killed_server_leaves_a_run_that_resumes_and_verifies(tmp_path):
+    scenario = served(tmp_path)
+    out = tmp_path / "run"
+    tokens = tmp_path / "tokens.txt"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "runtime.cli",
+            "serve",
+            str(scenario),
+            "--out",
+            str(out),
+            "--port",
+            "0",
+            "--realtime",
+            "0.2",
+            "--tokens",
+            str(tokens),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    try:
+        wait_until(lambda: any((out / "checkpoints").glob("world_00000009.npz")) or proc.poll() is not None, 120)
+        assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+        assert oct(os.stat(tokens).st_mode & 0o777) == "0o600"
+        assert tokens.read_text().startswith("admin ")
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert not (out / "summary.json").exists()
+    done = subprocess.run(
+        [sys.executable, "-m", "runtime.cli", "run", "--resume", str(out), "-q"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert verify(out).status == "identical"
