@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+from starlette.websockets import WebSocketDisconnect
 
 from runtime.kernel.errors import ScenarioError
 from runtime.record.replay import verify
@@ -209,9 +210,10 @@ def test_a_seat_streams_its_ticks_and_the_dashboard_its_rows(tmp_path):
             assert "world" in ws.receive_json()
             row = ws.receive_json()["row"]
         assert {"tick", "price", "volume", "held", "issued", "wealth_hist", "seats"} <= set(row)
-        with pytest.raises(Exception):  # a wrong token is turned away before the handshake
+        with pytest.raises(WebSocketDisconnect) as refused:  # turned away before the handshake
             with client.websocket_connect("/api/v1/seats/negotiators-0/stream?token=nope") as ws:
                 ws.receive_json()
+        assert refused.value.code == 4401
         schema = client.get("/openapi.json").json()
         assert "/api/v1/seats/{seat_id}/action" in schema["paths"]
         assert client.get("/").text.startswith("<!doctype html>")
@@ -258,7 +260,8 @@ def test_a_killed_server_leaves_a_run_that_resumes_and_verifies(tmp_path):
         start_new_session=True,
     )
     try:
-        wait_until(lambda: any((out / "checkpoints").glob("world_00000009.npz")) or proc.poll() is not None, 120)
+        first = out / "checkpoints" / "world_00000009.npz"
+        wait_until(lambda: first.exists() or proc.poll() is not None, 120)
         assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
         assert oct(os.stat(tokens).st_mode & 0o777) == "0o600"
         assert tokens.read_text().startswith("admin ")
