@@ -181,11 +181,10 @@ SUITE_TABLES: dict[str, Suite] = {
                 ),
             ),
             (
-                "a negotiator trained by `agora train scenarios/marketplace.toml --learner "
-                "negotiators` in "
-                "seat 0 of the default scenario vs ZI-C in that seat: episode return "
-                "(credits), held-out "
-                "seeds (--quick: 40 ticks, no faults)",
+                "a negotiator trained in the default scenario (agora train "
+                "scenarios/marketplace.toml, benchmarks/results/scenario-training.txt) in seat 0 "
+                "vs ZI-C in that seat, the other contractors ZI-C: profit per episode (credits), "
+                "held-out seeds 1001-1005 x 2 (--quick: 1 seed, 40 ticks, no faults)",
                 ("seed", "trained", "ZI-C", "trained minus ZI-C"),
             ),
         ),

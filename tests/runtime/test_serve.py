@@ -279,3 +279,71 @@ def test_a_killed_server_leaves_a_run_that_resumes_and_verifies(tmp_path):
     )
     assert done.returncode == 0, done.stderr
     assert verify(out).status == "identical"
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_the_example_agents_trade_through_a_served_world_that_then_replays(tmp_path):
+    port, out, tokens = free_port(), tmp_path / "run", tmp_path / "tokens.txt"
+    url = f"http://127.0.0.1:{port}"
+    server = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "runtime.cli", "serve"),
+            str(ROOT / "scenarios" / "served_market.toml"),
+            *("--out", str(out), "--port", str(port), "--realtime", "0.1"),
+            *("--tokens", str(tokens), "--ticks", "30"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_until(lambda: tokens.exists() or server.poll() is not None, 120)
+        import httpx
+
+        wait_until(lambda: _up(httpx, url) or server.poll() is not None, 120)
+        agents = [
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    str(ROOT / "examples" / "served" / script),
+                    "--url",
+                    url,
+                    "--seat",
+                    seat,
+                    "--tokens",
+                    str(tokens),
+                ],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for script, seat in (
+                ("scripted_trader.py", "negotiators-0"),
+                ("ppo_negotiator.py", "negotiators-1"),
+            )
+        ]
+        outputs = [a.communicate(timeout=300) for a in agents]
+        assert [a.returncode for a in agents] == [0, 0], outputs
+        assert server.wait(120) == 0, server.stderr.read() if server.stderr else ""
+    finally:
+        for p in (server,):
+            if p.poll() is None:
+                p.kill()
+    assert "contracts" in outputs[0][0] and "credits gained" in outputs[1][0]
+    actions = np.load(out / "inputs" / "negotiators.npz")["actions"][:, :, 0]
+    assert np.isfinite(actions[:, 0]).sum() >= 10 and np.isfinite(actions[:, 1]).sum() >= 10
+    assert verify(out).status == "identical"
+
+
+def _up(httpx, url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/api/v1/world", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False

@@ -1,0 +1,211 @@
+"""Clients of a served world (``agora serve``), importable as ``agora.client``.
+
+* :class:`Client` -- one seat, synchronous: ``view()``, ``act(action)``, ``ticks()`` (each tick's
+  message from the seat's WebSocket).
+* :class:`AsyncClient` -- the same with ``async``/``await``.
+* :class:`RemoteSeatEnv` -- the seat as a ``gymnasium.Env``: ``step`` sends the action and waits
+  for the tick that applied it, so a policy trained in ``agora/Scenario-v0`` acts unchanged.
+* :class:`ServeError` -- a refusal from the server: its HTTP status, the field and the reason.
+
+Any language can do what these do: the routes are plain HTTP and JSON (``/openapi.json``).
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+import numpy as np
+
+from economy import MICRO
+
+
+class ServeError(Exception):
+    """A request the server refused (4xx): ``status``, ``field`` and ``reason``."""
+
+    def __init__(self, status: int, field: str, reason: str) -> None:
+        super().__init__(f"HTTP {status}: {field}: {reason}")
+        self.status, self.field, self.reason = status, field, reason
+
+
+def _answer(response: httpx.Response) -> dict[str, Any]:
+    if response.status_code >= 400:
+        try:
+            error = response.json()["error"]
+            raise ServeError(response.status_code, str(error["field"]), str(error["reason"]))
+        except (ValueError, KeyError, TypeError):
+            raise ServeError(response.status_code, "response", response.text[:200]) from None
+    return response.json()  # type: ignore[no-any-return]
+
+
+def _ws_url(url: str, seat: str, token: str) -> str:
+    base = url.rstrip("/").replace("http://", "ws://", 1).replace("https://", "wss://", 1)
+    return f"{base}/api/v1/seats/{quote(seat)}/stream?token={quote(token)}"
+
+
+def _action_body(action: Any) -> list[float]:
+    return [float(x) for x in np.asarray(action, dtype=np.float64).reshape(-1)]
+
+
+class Client:
+    """Seat ``seat`` of the world served at ``url``, acting with ``token``."""
+
+    def __init__(self, url: str, seat: str, token: str, timeout: float = 10.0) -> None:
+        self.url, self.seat, self._token = url.rstrip("/"), seat, token
+        self._http = httpx.Client(
+            base_url=self.url, headers={"Authorization": f"Bearer {token}"}, timeout=timeout
+        )
+
+    def world(self) -> dict[str, Any]:
+        """The run's progress, the price and the seats."""
+        return _answer(self._http.get("/api/v1/world"))
+
+    def view(self) -> dict[str, Any]:
+        """The seat's observation, balance, stake, reputation and action space."""
+        return _answer(self._http.get(f"/api/v1/seats/{quote(self.seat)}"))
+
+    def act(self, action: Any, key: str | None = None) -> dict[str, Any]:
+        """Send the seat's action for its next tick; the answer names the tick it applies at.
+        ``key`` (default: a fresh one) makes a resend safe: the server answers it once."""
+        body = json.dumps({"action": _action_body(action)})
+        headers = {"Idempotency-Key": key or uuid.uuid4().hex, "Content-Type": "application/json"}
+        return _answer(
+            self._http.post(
+                f"/api/v1/seats/{quote(self.seat)}/action", content=body, headers=headers
+            )
+        )
+
+    def ticks(self) -> Iterator[dict[str, Any]]:
+        """The seat's messages: its view now, then one per tick, until the run finishes."""
+        from websockets.sync.client import connect
+
+        with connect(_ws_url(self.url, self.seat, self._token)) as ws:
+            for raw in ws:
+                message = json.loads(raw)
+                yield message
+                if message.get("finished"):
+                    return
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self._http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+
+class AsyncClient:
+    """:class:`Client` for asyncio."""
+
+    def __init__(self, url: str, seat: str, token: str, timeout: float = 10.0) -> None:
+        self.url, self.seat, self._token = url.rstrip("/"), seat, token
+        self._http = httpx.AsyncClient(
+            base_url=self.url, headers={"Authorization": f"Bearer {token}"}, timeout=timeout
+        )
+
+    async def world(self) -> dict[str, Any]:
+        """The run's progress, the price and the seats."""
+        return _answer(await self._http.get("/api/v1/world"))
+
+    async def view(self) -> dict[str, Any]:
+        """The seat's observation, balance, stake, reputation and action space."""
+        return _answer(await self._http.get(f"/api/v1/seats/{quote(self.seat)}"))
+
+    async def act(self, action: Any, key: str | None = None) -> dict[str, Any]:
+        """Send the seat's action for its next tick (see :meth:`Client.act`)."""
+        body = json.dumps({"action": _action_body(action)})
+        headers = {"Idempotency-Key": key or uuid.uuid4().hex, "Content-Type": "application/json"}
+        return _answer(
+            await self._http.post(
+                f"/api/v1/seats/{quote(self.seat)}/action", content=body, headers=headers
+            )
+        )
+
+    async def ticks(self) -> AsyncIterator[dict[str, Any]]:
+        """The seat's messages: its view now, then one per tick, until the run finishes."""
+        from websockets.asyncio.client import connect
+
+        async with connect(_ws_url(self.url, self.seat, self._token)) as ws:
+            async for raw in ws:
+                message = json.loads(raw)
+                yield message
+                if message.get("finished"):
+                    return
+
+    async def close(self) -> None:
+        """Close the connection pool."""
+        await self._http.aclose()
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.close()
+
+
+class RemoteSeatEnv:
+    """A served seat as a Gymnasium environment (``gymnasium.Env``'s methods and spaces).
+
+    ``reset()`` joins the seat's feed and returns its current observation; ``step(action)`` sends
+    the action, waits for the tick that applied it and returns that tick's observation, the change
+    of balance plus stake in credits as the reward, ``terminated=False`` and ``truncated=True`` once
+    the run has finished. The world does not restart: an episode is the served run.
+    """
+
+    def __init__(self, url: str, seat: str, token: str) -> None:
+        import gymnasium
+
+        self.client = Client(url, seat, token)
+        view = self.client.view()
+        space = view["action_space"]
+        self.action_space = gymnasium.spaces.Box(
+            np.array(space["low"], dtype=np.float32),
+            np.array(space["high"], dtype=np.float32),
+            dtype=np.float32,
+        )
+        shape = tuple(view["observation_space"]["shape"])
+        self.observation_space = gymnasium.spaces.Box(-1.0, 1.0, shape, dtype=np.float32)
+        self._feed: Iterator[dict[str, Any]] | None = None
+        self._wealth = 0
+
+    def _obs(self, message: dict[str, Any]) -> np.ndarray:  # type: ignore[type-arg]
+        self._wealth = int(message["balance_micro"]) + int(message["stake_micro"])
+        return np.asarray(message["observation"], dtype=np.float32)
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:  # type: ignore[type-arg]
+        """Join the seat's feed; its observation now."""
+        self._feed = self.client.ticks()
+        first = next(self._feed)
+        return self._obs(first), {"tick": first["tick"]}
+
+    def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:  # type: ignore[type-arg]
+        """Send ``action`` and wait for the tick it applies at."""
+        assert self._feed is not None, "reset() first"
+        before = self._wealth
+        try:
+            tick = self.client.act(action)["applies_at_tick"]
+        except ServeError as exc:
+            if exc.status == 409:  # no tick is left
+                return np.zeros(self.observation_space.shape, np.float32), 0.0, False, True, {}
+            raise
+        for message in self._feed:
+            if message.get("finished"):
+                return np.zeros(self.observation_space.shape, np.float32), 0.0, False, True, {}
+            if message["tick"] >= tick:
+                obs = self._obs(message)
+                reward = (self._wealth - before) / MICRO
+                return obs, reward, False, False, {"tick": message["tick"]}
+        return np.zeros(self.observation_space.shape, np.float32), 0.0, False, True, {}
+
+    def close(self) -> None:
+        """Leave the feed and close the connection pool."""
+        self.client.close()
