@@ -59,6 +59,19 @@ class Clock(_Exact, simpy.Environment):
 class RealtimeClock(_Exact, simpy.rt.RealtimeEnvironment):
     """Virtual time paced against the wall clock (``factor`` wall seconds per unit)."""
 
+    def sync(self) -> None:
+        """Pace from now: the virtual time now is reached at the wall-clock time now. (SimPy's own
+        ``sync`` keeps measuring from the initial virtual time, so each later ``run`` would wait
+        for all the virtual time before it again.)"""
+        self.env_start = self.now
+        super().sync()
+
+    def set_factor(self, factor: float) -> None:
+        """Wall seconds per unit of virtual time from now on."""
+        assert factor > 0
+        self._factor = factor
+        self.sync()
+
 
 def make_clock(initial_time: float = 0.0, realtime: float | None = None) -> Clock | RealtimeClock:
     """A clock starting at ``initial_time``, realtime when ``realtime`` (the factor) is given."""

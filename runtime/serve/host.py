@@ -33,6 +33,7 @@ import numpy.typing as npt
 import pyarrow as pa
 
 from runtime.kernel import roles
+from runtime.kernel.clock import RealtimeClock
 from runtime.kernel.control import ControlForm, wealth_micro
 from runtime.kernel.errors import ScenarioError
 from runtime.record.controlled import ControlledRun, parse_data
@@ -398,9 +399,9 @@ class Host:
         if not (isinstance(factor, (int, float)) and 1e-4 <= float(factor) <= 3600):
             raise Refused(422, "factor", "must be a number of seconds from 0.0001 to 3600")
         self.factor = float(factor)
-        env: Any = self.world.env
-        env._factor = self.factor  # SimPy's realtime factor, read at each step
-        env.sync()
+        env = self.world.env
+        assert isinstance(env, RealtimeClock)
+        env.set_factor(self.factor)
         self._operator({"action": "speed", "factor": self.factor})
 
     def _operator(self, entry: dict[str, Any]) -> None:

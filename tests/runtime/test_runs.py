@@ -194,6 +194,19 @@ def test_realtime_mode_paces_against_the_wall_clock(small_scenario, tmp_path):
     assert time.monotonic() - start >= 10 * 0.02 * 0.9
 
 
+def test_a_realtime_world_stepped_tick_by_tick_paces_each_tick_from_now(small_scenario):
+    scenario, _ = load(small_scenario)
+    w = World(scenario, realtime=0.005)
+    w.run(100)
+    start = time.monotonic()
+    w.run(101)  # one tick: 0.005 s of pacing, not the 0.505 s of every tick since tick 0
+    assert time.monotonic() - start < 0.25
+    w.env.set_factor(0.02)
+    start = time.monotonic()
+    w.run(103)
+    assert w.tick == 103 and time.monotonic() - start >= 2 * 0.02 * 0.9
+
+
 def test_locating_damage_never_crashes_wherever_the_byte_is(small_scenario, tmp_path):
     from runtime.record.replay import first_difference
 
