@@ -148,6 +148,24 @@ SUITE_TABLES: dict[str, Suite] = {
             ),
         ),
     ),
+    "serve": Suite(
+        "serve",
+        (
+            (
+                "serve: outside agents acting at once on agora serve over loopback (clients and "
+                "server share this CPU)",
+                (
+                    "load",
+                    "actions/s acknowledged",
+                    "ms to ack p50 / p99",
+                    "WebSocket messages per tick",
+                    "connections dropped",
+                    "refused (status: count)",
+                    "acknowledged, missing from the log",
+                ),
+            ),
+        ),
+    ),
     "envs": Suite(
         "envs",
         (

@@ -56,6 +56,14 @@ def serve(
     burst: Annotated[
         float, typer.Option(min=1.0, help="Requests a seat may make at once above its rate.")
     ] = 100.0,
+    paused: Annotated[
+        bool,
+        typer.Option(
+            "--paused",
+            help="Start with the clock held: seats can join and act before tick 0, and the "
+            "operator resumes it (the dashboard, or POST /api/v1/admin/resume).",
+        ),
+    ] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace a non-empty --out directory.")] = False,
 ) -> None:
     """Serve SCENARIO: outside agents drive its seats over HTTP and WebSocket while every other
@@ -96,6 +104,7 @@ def serve(
                 overwrite=overwrite,
                 rate=rate,
                 burst=burst,
+                paused=paused,
             )
         except ScenarioError as exc:
             fail(exc.problems)
@@ -112,7 +121,13 @@ def serve(
             with os.fdopen(fd, "w") as f:
                 f.write("\n".join(lines) + "\n")
         config = uvicorn.Config(
-            make_app(served), host=host, port=port, log_level="warning", lifespan="on"
+            make_app(served),
+            host=host,
+            port=port,
+            log_level="warning",
+            lifespan="on",
+            http="httptools",
+            ws_per_message_deflate=False,  # the tick messages are small: compressing costs more
         )
         server = uvicorn.Server(config)
 
@@ -132,4 +147,9 @@ def serve(
         if served.summary_path is not None:
             err.print(f"run written to {served.summary_path}", markup=False)
 
-    asyncio.run(main())
+    try:  # uvloop: the faster event loop, where it is installed (not on Windows)
+        import uvloop
+    except ImportError:
+        asyncio.run(main())
+    else:
+        uvloop.run(main())

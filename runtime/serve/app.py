@@ -22,9 +22,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from contextlib import asynccontextmanager
 from importlib import resources
 from typing import Any
+from urllib.parse import unquote
 
 from fastapi import FastAPI, Request, WebSocket, WebSocketDisconnect
 from fastapi.exceptions import RequestValidationError
@@ -51,9 +53,9 @@ def _bearer(request: Request) -> str | None:
     return token.strip() if scheme.lower() == "bearer" and token.strip() else None
 
 
-def make_app(host: Host, *, run_loop: bool = True) -> FastAPI:
-    """The application serving ``host``; with ``run_loop`` its ticks start with the app and the
-    app's lifespan ends when the run has finished and been written."""
+def make_app(host: Host, *, run_loop: bool = True) -> Front:
+    """The ASGI application serving ``host`` (:class:`Front` before the FastAPI app); with
+    ``run_loop`` the world's ticks start with the app's lifespan."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> Any:
@@ -93,16 +95,6 @@ def make_app(host: Host, *, run_loop: bool = True) -> FastAPI:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         return _error(exc.status_code, "path", str(exc.detail))
-
-    @app.middleware("http")
-    async def limit_body(request: Request, call_next: Any) -> Any:
-        length = request.headers.get("content-length")
-        if length is not None:
-            if not length.isdigit():
-                return _error(400, "Content-Length", "not a whole number")
-            if int(length) > MAX_BODY:
-                return _error(413, "body", f"larger than {MAX_BODY} bytes")
-        return await call_next(request)
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def dashboard() -> HTMLResponse:
@@ -145,23 +137,15 @@ def make_app(host: Host, *, run_loop: bool = True) -> FastAPI:
         },
     )
     async def act(seat_id: str, request: Request) -> dict[str, Any]:
-        seat = host.seat(seat_id, _bearer(request))
-        host.throttle(seat)
-        body = await request.body()
-        if len(body) > MAX_BODY:
-            raise Refused(413, "body", f"larger than {MAX_BODY} bytes")
-        try:
-            payload = json.loads(body)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise Refused(400, "body", f"not JSON ({exc})") from None
-        if not isinstance(payload, dict) or set(payload) - {"action"} or "action" not in payload:
-            raise Refused(422, "body", 'expected {"action": [numbers]}')
-        action = payload["action"]
-        if not isinstance(action, list) or not all(
-            isinstance(x, (int, float)) and not isinstance(x, bool) for x in action
-        ):
-            raise Refused(422, "action", "expected a list of numbers")
-        return host.act(seat, action, request.headers.get("idempotency-key"), body)
+        # Requests reach this route only where the app runs without its front (Front below
+        # answers the route first); both call act_on().
+        return act_on(
+            host,
+            seat_id,
+            _bearer(request),
+            request.headers.get("idempotency-key"),
+            await request.body(),
+        )
 
     @app.post("/api/v1/admin/pause", summary="Hold the clock (admin token)")
     async def pause(request: Request) -> dict[str, Any]:
@@ -214,7 +198,93 @@ def make_app(host: Host, *, run_loop: bool = True) -> FastAPI:
         finally:
             host.watchers.discard(q)
 
-    return app
+    return Front(app, host)
+
+
+def act_on(
+    host: Host, seat_id: str, token: str | None, key: str | None, body: bytes
+) -> dict[str, Any]:
+    """``POST /api/v1/seats/{seat_id}/action``: check, then accept (Refused otherwise)."""
+    seat = host.seat(seat_id, token)
+    host.throttle(seat)
+    if len(body) > MAX_BODY:
+        raise Refused(413, "body", f"larger than {MAX_BODY} bytes")
+    try:
+        payload = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise Refused(400, "body", f"not JSON ({exc})") from None
+    if not isinstance(payload, dict) or set(payload) - {"action"} or "action" not in payload:
+        raise Refused(422, "body", 'expected {"action": [numbers]}')
+    action = payload["action"]
+    if not isinstance(action, list) or not all(
+        isinstance(x, (int, float)) and not isinstance(x, bool) for x in action
+    ):
+        raise Refused(422, "action", "expected a list of numbers")
+    return host.act(seat, action, key, body)
+
+
+ACTION_PATH = re.compile(r"^/api/v1/seats/([^/]+)/action$")
+
+
+class Front:
+    """The ASGI application ``agora serve`` runs: every request body is held to ``MAX_BODY``
+    (413), and seats' actions -- the one route under load -- are answered here, without the
+    framework's per-request machinery; everything else goes to the FastAPI app."""
+
+    def __init__(self, app: FastAPI, host: Host) -> None:
+        self.app, self.host = app, host
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        length = headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > MAX_BODY):
+            status, field = (413, "body") if length.isdigit() else (400, "Content-Length")
+            reason = f"larger than {MAX_BODY} bytes" if status == 413 else "not a whole number"
+            await _send_json(send, status, {"error": {"field": field, "reason": reason}})
+            return
+        match = ACTION_PATH.match(scope["path"])
+        if match is None or scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        body, more = b"", True
+        while more:
+            message = await receive()
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+            if len(body) > MAX_BODY:
+                await _send_json(
+                    send,
+                    413,
+                    {"error": {"field": "body", "reason": f"larger than {MAX_BODY} bytes"}},
+                )
+                return
+        scheme, _, token = headers.get("authorization", "").partition(" ")
+        bearer = token.strip() if scheme.lower() == "bearer" and token.strip() else None
+        try:
+            answer = act_on(
+                self.host, unquote(match.group(1)), bearer, headers.get("idempotency-key"), body
+            )
+        except Refused as exc:
+            extra = [(b"retry-after", b"1")] if exc.status == 429 else []
+            await _send_json(
+                send, exc.status, {"error": {"field": exc.field, "reason": exc.reason}}, extra
+            )
+            return
+        await _send_json(send, 202, answer)
+
+
+async def _send_json(
+    send: Any, status: int, content: dict[str, Any], extra: list[tuple[bytes, bytes]] | None = None
+) -> None:
+    body = json.dumps(content, separators=(",", ":")).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send(
+        {"type": "http.response.start", "status": status, "headers": headers + (extra or [])}
+    )
+    await send({"type": "http.response.body", "body": body})
 
 
 async def _pump(websocket: WebSocket, q: asyncio.Queue[dict[str, Any]]) -> None:

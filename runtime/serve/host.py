@@ -103,6 +103,7 @@ class Host:
         seed, ticks: override the scenario's.
         overwrite: replace a run directory at ``out``.
         rate, burst: each seat's request rate limit (requests a second, and the burst allowed).
+        paused: start with the clock held until the operator resumes it.
     """
 
     def __init__(
@@ -116,6 +117,7 @@ class Host:
         overwrite: bool = False,
         rate: float = 50.0,
         burst: float = 100.0,
+        paused: bool = False,
     ) -> None:
         try:
             data = tomllib.loads(scenario.read_text())
@@ -186,7 +188,6 @@ class Host:
             for name, idx in seats.items()
         }
         self.running: int | None = None  # the tick being run, if one is
-        self.paused = False
         self.finished = False
         self.summary_path: Path | None = None
         self.accepted = 0
@@ -194,7 +195,9 @@ class Host:
         self.watchers: set[asyncio.Queue[dict[str, Any]]] = set()
         self.operator_log = out / "served" / "operator.jsonl"
         self._resume = asyncio.Event()
-        self._resume.set()
+        self.paused = paused
+        if not paused:
+            self._resume.set()
         self._batch: pa.RecordBatch | None = None
         if self.world.log is not None:
             self.world.log.on_batch = self._on_batch
@@ -245,7 +248,9 @@ class Host:
     # ------------------------------------------------------------------ actions
     def next_tick(self) -> int:
         """The tick an action accepted now applies at."""
-        return self.world.tick + 1 if self.running is not None else self.world.tick
+        # While tick t runs, world.tick may already read t + 1 (the world counts the tick done
+        # before its clock waits for the tick's end): the hand-over after t is what counts.
+        return self.running + 1 if self.running is not None else self.world.tick
 
     def act(self, seat: Seat, action: Any, key: str | None, body: bytes) -> dict[str, Any]:
         """Accept ``action`` for ``seat``'s next tick; the answer (a resend of ``key`` with the same
@@ -335,6 +340,7 @@ class Host:
                 for s in self.seats.values()
             ],
             "actions_accepted": self.accepted,
+            "seats_streaming": sum(1 for s in self.seats.values() if s.queues),
         }
 
     def _on_batch(self, batch: pa.RecordBatch) -> None:

@@ -297,7 +297,7 @@ def test_the_example_agents_trade_through_a_served_world_that_then_replays(tmp_p
             *(sys.executable, "-m", "runtime.cli", "serve"),
             str(ROOT / "scenarios" / "served_market.toml"),
             *("--out", str(out), "--port", str(port), "--realtime", "0.1"),
-            *("--tokens", str(tokens), "--ticks", "30"),
+            *("--tokens", str(tokens), "--ticks", "30", "--paused"),
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -329,6 +329,10 @@ def test_the_example_agents_trade_through_a_served_world_that_then_replays(tmp_p
                 ("ppo_negotiator.py", "negotiators-1"),
             )
         ]
+        # The clock starts held: once both agents follow their seats, the operator lets it go.
+        wait_until(lambda: httpx.get(f"{url}/api/v1/world").json()["seats_streaming"] == 2, 120)
+        admin = tokens.read_text().splitlines()[0].split()[1]
+        httpx.post(f"{url}/api/v1/admin/resume", headers=bearer(admin)).raise_for_status()
         outputs = [a.communicate(timeout=300) for a in agents]
         assert [a.returncode for a in agents] == [0, 0], outputs
         assert server.wait(120) == 0, server.stderr.read() if server.stderr else ""
@@ -338,7 +342,7 @@ def test_the_example_agents_trade_through_a_served_world_that_then_replays(tmp_p
                 p.kill()
     assert "contracts" in outputs[0][0] and "credits gained" in outputs[1][0]
     actions = np.load(out / "inputs" / "negotiators.npz")["actions"][:, :, 0]
-    assert np.isfinite(actions[:, 0]).sum() >= 10 and np.isfinite(actions[:, 1]).sum() >= 10
+    assert np.isfinite(actions[:, 0]).sum() >= 25 and np.isfinite(actions[:, 1]).sum() >= 25
     assert verify(out).status == "identical"
 
 
