@@ -14,7 +14,8 @@
   operations), :class:`Stream` (a named random stream), :func:`contribution_multiplier` (the
   contribution curve 1 + 9 exp(-c / 10^6)).
 * For outside control: :class:`ControlForm` (what a role offers: spaces, action meaning,
-  rewards) and :class:`Control` (the seats a driver sets actions for, recorded as inputs).
+  rewards) and :class:`Control` (the seats a driver sets actions for, recorded as inputs);
+  :func:`save_recording` and :func:`inputs_problem` for a role that keeps its recorded inputs.
 * :func:`make_env`, :func:`make_vec_env`, :func:`make_parallel_env`, :func:`make_aec_env` -- a
   scenario's population as Gymnasium and PettingZoo environments (``docs/howto/
   train-in-a-scenario.md``).
@@ -30,7 +31,7 @@ from economy import MICRO
 from economy.contribution import contribution_multiplier
 from economy.ops import OpKind
 from runtime.api.simulation import Simulation
-from runtime.kernel.control import Control, ControlForm
+from runtime.kernel.control import Control, ControlForm, inputs_problem, save_recording
 from runtime.kernel.errors import RoleFailure, RunDirError, ScenarioError
 from runtime.kernel.population import Population, RoleParams
 from runtime.kernel.rng import Stream
@@ -102,6 +103,7 @@ __all__ = [
     "World",
     "WorldAPI",
     "contribution_multiplier",
+    "inputs_problem",
     "load_scenario",
     "make_aec_env",
     "make_env",
@@ -111,4 +113,5 @@ __all__ = [
     "parse_scenario",
     "resolve_role",
     "roles",
+    "save_recording",
 ]

@@ -77,3 +77,44 @@ def test_a_count_that_does_not_fit_the_schedules_is_refused():
     text = (GALLERY / "zi_constrained.toml").read_text()
     with pytest.raises(agora.ScenarioError, match=r"count: 6 buyers and 6 sellers need count = 12"):
         agora.Simulation.from_toml(text.replace("count = 12", "count = 11"), base=GALLERY)
+
+
+def test_a_trader_takes_outside_control_and_its_recorded_episode_replays(tmp_path):
+    from gymnasium.utils.env_checker import check_env
+
+    from runtime.record.replay import verify
+
+    scenario = GALLERY / "zi_constrained.toml"
+    check_env(agora.make_env(scenario, learner="traders", seat=0, reward="profit"))
+    env = agora.make_env(scenario, learner="traders", seat=6, reward="profit", ticks=8)
+    obs, _ = env.reset(seed=4)
+    assert obs[0] == -1.0  # seat 6 is the first seller
+    held = []
+    for shade in (-0.2, 0.4, -1.0, 1.0, 0.0, 0.3, -0.5, 0.9):
+        obs, reward, terminated, truncated, _ = env.step(np.array([shade], np.float32))
+        held.append(reward)
+    assert truncated and not terminated and any(r > 0 for r in held)
+    bad = agora.make_env(scenario, learner="traders", seat=0)
+    bad.reset(seed=0)
+    with pytest.raises(ValueError, match="outside Box"):
+        bad.step(np.array([3.0], np.float32))
+    recorder = agora.make_env(scenario, learner="traders", seat=2, ticks=6, record_dir=tmp_path)
+    recorder.reset(seed=9)
+    for _ in range(6):
+        recorder.step(np.array([0.1], np.float32))
+    recorder.close()
+    assert verify(tmp_path / "episode_0000").status == "identical"
+
+
+def test_a_seat_left_without_actions_trades_as_zi_c():
+    from runtime.kernel.control import Control
+
+    plain = simulate("zi_constrained", seed=31, ticks=5)
+    plain.run(5)
+    driven = simulate("zi_constrained", seed=31, ticks=5)
+    traders = next(p for p in driven.world.populations if p.name == "traders")
+    traders.attach_control(driven.world, np.array([0, 7]))
+    assert isinstance(traders.control, Control)
+    driven.run(5)  # no action is ever set: NaN rows, so the traders' own draws
+    before = next(p for p in plain.world.populations if p.name == "traders")
+    assert traders.profit.any() and (traders.profit == before.profit).all()

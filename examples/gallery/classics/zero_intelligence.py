@@ -17,7 +17,16 @@ import numpy as np
 import numpy.typing as npt
 from pydantic import Field
 
-from agora import OpKind, Population, RoleParams
+from agora import (
+    Control,
+    ControlForm,
+    OpKind,
+    Population,
+    RoleParams,
+    ScenarioError,
+    inputs_problem,
+    save_recording,
+)
 
 if TYPE_CHECKING:
     from agora import PopulationConfig, Scenario, WorldAPI
@@ -71,7 +80,13 @@ class TraderParams(RoleParams):
     orders_per_period: int = Field(
         2000, ge=1, le=1_000_000, description="Orders submitted per trading period (one tick)."
     )
-    setup_only: ClassVar[frozenset[str]] = frozenset({"values", "costs"})
+    inputs: str | None = Field(
+        None,
+        max_length=1024,
+        description="An inputs file of a recorded episode (its cores/<population>.npz): its "
+        "outside actions drive the same traders again.",
+    )
+    setup_only: ClassVar[frozenset[str]] = frozenset({"values", "costs", "inputs"})
 
 
 def trade_period(
@@ -82,6 +97,7 @@ def trade_period(
     draw: npt.NDArray[np.float64],
     price_min: int,
     price_max: int,
+    held: dict[int, float] | None = None,
 ) -> list[tuple[int, int, int, int, int]]:
     """One trading period of the continuous double auction; the trades made, in order.
 
@@ -91,6 +107,9 @@ def trade_period(
     at the ask, an ask at or below the bid trades at the bid (the standing order's price); a bid
     that does not cross stands only if it beats the standing bid (asks alike); a trade clears the
     book. Returns ``(buyer, seller, price, value, cost)`` per trade.
+
+    ``held`` maps traders driven from outside to a shade in [0, 1] that replaces their draw: 0
+    posts at the unit's own limit (value or cost), 1 at the far end of the price range.
     """
     assert pick.shape == draw.shape, "one pick and one price draw per order"
     assert price_min <= price_max, f"price_min {price_min} > price_max {price_max}"
@@ -112,6 +131,9 @@ def trade_period(
             low = max(limit, price_min)
         if low > high:
             continue  # a unit that cannot trade on this price range
+        if held is not None and i in held:  # a driven trader: its shade, not a draw
+            u_draw = (1.0 - held[i]) if i < n_buyers else held[i]
+            u_draw = min(u_draw, 1.0 - 1e-12)
         price = low + int(u_draw * (high - low + 1))
         if i < n_buyers:
             if ask is not None and price >= ask[0]:
@@ -193,6 +215,9 @@ class ZeroIntelligenceTraders(Population):
         self.units_traded = np.zeros(self.n, dtype=np.int64)  # over the whole run
         self.profit = np.zeros(self.n, dtype=np.int64)  # credits, over the whole run
         self.best_surplus = max_surplus(self.params.values, self.params.costs)
+        self.control: Control | None = None  # outside control of some traders (control_form)
+        self.tick_profit = np.zeros(self.n, dtype=np.int64)  # credits, the last period
+        self.last_price = 0.0  # mean trade price of the last period, credits (0: none)
 
     @classmethod
     def check_scenario(
@@ -218,12 +243,21 @@ class ZeroIntelligenceTraders(Population):
             problems.append(
                 f"{where}.values: every value and cost must lie in [price_min, price_max]"
             )
+        if params.inputs is not None and (
+            problem := inputs_problem(base / params.inputs, cls.role)
+        ):
+            problems.append(f"{where}.inputs: {problem}")
         return problems
 
     def setup(self, world: WorldAPI) -> None:
         """Mint each trader's money."""
         amounts = np.full(self.n, self.cfg.initial_credits * world.MICRO, dtype=np.int64)
         world.mint(self.ids, amounts, "trading money")
+        if self.params.inputs is not None:  # a recorded episode: its actions drive them again
+            try:
+                self.control = Control.replaying(world.base / self.params.inputs, self)
+            except ValueError as exc:
+                raise ScenarioError([f"population {self.name!r}: inputs: {exc}"]) from None
 
     def step(self, world: WorldAPI, tick: int) -> None:
         """Run one trading period, settle its trades through the ledger, record its efficiency."""
@@ -231,8 +265,16 @@ class ZeroIntelligenceTraders(Population):
         rng = world.streams(f"population/{self.name}")
         pick = rng.random(p.orders_per_period)
         draw = rng.random(p.orders_per_period)
+        held = None
+        if self.control is not None:
+            actions = self.control.take(tick)
+            acting = self.control.acting(actions)
+            held = {
+                int(seat): (float(a) + 1.0) / 2.0
+                for seat, a in zip(self.control.seats[acting], actions[acting, 0], strict=True)
+            }
         trades = trade_period(
-            p.values, p.costs, p.constrained, pick, draw, p.price_min, p.price_max
+            p.values, p.costs, p.constrained, pick, draw, p.price_min, p.price_max, held
         )
         buyer, seller, price, value, cost = (
             np.array([t[k] for t in trades], dtype=np.int64) for k in range(5)
@@ -243,13 +285,69 @@ class ZeroIntelligenceTraders(Population):
         assert paid.all(), "a buyer ran out of money: raise initial_credits for this many periods"
         np.add.at(self.units_traded, buyer, 1)
         np.add.at(self.units_traded, seller, 1)
-        np.add.at(self.profit, buyer, value - price)
-        np.add.at(self.profit, seller, price - cost)
+        self.tick_profit = np.zeros(self.n, dtype=np.int64)
+        np.add.at(self.tick_profit, buyer, value - price)
+        np.add.at(self.tick_profit, seller, price - cost)
+        self.profit += self.tick_profit
+        self.last_price = int(price.sum()) / len(trades) if trades else 0.0
         surplus = int((value - cost).sum())
         world.count(f"{self.name}/trades", len(trades))
         world.count(f"{self.name}/surplus_credits", surplus)
         world.gauge(f"{self.name}/efficiency", surplus / self.best_surplus)
         world.gauge(f"{self.name}/mean_price_credits", int(price.sum()) / max(1, len(trades)))
+
+    # ------------------------------------------------------------------ outside control
+    def control_form(self) -> ControlForm:
+        """One trader driven from outside, for a period at a time.
+
+        Observation ``Box(-1, 1, (4,))``: its side (1 a buyer, -1 a seller), the mean limit of its
+        units and the last period's mean price (each scaled from the price range to [-1, 1]), and
+        the share of the run left. Action ``Box(-1, 1, (1,))``: the shade ``s = (a + 1)/2`` of
+        every order it posts in the period, held for all of them (0: at its unit's value or cost,
+        1: at the far end of the price range); ZI-C draws a fresh shade per order. Reward
+        ``"profit"``: the period's value less price (a buyer) or price less cost (a seller).
+        """
+        from gymnasium import spaces
+
+        return ControlForm(
+            observation_space=spaces.Box(-1.0, 1.0, shape=(4,), dtype=np.float32),
+            action_space=spaces.Box(-1.0, 1.0, shape=(1,), dtype=np.float32),
+            action_meaning="an action in [-1, 1]: shade (a + 1)/2 of every order this period, "
+            "from the unit's own limit (0) to the far end of the price range (1)",
+            rewards={
+                "profit": lambda world, pop, seats, before: pop.tick_profit[seats].astype(float)
+            },
+            bankrupt_leaves=False,
+        )
+
+    def attach_control(self, world: WorldAPI, seats: npt.NDArray[np.int64]) -> Control:
+        """Drive ``seats`` from outside from the next tick on (before tick 0)."""
+        assert self.control is None, "one control per population"
+        self.control = Control.live(seats, 1)
+        return self.control
+
+    def observe(self, world: WorldAPI, seats: npt.NDArray[np.int64]) -> npt.NDArray[np.float32]:
+        """Each seat's observation for the coming period, ``float32[len(seats), 4]``."""
+        p = self.params
+        span = max(1, p.price_max - p.price_min)
+        units = [*p.values, *p.costs]
+        limit = np.array([np.mean(units[int(i)]) for i in seats], dtype=np.float64)
+        side = np.where(self.is_buyer[seats], 1.0, -1.0)
+        price = self.last_price if self.last_price else (p.price_min + p.price_max) / 2
+        left = 1.0 - world.tick / (world.final_tick + 1)
+        obs = np.column_stack(
+            [
+                side,
+                2.0 * (limit - p.price_min) / span - 1.0,
+                np.full(seats.size, 2.0 * (price - p.price_min) / span - 1.0),
+                np.full(seats.size, 2.0 * left - 1.0),
+            ]
+        )
+        return np.clip(obs, -1.0, 1.0).astype(np.float32)
+
+    def save_core(self, folder: Path) -> Path | None:
+        """With outside control, its actions so far (an inputs file the ``inputs`` key replays)."""
+        return None if self.control is None else save_recording(folder, self, self.control)
 
     def state_arrays(self) -> dict[str, npt.NDArray[np.generic]]:
         """Alive flags, sides, units traded and profits (credits) over the run."""
