@@ -42,6 +42,13 @@ def _answer(response: httpx.Response) -> dict[str, Any]:
     return response.json()  # type: ignore[no-any-return]
 
 
+def _refusal(exc: Exception) -> None:
+    """Raise ServeError for a feed the server refused (close codes 4400-4499: 4000 + status)."""
+    rcvd = getattr(exc, "rcvd", None)
+    if rcvd is not None and 4400 <= rcvd.code < 4500:
+        raise ServeError(rcvd.code - 4000, "token", rcvd.reason) from None
+
+
 def _ws_url(url: str, seat: str, token: str) -> str:
     base = url.rstrip("/").replace("http://", "ws://", 1).replace("https://", "wss://", 1)
     return f"{base}/api/v1/seats/{quote(seat)}/stream?token={quote(token)}"
@@ -81,14 +88,19 @@ class Client:
 
     def ticks(self) -> Iterator[dict[str, Any]]:
         """The seat's messages: its view now, then one per tick, until the run finishes."""
+        from websockets.exceptions import ConnectionClosed
         from websockets.sync.client import connect
 
-        with connect(_ws_url(self.url, self.seat, self._token)) as ws:
-            for raw in ws:
-                message = json.loads(raw)
-                yield message
-                if message.get("finished"):
-                    return
+        try:
+            with connect(_ws_url(self.url, self.seat, self._token)) as ws:
+                for raw in ws:
+                    message = json.loads(raw)
+                    yield message
+                    if message.get("finished"):
+                        return
+        except ConnectionClosed as exc:
+            _refusal(exc)
+            raise
 
     def close(self) -> None:
         """Close the connection pool."""
@@ -131,13 +143,18 @@ class AsyncClient:
     async def ticks(self) -> AsyncIterator[dict[str, Any]]:
         """The seat's messages: its view now, then one per tick, until the run finishes."""
         from websockets.asyncio.client import connect
+        from websockets.exceptions import ConnectionClosed
 
-        async with connect(_ws_url(self.url, self.seat, self._token)) as ws:
-            async for raw in ws:
-                message = json.loads(raw)
-                yield message
-                if message.get("finished"):
-                    return
+        try:
+            async with connect(_ws_url(self.url, self.seat, self._token)) as ws:
+                async for raw in ws:
+                    message = json.loads(raw)
+                    yield message
+                    if message.get("finished"):
+                        return
+        except ConnectionClosed as exc:
+            _refusal(exc)
+            raise
 
     async def close(self) -> None:
         """Close the connection pool."""

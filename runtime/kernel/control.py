@@ -17,6 +17,7 @@ as the role's scripted baseline (a learner that left the episode, say).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -177,8 +178,12 @@ class Control:
         """This tick's actions, ``float64[k, action_dim]``; called once per tick by the
         population."""
         nothing = np.full((self.seats.size, self.action_dim), np.nan)
-        while len(self.history) < tick:  # ticks the population was not stepped in
-            self.history.append(nothing)
+        while len(self.history) < tick:  # ticks before a restored checkpoint, or not stepped in
+            done = len(self.history)
+            recorded = self.recorded
+            self.history.append(
+                recorded[done] if recorded is not None and done < recorded.shape[0] else nothing
+            )
         if self.recorded is not None:
             row = self.recorded[tick] if tick < self.recorded.shape[0] else nothing
         else:
@@ -282,7 +287,11 @@ def write_inputs(
         "actions": np.asarray(actions, dtype=np.float64),
     }
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(npz_bytes(arrays))  # no wall-clock stamps: the same bytes for the same actions
+    # No wall-clock stamps: the same bytes for the same actions. Written whole, then renamed: a
+    # process killed while writing leaves the file it had.
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(npz_bytes(arrays))
+    os.replace(tmp, path)
 
 
 def is_inputs_file(path: Path) -> bool:

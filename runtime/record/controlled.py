@@ -24,10 +24,36 @@ import numpy.typing as npt
 import tomli_w
 
 from runtime.kernel import roles
-from runtime.kernel.control import INPUTS_DIR, SCRIPTED, Control, write_inputs
+from runtime.kernel.control import (
+    INPUTS_DIR,
+    SCRIPTED,
+    Control,
+    inputs_fallback_core,
+    is_inputs_file,
+    write_inputs,
+)
 from runtime.kernel.errors import ScenarioError
 from runtime.kernel.scenario import Scenario, parse
 from runtime.kernel.world import World
+
+
+def write_controls(world: World, run_dir: Path) -> None:
+    """Write each driven population's actions so far to the inputs file its scenario names (the
+    population's ``core``, or its ``inputs`` key), whole or not at all.
+
+    A run resumed from a checkpoint calls this as it ends: its inputs files then hold the actions
+    the resumed run took, which a replay takes again, whatever a killed run had written past its
+    last checkpoint."""
+    for pop in world.populations:
+        control = getattr(pop, "control", None)
+        if control is None:
+            continue
+        name = pop.cfg.core if is_inputs_file(run_dir / str(pop.cfg.core)) else None
+        name = name or pop.cfg.params.get("inputs")
+        if name is None:
+            continue
+        path = run_dir / name
+        write_inputs(path, pop, control.seats, control.recording(), inputs_fallback_core(path))
 
 
 def parse_data(data: dict[str, Any], base: Path) -> Scenario:
@@ -96,7 +122,7 @@ class ControlledRun:
                             "drive a population without the inputs key"
                         ]
                     )
-                fallback, inputs = SCRIPTED, f"cores/{name}.npz"
+                fallback, inputs = SCRIPTED, f"{INPUTS_DIR}/{name}.npz"
                 table["inputs"] = inputs
             self.inputs[name] = (out / inputs, fallback)
         self.raw = tomli_w.dumps(data).encode()
@@ -138,11 +164,7 @@ class ControlledRun:
 
     def flush(self) -> None:
         """Write every controlled population's actions so far to its inputs file."""
-        for pop in self.world.populations:
-            if pop.name in self.controls:
-                path, fallback = self.inputs[pop.name]
-                control = self.controls[pop.name]
-                write_inputs(path, pop, control.seats, control.recording(), fallback)
+        write_controls(self.world, self.out)
 
     def finish(self) -> Path:
         """Run to the last tick (seats without actions act as the role's scripted baseline), write

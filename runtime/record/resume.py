@@ -28,6 +28,7 @@ import tomli_w
 from runtime.kernel.scenario import Scenario, ScenarioError, parse
 from runtime.kernel.world import Checkpoint, World
 from runtime.record.checkpoints import SNAPSHOT_DIR, load_world, snapshot_name, snapshot_ticks
+from runtime.record.controlled import write_controls
 from runtime.record.recorder import EventLog, MetricsLog
 from runtime.record.recording import (
     RUN_FILE,
@@ -244,6 +245,7 @@ def resume(
             device=manifest["device"],
             key_secret=key,
         )
+        write_controls(world, run_dir)
         return summarize(world, run_dir, raw, manifest, wall, key), -1
     tick = ticks[-1]
     path = run_dir / SNAPSHOT_DIR / snapshot_name(tick)
@@ -251,6 +253,7 @@ def resume(
     _check(world, path, recorded_checkpoint(run_dir, tick, logs.get("events", {}).get("offset")))
     attach(world, run_dir, run_dir, logs)
     world, wall = run_world(world, until, progress)
+    write_controls(world, run_dir)  # the actions this run took, past any a killed run wrote
     return summarize(world, run_dir, raw, manifest, wall, key), tick
 
 

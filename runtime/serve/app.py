@@ -26,9 +26,8 @@ import re
 from contextlib import asynccontextmanager
 from importlib import resources
 from typing import Any
-from urllib.parse import unquote
 
-from fastapi import FastAPI, Request, WebSocket, WebSocketDisconnect
+from fastapi import FastAPI, Request, WebSocket
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -81,9 +80,7 @@ def make_app(host: Host, *, run_loop: bool = True) -> Front:
 
     @app.exception_handler(Refused)
     async def refused(_: Request, exc: Refused) -> JSONResponse:
-        headers = None
-        if exc.status == 429:
-            headers = {"Retry-After": "1"}
+        headers = None if exc.retry_after is None else {"Retry-After": str(exc.retry_after)}
         return _error(exc.status, exc.field, exc.reason, headers)
 
     @app.exception_handler(RequestValidationError)
@@ -162,20 +159,21 @@ def make_app(host: Host, *, run_loop: bool = True) -> Front:
     @app.post("/api/v1/admin/speed", summary="Wall seconds per unit of virtual time (admin token)")
     async def speed(request: Request) -> dict[str, Any]:
         host.admin(_bearer(request))
-        try:
-            payload = json.loads(await request.body())
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise Refused(400, "body", f"not JSON ({exc})") from None
-        if not isinstance(payload, dict) or "factor" not in payload:
-            raise Refused(422, "factor", 'expected {"factor": seconds}')
-        host.set_speed(payload["factor"])
+        payload = parse_json(await request.body())
+        if not isinstance(payload, dict) or set(payload) != {"factor"}:
+            raise Refused(422, "body", 'expected {"factor": seconds}')
+        factor = payload["factor"]
+        if isinstance(factor, bool) or not isinstance(factor, (int, float)):
+            raise Refused(422, "factor", "must be a number of seconds from 0.0001 to 3600")
+        host.set_speed(factor)
         return host.world_view()
 
     @app.websocket("/api/v1/seats/{seat_id}/stream")
     async def seat_stream(websocket: WebSocket, seat_id: str) -> None:
         try:
             seat = host.seat(seat_id, websocket.query_params.get("token"))
-        except Refused as exc:
+        except Refused as exc:  # accepted only to say why: 4401, 4403 or 4404 and the reason
+            await websocket.accept()
             await websocket.close(code=4000 + exc.status, reason=exc.reason[:120])
             return
         await websocket.accept()
@@ -201,6 +199,15 @@ def make_app(host: Host, *, run_loop: bool = True) -> Front:
     return Front(app, host)
 
 
+def parse_json(body: bytes) -> Any:
+    """``body`` as JSON, or Refused (400) naming why not -- depth bombs and numbers too long to
+    read included."""
+    try:
+        return json.loads(body.decode("utf-8"))  # UTF-8 only, as JSON on the wire is
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError and UnicodeDecodeError too
+        raise Refused(400, "body", f"not JSON ({str(exc)[:120]})") from None
+
+
 def act_on(
     host: Host, seat_id: str, token: str | None, key: str | None, body: bytes
 ) -> dict[str, Any]:
@@ -209,10 +216,7 @@ def act_on(
     host.throttle(seat)
     if len(body) > MAX_BODY:
         raise Refused(413, "body", f"larger than {MAX_BODY} bytes")
-    try:
-        payload = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise Refused(400, "body", f"not JSON ({exc})") from None
+    payload = parse_json(body)
     if not isinstance(payload, dict) or set(payload) - {"action"} or "action" not in payload:
         raise Refused(422, "body", 'expected {"action": [numbers]}')
     action = payload["action"]
@@ -243,37 +247,57 @@ class Front:
         if length is not None and (not length.isdigit() or int(length) > MAX_BODY):
             status, field = (413, "body") if length.isdigit() else (400, "Content-Length")
             reason = f"larger than {MAX_BODY} bytes" if status == 413 else "not a whole number"
-            await _send_json(send, status, {"error": {"field": field, "reason": reason}})
+            await _send_error(send, status, field, reason)
             return
-        match = ACTION_PATH.match(scope["path"])
-        if match is None or scope["method"] != "POST":
-            await self.app(scope, receive, send)
-            return
+        # Every body is read here, whole and bounded, before anything acts on it: a body over
+        # the limit (chunked ones too) is refused, and one whose client left part way is dropped.
         body, more = b"", True
         while more:
             message = await receive()
+            if message["type"] == "http.disconnect":
+                return
             body += message.get("body", b"")
             more = message.get("more_body", False)
             if len(body) > MAX_BODY:
-                await _send_json(
-                    send,
-                    413,
-                    {"error": {"field": "body", "reason": f"larger than {MAX_BODY} bytes"}},
-                )
+                await _send_error(send, 413, "body", f"larger than {MAX_BODY} bytes")
                 return
+        if length is not None and len(body) != int(length):
+            await _send_error(send, 400, "body", "shorter than its Content-Length")
+            return
+        match = ACTION_PATH.match(scope["path"])
+        if match is None or scope["method"] != "POST":
+            await self.app(scope, _replay(body), send)
+            return
         scheme, _, token = headers.get("authorization", "").partition(" ")
         bearer = token.strip() if scheme.lower() == "bearer" and token.strip() else None
         try:
-            answer = act_on(
-                self.host, unquote(match.group(1)), bearer, headers.get("idempotency-key"), body
-            )
+            answer = act_on(self.host, match.group(1), bearer, headers.get("idempotency-key"), body)
         except Refused as exc:
-            extra = [(b"retry-after", b"1")] if exc.status == 429 else []
-            await _send_json(
-                send, exc.status, {"error": {"field": exc.field, "reason": exc.reason}}, extra
-            )
+            await _send_error(send, exc.status, exc.field, exc.reason, exc.retry_after)
             return
         await _send_json(send, 202, answer)
+
+
+def _replay(body: bytes) -> Any:
+    """A ``receive`` that gives the app the body already read, then waits for the disconnect."""
+    sent = False
+
+    async def receive() -> dict[str, Any]:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        await asyncio.Event().wait()  # the app asks again only to learn of a disconnect
+        return {"type": "http.disconnect"}
+
+    return receive
+
+
+async def _send_error(
+    send: Any, status: int, field: str, reason: str, retry_after: float | None = None
+) -> None:
+    extra = [] if retry_after is None else [(b"retry-after", str(retry_after).encode())]
+    await _send_json(send, status, {"error": {"field": field, "reason": reason}}, extra)
 
 
 async def _send_json(
@@ -288,13 +312,24 @@ async def _send_json(
 
 
 async def _pump(websocket: WebSocket, q: asyncio.Queue[dict[str, Any]]) -> None:
-    """Send queued messages until the client leaves or the run finishes."""
-    try:
+    """Send queued messages until the client leaves, the server stops, or the run finishes."""
+
+    async def send() -> None:
         while True:
             message = await q.get()
             await websocket.send_json(message)
             if message.get("finished"):
                 await websocket.close()
                 return
-    except (WebSocketDisconnect, RuntimeError):
-        return
+
+    async def listen() -> None:  # a client says nothing; it only leaves
+        while (await websocket.receive())["type"] != "websocket.disconnect":
+            pass
+
+    tasks = [asyncio.ensure_future(send()), asyncio.ensure_future(listen())]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

@@ -20,6 +20,7 @@ import asyncio
 import hashlib
 import hmac
 import json
+import math
 import secrets
 import time
 import tomllib
@@ -47,9 +48,12 @@ SERIES_KEPT = 2000  # ticks of dashboard series kept in memory
 class Refused(Exception):
     """A request the host refuses: an HTTP status, the field at fault and the reason."""
 
-    def __init__(self, status: int, field: str, reason: str) -> None:
+    def __init__(
+        self, status: int, field: str, reason: str, retry_after: int | None = None
+    ) -> None:
         super().__init__(f"{field}: {reason}")
         self.status, self.field, self.reason = status, field, reason
+        self.retry_after = retry_after  # whole seconds, for a 429
 
 
 def token_hash(token: str) -> bytes:
@@ -242,7 +246,10 @@ class Host:
         wait = seat.limit.take(time.monotonic())
         if wait > 0:
             raise Refused(
-                429, "rate", f"over {seat.limit.rate:g} requests/s; retry in {wait:.3f} s"
+                429,
+                "rate",
+                f"over {seat.limit.rate:g} requests/s; retry in {wait:.3f} s",
+                math.ceil(wait),
             )
 
     # ------------------------------------------------------------------ actions
@@ -402,7 +409,7 @@ class Host:
 
     def set_speed(self, factor: float) -> None:
         """Wall seconds per unit of virtual time from the next tick on (recorded)."""
-        if not (isinstance(factor, (int, float)) and 1e-4 <= float(factor) <= 3600):
+        if not (isinstance(factor, (int, float)) and 1e-4 <= factor <= 3600):
             raise Refused(422, "factor", "must be a number of seconds from 0.0001 to 3600")
         self.factor = float(factor)
         env = self.world.env

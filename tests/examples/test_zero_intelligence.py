@@ -118,3 +118,23 @@ def test_a_seat_left_without_actions_trades_as_zi_c():
     driven.run(5)  # no action is ever set: NaN rows, so the traders' own draws
     before = next(p for p in plain.world.populations if p.name == "traders")
     assert traders.profit.any() and (traders.profit == before.profit).all()
+
+
+def test_the_training_example_runs_and_scores_every_contender(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    pytest.importorskip("stable_baselines3")
+    out = tmp_path / "scores.json"
+    done = subprocess.run(
+        [sys.executable, str(GALLERY / "train_zi_buyer.py"), "--steps", "256"]
+        + ["--episodes", "1", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr
+    scores = json.loads(out.read_text())
+    assert {len(scores[k]) for k in ("trained", "zi-c", "random")} == {5}
+    assert scores["zi-c"] != scores["random"]

@@ -122,6 +122,10 @@ def test_tokens_are_random_hashed_and_act_only_for_their_seat(tmp_path):
         (b'{"action": [NaN]}', 422, "action"),
         (b'{"action": [Infinity]}', 422, "action"),
         (b'{"action": [' + b"0," * (MAX_BODY // 2) + b"0]}", 413, "body"),
+        (b'{"action": [' + b"9" * 5000 + b"]}", 400, "body"),  # too long to read as a number
+        (b"[" * 5000, 400, "body"),  # a depth bomb
+        (b'{"action": [' + b"9" * 4000 + b"]}", 422, "action"),
+        ('{"action": [0.1]}'.encode("utf-16"), 400, "body"),
     ],
 )
 def test_a_bad_action_gets_a_4xx_naming_the_field_and_changes_nothing(
@@ -138,6 +142,55 @@ def test_a_bad_action_gets_a_4xx_naming_the_field_and_changes_nothing(
         assert r.status_code == status, r.text
         assert r.json()["error"]["field"] == field
     assert np.isnan(host.pending["negotiators"]).all() and host.accepted == 0
+
+
+def asgi(app, path: str, chunks: list[bytes], headers: dict[str, str], leave: bool = False):
+    """Call the ASGI app with a body in ``chunks`` (and the client leaving after them when
+    ``leave``); the response's status and body (None: no response)."""
+    import asyncio
+
+    sent: list[dict] = []
+    messages = [
+        {"type": "http.request", "body": c, "more_body": i + 1 < len(chunks) or leave}
+        for i, c in enumerate(chunks)
+    ] + ([{"type": "http.disconnect"}] if leave else [])
+
+    async def receive():
+        return messages.pop(0)
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": path,
+        "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()],
+        "query_string": b"",
+    }
+    asyncio.run(app(scope, receive, send))
+    if not sent:
+        return None, None
+    return sent[0]["status"], b"".join(m.get("body", b"") for m in sent[1:])
+
+
+def test_a_body_cut_short_or_chunked_past_the_limit_is_refused_and_applies_nothing(tmp_path):
+    host = Host(served(tmp_path), tmp_path / "run", realtime=0.02)
+    app = make_app(host, run_loop=False)
+    seat = bearer(host.tokens["negotiators-0"])
+    url = "/api/v1/seats/negotiators-0/action"
+    # The client leaves part way: nothing is answered, nothing applied.
+    assert asgi(app, url, [b'{"action": [-0.7]'], seat, leave=True) == (None, None)
+    # A Content-Length longer than the body that came.
+    status, _ = asgi(app, url, [b'{"action": [-0.7]}'], {**seat, "Content-Length": "26"})
+    assert status == 400
+    # Chunked past the limit, on the action route and on an operator route.
+    admin = bearer(host.admin_token)
+    big = [b'{"factor": 0.5' + b" " * 4096] + [b" " * 4096] * 4 + [b"}"]
+    assert asgi(app, "/api/v1/admin/speed", big, admin)[0] == 413
+    assert asgi(app, url, [b'{"action": [0.1]' + b" " * 9000, b" " * 9000 + b"}"], seat)[0] == 413
+    assert np.isnan(host.pending["negotiators"]).all() and host.accepted == 0
+    assert host.factor == 0.02
 
 
 def test_an_idempotency_key_returns_the_first_answer_and_refuses_another_body(tmp_path):
@@ -181,8 +234,17 @@ def test_the_operator_pauses_resumes_and_changes_the_speed(tmp_path):
         held = host.world.tick
         time.sleep(0.3)
         assert host.world.tick == held  # the clock holds between ticks
-        bad = client.post("/api/v1/admin/speed", json={"factor": -1}, headers=admin)
-        assert bad.status_code == 422 and bad.json()["error"]["field"] == "factor"
+        for body, field in [
+            ({"factor": -1}, "factor"),
+            ({"factor": True}, "factor"),
+            ({"factor": 10**400}, "factor"),
+            ({"factor": "fast"}, "factor"),
+            ({"factor": 0.5, "x": 1}, "body"),
+            ({}, "body"),
+        ]:
+            bad = client.post("/api/v1/admin/speed", json=body, headers=admin)
+            assert bad.status_code == 422 and bad.json()["error"]["field"] == field, bad.text
+        assert host.factor == 0.02
         assert client.post("/api/v1/admin/speed", json={"factor": 0.01}, headers=admin).json()[
             "realtime_factor"
         ] == pytest.approx(0.01)
@@ -235,42 +297,51 @@ def test_a_scenario_without_usable_seats_is_refused_naming_the_problem(tmp_path)
     assert "Traceback" not in done.stderr
 
 
-def test_a_killed_server_leaves_a_run_that_resumes_and_verifies(tmp_path):
-    scenario = served(tmp_path)
-    out = tmp_path / "run"
-    tokens = tmp_path / "tokens.txt"
+@pytest.mark.parametrize("kill_after", [4, 14])  # before the first checkpoint, and after it
+def test_a_killed_server_with_acting_seats_resumes_and_verifies(tmp_path, kill_after):
+    import httpx
+
+    text = (
+        served(tmp_path).read_text().replace("task_units = 3\n", "task_units = 3\nseats = 2\n", 1)
+    )  # seats on the requesters too: a scripted role, its inputs under its inputs key
+    scenario = tmp_path / "served.toml"
+    scenario.write_text(text)
+    out, tokens, port = tmp_path / "run", tmp_path / "tokens.txt", free_port()
+    url = f"http://127.0.0.1:{port}"
     proc = subprocess.Popen(
         [
-            sys.executable,
-            "-m",
-            "runtime.cli",
-            "serve",
-            str(scenario),
-            "--out",
-            str(out),
-            "--port",
-            "0",
-            "--realtime",
-            "0.2",
-            "--tokens",
-            str(tokens),
+            *(sys.executable, "-m", "runtime.cli", "serve", str(scenario)),
+            *("--out", str(out), "--port", str(port), "--realtime", "0.15"),
+            *("--tokens", str(tokens)),
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         start_new_session=True,
     )
     try:
-        first = out / "checkpoints" / "world_00000009.npz"
-        wait_until(lambda: first.exists() or proc.poll() is not None, 120)
-        assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+        wait_until(lambda: _up(httpx, url) or proc.poll() is not None, 120)
         assert oct(os.stat(tokens).st_mode & 0o777) == "0o600"
-        assert tokens.read_text().startswith("admin ")
+        seats = dict(line.split(" ", 1) for line in tokens.read_text().splitlines()[1:])
+        i = 0
+        while httpx.get(f"{url}/api/v1/world").json()["tick"] < kill_after:
+            for seat, token in seats.items():
+                size = 1 if seat.startswith("negotiators") else 2
+                action = [round(-0.9 + 0.1 * (i % 19), 2)] * size
+                r = httpx.post(
+                    f"{url}/api/v1/seats/{seat}/action",
+                    json={"action": action},
+                    headers=bearer(token),
+                )
+                assert r.status_code == 202, r.text
+            i += 1
+            time.sleep(0.03)
+        assert proc.poll() is None
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(30)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
-    assert not (out / "summary.json").exists()
+    assert not (out / "summary.json").exists() and i >= 1
     done = subprocess.run(
         [sys.executable, "-m", "runtime.cli", "run", "--resume", str(out), "-q"],
         capture_output=True,
@@ -278,7 +349,8 @@ def test_a_killed_server_leaves_a_run_that_resumes_and_verifies(tmp_path):
         timeout=300,
     )
     assert done.returncode == 0, done.stderr
-    assert verify(out).status == "identical"
+    verdict = verify(out)
+    assert verdict.status == "identical", verdict.lines
 
 
 def free_port() -> int:

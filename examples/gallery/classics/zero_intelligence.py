@@ -331,7 +331,8 @@ class ZeroIntelligenceTraders(Population):
         p = self.params
         span = max(1, p.price_max - p.price_min)
         units = [*p.values, *p.costs]
-        limit = np.array([np.mean(units[int(i)]) for i in seats], dtype=np.float64)
+        # The mean limit of each seat's units: integer sums, one division each (a fixed order).
+        limit = np.array([sum(units[int(i)]) / len(units[int(i)]) for i in seats])
         side = np.where(self.is_buyer[seats], 1.0, -1.0)
         price = self.last_price if self.last_price else (p.price_min + p.price_max) / 2
         left = 1.0 - world.tick / (world.final_tick + 1)
