@@ -83,6 +83,13 @@ def serve(
         problems.append(f"SCENARIO {scenario}: no such file")
     if tokens is not None and tokens.exists():
         problems.append(f"--tokens {tokens}: exists; tokens are written to a new file only")
+    elif tokens is not None and tokens.resolve().is_relative_to(out_dir.resolve()):
+        problems.append(
+            f"--tokens {tokens}: inside the run directory --out {out_dir}; keep tokens apart from "
+            "the run (a run directory holds only what a replay makes)"
+        )
+    elif tokens is not None and not tokens.parent.is_dir():
+        problems.append(f"--tokens {tokens}: no folder {tokens.parent} to write it in")
     if problems:
         fail(problems)
     import asyncio

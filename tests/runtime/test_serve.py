@@ -295,6 +295,21 @@ def test_a_scenario_without_usable_seats_is_refused_naming_the_problem(tmp_path)
     )
     assert done.returncode == 2 and "no population declares seats" in done.stderr
     assert "Traceback" not in done.stderr
+    good = served(tmp_path)
+    for tokens, message in [
+        (tmp_path / "nowhere" / "t.txt", "no folder"),
+        (tmp_path / "d" / "t.txt", "inside the run directory"),
+        (good, "exists"),
+    ]:
+        done = subprocess.run(
+            [sys.executable, "-m", "runtime.cli", "serve", str(good), "--out", str(tmp_path / "d")]
+            + ["--tokens", str(tokens)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 2 and message in done.stderr, done.stderr
+        assert "Traceback" not in done.stderr and not (tmp_path / "d").exists()
 
 
 @pytest.mark.parametrize("kill_after", [4, 14])  # before the first checkpoint, and after it
