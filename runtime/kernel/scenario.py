@@ -436,6 +436,13 @@ class RecordConfig(_Strict):
         "`agora run --resume` and `agora fork` start from): at every checkpoint, only the latest "
         "(each replaces the one before), or none.",
     )
+    operator_inputs: str | None = Field(
+        None,
+        max_length=1024,
+        description="A served run's operator inputs file (inputs/operator.json, relative to the "
+        "scenario): the faults its operator injected, each added at its tick again on replay "
+        "and resume. `agora serve` writes it; you do not.",
+    )
 
 
 class DistributedConfig(_Strict):
@@ -519,25 +526,7 @@ def _cross_check(scenario: Scenario, base: Path, label: str) -> list[str]:
         if names.count(p.name) > 1:
             problems.append(f"{label}: population[{i}].name: duplicate population name {p.name!r}")
         problems += check_population(scenario, i, base, label)
-    for i, f in enumerate(scenario.fault):
-        if f.at >= scenario.world.ticks:
-            problems.append(
-                f"{label}: fault[{i}].at: tick {f.at} is past the run's last tick "
-                f"{scenario.world.ticks - 1}"
-            )
-        if f.population is not None and f.population not in names:
-            problems.append(
-                f"{label}: fault[{i}].population: unknown population {f.population!r}; "
-                f"populations are {names}"
-            )
-        for group in f.groups:
-            for region in group:
-                if region not in regions:
-                    problems.append(
-                        f"{label}: fault[{i}].groups: unknown region {region!r}; regions are "
-                        f"{sorted(regions)}"
-                    )
-        problems += _check_byzantine(f, i, label)
+    problems += check_faults(scenario, regions, label)
     problems += _check_governance(scenario, names, label)
     if not problems:
         problems += check_size(scenario, base, label)
@@ -557,6 +546,33 @@ def _cross_check(scenario: Scenario, base: Path, label: str) -> list[str]:
                     f"{label}: {key}: not supported in a sharded world yet (distributed.shards > "
                     "1); remove one of them"
                 )
+    return problems
+
+
+def check_faults(scenario: Scenario, regions: set[str] | list[str], label: str) -> list[str]:
+    """The fault schedule's problems against the scenario's ticks, populations and ``regions``
+    (also what ``agora serve``'s operator injects is checked by)."""
+    problems: list[str] = []
+    names = [p.name for p in scenario.population]
+    for i, f in enumerate(scenario.fault):
+        if f.at >= scenario.world.ticks:
+            problems.append(
+                f"{label}: fault[{i}].at: tick {f.at} is past the run's last tick "
+                f"{scenario.world.ticks - 1}"
+            )
+        if f.population is not None and f.population not in names:
+            problems.append(
+                f"{label}: fault[{i}].population: unknown population {f.population!r}; "
+                f"populations are {names}"
+            )
+        for group in f.groups:
+            for region in group:
+                if region not in regions:
+                    problems.append(
+                        f"{label}: fault[{i}].groups: unknown region {region!r}; regions are "
+                        f"{sorted(regions)}"
+                    )
+        problems += _check_byzantine(f, i, label)
     return problems
 
 

@@ -33,8 +33,11 @@ from runtime.kernel.control import (
     write_inputs,
 )
 from runtime.kernel.errors import ScenarioError
+from runtime.kernel.operator_inputs import write_operator_inputs
 from runtime.kernel.scenario import Scenario, parse
 from runtime.kernel.world import World
+
+OPERATOR_FILE = f"{INPUTS_DIR}/operator.json"  # a served run's injected faults
 
 
 def write_controls(world: World, run_dir: Path) -> None:
@@ -44,6 +47,9 @@ def write_controls(world: World, run_dir: Path) -> None:
     A run resumed from a checkpoint calls this as it ends: its inputs files then hold the actions
     the resumed run took, which a replay takes again, whatever a killed run had written past its
     last checkpoint."""
+    operator = world.operator
+    if operator is not None and world.scenario.record.operator_inputs is not None:
+        write_operator_inputs(run_dir / world.scenario.record.operator_inputs, operator.applied)
     for pop in world.populations:
         control = getattr(pop, "control", None)
         if control is None:
@@ -125,8 +131,11 @@ class ControlledRun:
                 fallback, inputs = SCRIPTED, f"{INPUTS_DIR}/{name}.npz"
                 table["inputs"] = inputs
             self.inputs[name] = (out / inputs, fallback)
+        # The operator's injected faults, recorded inputs too (runtime.kernel.operator_inputs).
+        data.setdefault("record", {})["operator_inputs"] = OPERATOR_FILE
         self.raw = tomli_w.dumps(data).encode()
         recording.prepare_out(out, overwrite=overwrite, keep=(base,))
+        write_operator_inputs(out / OPERATOR_FILE, [])
         (out / recording.SCENARIO_COPY).write_bytes(self.raw)
         recording._copy_references(live, base, out)
         for name, (path, fallback) in self.inputs.items():

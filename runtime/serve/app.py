@@ -168,6 +168,14 @@ def make_app(host: Host, *, run_loop: bool = True) -> Front:
         host.set_speed(factor)
         return host.world_view()
 
+    @app.post(
+        "/api/v1/admin/fault",
+        summary="Inject a fault of the scenario's kinds at the next tick (admin token)",
+    )
+    async def fault(request: Request) -> dict[str, Any]:
+        host.admin(_bearer(request))
+        return host.inject_fault(parse_json(await request.body()))
+
     @app.websocket("/api/v1/seats/{seat_id}/stream")
     async def seat_stream(websocket: WebSocket, seat_id: str) -> None:
         try:

@@ -32,11 +32,13 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
+from pydantic import ValidationError
 
 from runtime.kernel import roles
 from runtime.kernel.clock import RealtimeClock
 from runtime.kernel.control import ControlForm, wealth_micro
 from runtime.kernel.errors import ScenarioError
+from runtime.kernel.scenario import FaultConfig, check_faults
 from runtime.record.controlled import ControlledRun, parse_data
 
 TOKEN_BYTES = 32  # 256 random bits per token
@@ -416,6 +418,34 @@ class Host:
         assert isinstance(env, RealtimeClock)
         env.set_factor(self.factor)
         self._operator({"action": "speed", "factor": self.factor})
+
+    def inject_fault(self, fault: Any) -> dict[str, Any]:
+        """Inject ``fault`` (a ``[[fault]]`` table of the scenario's kinds, without ``at``) at the
+        next tick; Refused (422) naming what is wrong, with nothing changed."""
+        if not isinstance(fault, dict) or "at" in fault:
+            raise Refused(
+                422, "body", "expected a [[fault]] table without 'at': it starts at the next tick"
+            )
+        if self.finished or self.next_tick() >= self.ticks:
+            raise Refused(409, "tick", "the run's last tick has begun; no tick is left")
+        operator = self.world.operator
+        assert operator is not None, "a served world records its operator's inputs"
+        at = self.next_tick()
+        try:
+            config = FaultConfig(**{**fault, "at": at})
+            faults = [*self.world.scenario.fault, config]
+            scenario = self.world.scenario.model_copy(update={"fault": faults})
+            problems = check_faults(scenario, self.world.network.names, "fault")
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            field = ".".join(str(x) for x in first.get("loc", ())) or "body"
+            raise Refused(422, field, str(first.get("msg", "invalid"))) from None
+        if problems:
+            raise Refused(422, "fault", problems[0])
+        operator.inject(config.model_dump(exclude={"at"}, exclude_defaults=True), at)
+        entry = {"action": "fault", "applies_at_tick": at, "fault": fault}
+        self._operator(entry)
+        return entry
 
     def _operator(self, entry: dict[str, Any]) -> None:
         entry = {"tick": self.world.tick, **entry}

@@ -230,7 +230,7 @@ def test_the_operator_pauses_resumes_and_changes_the_speed(tmp_path):
     with TestClient(make_app(host)) as client:
         wait_until(lambda: host.world.tick >= 2)
         assert client.post("/api/v1/admin/pause", headers=admin).json()["paused"] is True
-        time.sleep(0.1)
+        wait_until(lambda: host.running is None)  # a tick under way finishes
         held = host.world.tick
         time.sleep(0.3)
         assert host.world.tick == held  # the clock holds between ticks
@@ -260,17 +260,24 @@ def test_the_operator_pauses_resumes_and_changes_the_speed(tmp_path):
 
 
 def test_a_seat_streams_its_ticks_and_the_dashboard_its_rows(tmp_path):
-    host = Host(served(tmp_path), tmp_path / "run", realtime=0.02)
+    host = Host(served(tmp_path), tmp_path / "run", realtime=0.02, paused=True)
     token = host.tokens["negotiators-0"]
+    admin = bearer(host.admin_token)
     with TestClient(make_app(host)) as client:
         with client.websocket_connect(f"/api/v1/seats/negotiators-0/stream?token={token}") as ws:
             first = ws.receive_json()
+            client.post("/api/v1/admin/resume", headers=admin)
             ticks = [ws.receive_json()["tick"] for _ in range(3)]
+            client.post("/api/v1/admin/pause", headers=admin)
         assert first["seat"] == "negotiators-0" and len(first["observation"]) == 4
         assert ticks == sorted(ticks) and len(set(ticks)) == 3
         with client.websocket_connect("/api/v1/stream") as ws:
             assert "world" in ws.receive_json()
-            row = ws.receive_json()["row"]
+            client.post("/api/v1/admin/resume", headers=admin)
+            message = ws.receive_json()
+            while "row" not in message:  # the operator's resume comes first
+                message = ws.receive_json()
+            row = message["row"]
         assert {"tick", "price", "volume", "held", "issued", "wealth_hist", "seats"} <= set(row)
         with pytest.raises(WebSocketDisconnect) as refused:  # turned away before the handshake
             with client.websocket_connect("/api/v1/seats/negotiators-0/stream?token=nope") as ws:
@@ -438,3 +445,37 @@ def _up(httpx, url: str) -> bool:
         return httpx.get(f"{url}/api/v1/world", timeout=1).status_code == 200
     except httpx.HTTPError:
         return False
+
+
+def test_the_operator_injects_a_fault_that_replays_and_bad_ones_are_refused(tmp_path):
+    host = Host(served(tmp_path), tmp_path / "run", realtime=0.02, paused=True)
+    admin = bearer(host.admin_token)
+    with TestClient(make_app(host)) as client:
+        url = "/api/v1/admin/fault"
+        for body, field in [
+            ({"kind": "meteor"}, "kind"),
+            ({"kind": "crash", "population": "nobody", "fraction": 0.5}, "fault"),
+            ({"kind": "crash", "at": 3}, "body"),
+            ({"kind": "crash", "fraction": 7}, "fraction"),
+            ([1, 2], "body"),
+        ]:
+            r = client.post(url, json=body, headers=admin)
+            assert r.status_code == 422 and r.json()["error"]["field"] == field, r.text
+        seat = bearer(host.tokens["negotiators-0"])
+        assert client.post(url, json={"kind": "crash"}, headers=seat).status_code == 403
+        assert host.world.operator is not None and host.world.operator.pending == []
+        client.post("/api/v1/admin/resume", headers=admin)
+        wait_until(lambda: host.world.tick >= 5)
+        r = client.post(
+            url,
+            json={"kind": "crash", "population": "workers", "fraction": 0.5, "duration": 4},
+            headers=admin,
+        )
+        assert r.status_code == 200, r.text
+        at = r.json()["applies_at_tick"]
+        wait_until(lambda: host.summary_path is not None)
+    workers = next(p for p in host.world.populations if p.name == "workers")
+    assert host.world.scenario.fault[-1].at == at and workers.alive.all()  # restarted after 4
+    entries = (tmp_path / "run" / "inputs" / "operator.json").read_text()
+    assert f'"at": {at}' in entries and '"crash"' in entries
+    assert verify(tmp_path / "run").status == "identical"
