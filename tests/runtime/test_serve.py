@@ -357,6 +357,15 @@ def test_a_killed_server_with_acting_seats_resumes_and_verifies(tmp_path, kill_a
                 assert r.status_code == 202, r.text
             i += 1
             time.sleep(0.03)
+        if kill_after > 10:  # an operator's fault too, injected after the first checkpoint
+            admin = tokens.read_text().splitlines()[0].split()[1]
+            r = httpx.post(
+                f"{url}/api/v1/admin/fault",
+                json={"kind": "crash", "population": "workers", "fraction": 0.3},
+                headers=bearer(admin),
+            )
+            assert r.status_code == 200, r.text
+            wait_until(lambda: httpx.get(f"{url}/api/v1/world").json()["tick"] > kill_after + 1)
         assert proc.poll() is None
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(30)
