@@ -1,7 +1,7 @@
 """Clients of a served world (``agora serve``), importable as ``agora.client``.
 
-* :class:`Client` -- one seat, synchronous: ``view()``, ``act(action)``, ``ticks()`` (each tick's
-  message from the seat's WebSocket).
+* :class:`Client` -- one seat, synchronous: ``view()``, ``act(action)``, ``stake(micro)``,
+  ``ticks()`` (each tick's message from the seat's WebSocket).
 * :class:`AsyncClient` -- the same with ``async``/``await``.
 * :class:`RemoteSeatEnv` -- the seat as a ``gymnasium.Env``: ``step`` sends the action and waits
   for the tick that applied it, so a policy trained in ``agora/Scenario-v0`` acts unchanged.
@@ -86,6 +86,15 @@ class Client:
             )
         )
 
+    def stake(self, micro: int, key: str | None = None) -> dict[str, Any]:
+        """Stake (``micro > 0``) or unstake (``micro < 0``) micro-credits at the next tick."""
+        headers = {"Idempotency-Key": key or uuid.uuid4().hex}
+        return _answer(
+            self._http.post(
+                f"/api/v1/seats/{quote(self.seat)}/stake", json={"micro": micro}, headers=headers
+            )
+        )
+
     def ticks(self) -> Iterator[dict[str, Any]]:
         """The seat's messages: its view now, then one per tick, until the run finishes."""
         from websockets.exceptions import ConnectionClosed
@@ -137,6 +146,15 @@ class AsyncClient:
         return _answer(
             await self._http.post(
                 f"/api/v1/seats/{quote(self.seat)}/action", content=body, headers=headers
+            )
+        )
+
+    async def stake(self, micro: int, key: str | None = None) -> dict[str, Any]:
+        """Stake (``micro > 0``) or unstake (``micro < 0``) micro-credits at the next tick."""
+        headers = {"Idempotency-Key": key or uuid.uuid4().hex}
+        return _answer(
+            await self._http.post(
+                f"/api/v1/seats/{quote(self.seat)}/stake", json={"micro": micro}, headers=headers
             )
         )
 

@@ -436,10 +436,10 @@ class RecordConfig(_Strict):
         "`agora run --resume` and `agora fork` start from): at every checkpoint, only the latest "
         "(each replaces the one before), or none.",
     )
-    operator_inputs: str | None = Field(
+    outside_inputs: str | None = Field(
         None,
         max_length=1024,
-        description="A served run's operator inputs file (inputs/operator.json, relative to the "
+        description="A served run's operator inputs file (inputs/outside.json, relative to the "
         "scenario): the faults its operator injected, each added at its tick again on replay "
         "and resume. `agora serve` writes it; you do not.",
     )

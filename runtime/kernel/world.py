@@ -45,7 +45,7 @@ from runtime.kernel.errors import RoleFailure, ScenarioError
 from runtime.kernel.fault_schedule import FaultSchedule
 from runtime.kernel.health import HealthRecord
 from runtime.kernel.network import Network
-from runtime.kernel.operator_inputs import OperatorInputs, read_operator_inputs
+from runtime.kernel.outside_inputs import OutsideInputs, read_outside_inputs
 from runtime.kernel.population import Population
 from runtime.kernel.replication import REVIEWED, Replication, ledger_keys
 from runtime.kernel.rng import Streams
@@ -225,13 +225,13 @@ class World(mesa.Model):
             if record.state:
                 self.state_log = StateLog(out, record.flush_seconds)
         self.fault_schedule = FaultSchedule(self, self.scenario.fault)
-        self.operator: OperatorInputs | None = None
-        if self.scenario.record.operator_inputs is not None:
-            path = self.base / self.scenario.record.operator_inputs
+        self.outside: OutsideInputs | None = None
+        if self.scenario.record.outside_inputs is not None:
+            path = self.base / self.scenario.record.outside_inputs
             try:
-                self.operator = OperatorInputs(read_operator_inputs(path))
+                self.outside = OutsideInputs(read_outside_inputs(path))
             except ValueError as exc:
-                raise ScenarioError([f"record.operator_inputs: {exc}"]) from None
+                raise ScenarioError([f"record.outside_inputs: {exc}"]) from None
         self.health = HealthRecord()
 
     def _build_governance(self) -> None:
@@ -338,8 +338,8 @@ class World(mesa.Model):
     def _tick_body(self) -> None:
         tick = self.tick
         self.telemetry.begin_tick()
-        if self.operator is not None:
-            self.operator.apply_due(self, tick)
+        if self.outside is not None:
+            self.outside.apply_due(self, tick)
         self.fault_schedule.apply_due(tick)
         if self.organisation is not None:
             self.organisation.step(tick)

@@ -33,11 +33,11 @@ from runtime.kernel.control import (
     write_inputs,
 )
 from runtime.kernel.errors import ScenarioError
-from runtime.kernel.operator_inputs import write_operator_inputs
+from runtime.kernel.outside_inputs import write_outside_inputs
 from runtime.kernel.scenario import Scenario, parse
 from runtime.kernel.world import World
 
-OPERATOR_FILE = f"{INPUTS_DIR}/operator.json"  # a served run's injected faults
+OUTSIDE_FILE = f"{INPUTS_DIR}/outside.json"  # a served run's injected faults
 
 
 def write_controls(world: World, run_dir: Path) -> None:
@@ -47,9 +47,9 @@ def write_controls(world: World, run_dir: Path) -> None:
     A run resumed from a checkpoint calls this as it ends: its inputs files then hold the actions
     the resumed run took, which a replay takes again, whatever a killed run had written past its
     last checkpoint."""
-    operator = world.operator
-    if operator is not None and world.scenario.record.operator_inputs is not None:
-        write_operator_inputs(run_dir / world.scenario.record.operator_inputs, operator.applied)
+    operator = world.outside
+    if operator is not None and world.scenario.record.outside_inputs is not None:
+        write_outside_inputs(run_dir / world.scenario.record.outside_inputs, operator.applied)
     for pop in world.populations:
         control = getattr(pop, "control", None)
         if control is None:
@@ -131,11 +131,11 @@ class ControlledRun:
                 fallback, inputs = SCRIPTED, f"{INPUTS_DIR}/{name}.npz"
                 table["inputs"] = inputs
             self.inputs[name] = (out / inputs, fallback)
-        # The operator's injected faults, recorded inputs too (runtime.kernel.operator_inputs).
-        data.setdefault("record", {})["operator_inputs"] = OPERATOR_FILE
+        # The operator's injected faults, recorded inputs too (runtime.kernel.outside_inputs).
+        data.setdefault("record", {})["outside_inputs"] = OUTSIDE_FILE
         self.raw = tomli_w.dumps(data).encode()
         recording.prepare_out(out, overwrite=overwrite, keep=(base,))
-        write_operator_inputs(out / OPERATOR_FILE, [])
+        write_outside_inputs(out / OUTSIDE_FILE, [])
         (out / recording.SCENARIO_COPY).write_bytes(self.raw)
         recording._copy_references(live, base, out)
         for name, (path, fallback) in self.inputs.items():

@@ -193,7 +193,7 @@ def _copy_references(scenario: Scenario, src_base: Path, out: Path) -> None:
         p.core for p in scenario.population if p.core not in (None, "baseline", "learned")
     ]
     refs += [p.params["inputs"] for p in scenario.population if p.params.get("inputs")]
-    refs += [scenario.record.operator_inputs]
+    refs += [scenario.record.outside_inputs]
     for ref in [*refs, *role_files(scenario, src_base)]:
         if ref is None:
             continue

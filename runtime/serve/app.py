@@ -144,6 +144,20 @@ def make_app(host: Host, *, run_loop: bool = True) -> Front:
             await request.body(),
         )
 
+    @app.post(
+        "/api/v1/seats/{seat_id}/stake",
+        status_code=202,
+        summary="Stake (micro > 0) or unstake (micro < 0) at the next tick (the seat's token)",
+    )
+    async def stake(seat_id: str, request: Request) -> dict[str, Any]:
+        seat = host.seat(seat_id, _bearer(request))
+        host.throttle(seat)
+        body = await request.body()
+        payload = parse_json(body)
+        if not isinstance(payload, dict) or set(payload) != {"micro"}:
+            raise Refused(422, "body", 'expected {"micro": whole micro-credits}')
+        return host.stake(seat, payload["micro"], request.headers.get("idempotency-key"), body)
+
     @app.post("/api/v1/admin/pause", summary="Hold the clock (admin token)")
     async def pause(request: Request) -> dict[str, Any]:
         host.admin(_bearer(request))

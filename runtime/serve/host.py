@@ -264,6 +264,70 @@ class Host:
     def act(self, seat: Seat, action: Any, key: str | None, body: bytes) -> dict[str, Any]:
         """Accept ``action`` for ``seat``'s next tick; the answer (a resend of ``key`` with the same
         body gets the first answer again). Refused (409, 422) without any change otherwise."""
+
+        def accept() -> dict[str, Any]:
+            if self.finished or self.next_tick() >= self.ticks:
+                raise Refused(
+                    409,
+                    "tick",
+                    f"the run's last tick ({self.ticks - 1}) has begun; no tick is left",
+                )
+            form = self.forms[seat.population]
+            try:
+                row = form.check(np.asarray([action]), lambda _: seat.id)
+            except (ValueError, TypeError) as exc:
+                raise Refused(422, "action", str(exc)) from None
+            pending = self.pending[seat.population]
+            replaced = bool(not np.isnan(pending[seat.row]).all())
+            pending[seat.row] = row[0]
+            self.accepted += 1
+            return {
+                "accepted": True,
+                "seat": seat.id,
+                "applies_at_tick": self.next_tick(),
+                "replaced_earlier_action": replaced,
+                "action": row[0].tolist(),
+            }
+
+        return self._once(seat, key, body, accept)
+
+    def stake(self, seat: Seat, micro: Any, key: str | None, body: bytes) -> dict[str, Any]:
+        """Stake (``micro > 0``) or unstake (``micro < 0``) micro-credits of ``seat``'s account at
+        its next tick; Refused (409, 422) without any change when it cannot be."""
+
+        def accept() -> dict[str, Any]:
+            if isinstance(micro, bool) or not isinstance(micro, int) or micro == 0:
+                raise Refused(422, "micro", "must be a whole number of micro-credits, not 0")
+            if abs(micro) > 10**15:
+                raise Refused(422, "micro", "at most 10^15 micro-credits at once")
+            if self.finished or self.next_tick() >= self.ticks:
+                raise Refused(409, "tick", "the run's last tick has begun; no tick is left")
+            outside = self.world.outside
+            assert outside is not None, "a served world records its outside inputs"
+            # What the seat has at the coming tick, less what it already asked for.
+            view = self.views[seat.population]
+            queued = sum(
+                e["stake"]["micro"]
+                for e in outside.pending
+                if "stake" in e and e["stake"]["account"] == seat.account
+            )
+            liquid = int(view["balance"][seat.row]) - queued
+            staked = int(view["stake"][seat.row]) + queued
+            if micro > liquid:
+                raise Refused(
+                    422, "micro", f"overdraft: {micro} to stake, {liquid} liquid micro-credits"
+                )
+            if -micro > staked:
+                raise Refused(422, "micro", f"{-micro} to unstake, {staked} micro-credits staked")
+            at = self.next_tick()
+            outside.stake(seat.account, micro, at)
+            return {"accepted": True, "seat": seat.id, "micro": micro, "applies_at_tick": at}
+
+        return self._once(seat, key, body, accept)
+
+    def _once(self, seat: Seat, key: str | None, body: bytes, accept: Any) -> dict[str, Any]:
+        """``accept()``'s answer, once per idempotency ``key``: a resend with the same body gets
+        the first answer again; the key with another body is refused (409)."""
         digest = hashlib.sha256(body).hexdigest()
         if key is not None:
             if not 1 <= len(key) <= 200:
@@ -274,29 +338,10 @@ class Host:
                     raise Refused(
                         409,
                         "Idempotency-Key",
-                        f"{key!r} was used with a different body; use a new key for a new action",
+                        f"{key!r} was used with a different body; use a new key for a new request",
                     )
                 return {**answer, "replayed": True}
-        if self.finished or self.next_tick() >= self.ticks:
-            raise Refused(
-                409, "tick", f"the run's last tick ({self.ticks - 1}) has begun; no tick is left"
-            )
-        form = self.forms[seat.population]
-        try:
-            row = form.check(np.asarray([action]), lambda _: seat.id)
-        except (ValueError, TypeError) as exc:
-            raise Refused(422, "action", str(exc)) from None
-        pending = self.pending[seat.population]
-        replaced = bool(not np.isnan(pending[seat.row]).all())
-        pending[seat.row] = row[0]
-        self.accepted += 1
-        answer = {
-            "accepted": True,
-            "seat": seat.id,
-            "applies_at_tick": self.next_tick(),
-            "replaced_earlier_action": replaced,
-            "action": row[0].tolist(),
-        }
+        answer: dict[str, Any] = accept()
         if key is not None:
             seat.answers[key] = (digest, answer)
             while len(seat.answers) > IDEMPOTENCY_KEYS_KEPT:
@@ -428,8 +473,8 @@ class Host:
             )
         if self.finished or self.next_tick() >= self.ticks:
             raise Refused(409, "tick", "the run's last tick has begun; no tick is left")
-        operator = self.world.operator
-        assert operator is not None, "a served world records its operator's inputs"
+        outside = self.world.outside
+        assert outside is not None, "a served world records its outside inputs"
         at = self.next_tick()
         try:
             config = FaultConfig(**{**fault, "at": at})
@@ -442,7 +487,7 @@ class Host:
             raise Refused(422, field, str(first.get("msg", "invalid"))) from None
         if problems:
             raise Refused(422, "fault", problems[0])
-        operator.inject(config.model_dump(exclude={"at"}, exclude_defaults=True), at)
+        outside.inject(config.model_dump(exclude={"at"}, exclude_defaults=True), at)
         entry = {"action": "fault", "applies_at_tick": at, "fault": fault}
         self._operator(entry)
         return entry

@@ -17,6 +17,7 @@ import pytest
 from fastapi.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
+import agora
 from runtime.kernel.errors import ScenarioError
 from runtime.record.replay import verify
 from runtime.serve.app import MAX_BODY, make_app
@@ -472,7 +473,7 @@ def test_the_operator_injects_a_fault_that_replays_and_bad_ones_are_refused(tmp_
             assert r.status_code == 422 and r.json()["error"]["field"] == field, r.text
         seat = bearer(host.tokens["negotiators-0"])
         assert client.post(url, json={"kind": "crash"}, headers=seat).status_code == 403
-        assert host.world.operator is not None and host.world.operator.pending == []
+        assert host.world.outside is not None and host.world.outside.pending == []
         client.post("/api/v1/admin/resume", headers=admin)
         wait_until(lambda: host.world.tick >= 5)
         r = client.post(
@@ -485,6 +486,41 @@ def test_the_operator_injects_a_fault_that_replays_and_bad_ones_are_refused(tmp_
         wait_until(lambda: host.summary_path is not None)
     workers = next(p for p in host.world.populations if p.name == "workers")
     assert host.world.scenario.fault[-1].at == at and workers.alive.all()  # restarted after 4
-    entries = (tmp_path / "run" / "inputs" / "operator.json").read_text()
+    entries = (tmp_path / "run" / "inputs" / "outside.json").read_text()
     assert f'"at": {at}' in entries and '"crash"' in entries
+    assert verify(tmp_path / "run").status == "identical"
+
+
+def test_a_seat_stakes_and_unstakes_through_the_ledger_and_the_run_replays(tmp_path):
+    host = Host(served(tmp_path), tmp_path / "run", realtime=0.02, paused=True)
+    token = bearer(host.tokens["negotiators-1"])
+    url = "/api/v1/seats/negotiators-1/stake"
+    with TestClient(make_app(host)) as client:
+        for body, status, field in [
+            ({"micro": 0}, 422, "micro"),
+            ({"micro": 1.5}, 422, "micro"),
+            ({"micro": True}, 422, "micro"),
+            ({"micro": 10**30}, 422, "micro"),
+            ({"micro": 200_000_000}, 422, "micro"),  # an overdraft: it holds 100 credits
+            ({"micro": -1}, 422, "micro"),  # nothing staked yet
+            ({"credits": 5}, 422, "body"),
+        ]:
+            r = client.post(url, json=body, headers=token)
+            assert r.status_code == status and r.json()["error"]["field"] == field, r.text
+        assert host.world.outside is not None and host.world.outside.pending == []
+        other = bearer(host.tokens["negotiators-0"])
+        assert client.post(url, json={"micro": 5}, headers=other).status_code == 403
+        first = client.post(url, json={"micro": 60_000_000}, headers=token)
+        assert first.status_code == 202 and first.json()["applies_at_tick"] == 0
+        # What is queued counts: a second stake past what is left is an overdraft.
+        assert client.post(url, json={"micro": 50_000_000}, headers=token).status_code == 422
+        client.post("/api/v1/admin/resume", headers=bearer(host.admin_token))
+        wait_until(lambda: host.world.tick >= 3)
+        view = client.get("/api/v1/seats/negotiators-1", headers=token).json()
+        assert view["stake_micro"] == 60_000_000
+        assert client.post(url, json={"micro": -20_000_000}, headers=token).status_code == 202
+        wait_until(lambda: host.summary_path is not None)
+    events = agora.open_run(tmp_path / "run").events().to_pylist()
+    stakes = [e["amount_micro"] for e in events if e["kind"] == "outside_stake"]
+    assert sorted(stakes) == [-20_000_000, 60_000_000]
     assert verify(tmp_path / "run").status == "identical"
