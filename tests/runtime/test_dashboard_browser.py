@@ -34,7 +34,7 @@ def test_the_dashboard_updates_pauses_and_resumes_in_headless_chromium(tmp_path:
             *(sys.executable, "-m", "runtime.cli", "serve"),
             str(ROOT / "scenarios" / "served_market.toml"),
             *("--out", str(tmp_path / "run"), "--port", str(port), "--realtime", "0.15"),
-            *("--tokens", str(tokens)),
+            *("--tokens", str(tokens), "--paused"),
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -58,6 +58,8 @@ def test_the_dashboard_updates_pauses_and_resumes_in_headless_chromium(tmp_path:
             )
             page.goto(url)
             assert "served_market" in page.title() + page.text_content("#title")
+            page.fill("#admin", admin)  # the clock starts held: the operator lets it go
+            page.click("#resume")
             points = "document.querySelector('#c-price').dataset.points"
             page.wait_for_function(f"Number({points} || 0) >= 3", timeout=60_000)
             first = int(page.evaluate(points))
@@ -65,7 +67,6 @@ def test_the_dashboard_updates_pauses_and_resumes_in_headless_chromium(tmp_path:
             assert int(page.eval_on_selector("#c-hist", "e => e.dataset.bars")) == 20
             assert page.locator("#seats tr").count() == 2
 
-            page.fill("#admin", admin)
             page.click("#pause")
             page.wait_for_function("document.querySelector('#state').textContent === 'paused'")
             wait_until(lambda: not httpx.get(f"{url}/api/v1/world").json()["tick_running"])

@@ -15,7 +15,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-from starlette.websockets import WebSocketDisconnect
 
 import agora
 from runtime.kernel.errors import ScenarioError
@@ -261,32 +260,51 @@ def test_the_operator_pauses_resumes_and_changes_the_speed(tmp_path):
 
 
 def test_a_seat_streams_its_ticks_and_the_dashboard_its_rows(tmp_path):
-    host = Host(served(tmp_path), tmp_path / "run", realtime=0.02, paused=True)
-    token = host.tokens["negotiators-0"]
-    admin = bearer(host.admin_token)
-    with TestClient(make_app(host)) as client:
-        with client.websocket_connect(f"/api/v1/seats/negotiators-0/stream?token={token}") as ws:
-            first = ws.receive_json()
-            client.post("/api/v1/admin/resume", headers=admin)
-            ticks = [ws.receive_json()["tick"] for _ in range(3)]
-            client.post("/api/v1/admin/pause", headers=admin)
-        assert first["seat"] == "negotiators-0" and len(first["observation"]) == 4
+    import json
+
+    import httpx
+    from websockets.sync.client import connect
+
+    from agora.client import Client, ServeError
+
+    port, tokens = free_port(), tmp_path / "tokens.txt"
+    url = f"http://127.0.0.1:{port}"
+    server = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "runtime.cli", "serve", str(served(tmp_path))),
+            *("--out", str(tmp_path / "run"), "--port", str(port), "--realtime", "0.05"),
+            *("--tokens", str(tokens), "--paused"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        wait_until(lambda: _up(httpx, url) or server.poll() is not None, 120)
+        lines = dict(line.split(" ", 1) for line in tokens.read_text().splitlines())
+        with Client(url, "negotiators-0", lines["negotiators-0"]) as client:
+            feed = client.ticks()
+            first = next(feed)
+            assert first["seat"] == "negotiators-0" and len(first["observation"]) == 4
+            with connect(f"ws://127.0.0.1:{port}/api/v1/stream") as board:
+                assert "world" in json.loads(board.recv())
+                httpx.post(f"{url}/api/v1/admin/resume", headers=bearer(lines["admin"]))
+                ticks = [next(feed)["tick"] for _ in range(3)]
+                message = json.loads(board.recv())
+                while "row" not in message:  # the operator's resume comes first
+                    message = json.loads(board.recv())
+            feed.close()
         assert ticks == sorted(ticks) and len(set(ticks)) == 3
-        with client.websocket_connect("/api/v1/stream") as ws:
-            assert "world" in ws.receive_json()
-            client.post("/api/v1/admin/resume", headers=admin)
-            message = ws.receive_json()
-            while "row" not in message:  # the operator's resume comes first
-                message = ws.receive_json()
-            row = message["row"]
+        row = message["row"]
         assert {"tick", "price", "volume", "held", "issued", "wealth_hist", "seats"} <= set(row)
-        with pytest.raises(WebSocketDisconnect) as refused:  # turned away before the handshake
-            with client.websocket_connect("/api/v1/seats/negotiators-0/stream?token=nope") as ws:
-                ws.receive_json()
-        assert refused.value.code == 4401
-        schema = client.get("/openapi.json").json()
+        with pytest.raises(ServeError) as refused:  # a wrong token: 4401 and the reason
+            next(Client(url, "negotiators-0", "nope").ticks())
+        assert refused.value.status == 401
+        schema = httpx.get(f"{url}/openapi.json").json()
         assert "/api/v1/seats/{seat_id}/action" in schema["paths"]
-        assert client.get("/").text.startswith("<!doctype html>")
+        assert httpx.get(url).text.startswith("<!doctype html>")
+    finally:
+        server.kill()
+        server.wait(30)
 
 
 def test_a_scenario_without_usable_seats_is_refused_naming_the_problem(tmp_path):
@@ -366,6 +384,12 @@ def test_a_killed_server_with_acting_seats_resumes_and_verifies(tmp_path, kill_a
                 headers=bearer(admin),
             )
             assert r.status_code == 200, r.text
+            r = httpx.post(
+                f"{url}/api/v1/seats/negotiators-0/stake",
+                json={"micro": 10_000_000},
+                headers=bearer(seats["negotiators-0"]),
+            )
+            assert r.status_code == 202, r.text
             wait_until(lambda: httpx.get(f"{url}/api/v1/world").json()["tick"] > kill_after + 1)
         assert proc.poll() is None
         os.killpg(proc.pid, signal.SIGKILL)
