@@ -301,6 +301,11 @@ def update(
             optimizer.step()
 
 
+def _world_settings(args: Args) -> dict[str, Any]:
+    """What training and evaluation in a scenario share: ticks per episode, reward, overrides."""
+    return {"ticks": args.ticks, "reward": args.reward, "settings": args.settings}
+
+
 def make_envs(args: Args) -> Any:
     """The vector env a run trains on: Market-v0's native one, or worlds of ``args.scenario``."""
     if args.scenario is None:
@@ -308,13 +313,7 @@ def make_envs(args: Args) -> Any:
     from environments.scenario_env import make_vec_env
 
     envs = make_vec_env(
-        args.scenario,
-        args.learner,
-        args.num_envs,
-        args.seats_per_world,
-        ticks=args.ticks,
-        reward=args.reward,
-        settings=args.settings,
+        args.scenario, args.learner, args.num_envs, args.seats_per_world, **_world_settings(args)
     )
     runner = (
         cast(Any, envs).runners[0]
@@ -350,9 +349,7 @@ def evaluate_args(policy: Any, args: Args) -> list[float]:
         args.learner,
         args.eval_seeds,
         args.eval_episodes,
-        ticks=args.ticks,
-        reward=args.reward,
-        settings=args.settings,
+        **_world_settings(args),
     )
 
 
