@@ -141,23 +141,33 @@ class NAO:
         if active and not self.active[m]:
             raise GovernanceError(f"member {m} is not an active member (not admitted, or expelled)")
 
-    def open(
+    def check_open(
         self,
         proposer: int,
+        kind: str,
         changes: dict[str, float],
-        embedding: npt.NDArray[np.float64],
-        now: int,
-        kind: str = "params",
-        target: int = -1,
-        amount: int = 0,
-    ) -> Proposal:
-        """Open a proposal; snapshot every active member's stake now."""
-        self._member(proposer)
+        target: int,
+        amount: int,
+        stakes: npt.NDArray[np.int64],
+        active: npt.NDArray[np.bool_] | None = None,
+    ) -> None:
+        """GovernanceError naming why a proposal could not open with members' ``stakes`` (whole
+        credits) and ``active`` flags (the NAO's own when None); nothing changes."""
+        active = self.active if active is None else active
+        if not 0 <= proposer < self.n:
+            raise GovernanceError(f"member {proposer} does not exist; members are 0..{self.n - 1}")
+        if not active[proposer]:
+            raise GovernanceError(
+                f"member {proposer} is not an active member (not admitted, or expelled)"
+            )
         if kind not in KINDS:
             raise GovernanceError(f"proposal kind must be one of {KINDS}, got {kind!r}")
         if kind in ("admit", "expel"):
-            self._member(target, active=False)
-            if self.active[target] == (kind == "admit"):
+            if not 0 <= target < self.n:
+                raise GovernanceError(
+                    f"member {target} does not exist; members are 0..{self.n - 1}"
+                )
+            if active[target] == (kind == "admit"):
                 raise GovernanceError(
                     f"member {target} is already {'active' if kind == 'admit' else 'inactive'}"
                 )
@@ -175,9 +185,22 @@ class NAO:
         own = {k: v for k, v in changes.items() if k in vars(self.params)}
         if own:
             GovernanceParams(**{**vars(self.params), **own})  # raises GovernanceError if invalid
-        stakes = np.asarray(self.stakes(), dtype=np.int64)
         if stakes[proposer] <= 0:
             raise GovernanceError(f"member {proposer} has no stake and cannot propose")
+
+    def open(
+        self,
+        proposer: int,
+        changes: dict[str, float],
+        embedding: npt.NDArray[np.float64],
+        now: int,
+        kind: str = "params",
+        target: int = -1,
+        amount: int = 0,
+    ) -> Proposal:
+        """Open a proposal; snapshot every active member's stake now."""
+        stakes = np.asarray(self.stakes(), dtype=np.int64)
+        self.check_open(proposer, kind, changes, target, amount, stakes)
         embedding = np.asarray(embedding, dtype=np.float64)
         if embedding.shape != self.expertise.shape[1:]:
             raise GovernanceError(
@@ -206,6 +229,11 @@ class NAO:
 
     def vote(self, proposal: int, member: int, support: bool, now: int) -> None:
         """Cast ``member``'s vote; one vote per member, only while the proposal is open."""
+        self.check_vote(proposal, member, now)
+        self.proposals[proposal].votes[member] = bool(support)
+
+    def check_vote(self, proposal: int, member: int, now: int) -> None:
+        """GovernanceError naming why ``member`` could not vote on ``proposal`` at ``now``."""
         self._member(member, active=False)
         if not 0 <= proposal < len(self.proposals):
             raise GovernanceError(f"no proposal {proposal}")
@@ -222,7 +250,6 @@ class NAO:
                 f"member {member} had no weight when proposal {proposal} opened and cannot vote "
                 "on it"
             )
-        prop.votes[member] = bool(support)
 
     def decide(self, prop: Proposal, now: int) -> None:
         """Close ``prop``: quorum and threshold exactly, then the critic; queue it behind the

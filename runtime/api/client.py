@@ -95,6 +95,26 @@ class Client:
             )
         )
 
+    def cancel(self) -> dict[str, Any]:
+        """Withdraw the seat's pending action (at its next tick it acts as its role's
+        baseline)."""
+        return _answer(self._http.delete(f"/api/v1/seats/{quote(self.seat)}/action"))
+
+    def proposals(self) -> list[dict[str, Any]]:
+        """The organisation's proposals with their state and tally, as of the last tick."""
+        return list(_answer(self._http.get("/api/v1/proposals"))["proposals"])
+
+    def vote(self, proposal: int, support: bool, key: str | None = None) -> dict[str, Any]:
+        """Vote on open ``proposal`` (its id) at the next tick; the seat must be a member."""
+        headers = {"Idempotency-Key": key or uuid.uuid4().hex}
+        return _answer(
+            self._http.post(
+                f"/api/v1/seats/{quote(self.seat)}/vote",
+                json={"proposal": proposal, "support": support},
+                headers=headers,
+            )
+        )
+
     def ticks(self) -> Iterator[dict[str, Any]]:
         """The seat's messages: its view now, then one per tick, until the run finishes."""
         from websockets.exceptions import ConnectionClosed
@@ -155,6 +175,25 @@ class AsyncClient:
         return _answer(
             await self._http.post(
                 f"/api/v1/seats/{quote(self.seat)}/stake", json={"micro": micro}, headers=headers
+            )
+        )
+
+    async def cancel(self) -> dict[str, Any]:
+        """:meth:`Client.cancel`."""
+        return _answer(await self._http.delete(f"/api/v1/seats/{quote(self.seat)}/action"))
+
+    async def proposals(self) -> list[dict[str, Any]]:
+        """:meth:`Client.proposals`."""
+        return list(_answer(await self._http.get("/api/v1/proposals"))["proposals"])
+
+    async def vote(self, proposal: int, support: bool, key: str | None = None) -> dict[str, Any]:
+        """:meth:`Client.vote`."""
+        headers = {"Idempotency-Key": key or uuid.uuid4().hex}
+        return _answer(
+            await self._http.post(
+                f"/api/v1/seats/{quote(self.seat)}/vote",
+                json={"proposal": proposal, "support": support},
+                headers=headers,
             )
         )
 

@@ -21,7 +21,7 @@ import numpy as np
 import numpy.typing as npt
 
 from economy.constitution import Constitution
-from economy.governance import NAO, GovernanceParams
+from economy.governance import NAO, GovernanceError, GovernanceParams
 from economy.ops import OpKind
 from runtime.kernel.scenario import GovernanceConfig, ProposalConfig, StakeEventConfig, VoteConfig
 
@@ -60,7 +60,8 @@ class Organisation:
     ) -> None:
         self.world = world
         self.cfg = cfg
-        self.scripted = proposals
+        self.scripted = list(proposals)  # the scenario's, then any an operator opens live
+        self.outside: set[int] = set()  # indices in ``scripted`` of the operator's proposals
         self.votes = votes
         self.stake_events = stake_events
         pop = next(p for p in world.populations if p.name == cfg.members)
@@ -109,6 +110,37 @@ class Organisation:
         if changed:
             self.nao.params = dataclasses.replace(self.nao.params, **changed)
 
+    def add_proposal(self, proposal: ProposalConfig) -> None:
+        """Open ``proposal`` (an operator's, from outside the world) at its tick, like a scripted
+        one; its embedding comes from a stream of its own, so a replay draws the same."""
+        i = len(self.scripted)
+        rng = self.world.streams(f"governance/outside-proposal/{i}")
+        embedding = rng.normal(size=(1, self.cfg.embedding_dim))
+        self.embeddings = np.vstack([self.embeddings, embedding])
+        self.scripted.append(proposal)
+        self.outside.add(i)
+
+    def outside_vote(self, account: int, pid: int, support: bool, tick: int) -> None:
+        """A seat's vote from outside, recorded as ``outside_vote`` or, when the NAO refuses it,
+        ``outside_vote_refused`` with the reason."""
+        w = self.world
+        member = np.flatnonzero(self.ids == account)
+        try:
+            if member.size == 0:
+                raise GovernanceError(f"account {account} is not a member")
+            self.nao.vote(pid, int(member[0]), support, tick)
+        except GovernanceError as exc:
+            w.emit("outside_vote_refused", "serve", account, pid, detail=str(exc))
+            return
+        w.emit("outside_vote", "serve", account, pid, value=float(support))
+
+    def seat_members(self) -> npt.NDArray[np.int64]:
+        """Member indices driven from outside (seats of the members' population): they vote
+        only as their outside agents do, never by the scenario's drawn turnout."""
+        pop = next(p for p in self.world.populations if p.name == self.cfg.members)
+        control = getattr(pop, "control", None)
+        return np.empty(0, np.int64) if control is None else control.seats
+
     def setup(self) -> None:
         """Each member stakes ``member_stake`` credits (minted to it first)."""
         amounts = np.full(len(self.ids), self.cfg.member_stake * self.world.MICRO, dtype=np.int64)
@@ -150,15 +182,23 @@ class Organisation:
                 self._pay(prop.id, int(self.ids[prop.target]), prop.amount * w.MICRO)
         for i, p in enumerate(self.scripted):
             if p.at == tick:
-                prop = self.nao.open(
-                    p.proposer,
-                    dict(p.changes),
-                    self.embeddings[i],
-                    tick,
-                    p.kind,
-                    p.target,
-                    p.credits,
-                )
+                try:
+                    prop = self.nao.open(
+                        p.proposer,
+                        dict(p.changes),
+                        self.embeddings[i],
+                        tick,
+                        p.kind,
+                        p.target,
+                        p.credits,
+                    )
+                except GovernanceError as exc:
+                    if i not in self.outside:
+                        raise
+                    # An operator's proposal that can no longer open (its proposer lost its
+                    # stake since it was sent, say): recorded, and the run goes on.
+                    w.emit("outside_proposal_refused", "serve", other=i, detail=str(exc))
+                    continue
                 self.opened[i] = prop.id
                 # The proposal is recorded with the network's tension at opening, for voters and
                 # analysts.
@@ -221,6 +261,7 @@ class Organisation:
 
     def _vote(self, tick: int) -> None:
         rng = self.world.streams("governance/votes")
+        seated = set(self.seat_members().tolist())
         for i, p in enumerate(self.scripted):
             pid = self.opened.get(i)
             if pid is None:
@@ -231,7 +272,7 @@ class Organisation:
                 turn = rng.random(len(self.ids)) < p.turnout
                 yes = rng.random(len(self.ids)) < p.support
                 for m in np.flatnonzero(turn & (prop.weights > 0)):
-                    if int(m) not in scripted:
+                    if int(m) not in scripted and int(m) not in seated and m not in prop.votes:
                         self.nao.vote(pid, int(m), bool(yes[m]), tick)
                 self.world.emit(
                     "votes_cast",

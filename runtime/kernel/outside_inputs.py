@@ -1,16 +1,20 @@
-"""Requests from outside a running world, as recorded inputs: an operator's faults and seats'
-stakes.
+"""Requests from outside a running world, as recorded inputs: an operator's faults and proposals,
+seats' stakes and votes.
 
-``agora serve``'s operator can inject a fault of any of the scenario's kinds, and a seat can stake
-or unstake credits, while the world runs. Each takes effect at the start of the next tick, in the
-order the server accepted them. A scenario that names an outside inputs file
-(``record.outside_inputs``) reads the entries so far from it and applies each at the start of its
-tick exactly as the served run did, so a replay or a resumed run makes the same world with nobody
-outside.
+``agora serve``'s operator can inject a fault of any of the scenario's kinds or open a governance
+proposal, and a seat can stake or unstake credits or vote on an open proposal, while the world
+runs. Each takes effect at the start of the next tick, in the order the server accepted them. A
+scenario that names an outside inputs file (``record.outside_inputs``) reads the entries so far
+from it and applies each at the start of its tick exactly as the served run did, so a replay or a
+resumed run makes the same world with nobody outside.
 
 Entries: ``{"at": tick, "fault": {...}}`` (a ``[[fault]]`` table without ``at``) and
 ``{"at": tick, "stake": {"account": id, "micro": n}}`` (``n > 0`` stakes, ``n < 0`` unstakes; the
-ledger refuses what the account cannot cover, and the event log says so).
+ledger refuses what the account cannot cover, and the event log says so),
+``{"at": tick, "proposal": {...}}`` (a ``[[proposal]]`` table without ``at``: it opens at that
+tick, after the scenario's own proposals of the tick) and ``{"at": tick, "vote": {"account": id,
+"proposal": n, "support": true}}`` (``n`` is the proposal's id in the event log; the organisation
+refuses a vote it cannot take, and the event log says why).
 
 :class:`OutsideInputs` keeps, in the world's saved state, only the entries already applied: a
 checkpoint taken before a request is the same whether or not the request is yet to come.
@@ -24,14 +28,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from pydantic import ValidationError
 
 from economy.ops import OpKind
-from runtime.kernel.scenario import FaultConfig
+from runtime.kernel.scenario import FaultConfig, ProposalConfig
 
 if TYPE_CHECKING:
     from runtime.kernel.world import World
 
 OUTSIDE_KIND = "agora-outside-inputs"
+KINDS = ("fault", "stake", "proposal", "vote")  # what an entry holds
 
 
 class OutsideInputs:
@@ -60,6 +66,15 @@ class OutsideInputs:
         assert micro != 0
         self.pending.append({"at": at, "stake": {"account": account, "micro": micro}})
 
+    def propose(self, proposal: dict[str, Any], at: int) -> None:
+        """Open ``proposal`` (a ``[[proposal]]`` table without ``at``) at tick ``at``."""
+        self.pending.append({"at": at, "proposal": dict(sorted(proposal.items()))})
+
+    def vote(self, account: int, proposal: int, support: bool, at: int) -> None:
+        """``account``'s vote on ``proposal`` (its id) at tick ``at``."""
+        vote = {"account": account, "proposal": proposal, "support": support}
+        self.pending.append({"at": at, "vote": vote})
+
     def apply_due(self, world: World, tick: int) -> None:
         """Apply the entries due at ``tick``, in order (before the tick's faults and steps)."""
         # Ticks only go forward, so an entry is due once: recorded ones on replay, pending ones
@@ -71,6 +86,18 @@ class OutsideInputs:
             self.applied.append(entry)
             if "fault" in entry:
                 faults.append(FaultConfig(**{**entry["fault"], "at": tick}))
+                continue
+            if "proposal" in entry or "vote" in entry:
+                org = world.organisation
+                if org is None:
+                    world.emit("outside_refused", "serve", detail="the world has no governance")
+                elif "proposal" in entry:
+                    org.add_proposal(ProposalConfig(**{**entry["proposal"], "at": tick}))
+                else:
+                    vote = entry["vote"]
+                    org.outside_vote(
+                        int(vote["account"]), int(vote["proposal"]), bool(vote["support"]), tick
+                    )
                 continue
             account, micro = int(entry["stake"]["account"]), int(entry["stake"]["micro"])
             kind = OpKind.STAKE if micro > 0 else OpKind.UNSTAKE
@@ -98,12 +125,29 @@ def read_outside_inputs(path: Path) -> list[dict[str, Any]]:
     if not isinstance(entries, list) or not all(
         isinstance(e, dict)
         and isinstance(e.get("at"), int)
-        and (isinstance(e.get("fault"), dict) or isinstance(e.get("stake"), dict))
+        and sum(isinstance(e.get(kind), dict) for kind in KINDS) == 1
         for e in entries
     ):
         raise ValueError(
-            f"{path}: entries must be a list of {{'at': tick, 'fault' or 'stake': {{...}}}}"
+            f"{path}: entries must be a list of {{'at': tick, one of {', '.join(KINDS)}: {{...}}}}"
         )
+    for i, e in enumerate(entries):
+        where = f"{path}: entries[{i}]"
+        if "proposal" in e:
+            try:
+                ProposalConfig(**{**e["proposal"], "at": e["at"]})
+            except (ValidationError, TypeError) as exc:
+                raise ValueError(f"{where}.proposal: not a [[proposal]] table ({exc})") from None
+        if "vote" in e:
+            v = e["vote"]
+            if not (
+                set(v) == {"account", "proposal", "support"}
+                and all(type(v[k]) is int and v[k] >= 0 for k in ("account", "proposal"))
+                and isinstance(v["support"], bool)
+            ):
+                raise ValueError(
+                    f"{where}.vote: expected {{'account': id, 'proposal': id, 'support': bool}}"
+                )
     return entries
 
 

@@ -439,9 +439,10 @@ class RecordConfig(_Strict):
     outside_inputs: str | None = Field(
         None,
         max_length=1024,
-        description="A served run's operator inputs file (inputs/outside.json, relative to the "
-        "scenario): the faults its operator injected, each added at its tick again on replay "
-        "and resume. `agora serve` writes it; you do not.",
+        description="A served run's outside inputs file (inputs/outside.json, relative to the "
+        "scenario): the faults and proposals its operator sent and the stakes and votes of its "
+        "seats, each applied at its tick again on replay and resume. `agora serve` writes it; "
+        "you do not.",
     )
 
 

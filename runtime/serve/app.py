@@ -8,11 +8,15 @@ Routes (the OpenAPI schema is at ``/openapi.json``, its pages at ``/docs``):
 * ``GET /api/v1/seats/{seat}`` -- a seat's observation, balance, stake, reputation and action
   space (its token).
 * ``POST /api/v1/seats/{seat}/action`` -- the seat's action for its next tick (its token; an
-  ``Idempotency-Key`` header makes resends safe).
+  ``Idempotency-Key`` header makes resends safe); ``DELETE`` withdraws it.
+* ``POST /api/v1/seats/{seat}/stake`` -- stake or unstake at the next tick (its token).
+* ``GET /api/v1/proposals`` -- the organisation's proposals, their state and tally (no token).
+* ``POST /api/v1/seats/{seat}/vote`` -- a member seat's vote on an open proposal (its token).
 * ``WS /api/v1/seats/{seat}/stream?token=...`` -- each tick's observation and the events naming
   the seat.
 * ``WS /api/v1/stream`` -- each tick's dashboard row.
-* ``POST /api/v1/admin/pause``, ``/resume``, ``/speed`` -- the operator (the admin token).
+* ``POST /api/v1/admin/pause``, ``/resume``, ``/speed``, ``/fault``, ``/proposal`` -- the
+  operator (the admin token).
 
 Every refusal is a 4xx with ``{"error": {"field": ..., "reason": ...}}``; a request is applied
 whole or not at all.
@@ -144,6 +148,35 @@ def make_app(host: Host, *, run_loop: bool = True) -> Front:
             await request.body(),
         )
 
+    @app.delete(
+        "/api/v1/seats/{seat_id}/action",
+        summary="Withdraw the seat's pending action: it acts as its role's baseline (its token)",
+    )
+    async def cancel(seat_id: str, request: Request) -> dict[str, Any]:
+        seat = host.seat(seat_id, _bearer(request))
+        host.throttle(seat)
+        return host.cancel(seat)
+
+    @app.get("/api/v1/proposals", summary="The organisation's proposals, as of the last tick")
+    async def proposals() -> dict[str, Any]:
+        org = host.world.organisation
+        return {
+            "members": None if org is None else org.cfg.members,
+            "tick": host.world.tick,
+            "proposals": host.proposals,
+        }
+
+    @app.post(
+        "/api/v1/seats/{seat_id}/vote",
+        status_code=202,
+        summary="A member seat's vote on an open proposal, cast at its next tick (its token)",
+    )
+    async def vote(seat_id: str, request: Request) -> dict[str, Any]:
+        seat = host.seat(seat_id, _bearer(request))
+        host.throttle(seat)
+        body = await request.body()
+        return host.vote(seat, parse_json(body), request.headers.get("idempotency-key"), body)
+
     @app.post(
         "/api/v1/seats/{seat_id}/stake",
         status_code=202,
@@ -189,6 +222,14 @@ def make_app(host: Host, *, run_loop: bool = True) -> Front:
     async def fault(request: Request) -> dict[str, Any]:
         host.admin(_bearer(request))
         return host.inject_fault(parse_json(await request.body()))
+
+    @app.post(
+        "/api/v1/admin/proposal",
+        summary="Open a governance proposal at the next tick (admin token)",
+    )
+    async def propose(request: Request) -> dict[str, Any]:
+        host.admin(_bearer(request))
+        return host.open_proposal(parse_json(await request.body()))
 
     @app.websocket("/api/v1/seats/{seat_id}/stream")
     async def seat_stream(websocket: WebSocket, seat_id: str) -> None:

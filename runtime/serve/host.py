@@ -34,11 +34,12 @@ import numpy.typing as npt
 import pyarrow as pa
 from pydantic import ValidationError
 
+from economy.governance import GovernanceError
 from runtime.kernel import roles
 from runtime.kernel.clock import RealtimeClock
 from runtime.kernel.control import ControlForm, wealth_micro
 from runtime.kernel.errors import ScenarioError
-from runtime.kernel.scenario import FaultConfig, check_faults
+from runtime.kernel.scenario import FaultConfig, ProposalConfig, check_faults
 from runtime.record.controlled import ControlledRun, parse_data
 
 TOKEN_BYTES = 32  # 256 random bits per token
@@ -208,6 +209,19 @@ class Host:
         if self.world.log is not None:
             self.world.log.on_batch = self._on_batch
         self.views: dict[str, dict[str, Any]] = {}
+        org = self.world.organisation
+        # Seats whose agents are members of the organisation: their member index, by seat.
+        self.members: dict[str, int] = {}
+        if org is not None:
+            index = {int(a): m for m, a in enumerate(org.ids.tolist())}
+            self.members = {
+                sid: index[s.account] for sid, s in self.seats.items() if s.account in index
+            }
+        self.proposals: list[dict[str, Any]] = []  # governance as of the last tick's end
+        self._votes: list[dict[int, bool]] = []  # each proposal's votes, by member
+        self._weights: list[npt.NDArray[np.int64]] = []
+        self._stakes: npt.NDArray[np.int64] = np.zeros(0, np.int64)
+        self._active: npt.NDArray[np.bool_] = np.zeros(0, np.bool_)
         self._observe()
 
     # ------------------------------------------------------------------ authentication
@@ -325,6 +339,120 @@ class Host:
 
         return self._once(seat, key, body, accept)
 
+    def cancel(self, seat: Seat) -> dict[str, Any]:
+        """Withdraw ``seat``'s pending action: at its next tick it acts as its role's baseline."""
+        pending = self.pending[seat.population]
+        had = bool(not np.isnan(pending[seat.row]).all())
+        pending[seat.row] = np.nan
+        return {"seat": seat.id, "cancelled": had, "tick": self.next_tick()}
+
+    def vote(self, seat: Seat, payload: Any, key: str | None, body: bytes) -> dict[str, Any]:
+        """``seat``'s vote on an open proposal, cast at its next tick; Refused (404, 409, 422)
+        without any change when it cannot be."""
+
+        def accept() -> dict[str, Any]:
+            if not isinstance(payload, dict) or set(payload) != {"proposal", "support"}:
+                raise Refused(422, "body", 'expected {"proposal": id, "support": true or false}')
+            pid, support = payload["proposal"], payload["support"]
+            if type(pid) is not int or pid < 0:
+                raise Refused(422, "proposal", "must be a proposal id (a whole number >= 0)")
+            if not isinstance(support, bool):
+                raise Refused(422, "support", "must be true or false")
+            org = self.world.organisation
+            if org is None:
+                raise Refused(404, "proposal", "this world has no governance")
+            member = self.members.get(seat.id)
+            if member is None:
+                raise Refused(
+                    422,
+                    "seat",
+                    f"seat {seat.id!r} is not a member of the organisation (its members are "
+                    f"the {org.cfg.members!r} population)",
+                )
+            if pid >= len(self.proposals):
+                raise Refused(
+                    404, "proposal", f"no proposal {pid}; GET /api/v1/proposals lists them"
+                )
+            at = self.next_tick()
+            prop = self.proposals[pid]
+            if prop["state"] != "open" or prop["closes_at"] <= at:
+                raise Refused(
+                    409,
+                    "proposal",
+                    f"proposal {pid} is closed for voting at tick {at} (state {prop['state']}, "
+                    f"voting closes at tick {prop['closes_at']})",
+                )
+            if self._weights[pid][member] == 0:
+                raise Refused(
+                    422, "seat", f"seat {seat.id!r} had no weight when proposal {pid} opened"
+                )
+            outside = self.world.outside
+            assert outside is not None, "a served world records its outside inputs"
+            queued = any(
+                "vote" in e
+                and e["vote"]["account"] == seat.account
+                and e["vote"]["proposal"] == pid
+                for e in outside.pending
+            )
+            if member in self._votes[pid] or queued:
+                raise Refused(409, "proposal", f"seat {seat.id!r} already voted on proposal {pid}")
+            outside.vote(seat.account, pid, support, at)
+            return {
+                "accepted": True,
+                "seat": seat.id,
+                "proposal": pid,
+                "support": support,
+                "applies_at_tick": at,
+            }
+
+        return self._once(seat, key, body, accept)
+
+    def open_proposal(self, table: Any) -> dict[str, Any]:
+        """Open ``table`` (a ``[[proposal]]`` table without ``at``) at the next tick, for the
+        operator; Refused (404, 409, 422) naming what is wrong, with nothing changed."""
+        org = self.world.organisation
+        if org is None:
+            raise Refused(404, "proposal", "this world has no governance ([governance] table)")
+        if not isinstance(table, dict) or "at" in table:
+            raise Refused(
+                422, "body", "expected a [[proposal]] table without 'at': it opens at the next tick"
+            )
+        if self.finished or self.next_tick() >= self.ticks:
+            raise Refused(409, "tick", "the run's last tick has begun; no tick is left")
+        at = self.next_tick()
+        try:
+            config = ProposalConfig(**{**table, "at": at})
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            field = ".".join(str(x) for x in first.get("loc", ())) or "body"
+            raise Refused(422, field, str(first.get("msg", "invalid"))) from None
+        n = len(org.ids)
+        if config.kind == "treasury" and config.target >= n:
+            raise Refused(
+                422, "target", f"member {config.target} does not exist; members are 0..{n - 1}"
+            )
+        try:
+            org.nao.check_open(
+                config.proposer,
+                config.kind,
+                dict(config.changes),
+                config.target if config.kind != "params" else -1,
+                config.credits,
+                self._stakes,
+                self._active,
+            )
+        except GovernanceError as exc:
+            raise Refused(422, "proposal", str(exc)) from None
+        outside = self.world.outside
+        assert outside is not None, "a served world records its outside inputs"
+        outside.propose(config.model_dump(exclude={"at"}, exclude_defaults=True), at)
+        entry = {"action": "proposal", "applies_at_tick": at, "proposal": table}
+        self._operator(entry)
+        return {
+            **entry,
+            "opens": "its id is in the proposal_opened event and GET /api/v1/proposals",
+        }
+
     def _once(self, seat: Seat, key: str | None, body: bytes, accept: Any) -> dict[str, Any]:
         """``accept()``'s answer, once per idempotency ``key``: a resend with the same body gets
         the first answer again; the key with another body is refused (409)."""
@@ -373,6 +501,16 @@ class Host:
                 "meaning": form.action_meaning,
             },
             "observation_space": {"shape": list(form.observation_space.shape)},
+            "member": seat.id in self.members,
+            "can_vote_on": [
+                p["id"]
+                for p in self.proposals
+                if seat.id in self.members
+                and p["state"] == "open"
+                and p["closes_at"] > self.next_tick()
+                and self._weights[p["id"]][self.members[seat.id]] > 0
+                and self.members[seat.id] not in self._votes[p["id"]]
+            ],
             "pending_action": None
             if np.isnan(self.pending[seat.population][seat.row]).all()
             else self.pending[seat.population][seat.row].tolist(),
@@ -420,6 +558,33 @@ class Host:
                 "reputation": [float(x) for x in reputation],
                 "price": float(world.market.prices.mean()) / world.MICRO,
             }
+        org = world.organisation
+        if org is not None:
+            nao = org.nao
+            self._stakes = org.stakes()
+            self._active = nao.active.copy()
+            self._votes = [dict(p.votes) for p in nao.proposals]
+            self._weights = [p.weights.copy() for p in nao.proposals]
+            self.proposals = []
+            for p in nao.proposals:
+                yes, no, total = p.tally()
+                self.proposals.append(
+                    {
+                        "id": p.id,
+                        "kind": p.kind,
+                        "what": nao.describe(p),
+                        "proposer_account": int(org.ids[p.proposer]),
+                        "opened_at": p.opened_at,
+                        "closes_at": p.closes_at,
+                        "state": p.state,
+                        "reason": p.reason,
+                        "executes_at": p.eta,
+                        "weight_yes": yes,
+                        "weight_no": no,
+                        "weight_total": total,
+                        "votes": len(p.votes),
+                    }
+                )
 
     def tick_row(self) -> dict[str, Any]:
         """The dashboard's row for the tick just run."""

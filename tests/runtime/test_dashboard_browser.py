@@ -65,7 +65,7 @@ def test_the_dashboard_updates_pauses_and_resumes_in_headless_chromium(tmp_path:
             first = int(page.evaluate(points))
             page.wait_for_function(f"Number({points}) > {first}", timeout=60_000)
             assert int(page.eval_on_selector("#c-hist", "e => e.dataset.bars")) == 20
-            assert page.locator("#seats tr").count() == 2
+            assert page.locator("#seats tr").count() == 4
 
             page.click("#pause")
             page.wait_for_function("document.querySelector('#state').textContent === 'paused'")
@@ -76,6 +76,17 @@ def test_the_dashboard_updates_pauses_and_resumes_in_headless_chromium(tmp_path:
             page.click("#resume")
             page.wait_for_function(
                 f"Number(document.querySelector('#tick').textContent) > {held['tick'] + 1}",
+                timeout=60_000,
+            )
+            # The operator opens a proposal; the table lists it once it opens.
+            page.fill("#param", "fee_rate")
+            page.fill("#value", "0.03")
+            page.click("#propose")
+            page.wait_for_function(
+                "document.querySelector('#opmsg').textContent.includes('opens at')"
+            )
+            page.wait_for_function(
+                "document.querySelector('#proposals').textContent.includes('fee_rate=0.03')",
                 timeout=60_000,
             )
             page.fill("#admin", "not-the-token")

@@ -4,6 +4,7 @@ nothing."""
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import signal
@@ -548,3 +549,147 @@ def test_a_seat_stakes_and_unstakes_through_the_ledger_and_the_run_replays(tmp_p
     stakes = [e["amount_micro"] for e in events if e["kind"] == "outside_stake"]
     assert sorted(stakes) == [-20_000_000, 60_000_000]
     assert verify(tmp_path / "run").status == "identical"
+
+
+def test_member_seats_vote_and_the_operator_opens_proposals_and_the_run_replays(tmp_path):
+    host = Host(
+        ROOT / "scenarios" / "served_market.toml",
+        tmp_path / "run",
+        realtime=0.02,
+        ticks=24,
+        paused=True,
+    )
+    admin = bearer(host.admin_token)
+    w0, w1 = bearer(host.tokens["workers-0"]), bearer(host.tokens["workers-1"])
+    negotiator = bearer(host.tokens["negotiators-0"])
+    propose = "/api/v1/admin/proposal"
+    vote0, vote1 = "/api/v1/seats/workers-0/vote", "/api/v1/seats/workers-1/vote"
+    with TestClient(make_app(host)) as client:
+        for body, field in [
+            ({"changes": {"nonsense": 1.0}}, "proposal"),
+            ({"changes": {"fee_rate": 0.02}, "at": 3}, "body"),
+            ({"kind": "coup"}, "kind"),
+            ({"changes": {"fee_rate": 0.02}, "proposer": 99}, "proposal"),
+            ({"kind": "treasury", "target": 99, "credits": 5}, "target"),
+            ({"changes": {"fee_rate": 0.02}, "turnout": 2}, "turnout"),
+            ({"kind": "admit", "target": 3}, "proposal"),  # already a member
+            ("fee_rate", "body"),
+        ]:
+            r = client.post(propose, json=body, headers=admin)
+            assert r.status_code == 422 and r.json()["error"]["field"] == field, (body, r.text)
+        assert (
+            client.post(propose, json={"changes": {"fee_rate": 0.02}}, headers=w0).status_code
+            == 403
+        )
+        assert host.world.outside is not None and host.world.outside.pending == []
+        # No proposal is open yet; a negotiator is not a member.
+        r = client.post(vote0, json={"proposal": 0, "support": True}, headers=w0)
+        assert r.status_code == 404 and r.json()["error"]["field"] == "proposal"
+        r = client.post(
+            "/api/v1/seats/negotiators-0/vote",
+            json={"proposal": 0, "support": True},
+            headers=negotiator,
+        )
+        assert r.status_code == 422 and r.json()["error"]["field"] == "seat"
+        # The operator's proposal: nobody votes by the scenario's dice (turnout 0).
+        r = client.post(
+            propose, json={"changes": {"fee_rate": 0.03}, "turnout": 0.0}, headers=admin
+        )
+        assert r.status_code == 200 and r.json()["applies_at_tick"] == 0, r.text
+        # A withdrawn action leaves nothing pending.
+        client.post("/api/v1/seats/workers-0/action", json={"action": [0.5, -1.0]}, headers=w0)
+        assert client.delete("/api/v1/seats/workers-0/action", headers=w0).json()["cancelled"]
+        assert not client.delete("/api/v1/seats/workers-0/action", headers=w0).json()["cancelled"]
+        assert client.get("/api/v1/seats/workers-0", headers=w0).json()["pending_action"] is None
+        client.post("/api/v1/admin/resume", headers=admin)
+        wait_until(lambda: len(host.proposals) >= 1)
+        client.post("/api/v1/admin/pause", headers=admin)
+        assert client.get("/api/v1/seats/workers-0", headers=w0).json()["can_vote_on"] == [0]
+        for body, status, field in [
+            ({"proposal": 0}, 422, "body"),
+            ({"proposal": "0", "support": True}, 422, "proposal"),
+            ({"proposal": 0, "support": "yes"}, 422, "support"),
+            ({"proposal": 7, "support": True}, 404, "proposal"),
+        ]:
+            r = client.post(vote0, json=body, headers=w0)
+            assert r.status_code == status and r.json()["error"]["field"] == field, r.text
+        assert (
+            client.post(vote1, json={"proposal": 0, "support": True}, headers=w0).status_code == 403
+        )
+        assert (
+            client.post(vote0, json={"proposal": 0, "support": True}, headers=w0).status_code == 202
+        )
+        r = client.post(vote0, json={"proposal": 0, "support": False}, headers=w0)
+        assert r.status_code == 409 and "already voted" in r.json()["error"]["reason"]
+        assert (
+            client.post(vote1, json={"proposal": 0, "support": True}, headers=w1).status_code == 202
+        )
+        client.post("/api/v1/admin/resume", headers=admin)
+        wait_until(lambda: len(host.proposals) >= 2)  # the scenario's own, at tick 5
+        r = client.post(vote0, json={"proposal": 1, "support": False}, headers=w0)
+        assert r.status_code == 202, r.text
+        wait_until(lambda: host.proposals[0]["state"] != "open")
+        r = client.post(vote1, json={"proposal": 0, "support": True}, headers=w1)
+        assert r.status_code == 409 and "closed" in r.json()["error"]["reason"]
+        wait_until(lambda: host.summary_path is not None)
+        listed = client.get("/api/v1/proposals").json()
+    assert listed["members"] == "workers" and len(listed["proposals"]) == 2
+    nao = host.world.organisation.nao  # type: ignore[union-attr]
+    # Two of ten members voted on the operator's proposal: short of the quorum.
+    assert nao.proposals[0].votes == {0: True, 1: True}
+    assert nao.proposals[0].state == "rejected" and "quorum" in nao.proposals[0].reason
+    # On the scenario's proposal the dice voted for the other members, never for the seats.
+    assert nao.proposals[1].votes[0] is False and 1 not in nao.proposals[1].votes
+    assert len(nao.proposals[1].votes) > 2
+    events = agora.open_run(tmp_path / "run").events().to_pylist()
+    votes = [(e["agent"], e["other"], e["value"]) for e in events if e["kind"] == "outside_vote"]
+    accounts = [host.seats["workers-0"].account, host.seats["workers-1"].account]
+    assert sorted(votes) == sorted(
+        [(accounts[0], 0, 1.0), (accounts[1], 0, 1.0), (accounts[0], 1, 0.0)]
+    )
+    entries = (tmp_path / "run" / "inputs" / "outside.json").read_text()
+    assert '"vote"' in entries and '"proposal"' in entries
+    operator = (tmp_path / "run" / "served" / "operator.jsonl").read_text()
+    assert '"action": "proposal"' in operator
+    assert verify(tmp_path / "run").status == "identical"
+
+
+def test_a_world_without_governance_refuses_votes_and_proposals(tmp_path):
+    host = Host(served(tmp_path), tmp_path / "run", realtime=0.02, paused=True)
+    seat = bearer(host.tokens["negotiators-0"])
+    with TestClient(make_app(host)) as client:
+        r = client.post(
+            "/api/v1/seats/negotiators-0/vote", json={"proposal": 0, "support": True}, headers=seat
+        )
+        assert r.status_code == 404 and "no governance" in r.json()["error"]["reason"]
+        r = client.post(
+            "/api/v1/admin/proposal",
+            json={"changes": {"fee_rate": 0.02}},
+            headers=bearer(host.admin_token),
+        )
+        assert r.status_code == 404 and "no governance" in r.json()["error"]["reason"]
+        assert client.get("/api/v1/proposals").json() == {
+            "members": None,
+            "tick": 0,
+            "proposals": [],
+        }
+    assert host.world.outside is not None and host.world.outside.pending == []
+
+
+@pytest.mark.parametrize(
+    "entries, named",
+    [
+        ([{"at": 1, "vote": {"account": 3, "proposal": 0}}], "vote"),
+        ([{"at": 1, "vote": {"account": -3, "proposal": 0, "support": True}}], "vote"),
+        ([{"at": 1, "proposal": {"changes": {"fee_rate": "high"}}}], "proposal"),
+        ([{"at": 1, "proposal": {"kind": "coup"}}], "proposal"),
+        ([{"at": 1, "vote": {}, "stake": {}}], "one of"),
+    ],
+)
+def test_a_tampered_outside_inputs_file_is_named_before_any_tick(tmp_path, entries, named):
+    (tmp_path / "outside.json").write_text(
+        json.dumps({"kind": "agora-outside-inputs", "entries": entries})
+    )
+    scenario = served(tmp_path, extra='\n[record]\noutside_inputs = "outside.json"\n')
+    with pytest.raises(ScenarioError, match=f"record.outside_inputs: .*{named}"):
+        agora.Simulation.from_file(scenario)
