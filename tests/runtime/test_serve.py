@@ -634,7 +634,7 @@ def test_member_seats_vote_and_the_operator_opens_proposals_and_the_run_replays(
         wait_until(lambda: host.summary_path is not None)
         listed = client.get("/api/v1/proposals").json()
     assert listed["members"] == "workers" and len(listed["proposals"]) == 2
-    nao = host.world.organisation.nao  # type: ignore[union-attr]
+    nao = host.world.organisation.nao
     # Two of ten members voted on the operator's proposal: short of the quorum.
     assert nao.proposals[0].votes == {0: True, 1: True}
     assert nao.proposals[0].state == "rejected" and "quorum" in nao.proposals[0].reason
