@@ -152,8 +152,7 @@ SUITE_TABLES: dict[str, Suite] = {
         "serve",
         (
             (
-                "serve: outside agents acting at once on agora serve over loopback (clients and "
-                "server share this CPU)",
+                "serve: outside agents acting at once on agora serve over loopback",
                 (
                     "load",
                     "actions/s acknowledged",

@@ -9,12 +9,16 @@ acknowledged actions missing from the recorded inputs (each seat's last acknowle
 tick must be the one the run took; this must be 0).
 
 Clients and server share this machine's cores, so the figures are a floor for the server alone.
+On a machine with more cores, ``AGORA_SERVE_BENCH_CPUS=SERVER:CLIENTS`` (CPU lists such as
+``0-1:2-15``) pins the server and the clients to separate CPUs, and the rows say so.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import json
+import multiprocessing
 import os
 import socket
 import subprocess
@@ -58,6 +62,32 @@ seats = {clients}
 """
 
 
+CPUS_VARIABLE = "AGORA_SERVE_BENCH_CPUS"
+
+
+def _cpu_list(text: str) -> set[int]:
+    """``"0-1,4"`` -> ``{0, 1, 4}``."""
+    cpus: set[int] = set()
+    for part in text.split(","):
+        low, _, high = part.partition("-")
+        cpus.update(range(int(low), int(high or low) + 1))
+    return cpus
+
+
+def pinning() -> tuple[set[int], set[int]] | None:
+    """The server's and the clients' CPUs, from ``AGORA_SERVE_BENCH_CPUS``; None when unset."""
+    value = os.environ.get(CPUS_VARIABLE, "").strip()
+    if not value:
+        return None
+    try:
+        server, clients = value.split(":")
+        return _cpu_list(server), _cpu_list(clients)
+    except ValueError:
+        raise SystemExit(
+            f"{CPUS_VARIABLE}={value!r}: expected SERVER:CLIENTS CPU lists, such as 0-1:2-15"
+        ) from None
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -78,7 +108,9 @@ class Stats:
 async def _client(
     port: int, row: int, seat: str, token: str, actions: int, gap: float, stats: Stats
 ) -> None:
-    """One agent: a keep-alive connection, ``actions`` POSTs ``gap`` seconds apart."""
+    """One agent: a keep-alive connection, ``actions`` POSTs on a fixed schedule ``gap`` seconds
+    apart (a late answer does not push the next send back, so the offered rate holds; a send
+    whose time has passed goes as soon as the answer before it is in)."""
     try:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
     except OSError:
@@ -88,9 +120,11 @@ async def _client(
         f"POST /api/v1/seats/{seat}/action HTTP/1.1\r\nHost: 127.0.0.1\r\n"
         f"Authorization: Bearer {token}\r\nContent-Type: application/json\r\n"
     )
-    await asyncio.sleep(gap * (row % 97) / 97)  # spread the clients over the first gap
+    loop = asyncio.get_running_loop()
+    start = loop.time() + gap * (row % 97) / 97  # spread the clients over the first gap
     try:
         for i in range(actions):
+            await asyncio.sleep(max(0.0, start + i * gap - loop.time()))
             value = round(-0.9 + 1.8 * ((row * 31 + i * 7) % 101) / 100, 6)
             body = json.dumps({"action": [value]}).encode()
             request = f"{head}Content-Length: {len(body)}\r\n\r\n".encode() + body
@@ -110,11 +144,61 @@ async def _client(
                 stats.refused[status] = stats.refused.get(status, 0) + 1
                 if status in (0, 409):
                     break
-            await asyncio.sleep(gap)
     except (OSError, asyncio.IncompleteReadError, ValueError):
         stats.dropped += 1
     finally:
         writer.close()
+
+
+async def _socket_client(
+    port: int, row: int, seat: str, token: str, actions: int, gap: float, stats: Stats
+) -> None:
+    """One agent acting on its seat's WebSocket: ``actions`` messages on a fixed schedule, each
+    acknowledged on the socket, while the socket also brings each tick's message."""
+    from websockets.asyncio.client import connect
+
+    sent: dict[str, tuple[float, float]] = {}  # key -> (send time, value)
+    done = asyncio.Event()
+
+    async def read(ws: Any) -> None:
+        answered = 0
+        async for raw in ws:
+            message = json.loads(raw)
+            if "ack" in message or "error" in message:
+                at, value = sent.pop(message["key"])
+                stats.latencies.append(time.perf_counter() - at)
+                if "ack" in message:
+                    stats.acks[(row, int(message["ack"]["applies_at_tick"]))] = value
+                else:
+                    status = int(message["error"]["status"])
+                    stats.refused[status] = stats.refused.get(status, 0) + 1
+                answered += 1
+                if answered == actions:
+                    done.set()
+            elif "tick" in message and "observation" in message:
+                stats.ws_messages += 1
+
+    try:
+        async with connect(
+            f"ws://127.0.0.1:{port}/api/v1/seats/{seat}/stream?token={token}",
+            compression=None,
+        ) as ws:
+            await ws.recv()  # the view at joining
+            reader = asyncio.ensure_future(read(ws))
+            loop = asyncio.get_running_loop()
+            start = loop.time() + gap * (row % 97) / 97
+            for i in range(actions):
+                await asyncio.sleep(max(0.0, start + i * gap - loop.time()))
+                value = round(-0.9 + 1.8 * ((row * 31 + i * 7) % 101) / 100, 6)
+                key = f"{row}-{i}"
+                sent[key] = (time.perf_counter(), value)
+                await ws.send(json.dumps({"action": [value], "key": key}))
+            await asyncio.wait_for(done.wait(), 60)
+            reader.cancel()
+    except (TimeoutError, OSError, ValueError, KeyError):
+        stats.dropped += 1
+    except Exception:  # noqa: BLE001 -- a dropped socket is counted, whatever broke it
+        stats.dropped += 1
 
 
 async def _watch(port: int, seat: str, token: str, stats: Stats, stop: asyncio.Event) -> None:
@@ -135,18 +219,25 @@ async def _watch(port: int, seat: str, token: str, stats: Stats, stop: asyncio.E
 
 
 async def _load(
-    port: int, tokens: dict[str, str], actions: int, gap: float, watchers: int, stats: Stats
+    port: int,
+    tokens: dict[str, str],
+    actions: int,
+    gap: float,
+    watching: list[str],
+    stats: Stats,
+    channel: str,
 ) -> float:
     seats = sorted(s for s in tokens if s != "admin")
+    client = _socket_client if channel == "websocket" else _client
     stop = asyncio.Event()
     watch = [
         asyncio.create_task(_watch(port, seat, tokens[seat], stats, stop))
-        for seat in seats[:watchers]
+        for seat in (watching if channel == "http" else [])
     ]
     start = time.perf_counter()
     await asyncio.gather(
         *(
-            _client(port, int(seat.rsplit("-", 1)[1]), seat, tokens[seat], actions, gap, stats)
+            client(port, int(seat.rsplit("-", 1)[1]), seat, tokens[seat], actions, gap, stats)
             for seat in seats
         )
     )
@@ -158,15 +249,39 @@ async def _load(
     return wall
 
 
-def measure(clients: int, seconds: float, watchers: int) -> dict[str, Any]:
-    """Serve a world with ``clients`` seats for about ``seconds`` and load it."""
-    ticks = int(seconds) + 5
-    rate = 5.0  # actions a second per client: 1,000 clients offer 5,000 actions/s
+RATE = 6.0  # actions a second per client: 1,000 clients offer 6,000 actions/s
+
+
+def _client_process(
+    port: int,
+    tokens: dict[str, str],
+    actions: int,
+    gap: float,
+    watching: list[str],
+    channel: str,
+    cpus: set[int],
+) -> tuple[Stats, float]:
+    """A share of the clients, in this process on ``cpus``: what they saw and the wall time."""
+    os.sched_setaffinity(0, cpus)
+    stats = Stats()
+    wall = _run(_load(port, tokens, actions, gap, watching, stats, channel))
+    return stats, wall
+
+
+def measure(clients: int, seconds: float, watchers: int, channel: str = "http") -> dict[str, Any]:
+    """Serve a world with ``clients`` seats for about ``seconds`` and load it: actions over HTTP
+    (``watchers`` of the clients also hold their WebSocket), or over each client's WebSocket
+    (``channel="websocket"``: every client holds one, so ``watchers`` is every client)."""
+    if channel == "websocket":
+        watchers = clients
+    ticks = int(seconds) + 8
+    rate = RATE
     actions = int(seconds * rate)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         (folder / "load.toml").write_text(SCENARIO.format(ticks=ticks, clients=clients))
         port = _free_port()
+        pinned = pinning()
         server = subprocess.Popen(
             [
                 *(sys.executable, "-m", "runtime.cli", "serve", str(folder / "load.toml")),
@@ -177,7 +292,9 @@ def measure(clients: int, seconds: float, watchers: int) -> dict[str, Any]:
             stderr=subprocess.PIPE,
             text=True,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            preexec_fn=None if pinned is None else lambda: os.sched_setaffinity(0, pinned[0]),
         )
+        mine = os.sched_getaffinity(0)
         try:
             deadline = time.monotonic() + 120
             while not (folder / "tokens.txt").exists() or not _listening(port):
@@ -187,9 +304,47 @@ def measure(clients: int, seconds: float, watchers: int) -> dict[str, Any]:
             tokens = dict(
                 line.split(" ", 1) for line in (folder / "tokens.txt").read_text().splitlines()
             )
+            # The first ticks compile the World's kernels (numba's cache may be cold): the load
+            # starts once two ticks have run.
+            while _tick(port) < 2:
+                if server.poll() is not None or time.monotonic() > deadline + 120:
+                    raise RuntimeError(f"agora serve stopped: {server.stderr.read()}")  # type: ignore[union-attr]
+                time.sleep(0.05)
             first_tick = _tick(port)
+            seats = sorted(s for s in tokens if s != "admin")
+            watching = seats[:watchers]
+            cpus = sorted(pinned[1]) if pinned is not None else sorted(mine)
+            # One client process per client CPU (at most 8), each with its share of the seats:
+            # a single process of 1,000 WebSocket clients would measure itself, not the server.
+            groups = max(1, min(len(cpus), 8)) if pinned is not None else 1
+            jobs = [
+                (
+                    port,
+                    {s: tokens[s] for s in seats[g::groups]},
+                    actions,
+                    1.0 / rate,
+                    [s for s in watching if s in seats[g::groups]],
+                    channel,
+                    {cpus[g % len(cpus)]} if pinned is not None else set(mine),
+                )
+                for g in range(groups)
+            ]
+            if groups == 1:
+                results = [_client_process(*jobs[0])]
+            else:
+                spawn = multiprocessing.get_context("spawn")
+                with concurrent.futures.ProcessPoolExecutor(groups, mp_context=spawn) as pool:
+                    results = list(pool.map(_client_process, *zip(*jobs, strict=True)))
             stats = Stats()
-            wall = _run(_load(port, tokens, actions, 1.0 / rate, watchers, stats))
+            for part, _ in results:
+                stats.latencies += part.latencies
+                stats.acks.update(part.acks)
+                for status, count in part.refused.items():
+                    stats.refused[status] = stats.refused.get(status, 0) + count
+                stats.dropped += part.dropped
+                stats.ws_messages += part.ws_messages
+            wall = max(w for _, w in results)
+            os.sched_setaffinity(0, mine)
             ticks_seen = _tick(port) - first_tick
             server.wait(timeout=ticks + 60)
         finally:
@@ -242,14 +397,30 @@ def _tick(port: int) -> int:
 
 def run(quick: bool) -> Rows:
     """One row per load: actions/s, latency, WebSocket messages per tick, drops, missing acks."""
-    loads = [(100, 10.0, 20)] if quick else [(100, 60.0, 100), (1000, 60.0, 200)]
+    loads = (
+        [(100, 10.0, 20, "http"), (100, 10.0, 100, "websocket")]
+        if quick
+        else [(100, 60.0, 100, "http"), (1000, 60.0, 200, "http"), (1000, 60.0, 0, "websocket")]
+    )
     rows: Rows = []
-    for clients, seconds, watchers in loads:
-        m = measure(clients, seconds, watchers)
+    pinned = pinning()
+    where = (
+        "; clients and server share the CPUs"
+        if pinned is None
+        else f"; server on {len(pinned[0])} CPUs, clients on {len(pinned[1])} others"
+    )
+    for clients, seconds, watchers, channel in loads:
+        m = measure(clients, seconds, watchers, channel)
+        watchers = m["watchers"]
+        how = (
+            f"over HTTP, {watchers} also on WebSocket"
+            if channel == "http"
+            else "over each client's WebSocket"
+        )
         rows.append(
             (
-                f"{clients:,} clients x {int(seconds * 5)} actions (5/s each), "
-                f"{watchers} on WebSocket",
+                f"{clients:,} clients x {int(seconds * RATE)} actions ({RATE:g}/s each) "
+                f"{how}{where}",
                 f"{m['acked'] / m['wall']:,.0f}",
                 f"{m['p50']:.1f} / {m['p99']:.1f}",
                 f"{m['ws_per_tick']:.0f} of {watchers}",

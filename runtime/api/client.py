@@ -2,7 +2,9 @@
 
 * :class:`Client` -- one seat, synchronous: ``view()``, ``act(action)``, ``stake(micro)``,
   ``ticks()`` (each tick's message from the seat's WebSocket).
-* :class:`AsyncClient` -- the same with ``async``/``await``.
+* :class:`AsyncClient` -- the same with ``async``/``await``; ``stream()`` opens the seat's
+  WebSocket for both directions (:class:`SeatStream`): tick messages in, actions out, each
+  acknowledged on the socket, so one connection does both.
 * :class:`RemoteSeatEnv` -- the seat as a ``gymnasium.Env``: ``step`` sends the action and waits
   for the tick that applied it, so a policy trained in ``agora/Scenario-v0`` acts unchanged.
 * :class:`ServeError` -- a refusal from the server: its HTTP status, the field and the reason.
@@ -213,6 +215,10 @@ class AsyncClient:
             _refusal(exc)
             raise
 
+    def stream(self) -> SeatStream:
+        """The seat's WebSocket for ticks and actions: ``async with client.stream() as s``."""
+        return SeatStream(_ws_url(self.url, self.seat, self._token))
+
     async def close(self) -> None:
         """Close the connection pool."""
         await self._http.aclose()
@@ -222,6 +228,88 @@ class AsyncClient:
 
     async def __aexit__(self, *_: object) -> None:
         await self.close()
+
+
+class SeatStream:
+    """A seat's WebSocket, both ways: :meth:`ticks` yields the view at joining and each tick's
+    message; :meth:`act` sends an action and returns its acknowledgement (ServeError if refused).
+    Use it as ``async with client.stream() as stream``."""
+
+    def __init__(self, url: str) -> None:
+        self._url = url
+        self._ws: Any = None
+        self._reader: Any = None
+        self._waiting: dict[str, Any] = {}  # key -> future of its answer
+        self._ticks: Any = None
+
+    async def __aenter__(self) -> SeatStream:
+        import asyncio
+
+        from websockets.asyncio.client import connect
+        from websockets.exceptions import ConnectionClosed
+
+        try:
+            self._ws = await connect(self._url)
+        except ConnectionClosed as exc:
+            _refusal(exc)
+            raise
+        self._ticks = asyncio.Queue()
+        self._reader = asyncio.ensure_future(self._read())
+        return self
+
+    async def _read(self) -> None:
+        from websockets.exceptions import ConnectionClosed
+
+        try:
+            async for raw in self._ws:
+                message = json.loads(raw)
+                if "ack" in message or "error" in message:
+                    future = self._waiting.pop(message.get("key"), None)
+                    if future is not None and not future.done():
+                        future.set_result(message)
+                    continue
+                await self._ticks.put(message)
+        except ConnectionClosed as exc:
+            try:
+                _refusal(exc)
+            except ServeError as refused:
+                await self._ticks.put(refused)
+        finally:
+            await self._ticks.put(None)
+            for future in self._waiting.values():
+                if not future.done():
+                    future.set_exception(ConnectionError("the seat's stream closed"))
+
+    async def act(self, action: Any, key: str | None = None) -> dict[str, Any]:
+        """Send the seat's action for its next tick; its acknowledgement (as ``Client.act``)."""
+        import asyncio
+
+        key = key or uuid.uuid4().hex
+        future = asyncio.get_running_loop().create_future()
+        self._waiting[key] = future
+        await self._ws.send(json.dumps({"action": _action_body(action), "key": key}))
+        answer = await future
+        if "error" in answer:
+            error = answer["error"]
+            raise ServeError(int(error["status"]), str(error["field"]), str(error["reason"]))
+        return answer["ack"]  # type: ignore[no-any-return]
+
+    async def ticks(self) -> AsyncIterator[dict[str, Any]]:
+        """The view at joining, then one message per tick, until the run finishes."""
+        while True:
+            message = await self._ticks.get()
+            if message is None:
+                return
+            if isinstance(message, ServeError):
+                raise message
+            yield message
+            if message.get("finished"):
+                return
+
+    async def __aexit__(self, *_: object) -> None:
+        await self._ws.close()
+        if self._reader is not None:
+            await self._reader
 
 
 class RemoteSeatEnv:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -97,8 +98,13 @@ def serve(
     import uvicorn
 
     from runtime.kernel.errors import RunDirError, ScenarioError
-    from runtime.serve.app import make_app
+    from runtime.serve.app import MAX_BODY, make_app
     from runtime.serve.host import Host
+
+    # The world's tick runs in a worker thread beside the event loop; a short switch interval
+    # lets the loop take the interpreter back within half a millisecond to answer a request,
+    # instead of the default five.
+    sys.setswitchinterval(0.0005)
 
     async def main() -> None:
         try:
@@ -135,6 +141,7 @@ def serve(
             lifespan="on",
             http="httptools",
             ws_per_message_deflate=False,  # the tick messages are small: compressing costs more
+            ws_max_size=MAX_BODY,  # a larger message on a seat's stream closes it (1009)
         )
         server = uvicorn.Server(config)
 

@@ -13,7 +13,8 @@ Routes (the OpenAPI schema is at ``/openapi.json``, its pages at ``/docs``):
 * ``GET /api/v1/proposals`` -- the organisation's proposals, their state and tally (no token).
 * ``POST /api/v1/seats/{seat}/vote`` -- a member seat's vote on an open proposal (its token).
 * ``WS /api/v1/seats/{seat}/stream?token=...`` -- each tick's observation and the events naming
-  the seat.
+  the seat; the seat may send its actions on it too (``{"action": [...], "key": ...}``, answered
+  by ``{"ack": {...}, "key": ...}`` or ``{"error": {...}, "key": ...}``), as it would POST them.
 * ``WS /api/v1/stream`` -- each tick's dashboard row.
 * ``POST /api/v1/admin/pause``, ``/resume``, ``/speed``, ``/fault``, ``/proposal`` -- the
   operator (the admin token).
@@ -27,7 +28,9 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+from collections.abc import Callable
 from contextlib import asynccontextmanager
+from functools import partial
 from importlib import resources
 from typing import Any
 
@@ -36,7 +39,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from runtime.serve.host import Host, Refused
+from runtime.serve.host import Host, Message, Refused
 
 MAX_BODY = 16 * 1024  # bytes: a larger request body is refused with 413
 QUEUE = 64  # messages a subscriber may fall behind before it loses the oldest
@@ -233,25 +236,26 @@ def make_app(host: Host, *, run_loop: bool = True) -> Front:
 
     @app.websocket("/api/v1/seats/{seat_id}/stream")
     async def seat_stream(websocket: WebSocket, seat_id: str) -> None:
+        token = websocket.query_params.get("token")
         try:
-            seat = host.seat(seat_id, websocket.query_params.get("token"))
+            seat = host.seat(seat_id, token)
         except Refused as exc:  # accepted only to say why: 4401, 4403 or 4404 and the reason
             await websocket.accept()
             await websocket.close(code=4000 + exc.status, reason=exc.reason[:120])
             return
         await websocket.accept()
-        q: asyncio.Queue[dict[str, Any]] = asyncio.Queue(QUEUE)
+        q: asyncio.Queue[Message] = asyncio.Queue(QUEUE)
         seat.queues.add(q)
         try:
             await websocket.send_json({"tick": host.world.tick, **host.seat_view(seat)})
-            await _pump(websocket, q)
+            await _pump(websocket, q, partial(_socket_action, host, seat_id, token))
         finally:
             seat.queues.discard(q)
 
     @app.websocket("/api/v1/stream")
     async def stream(websocket: WebSocket) -> None:
         await websocket.accept()
-        q: asyncio.Queue[dict[str, Any]] = asyncio.Queue(QUEUE)
+        q: asyncio.Queue[Message] = asyncio.Queue(QUEUE)
         host.watchers.add(q)
         try:
             await websocket.send_json({"world": host.world_view()})
@@ -271,15 +275,46 @@ def parse_json(body: bytes) -> Any:
         raise Refused(400, "body", f"not JSON ({str(exc)[:120]})") from None
 
 
+def _socket_action(host: Host, seat_id: str, token: str | None, text: str) -> dict[str, Any]:
+    """The answer to a message a seat sent on its stream: an action, as ``POST .../action``
+    takes it (the same checks, rate limit and idempotency keys), echoing the message's ``key``."""
+    key = None
+    try:
+        body = text.encode("utf-8", "surrogatepass")
+        if len(body) > MAX_BODY:
+            raise Refused(413, "body", f"larger than {MAX_BODY} bytes")
+        message = parse_json(body)
+        if isinstance(message, dict):
+            key = message.pop("key", None)
+            if key is not None and not isinstance(key, str):
+                key = None
+                raise Refused(422, "key", "must be a string (the action's idempotency key)")
+        # The message's text is the body a reused key is compared with (the key is in both).
+        return {"ack": act(host, seat_id, token, key, body, message), "key": key}
+    except Refused as exc:
+        error = {"status": exc.status, "field": exc.field, "reason": exc.reason}
+        if exc.retry_after is not None:
+            error["retry_after"] = exc.retry_after
+        return {"error": error, "key": key}
+
+
 def act_on(
     host: Host, seat_id: str, token: str | None, key: str | None, body: bytes
 ) -> dict[str, Any]:
     """``POST /api/v1/seats/{seat_id}/action``: check, then accept (Refused otherwise)."""
-    seat = host.seat(seat_id, token)
-    host.throttle(seat)
     if len(body) > MAX_BODY:
         raise Refused(413, "body", f"larger than {MAX_BODY} bytes")
-    payload = parse_json(body)
+    return act(host, seat_id, token, key, body, None)
+
+
+def act(
+    host: Host, seat_id: str, token: str | None, key: str | None, body: bytes, payload: Any
+) -> dict[str, Any]:
+    """A seat's action, from a request ``body`` (parsed here unless ``payload`` is given)."""
+    seat = host.seat(seat_id, token)
+    host.throttle(seat)
+    if payload is None:
+        payload = parse_json(body)
     if not isinstance(payload, dict) or set(payload) - {"action"} or "action" not in payload:
         raise Refused(422, "body", 'expected {"action": [numbers]}')
     action = payload["action"]
@@ -374,20 +409,42 @@ async def _send_json(
     await send({"type": "http.response.body", "body": body})
 
 
-async def _pump(websocket: WebSocket, q: asyncio.Queue[dict[str, Any]]) -> None:
-    """Send queued messages until the client leaves, the server stops, or the run finishes."""
+async def _pump(
+    websocket: WebSocket,
+    q: asyncio.Queue[Message],
+    answer: Callable[[str], dict[str, Any]] | None = None,
+) -> None:
+    """Send queued messages until the client leaves, the server stops, or the run finishes; with
+    ``answer``, each text message the client sends is answered with ``answer(text)``."""
+    lock = asyncio.Lock()  # one message at a time on the socket: tick messages and answers
 
     async def send() -> None:
         while True:
             message = await q.get()
-            await websocket.send_json(message)
+            async with lock:
+                if isinstance(message, str):  # a tick's message, encoded off the loop's thread
+                    await websocket.send_text(message)
+                    continue
+                await websocket.send_json(message)
             if message.get("finished"):
                 await websocket.close()
                 return
 
-    async def listen() -> None:  # a client says nothing; it only leaves
-        while (await websocket.receive())["type"] != "websocket.disconnect":
-            pass
+    async def listen() -> None:
+        while True:
+            message = await websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            if answer is None:
+                continue  # a watcher only listens
+            text = message.get("text")
+            reply = (
+                answer(text)
+                if text is not None
+                else {"error": {"status": 400, "field": "message", "reason": "send text (JSON)"}}
+            )
+            async with lock:
+                await websocket.send_text(json.dumps(reply, separators=(",", ":")))
 
     tasks = [asyncio.ensure_future(send()), asyncio.ensure_future(listen())]
     try:

@@ -47,6 +47,9 @@ IDEMPOTENCY_KEYS_KEPT = 1024  # per seat: the newest keys and their answers
 EVENTS_PER_MESSAGE = 200  # a seat's feed carries at most this many of a tick's events
 SERIES_KEPT = 2000  # ticks of dashboard series kept in memory
 
+# What a subscriber's queue holds: a message, or a tick's message already encoded as JSON text.
+Message = dict[str, Any] | str
+
 
 class Refused(Exception):
     """A request the host refuses: an HTTP status, the field at fault and the reason."""
@@ -86,6 +89,30 @@ class RateLimit:
 
 
 @dataclass
+class GovernanceView:
+    """The organisation as the host last read it: what requests are checked against."""
+
+    proposals: list[dict[str, Any]] = field(default_factory=list)
+    votes: list[dict[int, bool]] = field(default_factory=list)  # each proposal's, by member
+    weights: list[npt.NDArray[np.int64]] = field(default_factory=list)
+    stakes: npt.NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, np.int64))
+    active: npt.NDArray[np.bool_] = field(default_factory=lambda: np.zeros(0, np.bool_))
+
+    def can_vote_on(self, member: int | None, at: int) -> list[int]:
+        """The proposals ``member`` may still vote on at tick ``at``."""
+        if member is None:
+            return []
+        return [
+            p["id"]
+            for p in self.proposals
+            if p["state"] == "open"
+            and p["closes_at"] > at
+            and self.weights[p["id"]][member] > 0
+            and member not in self.votes[p["id"]]
+        ]
+
+
+@dataclass
 class Seat:
     """One agent of a population that an outside agent drives."""
 
@@ -97,7 +124,7 @@ class Seat:
     token_hash: bytes
     limit: RateLimit
     answers: OrderedDict[str, tuple[str, dict[str, Any]]] = field(default_factory=OrderedDict)
-    queues: set[asyncio.Queue[dict[str, Any]]] = field(default_factory=set)
+    queues: set[asyncio.Queue[Message]] = field(default_factory=set)
 
 
 class Host:
@@ -172,6 +199,19 @@ class Host:
             name: pop.control_form()  # type: ignore[attr-defined]
             for name, pop in self.pops.items()
         }
+        # Each one-dimensional action space's bounds, for the fast check of an action.
+        self.bounds: dict[str, tuple[list[float], list[float]] | None] = {}
+        for name, form in self.forms.items():
+            space = form.action_space
+            one_dim = len(space.shape) == 1
+            self.bounds[name] = (
+                (
+                    np.asarray(space.low, np.float64).tolist(),
+                    np.asarray(space.high, np.float64).tolist(),
+                )
+                if one_dim
+                else None
+            )
         self.tokens: dict[str, str] = {}  # shown once, then dropped by the caller
         self.seats: dict[str, Seat] = {}
         for name, idx in seats.items():
@@ -199,7 +239,7 @@ class Host:
         self.summary_path: Path | None = None
         self.accepted = 0
         self.series: list[dict[str, Any]] = []
-        self.watchers: set[asyncio.Queue[dict[str, Any]]] = set()
+        self.watchers: set[asyncio.Queue[Message]] = set()
         self.operator_log = out / "served" / "operator.jsonl"
         self._resume = asyncio.Event()
         self.paused = paused
@@ -217,11 +257,7 @@ class Host:
             self.members = {
                 sid: index[s.account] for sid, s in self.seats.items() if s.account in index
             }
-        self.proposals: list[dict[str, Any]] = []  # governance as of the last tick's end
-        self._votes: list[dict[int, bool]] = []  # each proposal's votes, by member
-        self._weights: list[npt.NDArray[np.int64]] = []
-        self._stakes: npt.NDArray[np.int64] = np.zeros(0, np.int64)
-        self._active: npt.NDArray[np.bool_] = np.zeros(0, np.bool_)
+        self.gov = GovernanceView()
         self._observe()
 
     # ------------------------------------------------------------------ authentication
@@ -286,24 +322,42 @@ class Host:
                     "tick",
                     f"the run's last tick ({self.ticks - 1}) has begun; no tick is left",
                 )
-            form = self.forms[seat.population]
-            try:
-                row = form.check(np.asarray([action]), lambda _: seat.id)
-            except (ValueError, TypeError) as exc:
-                raise Refused(422, "action", str(exc)) from None
+            values = self._inside(seat.population, action)
+            if values is None:  # the form's own check names what is wrong
+                form = self.forms[seat.population]
+                try:
+                    values = form.check(np.asarray([action]), lambda _: seat.id)[0].tolist()
+                except (ValueError, TypeError) as exc:
+                    raise Refused(422, "action", str(exc)) from None
             pending = self.pending[seat.population]
             replaced = bool(not np.isnan(pending[seat.row]).all())
-            pending[seat.row] = row[0]
+            pending[seat.row] = values
             self.accepted += 1
             return {
                 "accepted": True,
                 "seat": seat.id,
                 "applies_at_tick": self.next_tick(),
                 "replaced_earlier_action": replaced,
-                "action": row[0].tolist(),
+                "action": values,
             }
 
         return self._once(seat, key, body, accept)
+
+    def _inside(self, population: str, action: Any) -> list[float] | None:
+        """``action`` as floats when it is a flat list of finite numbers inside the population's
+        (one-dimensional) action space; None otherwise. The fast path of every action."""
+        bounds = self.bounds[population]
+        if bounds is None or not isinstance(action, list) or len(action) != len(bounds[0]):
+            return None
+        try:
+            values = [float(x) for x in action if not isinstance(x, bool)]
+        except (TypeError, ValueError, OverflowError):
+            return None
+        if len(values) != len(action) or not all(
+            lo <= x <= hi for x, lo, hi in zip(values, *bounds, strict=True)
+        ):
+            return None  # NaN fails every comparison, as infinities fail the bounds
+        return values
 
     def stake(self, seat: Seat, micro: Any, key: str | None, body: bytes) -> dict[str, Any]:
         """Stake (``micro > 0``) or unstake (``micro < 0``) micro-credits of ``seat``'s account at
@@ -369,12 +423,13 @@ class Host:
                     f"seat {seat.id!r} is not a member of the organisation (its members are "
                     f"the {org.cfg.members!r} population)",
                 )
-            if pid >= len(self.proposals):
+            gov = self.gov  # one snapshot throughout
+            if pid >= len(gov.proposals):
                 raise Refused(
                     404, "proposal", f"no proposal {pid}; GET /api/v1/proposals lists them"
                 )
             at = self.next_tick()
-            prop = self.proposals[pid]
+            prop = gov.proposals[pid]
             if prop["state"] != "open" or prop["closes_at"] <= at:
                 raise Refused(
                     409,
@@ -382,7 +437,7 @@ class Host:
                     f"proposal {pid} is closed for voting at tick {at} (state {prop['state']}, "
                     f"voting closes at tick {prop['closes_at']})",
                 )
-            if self._weights[pid][member] == 0:
+            if gov.weights[pid][member] == 0:
                 raise Refused(
                     422, "seat", f"seat {seat.id!r} had no weight when proposal {pid} opened"
                 )
@@ -394,7 +449,7 @@ class Host:
                 and e["vote"]["proposal"] == pid
                 for e in outside.pending
             )
-            if member in self._votes[pid] or queued:
+            if member in gov.votes[pid] or queued:
                 raise Refused(409, "proposal", f"seat {seat.id!r} already voted on proposal {pid}")
             outside.vote(seat.account, pid, support, at)
             return {
@@ -438,8 +493,8 @@ class Host:
                 dict(config.changes),
                 config.target if config.kind != "params" else -1,
                 config.credits,
-                self._stakes,
-                self._active,
+                self.gov.stakes,
+                self.gov.active,
             )
         except GovernanceError as exc:
             raise Refused(422, "proposal", str(exc)) from None
@@ -456,24 +511,24 @@ class Host:
     def _once(self, seat: Seat, key: str | None, body: bytes, accept: Any) -> dict[str, Any]:
         """``accept()``'s answer, once per idempotency ``key``: a resend with the same body gets
         the first answer again; the key with another body is refused (409)."""
+        if key is None:
+            return accept()  # type: ignore[no-any-return]
+        if not 1 <= len(key) <= 200:
+            raise Refused(422, "Idempotency-Key", "must be 1 to 200 characters")
         digest = hashlib.sha256(body).hexdigest()
-        if key is not None:
-            if not 1 <= len(key) <= 200:
-                raise Refused(422, "Idempotency-Key", "must be 1 to 200 characters")
-            if key in seat.answers:
-                first, answer = seat.answers[key]
-                if first != digest:
-                    raise Refused(
-                        409,
-                        "Idempotency-Key",
-                        f"{key!r} was used with a different body; use a new key for a new request",
-                    )
-                return {**answer, "replayed": True}
+        if key in seat.answers:
+            first, answer = seat.answers[key]
+            if first != digest:
+                raise Refused(
+                    409,
+                    "Idempotency-Key",
+                    f"{key!r} was used with a different body; use a new key for a new request",
+                )
+            return {**answer, "replayed": True}
         answer: dict[str, Any] = accept()
-        if key is not None:
-            seat.answers[key] = (digest, answer)
-            while len(seat.answers) > IDEMPOTENCY_KEYS_KEPT:
-                seat.answers.popitem(last=False)
+        seat.answers[key] = (digest, answer)
+        while len(seat.answers) > IDEMPOTENCY_KEYS_KEPT:
+            seat.answers.popitem(last=False)
         return answer
 
     # ------------------------------------------------------------------ views
@@ -502,15 +557,7 @@ class Host:
             },
             "observation_space": {"shape": list(form.observation_space.shape)},
             "member": seat.id in self.members,
-            "can_vote_on": [
-                p["id"]
-                for p in self.proposals
-                if seat.id in self.members
-                and p["state"] == "open"
-                and p["closes_at"] > self.next_tick()
-                and self._weights[p["id"]][self.members[seat.id]] > 0
-                and self.members[seat.id] not in self._votes[p["id"]]
-            ],
+            "can_vote_on": self.gov.can_vote_on(self.members.get(seat.id), self.next_tick()),
             "pending_action": None
             if np.isnan(self.pending[seat.population][seat.row]).all()
             else self.pending[seat.population][seat.row].tolist(),
@@ -538,10 +585,17 @@ class Host:
     def _on_batch(self, batch: pa.RecordBatch) -> None:
         self._batch = batch
 
+    @property
+    def proposals(self) -> list[dict[str, Any]]:
+        """The organisation's proposals as of the last tick's end (empty without governance)."""
+        return self.gov.proposals
+
     def _observe(self) -> None:
-        """Read what the seats and the dashboard see after a tick (on the loop's thread)."""
+        """Read what the seats and the dashboard see after a tick, while the world is between
+        ticks; each view replaces the last whole, so a request reads one or the other."""
         world = self.world
         ledger = world.local_ledgers[0]
+        views = {}
         for name, pop in self.pops.items():
             control_seats = np.array(
                 sorted(s.index for s in self.seats.values() if s.population == name),
@@ -551,24 +605,26 @@ class Host:
             wealth = wealth_micro(world, pop, control_seats)
             stake = ledger.staked_of(accounts)
             reputation = world.reputation.score(accounts)
-            self.views[name] = {
+            views[name] = {
                 "observation": pop.observe(world, control_seats).astype(float).tolist(),  # type: ignore[attr-defined]
                 "balance": (wealth - stake).tolist(),
                 "stake": stake.tolist(),
                 "reputation": [float(x) for x in reputation],
                 "price": float(world.market.prices.mean()) / world.MICRO,
             }
+        self.views = views
         org = world.organisation
         if org is not None:
             nao = org.nao
-            self._stakes = org.stakes()
-            self._active = nao.active.copy()
-            self._votes = [dict(p.votes) for p in nao.proposals]
-            self._weights = [p.weights.copy() for p in nao.proposals]
-            self.proposals = []
+            gov = GovernanceView(
+                stakes=org.stakes(),
+                active=nao.active.copy(),
+                votes=[dict(p.votes) for p in nao.proposals],
+                weights=[p.weights.copy() for p in nao.proposals],
+            )
             for p in nao.proposals:
                 yes, no, total = p.tally()
-                self.proposals.append(
+                gov.proposals.append(
                     {
                         "id": p.id,
                         "kind": p.kind,
@@ -585,6 +641,7 @@ class Host:
                         "votes": len(p.votes),
                     }
                 )
+            self.gov = gov
 
     def tick_row(self) -> dict[str, Any]:
         """The dashboard's row for the tick just run."""
@@ -679,34 +736,50 @@ class Host:
                 self.running = tick
                 self._batch = None
                 try:
-                    await asyncio.to_thread(self.world.run, tick + 1)
+                    # The tick, and reading what it made, run off the event loop's thread, so
+                    # requests are answered meanwhile; only the hand-over below is on it.
+                    row, messages = await asyncio.to_thread(self._tick, tick)
                 finally:
                     self.running = None
-                self._observe()
-                self._publish(tick)
+                self._publish(row, messages)
             self.summary_path = await asyncio.to_thread(self.run.finish)
         finally:
             self.finished = True
             self._broadcast_watchers({"finished": True, "tick": self.world.tick})
             for seat in self.seats.values():
                 for q in seat.queues:
-                    q.put_nowait({"finished": True, "tick": self.world.tick})
+                    _offer(q, {"finished": True, "tick": self.world.tick})
 
-    def _publish(self, tick: int) -> None:
-        row = self.tick_row()
+    def _tick(self, tick: int) -> tuple[dict[str, Any], list[tuple[Seat, str]]]:
+        """Run ``tick`` and read its views, the dashboard's row and each subscribed seat's
+        message, encoded (in the worker thread)."""
+        self.world.run(tick + 1)
+        self._observe()
+        messages = [
+            (
+                seat,
+                json.dumps(
+                    {
+                        "tick": tick,
+                        "next_tick": self.world.tick,
+                        **{k: v for k, v in self.seat_view(seat).items() if k != "action_space"},
+                        "events": [] if self._batch is None else _feed(self._batch, seat.account),
+                    },
+                    separators=(",", ":"),
+                ),
+            )
+            for seat in list(self.seats.values())
+            if seat.queues
+        ]
+        return self.tick_row(), messages
+
+    def _publish(self, row: dict[str, Any], messages: list[tuple[Seat, str]]) -> None:
+        """Hand a tick's row and messages to their subscribers (on the loop's thread)."""
         self.series.append(row)
         del self.series[:-SERIES_KEPT]
         self._broadcast_watchers({"row": row})
-        for seat in self.seats.values():
-            if not seat.queues:
-                continue
-            message = {
-                "tick": tick,
-                "next_tick": self.world.tick,
-                **{k: v for k, v in self.seat_view(seat).items() if k != "action_space"},
-                "events": [] if self._batch is None else _feed(self._batch, seat.account),
-            }
-            for q in seat.queues:
+        for seat, message in messages:
+            for q in list(seat.queues):
                 _offer(q, message)
 
     def _broadcast_watchers(self, message: dict[str, Any]) -> None:
@@ -714,7 +787,7 @@ class Host:
             _offer(q, message)
 
 
-def _offer(q: asyncio.Queue[dict[str, Any]], message: dict[str, Any]) -> None:
+def _offer(q: asyncio.Queue[Message], message: Message) -> None:
     """Queue ``message``; a subscriber that fell behind loses its oldest message, not the host."""
     if q.full():
         q.get_nowait()

@@ -4,6 +4,7 @@ nothing."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import pickle
@@ -264,9 +265,10 @@ def test_a_seat_streams_its_ticks_and_the_dashboard_its_rows(tmp_path):
     import json
 
     import httpx
+    from websockets.exceptions import ConnectionClosed
     from websockets.sync.client import connect
 
-    from agora.client import Client, ServeError
+    from agora.client import AsyncClient, Client, ServeError
 
     port, tokens = free_port(), tmp_path / "tokens.txt"
     url = f"http://127.0.0.1:{port}"
@@ -282,6 +284,34 @@ def test_a_seat_streams_its_ticks_and_the_dashboard_its_rows(tmp_path):
     try:
         wait_until(lambda: _up(httpx, url) or server.poll() is not None, 120)
         lines = dict(line.split(" ", 1) for line in tokens.read_text().splitlines())
+        # Actions on a seat's stream get the checks a POST gets, answered on the socket (the
+        # clock is held: no tick message comes between).
+        stream = f"ws://127.0.0.1:{port}/api/v1/seats/negotiators-1/stream"
+        with connect(f"{stream}?token={lines['negotiators-1']}") as ws:
+            assert json.loads(ws.recv())["seat"] == "negotiators-1"
+            ws.send(json.dumps({"action": [0.25], "key": "a-1"}))
+            first = json.loads(ws.recv())
+            assert first["key"] == "a-1" and first["ack"]["applies_at_tick"] == 0
+            ws.send(json.dumps({"action": [0.25], "key": "a-1"}))  # a resend: the first answer
+            assert json.loads(ws.recv())["ack"]["replayed"] is True
+            for message, status, field in [
+                ({"action": [0.5], "key": "a-1"}, 409, "Idempotency-Key"),
+                ({"action": [7.0]}, 422, "action"),
+                ({"action": "up"}, 422, "action"),
+                ({"order": [0.1]}, 422, "body"),
+                ({"action": [0.1], "key": 5}, 422, "key"),
+            ]:
+                ws.send(json.dumps(message))
+                error = json.loads(ws.recv())["error"]
+                assert error["status"] == status and error["field"] == field, (message, error)
+            ws.send("{not json")
+            assert json.loads(ws.recv())["error"]["status"] == 400
+            ws.send(b"\x00")
+            assert json.loads(ws.recv())["error"]["field"] == "message"
+        pending = httpx.get(
+            f"{url}/api/v1/seats/negotiators-1", headers=bearer(lines["negotiators-1"])
+        ).json()["pending_action"]
+        assert pending == [0.25]
         with Client(url, "negotiators-0", lines["negotiators-0"]) as client:
             feed = client.ticks()
             first = next(feed)
@@ -295,6 +325,33 @@ def test_a_seat_streams_its_ticks_and_the_dashboard_its_rows(tmp_path):
                     message = json.loads(board.recv())
             feed.close()
         assert ticks == sorted(ticks) and len(set(ticks)) == 3
+
+        async def both_ways() -> tuple[dict, dict]:
+            async with AsyncClient(url, "negotiators-1", lines["negotiators-1"]) as seat:
+                async with seat.stream() as stream:
+                    messages = stream.ticks()
+                    joined = await anext(messages)
+                    ack = await stream.act([0.3])
+                    with pytest.raises(ServeError) as bad:
+                        await stream.act([9.0])
+                    assert bad.value.status == 422 and bad.value.field == "action"
+                    later = await anext(messages)
+                    while later["tick"] < ack["applies_at_tick"]:
+                        later = await anext(messages)
+                    assert later["tick"] >= joined["tick"]
+                    return ack, later
+
+        ack, applied = asyncio.run(both_ways())
+        assert ack["seat"] == "negotiators-1" and applied["tick"] == ack["applies_at_tick"]
+        # A message past the size limit closes the stream (1009), whatever it holds.
+        stream_url = f"ws://127.0.0.1:{port}/api/v1/seats/negotiators-0/stream"
+        with connect(f"{stream_url}?token={lines['negotiators-0']}") as ws:
+            ws.recv()
+            ws.send(json.dumps({"action": [0.1] * 5000}))
+            with pytest.raises(ConnectionClosed) as closed:
+                while True:
+                    ws.recv()
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009
         row = message["row"]
         assert {"tick", "price", "volume", "held", "issued", "wealth_hist", "seats"} <= set(row)
         with pytest.raises(ServeError) as refused:  # a wrong token: 4401 and the reason
