@@ -1,9 +1,11 @@
-"""The task auction's kernels: a continuous double auction (Gode & Sunder's rules) and its scores.
+"""The task auction's kernels: a continuous double auction (Gode & Sunder's rules), a call market
+that clears each round at one price, and their scores.
 
 :func:`double_auction` is the direct form (each post scans the standing orders: O(n) per post);
 :func:`double_auction_fast` keeps the standing orders in two heaps (O(log n) per post) and gives the
-same result, ties included -- the tests compare them on random markets. The negotiator role and the
-Market environments clear with the fast one.
+same result, ties included -- the tests compare them on random markets. The negotiator role clears
+with the fast one or with :func:`call_auction`, as the scenario's ``market.mechanism`` says; the
+Market environments with the fast one.
 """
 
 from __future__ import annotations
@@ -163,6 +165,81 @@ def double_auction_fast(is_buyer, limit, posts, order):
                 else:
                     na = _push(ak, ai, av, na, p, i, version[i])
     return partner, price
+
+
+@njit(cache=True)
+def call_auction(is_buyer, limit, posts, order):
+    """A call market in each round: every untraded agent's post of the round is collected, then the
+    round clears at one price; return (partner, price) per agent, as :func:`double_auction` does.
+
+    Bids are ranked high to low and asks low to high, equal posts by the round's arrival ``order``
+    (price-time priority within the batch); the k best bids meet the k best asks while the bid is
+    at least the ask, pair by pair. Every pair trades at the round's price, the middle of the range
+    that clears exactly those k pairs: from the larger of the k-th ask and the (k+1)-th bid to the
+    smaller of the k-th bid and the (k+1)-th ask. Posts that do not trade do not stand: each round
+    is a new call. A sort per round (no order book walked post by post), so the rounds' work is
+    parallel where the continuous auction's is sequential.
+    """
+    n = limit.shape[0]
+    partner = np.full(n, -1, dtype=np.int64)
+    price = np.zeros(n)
+    for r in range(posts.shape[0]):
+        buyers = np.empty(n, dtype=np.int64)
+        sellers = np.empty(n, dtype=np.int64)
+        nb = 0
+        ns = 0
+        for k in range(n):  # untraded agents in arrival order
+            i = order[r, k]
+            if partner[i] >= 0:
+                continue
+            if is_buyer[i]:
+                buyers[nb] = i
+                nb += 1
+            else:
+                sellers[ns] = i
+                ns += 1
+        if nb == 0 or ns == 0:
+            continue
+        buyers = buyers[:nb]
+        sellers = sellers[:ns]
+        bids = np.empty(nb)
+        for a in range(nb):
+            bids[a] = -posts[r, buyers[a]]
+        asks = np.empty(ns)
+        for a in range(ns):
+            asks[a] = posts[r, sellers[a]]
+        # A stable sort keeps arrival order among equal posts.
+        buyers = buyers[np.argsort(bids, kind="mergesort")]
+        sellers = sellers[np.argsort(asks, kind="mergesort")]
+        k = 0
+        while k < nb and k < ns and posts[r, buyers[k]] >= posts[r, sellers[k]]:
+            k += 1
+        if k == 0:
+            continue
+        low = posts[r, sellers[k - 1]]
+        if k < nb and posts[r, buyers[k]] > low:
+            low = posts[r, buyers[k]]
+        high = posts[r, buyers[k - 1]]
+        if k < ns and posts[r, sellers[k]] < high:
+            high = posts[r, sellers[k]]
+        at = (low + high) / 2.0
+        for a in range(k):
+            b, s = buyers[a], sellers[a]
+            partner[b], partner[s] = s, b
+            price[b] = at
+            price[s] = at
+    return partner, price
+
+
+MECHANISMS = ("cda", "call")  # the task auction's clearing rules: market.mechanism
+
+
+def clear(mechanism, is_buyer, limit, posts, order):  # type: ignore[no-untyped-def]
+    """The task auction cleared by ``mechanism``: ``"cda"`` (:func:`double_auction_fast`) or
+    ``"call"`` (:func:`call_auction`)."""
+    if mechanism == "call":
+        return call_auction(is_buyer, limit, posts, order)
+    return double_auction_fast(is_buyer, limit, posts, order)
 
 
 def max_surplus(is_buyer: npt.NDArray[np.bool_], limit: npt.NDArray[np.float64]) -> float:

@@ -34,7 +34,7 @@ from agents.auction import (
     CEILING,
     ROUNDS,
     arrival_orders,
-    double_auction_fast,
+    clear,
     max_surplus,
 )
 from agents.negotiator_core import HIDDEN, Policy, TorchPolicy, load_shared, make_policy
@@ -275,7 +275,7 @@ class NegotiatorPopulation(Population):
         limit = np.concatenate([value, cost])
         posts = np.concatenate([bids, asks], axis=1)
         order = arrival_orders(rng.random((ROUNDS, m + self.n)))
-        partner, price = double_auction_fast(is_buyer, limit, posts, order)
+        partner, price = clear(world.scenario.market.mechanism, is_buyer, limit, posts, order)
         tasks = np.flatnonzero(partner[:m] >= 0)
         if tasks.size:
             # A requester whose rights fall short of the contract price cannot sign: that task stays

@@ -206,6 +206,26 @@ SUITE_TABLES: dict[str, Suite] = {
             ),
         ),
     ),
+    "mechanism": Suite(
+        "mechanism",
+        (
+            (
+                "mechanism: the task auction as a continuous double auction (cda) and as a call "
+                "market per round (call), the default scenario at 10^4 agents, same seeds",
+                (
+                    "mechanism",
+                    "efficiency",
+                    "profit per negotiator (credits)",
+                    "contracts",
+                    "mean price (x posted)",
+                ),
+            ),
+            (
+                "mechanism: one tick's auction kernel (30 rounds, ZI-C posts) on this CPU",
+                ("agents", "cda ms", "call ms", "call's speed over cda's"),
+            ),
+        ),
+    ),
     "gpu": Suite(
         "gpu",
         (

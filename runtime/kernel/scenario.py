@@ -139,6 +139,19 @@ class EconomyConfig(_Strict):
         return data
 
 
+class MarketConfig(_Strict):
+    """How the task auction clears."""
+
+    mechanism: Literal["cda", "call"] = Field(
+        "cda",
+        description="The negotiators' task auction: `cda`, a continuous double auction (each post "
+        "trades at once against the best standing order, in arrival order: sequential by its "
+        "rules), or `call`, a call market in each round (every post of the round is collected, "
+        "then the round clears at one price by sorting bids and asks; price-time priority within "
+        "the round).",
+    )
+
+
 class PopulationConfig(_Strict):
     """A population of agents of one role, stepped as arrays.
 
@@ -465,6 +478,7 @@ class Scenario(_Strict):
     network: NetworkConfig = Field(NetworkConfig(), description="Regions and latency.")
     bus: BusConfig = Field(BusConfig(), description="Message bus faults.")
     economy: EconomyConfig = Field(EconomyConfig(), description="Ledger and market.")
+    market: MarketConfig = Field(MarketConfig(), description="How the task auction clears.")
     population: list[PopulationConfig] = Field([], description="Agent populations.")
     fault: list[FaultConfig] = Field([], description="Fault schedule.")
     record: RecordConfig = Field(RecordConfig(), description="Recording.")
