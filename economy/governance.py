@@ -41,6 +41,12 @@ class GovernanceParams:
     temperature: float = 1.0  # τ of the relevance softmax
 
     def __post_init__(self) -> None:
+        for name in ("voting_period", "timelock"):  # ticks: whole numbers, kept as ints
+            value = getattr(self, name)
+            if isinstance(value, float):
+                if not value.is_integer():
+                    raise GovernanceError(f"{name} must be a whole number of ticks, not {value}")
+                setattr(self, name, int(value))
         if not (
             0 <= self.quorum <= 1
             and 0 <= self.threshold <= 1
@@ -48,6 +54,7 @@ class GovernanceParams:
             and self.timelock >= 0
             and 0 < self.stake_exponent <= 1
             and self.temperature > 0
+            and np.isfinite(self.temperature)
         ):
             raise GovernanceError(f"invalid governance parameters: {self}")
 
@@ -295,7 +302,7 @@ class NAO:
         if prop.kind == "params":
             return ", ".join(f"{k}={v:g}" for k, v in sorted(prop.changes.items()))
         if prop.kind == "treasury":
-            return f"pay {prop.amount} credits from the treasury to account {prop.target}"
+            return f"pay {prop.amount} credits from the treasury to member {prop.target}"
         return f"{prop.kind} member {prop.target}"
 
     def close_open(self, now: int) -> list[Proposal]:

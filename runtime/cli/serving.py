@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import logging
 import os
 import sys
 from pathlib import Path
@@ -142,8 +143,10 @@ def serve(
             http="httptools",
             ws_per_message_deflate=False,  # the tick messages are small: compressing costs more
             ws_max_size=MAX_BODY,  # a larger message on a seat's stream closes it (1009)
+            timeout_graceful_shutdown=5,  # a client that holds a socket open cannot hold the exit
         )
         server = uvicorn.Server(config)
+        logging.getLogger("uvicorn.error").addFilter(_without_client_tracebacks)
 
         async def stop_when_finished() -> None:
             while not served.finished:
@@ -167,3 +170,12 @@ def serve(
         asyncio.run(main())
     else:
         uvloop.run(main())
+
+
+def _without_client_tracebacks(record: logging.LogRecord) -> bool:
+    """Keep uvicorn's line about a client that sent invalid UTF-8 (it closes the socket with
+    1007), without the traceback: the client was at fault, not the server."""
+    if record.getMessage().startswith("Invalid UTF-8"):
+        record.exc_info, record.exc_text = None, None
+        record.levelno, record.levelname = logging.WARNING, "WARNING"
+    return True

@@ -328,7 +328,13 @@ class GovernanceConfig(_Strict):
     threshold: Probability = Field(
         0.5, description="Fraction of the cast weight that must say yes."
     )
-    voting_period: int = Field(5, ge=1, le=MAX_TICKS, description="Ticks a proposal stays open.")
+    voting_period: int = Field(
+        5,
+        ge=2,
+        le=MAX_TICKS,
+        description="Ticks a proposal stays open (at least 2: members vote from the tick after "
+        "it opens).",
+    )
     timelock: int = Field(
         2, ge=0, le=MAX_TICKS, description="Ticks between passing and taking effect."
     )
@@ -339,7 +345,7 @@ class GovernanceConfig(_Strict):
         description="Voting weight = stake^exponent x relevance; < 1 is sub-linear.",
     )
     temperature: float = Field(
-        1.0, gt=0, le=1e6, description="Softmax temperature of proposal relevance."
+        1.0, ge=1e-3, le=1e6, description="Softmax temperature of proposal relevance."
     )
     embedding_dim: int = Field(
         4, ge=1, le=64, description="Size of proposal and expertise embeddings."
@@ -778,6 +784,62 @@ def _check_core_file(ref: str, base: Path, cls: Any, where: str) -> list[str]:
     return [] if problem is None else [f"{where}: {problem}"]
 
 
+GOVERNED = (
+    "fee_rate",
+    "slash_fraction",
+    "price_elasticity",
+    "quorum",
+    "threshold",
+    "voting_period",
+    "timelock",
+    "stake_exponent",
+    "temperature",
+)  # what a params proposal may change: [governance] keys, and the economy's price_elasticity
+
+
+def check_changes(changes: dict[str, float], where: str) -> list[str]:
+    """What is wrong with a params proposal's ``changes``: a key that is not governed, or a value
+    its scenario key would refuse (a voting period of 1.5 ticks, a negative elasticity)."""
+    problems = []
+    for key, value in changes.items():
+        if key not in GOVERNED:
+            problems.append(
+                f"{where}.changes.{key}: not a governed parameter; governed are {sorted(GOVERNED)}"
+            )
+            continue
+        model: type[BaseModel] = EconomyConfig if key == "price_elasticity" else GovernanceConfig
+        info = model.model_fields[key]
+        number: float | int = value
+        if info.annotation is int:
+            if not float(value).is_integer():
+                problems.append(f"{where}.changes.{key}: must be a whole number, not {value}")
+                continue
+            number = int(value)
+        try:
+            model.__pydantic_validator__.validate_assignment(model.model_construct(), key, number)
+        except ValidationError as exc:
+            problems.append(f"{where}.changes.{key}: {exc.errors()[0]['msg']} (got {value})")
+    return problems
+
+
+def check_proposal(p: ProposalConfig, n: int, where: str) -> list[str]:
+    """What is wrong with proposal ``p`` among ``n`` members (``where`` names it)."""
+    problems = []
+    if p.proposer >= n:
+        problems.append(
+            f"{where}.proposer: member {p.proposer} out of range (there are {n} members)"
+        )
+    if p.kind != "params" and p.target >= n:
+        problems.append(f"{where}.target: member {p.target} out of range (there are {n} members)")
+    if (p.kind == "params") != bool(p.changes):
+        problems.append(f"{where}.changes: a params proposal needs changes, other kinds take none")
+    if (p.kind == "treasury") != (p.credits > 0):
+        problems.append(
+            f"{where}.credits: a treasury proposal needs credits > 0, other kinds take none"
+        )
+    return problems + check_changes(p.changes, where)
+
+
 def _check_governance(scenario: Scenario, names: list[str], label: str) -> list[str]:
     problems = []
     g = scenario.governance
@@ -798,18 +860,7 @@ def _check_governance(scenario: Scenario, names: list[str], label: str) -> list[
     n = next(p.count for p in scenario.population if p.name == g.members)
     if n == 0:
         problems.append(f"{label}: governance.members: population {g.members!r} is empty")
-    governed = {
-        "fee_rate",
-        "slash_fraction",
-        "price_elasticity",
-        "quorum",
-        "threshold",
-        "voting_period",
-        "timelock",
-        "stake_exponent",
-        "temperature",
-    }
-    checked = governed | {"member_count", "treasury_spend"}
+    checked = set(GOVERNED) | {"member_count", "treasury_spend"}
     for key, bound in g.constitution.items():
         if key not in checked:
             problems.append(
@@ -826,32 +877,7 @@ def _check_governance(scenario: Scenario, names: list[str], label: str) -> list[
             f"agents of {g.members!r}"
         )
     for i, p in enumerate(scenario.proposal):
-        if p.proposer >= n:
-            problems.append(
-                f"{label}: proposal[{i}].proposer: member {p.proposer} out of range (there are "
-                f"{n} members)"
-            )
-        if p.kind != "params" and p.target >= n:
-            problems.append(
-                f"{label}: proposal[{i}].target: member {p.target} out of range (there are {n} "
-                "members)"
-            )
-        if (p.kind == "params") != bool(p.changes):
-            problems.append(
-                f"{label}: proposal[{i}].changes: a params proposal needs changes, other kinds "
-                "take none"
-            )
-        if (p.kind == "treasury") != (p.credits > 0):
-            problems.append(
-                f"{label}: proposal[{i}].credits: a treasury proposal needs credits > 0, other "
-                "kinds take none"
-            )
-        for key in p.changes:
-            if key not in governed:
-                problems.append(
-                    f"{label}: proposal[{i}].changes.{key}: not a governed parameter; governed "
-                    f"are {sorted(governed)}"
-                )
+        problems += [f"{label}: {x}" for x in check_proposal(p, n, f"proposal[{i}]")]
     for i, v in enumerate(scenario.vote):
         if v.member >= n:
             problems.append(

@@ -224,7 +224,8 @@ def make_app(host: Host, *, run_loop: bool = True) -> Front:
     )
     async def fault(request: Request) -> dict[str, Any]:
         host.admin(_bearer(request))
-        return host.inject_fault(parse_json(await request.body()))
+        body = await request.body()
+        return host.inject_fault(parse_json(body), request.headers.get("idempotency-key"), body)
 
     @app.post(
         "/api/v1/admin/proposal",
@@ -232,7 +233,8 @@ def make_app(host: Host, *, run_loop: bool = True) -> Front:
     )
     async def propose(request: Request) -> dict[str, Any]:
         host.admin(_bearer(request))
-        return host.open_proposal(parse_json(await request.body()))
+        body = await request.body()
+        return host.open_proposal(parse_json(body), request.headers.get("idempotency-key"), body)
 
     @app.websocket("/api/v1/seats/{seat_id}/stream")
     async def seat_stream(websocket: WebSocket, seat_id: str) -> None:
@@ -295,7 +297,8 @@ def _socket_action(host: Host, seat_id: str, token: str | None, text: str) -> di
         error = {"status": exc.status, "field": exc.field, "reason": exc.reason}
         if exc.retry_after is not None:
             error["retry_after"] = exc.retry_after
-        return {"error": error, "key": key}
+        # A key too long to be one is not echoed: a refusal is never larger than its reason.
+        return {"error": error, "key": key if key is None or len(key) <= 200 else None}
 
 
 def act_on(
@@ -409,6 +412,18 @@ async def _send_json(
     await send({"type": "http.response.body", "body": body})
 
 
+SEND_TIMEOUT = 10.0  # seconds a client may take to read what it is sent before it is dropped
+
+
+async def _send_or_drop(websocket: WebSocket, text: str) -> None:
+    """Send ``text``; a client that does not read it within ``SEND_TIMEOUT`` is disconnected
+    (ConnectionError), so it can hold neither the socket nor the server's shutdown."""
+    try:
+        await asyncio.wait_for(websocket.send_text(text), SEND_TIMEOUT)
+    except TimeoutError:
+        raise ConnectionError("the client stopped reading") from None
+
+
 async def _pump(
     websocket: WebSocket,
     q: asyncio.Queue[Message],
@@ -423,9 +438,9 @@ async def _pump(
             message = await q.get()
             async with lock:
                 if isinstance(message, str):  # a tick's message, encoded off the loop's thread
-                    await websocket.send_text(message)
+                    await _send_or_drop(websocket, message)
                     continue
-                await websocket.send_json(message)
+                await _send_or_drop(websocket, json.dumps(message, separators=(",", ":")))
             if message.get("finished"):
                 await websocket.close()
                 return
@@ -441,10 +456,13 @@ async def _pump(
             reply = (
                 answer(text)
                 if text is not None
-                else {"error": {"status": 400, "field": "message", "reason": "send text (JSON)"}}
+                else {
+                    "error": {"status": 400, "field": "message", "reason": "send text (JSON)"},
+                    "key": None,
+                }
             )
             async with lock:
-                await websocket.send_text(json.dumps(reply, separators=(",", ":")))
+                await _send_or_drop(websocket, json.dumps(reply, separators=(",", ":")))
 
     tasks = [asyncio.ensure_future(send()), asyncio.ensure_future(listen())]
     try:

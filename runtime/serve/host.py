@@ -39,7 +39,7 @@ from runtime.kernel import roles
 from runtime.kernel.clock import RealtimeClock
 from runtime.kernel.control import ControlForm, wealth_micro
 from runtime.kernel.errors import ScenarioError
-from runtime.kernel.scenario import FaultConfig, ProposalConfig, check_faults
+from runtime.kernel.scenario import FaultConfig, ProposalConfig, check_faults, check_proposal
 from runtime.record.controlled import ControlledRun, parse_data
 
 TOKEN_BYTES = 32  # 256 random bits per token
@@ -98,8 +98,9 @@ class GovernanceView:
     stakes: npt.NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, np.int64))
     active: npt.NDArray[np.bool_] = field(default_factory=lambda: np.zeros(0, np.bool_))
 
-    def can_vote_on(self, member: int | None, at: int) -> list[int]:
-        """The proposals ``member`` may still vote on at tick ``at``."""
+    def can_vote_on(self, member: int | None, at: int, queued: set[int]) -> list[int]:
+        """The proposals ``member`` may still vote on at tick ``at`` (less ``queued``: those its
+        vote on is on its way)."""
         if member is None:
             return []
         return [
@@ -109,6 +110,7 @@ class GovernanceView:
             and p["closes_at"] > at
             and self.weights[p["id"]][member] > 0
             and member not in self.votes[p["id"]]
+            and p["id"] not in queued
         ]
 
 
@@ -229,6 +231,7 @@ class Host:
                     RateLimit(rate, burst),
                 )
         self.admin_token = secrets.token_urlsafe(TOKEN_BYTES)
+        self.admin_answers: OrderedDict[str, tuple[str, dict[str, Any]]] = OrderedDict()
         self._admin_hash = token_hash(self.admin_token)
         self.pending = {
             name: np.full((idx.size, int(np.prod(self.forms[name].action_space.shape))), np.nan)
@@ -258,6 +261,7 @@ class Host:
                 sid: index[s.account] for sid, s in self.seats.items() if s.account in index
             }
         self.gov = GovernanceView()
+        self._applying: list[dict[str, Any]] = []
         self._observe()
 
     # ------------------------------------------------------------------ authentication
@@ -341,7 +345,7 @@ class Host:
                 "action": values,
             }
 
-        return self._once(seat, key, body, accept)
+        return self._once(seat.answers, key, body, accept)
 
     def _inside(self, population: str, action: Any) -> list[float] | None:
         """``action`` as floats when it is a flat list of finite numbers inside the population's
@@ -376,7 +380,7 @@ class Host:
             view = self.views[seat.population]
             queued = sum(
                 e["stake"]["micro"]
-                for e in outside.pending
+                for e in self._queued()
                 if "stake" in e and e["stake"]["account"] == seat.account
             )
             liquid = int(view["balance"][seat.row]) - queued
@@ -391,7 +395,7 @@ class Host:
             outside.stake(seat.account, micro, at)
             return {"accepted": True, "seat": seat.id, "micro": micro, "applies_at_tick": at}
 
-        return self._once(seat, key, body, accept)
+        return self._once(seat.answers, key, body, accept)
 
     def cancel(self, seat: Seat) -> dict[str, Any]:
         """Withdraw ``seat``'s pending action: at its next tick it acts as its role's baseline."""
@@ -412,6 +416,8 @@ class Host:
                 raise Refused(422, "proposal", "must be a proposal id (a whole number >= 0)")
             if not isinstance(support, bool):
                 raise Refused(422, "support", "must be true or false")
+            if self.finished or self.next_tick() >= self.ticks:
+                raise Refused(409, "tick", "the run's last tick has begun; no tick is left")
             org = self.world.organisation
             if org is None:
                 raise Refused(404, "proposal", "this world has no governance")
@@ -447,7 +453,7 @@ class Host:
                 "vote" in e
                 and e["vote"]["account"] == seat.account
                 and e["vote"]["proposal"] == pid
-                for e in outside.pending
+                for e in self._queued()
             )
             if member in gov.votes[pid] or queued:
                 raise Refused(409, "proposal", f"seat {seat.id!r} already voted on proposal {pid}")
@@ -460,11 +466,17 @@ class Host:
                 "applies_at_tick": at,
             }
 
-        return self._once(seat, key, body, accept)
+        return self._once(seat.answers, key, body, accept)
 
-    def open_proposal(self, table: Any) -> dict[str, Any]:
+    def open_proposal(
+        self, table: Any, key: str | None = None, body: bytes = b""
+    ) -> dict[str, Any]:
         """Open ``table`` (a ``[[proposal]]`` table without ``at``) at the next tick, for the
-        operator; Refused (404, 409, 422) naming what is wrong, with nothing changed."""
+        operator; Refused (404, 409, 422) naming what is wrong, with nothing changed. A resend
+        with the same idempotency ``key`` gets the first answer."""
+        return self._once(self.admin_answers, key, body, lambda: self._open_proposal(table))
+
+    def _open_proposal(self, table: Any) -> dict[str, Any]:
         org = self.world.organisation
         if org is None:
             raise Refused(404, "proposal", "this world has no governance ([governance] table)")
@@ -481,11 +493,10 @@ class Host:
             first = exc.errors()[0]
             field = ".".join(str(x) for x in first.get("loc", ())) or "body"
             raise Refused(422, field, str(first.get("msg", "invalid"))) from None
-        n = len(org.ids)
-        if config.kind == "treasury" and config.target >= n:
-            raise Refused(
-                422, "target", f"member {config.target} does not exist; members are 0..{n - 1}"
-            )
+        problems = check_proposal(config, len(org.ids), "proposal")
+        if problems:
+            where, _, reason = problems[0].partition(": ")
+            raise Refused(422, where.removeprefix("proposal."), reason)
         try:
             org.nao.check_open(
                 config.proposer,
@@ -508,7 +519,20 @@ class Host:
             "opens": "its id is in the proposal_opened event and GET /api/v1/proposals",
         }
 
-    def _once(self, seat: Seat, key: str | None, body: bytes, accept: Any) -> dict[str, Any]:
+    def _queued(self) -> list[dict[str, Any]]:
+        """Outside entries not yet in the views: those waiting for a coming tick, and those the
+        running tick has taken but whose effect the views do not show until it ends."""
+        outside = self.world.outside
+        assert outside is not None, "a served world records its outside inputs"
+        return [*self._applying, *outside.pending]
+
+    def _once(
+        self,
+        answers: OrderedDict[str, tuple[str, dict[str, Any]]],
+        key: str | None,
+        body: bytes,
+        accept: Any,
+    ) -> dict[str, Any]:
         """``accept()``'s answer, once per idempotency ``key``: a resend with the same body gets
         the first answer again; the key with another body is refused (409)."""
         if key is None:
@@ -516,8 +540,8 @@ class Host:
         if not 1 <= len(key) <= 200:
             raise Refused(422, "Idempotency-Key", "must be 1 to 200 characters")
         digest = hashlib.sha256(body).hexdigest()
-        if key in seat.answers:
-            first, answer = seat.answers[key]
+        if key in answers:
+            first, answer = answers[key]
             if first != digest:
                 raise Refused(
                     409,
@@ -526,9 +550,9 @@ class Host:
                 )
             return {**answer, "replayed": True}
         answer: dict[str, Any] = accept()
-        seat.answers[key] = (digest, answer)
-        while len(seat.answers) > IDEMPOTENCY_KEYS_KEPT:
-            seat.answers.popitem(last=False)
+        answers[key] = (digest, answer)
+        while len(answers) > IDEMPOTENCY_KEYS_KEPT:
+            answers.popitem(last=False)
         return answer
 
     # ------------------------------------------------------------------ views
@@ -557,7 +581,15 @@ class Host:
             },
             "observation_space": {"shape": list(form.observation_space.shape)},
             "member": seat.id in self.members,
-            "can_vote_on": self.gov.can_vote_on(self.members.get(seat.id), self.next_tick()),
+            "can_vote_on": self.gov.can_vote_on(
+                self.members.get(seat.id),
+                self.next_tick(),
+                {
+                    e["vote"]["proposal"]
+                    for e in self._queued()
+                    if "vote" in e and e["vote"]["account"] == seat.account
+                },
+            ),
             "pending_action": None
             if np.isnan(self.pending[seat.population][seat.row]).all()
             else self.pending[seat.population][seat.row].tolist(),
@@ -686,9 +718,13 @@ class Host:
         env.set_factor(self.factor)
         self._operator({"action": "speed", "factor": self.factor})
 
-    def inject_fault(self, fault: Any) -> dict[str, Any]:
+    def inject_fault(self, fault: Any, key: str | None = None, body: bytes = b"") -> dict[str, Any]:
         """Inject ``fault`` (a ``[[fault]]`` table of the scenario's kinds, without ``at``) at the
-        next tick; Refused (422) naming what is wrong, with nothing changed."""
+        next tick; Refused (422) naming what is wrong, with nothing changed. A resend with the
+        same idempotency ``key`` gets the first answer."""
+        return self._once(self.admin_answers, key, body, lambda: self._inject_fault(fault))
+
+    def _inject_fault(self, fault: Any) -> dict[str, Any]:
         if not isinstance(fault, dict) or "at" in fault:
             raise Refused(
                 422, "body", "expected a [[fault]] table without 'at': it starts at the next tick"
@@ -735,6 +771,10 @@ class Host:
                     control.set_actions(rows)
                 self.running = tick
                 self._batch = None
+                outside = self.world.outside
+                self._applying = (
+                    [] if outside is None else [e for e in outside.pending if e["at"] <= tick]
+                )
                 try:
                     # The tick, and reading what it made, run off the event loop's thread, so
                     # requests are answered meanwhile; only the hand-over below is on it.
@@ -755,6 +795,7 @@ class Host:
         message, encoded (in the worker thread)."""
         self.world.run(tick + 1)
         self._observe()
+        self._applying = []  # the views now show them
         messages = [
             (
                 seat,

@@ -307,7 +307,11 @@ def test_a_seat_streams_its_ticks_and_the_dashboard_its_rows(tmp_path):
             ws.send("{not json")
             assert json.loads(ws.recv())["error"]["status"] == 400
             ws.send(b"\x00")
-            assert json.loads(ws.recv())["error"]["field"] == "message"
+            binary = json.loads(ws.recv())
+            assert binary["error"]["field"] == "message" and binary["key"] is None
+            ws.send(json.dumps({"action": [0.1], "key": "k" * 5000}))  # not echoed back
+            long_key = json.loads(ws.recv())
+            assert long_key["error"]["field"] == "Idempotency-Key" and long_key["key"] is None
         pending = httpx.get(
             f"{url}/api/v1/seats/negotiators-1", headers=bearer(lines["negotiators-1"])
         ).json()["pending_action"]
@@ -360,9 +364,37 @@ def test_a_seat_streams_its_ticks_and_the_dashboard_its_rows(tmp_path):
         schema = httpx.get(f"{url}/openapi.json").json()
         assert "/api/v1/seats/{seat_id}/action" in schema["paths"]
         assert httpx.get(url).text.startswith("<!doctype html>")
+        # Invalid UTF-8 in a text frame: the socket closes with 1007, and the server's log holds
+        # no traceback for the client's fault.
+        assert _invalid_utf8_closes_with_1007(port, "negotiators-0", lines["negotiators-0"])
     finally:
         server.kill()
         server.wait(30)
+    assert server.stderr is not None and "Traceback" not in server.stderr.read().decode()
+
+
+def _invalid_utf8_closes_with_1007(port: int, seat: str, token: str) -> bool:
+    import base64
+    import socket
+
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        key = base64.b64encode(os.urandom(16)).decode()
+        s.sendall(
+            f"GET /api/v1/seats/{seat}/stream?token={token} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            f"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+            "Sec-WebSocket-Version: 13\r\n\r\n".encode()
+        )
+        payload, mask = b"\xff\xfe{}", b"\x01\x02\x03\x04"
+        masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+        s.sendall(bytes([0x81, 0x80 | len(payload)]) + mask + masked)
+        data = b""
+        try:
+            while chunk := s.recv(65536):
+                data += chunk
+        except TimeoutError:
+            pass
+    close = data.rfind(b"\x88")
+    return close >= 0 and data[close + 2 : close + 4] == (1007).to_bytes(2, "big")
 
 
 def test_a_scenario_without_usable_seats_is_refused_naming_the_problem(tmp_path):
@@ -623,10 +655,16 @@ def test_member_seats_vote_and_the_operator_opens_proposals_and_the_run_replays(
     vote0, vote1 = "/api/v1/seats/workers-0/vote", "/api/v1/seats/workers-1/vote"
     with TestClient(make_app(host)) as client:
         for body, field in [
-            ({"changes": {"nonsense": 1.0}}, "proposal"),
+            ({"changes": {"nonsense": 1.0}}, "changes.nonsense"),
+            ({"changes": {"temperature": 1e-308}}, "changes.temperature"),
+            ({"changes": {"voting_period": 1.5}}, "changes.voting_period"),
+            ({"changes": {"voting_period": 1}}, "changes.voting_period"),
+            ({"changes": {"price_elasticity": -3.0}}, "changes.price_elasticity"),
+            ({"changes": {"slash_fraction": 5.0}}, "changes.slash_fraction"),
+            ({"changes": {"fee_rate": 0.04}, "credits": 77}, "credits"),
             ({"changes": {"fee_rate": 0.02}, "at": 3}, "body"),
             ({"kind": "coup"}, "kind"),
-            ({"changes": {"fee_rate": 0.02}, "proposer": 99}, "proposal"),
+            ({"changes": {"fee_rate": 0.02}, "proposer": 99}, "proposer"),
             ({"kind": "treasury", "target": 99, "credits": 5}, "target"),
             ({"changes": {"fee_rate": 0.02}, "turnout": 2}, "turnout"),
             ({"kind": "admit", "target": 3}, "proposal"),  # already a member
@@ -690,6 +728,8 @@ def test_member_seats_vote_and_the_operator_opens_proposals_and_the_run_replays(
         assert r.status_code == 409 and "closed" in r.json()["error"]["reason"]
         wait_until(lambda: host.summary_path is not None)
         listed = client.get("/api/v1/proposals").json()
+        r = client.post(vote1, json={"proposal": 1, "support": True}, headers=w1)
+        assert r.status_code == 409 and r.json()["error"]["field"] == "tick"  # no tick is left
     assert listed["members"] == "workers" and len(listed["proposals"]) == 2
     nao = host.world.organisation.nao
     # Two of ten members voted on the operator's proposal: short of the quorum.
@@ -750,3 +790,61 @@ def test_a_tampered_outside_inputs_file_is_named_before_any_tick(tmp_path, entri
     scenario = served(tmp_path, extra='\n[record]\noutside_inputs = "outside.json"\n')
     with pytest.raises(ScenarioError, match=f"record.outside_inputs: .*{named}"):
         agora.Simulation.from_file(scenario)
+
+
+def test_what_the_running_tick_has_taken_still_counts_until_its_views_show_it(tmp_path):
+    host = Host(
+        ROOT / "scenarios" / "served_market.toml", tmp_path / "run", realtime=0.02, paused=True
+    )
+    admin = bearer(host.admin_token)
+    seat = host.seats["workers-0"]
+    with TestClient(make_app(host)) as client:
+        client.post("/api/v1/admin/resume", headers=admin)
+        wait_until(lambda: len(host.proposals) >= 1)
+        client.post("/api/v1/admin/pause", headers=admin)
+        wait_until(lambda: host.running is None)
+        vote = "/api/v1/seats/workers-0/vote"
+        assert (
+            client.post(
+                vote,
+                json={"proposal": 0, "support": True},
+                headers=bearer(host.tokens["workers-0"]),
+            ).status_code
+            == 202
+        )
+        liquid = host.views["workers"]["balance"][seat.row]
+        stake = "/api/v1/seats/workers-0/stake"
+        token = bearer(host.tokens["workers-0"])
+        assert client.post(stake, json={"micro": liquid}, headers=token).status_code == 202
+        # The hand-over to a tick: the tick takes the entries before its views show them.
+        outside = host.world.outside
+        assert outside is not None
+        host._applying, outside.pending = list(outside.pending), []
+        r = client.post(vote, json={"proposal": 0, "support": False}, headers=token)
+        assert r.status_code == 409 and "already voted" in r.json()["error"]["reason"]
+        assert client.post(stake, json={"micro": 1}, headers=token).status_code == 422
+        view = client.get("/api/v1/seats/workers-0", headers=token).json()
+        assert 0 not in view["can_vote_on"]
+        outside.pending, host._applying = host._applying, []
+
+
+def test_an_operators_resent_request_opens_one_proposal(tmp_path):
+    host = Host(
+        ROOT / "scenarios" / "served_market.toml", tmp_path / "run", realtime=0.02, paused=True
+    )
+    headers = {**bearer(host.admin_token), "Idempotency-Key": "raise-fee"}
+    url = "/api/v1/admin/proposal"
+    with TestClient(make_app(host)) as client:
+        first = client.post(url, json={"changes": {"fee_rate": 0.03}}, headers=headers)
+        again = client.post(url, json={"changes": {"fee_rate": 0.03}}, headers=headers)
+        assert first.status_code == again.status_code == 200 and again.json()["replayed"]
+        other = client.post(url, json={"changes": {"fee_rate": 0.04}}, headers=headers)
+        assert other.status_code == 409 and other.json()["error"]["field"] == "Idempotency-Key"
+        fault = client.post(
+            "/api/v1/admin/fault",
+            json={"kind": "crash", "population": "workers", "fraction": 0.5},
+            headers={**headers, "Idempotency-Key": "crash-1"},
+        )
+        assert fault.status_code == 200
+    assert host.world.outside is not None
+    assert [sorted(e) for e in host.world.outside.pending] == [["at", "proposal"], ["at", "fault"]]
