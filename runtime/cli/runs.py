@@ -299,11 +299,14 @@ def _run_sharded(
                 "pip install -e '.[ray]'"
             ]
         )
-    from runtime.scale.sharded import record_sharded
+    from runtime.scale.sharded import ShardDown, record_sharded
 
     if not quiet:
         err.print("starting the shards on Ray...", markup=False)
-    s = record_sharded(scenario, target, seed=seed, until=until, overwrite=overwrite)
+    try:
+        s = record_sharded(scenario, target, seed=seed, until=until, overwrite=overwrite)
+    except ShardDown as exc:  # not the user's input: the run failed (exit 1)
+        fail([str(exc)], code=1)
     if quiet:
         out.print(str(target), markup=False)
         return

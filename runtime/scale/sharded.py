@@ -24,6 +24,13 @@ until every replica holds the same Merkle root (or ``settle_rounds`` ticks of vi
 then reports the totals: credits held by every account at its home replica against credits minted
 minus burned, the lowest balance, and the roots.
 
+Faults at the shard level (Ray): at every ``checkpoint_every`` ticks the driver keeps each shard's
+saved world and the messages routed to it at that barrier, a consistent cut. A shard whose actor
+dies, or does not answer within ``shard_timeout`` seconds, has every shard rebuilt from the last
+cut, and the ticks since run again: the shards are deterministic, so the run ends as an
+uninterrupted one does. After ``max_restarts`` restarts the run stops with an error naming the
+shard and the tick; it never waits forever.
+
 Not yet: recording a sharded run (event log, replay), governance and coordination in a sharded
 world (the scenario check refuses them).
 """
@@ -32,6 +39,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -46,18 +54,39 @@ class Shard:
     """One shard: a World over its agents and replicas, stepped a tick at a time by the driver."""
 
     def __init__(
-        self, scenario_text: str, base: str, seed: int | None, k: int, n_shards: int
+        self,
+        scenario_text: str,
+        base: str,
+        seed: int | None,
+        k: int,
+        n_shards: int,
+        saved: tuple[bytes, tuple[str, ...]] | None = None,
     ) -> None:
         from runtime.kernel.world import World
 
         self.k = k
-        self.world = World(
-            parse(scenario_text, "scenario", Path(base)),
-            base=Path(base),
-            seed=seed,
-            shard=(k, n_shards),
-        )
+        if saved is None:
+            self.world = World(
+                parse(scenario_text, "scenario", Path(base)),
+                base=Path(base),
+                seed=seed,
+                shard=(k, n_shards),
+            )
+        else:  # what save() gave, at a tick barrier
+            from runtime.record import snapshot
+
+            data, modules = saved
+            self.world = snapshot.loads(data, modules)
         self.shard_of = [r % n_shards for r in range(self.world.network.n_regions)]
+
+    def save(self) -> tuple[bytes, tuple[str, ...]]:
+        """The shard's world, saved at a tick barrier (messages still to leave it included), and
+        the modules whose classes it holds: what ``Shard(..., saved=...)`` takes back."""
+        from runtime.record import snapshot
+        from runtime.record.checkpoints import allowed_modules
+
+        modules = allowed_modules(self.world.populations)
+        return snapshot.dumps(self.world, modules), modules
 
     def ready(self) -> int:
         """The shard's agent count, once its world is built."""
@@ -202,6 +231,32 @@ def _route(
     ]
 
 
+class ShardDown(RuntimeError):
+    """A shard that stayed down: its actor died or stopped answering more often than the run
+    restarts it."""
+
+
+class _Lost(Exception):
+    """A call to the shards failed: the first shard that did not answer, and why."""
+
+    def __init__(self, shard: int, why: str) -> None:
+        super().__init__(f"shard {shard}: {why}")
+        self.shard, self.why = shard, why
+
+
+def _first_down(ray: Any, refs: list[Any]) -> int:
+    """The index of the first call in ``refs`` that failed, else of the first not finished."""
+    ready, _ = ray.wait(refs, num_returns=len(refs), timeout=1.0)
+    done = {ref.hex() for ref in ready}
+    for i, ref in enumerate(refs):
+        if ref.hex() in done:
+            try:
+                ray.get(ref, timeout=0)
+            except Exception:  # noqa: BLE001 -- whatever it raised, this shard failed
+                return i
+    return next((i for i, ref in enumerate(refs) if ref.hex() not in done), 0)
+
+
 def run_sharded(
     text: str,
     base: Path = Path("."),
@@ -210,6 +265,9 @@ def run_sharded(
     until: int | None = None,
     backend: str = "ray",
     settle_rounds: int = 20,
+    max_restarts: int = 3,
+    shard_timeout: float = 300.0,
+    on_tick: Callable[[int, list[Any]], None] | None = None,
 ) -> ShardedResult:
     """Run scenario ``text`` (files it names relative to ``base``) as a sharded world of its
     ``[distributed] shards`` shards.
@@ -217,6 +275,11 @@ def run_sharded(
     ``backend="ray"``: each shard is a Ray actor (``ray.init()`` on this machine unless Ray is
     already initialised, e.g. with a cluster address). ``backend="inline"``: the shards are objects
     in this process, stepped in turn (the same results; for machines without Ray and for tests).
+
+    On Ray, a shard that dies or takes more than ``shard_timeout`` seconds over a call has every
+    shard restarted from the last barrier checkpoint (the module docstring), up to
+    ``max_restarts`` times; then :class:`ShardDown`. ``on_tick(tick, shards)`` is called at each
+    barrier with the actor handles (a test kills one there).
     """
     scenario = parse(text, "scenario", base)
     n_shards = scenario.distributed.shards if scenario.distributed is not None else 1
@@ -230,15 +293,26 @@ def run_sharded(
                 "a sharded world runs on Ray actors: install the extra, pip install -e '.[ray]' "
                 "(or pass backend='inline' to step the shards in this process)"
             ) from None
+        from ray.exceptions import GetTimeoutError, RayError, RayTaskError
+
         if not ray.is_initialized():
             ray.init(include_dashboard=False, log_to_driver=False)
         actor = ray.remote(num_cpus=1)(Shard)
         shards = [actor.remote(text, str(base), seed, k, n_shards) for k in range(n_shards)]
 
         def call(method: str, args: list[tuple[Any, ...]]) -> list[Any]:
-            return ray.get(
-                [getattr(s, method).remote(*a) for s, a in zip(shards, args, strict=True)]
-            )
+            refs = [getattr(s, method).remote(*a) for s, a in zip(shards, args, strict=True)]
+            try:
+                answers: list[Any] = ray.get(refs, timeout=shard_timeout)
+                return answers
+            except GetTimeoutError:
+                raise _Lost(
+                    _first_down(ray, refs), f"no answer within {shard_timeout:g} s"
+                ) from None
+            except RayTaskError:
+                raise  # the shard's own code failed: a bug to report, not a shard to restart
+            except RayError as exc:  # the actor died or cannot be reached
+                raise _Lost(_first_down(ray, refs), type(exc).__name__) from None
     elif backend == "inline":
         local = [Shard(text, str(base), seed, k, n_shards) for k in range(n_shards)]
 
@@ -249,8 +323,33 @@ def run_sharded(
     call("ready", [() for _ in range(n_shards)])
     ticking = time.perf_counter()
     inbox: list[list[tuple[float, Message]]] = [[] for _ in range(n_shards)]
-    for _ in range(until):
-        inbox = _route(call("step", [(box,) for box in inbox]), n_shards)
+    every = scenario.world.checkpoint_every
+    cut: tuple[int, list[Any], list[list[tuple[float, Message]]]] | None = None
+    restarts = 0
+    tick = 0
+    while tick < until:
+        try:
+            if backend == "ray" and every and tick % every == 0 and (cut is None or cut[0] != tick):
+                cut = (tick, call("save", [() for _ in range(n_shards)]), inbox)
+            if on_tick is not None and backend == "ray":
+                on_tick(tick, shards)
+            inbox = _route(call("step", [(box,) for box in inbox]), n_shards)
+            tick += 1
+        except _Lost as lost:
+            if restarts >= max_restarts or cut is None:
+                raise ShardDown(
+                    f"shard {lost.shard} of {n_shards} went down at tick {tick} ({lost.why}); "
+                    f"{restarts} restart(s) of {max_restarts} used, so the run stops"
+                ) from None
+            restarts += 1
+            for handle in shards:
+                ray.kill(cast(Any, handle))
+            at, saved, inbox = cut
+            shards = [
+                actor.remote(text, str(base), seed, k, n_shards, saved[k]) for k in range(n_shards)
+            ]
+            tick = at
+            call("ready", [() for _ in range(n_shards)])
     tick_seconds = time.perf_counter() - ticking
     at_last_tick = call("report", [() for _ in range(n_shards)])
     rounds = 0

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from runtime.cli import app
 from runtime.kernel.scenario import ScenarioError, parse
 from runtime.kernel.world import World
-from runtime.scale.sharded import Shard, run_sharded
+from runtime.scale.sharded import Shard, ShardDown, run_sharded
 
 SCENARIO = """
 [world]
@@ -174,3 +174,28 @@ def test_a_partition_still_in_place_at_the_end_is_reported_as_not_converged():
     assert result.lowest_balance >= 0
     healed = run_sharded(_text(2), backend="inline", until=20)
     assert healed.converged and healed.conserved
+
+
+def test_a_killed_shard_restarts_from_the_last_barrier_and_one_that_stays_down_stops_the_run(
+    ray_local,
+):
+    text = _text(2)
+    whole = run_sharded(text, backend="ray", until=20)
+    killed: list[int] = []
+
+    def kill_once(tick, shards):
+        if tick == 13 and not killed:  # the last barrier checkpoint was at tick 10
+            killed.append(tick)
+            ray_local.kill(shards[0])
+
+    again = run_sharded(text, backend="ray", until=20, on_tick=kill_once)
+    assert killed == [13]
+    assert again.state_hash == whole.state_hash and again.roots == whole.roots
+    assert again.conserved and again.credits_held == whole.credits_held
+
+    def kill_always(tick, shards):
+        if tick >= 3:
+            ray_local.kill(shards[1])
+
+    with pytest.raises(ShardDown, match=r"shard 1 of 2 went down at tick 3 .*2 restart\(s\) of 2"):
+        run_sharded(text, backend="ray", until=8, on_tick=kill_always, max_restarts=2)
