@@ -256,6 +256,7 @@ SUITE_TABLES: dict[str, Suite] = {
                     "ticks s",
                     "agent-steps/s",
                     "converged, conserved",
+                    "bytes between shards per tick",
                 ),
             ),
         ),

@@ -101,7 +101,7 @@ def sweep_rates(quick: bool) -> list[tuple[str, ...]]:
 
 def sharded_rates(quick: bool) -> list[tuple[str, ...]]:
     """Rows: (agents, implementation, build + settle seconds, tick seconds, agent-steps/s, converged
-    and conserved)."""
+    and conserved, bytes carried between shards per tick)."""
     import ray
 
     n = 20_000 if quick else 200_000
@@ -121,13 +121,14 @@ def sharded_rates(quick: bool) -> list[tuple[str, ...]]:
             f"{seconds:.2f}",
             f"{n * ticks / seconds:,.0f}",
             "-",
+            "-",
         )
     )
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         for k in (1, 2):
             text = _market(n, ticks, k)
-            result = run_sharded(text)
+            result = run_sharded(text, count_bytes=True)
             ok = (
                 "yes"
                 if result.converged and result.conserved and result.lowest_balance >= 0
@@ -141,8 +142,14 @@ def sharded_rates(quick: bool) -> list[tuple[str, ...]]:
                     f"{result.tick_seconds:.2f}",
                     f"{n * ticks / result.tick_seconds:,.0f}",
                     ok,
+                    f"{result.bytes_exchanged / ticks:,.0f}",
                 )
             )
     finally:
         ray.shutdown()
     return rows
+
+
+def run(quick: bool) -> tuple[list[tuple[str, ...]], list[tuple[str, ...]]]:
+    """The sweep table and the sharded-world table."""
+    return sweep_rates(quick), sharded_rates(quick)

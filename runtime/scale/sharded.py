@@ -38,6 +38,7 @@ world (the scenario check refuses them).
 from __future__ import annotations
 
 import hashlib
+import pickle
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -173,6 +174,9 @@ class ShardedResult:
     settle_rounds: int
     reports: list[dict[str, Any]]  # after settling
     at_last_tick: list[dict[str, Any]]  # the same, at the end of the last tick (before settling)
+    # Bytes of the messages carried between shards over the ticks (pickled, as Ray moves them);
+    # counted only when run_sharded(count_bytes=True).
+    bytes_exchanged: int = 0
 
     @property
     def roots(self) -> dict[int, str]:
@@ -268,6 +272,7 @@ def run_sharded(
     max_restarts: int = 3,
     shard_timeout: float = 300.0,
     on_tick: Callable[[int, list[Any]], None] | None = None,
+    count_bytes: bool = False,
 ) -> ShardedResult:
     """Run scenario ``text`` (files it names relative to ``base``) as a sharded world of its
     ``[distributed] shards`` shards.
@@ -279,7 +284,8 @@ def run_sharded(
     On Ray, a shard that dies or takes more than ``shard_timeout`` seconds over a call has every
     shard restarted from the last barrier checkpoint (the module docstring), up to
     ``max_restarts`` times; then :class:`ShardDown`. ``on_tick(tick, shards)`` is called at each
-    barrier with the actor handles (a test kills one there).
+    barrier with the actor handles (a test kills one there). ``count_bytes`` counts the bytes of
+    the messages carried between shards (:attr:`ShardedResult.bytes_exchanged`).
     """
     scenario = parse(text, "scenario", base)
     n_shards = scenario.distributed.shards if scenario.distributed is not None else 1
@@ -327,13 +333,22 @@ def run_sharded(
     cut: tuple[int, list[Any], list[list[tuple[float, Message]]]] | None = None
     restarts = 0
     tick = 0
+    exchanged = 0
     while tick < until:
         try:
             if backend == "ray" and every and tick % every == 0 and (cut is None or cut[0] != tick):
                 cut = (tick, call("save", [() for _ in range(n_shards)]), inbox)
             if on_tick is not None and backend == "ray":
                 on_tick(tick, shards)
-            inbox = _route(call("step", [(box,) for box in inbox]), n_shards)
+            outs = call("step", [(box,) for box in inbox])
+            if count_bytes:
+                exchanged += sum(
+                    len(pickle.dumps(item, protocol=5))
+                    for out in outs
+                    for item in out
+                    if item[0] != item[2]  # leaving its shard
+                )
+            inbox = _route(outs, n_shards)
             tick += 1
         except _Lost as lost:
             if restarts >= max_restarts or cut is None:
@@ -365,7 +380,14 @@ def run_sharded(
         for shard in shards:
             ray.kill(cast(Any, shard))  # an actor handle (ray types the list by its class)
     return ShardedResult(
-        n_shards, until, time.perf_counter() - start, tick_seconds, rounds, reports, at_last_tick
+        n_shards,
+        until,
+        time.perf_counter() - start,
+        tick_seconds,
+        rounds,
+        reports,
+        at_last_tick,
+        exchanged,
     )
 
 

@@ -176,3 +176,17 @@ def test_profiling_scripts_refuse_bad_arguments_with_exit_2(capsys):
     assert kuramoto_floor.main(["ten"]) == 2
     assert profile_tick.main(["1000", "5", "tpu"]) == 2 and profile_tick.main(["1000"]) == 2
     assert capsys.readouterr().err.count("usage:") == 5
+
+
+def test_every_suite_has_the_entry_its_runner_calls():
+    import importlib
+    import inspect
+
+    from benchmarks import SUITE_TABLES
+
+    for name, suite in SUITE_TABLES.items():
+        module = importlib.import_module(f"benchmarks.{suite.module}")
+        run = getattr(module, "run", None)
+        assert callable(run), f"benchmarks.{suite.module} has no run(quick) for suite {name!r}"
+        takes = set(inspect.signature(run).parameters)
+        assert "quick" in takes and (not suite.takes_progress or "progress" in takes), name
