@@ -312,6 +312,9 @@ def test_a_seat_streams_its_ticks_and_the_dashboard_its_rows(tmp_path):
             ws.send(json.dumps({"action": [0.1], "key": "k" * 5000}))  # not echoed back
             long_key = json.loads(ws.recv())
             assert long_key["error"]["field"] == "Idempotency-Key" and long_key["key"] is None
+        # Invalid UTF-8 in a text frame: the socket closes with 1007, and the server's log holds
+        # no traceback for the client's fault (checked at the end).
+        assert _invalid_utf8_closes_with_1007(port, "negotiators-0", lines["negotiators-0"])
         pending = httpx.get(
             f"{url}/api/v1/seats/negotiators-1", headers=bearer(lines["negotiators-1"])
         ).json()["pending_action"]
@@ -364,9 +367,6 @@ def test_a_seat_streams_its_ticks_and_the_dashboard_its_rows(tmp_path):
         schema = httpx.get(f"{url}/openapi.json").json()
         assert "/api/v1/seats/{seat_id}/action" in schema["paths"]
         assert httpx.get(url).text.startswith("<!doctype html>")
-        # Invalid UTF-8 in a text frame: the socket closes with 1007, and the server's log holds
-        # no traceback for the client's fault.
-        assert _invalid_utf8_closes_with_1007(port, "negotiators-0", lines["negotiators-0"])
     finally:
         server.kill()
         server.wait(30)
@@ -384,10 +384,12 @@ def _invalid_utf8_closes_with_1007(port: int, seat: str, token: str) -> bool:
             f"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
             "Sec-WebSocket-Version: 13\r\n\r\n".encode()
         )
+        data = b""
+        while b"\r\n\r\n" not in data:  # the frame goes once the socket is a WebSocket
+            data += s.recv(65536)
         payload, mask = b"\xff\xfe{}", b"\x01\x02\x03\x04"
         masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
         s.sendall(bytes([0x81, 0x80 | len(payload)]) + mask + masked)
-        data = b""
         try:
             while chunk := s.recv(65536):
                 data += chunk
