@@ -25,7 +25,7 @@ import pyarrow as pa
 import pyarrow.ipc
 import tomli_w
 
-from runtime.kernel.scenario import Scenario, ScenarioError, parse
+from runtime.kernel.scenario import GOVERNED, Scenario, ScenarioError, parse
 from runtime.kernel.world import Checkpoint, World
 from runtime.record.checkpoints import SNAPSHOT_DIR, load_world, snapshot_name, snapshot_ticks
 from runtime.record.controlled import write_controls
@@ -67,16 +67,8 @@ LIVE_SECTIONS = {
         "close_votes_on_sync",
         "tension_every",
     },
-    "governance": {
-        "quorum",
-        "threshold",
-        "voting_period",
-        "timelock",
-        "stake_exponent",
-        "temperature",
-        "fee_rate",
-        "slash_fraction",
-    },
+    # The [governance] keys a proposal may change (GOVERNED less the economy's elasticity).
+    "governance": set(GOVERNED) - {"price_elasticity"},
 }
 FIXED_SECTIONS = ("network", "proposal", "vote", "stake_event", "distributed")
 
