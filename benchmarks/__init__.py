@@ -235,6 +235,30 @@ SUITE_TABLES: dict[str, Suite] = {
             ),
         ),
     ),
+    "scale": Suite(
+        "scale",
+        (
+            (
+                "scale: the gpu engine's contract, the default gpu scenario recorded on the CPU "
+                "and on the GPU (final state hash)",
+                ("GPU", "CPU", "GPU", "same bits"),
+            ),
+            (
+                "scale: the gpu marketplace (every role, faults, coordination) at scale, against "
+                "FLAME GPU 2's published circles benchmark",
+                (
+                    "agents",
+                    "device",
+                    "ticks/s",
+                    "agent-steps/s",
+                    "state B/agent",
+                    "peak B/agent",
+                    "bytes per tick",
+                    "of 4.8 TB/s",
+                ),
+            ),
+        ),
+    ),
     "analysis": Suite(
         "analysis",
         (("analysis: state at a tick and analyze on a large run", ("measure", "value")),),

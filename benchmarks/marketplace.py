@@ -51,17 +51,16 @@ PAIRS_1E4 = (
 )
 
 
-def scaled_text(n: int, review_ledger: bool = False) -> str:
-    """The default scenario's text with its large populations scaled to ``n`` agents in all."""
-    text = SCENARIO.read_text()
+def scaled_text(n: int, review_ledger: bool = False, source: Path = SCENARIO) -> str:
+    """The default scenario's text (or ``source``, a file with the same populations) with its large
+    populations scaled to ``n`` agents in all."""
+    text = source.read_text()
     f = (n - SERVICE) / sum(SCALED.values())
     for name, count in SCALED.items():
         pattern = rf'(name = "{name}"\nrole = "\w+"\ncount = ){count}\n'
         text, found = re.subn(pattern, lambda m, c=count: f"{m.group(1)}{round(c * f)}\n", text)
         if found != 1:
-            raise RuntimeError(
-                f"scenarios/marketplace.toml: population {name!r} with count {count} not found"
-            )
+            raise RuntimeError(f"{source.name}: population {name!r} with count {count} not found")
     if not review_ledger:
         text = text.replace("check_budget = 0.1\n", "check_budget = 0.1\nreview_ledger = false\n")
     return text

@@ -448,7 +448,49 @@ def _role_line(metrics: dict[str, Any]) -> str:
     return ", ".join(parts)
 
 
+def _print_gpu_summary(s: dict[str, Any], target: Path) -> None:
+    t, m = s["totals"], s["totals"]["messages"]
+    table = Table(
+        title=f"agora run: {s['scenario']} (seed {s['seed']}, gpu engine on {s['device_name']})",
+        show_header=False,
+    )
+    table.add_column(style="bold")
+    table.add_column()
+    rate = s["ticks"] / s["wall_seconds"] if s["wall_seconds"] > 0 else float("inf")
+    held, issued = t["supply_held_micro"], t["supply_issued_micro"]
+    rows = [
+        ("ticks", f"{s['ticks']} in {s['wall_seconds']:.2f} s ({rate:,.0f} ticks/s)"),
+        ("agents", f"{t['agents']:,}"),
+        (
+            "tasks",
+            f"{t['tasks_posted']:,} posted, {t['contracts']:,} contracted, "
+            f"{t['tasks_served']:,} served",
+        ),
+        ("cheats", f"{t['cheats']:,}, {t['caught']:,} caught"),
+        ("mean price", f"{t['mean_price_micro'] / 1e6:.3f} credits"),
+        (
+            "supply held / issued",
+            f"{held / 1e6:,.6f} / {issued / 1e6:,.6f} credits"
+            + ("  (conserved)" if held == issued else "  (NOT conserved)"),
+        ),
+        ("ledger replicas", f"{t['distinct_ledger_states']} distinct state(s) at the end"),
+        (
+            "messages",
+            f"{m['sent']:,} batches sent, {m['lost']:,} lost, {m['blocked']:,} blocked, "
+            f"{m['duplicated']:,} duplicated",
+        ),
+        ("final state", s["final_state_hash"][:16]),
+        ("run directory", str(target)),
+    ]
+    for k, v in rows:
+        table.add_row(k, v)
+    out.print(table)
+
+
 def _print_summary(s: dict[str, Any], target: Path) -> None:
+    if s.get("engine") == "gpu":
+        _print_gpu_summary(s, target)
+        return
     t = s["totals"]
     m = s["totals"]["messages"]
     table = Table(title=f"agora run: {s['scenario']} (seed {s['seed']})", show_header=False)

@@ -56,6 +56,14 @@ class WorldConfig(_Strict):
     checkpoint_every: int = Field(
         25, ge=1, le=MAX_TICKS, description="Ticks between state-hash checkpoints."
     )
+    engine: Literal["exact", "gpu"] = Field(
+        "exact",
+        description="`exact`: the reference model on the CPU (continuous double auction, z3 "
+        "proofs, full replicas; any role, governance, sharding). `gpu`: every part of the tick as "
+        "integer tensor steps on one device (`agora run --device cuda`, or the CPU), with the "
+        "model choices in docs/howto/gpu.md; the same integers on CPU and GPU. Runs the built-in "
+        'roles, needs market.mechanism = "call".',
+    )
 
 
 class Link(_Strict):
@@ -962,6 +970,10 @@ def parse(text: str, label: str = "<string>", base: Path = Path(".")) -> Scenari
             lines.append(f"{label}: {_loc(tuple(err['loc']))}: {reason}")
         raise ScenarioError(lines) from None
     problems = _cross_check(scenario, base, label)
+    if not problems and scenario.world.engine == "gpu":
+        from runtime.tensor.world import problems as gpu_problems
+
+        problems = [f"{label}: {line}" for line in gpu_problems(scenario, base)]
     if problems:
         raise ScenarioError(problems)
     return scenario

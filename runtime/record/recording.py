@@ -385,6 +385,19 @@ def record_scenario(
         "parent": None,
         "signed": None if sign_key is None else key_id(sign_key),
     }
+    if scenario.world.engine == "gpu":
+        if realtime is not None:
+            raise ScenarioError(["--realtime: the gpu engine runs on virtual time only"])
+        from runtime.tensor.recording import record_gpu
+
+        manifest["engine"] = "gpu"
+        try:
+            (out / SCENARIO_COPY).write_bytes(raw)
+            write_manifest(out, manifest)
+        except BaseException:
+            shutil.rmtree(out, ignore_errors=True)
+            raise
+        return record_gpu(scenario, raw, base, out, manifest, progress, sign_key)
     try:
         (out / SCENARIO_COPY).write_bytes(raw)
         _copy_references(scenario, base, out)

@@ -305,6 +305,8 @@ def verify(
     if problems:
         return Verdict("tampered", problems)
     assert isinstance(summary, dict) and isinstance(manifest, dict)
+    if summary.get("format") == "agora-gpu-run-1":
+        return _verify_gpu(run_dir, summary, manifest, progress, key)
     if manifest["device"] != "cpu":
         raise RunDirError(
             f"{run_dir}: the run used --device {manifest['device']}: GPU arithmetic matches the "
@@ -335,6 +337,37 @@ def verify(
             if inner.status != "identical" and verdict.status == "identical":
                 verdict.status = inner.status
     return verdict
+
+
+def _verify_gpu(
+    run_dir: Path,
+    summary: dict[str, Any],
+    manifest: dict[str, Any],
+    progress: Callable[[int], None] | None,
+    key: bytes | None,
+) -> Verdict:
+    """A gpu-engine run, re-executed on the CPU (the engine gives the same integers there)."""
+    from runtime.tensor.recording import verify_gpu
+
+    authorship, notes = _authorship(summary, key)
+    try:
+        path = run_dir / SCENARIO_COPY
+        if not path.is_file() or path.is_symlink():
+            return Verdict("tampered", [f"{SCENARIO_COPY} is missing or not a regular file"])
+        raw = path.read_bytes()
+        scenario = parse(raw.decode("utf-8"), str(path), run_dir)
+    except (ScenarioError, UnicodeDecodeError) as exc:
+        first = exc.problems[0] if isinstance(exc, ScenarioError) else str(exc)
+        return Verdict("tampered", [f"{SCENARIO_COPY} no longer validates: {first}"])
+    if scenario.world.engine != "gpu":
+        return Verdict("tampered", [f"{SCENARIO_COPY}: no longer selects the gpu engine"])
+    if manifest["cores"] == "baseline":
+        scenario = with_baseline_cores(scenario, run_dir)
+    status, lines = verify_gpu(run_dir, scenario, raw, summary, manifest, key, progress)
+    lines = authorship + lines + (notes if status == "identical" else [])
+    if authorship and status == "identical":
+        status = "tampered"
+    return Verdict(status, lines)
 
 
 def _replay(

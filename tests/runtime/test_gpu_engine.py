@@ -1,0 +1,284 @@
+"""The gpu engine (``[world] engine = "gpu"``) in its CPU form: the same integers as the GPU,
+conserved credits, replicas that converge, batches checked on arrival, the call auction's rules,
+recorded runs that replay, and clear refusals of what the engine does not model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from runtime.cli import app
+from runtime.kernel.errors import ScenarioError
+from runtime.kernel.scenario import load, parse
+from runtime.tensor.draws import host_u32, stream_key, u32
+from runtime.tensor.world import TensorWorld, auction_rounds
+
+ROOT = Path(__file__).resolve().parents[2]
+GPU_SCENARIO = ROOT / "scenarios" / "gpu_marketplace.toml"
+# The final state of scenarios/gpu_marketplace.toml after 60 ticks, computed on an NVIDIA H200
+# (`python -m benchmarks.scale`'s equality check; benchmarks/results/scale.txt).
+H200_60_TICKS = "5c0ce59893a573c91bafd5a73059e0c5c255e63ae54224b640748e9eda9d48d4"
+
+SMALL_GPU = """
+[world]
+name = "small-gpu"
+seed = 3
+ticks = 30
+checkpoint_every = 10
+engine = "gpu"
+
+[market]
+mechanism = "call"
+
+[network]
+regions = ["a", "b", "c"]
+links = [{ a = "a", b = "b", latency = 0.1 }, { a = "b", b = "c", latency = 1.5 }]
+
+[bus]
+loss = 0.2
+duplication = 0.1
+
+[economy]
+anti_entropy_every = 4
+
+[[population]]
+name = "req"
+role = "requester"
+count = 120
+initial_credits = 30
+income = 0.2
+
+[[population]]
+name = "work"
+role = "worker"
+count = 40
+stake = 5
+cheat_fraction = 0.2
+cheat_probability = 0.5
+
+[[population]]
+name = "neg"
+role = "negotiator"
+count = 10
+initial_credits = 100
+
+[[population]]
+name = "critics"
+role = "critic"
+count = 1
+watches = "work"
+check_budget = 0.3
+
+[[fault]]
+at = 5
+kind = "partition"
+groups = [["a"], ["b", "c"]]
+duration = 8
+
+[[fault]]
+at = 7
+kind = "crash"
+population = "work"
+fraction = 0.3
+duration = 6
+"""
+
+
+def small(text: str = SMALL_GPU) -> TensorWorld:
+    return TensorWorld(parse(text))
+
+
+def test_the_cpu_form_gives_the_integers_the_h200_gave():
+    scenario, _ = load(GPU_SCENARIO)
+    world = TensorWorld(scenario)
+    for _ in range(60):
+        world.step()
+    assert world.combine(world.subsystem_hashes()) == H200_60_TICKS
+
+
+def test_credits_are_conserved_and_never_overdrawn_and_replicas_converge():
+    world = small()
+    states = []
+    for _ in range(30):
+        row = world.step()
+        states.append(row["ledger_states"])
+        assert world.conserved(), world.tick
+        assert int(world.ledger.view.min()) >= 0
+        assert int(world.stake.min()) >= 0
+    # The partition (ticks 5-12) and the slow link keep replicas apart; anti-entropy after the heal
+    # brings them together.
+    assert max(states[5:13]) > 1
+    assert world.ledger.anti_entropy([[0, 1, 2]]) >= 0
+    assert world.ledger.distinct_states() == 1 and world.ledger.pending_batches() == 0
+    assert torch.equal(world.ledger.base, world.ledger.view)
+    assert world.ledger.rejected == 0
+
+
+def test_same_seed_same_bits_other_seed_differs():
+    a, b = small(), small()
+    c = TensorWorld(parse(SMALL_GPU), seed=4)
+    for _ in range(12):
+        rows = [w.step() for w in (a, b, c)]
+    assert rows[0] == rows[1] and rows[0] != rows[2]
+    assert a.subsystem_hashes() == b.subsystem_hashes() != c.subsystem_hashes()
+
+
+def test_a_batch_changed_in_flight_is_rejected_and_applies_nothing():
+    # Every message lost and no anti-entropy: each batch stays at its origin.
+    world = small(
+        SMALL_GPU.replace("loss = 0.2", "loss = 1.0").replace(
+            "anti_entropy_every = 4", "anti_entropy_every = 1000"
+        )
+    )
+    world.step()
+    tick = max(world.ledger.ticks)
+    batch = world.ledger.ticks[tick]
+    # An entry of one origin's batch for an account at another replica: its amount is changed.
+    pairs = [(o, r) for o in range(3) for r in range(3) if r not in batch.seen[o]]
+    origin, replica = next(
+        (o, r)
+        for o, r in pairs
+        if bool(((batch.origin == o) & (world.ledger.home[batch.account] == r)).any())
+    )
+    mask = (batch.origin == origin) & (world.ledger.home[batch.account] == replica)
+    i = int(torch.nonzero(mask)[0])
+    batch.amount[i] += 1_000_000
+    before = world.ledger.view.clone()
+    world.ledger.deliver(tick, origin, replica)
+    assert world.ledger.rejected == 1
+    assert torch.equal(world.ledger.view, before)
+    batch.amount[i] -= 1_000_000  # restored: it verifies and applies
+    batch.seen[origin].discard(replica)
+    world.ledger.deliver(tick, origin, replica)
+    assert world.ledger.rejected == 1 and replica in batch.seen[origin]
+
+
+def auction_reference(bids, asks, active_b, alive_s):
+    """The call market's rounds, written out plainly (index order breaks ties)."""
+    rounds, mb = bids.shape
+    ns = asks.shape[1]
+    partner, price = [-1] * mb, [0] * mb
+    sold = [False] * ns
+    for r in range(rounds):
+        b = sorted(
+            (i for i in range(mb) if active_b[i] and partner[i] < 0), key=lambda i: (-bids[r, i], i)
+        )
+        a = sorted(
+            (j for j in range(ns) if alive_s[j] and not sold[j]), key=lambda j: (asks[r, j], j)
+        )
+        k = 0
+        while k < min(len(b), len(a)) and bids[r, b[k]] >= asks[r, a[k]]:
+            k += 1
+        if k == 0:
+            continue
+        low = max([asks[r, a[k - 1]]] + ([bids[r, b[k]]] if k < len(b) else []))
+        high = min([bids[r, b[k - 1]]] + ([asks[r, a[k]]] if k < len(a) else []))
+        for i, j in zip(b[:k], a[:k], strict=True):
+            partner[i], price[i], sold[j] = j, (low + high) // 2, True
+    return partner, price, sold
+
+
+def test_the_auction_rounds_follow_the_call_market_rules_ties_included():
+    rng = np.random.default_rng(7)
+    for case in range(150):
+        mb, ns, rounds = int(rng.integers(1, 12)), int(rng.integers(1, 12)), int(rng.integers(1, 5))
+        top = int(rng.choice([5, 50, 2000]))  # small ranges force ties
+        bids = rng.integers(0, top, (rounds, mb))
+        asks = rng.integers(0, top, (rounds, ns))
+        active = rng.random(mb) < 0.8
+        alive = rng.random(ns) < 0.8
+        tb, ts, partner, price = auction_rounds(
+            torch.as_tensor(bids),
+            torch.as_tensor(asks),
+            torch.as_tensor(active),
+            torch.as_tensor(alive),
+        )
+        want_partner, want_price, want_sold = auction_reference(bids, asks, active, alive)
+        traded = [p >= 0 for p in want_partner]
+        assert tb.tolist() == traded, case
+        assert ts.tolist() == want_sold, case
+        assert [
+            p if t else -1 for p, t in zip(partner.tolist(), traded, strict=True)
+        ] == want_partner
+        assert [p if t else 0 for p, t in zip(price.tolist(), traded, strict=True)] == want_price
+
+
+def test_host_and_tensor_draws_are_the_same_words():
+    key = stream_key(9, "x")
+    hi, _ = u32(torch.arange(50), key, 3, 2)
+    assert hi.tolist() == [host_u32(key, 3, 2, i) for i in range(50)]
+    assert stream_key(9, "x") != stream_key(9, "y") != stream_key(8, "y")
+
+
+def test_a_recorded_run_replays_bit_for_bit_and_tampering_is_named(tmp_path):
+    runner = CliRunner()
+    (tmp_path / "s.toml").write_text(SMALL_GPU)
+    run = runner.invoke(app, ["run", str(tmp_path / "s.toml"), "--out", str(tmp_path / "r"), "-q"])
+    assert run.exit_code == 0, run.output
+    summary = json.loads((tmp_path / "r" / "summary.json").read_text())
+    assert summary["format"] == "agora-gpu-run-1" and summary["engine"] == "gpu"
+    assert [c["tick"] for c in summary["checkpoints"]] == [9, 19, 29]
+    assert summary["totals"]["supply_held_micro"] == summary["totals"]["supply_issued_micro"]
+    ok = runner.invoke(app, ["replay", str(tmp_path / "r"), "--verify"])
+    assert ok.exit_code == 0 and "identical" in ok.output, ok.output
+    # A byte of the metrics changed: named.
+    data = bytearray((tmp_path / "r" / "metrics.arrows").read_bytes())
+    data[-40] ^= 1
+    (tmp_path / "r" / "metrics.arrows").write_bytes(bytes(data))
+    bad = runner.invoke(app, ["replay", str(tmp_path / "r"), "--verify"])
+    assert bad.exit_code != 0 and "metrics.arrows" in bad.output, bad.output
+
+
+def test_a_run_whose_recorded_hashes_differ_is_named_at_its_first_checkpoint(tmp_path):
+    import hashlib
+
+    from runtime.record.recording import _canonical
+
+    runner = CliRunner()
+    (tmp_path / "s.toml").write_text(SMALL_GPU)
+    assert (
+        runner.invoke(
+            app, ["run", str(tmp_path / "s.toml"), "--out", str(tmp_path / "r"), "-q"]
+        ).exit_code
+        == 0
+    )
+    path = tmp_path / "r" / "summary.json"
+    summary = json.loads(path.read_text())
+    summary["checkpoints"][1]["hashes"]["market"] = "0" * 64
+    summary["summary_sha256"] = hashlib.sha256(_canonical(summary)).hexdigest()
+    path.write_text(json.dumps(summary))
+    out = runner.invoke(app, ["replay", str(tmp_path / "r"), "--verify"])
+    assert out.exit_code == 1, out.output
+    assert "diverged at tick 19: subsystem(s) market" in out.output
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        ('[governance]\nmembers = "work"\n', "governance: the gpu engine has no governance"),
+        ("", "market.mechanism"),
+        ('[[fault]]\nat = 3\nkind = "byzantine"\ncount = 1\n', "fault[2].kind: 'byzantine'"),
+    ],
+)
+def test_what_the_gpu_engine_does_not_model_is_refused_naming_the_key(tmp_path, change, named):
+    text = SMALL_GPU + "\n" + change
+    if not change:
+        text = text.replace('mechanism = "call"', 'mechanism = "cda"')
+    with pytest.raises(ScenarioError) as err:
+        parse(text)
+    assert any(named in line for line in err.value.problems), err.value.problems
+    (tmp_path / "s.toml").write_text(text)
+    out = CliRunner().invoke(app, ["validate", str(tmp_path / "s.toml")])
+    assert out.exit_code == 2 and named in out.output
+
+
+def test_a_role_of_your_own_needs_the_exact_engine():
+    text = SMALL_GPU.replace('role = "negotiator"', 'role = "ticker"')
+    with pytest.raises(ScenarioError) as err:
+        parse(text)
+    assert any("does not run on the gpu engine" in line for line in err.value.problems)
