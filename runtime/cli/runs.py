@@ -473,7 +473,9 @@ def _print_gpu_summary(s: dict[str, Any], target: Path) -> None:
             f"{held / 1e6:,.6f} / {issued / 1e6:,.6f} credits"
             + ("  (conserved)" if held == issued else "  (NOT conserved)"),
         ),
-        ("ledger replicas", f"{t['distinct_ledger_states']} distinct state(s) at the end"),
+        ("ledger replicas", f"{t['distinct_ledger_roots']} distinct state(s) at the end"),
+        ("batches refused", f"{t['ops_refused']:,}"),
+        ("sampled proofs", f"{t['proved']:,} payments proved, {t['refuted']:,} refuted"),
         (
             "messages",
             f"{m['sent']:,} batches sent, {m['lost']:,} lost, {m['blocked']:,} blocked, "

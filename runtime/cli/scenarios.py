@@ -26,9 +26,14 @@ def validate(
     for path in scenarios:
         try:
             parsed, _ = load(path)
-            World(
-                parsed, base=path.parent
-            )  # what run builds before tick 0: the roles' own set-up too
+            if parsed.world.engine == "gpu":
+                from runtime.tensor.world import TensorWorld
+
+                TensorWorld(parsed, base=path.parent)
+            else:
+                World(
+                    parsed, base=path.parent
+                )  # what run builds before tick 0: the roles' own set-up too
             out.print(f"{path}: ok", markup=False)
         except ScenarioError as exc:
             problems += exc.problems

@@ -125,6 +125,14 @@ class World(mesa.Model):
         shard: tuple[int, int] | None = None,
         key_secret: bytes | None = None,
     ) -> None:
+        if scenario.world.engine != "exact":
+            raise ScenarioError(
+                [
+                    f"world.engine: {scenario.world.engine!r} scenarios run with `agora run` and "
+                    "`agora bench`; this World (serve, the environments, sharding) is the exact "
+                    'engine: set engine = "exact" to use it here'
+                ]
+            )
         seed = scenario.world.seed if seed is None else seed
         super().__init__(seed=seed)
         self.scenario = scenario

@@ -95,6 +95,11 @@ def _run_dir(run_dir: Path) -> dict[str, Any]:
     for key, kind in (("seed", int), ("ticks", int), ("device", str), ("cores", str)):
         if not isinstance(manifest.get(key), kind) or isinstance(manifest.get(key), bool):
             raise RunDirError(f"{run_dir / RUN_FILE}: {key!r} is missing or not a {kind.__name__}")
+    if manifest.get("engine") == "gpu":
+        raise RunDirError(
+            f"{run_dir}: a gpu-engine run saves no world to continue or branch from; run the "
+            "scenario again (with --until for fewer ticks)"
+        )
     return manifest
 
 

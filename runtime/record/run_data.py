@@ -247,6 +247,15 @@ class RunData:
         # lexists: a link or FIFO in its place counts as recorded, so reading it is refused by name
         return os.path.lexists(self.dir / STATE_DIR / "deltas.arrows")
 
+    def _no_state(self) -> str:
+        """Why the run has no state table."""
+        if self.summary.get("engine") == "gpu":
+            return (
+                f"{self.dir}: a gpu-engine run records checkpoint hashes and the metrics table, "
+                "not a per-account state table"
+            )
+        return f"{self.dir}: the run recorded no state table (record.state = false)"
+
     def _file(self, *parts: str) -> Path:
         """The run's file at ``parts`` below its directory, checked by :func:`regular_file`."""
         return regular_file(self.dir.joinpath(*parts), within=self.dir)
@@ -272,7 +281,7 @@ class RunData:
     def state_deltas(self) -> pa.Table:
         """The state deltas: a row per account changed in a tick (the first tick: every account)."""
         if not self.has_state:
-            raise RunDirError(f"{self.dir}: the run recorded no state table (record.state = false)")
+            raise RunDirError(self._no_state())
         return read_stream(self._file(STATE_DIR, "deltas.arrows"))[0]
 
     def event_batches(self) -> Iterator[pa.RecordBatch]:
@@ -282,7 +291,7 @@ class RunData:
     def state_batches(self) -> Iterator[pa.RecordBatch]:
         """The state deltas one tick at a time (the first holds every account)."""
         if not self.has_state:
-            raise RunDirError(f"{self.dir}: the run recorded no state table (record.state = false)")
+            raise RunDirError(self._no_state())
         yield from _batches(self._file(STATE_DIR, "deltas.arrows"))
 
     def population_of(self, accounts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -316,6 +325,8 @@ class RunData:
         snapshot it started from, its hash and whether that equals the hash the live run
         recorded."""
         if not self.has_state:
+            if self.summary.get("engine") == "gpu":
+                raise RunDirError(self._no_state())
             raise RunDirError(
                 f"{self.dir}: the run recorded no state table (record.state = false); rerun with "
                 "it on"

@@ -50,13 +50,16 @@ def stream_key(seed: int, name: str) -> int:
     return signed(z)
 
 
-def words(agents: Any, key: int, tick: int, stream: int = 0) -> Any:
-    """One 64-bit word per agent (an int64 tensor of agent indices)."""
-    base = signed(key + tick * G2 + stream * G3)
-    return mix(agents * signed(G1) + base)
+def words(agents: Any, key: int, tick: Any, stream: int = 0) -> Any:
+    """One 64-bit word per agent (an int64 tensor of agent indices). ``tick`` is an int or a
+    0-dimensional int64 tensor on the agents' device (so a captured tick reads it at replay); both
+    give the same bits."""
+    if isinstance(tick, int):
+        return mix(agents * signed(G1) + signed(key + tick * G2 + stream * G3))
+    return mix(agents * signed(G1) + (tick * signed(G2) + signed(key + stream * G3)))
 
 
-def u32(agents: Any, key: int, tick: int, stream: int = 0) -> tuple[Any, Any]:
+def u32(agents: Any, key: int, tick: Any, stream: int = 0) -> tuple[Any, Any]:
     """Two uniform 32-bit words per agent, in [0, 2³²) as int64 (the word's high and low halves)."""
     w = words(agents, key, tick, stream)
     return _shr(w, 32), w & 0xFFFFFFFF

@@ -68,6 +68,7 @@ def record_gpu(
     tl = scenario.world.tick_length
     checkpoints: list[dict[str, Any]] = []
     totals = {"tasks_posted": 0, "tasks_served": 0, "contracts": 0, "caught": 0, "cheats": 0}
+    totals.update(proved=0, refuted=0, surplus_pm=0, max_surplus_pm=0)
     totals.update(messages_sent=0, messages_lost=0, messages_blocked=0, messages_duplicated=0)
     start = time.perf_counter()
     try:
@@ -91,10 +92,16 @@ def record_gpu(
                 if on_checkpoint is not None:
                     on_checkpoint(tick, hashes)
             log.end_tick()
-            metrics.write({k: int(v) for k, v in row.items()})
+            figures: dict[str, int | float] = {k: int(v) for k, v in row.items()}
+            if "order_pm" in row:
+                figures["r_global"] = row["order_pm"] / 1000  # exact: an integer per mille
+            metrics.write(figures)
             if progress is not None:
                 progress(tick + 1)
         world.synchronize()
+        proved, refuted = world.collect_proofs()  # the last tick's sample
+        totals["proved"] += proved
+        totals["refuted"] += refuted
     finally:
         log.close()
         metrics.close()
@@ -125,15 +132,29 @@ def record_gpu(
             "events": log.seq,
             "supply_held_micro": world.total_credits(),
             "supply_issued_micro": int(world.minted) - int(world.burned),
-            "distinct_ledger_states": world.ledger.distinct_states(),
-            "batches_rejected": world.ledger.rejected,
+            # Named as in every run's summary: distinct replica states, batches refused on arrival.
+            "distinct_ledger_roots": world.ledger.distinct_states(),
+            "ops_refused": world.ledger.rejected,
+            "reputation_accuracy": None,
+            "params": {},
             "messages": {
                 k.removeprefix("messages_"): v
                 for k, v in totals.items()
                 if k.startswith("messages")
             },
             "mean_price_micro": int(np.asarray(prices, dtype=np.int64).sum()) // len(prices),
-            **{k: v for k, v in totals.items() if not k.startswith("messages")},
+            **{
+                k: v for k, v in totals.items() if not k.startswith(("messages", "surplus", "max_"))
+            },
+            "roles": {
+                p.cfg.name: {
+                    "efficiency": totals["surplus_pm"] / totals["max_surplus_pm"]
+                    if totals["max_surplus_pm"]
+                    else None
+                }
+                for p in world.pops
+                if p.role == "negotiator"
+            },
         },
         "files": {name: file_sha256(out / name) for name in ("events.arrows", "metrics.arrows")},
     }

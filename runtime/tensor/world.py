@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,6 +48,7 @@ from runtime.kernel.roles import resolve
 from runtime.kernel.scenario import PopulationConfig, Scenario, ScenarioError
 from runtime.tensor.draws import below, host_u32, stream_key, threshold, u32
 from runtime.tensor.ledger import Ledger
+from runtime.tensor.verify import BUDGET, prove
 
 ROLES = ("requester", "worker", "negotiator", "critic", "healer", "world_model", "refactor")
 FAULTS = ("crash", "restart", "degrade", "partition", "heal", "loss_burst")
@@ -227,6 +229,14 @@ class TensorWorld:
         self._setup_learners()
         self._setup_coordination()
         self.ledger.seal(-1, self.ledger.end_tick(-1).tolist())
+        self.sample_ids = torch.arange(BUDGET, dtype=i64, device=on)
+        self.sample = torch.zeros((3, BUDGET), dtype=i64, device=on)
+        self.verify_key = stream_key(self.seed, "verify")
+        self._prover = ThreadPoolExecutor(max_workers=1, thread_name_prefix="agora-z3")
+        self._proofs: Future[tuple[int, int]] | None = None
+        self.t_dev = torch.zeros((), dtype=i64, device=on)  # the tick, read by the phase
+        self.reward_dev = torch.zeros((), dtype=i64, device=on)  # this tick's uptime reward
+        self._graph: Any = None
         # Faults and the bus.
         self.loss = scenario.bus.loss
         self.groups: list[list[int]] = [list(range(self.R))]
@@ -332,7 +342,6 @@ class TensorWorld:
         )
         self.markup = torch.full((self.negotiators.shape[0],), 200, dtype=torch.int64, device=on)
         self.neg_key = stream_key(self.seed, "negotiators")
-        self._graph: Any = None
 
     def _setup_oversight(self) -> None:
         critics, healers = self._of("critic"), self._of("healer")
@@ -347,6 +356,7 @@ class TensorWorld:
         self.forecaster = models[0] if models else None
         self.trend = torch.zeros(self.S, dtype=torch.int64, device=on)  # Q16 micro per tick
         self.forecast = self.prices.clone()  # next tick's price, as forecast this tick
+        self._last_prices = self.prices.clone()
         self.refactors = self._of("refactor")
         self.code: list[Any] = []
         self.qtable: list[Any] = []
@@ -404,6 +414,49 @@ class TensorWorld:
         self.counters = {}
         self.events = []
         self._faults(t)
+        self.t_dev.fill_(t)
+        mult = float(contribution_multiplier(self.compute_start + self.compute_units))
+        self.reward_dev.fill_(int(self.uptime * mult))
+        if self.device.type == "cuda" and t >= 1:
+            values, keys = self._graphed_phase()
+        else:
+            values, keys = self._phase()
+        fingerprints = self.ledger.end_tick(t)
+        out = torch.cat([values, fingerprints]).tolist()  # the tick's one read from the device
+        n = len(keys)
+        row = dict(zip(keys, (int(v) for v in out[:n]), strict=True))
+        b = (len(out) - n - self.R) // 3
+        sample = [list(map(int, out[n + i * b : n + (i + 1) * b])) for i in range(3)]
+        self.ledger.seal(t, [int(v) for v in out[n + 3 * b :]])
+        # Last tick's proofs (run on the host thread during this tick), then this tick's.
+        row["proved"], row["refuted"] = self.collect_proofs()
+        self._proofs = self._prover.submit(prove, *sample)
+        if self.coord is not None:
+            self._order_parameter(t, row)
+        self._bus(t)
+        every = self.scenario.economy.anti_entropy_every
+        self.counters["anti_entropy_batches"] = 0
+        if every and (t + 1) % every == 0:
+            self.counters["anti_entropy_batches"] = self.ledger.anti_entropy(self.groups)
+        row.update(self.counters)
+        self.compute_units += row.get("units_done", 0)
+        row["tick"] = t
+        row["ledger_states"] = self.ledger.distinct_states()
+        # The columns every run's metrics table has (agora analyze and query read them).
+        row["distinct_roots"] = row["ledger_states"]
+        row["mean_price_micro"] = sum(row[f"price_{s}_micro"] for s in range(self.S)) // self.S
+        row["volume_micro"] = row.get("paid_micro", 0) + row.get("contract_credits_micro", 0)
+        row["batches_pending"] = self.ledger.pending_batches()
+        self.tick += 1
+        return row
+
+    def _phase(self) -> tuple[Any, list[str]]:
+        """Every population's step, reputation, the oscillators and the tick's figures: a pure
+        sequence of tensor operations on the device, with no read back to the host and every shape
+        fixed by the scenario, so a CUDA graph can capture it (:meth:`_graphed_phase`). Returns the
+        figures as one tensor and their names."""
+        torch = self.torch
+        t = self.t_dev
         z = torch.zeros((), dtype=torch.int64, device=self.device)
         m: dict[str, Any] = {"minted": -self.minted, "burned": -self.burned}
         board = self._requesters(t, m)
@@ -423,29 +476,49 @@ class TensorWorld:
         for s in range(self.S):
             m[f"price_{s}_micro"] = self.prices[s]
         if self.coord is not None:
-            sums = self._oscillate([edges_n, edges_w])
-            m.update(sums)
-        fingerprints = self.ledger.end_tick(t)
+            m.update(self._oscillate([edges_n, edges_w]))
         keys = list(m)
-        values = torch.cat(
-            [torch.stack([m[k] if torch.is_tensor(m[k]) else z + m[k] for k in keys]), fingerprints]
-        ).tolist()  # the tick's one read from the device
-        row = dict(zip(keys, (int(v) for v in values[: len(keys)]), strict=True))
-        self.ledger.seal(t, [int(v) for v in values[len(keys) :]])
-        if self.coord is not None:
-            self._order_parameter(t, row)
-        self._bus(t)
-        every = self.scenario.economy.anti_entropy_every
-        self.counters["anti_entropy_batches"] = 0
-        if every and (t + 1) % every == 0:
-            self.counters["anti_entropy_batches"] = self.ledger.anti_entropy(self.groups)
-        row.update(self.counters)
-        self.compute_units += row.get("units_done", 0)
-        row["tick"] = t
-        row["ledger_states"] = self.ledger.distinct_states()
-        row["batches_pending"] = self.ledger.pending_batches()
-        self.tick += 1
-        return row
+        figures = torch.stack([m[k] if torch.is_tensor(m[k]) else z + m[k] for k in keys])
+        return torch.cat([figures, self.sample.reshape(-1)]), keys
+
+    def _state(self) -> dict[str, Any]:
+        """The tensors (and lists of tensors) the world keeps between ticks."""
+        torch = self.torch
+        return {
+            k: (list(v) if isinstance(v, list) else v)
+            for k, v in vars(self).items()
+            if torch.is_tensor(v) or (isinstance(v, list) and v and torch.is_tensor(v[0]))
+        }
+
+    def _graphed_phase(self) -> tuple[Any, list[str]]:
+        """:meth:`_phase` as one CUDA graph, captured at the second tick and replayed after: one
+        launch instead of some thousand. The graph reads the tick and the uptime reward from
+        device scalars and writes every state tensor back in place, so each replay is the next
+        tick; the same kernels run, so the same integers come out."""
+        torch = self.torch
+        ledger = self.ledger
+        if self._graph is None:
+            before = self._state()
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph):
+                values, keys = self._phase()
+                # Whatever the phase rebound is copied into the tensors the graph reads next time.
+                for name, old in before.items():
+                    now = getattr(self, name)
+                    if isinstance(old, list):
+                        for a, b in zip(old, now, strict=True):
+                            if a is not b:
+                                a.copy_(b)
+                    elif now is not old:
+                        old.copy_(now)
+                    setattr(self, name, old)
+            self._graph = graph
+            self._graph_out = (values, keys)
+            self._graph_lists = (ledger._local, ledger._acc, ledger._amt, ledger._org)
+        self._graph.replay()
+        # The ledger entries the phase made are the graph's outputs, refreshed by each replay.
+        ledger._local, ledger._acc, ledger._amt, ledger._org = (list(x) for x in self._graph_lists)
+        return self._graph_out
 
     # ------------------------------------------------------------------ faults
     def _faults(self, t: int) -> None:
@@ -553,7 +626,7 @@ class TensorWorld:
         )
 
     # ------------------------------------------------------------------ requesters
-    def _requesters(self, t: int, m: dict[str, Any]) -> dict[str, Any]:
+    def _requesters(self, t: Any, m: dict[str, Any]) -> dict[str, Any]:
         torch, on = self.torch, self.device
         parts: dict[str, list[Any]] = {
             k: [] for k in ("req", "skill", "price", "posted", "outcome", "units")
@@ -605,7 +678,7 @@ class TensorWorld:
         return board
 
     # ------------------------------------------------------------------ negotiators
-    def _negotiators(self, t: int, board: dict[str, Any], m: dict[str, Any]) -> tuple[Any, Any]:
+    def _negotiators(self, t: Any, board: dict[str, Any], m: dict[str, Any]) -> tuple[Any, Any]:
         torch, on = self.torch, self.device
         nb = board["posted"].shape[0]
         contracted = torch.zeros(nb, dtype=torch.bool, device=on)
@@ -644,11 +717,7 @@ class TensorWorld:
             cost + (start_ask - cost) * (ROUNDS - rounds) // ROUNDS + below(us, 21), max=CEILING
         )
         asks = torch.where(self.n_learned, learned, zi)
-        inputs = (bids, asks, active_b, alive_n)
-        if self.device.type == "cuda":
-            traded_b, traded_s, partner, price_b = self._graphed_rounds(inputs)
-        else:
-            traded_b, traded_s, partner, price_b = auction_rounds(*inputs)
+        traded_b, traded_s, partner, price_b = auction_rounds(bids, asks, active_b, alive_n)
         partner = torch.where(traded_b, partner, torch.zeros_like(partner))
         amount = torch.where(traded_b, price_b * ref // 1000, torch.zeros_like(ref))
         seller = torch.where(traded_b, neg_ids[partner], req)  # untraded: 0 to itself
@@ -678,29 +747,9 @@ class TensorWorld:
         edges = (req, seller, traded_b.to(torch.int64))
         return contracted, edges
 
-    def _graphed_rounds(self, inputs: tuple[Any, ...]) -> tuple[Any, ...]:
-        """:func:`auction_rounds` as a CUDA graph, captured at the first tick (its shapes are
-        fixed by the population sizes) and replayed after: one launch instead of some thousand.
-        The same kernels run, so the same integers come out."""
-        torch = self.torch
-        if self._graph is None:
-            self._graph_in = tuple(x.clone() for x in inputs)
-            side = torch.cuda.Stream()
-            side.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(side):
-                auction_rounds(*self._graph_in)
-            torch.cuda.current_stream().wait_stream(side)
-            self._graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(self._graph):
-                self._graph_out = auction_rounds(*self._graph_in)
-        for dst, src in zip(self._graph_in, inputs, strict=True):
-            dst.copy_(src)
-        self._graph.replay()
-        return tuple(x.clone() for x in self._graph_out)
-
     # ------------------------------------------------------------------ workers
     def _workers(
-        self, t: int, board: dict[str, Any], contracted: Any, m: dict[str, Any]
+        self, t: Any, board: dict[str, Any], contracted: Any, m: dict[str, Any]
     ) -> tuple[Any, Any]:
         torch, on = self.torch, self.device
         nb, nw, S = board["posted"].shape[0], self.nw, self.S
@@ -720,8 +769,11 @@ class TensorWorld:
         slots = torch.arange(nb, dtype=torch.int64, device=on)
         zeros = torch.zeros_like(slots)
 
+        bins = torch.arange(S, dtype=torch.int64, device=on)
+
         def count(keys: Any, n: int) -> Any:
-            return torch.bincount(keys, minlength=S + 1)[:S]
+            # Keys per skill (key S: none), as a sum of one-hot rows: no atomics, no read back.
+            return (keys.reshape(-1, 1) == bins).sum(0)
 
         tkey = torch.where(posts, skill, S)
         order = torch.sort(tkey, stable=True).indices
@@ -756,6 +808,12 @@ class TensorWorld:
         success = served & ~cheat & (board["outcome"] < quality)
         paid = success | cheat
         price = board["price"]
+        # The verification sample: payer, amount and the payer's home balance before paying.
+        pick = below(u32(self.sample_ids, self.verify_key, t, 0)[0], nb)
+        payer = board["req"][pick]
+        self.sample = torch.stack(
+            [payer, torch.where(paid, price, zeros)[pick], self.ledger.view[payer]]
+        )
         payee = torch.where(paid, self.workers[w], board["req"])  # unpaid: 0 to itself
         self.ledger.transfer(board["req"], payee, torch.where(paid, price, zeros))
         served_i = served.to(torch.int64)
@@ -781,9 +839,7 @@ class TensorWorld:
         )
         units_done = torch.where(success, board["units"], zeros).sum()
         # The uptime reward at the contribution multiplier of the network's compute so far.
-        mult = float(contribution_multiplier(self.compute_start + self.compute_units))
-        reward = int(self.uptime * mult)
-        up = ok.to(torch.int64) * reward
+        up = ok.to(torch.int64) * self.reward_dev
         self._mint(self.workers, up)
         self.tick_served = {"paid": paid, "cheat": cheat, "worker": w, "per_worker": per_worker}
         m["tasks_served"] = served.sum()
@@ -795,7 +851,7 @@ class TensorWorld:
         return served, (board["req"], torch.where(served, self.workers[w], board["req"]), served_i)
 
     # ------------------------------------------------------------------ critics and healers
-    def _critics(self, t: int, board: dict[str, Any], served: Any, m: dict[str, Any]) -> None:
+    def _critics(self, t: Any, board: dict[str, Any], served: Any, m: dict[str, Any]) -> None:
         torch = self.torch
         c = self.critic
         sv = self.tick_served
@@ -838,7 +894,7 @@ class TensorWorld:
         m["checked"], m["caught"] = checked.sum(), caught.sum()
         m["refunded_micro"], m["slashed_micro"] = refund.sum(), slash.sum()
 
-    def _healers(self, t: int, served: Any, m: dict[str, Any]) -> None:
+    def _healers(self, t: Any, served: Any, m: dict[str, Any]) -> None:
         torch = self.torch
         h = self.healer
         restart = self.w_quarantine == t
@@ -869,20 +925,20 @@ class TensorWorld:
         self.w_alarms = torch.where(alarm, self.w_alarms + 1, torch.zeros_like(self.w_alarms))
         start = alarm & (self.w_alarms >= h.params.confirm_ticks)
         self.w_quarantine = torch.where(
-            start, torch.full_like(self.w_quarantine, t + h.params.restart_ticks), self.w_quarantine
+            start,
+            torch.zeros_like(self.w_quarantine) + (t + h.params.restart_ticks),
+            self.w_quarantine,
         )
         m["quarantined"] = start.sum()
         m["quarantined_degraded"] = (start & (self.w_severity > 0)).sum()
 
     # ------------------------------------------------------------------ learners
-    def _world_model(self, t: int, m: dict[str, Any]) -> None:
+    def _world_model(self, t: Any, m: dict[str, Any]) -> None:
         if self.forecaster is None:
             return
         torch = self.torch
         # Last tick's one-step forecast against the price now, and persistence's error.
         err = (self.forecast - self.prices).abs().sum()
-        if not hasattr(self, "_last_prices"):
-            self._last_prices = self.prices.clone()
         persist = (self._last_prices - self.prices).abs().sum()
         change = (self.prices - self._last_prices) * Q16
         self.trend = self.trend + ((change - self.trend) >> 3)
@@ -890,7 +946,7 @@ class TensorWorld:
         self._last_prices = self.prices.clone()
         m["forecast_error_micro"], m["persistence_error_micro"] = err, persist
 
-    def _refactor(self, t: int, m: dict[str, Any]) -> None:
+    def _refactor(self, t: Any, m: dict[str, Any]) -> None:
         torch, on = self.torch, self.device
         total = torch.zeros((), dtype=torch.int64, device=on)
         for k, p in enumerate(self.refactors):
@@ -901,7 +957,7 @@ class TensorWorld:
             u0, u1 = u32(ids, p.key, t, 0)
             u2, u3 = u32(ids, p.key, t, 1)
             greedy = torch.argmax(q, dim=1)  # ties to the lowest action
-            explore = ~torch.tensor(p.learned, device=on) | (u0 < threshold(0.1))
+            explore = (u0 < threshold(0.1)) if p.learned else torch.ones_like(alive)
             action = torch.where(explore, below(u1, 3), greedy)
             rows = torch.arange(n, dtype=torch.int64, device=on)
             module = below(u2, mods)
@@ -978,6 +1034,9 @@ class TensorWorld:
         return out
 
     def _order_parameter(self, t: int, row: dict[str, int]) -> None:
+        sums = [sum(row[f"coord_{k}_{r}"] for r in range(self.R)) for k in ("cos", "sin", "n")]
+        whole = math.isqrt((sums[0] ** 2 + sums[1] ** 2) * 1_000_000) // max(1, sums[2] * SIN_ONE)
+        row["order_pm"] = whole
         for r in range(self.R):
             cs, sn, n = (
                 row.pop(f"coord_cos_{r}"),
@@ -990,6 +1049,14 @@ class TensorWorld:
                 self.events.append(("sync_fired", "coordination", r, -1, order, self.regions[r]))
                 self.ledger.anti_entropy([g for g in self.groups if r in g])
             self.order[r] = order
+
+    def collect_proofs(self) -> tuple[int, int]:
+        """``(proved, refuted)`` of the last submitted sample (waiting for it); (0, 0) if none."""
+        if self._proofs is None:
+            return 0, 0
+        result = self._proofs.result()
+        self._proofs = None
+        return result
 
     # ------------------------------------------------------------------ reading
     def total_credits(self) -> int:

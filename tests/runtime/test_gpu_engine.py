@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[2]
 GPU_SCENARIO = ROOT / "scenarios" / "gpu_marketplace.toml"
 # The final state of scenarios/gpu_marketplace.toml after 60 ticks, computed on an NVIDIA H200
 # (`python -m benchmarks.scale`'s equality check; benchmarks/results/scale.txt).
-H200_60_TICKS = "5c0ce59893a573c91bafd5a73059e0c5c255e63ae54224b640748e9eda9d48d4"
+H200_60_TICKS = "040063e50032b10a91c6b35aa02cd886face580d215543880f7ed40af1228130"
 
 SMALL_GPU = """
 [world]
@@ -226,6 +226,19 @@ def test_a_recorded_run_replays_bit_for_bit_and_tampering_is_named(tmp_path):
     assert summary["totals"]["supply_held_micro"] == summary["totals"]["supply_issued_micro"]
     ok = runner.invoke(app, ["replay", str(tmp_path / "r"), "--verify"])
     assert ok.exit_code == 0 and "identical" in ok.output, ok.output
+    # The run's tables read like any run's; what it does not keep is refused by name.
+    analyzed = runner.invoke(app, ["analyze", str(tmp_path / "r")])
+    assert analyzed.exit_code == 0 and "market efficiency" in analyzed.output, analyzed.output
+    query = "select sum(tasks_posted) as posted from metrics"
+    q = runner.invoke(app, ["query", str(tmp_path / "r"), query, "--format", "json"])
+    assert q.exit_code == 0, q.output
+    assert int(json.loads(q.output)[0]["posted"]) == summary["totals"]["tasks_posted"]
+    for argv in (
+        ["fork", str(tmp_path / "r"), "--at", "9", "--out", str(tmp_path / "f")],
+        ["replay", str(tmp_path / "r"), "--at", "5"],
+    ):
+        refused = runner.invoke(app, argv)
+        assert refused.exit_code == 2 and "gpu-engine run" in refused.output, refused.output
     # A byte of the metrics changed: named.
     data = bytearray((tmp_path / "r" / "metrics.arrows").read_bytes())
     data[-40] ^= 1
@@ -282,3 +295,29 @@ def test_a_role_of_your_own_needs_the_exact_engine():
     with pytest.raises(ScenarioError) as err:
         parse(text)
     assert any("does not run on the gpu engine" in line for line in err.value.problems)
+
+
+def test_the_sampled_proofs_refute_a_payer_that_pays_more_than_it_held():
+    from runtime.tensor.verify import prove
+
+    assert prove([1, 2, 3], [5, 0, 7], [5, 0, 9]) == (2, 0)  # slot 2 paid nothing
+    assert prove([1, 1, 2], [5, 6, 3], [10, 10, 2]) == (0, 3)  # both of payer 1's, payer 2's
+    assert prove([4, 5], [-1, 2], [10, 2]) == (1, 1)  # a negative amount
+    assert prove([], [], []) == (0, 0)
+
+
+def test_a_run_proves_its_sample_every_tick_and_refutes_nothing():
+    world = small()
+    proved = 0
+    for _ in range(10):
+        row = world.step()
+        proved += row["proved"]
+        assert row["refuted"] == 0
+    assert proved > 0
+
+
+def test_the_exact_engines_world_refuses_a_gpu_scenario():
+    from runtime.kernel.world import World
+
+    with pytest.raises(ScenarioError, match="world.engine"):
+        World(parse(SMALL_GPU))
