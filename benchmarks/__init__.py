@@ -255,7 +255,13 @@ SUITE_TABLES: dict[str, Suite] = {
                     "peak B/agent",
                     "bytes per tick",
                     "of 4.8 TB/s",
+                    "payments proved by z3",
                 ),
+            ),
+            (
+                "scale: the exact engine and the gpu engine on the same scenario (the default "
+                "roles at 10^4 agents, call market, same seed), agora analyze's indicators",
+                ("indicator", "exact engine", "gpu engine"),
             ),
         ),
     ),

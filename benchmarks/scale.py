@@ -95,7 +95,8 @@ def bytes_per_tick(world: Any) -> int:
 
 
 def measure(n: int, device: str, ticks: int) -> dict[str, float]:
-    """Ticks/s and bytes of the scaled scenario at ``n`` agents on ``device``."""
+    """Ticks/s and bytes of the scaled scenario at ``n`` agents on ``device``, and the share of
+    the tick's payments the sampled z3 proofs covered."""
     import torch
 
     from runtime.tensor.world import TensorWorld
@@ -106,9 +107,12 @@ def measure(n: int, device: str, ticks: int) -> dict[str, float]:
     for _ in range(3):
         world.step()
     world.synchronize()
+    proved = payments = 0
     start = time.perf_counter()
     for _ in range(ticks):
-        world.step()
+        row = world.step()
+        proved += row["proved"]
+        payments += row["tasks_succeeded"] + row["cheats"]
     world.synchronize()
     seconds = (time.perf_counter() - start) / ticks
     moved = bytes_per_tick(world)
@@ -119,6 +123,7 @@ def measure(n: int, device: str, ticks: int) -> dict[str, float]:
         "state": state_bytes(world) / world.N,
         "peak": peak / world.N,
         "moved": moved,
+        "coverage": proved / max(1, payments),
     }
 
 
@@ -135,8 +140,8 @@ def same_bits(ticks: int) -> tuple[str, str]:
     return out[0], out[1]
 
 
-def run(quick: bool) -> tuple[Rows, Rows]:
-    """Equality on CPU and GPU, then the scale rows."""
+def run(quick: bool) -> tuple[Rows, Rows, Rows]:
+    """Equality on CPU and GPU, the scale rows, and the two engines side by side at 10^4."""
     import torch
 
     cuda = torch.cuda.is_available()
@@ -169,6 +174,7 @@ def run(quick: bool) -> tuple[Rows, Rows]:
                 f"{f['peak']:.0f}" if device == "cuda" else "-",
                 f"{f['moved'] / 1e6:,.0f} MB",
                 f"{frac:.1%}" if device == "cuda" else "-",
+                f"{f['coverage']:.2%}",
             )
         )
     rows.append(
@@ -181,6 +187,47 @@ def run(quick: bool) -> tuple[Rows, Rows]:
             "-",
             "-",
             "-",
+            "-",
         )
     )
-    return equal, rows
+    return equal, rows, engines(20 if quick else 60)
+
+
+def engines(ticks: int) -> Rows:
+    """The default scenario with every role at 10^4 agents on the call market, run by the exact
+    engine and by the gpu engine (its CPU form), same seed: the indicators of ``agora analyze``
+    side by side, so the gpu engine's model choices show as differences."""
+    import tempfile
+
+    from runtime.analysis.runs import analyze
+    from runtime.kernel.scenario import parse
+    from runtime.record.recording import record_scenario
+    from runtime.record.run_data import open_run
+
+    exact_text = scaled_text(10_000).replace(
+        "[network]", '[market]\nmechanism = "call"\n\n[network]', 1
+    )
+    gpu_text = scaled_text(10_000, True, SOURCE)
+    out: dict[str, dict[str, object]] = {}
+    with tempfile.TemporaryDirectory(prefix="agora-engines-") as tmp:
+        for name, text in (("exact", exact_text), ("gpu", gpu_text)):
+            sc = parse(text, name, SOURCE.parent)
+            sc = sc.model_copy(update={"world": sc.world.model_copy(update={"ticks": ticks})})
+            start = time.perf_counter()
+            summary = record_scenario(sc, text.encode(), SOURCE.parent, Path(tmp) / name)
+            wall = time.perf_counter() - start
+            a = analyze(open_run(Path(tmp) / name))
+            out[name] = {
+                "tasks posted per tick": summary["totals"]["tasks_posted"] / ticks,
+                "mean price (credits)": a["mean_price_credits"]["mean"],
+                "volume per tick (credits)": a["volume_credits"]["mean"],
+                "market efficiency (negotiators)": a["market_efficiency"],
+                "ticks replicas disagreed": a["ledger_convergence"]["ticks_diverged"],
+                "order parameter r, mean": (a.get("order_parameter") or {}).get("mean"),
+                "wall seconds (this CPU)": wall,
+            }
+
+    def fmt(v: object) -> str:
+        return "-" if v is None else f"{v:,.4g}" if isinstance(v, float) else f"{v:,}"
+
+    return [(k, fmt(out["exact"][k]), fmt(out["gpu"][k])) for k in out["exact"]]

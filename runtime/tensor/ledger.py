@@ -38,15 +38,28 @@ from runtime.tensor.draws import G1, G2, G3, mix, signed
 
 @dataclass
 class _Tick:
-    """The remote entries one tick made: (account, amount, origin replica) columns."""
+    """The entries one tick made, (account, amount, origin) columns sorted by (origin, applied at
+    once, home replica of the account), so each batch is one slice and its entries for one
+    replica a slice within it: ``bounds[g]`` is where group ``g = o·2R + local·R + home`` starts
+    (the ``origin`` column holds ``o`` for an entry still to deliver, ``o + R`` for one its
+    origin applied at once)."""
 
     account: Any
     amount: Any
     origin: Any
+    bounds: list[int] = field(default_factory=list)
     seen: list[set[int]] = field(default_factory=list)  # per origin: the replicas that applied it
     tags: list[bytes] = field(default_factory=list)
     claimed: list[int] = field(default_factory=list)
-    fingerprint: Any = None
+
+    def batch(self, origin: int, replicas: int) -> tuple[int, int]:
+        """Start and end of origin ``origin``'s batch."""
+        return self.bounds[origin * 2 * replicas], self.bounds[(origin + 1) * 2 * replicas]
+
+    def remote(self, origin: int, replica: int, replicas: int) -> tuple[int, int]:
+        """Start and end of the entries of ``origin``'s batch that ``replica`` applies."""
+        g = origin * 2 * replicas + replica
+        return self.bounds[g], self.bounds[g + 1]
 
 
 class Ledger:
@@ -67,6 +80,7 @@ class Ledger:
         self._amt: list[Any] = []
         self._org: list[Any] = []
         self._local: list[tuple[Any, Any]] = []
+        self._staged: tuple[Any, Any, Any] | None = None
         self.rejected_tags = 0
         self._rejected = torch.zeros((), dtype=torch.int64, device=device)
 
@@ -99,28 +113,55 @@ class Ledger:
         self.view.index_add_(0, account, -amount)
         self.base.index_add_(0, account, -amount)
 
-    def end_tick(self, tick: int) -> Any:
-        """Close this tick's batches: the origin has applied them; the rest wait for the bus.
-        Returns the batches' fingerprints (a device tensor, one per origin) for :meth:`seal`."""
+    def stage(self) -> tuple[Any, Any]:
+        """Gather this tick's entries into one set of columns, on the device and with fixed
+        shapes (a payment that moved nothing is an entry of 0): returns the batches'
+        fingerprints (one per origin) and, per (origin code, home replica), the number of entries
+        that move credits, for the tick's read-back; :meth:`end_tick` then keeps only those."""
         torch = self.torch
         # Every entry is folded into the base once every replica holds its batch; the local
-        # entries (applied at their own home) are part of their origin's batch as well.
+        # entries (applied at their own home) are part of their origin's batch as well, marked by
+        # origin + R so that delivery skips them (they are already in the view).
         acc = [a for a, _ in self._local] + self._acc
         amt = [m for _, m in self._local] + self._amt
-        org = [self.home[a] for a, _ in self._local] + self._org
-        # Local entries are marked by origin + R, so delivery skips them (already in the view).
-        org = [o + self.R for o in org[: len(self._local)]] + org[len(self._local) :]
+        org = [self.home[a] + self.R for a, _ in self._local] + self._org
         if acc:
-            t = _Tick(torch.cat(acc), torch.cat(amt), torch.cat(org))
+            self._staged = (torch.cat(acc), torch.cat(amt), torch.cat(org))
         else:
             empty = torch.zeros(0, dtype=torch.int64, device=self.device)
-            t = _Tick(empty, empty, empty)
-        t.seen = [{o} for o in range(self.R)]
-        t.fingerprint = self._fingerprints(t)
-        self.ticks[tick] = t
+            self._staged = (empty, empty, empty)
+        account, amount, origin = self._staged
         self._acc, self._amt, self._org, self._local = [], [], [], []
+        groups = 2 * self.R * self.R
+        code = torch.where(amount != 0, self._group(account, origin), groups)
+        counts = (code.reshape(-1, 1) == torch.arange(groups, device=self.device)).sum(0)
+        return self._fingerprints(account, amount, origin), counts
+
+    def _group(self, account: Any, origin: Any) -> Any:
+        """Each entry's group: origin, applied at once or not, home replica of the account."""
+        R = self.R
+        local = origin >= R
+        o = origin - local.to(origin.dtype) * R
+        return o * 2 * R + local.to(origin.dtype) * R + self.home[account]
+
+    def end_tick(self, tick: int, counts: list[int]) -> None:
+        """Close this tick's batches, keeping the entries that move credits (``counts``, per
+        origin code and home, read back with the tick's figures, so nothing waits for the
+        device), sorted into one slice per batch and replica: the origin has applied them; the
+        rest wait for the bus."""
+        torch = self.torch
+        account, amount, origin = self._staged
+        keep = torch.nonzero_static(amount, size=sum(counts)).reshape(-1)
+        account, amount, origin = account[keep], amount[keep], origin[keep]
+        order = torch.sort(self._group(account, origin), stable=True).indices
+        t = _Tick(account[order], amount[order], origin[order])
+        t.bounds = [0]
+        for c in counts:
+            t.bounds.append(t.bounds[-1] + c)
+        t.seen = [{o} for o in range(self.R)]
+        self.ticks[tick] = t
+        self._staged = None
         self._fold()
-        return t.fingerprint
 
     def seal(self, tick: int, fingerprints: list[int]) -> None:
         """Tag each of the tick's batches with one HMAC-SHA256 over its tick, origin and
@@ -130,17 +171,20 @@ class Ledger:
             t.claimed = list(fingerprints)
             t.tags = [self._tag(tick, o, f) for o, f in enumerate(fingerprints)]
 
-    def _fingerprints(self, t: _Tick) -> Any:
-        """Per origin, a 64-bit fingerprint of its batch's columns, computed on the device: the
-        wrapping sum of a hash of each entry (account, amount, position); integer sums do not
-        depend on their order, so every device gives the same bits."""
+    def _fingerprints(
+        self, account: Any, amount: Any, origin: Any, origins: list[int] | None = None
+    ) -> Any:
+        """Per origin (``origins``, default all), a 64-bit fingerprint of its batch: the wrapping
+        sum of a hash of each entry that moves credits (account, amount, origin). A sum does not
+        depend on the entries' order and the zero entries add nothing, so the staged columns and
+        the kept ones, on any device, give the same bits."""
         torch = self.torch
-        pos = torch.arange(t.account.shape[0], dtype=torch.int64, device=self.device)
-        h = mix(t.account * signed(G1) + t.amount * signed(G2) + pos * signed(G3))
+        h = mix(account * signed(G1) + amount * signed(G2) + origin * signed(G3))
+        h = torch.where(amount != 0, h, torch.zeros_like(h))
         zero = torch.zeros_like(h)
         sums = [
-            torch.where((t.origin == o) | (t.origin == o + self.R), h, zero).sum()
-            for o in range(self.R)
+            torch.where((origin == o) | (origin == o + self.R), h, zero).sum()
+            for o in (range(self.R) if origins is None else origins)
         ]
         return torch.stack(sums)
 
@@ -150,7 +194,17 @@ class Ledger:
         return hmac.new(self.key, msg, hashlib.sha256).digest()
 
     # ------------------------------------------------------------------ sharing
-    def apply(self, tick: int, origin: int, replica: int, tag: bytes | None = None) -> bool:
+    def _batch_fingerprint(self, t: _Tick, origin: int) -> Any:
+        """The fingerprint of origin ``origin``'s batch as its columns are now (device)."""
+        a, b = t.batch(origin, self.R)
+        h = mix(
+            t.account[a:b] * signed(G1) + t.amount[a:b] * signed(G2) + t.origin[a:b] * signed(G3)
+        )
+        return h.sum()
+
+    def apply(
+        self, tick: int, origin: int, replica: int, tag: bytes | None = None, fresh: Any = None
+    ) -> bool:
         """Replica ``replica`` applies the batch of ``origin`` made at ``tick`` (once; a duplicate
         or an unknown batch changes nothing). With ``tag`` (a batch off the bus) the tag must
         verify over the fingerprint the batch claims (on the host), and the fingerprint of the
@@ -160,15 +214,18 @@ class Ledger:
         if t is None or replica in t.seen[origin]:
             return False
         torch = self.torch
-        mask = (t.origin == origin) & (self.home[t.account] == replica)
+        a, b = t.remote(origin, replica, self.R)
+        amount = t.amount[a:b]
         if tag is not None:
             if not hmac.compare_digest(tag, self._tag(tick, origin, t.claimed[origin])):
                 self.rejected_tags += 1
                 return False
-            same = self._fingerprints(t)[origin] == t.claimed[origin]
-            mask = mask & same
+            if fresh is None:
+                fresh = self._batch_fingerprint(t, origin)
+            same = fresh == t.claimed[origin]
+            amount = torch.where(same, amount, torch.zeros_like(amount))
             self._rejected = self._rejected + (~same).to(torch.int64)
-        self.view.index_add_(0, t.account, torch.where(mask, t.amount, torch.zeros_like(t.amount)))
+        self.view.index_add_(0, t.account[a:b], amount)
         t.seen[origin].add(replica)
         return True
 
@@ -179,8 +236,21 @@ class Ledger:
 
     def deliver(self, tick: int, origin: int, replica: int) -> bool:
         """A batch arriving over the bus (tag checked)."""
-        t = self.ticks.get(tick)
-        return t is not None and self.apply(tick, origin, replica, t.tags[origin])
+        return self.deliver_many([(tick, origin, replica)]) == 1
+
+    def deliver_many(self, arrivals: list[tuple[int, int, int]]) -> int:
+        """Batches arriving over the bus at once, ``(tick made, origin, replica)`` in order: each
+        batch's fingerprint is taken once for all its arrivals. Returns how many applied."""
+        fresh: dict[tuple[int, int], Any] = {}
+        applied = 0
+        for tick, origin, replica in arrivals:
+            t = self.ticks.get(tick)
+            if t is None or replica in t.seen[origin]:
+                continue
+            if (tick, origin) not in fresh:
+                fresh[tick, origin] = self._batch_fingerprint(t, origin)
+            applied += self.apply(tick, origin, replica, t.tags[origin], fresh[tick, origin])
+        return applied
 
     def anti_entropy(self, groups: list[list[int]]) -> int:
         """Every replica of each group applies every batch another member has: returns how many
@@ -198,16 +268,13 @@ class Ledger:
 
     def _fold(self) -> None:
         """Fold every batch that all replicas hold into the base; drop ticks wholly folded."""
-        torch = self.torch
         full = set(range(self.R))
         for tick in sorted(self.ticks):
             t = self.ticks[tick]
             for origin in range(self.R):
                 if t.seen[origin] == full:
-                    mask = (t.origin == origin) | (t.origin == origin + self.R)
-                    self.base.index_add_(
-                        0, t.account, torch.where(mask, t.amount, torch.zeros_like(t.amount))
-                    )
+                    a, b = t.batch(origin, self.R)
+                    self.base.index_add_(0, t.account[a:b], t.amount[a:b])
                     t.seen[origin] = {-1, *full}  # folded
             if all(-1 in s for s in t.seen):
                 del self.ticks[tick]
@@ -249,6 +316,6 @@ class Ledger:
         for t in self.ticks.values():
             for origin in range(self.R):
                 if -1 not in t.seen[origin]:
-                    mask = (t.origin == origin) | (t.origin == origin + self.R)
-                    total = total + torch.where(mask, t.amount, torch.zeros_like(t.amount)).sum()
+                    a, b = t.batch(origin, self.R)
+                    total = total + t.amount[a:b].sum()
         return int(total)

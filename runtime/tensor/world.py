@@ -98,45 +98,61 @@ def problems(scenario: Scenario, base: Path | None = None) -> list[str]:
 def auction_rounds(bids: Any, asks: Any, active_b: Any, alive_s: Any) -> tuple[Any, Any, Any, Any]:
     """The task auction's rounds as call markets: ``bids[r]`` and ``asks[r]`` are round ``r``'s
     posts (per mille of each task's posted price) of the buyers and sellers; a trader leaves once
-    it trades. Each round sorts the untraded bids high to low and asks low to high (equal posts in
+    it trades. Each round takes the untraded bids high to low and asks low to high (equal posts in
     index order), trades the ``k`` crossing pairs, bid ``j`` with ask ``j``, at the middle of the
     range of prices that clears exactly them. Returns (buyer traded, seller traded, each buyer's
-    seller, each buyer's price). Shapes are fixed, nothing is read back to the host."""
+    seller, each buyer's price).
+
+    Every round's posts are sorted at once, before the rounds; a round then keeps the untraded
+    traders in that order with a running count (no sort per round). Shapes are fixed and nothing
+    is read back to the host, so the rounds can be captured in a CUDA graph."""
     import torch
 
     rounds, mb = bids.shape
     ns = asks.shape[1]
     on = bids.device
     big = 1 << 40
-    traded_b = torch.zeros(mb, dtype=torch.bool, device=on)
-    traded_s = torch.zeros(ns, dtype=torch.bool, device=on)
-    partner = torch.zeros(mb, dtype=torch.int64, device=on)
-    price_b = torch.zeros(mb, dtype=torch.int64, device=on)
+    neg_sorted, b_order = torch.sort(-bids, dim=1, stable=True)
+    a_sorted, a_order = torch.sort(asks, dim=1, stable=True)
+    b_sorted = -neg_sorted
+    # One slot past the traders is scratch: updates of pairs that do not trade land there.
+    traded_b = torch.zeros(mb + 1, dtype=torch.bool, device=on)
+    traded_s = torch.zeros(ns + 1, dtype=torch.bool, device=on)
+    partner = torch.zeros(mb + 1, dtype=torch.int64, device=on)
+    price_b = torch.zeros(mb + 1, dtype=torch.int64, device=on)
     jb = torch.arange(mb, dtype=torch.int64, device=on)
     js = torch.arange(ns, dtype=torch.int64, device=on)
-    pair = torch.clamp(jb, max=ns - 1)
-    low = torch.full((1,), -1, dtype=torch.int64, device=on)
-    high = torch.full((1,), big, dtype=torch.int64, device=on)
     n = min(mb, ns)
-    for rnd in range(rounds):
-        b = torch.where(active_b & ~traded_b, bids[rnd], -1)
-        a = torch.where(alive_s & ~traded_s, asks[rnd], big)
-        bs, bi = torch.sort(-b, stable=True)
-        bs = -bs
-        as_, ai = torch.sort(a, stable=True)
-        k = (bs[:n] >= as_[:n]).sum().reshape(1)
-        bpad, apad = torch.cat([bs, low]), torch.cat([as_, high])
+    jn = torch.arange(n, dtype=torch.int64, device=on)
+    for r in range(rounds):
+        bo, ao = b_order[r], a_order[r]
+        eb = (active_b & ~traded_b[:mb])[bo]  # eligible buyers, in price order
+        ea = (alive_s & ~traded_s[:ns])[ao]
+        # The eligible, packed to the front in that order; the rest to scratch places of their own.
+        pb = torch.where(eb, torch.cumsum(eb, 0) - 1, mb + 1 + jb)
+        pa = torch.where(ea, torch.cumsum(ea, 0) - 1, ns + 1 + js)
+        cb = torch.full((2 * mb + 1,), -1, dtype=torch.int64, device=on).index_put_(
+            (pb,), b_sorted[r]
+        )
+        cbi = torch.full((2 * mb + 1,), mb, dtype=torch.int64, device=on).index_put_((pb,), bo)
+        ca = torch.full((2 * ns + 1,), big, dtype=torch.int64, device=on).index_put_(
+            (pa,), a_sorted[r]
+        )
+        cai = torch.full((2 * ns + 1,), ns, dtype=torch.int64, device=on).index_put_((pa,), ao)
+        k = (cb[:n] >= ca[:n]).sum().reshape(1)
         km1 = torch.clamp(k - 1, min=0)
         # index_select with a one-element index: a tensor, never a number on the host.
-        b_k, b_km1 = bpad.index_select(0, k), bpad.index_select(0, km1)
-        a_k, a_km1 = apad.index_select(0, k), apad.index_select(0, km1)
+        b_k, b_km1 = cb.index_select(0, k), cb.index_select(0, km1)
+        a_k, a_km1 = ca.index_select(0, k), ca.index_select(0, km1)
         p = (torch.maximum(a_km1, b_k) + torch.minimum(b_km1, a_k)) // 2
-        tb, ts = jb < k, js < k
-        traded_b = traded_b.index_put((bi,), tb, accumulate=False) | traded_b
-        traded_s = traded_s.index_put((ai,), ts, accumulate=False) | traded_s
-        partner = partner.index_put((bi,), torch.where(tb, ai[pair], partner[bi]))
-        price_b = price_b.index_put((bi,), torch.where(tb, p, price_b[bi]))
-    return traded_b, traded_s, partner, price_b
+        pair = jn < k
+        buyers = torch.where(pair, cbi[:n], mb)
+        sellers = torch.where(pair, cai[:n], ns)
+        traded_b.index_put_((buyers,), pair)
+        traded_s.index_put_((sellers,), pair)
+        partner.index_put_((buyers,), sellers)
+        price_b.index_put_((buyers,), p.expand(n))
+    return traded_b[:mb], traded_s[:ns], partner[:mb], price_b[:mb]
 
 
 def _role(p: PopulationConfig, base: Path | None) -> str:
@@ -228,7 +244,9 @@ class TensorWorld:
         self._setup_oversight()
         self._setup_learners()
         self._setup_coordination()
-        self.ledger.seal(-1, self.ledger.end_tick(-1).tolist())
+        fingerprints, moving = self.ledger.stage()
+        self.ledger.end_tick(-1, [int(v) for v in moving.tolist()])
+        self.ledger.seal(-1, [int(v) for v in fingerprints.tolist()])
         self.sample_ids = torch.arange(BUDGET, dtype=i64, device=on)
         self.sample = torch.zeros((3, BUDGET), dtype=i64, device=on)
         self.verify_key = stream_key(self.seed, "verify")
@@ -409,7 +427,6 @@ class TensorWorld:
         return self._step()
 
     def _step(self) -> dict[str, int]:
-        torch = self.torch
         t = self.tick
         self.counters = {}
         self.events = []
@@ -421,13 +438,13 @@ class TensorWorld:
             values, keys = self._graphed_phase()
         else:
             values, keys = self._phase()
-        fingerprints = self.ledger.end_tick(t)
-        out = torch.cat([values, fingerprints]).tolist()  # the tick's one read from the device
-        n = len(keys)
+        out = values.tolist()  # the tick's one read from the device
+        n, b = len(keys), self.sample.shape[1]
         row = dict(zip(keys, (int(v) for v in out[:n]), strict=True))
-        b = (len(out) - n - self.R) // 3
         sample = [list(map(int, out[n + i * b : n + (i + 1) * b])) for i in range(3)]
-        self.ledger.seal(t, [int(v) for v in out[n + 3 * b :]])
+        fingerprints = [int(v) for v in out[n + 3 * b : n + 3 * b + self.R]]
+        self.ledger.end_tick(t, [int(v) for v in out[n + 3 * b + self.R :]])
+        self.ledger.seal(t, fingerprints)
         # Last tick's proofs (run on the host thread during this tick), then this tick's.
         row["proved"], row["refuted"] = self.collect_proofs()
         self._proofs = self._prover.submit(prove, *sample)
@@ -477,9 +494,11 @@ class TensorWorld:
             m[f"price_{s}_micro"] = self.prices[s]
         if self.coord is not None:
             m.update(self._oscillate([edges_n, edges_w]))
+        fingerprints, moving = self.ledger.stage()
         keys = list(m)
         figures = torch.stack([m[k] if torch.is_tensor(m[k]) else z + m[k] for k in keys])
-        return torch.cat([figures, self.sample.reshape(-1)]), keys
+        tail = [self.sample.reshape(-1), fingerprints, moving]
+        return torch.cat([figures, *tail]), keys
 
     def _state(self) -> dict[str, Any]:
         """The tensors (and lists of tensors) the world keeps between ticks."""
@@ -514,10 +533,10 @@ class TensorWorld:
                     setattr(self, name, old)
             self._graph = graph
             self._graph_out = (values, keys)
-            self._graph_lists = (ledger._local, ledger._acc, ledger._amt, ledger._org)
+            self._graph_staged = ledger._staged
         self._graph.replay()
-        # The ledger entries the phase made are the graph's outputs, refreshed by each replay.
-        ledger._local, ledger._acc, ledger._amt, ledger._org = (list(x) for x in self._graph_lists)
+        # The ledger entries the phase staged are the graph's outputs, refreshed by each replay.
+        ledger._staged = self._graph_staged
         return self._graph_out
 
     # ------------------------------------------------------------------ faults
@@ -615,9 +634,9 @@ class TensorWorld:
                 self.in_flight.append((t + self._delays[o][q], t, o, q))
         due = sorted(m for m in self.in_flight if m[0] <= t)
         self.in_flight = [m for m in self.in_flight if m[0] > t]
-        for _, made, o, q in due:
-            if self._group_of(o) == self._group_of(q):
-                self.ledger.deliver(made, o, q)
+        self.ledger.deliver_many(
+            [(made, o, q) for _, made, o, q in due if self._group_of(o) == self._group_of(q)]
+        )
         self.counters.update(
             messages_sent=sent,
             messages_lost=lost,
