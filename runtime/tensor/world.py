@@ -76,9 +76,15 @@ def problems(scenario: Scenario, base: Path | None = None) -> list[str]:
         )
     if scenario.network.graph_file is not None:
         out.append("network.graph_file: the gpu engine takes regions and links, not a graph file")
+    roles = {p.name: _role(p, base) for p in scenario.population}
     for i, f in enumerate(scenario.fault):
         if f.kind not in FAULTS:
             out.append(f"fault[{i}].kind: {f.kind!r} faults are not modelled by the gpu engine")
+        elif f.kind == "degrade" and roles.get(f.population or "") not in (None, "worker"):
+            out.append(
+                f"fault[{i}].population: the gpu engine degrades workers (their quality); "
+                f"{f.population!r} is a {roles[f.population or '']} population"
+            )
     for i, p in enumerate(scenario.population):
         role = _role(p, base)
         if role not in ROLES:

@@ -276,6 +276,10 @@ def test_a_run_whose_recorded_hashes_differ_is_named_at_its_first_checkpoint(tmp
         ('[governance]\nmembers = "work"\n', "governance: the gpu engine has no governance"),
         ("", "market.mechanism"),
         ('[[fault]]\nat = 3\nkind = "byzantine"\ncount = 1\n', "fault[2].kind: 'byzantine'"),
+        (
+            '[[fault]]\nat = 3\nkind = "degrade"\npopulation = "req"\nfraction = 0.5\n',
+            "fault[2].population: the gpu engine degrades workers",
+        ),
     ],
 )
 def test_what_the_gpu_engine_does_not_model_is_refused_naming_the_key(tmp_path, change, named):
