@@ -85,8 +85,15 @@ def problems(scenario: Scenario, base: Path | None = None) -> list[str]:
                 f"fault[{i}].population: the gpu engine degrades workers (their quality); "
                 f"{f.population!r} is a {roles[f.population or '']} population"
             )
+    seen: dict[str, int] = {}
     for i, p in enumerate(scenario.population):
         role = _role(p, base)
+        if role in ("critic", "healer", "world_model") and role in seen:
+            out.append(
+                f"population[{i}].role: the gpu engine runs one {role} population "
+                f"(population[{seen[role]}] is one)"
+            )
+        seen.setdefault(role, i)
         if role not in ROLES:
             out.append(
                 f"population[{i}].role: {p.role!r} does not run on the gpu engine (it runs the "
