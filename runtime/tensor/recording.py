@@ -103,6 +103,7 @@ def record_gpu(
         totals["proved"] += proved
         totals["refuted"] += refuted
     finally:
+        world.close()
         log.close()
         metrics.close()
     wall = time.perf_counter() - start

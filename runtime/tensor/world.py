@@ -1082,6 +1082,10 @@ class TensorWorld:
                 self.ledger.anti_entropy([g for g in self.groups if r in g])
             self.order[r] = order
 
+    def close(self) -> None:
+        """Stop the proofs' host thread (after waiting for the last sample)."""
+        self._prover.shutdown(wait=True)
+
     def collect_proofs(self) -> tuple[int, int]:
         """``(proved, refuted)`` of the last submitted sample (waiting for it); (0, 0) if none."""
         if self._proofs is None:
