@@ -94,6 +94,16 @@ def analyze(run: RunData) -> dict[str, Any]:
         series["r_global"] = r.tolist()
     ev = event_indicators(run)
     out["slashes"] = ev["slashes"]
+    if s.get("engine") == "gpu" and "caught" in m.column_names:
+        # The gpu engine counts its slashes per tick in the metrics, not as events.
+        caught = int(m.column("caught").to_numpy().sum())
+        out["slashes"] = {
+            "count": int(m.column("slashes").to_numpy().sum()),
+            "slashed_credits": int(m.column("slashed_micro").to_numpy().sum()) / MICRO,
+            "rejections": caught,
+            "false_rejections": 0,  # its critics reject only results that cheated
+            "false_rejection_rate": 0.0 if caught else None,
+        }
     out["tension"] = ev["tension"]
     series.update(ev["series"])
     health = totals.get("health", {})

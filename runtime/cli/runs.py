@@ -31,7 +31,9 @@ def run(
         Path | None,
         typer.Option("--out", help="Run directory to write (default: runs/<scenario name>[-N])."),
     ] = None,
-    seed: Annotated[int | None, typer.Option(min=0, help="Override the scenario's seed.")] = None,
+    seed: Annotated[
+        int | None, typer.Option(min=0, max=2**63 - 1, help="Override the scenario's seed.")
+    ] = None,
     until: Annotated[
         int | None,
         typer.Option(min=1, help="Run this many ticks instead of the scenario's world.ticks."),
@@ -148,6 +150,13 @@ def run(
         from runtime.kernel.scenario import load
 
         parsed, _ = load(scenario)
+        if parsed.world.engine == "gpu" and compare_baseline:
+            fail(
+                [
+                    "--compare-baseline: the gpu engine's cores are integer learners with no "
+                    "baseline run to compare; run the scenario with each core setting instead"
+                ]
+            )
         if parsed.distributed is not None and parsed.distributed.shards > 1:
             _run_sharded(
                 scenario,

@@ -48,7 +48,9 @@ def serve(
             "printing them.",
         ),
     ] = None,
-    seed: Annotated[int | None, typer.Option(help="Seed (default: the scenario's).")] = None,
+    seed: Annotated[
+        int | None, typer.Option(min=0, max=2**63 - 1, help="Seed (default: the scenario's).")
+    ] = None,
     ticks: Annotated[
         int | None, typer.Option(min=1, help="Ticks to run (default: the scenario's).")
     ] = None,

@@ -144,6 +144,17 @@ def train(
         )
     if scenario is not None and not scenario.is_file():
         problems.append(f"SCENARIO {scenario}: no such file")
+    elif scenario is not None:
+        from runtime.kernel.scenario import ScenarioError, load
+
+        try:
+            if load(scenario)[0].world.engine == "gpu":
+                problems.append(
+                    f'SCENARIO {scenario}: world.engine = "gpu": training runs the exact '
+                    'engine\'s World; set engine = "exact" (or remove the key) to train in it'
+                )
+        except ScenarioError:
+            pass  # the trainer's own checks name what is wrong with the file
     if seats_per_world > 1 and scenario is None:
         problems.append("--seats-per-world: needs a SCENARIO (Market-v0 has one learner)")
     elif num_envs % seats_per_world:

@@ -374,6 +374,16 @@ def record_scenario(
     until = scenario.world.ticks if until is None else until
     if until < 1:
         raise ScenarioError([f"--until: must be >= 1 tick, got {until}"])
+    if until > scenario.world.ticks:
+        # The scenario's checks (the credits it may mint, ...) hold for its own ticks: check them
+        # again for the longer run.
+        from runtime.kernel.scenario import _cross_check
+
+        longer = scenario.model_copy(
+            update={"world": scenario.world.model_copy(update={"ticks": until})}
+        )
+        if problems := _cross_check(longer, base, f"--until {until}"):
+            raise ScenarioError(problems)
     prepare_out(out, overwrite, keep=(base,))
     manifest = {
         "format": FORMAT,

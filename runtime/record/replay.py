@@ -42,6 +42,7 @@ from runtime.kernel.world import Checkpoint
 from runtime.record.checkpoints import SNAPSHOT_DIR, snapshot_name
 from runtime.record.recorder import read_stream
 from runtime.record.recording import (
+    FORMAT,
     RUN_FILE,
     SCENARIO_COPY,
     SUMMARY,
@@ -287,6 +288,12 @@ def verify(
         raise RunDirError(f"{run_dir}: no such run directory")
     if not (run_dir / SUMMARY).exists() and not (run_dir / SUMMARY).is_symlink():
         if (run_dir / RUN_FILE).is_file():
+            started = _read_object(run_dir / RUN_FILE, RUN_FILE)
+            if isinstance(started, dict) and started.get("engine") == "gpu":
+                raise RunDirError(
+                    f"{run_dir}: the run did not finish (no {SUMMARY}); a gpu-engine run cannot "
+                    "be resumed: run its scenario again"
+                )
             raise RunDirError(
                 f"{run_dir}: the run did not finish (no {SUMMARY}); agora run --resume {run_dir}"
             )
@@ -305,7 +312,7 @@ def verify(
     if problems:
         return Verdict("tampered", problems)
     assert isinstance(summary, dict) and isinstance(manifest, dict)
-    if summary.get("format") == "agora-gpu-run-1":
+    if summary.get("format") == "agora-gpu-run-1" or manifest.get("engine") == "gpu":
         return _verify_gpu(run_dir, summary, manifest, progress, key)
     if manifest["device"] != "cpu":
         raise RunDirError(
@@ -324,6 +331,14 @@ def verify(
     except (ScenarioError, UnicodeDecodeError) as exc:
         first = exc.problems[0] if isinstance(exc, ScenarioError) else str(exc)
         return Verdict("tampered", [f"{SCENARIO_COPY} no longer validates: {first}"])
+    if scenario.world.engine == "gpu":
+        return Verdict(
+            "tampered",
+            [
+                f"{SCENARIO_COPY} selects the gpu engine, but {SUMMARY} and {RUN_FILE} are not a "
+                "gpu-engine run's"
+            ],
+        )
     if manifest["cores"] == "baseline":
         scenario = with_baseline_cores(scenario, run_dir)
     verdict = _replay(run_dir, scenario, raw, summary, manifest, key, progress)
@@ -347,8 +362,31 @@ def _verify_gpu(
     key: bytes | None,
 ) -> Verdict:
     """A gpu-engine run, re-executed on the CPU (the engine gives the same integers there)."""
+    from runtime.tensor.recording import FORMAT as GPU_FORMAT
     from runtime.tensor.recording import verify_gpu
 
+    made_by = [
+        f"{RUN_FILE}: {what}"
+        for what, bad in (
+            ("'engine' is not \"gpu\"", manifest.get("engine") != "gpu"),
+            ("'format' is not this version's", manifest.get("format") != FORMAT),
+            ("'device' is neither cpu nor cuda", manifest.get("device") not in ("cpu", "cuda")),
+            (
+                "a gpu-engine run has no realtime factor",
+                manifest.get("realtime_factor") is not None,
+            ),
+            ("a gpu-engine run has no parent", manifest.get("parent") is not None),
+            (
+                "'signed' does not match the summary's signature",
+                (manifest.get("signed") is None) != (summary.get("signature") is None),
+            ),
+        )
+        if bad
+    ]
+    if summary.get("format") != GPU_FORMAT:
+        made_by.append(f"{SUMMARY}: 'format' is not a gpu-engine run's")
+    if made_by:
+        return Verdict("tampered", made_by)
     authorship, notes = _authorship(summary, key)
     try:
         path = run_dir / SCENARIO_COPY

@@ -79,3 +79,9 @@ def threshold(p: float) -> int:
 def below(u: Any, n: Any) -> Any:
     """A uniform integer in ``[0, n)`` from a 32-bit word (``n < 2³¹``)."""
     return (u * n) >> 32
+
+
+def below_wide(u: Any, n: int) -> Any:
+    """:func:`below` for ``n < 2⁴⁰``: the same ``(u·n) >> 32``, computed in 16-bit parts of ``n``
+    so no product leaves int64."""
+    return ((u * (n >> 16)) + ((u * (n & 0xFFFF)) >> 16)) >> 16

@@ -195,13 +195,22 @@ def verify_gpu(
 ) -> tuple[str, list[str]]:
     """Re-execute a gpu-engine run on ``device`` and compare every checkpoint, file and figure;
     ``(status, lines)`` with status ``identical``, ``diverged`` or ``tampered``."""
-    from runtime.record.recording import SCENARIO_COPY, _canonical, write_manifest
+    from runtime.record.recording import (
+        RUN_FILE,
+        SCENARIO_COPY,
+        SUMMARY,
+        _canonical,
+        write_manifest,
+    )
 
+    listed = summary.get("checkpoints")
     recorded = {
         c.get("tick"): c.get("hashes")
-        for c in summary.get("checkpoints", [])
+        for c in (listed if isinstance(listed, list) else [])
         if isinstance(c, dict)
     }
+    files = summary.get("files")
+    files = files if isinstance(files, dict) else {}
     trusted = summary.get("summary_sha256") == hashlib.sha256(_canonical(summary)).hexdigest()
 
     class Diverged(Exception):
@@ -231,8 +240,15 @@ def verify_gpu(
                 "recording"
             ]
         lines = []
-        for name, digest in summary.get("files", {}).items():
-            if not (run_dir / name).is_file():
+        made_files = {SCENARIO_COPY, RUN_FILE, SUMMARY, *made["files"]}
+        for path in sorted(run_dir.iterdir()):
+            if path.name not in made_files:
+                lines.append(f"{path.name}: extra (a gpu-engine run does not make it)")
+        if set(files) != set(made["files"]):
+            lines.append("summary.json: 'files' does not list the run's files")
+        for name in sorted(made["files"]):
+            digest = files.get(name)
+            if not (run_dir / name).is_file() or (run_dir / name).is_symlink():
                 lines.append(f"{name} is missing")
             elif hashlib.sha256((run_dir / name).read_bytes()).hexdigest() != digest:
                 lines.append(f"{name} was modified after the run (SHA-256 mismatch)")

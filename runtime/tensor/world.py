@@ -46,7 +46,7 @@ from economy.portable_math import sin_cos
 from economy.rates import MICRO
 from runtime.kernel.roles import resolve
 from runtime.kernel.scenario import PopulationConfig, Scenario, ScenarioError
-from runtime.tensor.draws import below, host_u32, stream_key, threshold, u32
+from runtime.tensor.draws import below, below_wide, host_u32, stream_key, threshold, u32
 from runtime.tensor.ledger import Ledger
 from runtime.tensor.verify import BUDGET, prove
 
@@ -73,6 +73,12 @@ def problems(scenario: Scenario, base: Path | None = None) -> list[str]:
         out.append(
             "market.mechanism: the gpu engine clears the auction as a call market; set "
             'mechanism = "call" (the exact engine runs it too, for comparison)'
+        )
+    if scenario.record.outside_inputs is not None:
+        out.append("record.outside_inputs: recorded outside inputs need the exact engine")
+    if scenario.bus.jitter:
+        out.append(
+            "bus.jitter: the gpu engine's latency is whole ticks, without jitter; set it to 0"
         )
     if scenario.network.graph_file is not None:
         out.append("network.graph_file: the gpu engine takes regions and links, not a graph file")
@@ -335,7 +341,10 @@ class TensorWorld:
         self.w_skill = self._cat(pops, lambda p: below(draw(p, 0, 0), self.S))
         # A worker's cost: 0.2..1.5 of the first price (as the market kernel's workers).
         first = int(self.prices[0])
-        self.w_cost = self._cat(pops, lambda p: first // 5 + below(draw(p, 0, 1), first * 13 // 10))
+        # A worker's cost: 0.2..1.5 of the first price.
+        self.w_cost = self._cat(
+            pops, lambda p: first // 5 + below_wide(draw(p, 0, 1), first * 13 // 10)
+        )
         self.w_quality = self._cat(
             pops,
             lambda p: torch.full((p.n,), threshold(p.params.quality), dtype=torch.int64, device=on),
@@ -384,7 +393,7 @@ class TensorWorld:
     def _setup_learners(self) -> None:
         torch, on = self.torch, self.device
         models = self._of("world_model")
-        self.forecaster = models[0] if models else None
+        self.forecaster = models[0] if models and models[0].n > 0 else None
         self.trend = torch.zeros(self.S, dtype=torch.int64, device=on)  # Q16 micro per tick
         self.forecast = self.prices.clone()  # next tick's price, as forecast this tick
         self._last_prices = self.prices.clone()
@@ -576,28 +585,24 @@ class TensorWorld:
             if end is not None:
                 self.undo.setdefault(end, []).append(fn)
 
-        if f.kind in ("crash", "degrade", "restart"):
+        if f.kind in ("crash", "restart"):
+            # As the exact engine: the population's first ceil(fraction x n) agents go down (or
+            # come back), and come back (or go down again) when the duration ends.
+            p = self._pop(f.population)
+            first = p.start + math.ceil(f.fraction * p.n)
+            up = f.kind == "restart"
+            self.alive[p.start : first] = up
+            later(lambda a=p.start, b=first, v=not up: self.alive.__setitem__(slice(a, b), v))
+            return
+        if f.kind == "degrade":
+            # Each worker of the population is degraded with probability ``fraction`` (a seeded
+            # draw per worker): its quality falls by the severity until the duration ends.
             p = self._pop(f.population)
             ids = self._ids(p)
             hit = u32(ids, stream_key(self.seed, f"faults/{i}"), t, 0)[0] < threshold(f.fraction)
-            if f.kind == "restart":
-                self.alive[ids] = self.alive[ids] | hit
-                return
-            if f.kind == "crash":
-                was = self.alive[ids].clone()
-                self.alive[ids] = self.alive[ids] & ~hit
-                later(
-                    lambda ids=ids, hit=hit, was=was: self.alive.index_put_(
-                        (ids,), self.alive[ids] | (hit & was)
-                    )
-                )
-                return
-            # degrade: the watched workers' quality falls by the severity.
             local = torch.searchsorted(self.workers, ids)
-            sev = round(f.severity * 1000)
-            self.w_severity[local] = torch.where(
-                hit, torch.full_like(local, sev), self.w_severity[local]
-            )
+            sev = torch.full_like(local, round(f.severity * 1000))
+            self.w_severity[local] = torch.where(hit, sev, self.w_severity[local])
             later(
                 lambda local=local, hit=hit: self.w_severity.index_put_(
                     (local,), torch.where(hit, torch.zeros_like(local), self.w_severity[local])
@@ -605,20 +610,20 @@ class TensorWorld:
             )
             return
         if f.kind in ("partition", "heal"):
-            before = self.groups
             if f.kind == "partition":
                 index = {r: k for k, r in enumerate(self.regions)}
                 named = [sorted(index[r] for r in g) for g in f.groups]
                 rest = sorted(set(range(self.R)) - {r for g in named for r in g})
                 self.groups = named + ([rest] if rest else [])
+                # A partition's end heals the network, as in the exact engine.
+                later(lambda: setattr(self, "groups", [list(range(self.R))]))
             else:
                 self.groups = [list(range(self.R))]
-            later(lambda before=before: setattr(self, "groups", before))
             return
         if f.kind == "loss_burst":
-            before_loss = self.loss
             self.loss = f.loss
-            later(lambda before_loss=before_loss: setattr(self, "loss", before_loss))
+            # A burst's end restores the scenario's loss, as in the exact engine.
+            later(lambda: setattr(self, "loss", self.scenario.bus.loss))
 
     def _group_of(self, r: int) -> int:
         for k, g in enumerate(self.groups):
@@ -678,10 +683,11 @@ class TensorWorld:
             units = 1 + below(u2, p.params.task_units)
             price = self.prices[skill] * units
             wants = alive & (u0 < threshold(p.params.post_rate))
-            if p.params.forecasts_from is not None and self.forecaster is not None:
+            fc = self.forecaster
+            if fc is not None and p.params.forecasts_from == fc.cfg.name:
                 fee = round(p.params.forecast_fee * MICRO)
                 reads = wants & (self.ledger.view[ids] >= fee)
-                seller = torch.full_like(ids, self.forecaster.start)
+                seller = torch.full_like(ids, fc.start)
                 paid = torch.where(reads, zero + fee, zero)
                 self.ledger.transfer(ids, seller, paid)
                 fee_paid = fee_paid + paid.sum()
@@ -733,9 +739,13 @@ class TensorWorld:
         ref = board["price"][cand]
         req = board["req"][cand]
         vb, _ = u32(req, self.neg_key, t, 1)
-        value = torch.minimum(
-            1000 + below(vb, 1001), self.ledger.view[req] * 1000 // torch.clamp(ref, min=1)
-        )
+        # What the requester can pay, per mille of the posted price (at most 2000 is ever bid, so
+        # a balance of 3 prices or more caps nothing, and the product stays small).
+        held = self.ledger.view[req]
+        ref1 = torch.clamp(ref, min=1)
+        rich = held // ref1 >= 3
+        budget = torch.where(rich, 3000, torch.where(rich, 0, held) * 1000 // ref1)
+        value = torch.minimum(1000 + below(vb, 1001), budget)
         neg_ids = self.negotiators
         cs, _ = u32(neg_ids, self.neg_key, t, 2)
         cost = 500 + below(cs, 1001)
@@ -795,6 +805,7 @@ class TensorWorld:
             }
             self.w_failed = torch.zeros(nw, dtype=torch.int64, device=on)
             self.w_served = torch.zeros(nw, dtype=torch.int64, device=on)
+            self._uptime()
             return z, (torch.zeros(0, dtype=torch.int64, device=on),) * 3
         posts = board["posted"] & ~contracted
         skill = board["skill"]
@@ -871,8 +882,7 @@ class TensorWorld:
         )
         units_done = torch.where(success, board["units"], zeros).sum()
         # The uptime reward at the contribution multiplier of the network's compute so far.
-        up = ok.to(torch.int64) * self.reward_dev
-        self._mint(self.workers, up)
+        self._uptime()
         self.tick_served = {"paid": paid, "cheat": cheat, "worker": w, "per_worker": per_worker}
         m["tasks_served"] = served.sum()
         m["tasks_succeeded"] = success.sum()
@@ -882,13 +892,20 @@ class TensorWorld:
         m["tasks_expired"] = (posts & ~served).sum()
         return served, (board["req"], torch.where(served, self.workers[w], board["req"]), served_i)
 
+    def _uptime(self) -> None:
+        """Every live worker not in quarantine earns the uptime reward (minted), at the
+        contribution multiplier of the network's compute so far."""
+        ok = self.alive[self.workers] & (self.w_quarantine < 0)
+        self._mint(self.workers, ok.to(self.torch.int64) * self.reward_dev)
+
     # ------------------------------------------------------------------ critics and healers
     def _critics(self, t: Any, board: dict[str, Any], served: Any, m: dict[str, Any]) -> None:
         torch = self.torch
         c = self.critic
         sv = self.tick_served
-        if c is None or sv["paid"].shape[0] == 0:
+        if c is None or sv["paid"].shape[0] == 0 or self.nw == 0:
             m["checked"], m["caught"], m["refunded_micro"], m["slashed_micro"] = 0, 0, 0, 0
+            m["slashes"] = 0
             return
         live = self.alive[self._ids(c)].any()
         paid, w = sv["paid"], sv["worker"]
@@ -925,6 +942,7 @@ class TensorWorld:
         self.w_caught = self.w_caught | hit
         m["checked"], m["caught"] = checked.sum(), caught.sum()
         m["refunded_micro"], m["slashed_micro"] = refund.sum(), slash.sum()
+        m["slashes"] = hit.sum()
 
     def _healers(self, t: Any, served: Any, m: dict[str, Any]) -> None:
         torch = self.torch
@@ -952,8 +970,10 @@ class TensorWorld:
         mean = torch.where(pool, self.w_ewma, torch.zeros_like(self.w_ewma)).sum() // n
         dev = self.w_ewma - mean
         var = torch.where(pool, dev * dev, torch.zeros_like(dev)).sum() // n
+        # dev / sd > z, as integers: dev^2 > z^2 var, with z^2 scaled by 1000 (not 10^6) first so
+        # the product stays in int64 (dev and sd are at most 2^16).
         zq = round(h.params.z_threshold * 1000)
-        alarm = pool & (dev > 0) & (dev * dev * 1_000_000 > zq * zq * var) & live
+        alarm = pool & (dev > 0) & (dev * dev > (zq * zq // 1000) * var // 1000) & live
         self.w_alarms = torch.where(alarm, self.w_alarms + 1, torch.zeros_like(self.w_alarms))
         start = alarm & (self.w_alarms >= h.params.confirm_ticks)
         self.w_quarantine = torch.where(

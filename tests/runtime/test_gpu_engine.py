@@ -325,3 +325,127 @@ def test_the_exact_engines_world_refuses_a_gpu_scenario():
 
     with pytest.raises(ScenarioError, match="world.engine"):
         World(parse(SMALL_GPU))
+
+
+HEAD = '[world]\nticks = 12\ncheckpoint_every = 4\nengine = "gpu"\n[market]\nmechanism = "call"\n'
+
+
+def test_edge_worlds_run_and_conserve():
+    texts = [
+        # a critic with no workers to watch
+        HEAD + '[[population]]\nname = "r"\nrole = "requester"\ncount = 5\ninitial_credits = 10\n'
+        '[[population]]\nname = "w"\nrole = "worker"\ncount = 0\n'
+        '[[population]]\nname = "c"\nrole = "critic"\ncount = 1\nwatches = "w"\n',
+        # planners reading a forecaster that has no agents
+        HEAD + '[[population]]\nname = "fc"\nrole = "world_model"\ncount = 0\n'
+        '[[population]]\nname = "r"\nrole = "requester"\ncount = 5\ninitial_credits = 10\n'
+        'post_rate = 1.0\nforecasts_from = "fc"\nforecast_fee = 1.0\n',
+        # workers and no requesters: uptime is still earned
+        HEAD + '[[population]]\nname = "w"\nrole = "worker"\ncount = 3\n',
+    ]
+    for text in texts:
+        world = TensorWorld(parse(text))
+        rows = [world.step() for _ in range(12)]
+        assert world.conserved()
+        assert sum(r["forecast_fees_micro"] for r in rows) == 0
+    assert int(world.ledger.view.sum()) > 0  # the workers' uptime
+
+
+def test_faults_end_as_in_the_exact_engine():
+    text = HEAD + (
+        '[network]\nregions = ["a", "b"]\n'
+        '[[population]]\nname = "r"\nrole = "requester"\ncount = 4\ninitial_credits = 50\n'
+        '[[population]]\nname = "w"\nrole = "worker"\ncount = 10\n'
+        '[[fault]]\nat = 1\nkind = "loss_burst"\nloss = 1.0\nduration = 2\n'
+        '[[fault]]\nat = 2\nkind = "loss_burst"\nloss = 1.0\nduration = 3\n'
+        '[[fault]]\nat = 0\nkind = "crash"\npopulation = "w"\nfraction = 1.0\n'
+        '[[fault]]\nat = 2\nkind = "restart"\npopulation = "w"\nfraction = 0.5\nduration = 2\n'
+    )
+    world = TensorWorld(parse(text))
+    rows = [world.step() for _ in range(8)]
+    # A burst's end restores the scenario's loss (0), as in the exact engine: the first burst's
+    # end (tick 3) ends the loss, and nothing brings a burst's loss back later.
+    assert [r["messages_lost"] for r in rows] == [0, 2, 2, 0, 0, 0, 0, 0]
+    # The first half of the workers comes back at tick 2 and goes down again at tick 4.
+    assert [r["alive"] - 4 for r in rows] == [0, 0, 5, 5, 0, 0, 0, 0]
+
+
+def test_large_values_do_not_overflow():
+    rich = HEAD + (
+        "[economy]\ntask_unit_credits = 2000\n"
+        '[[population]]\nname = "r"\nrole = "requester"\ncount = 20\n'
+        "initial_credits = 1000000000\npost_rate = 1.0\n"
+        '[[population]]\nname = "n"\nrole = "negotiator"\ncount = 20\n'
+        '[[population]]\nname = "w"\nrole = "worker"\ncount = 50\n'
+        '[[population]]\nname = "h"\nrole = "healer"\ncount = 1\nwatches = "w"\n'
+        "z_threshold = 1000\n"
+    )
+    world = TensorWorld(parse(rich))
+    price = 2000 * 1_000_000
+    cost = world.w_cost
+    assert int(cost.min()) >= price // 5 and int(cost.max()) < price * 3 // 2
+    rows = [world.step() for _ in range(12)]
+    assert all(r["surplus_pm"] >= 0 for r in rows)
+    assert sum(r["quarantined"] for r in rows) == 0  # no worker is 1000 sd from the mean
+    assert world.conserved()
+
+
+def test_bad_options_and_tampered_run_files_are_named(tmp_path):
+    runner = CliRunner()
+    (tmp_path / "s.toml").write_text(SMALL_GPU)
+    scenario = str(tmp_path / "s.toml")
+    for argv, named in (
+        (
+            ["run", scenario, "--compare-baseline", "--out", str(tmp_path / "b")],
+            "--compare-baseline",
+        ),
+        (["run", scenario, "--seed", str(2**63), "--out", str(tmp_path / "c")], "--seed"),
+        (["train", scenario, "--out", str(tmp_path / "t")], 'world.engine = "gpu"'),
+    ):
+        out = runner.invoke(app, argv)
+        assert out.exit_code == 2 and named in out.output, (argv, out.output)
+    assert runner.invoke(app, ["run", scenario, "--out", str(tmp_path / "r"), "-q"]).exit_code == 0
+    run = tmp_path / "r"
+
+    def verdict() -> str:
+        out = runner.invoke(app, ["replay", str(run), "--verify"])
+        assert out.exit_code in (1, 2) and "Traceback" not in out.output, out.output
+        return out.output
+
+    import hashlib
+
+    from runtime.record.recording import _canonical
+
+    summary_text = (run / "summary.json").read_text()
+    for edit in (
+        lambda s: s.update(format="agora-run-1"),
+        lambda s: s.update(checkpoints=None),
+        lambda s: s.update(files=[]),
+    ):
+        summary = json.loads(summary_text)
+        edit(summary)
+        summary["summary_sha256"] = hashlib.sha256(_canonical(summary)).hexdigest()
+        (run / "summary.json").write_text(json.dumps(summary))
+        assert "tampered" in verdict() or "diverged" in verdict()
+    (run / "summary.json").write_text(summary_text)
+    manifest_text = (run / "run.json").read_text()
+    manifest = json.loads(manifest_text)
+    manifest["device"] = "tpu"
+    (run / "run.json").write_text(json.dumps(manifest))
+    assert "'device'" in verdict()
+    (run / "run.json").write_text(manifest_text)
+    (run / "state.arrows").write_bytes(b"x")
+    assert "state.arrows: extra" in verdict()
+    (run / "state.arrows").unlink()
+    ok = runner.invoke(app, ["replay", str(run), "--verify"])
+    assert ok.exit_code == 0, ok.output
+
+
+def test_analyze_counts_the_gpu_engines_slashes(tmp_path):
+    from runtime.analysis.runs import analyze
+    from runtime.record.recording import record_scenario
+    from runtime.record.run_data import open_run
+
+    summary = record_scenario(parse(SMALL_GPU), SMALL_GPU.encode(), tmp_path, tmp_path / "r")
+    a = analyze(open_run(tmp_path / "r"))
+    assert a["slashes"]["count"] > 0 and a["slashes"]["rejections"] == summary["totals"]["caught"]
