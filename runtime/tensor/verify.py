@@ -32,18 +32,24 @@ def prove(payers: list[int], amounts: list[int], held: list[int]) -> tuple[int, 
             seen.add((p, a))
             by_payer[p].append((a, h))
 
-    def holds(entries: list[tuple[int, int]]) -> z3.BoolRef:
-        amounts_ = [z3.IntVal(a) for a, _ in entries]
-        return z3.And(*[x >= 0 for x in amounts_], z3.IntVal(entries[0][1]) - z3.Sum(amounts_) >= 0)
+    # A context of its own: z3's default context is not safe to share between threads, and the
+    # proofs run on a host thread beside anything else that calls z3 (the exact engine's critics,
+    # another world's proofs).
+    ctx = z3.Context()
 
-    solver = z3.Solver()
+    def holds(entries: list[tuple[int, int]]) -> z3.BoolRef:
+        amounts_ = [z3.IntVal(a, ctx) for a, _ in entries]
+        held = z3.IntVal(entries[0][1], ctx)
+        return z3.And(*[x >= 0 for x in amounts_], held - z3.Sum(amounts_) >= 0)
+
+    solver = z3.Solver(ctx=ctx)
     solver.add(z3.Not(z3.And(*[holds(e) for e in by_payer.values()])))
     n = sum(len(e) for e in by_payer.values())
     if solver.check() == z3.unsat:
         return n, 0
     bad = 0
     for entries in by_payer.values():
-        one = z3.Solver()
+        one = z3.Solver(ctx=ctx)
         one.add(z3.Not(holds(entries)))
         if one.check() != z3.unsat:
             bad += len(entries)

@@ -4,13 +4,13 @@ core file at all, is a scenario error naming the population and the file."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from typer.testing import CliRunner
 
+from runtime.cli import app
 from runtime.kernel.scenario import ScenarioError, load
 from runtime.kernel.world import World
 from runtime.record.recording import record
@@ -108,12 +108,8 @@ def test_a_core_of_the_wrong_shape_is_refused(saved: Path):
 def test_a_file_that_is_not_a_core_exits_2_with_one_line(saved: Path):
     (saved / "junk.npz").write_bytes(b"not a zip file")
     path = scenario(saved, wm="junk.npz")
-    proc = subprocess.run(
-        [sys.executable, "-m", "runtime.cli", "run", str(path), "--out", str(saved / "junk-run")],
-        capture_output=True,
-        text=True,
-    )
-    assert proc.returncode == 2
+    proc = CliRunner().invoke(app, ["run", str(path), "--out", str(saved / "junk-run")])
+    assert proc.exit_code == 2
     assert "population[4].core:" in proc.stderr and "not an .npz file" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not (saved / "junk-run").exists()  # nothing half-made is left behind

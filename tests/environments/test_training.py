@@ -4,16 +4,16 @@ refuses bad arguments."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from typer.testing import CliRunner
 
 from agents.shade_policy import ShadePolicy, is_shade_policy, market_observation
 from environments.ppo import Args, train
+from runtime.cli import app
 from runtime.kernel.scenario import ScenarioError, load, parse
 from runtime.kernel.world import World
 
@@ -138,24 +138,16 @@ def test_core_share_needs_a_trained_policy():
     ],
 )
 def test_agora_train_refuses_bad_arguments_with_exit_2(args, message, tmp_path):
-    proc = subprocess.run(
-        [sys.executable, "-m", "runtime.cli", "train", "--out", str(tmp_path / "t"), *args],
-        capture_output=True,
-        text=True,
-    )
-    assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr
+    proc = CliRunner().invoke(app, ["train", "--out", str(tmp_path / "t"), *args])
+    assert proc.exit_code == 2 and message in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "t").exists()
 
 
 def test_agora_train_will_not_overwrite_a_folder_unasked(tmp_path):
     (tmp_path / "t").mkdir()
     (tmp_path / "t" / "keep.txt").write_text("mine")
-    proc = subprocess.run(
-        [sys.executable, "-m", "runtime.cli", "train", "--out", str(tmp_path / "t")],
-        capture_output=True,
-        text=True,
-    )
-    assert proc.returncode == 2 and "--overwrite" in proc.stderr
+    proc = CliRunner().invoke(app, ["train", "--out", str(tmp_path / "t")])
+    assert proc.exit_code == 2 and "--overwrite" in proc.stderr
     assert (tmp_path / "t" / "keep.txt").read_text() == "mine"
 
 

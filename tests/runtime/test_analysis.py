@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +12,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
+from typer.testing import CliRunner, Result
 
 from runtime.analysis.indicators import divergence_spells, gini, mean_ci, top_share, volatility
 from runtime.analysis.report import report_html
@@ -22,6 +21,13 @@ from runtime.record.recorder import EventLog, MetricsLog
 from runtime.record.recording import record
 from runtime.record.replay import open as open_run
 from runtime.record.state_log import StateLog
+
+
+def agora(*args: str) -> Result:
+    """``agora ARGS`` in this process: its exit code, and its stdout and stderr apart."""
+    from runtime.cli import app
+
+    return CliRunner().invoke(app, list(args))
 
 
 def test_indicators_on_known_vectors():
@@ -222,11 +228,9 @@ def test_the_state_at_every_tick_matches_the_live_runs_hash(market_run: Path):
 
 
 def test_replay_at_exports_and_refuses_bad_ticks(market_run: Path, tmp_path: Path):
-    cli = [sys.executable, "-m", "runtime.cli", "replay", str(market_run)]
-    ok = subprocess.run(
-        [*cli, "--at", "21", "--out", str(tmp_path / "s.parquet")], capture_output=True, text=True
-    )
-    assert ok.returncode == 0 and "matches the live run" in ok.stdout
+    cli = ["replay", str(market_run)]
+    ok = agora(*cli, "--at", "21", "--out", str(tmp_path / "s.parquet"))
+    assert ok.exit_code == 0 and "matches the live run" in ok.stdout
     table = pq.read_table(tmp_path / "s.parquet")
     meta = json.loads(table.schema.metadata[b"agora"])
     assert meta["tick"] == 21 and meta["matches_live"] and table.num_rows == 262
@@ -236,10 +240,8 @@ def test_replay_at_exports_and_refuses_bad_ticks(market_run: Path, tmp_path: Pat
     micro = np.asarray(table.column("balance_micro"))
     assert (np.asarray(table.column("balance_credits")) == micro / 1e6).all() and micro.sum() > 0
     assert list(meta["prices_micro"]) == [f"price_{k}_micro" for k in range(8)]  # 8 skills
-    csv = subprocess.run(
-        [*cli, "--at", "21", "--out", str(tmp_path / "s.csv")], capture_output=True, text=True
-    )
-    assert csv.returncode == 0 and (tmp_path / "s.prices.csv").is_file()
+    csv = agora(*cli, "--at", "21", "--out", str(tmp_path / "s.csv"))
+    assert csv.exit_code == 0 and (tmp_path / "s.prices.csv").is_file()
     prices = pacsv.read_csv(tmp_path / "s.prices.csv")
     assert prices.column("skill").to_pylist() == list(range(8))
     assert prices.column("price_micro").to_pylist() == list(meta["prices_micro"].values())
@@ -249,8 +251,8 @@ def test_replay_at_exports_and_refuses_bad_ticks(market_run: Path, tmp_path: Pat
         (["--at", "3", "--verify"], "exactly one"),
         (["--at", "3", "--out", str(tmp_path / "s.xlsx")], ".parquet or .csv"),
     ):
-        bad = subprocess.run([*cli, *args], capture_output=True, text=True)
-        assert bad.returncode == 2 and msg in bad.stderr, args
+        bad = agora(*cli, *args)
+        assert bad.exit_code == 2 and msg in bad.stderr, args
 
 
 def test_a_tampered_delta_is_caught_by_the_hash(market_run: Path, tmp_path: Path):
@@ -273,12 +275,8 @@ def test_a_tampered_delta_is_caught_by_the_hash(market_run: Path, tmp_path: Path
     with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, t.schema) as w:
         w.write_table(t)
     assert not run.state_at(22)[1]["matches_live"]
-    proc = subprocess.run(
-        [sys.executable, "-m", "runtime.cli", "replay", str(copy), "--at", "22"],
-        capture_output=True,
-        text=True,
-    )
-    assert proc.returncode == 1 and "DIFFERS" in proc.stdout
+    proc = agora("replay", str(copy), "--at", "22")
+    assert proc.exit_code == 1 and "DIFFERS" in proc.stdout
 
 
 def test_sql_over_the_run(market_run: Path):
@@ -292,27 +290,16 @@ def test_sql_over_the_run(market_run: Path):
     assert got == sum(1 for k in events.column("kind").to_pylist() if k == "task_done") > 0
     ticks = run.query("select max(tick) as t from metrics").column("t")[0].as_py()
     assert ticks == 29
-    bad = subprocess.run(
-        [sys.executable, "-m", "runtime.cli", "query", str(market_run), "select nope from events"],
-        capture_output=True,
-        text=True,
+    bad = agora("query", str(market_run), "select nope from events")
+    assert bad.exit_code == 2 and bad.stderr.startswith("error: SQL:")
+    csv = agora(
+        "query",
+        str(market_run),
+        "select tick, volume_micro from metrics order by tick limit 3",
+        "--format",
+        "csv",
     )
-    assert bad.returncode == 2 and bad.stderr.startswith("error: SQL:")
-    csv = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "runtime.cli",
-            "query",
-            str(market_run),
-            "select tick, volume_micro from metrics order by tick limit 3",
-            "--format",
-            "csv",
-        ],
-        capture_output=True,
-        text=True,
-    )
-    assert csv.returncode == 0 and csv.stdout.splitlines()[0] == '"tick","volume_micro"'
+    assert csv.exit_code == 0 and csv.stdout.splitlines()[0] == '"tick","volume_micro"'
     assert len(csv.stdout.splitlines()) == 4
 
 
@@ -327,21 +314,8 @@ def test_runs_side_by_side_with_confidence_intervals(market_run: Path, tmp_path:
     assert row["diff_from_first"] == [0.0, pytest.approx(y - x)]
     assert row["mean"] == pytest.approx((x + y) / 2)
     assert row["ci95"][0] < row["mean"] < row["ci95"][1]
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "runtime.cli",
-            "analyze",
-            str(market_run),
-            str(tmp_path / "b"),
-            "--format",
-            "json",
-        ],
-        capture_output=True,
-        text=True,
-    )
-    assert proc.returncode == 0 and len(json.loads(proc.stdout)["runs"]) == 2
+    proc = agora("analyze", str(market_run), str(tmp_path / "b"), "--format", "json")
+    assert proc.exit_code == 0 and len(json.loads(proc.stdout)["runs"]) == 2
     html = report_html([a, b])
     assert (
         html.count("<img class='plot'") >= 4
@@ -350,9 +324,5 @@ def test_runs_side_by_side_with_confidence_intervals(market_run: Path, tmp_path:
 
 
 def test_analyze_refuses_what_is_not_a_run(tmp_path: Path):
-    proc = subprocess.run(
-        [sys.executable, "-m", "runtime.cli", "analyze", str(tmp_path)],
-        capture_output=True,
-        text=True,
-    )
-    assert proc.returncode == 2 and "not a run directory" in proc.stderr
+    proc = agora("analyze", str(tmp_path))
+    assert proc.exit_code == 2 and "not a run directory" in proc.stderr

@@ -66,21 +66,24 @@ def test_two_hundred_small_seeds_hold_every_invariant():
     assert all(r.ticks == parse(draw_scenario(r.seed, "small")).world.ticks for r in results)
 
 
-def test_the_planted_escrow_bug_is_caught_within_the_stated_seeds():
+@pytest.fixture(scope="module")
+def planted_run() -> tuple[object, list]:
+    """The ledger's ``Replica._apply`` before a fuzz run with the skip-escrow bug planted, and the
+    results of that run over the stated seeds (the tests below read them, none changes them)."""
     original = Replica._apply
-    results = fuzz(PLANT_CAUGHT_WITHIN, 0, "small", plant="skip-escrow")
+    return original, fuzz(PLANT_CAUGHT_WITHIN, 0, "small", plant="skip-escrow")
+
+
+def test_the_planted_escrow_bug_is_caught_within_the_stated_seeds(planted_run):
+    original, results = planted_run
     assert Replica._apply is original, "the plant lasts for the fuzz run only"
     caught = [r for r in results if r.violation is not None]
     assert caught, f"skip-escrow went unnoticed for {PLANT_CAUGHT_WITHIN} seeds"
     assert caught[0].violation.invariant in ("non_negative", "byzantine_refused")
 
 
-def test_a_failing_seed_writes_a_scenario_file_that_reproduces_it(tmp_path):
-    result = next(
-        r
-        for r in fuzz(PLANT_CAUGHT_WITHIN, 0, "small", plant="skip-escrow")
-        if r.violation is not None
-    )
+def test_a_failing_seed_writes_a_scenario_file_that_reproduces_it(planted_run, tmp_path):
+    result = next(r for r in planted_run[1] if r.violation is not None)
     command = reproduce_command(result.seed, "small", "skip-escrow")
     path = write_failure(tmp_path, result, draw_scenario(result.seed, "small"), command)
     assert path == tmp_path / f"seed-{result.seed}.toml"
@@ -100,16 +103,12 @@ def test_a_failing_seed_writes_a_scenario_file_that_reproduces_it(tmp_path):
     )
 
 
-def test_the_recorded_run_of_a_failing_file_shows_the_violation(tmp_path):
+def test_the_recorded_run_of_a_failing_file_shows_the_violation(planted_run, tmp_path):
     from runtime.faults.byzantine import Audit
     from runtime.record.recorder import read_stream
     from runtime.record.recording import record
 
-    result = next(
-        r
-        for r in fuzz(PLANT_CAUGHT_WITHIN, 0, "small", plant="skip-escrow")
-        if r.violation is not None
-    )
+    result = next(r for r in planted_run[1] if r.violation is not None)
     path = write_failure(tmp_path, result, draw_scenario(result.seed, "small"), "")
     with planted("skip-escrow"):  # `agora run FILE` with the same bug in the ledger
         record(path, tmp_path / "run")

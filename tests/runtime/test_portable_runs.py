@@ -4,42 +4,22 @@ Each variant reruns the default scenario in a child process whose libraries are 
 on another CPU: torch's generic kernels (``ATEN_CPU_CAPABILITY=default``), numpy without its SIMD
 kernels (``NPY_DISABLE_CPU_FEATURES``), a CPU without FMA or AVX for the C library's math
 (``GLIBC_TUNABLES``) with numba compiling for a generic x86-64 and OpenBLAS's oldest kernels, and
-one thread everywhere. Every checkpoint's hashes must equal the native run's. Each child also hashes
-a canary computed by the library it perturbs (``np.exp``, ``math.exp``), so the test shows that the
-emulation really changed the library's bits where this CPU has the features it turns off.
+one thread everywhere. Every checkpoint's hashes must equal the native run's (the session's
+``default_run``, a child process with this process's environment, which ``test_golden_run.py``
+pins). Each child also hashes a canary computed by the library it perturbs (``np.exp``,
+``math.exp``), so the test shows that the emulation really changed the library's bits where this
+CPU has the features it turns off.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-DEFAULT = ROOT / "scenarios" / "marketplace.toml"
-
-CHILD = r"""
-import hashlib, json, math, struct, sys
-from pathlib import Path
-import numpy as np
-from runtime.record.recording import record
-
-xs = np.linspace(-30.0, 30.0, 100_001)
-canary = {
-    "numpy": hashlib.sha256(np.exp(xs).tobytes() + np.tanh(xs).tobytes()).hexdigest(),
-    "libm": hashlib.sha256(b"".join(
-        struct.pack("<3d", math.exp(x), math.log(abs(x) + 1e-3), math.pow(abs(x) + 0.5, 1.37))
-        for x in xs.tolist())).hexdigest(),
-}
-summary = record(Path(sys.argv[1]), Path(sys.argv[2]))
-json.dump({"checkpoints": summary["checkpoints"], "final": summary["final_state_hash"],
-           "canary": canary}, sys.stdout)
-"""
+from .conftest import record_default
 
 
 def _cpu_flags() -> set[str]:
@@ -77,25 +57,17 @@ VARIANTS = {
 
 def _run(name: str, extra: dict[str, str], tmp: Path) -> dict:
     env = {**os.environ, **extra, "PYTHONHASHSEED": "0"}
-    done = subprocess.run(
-        [sys.executable, "-c", CHILD, str(DEFAULT), str(tmp / name.replace(" ", "_"))],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    assert done.returncode == 0, f"{name}: the run failed:\n{done.stderr[-3000:]}"
-    return json.loads(done.stdout)
+    return record_default(tmp / name.replace(" ", "_"), env, name)
 
 
 @pytest.mark.slow
-def test_checkpoint_hashes_are_the_same_on_emulated_processors(tmp_path):
-    jobs = {"native": {}, **VARIANTS}
+def test_checkpoint_hashes_are_the_same_on_emulated_processors(default_run, tmp_path):
     with ThreadPoolExecutor(2) as pool:  # two children at a time: one per core of a small machine
-        futures = {name: pool.submit(_run, name, extra, tmp_path) for name, extra in jobs.items()}
+        futures = {
+            name: pool.submit(_run, name, extra, tmp_path) for name, extra in VARIANTS.items()
+        }
         results = {name: f.result() for name, f in futures.items()}
-    native = results["native"]
+    native = default_run
     assert len(native["checkpoints"]) == 8
     for name in VARIANTS:
         for want, got in zip(native["checkpoints"], results[name]["checkpoints"], strict=True):

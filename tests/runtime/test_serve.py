@@ -17,8 +17,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+from typer.testing import CliRunner
 
 import agora
+from runtime.cli import app as agora_cli
 from runtime.kernel.errors import ScenarioError
 from runtime.record.replay import verify
 from runtime.serve.app import MAX_BODY, make_app
@@ -490,13 +492,8 @@ def test_a_killed_server_with_acting_seats_resumes_and_verifies(tmp_path, kill_a
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
     assert not (out / "summary.json").exists() and i >= 1
-    done = subprocess.run(
-        [sys.executable, "-m", "runtime.cli", "run", "--resume", str(out), "-q"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr
+    done = CliRunner().invoke(agora_cli, ["run", "--resume", str(out), "-q"])
+    assert done.exit_code == 0, done.output
     verdict = verify(out)
     assert verdict.status == "identical", verdict.lines
 

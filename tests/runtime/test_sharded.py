@@ -180,7 +180,9 @@ def test_a_killed_shard_restarts_from_the_last_barrier_and_one_that_stays_down_s
     ray_local,
 ):
     text = _text(2)
-    whole = run_sharded(text, backend="ray", until=20)
+    # The uninterrupted run, stepped in this process: the same run as on Ray (the two-shard test
+    # above checks that), without starting two more actors.
+    whole = run_sharded(text, backend="inline", until=20)
     killed: list[int] = []
 
     def kill_once(tick, shards):
