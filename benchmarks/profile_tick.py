@@ -54,7 +54,7 @@ def profile(n: int, ticks: int, device: str = "cpu") -> tuple[float, list[tuple[
         wrap(ledger, "delta_since", "ledger: anti-entropy deltas built")
         wrap(ledger, "merge_delta", "ledger: anti-entropy deltas merged")
     wrap(critic_module, "check_batch", "  critic z3 proofs")
-    wrap(negotiator_module, "double_auction_fast", "  negotiator auction kernel")
+    wrap(negotiator_module, "clear", "  negotiator auction (clearing)")
     wrap(world, "_write_metrics", "metrics row")
     start = time.perf_counter()
     world.run(WARMUP + ticks)

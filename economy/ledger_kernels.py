@@ -626,7 +626,54 @@ def mix64(h: np.uint64, v: np.uint64) -> np.uint64:
     return z ^ (z >> np.uint64(31))
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
+def _hash_side(
+    h0: np.uint64,
+    h1: np.uint64,
+    keys: npt.NDArray[np.int64],
+    vals: npt.NDArray[np.int64],
+    lo: int,
+    hi: int,
+    n_columns: int,
+) -> tuple[np.uint64, np.uint64]:
+    """Fold the side rows of accounts ``lo..hi`` into a leaf's two lanes."""
+    S = vals.shape[1]
+    for i in range(np.searchsorted(keys, lo), np.searchsorted(keys, hi)):
+        h0 = mix64(h0, np.uint64(keys[i]) ^ np.uint64(0xA5A5A5A5A5A5A5A5))
+        h1 = mix64(h1, np.uint64(keys[i]))
+        for c in range(S):
+            v = np.uint64(vals[i, c])
+            h0 = mix64(h0, v)
+            h1 = mix64(h1 ^ np.uint64(n_columns + c), v)
+    return h0, h1
+
+
+@njit(cache=True, inline="always")
+def _hash_one_leaf(
+    cells: npt.NDArray[np.int64],
+    keys: npt.NDArray[np.int64],
+    vals: npt.NDArray[np.int64],
+    leaf_size: int,
+    leaf: int,
+    out: npt.NDArray[np.uint64],
+) -> None:
+    n = cells.shape[0]
+    n_columns = cells.shape[1]
+    h0 = np.uint64(0x243F6A8885A308D3) ^ np.uint64(leaf)
+    h1 = np.uint64(0x13198A2E03707344) ^ np.uint64(leaf)
+    lo = leaf * leaf_size
+    hi = min(n, lo + leaf_size)
+    for a in range(lo, hi):
+        for c in range(n_columns):
+            v = np.uint64(cells[a, c])
+            h0 = mix64(h0, v)
+            h1 = mix64(h1 ^ np.uint64(c), v)
+    h0, h1 = _hash_side(h0, h1, keys, vals, lo, hi, n_columns)
+    out[leaf, 0] = h0
+    out[leaf, 1] = h1
+
+
+@njit(cache=True, nogil=True)
 def hash_leaves(
     cells: npt.NDArray[np.int64],
     keys: npt.NDArray[np.int64],
@@ -636,33 +683,75 @@ def hash_leaves(
     out: npt.NDArray[np.uint64],
 ) -> None:
     """Two-lane (128-bit) hash of each listed leaf's dense rows and side rows into
-    ``out: uint64[n_leaves, 2]``."""
+    ``out: uint64[n_leaves, 2]``.
+
+    Each lane is one serial chain of :func:`mix64` over the leaf's words, so one leaf at a time
+    leaves the CPU waiting on each multiply. Full leaves are therefore hashed four at a time, their
+    eight chains interleaved word by word: the same chains, so the same hashes
+    (:func:`hash_leaves_reference` is the one-leaf-at-a-time form), in about a third of the time.
+    """
     n = cells.shape[0]
     n_columns = cells.shape[1]
-    S = vals.shape[1]
-    for t in range(leaves.shape[0]):
-        leaf = leaves[t]
-        h0 = np.uint64(0x243F6A8885A308D3) ^ np.uint64(leaf)
-        h1 = np.uint64(0x13198A2E03707344) ^ np.uint64(leaf)
-        lo = leaf * leaf_size
-        hi = min(n, lo + leaf_size)
-        for a in range(lo, hi):
-            for c in range(n_columns):
-                v = np.uint64(cells[a, c])
-                h0 = mix64(h0, v)
-                h1 = mix64(h1 ^ np.uint64(c), v)
-        for i in range(np.searchsorted(keys, lo), np.searchsorted(keys, hi)):
-            h0 = mix64(h0, np.uint64(keys[i]) ^ np.uint64(0xA5A5A5A5A5A5A5A5))
-            h1 = mix64(h1, np.uint64(keys[i]))
-            for c in range(S):
-                v = np.uint64(vals[i, c])
-                h0 = mix64(h0, v)
-                h1 = mix64(h1 ^ np.uint64(n_columns + c), v)
-        out[leaf, 0] = h0
-        out[leaf, 1] = h1
+    m = leaves.shape[0]
+    t = 0
+    while t < m:
+        if t + 4 <= m and (leaves[t + 3] + 1) * leaf_size <= n and (
+            leaves[t] + 1
+        ) * leaf_size <= n and (leaves[t + 1] + 1) * leaf_size <= n and (
+            leaves[t + 2] + 1
+        ) * leaf_size <= n:
+            l0, l1, l2, l3 = leaves[t], leaves[t + 1], leaves[t + 2], leaves[t + 3]
+            a0, a1, a2, a3 = l0 * leaf_size, l1 * leaf_size, l2 * leaf_size, l3 * leaf_size
+            g0 = np.uint64(0x243F6A8885A308D3)
+            g1 = np.uint64(0x13198A2E03707344)
+            p0, q0 = g0 ^ np.uint64(l0), g1 ^ np.uint64(l0)
+            p1, q1 = g0 ^ np.uint64(l1), g1 ^ np.uint64(l1)
+            p2, q2 = g0 ^ np.uint64(l2), g1 ^ np.uint64(l2)
+            p3, q3 = g0 ^ np.uint64(l3), g1 ^ np.uint64(l3)
+            for r in range(leaf_size):
+                for c in range(n_columns):
+                    cc = np.uint64(c)
+                    v0 = np.uint64(cells[a0 + r, c])
+                    v1 = np.uint64(cells[a1 + r, c])
+                    v2 = np.uint64(cells[a2 + r, c])
+                    v3 = np.uint64(cells[a3 + r, c])
+                    p0 = mix64(p0, v0)
+                    q0 = mix64(q0 ^ cc, v0)
+                    p1 = mix64(p1, v1)
+                    q1 = mix64(q1 ^ cc, v1)
+                    p2 = mix64(p2, v2)
+                    q2 = mix64(q2 ^ cc, v2)
+                    p3 = mix64(p3, v3)
+                    q3 = mix64(q3 ^ cc, v3)
+            p0, q0 = _hash_side(p0, q0, keys, vals, a0, a0 + leaf_size, n_columns)
+            p1, q1 = _hash_side(p1, q1, keys, vals, a1, a1 + leaf_size, n_columns)
+            p2, q2 = _hash_side(p2, q2, keys, vals, a2, a2 + leaf_size, n_columns)
+            p3, q3 = _hash_side(p3, q3, keys, vals, a3, a3 + leaf_size, n_columns)
+            out[l0, 0], out[l0, 1] = p0, q0
+            out[l1, 0], out[l1, 1] = p1, q1
+            out[l2, 0], out[l2, 1] = p2, q2
+            out[l3, 0], out[l3, 1] = p3, q3
+            t += 4
+        else:
+            _hash_one_leaf(cells, keys, vals, leaf_size, leaves[t], out)
+            t += 1
 
 
 @njit(cache=True)
+def hash_leaves_reference(
+    cells: npt.NDArray[np.int64],
+    keys: npt.NDArray[np.int64],
+    vals: npt.NDArray[np.int64],
+    leaf_size: int,
+    leaves: npt.NDArray[np.int64],
+    out: npt.NDArray[np.uint64],
+) -> None:
+    """:func:`hash_leaves` one leaf at a time: the definition the fast form is tested against."""
+    for t in range(leaves.shape[0]):
+        _hash_one_leaf(cells, keys, vals, leaf_size, leaves[t], out)
+
+
+@njit(cache=True, nogil=True)
 def hash_level(children: npt.NDArray[np.uint64], parents: npt.NDArray[np.uint64]) -> None:
     """Hash pairs of ``children: uint64[m, 2]`` into ``parents: uint64[ceil(m/2), 2]``."""
     m = children.shape[0]

@@ -354,3 +354,30 @@ def test_rights_queries_refuse_accounts_out_of_range_and_change_nothing():
     assert (
         a.root() == before and a.rights(3) == 9 and a.rights_of(np.array([3, 0])).tolist() == [9, 0]
     )
+
+
+@pytest.mark.parametrize("n_accounts", [1, 5, 64, 257, 1030])
+def test_leaves_hashed_four_at_a_time_equal_the_one_at_a_time_definition(n_accounts):
+    from economy.ledger_kernels import hash_leaves, hash_leaves_reference
+
+    rng = np.random.default_rng(n_accounts)
+    cells = rng.integers(-(2**62), 2**62, (n_accounts, 8), dtype=np.int64)
+    keys = np.sort(rng.choice(n_accounts, min(n_accounts, 9), replace=False)).astype(np.int64)
+    vals = rng.integers(0, 10**9, (keys.size, 4), dtype=np.int64)
+    leaf = 16
+    n_leaves = -(-n_accounts // leaf)
+    for leaves in (
+        np.arange(n_leaves, dtype=np.int64),  # every leaf, the last one short
+        np.flatnonzero(rng.random(n_leaves) < 0.6).astype(np.int64),  # a dirty subset
+    ):
+        fast = np.zeros((n_leaves, 2), np.uint64)
+        slow = np.zeros((n_leaves, 2), np.uint64)
+        hash_leaves(cells, keys, vals, leaf, leaves, fast)
+        hash_leaves_reference(cells, keys, vals, leaf, leaves, slow)
+        assert (fast == slow).all() and (fast[leaves] != 0).all()
+    changed = cells.copy()
+    changed[-1, 3] += 1  # one word of the last account: its leaf's hash moves, no other
+    moved = np.zeros((n_leaves, 2), np.uint64)
+    hash_leaves(changed, keys, vals, leaf, np.arange(n_leaves, dtype=np.int64), moved)
+    hash_leaves(cells, keys, vals, leaf, np.arange(n_leaves, dtype=np.int64), fast)
+    assert (moved[:-1] == fast[:-1]).all() and (moved[-1] != fast[-1]).all()
