@@ -695,11 +695,13 @@ def hash_leaves(
     m = leaves.shape[0]
     t = 0
     while t < m:
-        if t + 4 <= m and (leaves[t + 3] + 1) * leaf_size <= n and (
-            leaves[t] + 1
-        ) * leaf_size <= n and (leaves[t + 1] + 1) * leaf_size <= n and (
-            leaves[t + 2] + 1
-        ) * leaf_size <= n:
+        if (
+            t + 4 <= m
+            and (leaves[t + 3] + 1) * leaf_size <= n
+            and (leaves[t] + 1) * leaf_size <= n
+            and (leaves[t + 1] + 1) * leaf_size <= n
+            and (leaves[t + 2] + 1) * leaf_size <= n
+        ):
             l0, l1, l2, l3 = leaves[t], leaves[t + 1], leaves[t + 2], leaves[t + 3]
             a0, a1, a2, a3 = l0 * leaf_size, l1 * leaf_size, l2 * leaf_size, l3 * leaf_size
             g0 = np.uint64(0x243F6A8885A308D3)

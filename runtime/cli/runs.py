@@ -308,7 +308,8 @@ def _run_sharded(
                 "pip install -e '.[ray]'"
             ]
         )
-    from runtime.scale.sharded import ShardDown, record_sharded
+    from runtime.scale.sharded import ShardDown
+    from runtime.scale.sharded_recording import record_sharded
 
     if not quiet:
         err.print("starting the shards on Ray...", markup=False)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import numpy as np
 import numpy.typing as npt
@@ -130,14 +130,17 @@ class EventLog:
     """Buffers a tick's events column-wise and writes them as one record batch per tick."""
 
     def __init__(
-        self, path: Path, flush_seconds: float, resume: dict[str, int] | None = None
+        self, path: Path, flush_seconds: float, resume: dict[str, Any] | None = None
     ) -> None:
         self._stream = _Stream(
-            path, EVENT_SCHEMA, flush_seconds, None if resume is None else resume["offset"]
+            path, EVENT_SCHEMA, flush_seconds, None if resume is None else int(resume["offset"])
         )
         self.seq = 0 if resume is None else int(resume["seq"])
         self._cols: dict[str, list[npt.NDArray[np.generic]]] = {n: [] for n in EVENT_SCHEMA.names}
         self._count = 0
+        if resume is not None and "pending" in resume:  # events of a tick not yet written
+            self._cols = {n: list(resume["pending"][n]) for n in EVENT_SCHEMA.names}
+            self._count = int(resume["count"])
         # Called with each tick's batch as it is written (agora serve's event feeds); not state.
         self.on_batch: Callable[[pa.RecordBatch], None] | None = None
 
@@ -200,6 +203,18 @@ class EventLog:
         """Where a resumed log goes on (between ticks): the file offset and the next event's seq."""
         assert self._count == 0, "a position is taken between ticks"
         return {"offset": self._stream.position(), "seq": self.seq}
+
+    def cut(self) -> dict[str, Any]:
+        """:meth:`position` at any moment: also the events emitted since the last batch was
+        written (a sharded world's tick barrier may fall after some), which a log resumed from it
+        takes back and writes with the next batch."""
+        pending = {n: list(arrays) for n, arrays in self._cols.items()}
+        return {
+            "offset": self._stream.position(),
+            "seq": self.seq,
+            "pending": pending,
+            "count": self._count,
+        }
 
     def end_tick(self) -> None:
         """Write the tick's events as one record batch (nothing when there were none)."""

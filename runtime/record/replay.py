@@ -59,6 +59,8 @@ from runtime.record.recording import (
 )
 from runtime.record.run_data import RunData, open_run
 
+SHARDED_FORMAT = "agora-sharded-run-2"  # runtime.scale.sharded.FORMAT (imported when needed)
+
 # Summary fields that are not a function of the scenario and seed.
 VOLATILE = frozenset({"wall_seconds", "versions", "summary_sha256", "signature"})
 NESTED_RUNS = ("baseline",)  # `agora run --compare-baseline` records its baseline run here
@@ -294,6 +296,11 @@ def verify(
                     f"{run_dir}: the run did not finish (no {SUMMARY}); a gpu-engine run cannot "
                     "be resumed: run its scenario again"
                 )
+            if isinstance(started, dict) and started.get("format") == SHARDED_FORMAT:
+                raise RunDirError(
+                    f"{run_dir}: the run did not finish (no {SUMMARY}); a sharded run cannot be "
+                    "resumed yet: run its scenario again"
+                )
             raise RunDirError(
                 f"{run_dir}: the run did not finish (no {SUMMARY}); agora run --resume {run_dir}"
             )
@@ -303,12 +310,20 @@ def verify(
     summary = _read_object(run_dir / SUMMARY, SUMMARY)
     if isinstance(summary, dict) and summary.get("format") == "agora-sharded-run-1":
         raise RunDirError(
-            f"{run_dir}: a sharded run records totals, not an event log, so it cannot be replayed"
+            f"{run_dir}: a sharded run of format agora-sharded-run-1 records totals, not event "
+            "logs, so it cannot be replayed; record it again"
         )
     manifest = _read_object(run_dir / RUN_FILE, RUN_FILE)
     problems = [x for x in (summary, manifest) if isinstance(x, str)]
-    if not problems and isinstance(manifest, dict) and (bad := _manifest_problem(manifest)):
-        problems.append(bad)
+    if not problems and isinstance(summary, dict) and isinstance(manifest, dict):
+        if summary.get("format") == SHARDED_FORMAT or manifest.get("format") == SHARDED_FORMAT:
+            if key is not None:
+                raise RunDirError(f"{run_dir}: a sharded run is not signed; --key does not apply")
+            from runtime.scale.sharded_recording import verify_sharded
+
+            return Verdict(*verify_sharded(run_dir, summary, manifest))
+        if bad := _manifest_problem(manifest):
+            problems.append(bad)
     if problems:
         return Verdict("tampered", problems)
     assert isinstance(summary, dict) and isinstance(manifest, dict)

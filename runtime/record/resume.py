@@ -92,6 +92,11 @@ def _run_dir(run_dir: Path) -> dict[str, Any]:
         if path.is_symlink() or not path.is_file():
             raise RunDirError(f"{run_dir}: not a run directory (no {name}; `agora run` writes one)")
     manifest = _read_json(run_dir / RUN_FILE)
+    if manifest.get("format") == "agora-sharded-run-2":  # runtime.scale.sharded.FORMAT
+        raise RunDirError(
+            f"{run_dir}: a sharded run cannot be continued or branched yet; run its scenario "
+            "again (agora run ... --overwrite)"
+        )
     for key, kind in (("seed", int), ("ticks", int), ("device", str), ("cores", str)):
         if not isinstance(manifest.get(key), kind) or isinstance(manifest.get(key), bool):
             raise RunDirError(f"{run_dir / RUN_FILE}: {key!r} is missing or not a {kind.__name__}")

@@ -8,6 +8,13 @@ over the views ``events``, ``metrics`` and ``state_deltas``. Money columns name 
 
 Every file is read only if it is a regular file inside the run (:func:`regular_file`), and SQL runs
 in a DuckDB sandbox (:func:`sandbox`) that can read the run's tables and nothing else.
+
+A sharded run (``[distributed] shards = K``) keeps each shard's logs in ``shard-K/``. Read as one
+run: ``events`` is every shard's events with a ``shard`` column, ordered by tick, shard and seq;
+``shard_metrics`` is every shard's metrics rows with a ``shard`` column; ``metrics`` is one row
+per tick for the whole world (:data:`SHARD_MERGE` says how each column combines). Its state
+tables are verified by ``agora replay --verify`` but not yet read here (no ``state_deltas``, no
+``replay --at``).
 """
 
 from __future__ import annotations
@@ -49,6 +56,19 @@ SANDBOX_SETTINGS: dict[str, bool | str] = {
 
 PRICE_COLUMN = re.compile(r"price_(\d+)_micro")
 """A metrics column holding one skill's price (the skill's index is the group)."""
+
+SHARDED_FORMAT = "agora-sharded-run-2"  # runtime.scale.sharded.FORMAT
+MAX_SHARDS = 4096
+
+SHARD_MERGE = {
+    "first": ("time", "supply_held_micro", "supply_issued_micro", "fee_rate"),
+    "max": ("distinct_roots", "replica_lag_max"),
+}
+"""How a sharded run's per-tick metrics rows combine into the world's: the supply and the fee rate
+as the first shard's replicas count them (every replica sees the whole ledger), the largest
+``distinct_roots`` and lag of any shard, the mean of prices (``price_<k>_micro``,
+``mean_price_micro``) and of every float column (gauges), and the sum of every other integer
+column (counters: volume, tasks, messages, agents alive)."""
 
 READ_ONLY_FORMS = "SELECT, WITH … SELECT, VALUES, FROM …, DESCRIBE, SHOW or SUMMARIZE"
 """The statements :meth:`RunData.query` runs, as a person would write them (all parse as SELECT)."""
@@ -227,6 +247,15 @@ class RunData:
                 f"{run_dir / SUMMARY}: ticks is {ticks!r}, not a positive whole number: "
                 "damaged or edited (agora replay --verify tells which)"
             )
+        self.shards: int | None = None  # a sharded run's shard count
+        if self.summary.get("format") == SHARDED_FORMAT:
+            k = self.summary.get("shards")
+            if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= MAX_SHARDS:
+                raise RunDirError(
+                    f"{run_dir / SUMMARY}: shards is {k!r}, not a whole number from 1 to "
+                    f"{MAX_SHARDS}: damaged or edited (agora replay --verify tells which)"
+                )
+            self.shards = k
         scenario, _ = load(self._file(scenario_name))
         self.scenario = scenario
         self.groups: list[Group] = []
@@ -243,12 +272,19 @@ class RunData:
 
     @property
     def has_state(self) -> bool:
-        """Whether the run recorded its state table (``record.state``)."""
+        """Whether the run recorded its state table (``record.state``) in a form read here."""
+        if self.shards is not None:
+            return False
         # lexists: a link or FIFO in its place counts as recorded, so reading it is refused by name
         return os.path.lexists(self.dir / STATE_DIR / "deltas.arrows")
 
     def _no_state(self) -> str:
         """Why the run has no state table."""
+        if self.shards is not None:
+            return (
+                f"{self.dir}: a sharded run's per-shard state tables are not read yet "
+                "(agora replay --verify checks them)"
+            )
         if self.summary.get("engine") == "gpu":
             return (
                 f"{self.dir}: a gpu-engine run records checkpoint hashes and the metrics table, "
@@ -261,18 +297,51 @@ class RunData:
         return regular_file(self.dir.joinpath(*parts), within=self.dir)
 
     def events(self) -> pa.Table:
-        """The whole event log (a log cut short reads up to its last complete batch)."""
-        return read_stream(self._file("events.arrows"))[0]
+        """The whole event log (a log cut short reads up to its last complete batch); a sharded
+        run's, every shard's with a ``shard`` column, by tick, shard and seq."""
+        if self.shards is None:
+            return read_stream(self._file("events.arrows"))[0]
+        tables = [
+            _with_shard(read_stream(self._file(_shard_dir(k), "events.arrows"))[0], k)
+            for k in range(self.shards)
+        ]
+        return pa.concat_tables(tables).sort_by(
+            [("tick", "ascending"), ("shard", "ascending"), ("seq", "ascending")]
+        )
+
+    def shard_metrics(self) -> pa.Table:
+        """A sharded run's metrics rows, every shard's, with a ``shard`` column (by tick, shard)."""
+        if self.shards is None:
+            raise RunDirError(f"{self.dir}: not a sharded run (its metrics are one row per tick)")
+        tables = [
+            _with_shard(self._metrics_file(self._file(_shard_dir(k), "metrics.arrows")), k)
+            for k in range(self.shards)
+        ]
+        ticks = {t.num_rows for t in tables}
+        if len(ticks) != 1:
+            raise RunDirError(
+                f"{self.dir}: the shards' metrics hold different numbers of ticks "
+                f"({sorted(ticks)}): damaged; agora replay --verify tells what differs"
+            )
+        return pa.concat_tables(tables, promote_options="default").sort_by(
+            [("tick", "ascending"), ("shard", "ascending")]
+        )
 
     def metrics(self) -> pa.Table:
         """The per-tick metrics table (RunDirError when it is empty or lacks its columns:
-        damaged)."""
-        table = read_stream(self._file("metrics.arrows"))[0]
+        damaged); a sharded run's, the whole world's, as :data:`SHARD_MERGE` combines its shards'
+        rows."""
+        if self.shards is not None:
+            return _merge_shards(self.shard_metrics(), self.shards)
+        return self._metrics_file(self._file("metrics.arrows"))
+
+    def _metrics_file(self, path: Path) -> pa.Table:
+        table = read_stream(path)[0]
         needed = ("tick", "mean_price_micro", "distinct_roots")
         missing = [c for c in needed if c not in table.column_names]
         if missing or table.num_rows == 0:
             raise RunDirError(
-                f"{self.dir / 'metrics.arrows'}: damaged or empty ({table.num_rows} readable rows"
+                f"{path}: damaged or empty ({table.num_rows} readable rows"
                 + (f", no {', '.join(missing)} column" if missing else "")
                 + "); agora replay --verify tells what else differs"
             )
@@ -285,8 +354,30 @@ class RunData:
         return read_stream(self._file(STATE_DIR, "deltas.arrows"))[0]
 
     def event_batches(self) -> Iterator[pa.RecordBatch]:
-        """The event log one tick (record batch) at a time: bounded memory for any run length."""
-        yield from _batches(self._file("events.arrows"))
+        """The event log one tick (record batch) at a time: bounded memory for any run length (a
+        sharded run's: each tick's batches of every shard, with a ``shard`` column, as one)."""
+        if self.shards is None:
+            yield from _batches(self._file("events.arrows"))
+            return
+        streams = [
+            (k, _batches(self._file(_shard_dir(k), "events.arrows"))) for k in range(self.shards)
+        ]
+        heads: dict[int, pa.RecordBatch] = {}
+        for k, it in streams:
+            if (b := _next_batch(it)) is not None:
+                heads[k] = b
+        while heads:
+            tick = min(int(b.column("tick")[0].as_py()) for b in heads.values())
+            parts = []
+            for k, it in streams:
+                b = heads.get(k)
+                if b is not None and int(b.column("tick")[0].as_py()) == tick:
+                    parts.append(_with_shard(pa.Table.from_batches([b]), k))
+                    if (nxt := _next_batch(it)) is None:
+                        del heads[k]
+                    else:
+                        heads[k] = nxt
+            yield from pa.concat_tables(parts).combine_chunks().to_batches()
 
     def state_batches(self) -> Iterator[pa.RecordBatch]:
         """The state deltas one tick at a time (the first holds every account)."""
@@ -325,7 +416,7 @@ class RunData:
         snapshot it started from, its hash and whether that equals the hash the live run
         recorded."""
         if not self.has_state:
-            if self.summary.get("engine") == "gpu":
+            if self.summary.get("engine") == "gpu" or self.shards is not None:
                 raise RunDirError(self._no_state())
             raise RunDirError(
                 f"{self.dir}: the run recorded no state table (record.state = false); rerun with "
@@ -380,7 +471,8 @@ class RunData:
 
     def query(self, sql: str) -> pa.Table:
         """Run one read-only DuckDB query over ``events``, ``metrics`` and (if recorded)
-        ``state_deltas``; return its result.
+        ``state_deltas`` (a sharded run: ``events``, ``metrics``, ``shard_metrics``); return its
+        result.
 
         The statement is classified by DuckDB's parser before any table is read: anything but one
         query of :data:`READ_ONLY_FORMS` is refused. It then runs in a :func:`sandbox`, where
@@ -396,6 +488,8 @@ class RunData:
         with duckdb.connect(config=dict(SANDBOX_SETTINGS)) as parser:
             refuse_unless_read_only(parser, sql)
         tables = {"events": self.events(), "metrics": self.metrics()}
+        if self.shards is not None:
+            tables["shard_metrics"] = self.shard_metrics()
         if self.has_state:
             tables["state_deltas"] = self.state_deltas()
         con = sandbox(tables)
@@ -407,6 +501,43 @@ class RunData:
 
 def _batches(path: Path) -> Iterator[pa.RecordBatch]:
     return _stream_batches(path)
+
+
+def _shard_dir(k: int) -> str:
+    return f"shard-{k}"  # runtime.scale.sharded.shard_dir
+
+
+def _next_batch(it: Iterator[pa.RecordBatch]) -> pa.RecordBatch | None:
+    """The next non-empty batch of ``it``, or None at its end."""
+    for batch in it:
+        if batch.num_rows:
+            return batch
+    return None
+
+
+def _with_shard(table: pa.Table, k: int) -> pa.Table:
+    return table.append_column("shard", pa.array(np.full(table.num_rows, k, dtype=np.int32)))
+
+
+def _merge_shards(rows: pa.Table, shards: int) -> pa.Table:
+    """One row per tick from a sharded run's per-shard metrics rows (:data:`SHARD_MERGE`)."""
+    n = rows.num_rows // shards  # rows come by tick, then shard
+    out: dict[str, Any] = {}
+    for name in rows.column_names:
+        if name == "shard":
+            continue
+        col = rows.column(name).to_numpy(zero_copy_only=False).reshape(n, shards)
+        if name == "tick":
+            out[name] = col[:, 0]
+        elif name in SHARD_MERGE["first"]:
+            out[name] = col[:, 0]
+        elif name in SHARD_MERGE["max"]:
+            out[name] = col.max(axis=1)
+        elif PRICE_COLUMN.fullmatch(name) or name == "mean_price_micro" or col.dtype.kind == "f":
+            out[name] = col.astype(np.float64).mean(axis=1)
+        else:
+            out[name] = col.sum(axis=1)
+    return pa.table(out)
 
 
 def open_run(run_dir: Path | str) -> RunData:

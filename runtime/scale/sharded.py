@@ -31,8 +31,16 @@ cut, and the ticks since run again: the shards are deterministic, so the run end
 uninterrupted one does. After ``max_restarts`` restarts the run stops with an error naming the
 shard and the tick; it never waits forever.
 
-Not yet: recording a sharded run (event log, replay), governance and coordination in a sharded
-world (the scenario check refuses them).
+Recording (:func:`record_sharded`, what ``agora run`` does with a sharded scenario): every shard
+writes its own event log and metrics table into ``shard-K/`` of one run directory, with its state
+hashes at every checkpoint tick in the summary. A restart from a barrier cut takes each shard's
+logs back to where they stood at that cut, so a run with restarts writes the bytes of an
+uninterrupted one. ``agora replay --verify`` re-runs the shards with the same K and compares every
+file, every figure and the checkpoint hashes, naming the shard, tick and subsystem of the first
+divergence.
+
+Not yet: governance and coordination in a sharded world (the scenario check refuses them),
+``agora run --resume`` of a sharded run, and sharded scenarios in ``agora sweep``.
 """
 
 from __future__ import annotations
@@ -50,6 +58,15 @@ import numpy as np
 from runtime.kernel.bus import Message
 from runtime.kernel.scenario import parse
 
+FORMAT = "agora-sharded-run-2"
+"""A recorded sharded run: per-shard event logs, metrics and checkpoint hashes. (Format
+``agora-sharded-run-1`` held totals only.)"""
+
+
+def shard_dir(k: int) -> str:
+    """The folder of a run directory that holds shard ``k``'s logs."""
+    return f"shard-{k}"
+
 
 class Shard:
     """One shard: a World over its agents and replicas, stepped a tick at a time by the driver."""
@@ -61,33 +78,65 @@ class Shard:
         seed: int | None,
         k: int,
         n_shards: int,
-        saved: tuple[bytes, tuple[str, ...]] | None = None,
+        saved: tuple[bytes, tuple[str, ...], dict[str, Any]] | None = None,
+        out: str | None = None,
+        until: int | None = None,
     ) -> None:
         from runtime.kernel.world import World
 
         self.k = k
+        # Where this shard records its logs (a run directory's shard-K/), when the run records.
+        self.out = None if out is None else Path(out) / shard_dir(k)
         if saved is None:
+            if self.out is not None:
+                self.out.mkdir(parents=True, exist_ok=True)
             self.world = World(
                 parse(scenario_text, "scenario", Path(base)),
                 base=Path(base),
+                out=self.out,
                 seed=seed,
                 shard=(k, n_shards),
             )
         else:  # what save() gave, at a tick barrier
             from runtime.record import snapshot
 
-            data, modules = saved
+            data, modules, logs = saved
             self.world = snapshot.loads(data, modules)
+            self.world.base = Path(base)
+            if self.out is not None:  # the logs go on from where they stood at the cut
+                from runtime.record.resume import attach
+
+                attach(self.world, self.out, Path(base), logs)
+                self.world.snapshots = None
+        if until is not None:  # the run's last tick is a checkpoint, as in one process
+            self.world.final_tick = until - 1
         self.shard_of = [r % n_shards for r in range(self.world.network.n_regions)]
 
-    def save(self) -> tuple[bytes, tuple[str, ...]]:
-        """The shard's world, saved at a tick barrier (messages still to leave it included), and
-        the modules whose classes it holds: what ``Shard(..., saved=...)`` takes back."""
+    def save(self) -> tuple[bytes, tuple[str, ...], dict[str, Any]]:
+        """The shard's world, saved at a tick barrier (messages still to leave it included), the
+        modules whose classes it holds and where its logs stand: what ``Shard(..., saved=...)``
+        takes back."""
         from runtime.record import snapshot
         from runtime.record.checkpoints import allowed_modules
 
-        modules = allowed_modules(self.world.populations)
-        return snapshot.dumps(self.world, modules), modules
+        w = self.world
+        logs: dict[str, Any] = {}
+        if w.log is not None:
+            logs["events"] = w.log.cut()
+        if w.metrics is not None:
+            logs["metrics"] = w.metrics.position()
+        if w.state_log is not None:
+            logs["state"] = w.state_log.position()
+        modules = allowed_modules(w.populations)
+        return snapshot.dumps(w, modules), modules, logs
+
+    def close(self) -> dict[str, Any]:
+        """Flush and close the shard's logs (after the last report); its checkpoints and the
+        number of events it recorded."""
+        w = self.world
+        events = w.log.seq if w.log is not None else 0
+        w.close()
+        return {"checkpoints": _checkpoints(w), "events": events}
 
     def ready(self) -> int:
         """The shard's agent count, once its world is built."""
@@ -160,7 +209,13 @@ class Shard:
             "tasks_posted": w.task_board.next_id,
             "ops_refused": sum(len(ledger.rejected) for ledger in w.local_ledgers)
             + w.refused_by_critic,
+            "checkpoints": _checkpoints(w),
         }
+
+
+def _checkpoints(world: Any) -> list[dict[str, Any]]:
+    """A world's checkpoints as a summary lists them: tick, state hash, subsystem hashes."""
+    return [{"tick": c.tick, "state": c.state_hash, "hashes": c.hashes} for c in world.checkpoints]
 
 
 @dataclass
@@ -177,6 +232,8 @@ class ShardedResult:
     # Bytes of the messages carried between shards over the ticks (pickled, as Ray moves them);
     # counted only when run_sharded(count_bytes=True).
     bytes_exchanged: int = 0
+    restarts: int = 0  # shards restarted from a barrier cut (Ray)
+    closed: list[dict[str, Any]] | None = None  # each shard's Shard.close(), when recorded
 
     @property
     def roots(self) -> dict[int, str]:
@@ -273,6 +330,7 @@ def run_sharded(
     shard_timeout: float = 300.0,
     on_tick: Callable[[int, list[Any]], None] | None = None,
     count_bytes: bool = False,
+    out: Path | None = None,
 ) -> ShardedResult:
     """Run scenario ``text`` (files it names relative to ``base``) as a sharded world of its
     ``[distributed] shards`` shards.
@@ -285,11 +343,14 @@ def run_sharded(
     shard restarted from the last barrier checkpoint (the module docstring), up to
     ``max_restarts`` times; then :class:`ShardDown`. ``on_tick(tick, shards)`` is called at each
     barrier with the actor handles (a test kills one there). ``count_bytes`` counts the bytes of
-    the messages carried between shards (:attr:`ShardedResult.bytes_exchanged`).
+    the messages carried between shards (:attr:`ShardedResult.bytes_exchanged`). ``out``: a
+    folder (on a file system every shard can write) where each shard records its logs, in
+    ``shard-K/``; see :func:`record_sharded`.
     """
     scenario = parse(text, "scenario", base)
     n_shards = scenario.distributed.shards if scenario.distributed is not None else 1
     until = scenario.world.ticks if until is None else until
+    where = None if out is None else str(out.resolve())
     start = time.perf_counter()
     if backend == "ray":
         try:
@@ -304,7 +365,10 @@ def run_sharded(
         if not ray.is_initialized():
             ray.init(include_dashboard=False, log_to_driver=False)
         actor = ray.remote(num_cpus=1)(Shard)
-        shards = [actor.remote(text, str(base), seed, k, n_shards) for k in range(n_shards)]
+        shards = [
+            actor.remote(text, str(base), seed, k, n_shards, None, where, until)
+            for k in range(n_shards)
+        ]
 
         def call(method: str, args: list[tuple[Any, ...]]) -> list[Any]:
             refs = [getattr(s, method).remote(*a) for s, a in zip(shards, args, strict=True)]
@@ -320,7 +384,9 @@ def run_sharded(
             except RayError as exc:  # the actor died or cannot be reached
                 raise _Lost(_first_down(ray, refs), type(exc).__name__) from None
     elif backend == "inline":
-        local = [Shard(text, str(base), seed, k, n_shards) for k in range(n_shards)]
+        local = [
+            Shard(text, str(base), seed, k, n_shards, None, where, until) for k in range(n_shards)
+        ]
 
         def call(method: str, args: list[tuple[Any, ...]]) -> list[Any]:
             return [getattr(s, method)(*a) for s, a in zip(local, args, strict=True)]
@@ -361,7 +427,8 @@ def run_sharded(
                 ray.kill(cast(Any, handle))
             at, saved, inbox = cut
             shards = [
-                actor.remote(text, str(base), seed, k, n_shards, saved[k]) for k in range(n_shards)
+                actor.remote(text, str(base), seed, k, n_shards, saved[k], where, until)
+                for k in range(n_shards)
             ]
             tick = at
             call("ready", [() for _ in range(n_shards)])
@@ -376,6 +443,7 @@ def run_sharded(
             # every replica holds the same state: whatever is still in flight is already applied
             break
     reports = call("report", [() for _ in range(n_shards)])
+    closed = call("close", [() for _ in range(n_shards)]) if out is not None else None
     if backend == "ray":
         for shard in shards:
             ray.kill(cast(Any, shard))  # an actor handle (ray types the list by its class)
@@ -388,53 +456,6 @@ def run_sharded(
         reports,
         at_last_tick,
         exchanged,
+        restarts,
+        closed,
     )
-
-
-def record_sharded(
-    scenario_path: Path,
-    out: Path,
-    *,
-    seed: int | None = None,
-    until: int | None = None,
-    overwrite: bool = False,
-    backend: str = "ray",
-) -> dict[str, Any]:
-    """Run a sharded scenario file and write ``out/scenario.toml`` and ``out/summary.json`` (format
-    ``agora-sharded-run-1``: per-shard totals, replica roots, conservation; no event log yet)."""
-    import json
-
-    from runtime.kernel.scenario import load, scenario_hash
-    from runtime.record.recording import SCENARIO_COPY, SUMMARY, _canonical, prepare_out, versions
-
-    scenario, raw = load(scenario_path)
-    seed = scenario.world.seed if seed is None else seed
-    prepare_out(out, overwrite)
-    (out / SCENARIO_COPY).write_bytes(raw)
-    result = run_sharded(
-        raw.decode(), scenario_path.parent, seed=seed, until=until, backend=backend
-    )
-    summary: dict[str, Any] = {
-        "format": "agora-sharded-run-1",
-        "scenario": scenario.world.name,
-        "scenario_file": SCENARIO_COPY,
-        "scenario_sha256": scenario_hash(raw),
-        "seed": seed,
-        "ticks": result.ticks,
-        "shards": result.shards,
-        "backend": backend,
-        "wall_seconds": round(result.wall_seconds, 6),
-        "versions": versions(),
-        "settle_rounds": result.settle_rounds,
-        "converged": result.converged,
-        "roots": result.roots,
-        "credits_held_micro": result.credits_held,
-        "supply_issued_micro": result.supply_issued,
-        "conserved": result.conserved,
-        "lowest_balance_micro": result.lowest_balance,
-        "final_state_hash": result.state_hash,
-        "shard_reports": result.reports,
-    }
-    summary["summary_sha256"] = hashlib.sha256(_canonical(summary)).hexdigest()
-    (out / SUMMARY).write_text(json.dumps(summary, indent=2, sort_keys=True, default=str) + "\n")
-    return summary

@@ -4,7 +4,9 @@ root, and give identical results for the same K and seed; one shard is the one-p
 from __future__ import annotations
 
 import json
+import shutil
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,7 +15,10 @@ from typer.testing import CliRunner
 from runtime.cli import app
 from runtime.kernel.scenario import ScenarioError, parse
 from runtime.kernel.world import World
+from runtime.record.replay import open as open_run
+from runtime.record.replay import verify
 from runtime.scale.sharded import Shard, ShardDown, run_sharded
+from runtime.scale.sharded_recording import record_sharded_text
 
 SCENARIO = """
 [world]
@@ -136,7 +141,7 @@ def test_bad_sharded_scenarios_are_refused(change, message):
     assert any(message in p for p in info.value.problems), info.value.problems
 
 
-def test_agora_run_records_a_sharded_run_and_replay_says_it_cannot_verify_it(tmp_path, ray_local):
+def test_agora_run_records_a_sharded_run_that_verify_analyze_and_query_read(tmp_path, ray_local):
     scenario = tmp_path / "sharded.toml"
     scenario.write_text(_text(2))
     out = tmp_path / "run"
@@ -144,16 +149,119 @@ def test_agora_run_records_a_sharded_run_and_replay_says_it_cannot_verify_it(tmp
     assert result.exit_code == 0, result.output
     assert "2 shards" in result.output and "conserved" in result.output
     summary = json.loads((out / "summary.json").read_text())
-    assert (
-        summary["format"] == "agora-sharded-run-1" and summary["conserved"] and summary["converged"]
+    assert summary["format"] == "agora-sharded-run-2" and summary["conserved"]
+    assert summary["converged"] and summary["ticks"] == 25 and summary["shards"] == 2
+    state = ("deltas.arrows", "full_000009.arrow", "full_000019.arrow", "full_000024.arrow")
+    assert sorted(summary["files"]) == sorted(
+        [f"shard-{k}/{name}" for k in (0, 1) for name in ("events.arrows", "metrics.arrows")]
+        + [f"shard-{k}/state/{name}" for k in (0, 1) for name in state]
     )
-    assert summary["ticks"] == 25 and summary["shards"] == 2
+    for report in summary["shard_reports"]:  # every shard's state at every checkpoint tick
+        assert [c["tick"] for c in report["checkpoints"]] == [9, 19, 24]
+    # Recorded on Ray, verified by stepping the shards in this process: the same bits.
     verify = CliRunner().invoke(app, ["replay", str(out), "--verify"])
-    assert verify.exit_code == 2 and "cannot be replayed" in verify.output
+    assert verify.exit_code == 0 and "identical: 2 shards" in verify.stdout, verify.output
+    query = CliRunner().invoke(
+        app,
+        [
+            "query",
+            str(out),
+            "select shard, count(*) as n from events group by shard order by 1",
+            "--format",
+            "csv",
+        ],
+    )
+    assert query.exit_code == 0, query.output
+    counts = [int(line.split(",")[1]) for line in query.stdout.splitlines()[1:]]
+    assert counts == summary["events"] and all(n > 0 for n in counts)
+    analyzed = CliRunner().invoke(app, ["analyze", str(out), "--format", "json"])
+    assert analyzed.exit_code == 0, analyzed.output
+    run = json.loads(analyzed.stdout)
+    assert run["ticks"] == 25 and len(run["series"]["tick"]) == 25 and run["slashes"]["count"] > 0
+    at = CliRunner().invoke(app, ["replay", str(out), "--at", "5"])
+    assert at.exit_code == 2 and "sharded run" in at.stderr and "Traceback" not in at.output
     refused = CliRunner().invoke(
         app, ["run", str(scenario), "--out", str(tmp_path / "b"), "--compare-baseline"]
     )
     assert refused.exit_code == 2 and "not available for a sharded world" in refused.output
+
+
+@pytest.fixture(scope="module")
+def recorded(tmp_path_factory):
+    """The two-shard scenario recorded to tick 25, stepping the shards in this process."""
+    out = tmp_path_factory.mktemp("sharded") / "run"
+    return out, record_sharded_text(_text(2).encode(), Path("."), out, 11, 25, backend="inline")
+
+
+def test_the_merged_tables_are_the_shards_tables(recorded):
+    out, summary = recorded
+    run = open_run(out)
+    shard_rows = run.shard_metrics()
+    merged = run.metrics()
+    assert shard_rows.num_rows == 2 * merged.num_rows == 50
+    volume = shard_rows.column("volume_micro").to_numpy().reshape(25, 2)
+    assert (merged.column("volume_micro").to_numpy() == volume.sum(axis=1)).all()
+    price = shard_rows.column("mean_price_micro").to_numpy().reshape(25, 2)
+    assert np.allclose(merged.column("mean_price_micro").to_numpy(), price.mean(axis=1))
+    events = run.events()
+    assert events.num_rows == sum(summary["events"])
+    assert sum(b.num_rows for b in run.event_batches()) == events.num_rows
+    ticks = events.column("tick").to_numpy()
+    assert (np.diff(ticks) >= 0).all()  # by tick, then shard
+    # One batch per tick, each holding both shards' events of that tick.
+    for batch in run.event_batches():
+        assert len(set(batch.column("tick").to_pylist())) == 1
+    assert set(run.query("select distinct shard from events").column("shard").to_pylist()) == {
+        0,
+        1,
+    }
+
+
+def test_verify_names_the_tampered_file_and_figure(recorded, tmp_path):
+    out, _ = recorded
+    events = tmp_path / "events"
+    shutil.copytree(out, events)
+    path = events / "shard-1" / "events.arrows"
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 1
+    path.write_bytes(bytes(data))
+    verdict = verify(events)
+    assert verdict.status == "tampered"
+    assert verdict.lines[0].startswith("shard-1/events.arrows: different bytes"), verdict.lines
+    edited = tmp_path / "edited"
+    shutil.copytree(out, edited)
+    summary = json.loads((edited / "summary.json").read_text())
+    summary["credits_held_micro"] += 1
+    (edited / "summary.json").write_text(json.dumps(summary))
+    verdict = verify(edited)
+    assert verdict.status == "tampered" and "self-hash" in verdict.lines[0]
+    assert any("credits_held_micro" in line for line in verdict.lines)
+    manifest = tmp_path / "manifest"
+    shutil.copytree(out, manifest)
+    started = json.loads((manifest / "run.json").read_text())
+    started["shards"] = 4
+    (manifest / "run.json").write_text(json.dumps(started))
+    verdict = verify(manifest)
+    assert verdict.status == "tampered" and "4 shards" in verdict.lines[0]
+
+
+def test_verify_names_the_shard_tick_and_subsystem_of_the_first_divergence(tmp_path, monkeypatch):
+    step = Shard.step
+
+    def skewed(self, inbox):  # shard 1's market computes other prices from tick 15 on
+        out = step(self, inbox)
+        if self.k == 1 and self.world.tick == 15:
+            self.world.market.prices[0] += 1
+        return out
+
+    monkeypatch.setattr(Shard, "step", skewed)
+    record_sharded_text(_text(2).encode(), Path("."), tmp_path / "run", 11, 25, backend="inline")
+    monkeypatch.setattr(Shard, "step", step)
+    verdict = verify(tmp_path / "run")
+    assert verdict.status == "diverged", verdict.lines
+    (line,) = verdict.lines  # the skew spreads from the market to the workers and the ledger
+    assert line.startswith("diverged at tick 19 on shard 1: subsystem(s) ledger/1, ")
+    assert "market" in line and line.endswith(" differ from the recording")
 
 
 def test_a_sharded_run_without_ray_says_how_to_install(tmp_path, monkeypatch):
@@ -177,12 +285,12 @@ def test_a_partition_still_in_place_at_the_end_is_reported_as_not_converged():
 
 
 def test_a_killed_shard_restarts_from_the_last_barrier_and_one_that_stays_down_stops_the_run(
-    ray_local,
+    ray_local, tmp_path
 ):
     text = _text(2)
     # The uninterrupted run, stepped in this process: the same run as on Ray (the two-shard test
     # above checks that), without starting two more actors.
-    whole = run_sharded(text, backend="inline", until=20)
+    whole = run_sharded(text, backend="inline", until=20, out=tmp_path / "whole")
     killed: list[int] = []
 
     def kill_once(tick, shards):
@@ -190,10 +298,16 @@ def test_a_killed_shard_restarts_from_the_last_barrier_and_one_that_stays_down_s
             killed.append(tick)
             ray_local.kill(shards[0])
 
-    again = run_sharded(text, backend="ray", until=20, on_tick=kill_once)
-    assert killed == [13]
+    again = run_sharded(text, backend="ray", until=20, on_tick=kill_once, out=tmp_path / "again")
+    assert killed == [13] and again.restarts == 1
     assert again.state_hash == whole.state_hash and again.roots == whole.roots
     assert again.conserved and again.credits_held == whole.credits_held
+    # Each shard's logs went back to where they stood at the cut: the bytes of the uninterrupted
+    # run (events emitted between the last tick and the barrier included).
+    for k in (0, 1):
+        for name in ("events.arrows", "metrics.arrows", "state/deltas.arrows"):
+            a = (tmp_path / "whole" / f"shard-{k}" / name).read_bytes()
+            assert a == (tmp_path / "again" / f"shard-{k}" / name).read_bytes(), (k, name)
 
     def kill_always(tick, shards):
         if tick >= 3:
@@ -201,3 +315,17 @@ def test_a_killed_shard_restarts_from_the_last_barrier_and_one_that_stays_down_s
 
     with pytest.raises(ShardDown, match=r"shard 1 of 2 went down at tick 3 .*2 restart\(s\) of 2"):
         run_sharded(text, backend="ray", until=8, on_tick=kill_always, max_restarts=2)
+
+
+def test_an_unfinished_sharded_run_says_it_cannot_be_resumed_yet(recorded, tmp_path):
+    out, _ = recorded
+    killed = tmp_path / "killed"
+    shutil.copytree(out, killed)
+    (killed / "summary.json").unlink()
+    for args in (["run", "--resume", str(killed)], ["replay", str(killed), "--verify"]):
+        done = CliRunner().invoke(app, args)
+        assert done.exit_code == 2 and "sharded run cannot be" in done.stderr, done.output
+        assert "Traceback" not in done.output
+    fork = CliRunner().invoke(app, ["fork", str(out), "--at", "9", "--out", str(tmp_path / "f")])
+    assert fork.exit_code == 2 and "sharded run cannot be" in fork.stderr
+    assert not (tmp_path / "f").exists()
