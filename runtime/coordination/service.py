@@ -12,6 +12,19 @@ with ``close_votes_on_sync`` the members' synchronisation closes open votes earl
 ``tension_every`` ticks the tension of the interaction graph's 2-core (of its largest component)
 is read (``runtime.coordination.tension``); in large worlds a reading whose graph is already final
 runs on a thread of its own over the ticks before it is due.
+
+In a shard of a sharded world the oscillators are the shard's own agents (kept by their place in
+the sorted list of its agent ids). Agents trade only with agents of their own shard, so every
+coupling edge lies inside one shard and no phase has to cross a tick barrier: each shard steps the
+same dynamics the one-process code would step on its part of the graph. What crosses shards is
+read from the metrics: each shard records the sums of cos and sin of its phases (``r_sum_cos``,
+``r_sum_sin``, ``r_count``), from which the world's order parameter is the modulus of the sums
+over the shards divided by the agents; each region's order parameter is its shard's (a region lies
+in one shard). The tension of the world's graph is that of the 2-core of its largest component,
+which lies in one shard: each shard records its own reading with the size of that component
+(``tension_core_edges``) and its lowest agent id (``tension_core_first``), and the world's reading
+is the one of the shard whose component the one-process code would pick (most edges, then lowest
+id): the one-process reading over the merged graph, with no error.
 """
 
 from __future__ import annotations
@@ -26,6 +39,7 @@ import numpy.typing as npt
 import scipy.sparse as sp
 from scipy.sparse.csgraph import connected_components
 
+from economy.portable_math import sin_cos
 from runtime.coordination.kuramoto import (
     CSR,
     Oscillators,
@@ -50,7 +64,11 @@ class Coordination:
     def __init__(self, world: World, cfg: CoordinationConfig) -> None:
         self.world = world
         self.cfg = cfg
-        n = world.n_agents
+        # A shard's own agents, sorted (oscillator i is agent local[i]); None: every agent, by id.
+        self.local: npt.NDArray[np.int64] | None = None
+        if world.shard is not None:
+            self.local = np.sort(np.concatenate([p.ids for p in world.populations]))
+        n = world.n_agents if self.local is None else int(self.local.size)
         rng = world.streams("coordination")
         omega = rng.permutation(lorentzian_frequencies(n, cfg.frequency_spread))
         theta = rng.uniform(0.0, 2 * np.pi, n)
@@ -141,21 +159,44 @@ class Coordination:
             ahead, self._ahead = self._ahead, None
             ahead.result()
 
+    def _index(self, agents: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+        """The oscillators of ``agents`` (in a shard, each must be one of its own)."""
+        agents = np.asarray(agents, dtype=np.int64)
+        if self.local is None:
+            return agents
+        at = np.searchsorted(self.local, agents)
+        at = np.minimum(at, self.local.size - 1)
+        if agents.size and not (self.local[at] == agents).all():
+            stranger = int(agents[self.local[at] != agents][0])
+            raise ValueError(
+                f"agent {stranger} is not on this shard: agents of a sharded world interact "
+                "with agents of their own shard only"
+            )
+        return at.astype(np.int64)
+
     def interact(self, a: npt.NDArray[np.int64], b: npt.NDArray[np.int64]) -> None:
         """Record that agents ``a[i]`` and ``b[i]`` traded this tick (kept as int32 until the next
         rebuild: half the memory of up to ``graph_every`` ticks of trades; ids of worlds past 2³¹
         agents stay int64)."""
         width = np.int32 if self.world.n_agents < 2**31 else np.int64
-        self._src.append(np.asarray(a).astype(width))
-        self._dst.append(np.asarray(b).astype(width))
+        self._src.append(self._index(a).astype(width))
+        self._dst.append(self._index(b).astype(width))
 
     def gain(self, a: npt.NDArray[np.int64], b: npt.NDArray[np.int64]) -> npt.NDArray[np.float64]:
         """Message gain between agents: their phase coherence in [0, 1] (mid-tick: the phases
-        before this tick's steps)."""
-        return coherence_gain(self._phases(), np.asarray(a), np.asarray(b))
+        before this tick's steps). In a shard, a pair with an agent of another shard has gain 1
+        (its phase is not known here)."""
+        a, b = np.asarray(a, dtype=np.int64), np.asarray(b, dtype=np.int64)
+        if self.local is None:
+            return coherence_gain(self._phases(), a, b)
+        out = np.ones(a.size)
+        here = np.isin(a, self.local) & np.isin(b, self.local)
+        if here.any():
+            out[here] = coherence_gain(self._phases(), self._index(a[here]), self._index(b[here]))
+        return out
 
     def _rebuild(self) -> None:
-        n = self.world.n_agents
+        n = self.osc.theta.size
         if self._src:
             src, dst = (
                 np.concatenate(self._src).astype(np.int64),
@@ -181,9 +222,14 @@ class Coordination:
                 self._rebuild()
             self.osc.step(self.cfg.steps_per_tick)
         theta = self.osc.theta
-        r_global, r = strided_order(theta, self.n_regions)  # regions are account id % regions
+        if self.local is None:
+            r_global, r = strided_order(theta, self.n_regions)  # regions are account id % regions
+        else:
+            r_global, r = self._shard_order(theta)
         w.gauge("r_global", r_global)
         for i, name in enumerate(w.network.names):
+            if i not in w.local_regions:
+                continue  # another shard's region: its agents' phases are there
             w.gauge(f"r_region/{name}", float(r[i]))
             if self.region_r[i] < self.cfg.sync_threshold <= r[i]:
                 w.emit(
@@ -205,6 +251,10 @@ class Coordination:
             self.member_r = member_r
         if tick % self.cfg.tension_every == 0:
             reading = self._tension_due(tick)
+            if self.local is not None:  # what the world's reading is chosen by (module docstring)
+                u, _, _ = self._core()
+                w.gauge("tension_core_edges", float(u.size))
+                w.gauge("tension_core_first", float(u.min()) if u.size else -1.0)
             if reading is not None:
                 self.tension = reading.value
                 w.emit(
@@ -216,6 +266,24 @@ class Coordination:
                 )
         w.gauge("tension", self.tension)
         self._read_ahead(tick)
+
+    def _shard_order(self, theta: npt.NDArray[np.float64]) -> tuple[float, npt.NDArray[np.float64]]:
+        """A shard's order parameters: over its own agents, and of each region (those of other
+        shards: 0); its sums of cos and sin recorded for the world's (module docstring). Sums in
+        agent order (``np.bincount`` adds its weights one by one)."""
+        assert self.local is not None
+        sin_t, cos_t = sin_cos(theta)
+        regions = self.local % self.n_regions
+        c = np.bincount(regions, weights=cos_t, minlength=self.n_regions)
+        s = np.bincount(regions, weights=sin_t, minlength=self.n_regions)
+        size = np.bincount(regions, minlength=self.n_regions)
+        c_all, s_all = float(c.sum()), float(s.sum())
+        w = self.world
+        w.gauge("r_sum_cos", c_all)
+        w.gauge("r_sum_sin", s_all)
+        w.gauge("r_count", float(theta.size))
+        r_regions = np.sqrt(c * c + s * s) / np.maximum(size, 1)
+        return float(np.sqrt(c_all * c_all + s_all * s_all)) / max(theta.size, 1), r_regions
 
     def _read_tension(self) -> Tension | None:
         """Tension of the current graph's 2-core (None when it has no edges)."""
@@ -266,30 +334,14 @@ class Coordination:
         assert csr is not None, "the oscillators couple over a graph here"
         rows = np.repeat(np.arange(csr.n, dtype=np.int64), np.diff(csr.indptr))
         upper = csr.indices > rows
-        return (
-            rows[upper],
-            csr.indices[upper].astype(np.int64),
-            csr.weights[upper].astype(np.float64),
-        )
+        u, v = rows[upper], csr.indices[upper].astype(np.int64)
+        if self.local is not None:  # agent ids (the order is kept: local is sorted)
+            u, v = self.local[u], self.local[v]
+        return u, v, csr.weights[upper].astype(np.float64)
 
     def _core(self) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.float64]]:
-        """The 2-core of the interaction graph's largest connected component, as edge arrays:
-        one-off trades (leaves) would make every minimum cut a single edge."""
-        u, v, w = self._edges()
-        n = self.world.n_agents
-        while u.size:  # peel nodes of degree < 2 until none is left
-            deg = np.bincount(u, minlength=n) + np.bincount(v, minlength=n)
-            keep = (deg[u] >= 2) & (deg[v] >= 2)
-            if keep.all():
-                break
-            u, v, w = u[keep], v[keep], w[keep]
-        if u.size:
-            adj = sp.coo_array((np.ones(u.size), (u, v)), shape=(n, n))
-            _, label = connected_components(adj, directed=False)
-            sizes = np.bincount(label[u], minlength=label.max() + 1)
-            keep = label[u] == np.argmax(sizes)
-            u, v, w = u[keep], v[keep], w[keep]
-        return u, v, w
+        """The 2-core of the interaction graph's largest connected component (:func:`core_of`)."""
+        return core_of(*self._edges(), self.world.n_agents)
 
     def digest(self) -> bytes:
         """Hash of phases (as the plain order has them now) and the coupling graph."""
@@ -301,3 +353,24 @@ class Coordination:
             )  # hashed as int64 and float64, whatever width they are kept in
             h.update(csr.indptr.tobytes() + indices.tobytes() + weights.tobytes())
         return h.digest()
+
+
+def core_of(
+    u: npt.NDArray[np.int64], v: npt.NDArray[np.int64], w: npt.NDArray[np.float64], n: int
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.float64]]:
+    """The 2-core of the largest connected component (most edges; ties: the component with the
+    lowest node id) of the graph with edges ``(u[i], v[i], w[i])`` over nodes ``0..n-1``, as edge
+    arrays: one-off trades (leaves) would make every minimum cut a single edge."""
+    while u.size:  # peel nodes of degree < 2 until none is left
+        deg = np.bincount(u, minlength=n) + np.bincount(v, minlength=n)
+        keep = (deg[u] >= 2) & (deg[v] >= 2)
+        if keep.all():
+            break
+        u, v, w = u[keep], v[keep], w[keep]
+    if u.size:
+        adj = sp.coo_array((np.ones(u.size), (u, v)), shape=(n, n))
+        _, label = connected_components(adj, directed=False)
+        sizes = np.bincount(label[u], minlength=label.max() + 1)
+        keep = label[u] == np.argmax(sizes)
+        u, v, w = u[keep], v[keep], w[keep]
+    return u, v, w

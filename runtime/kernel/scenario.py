@@ -566,10 +566,7 @@ def _cross_check(scenario: Scenario, base: Path, label: str) -> list[str]:
                 f"{label}: distributed.shards: {scenario.distributed.shards} shards need at least "
                 f"as many regions; network.regions has {n_regions}"
             )
-        for key, present in (
-            ("governance", scenario.governance is not None),
-            ("coordination", scenario.coordination is not None),
-        ):
+        for key, present in (("governance", scenario.governance is not None),):
             if present:
                 problems.append(
                     f"{label}: {key}: not supported in a sharded world yet (distributed.shards > "

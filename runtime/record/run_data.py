@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.ipc
 
@@ -69,6 +70,13 @@ as the first shard's replicas count them (every replica sees the whole ledger), 
 ``distinct_roots`` and lag of any shard, the mean of prices (``price_<k>_micro``,
 ``mean_price_micro``) and of every float column (gauges), and the sum of every other integer
 column (counters: volume, tasks, messages, agents alive)."""
+
+COORDINATION_SUMS = ("r_sum_cos", "r_sum_sin", "r_count")
+"""A shard's sums of its phases' cos and sin, and its agents: the world's ``r_global`` is the
+modulus of their sums over the shards over the agents."""
+TENSION_CHOICE = ("tension_core_edges", "tension_core_first")
+"""Which shard's ``tension`` is the world's: the one holding the largest component of the graph
+(most edges in its 2-core, then the lowest agent id), as the one-process reading picks it."""
 
 READ_ONLY_FORMS = "SELECT, WITH … SELECT, VALUES, FROM …, DESCRIBE, SHOW or SUMMARIZE"
 """The statements :meth:`RunData.query` runs, as a person would write them (all parse as SELECT)."""
@@ -523,20 +531,32 @@ def _merge_shards(rows: pa.Table, shards: int) -> pa.Table:
     """One row per tick from a sharded run's per-shard metrics rows (:data:`SHARD_MERGE`)."""
     n = rows.num_rows // shards  # rows come by tick, then shard
     out: dict[str, Any] = {}
+
+    def grid(name: str) -> npt.NDArray[Any]:
+        # A column only some shards write (a region's gauges) reads as NaN on the others.
+        return np.asarray(rows.column(name).to_numpy(zero_copy_only=False)).reshape(n, shards)
+
     for name in rows.column_names:
-        if name == "shard":
+        if name in ("shard", *COORDINATION_SUMS, *TENSION_CHOICE):
             continue
-        col = rows.column(name).to_numpy(zero_copy_only=False).reshape(n, shards)
-        if name == "tick":
-            out[name] = col[:, 0]
-        elif name in SHARD_MERGE["first"]:
+        col = grid(name)
+        if name == "tick" or name in SHARD_MERGE["first"]:
             out[name] = col[:, 0]
         elif name in SHARD_MERGE["max"]:
             out[name] = col.max(axis=1)
         elif PRICE_COLUMN.fullmatch(name) or name == "mean_price_micro" or col.dtype.kind == "f":
-            out[name] = col.astype(np.float64).mean(axis=1)
+            with np.errstate(invalid="ignore"):
+                out[name] = np.nanmean(col.astype(np.float64), axis=1)
         else:
             out[name] = col.sum(axis=1)
+    if all(c in rows.column_names for c in COORDINATION_SUMS):
+        c, s, count = (grid(name).sum(axis=1) for name in COORDINATION_SUMS)
+        out["r_global"] = np.sqrt(c * c + s * s) / np.maximum(count, 1)
+    if all(c in rows.column_names for c in (*TENSION_CHOICE, "tension")):
+        edges, first = grid(TENSION_CHOICE[0]), grid(TENSION_CHOICE[1])
+        first = np.where(first < 0, np.inf, first)
+        pick = np.lexsort((first.T, -edges.T), axis=0)[0]  # most edges, then lowest agent id
+        out["tension"] = grid("tension")[np.arange(n), pick]
     return pa.table(out)
 
 

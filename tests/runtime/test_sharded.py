@@ -129,8 +129,8 @@ def test_a_shard_holds_only_its_agents_and_replicas():
     [
         ("[distributed]\nshards = 5", "need at least as many regions"),
         (
-            "[distributed]\nshards = 2\n[coordination]\ncoupling = 1.0",
-            "coordination: not supported in a sharded world",
+            '[distributed]\nshards = 2\n[governance]\nmembers = "workers"',
+            "governance: not supported in a sharded world",
         ),
         ("[distributed]\nshards = 0", "distributed.shards"),
     ],
@@ -329,3 +329,65 @@ def test_an_unfinished_sharded_run_says_it_cannot_be_resumed_yet(recorded, tmp_p
     fork = CliRunner().invoke(app, ["fork", str(out), "--at", "9", "--out", str(tmp_path / "f")])
     assert fork.exit_code == 2 and "sharded run cannot be" in fork.stderr
     assert not (tmp_path / "f").exists()
+
+
+COORDINATED = _text(2).replace(
+    "[economy]", "[coordination]\ncoupling = 4.0\ngraph_every = 5\ntension_every = 5\n\n[economy]"
+)
+
+
+def _drive(text: str, until: int) -> list[Shard]:
+    """The shards of ``text`` stepped to ``until`` in this process, as run_sharded steps them."""
+    from runtime.scale.sharded import _route
+
+    shards = [Shard(text, ".", None, k, 2, None, None, until) for k in range(2)]
+    inbox: list = [[], []]
+    for _ in range(until):
+        inbox = _route([s.step(box) for s, box in zip(shards, inbox, strict=True)], 2)
+    return shards
+
+
+def test_coordination_in_a_sharded_world_reads_the_whole_worlds_order_and_tension(tmp_path):
+    from economy.portable_math import sin_cos
+    from runtime.coordination.service import core_of
+    from runtime.coordination.tension import tension_of_edges
+
+    shards = _drive(COORDINATED, 26)
+    coords = [s.world.coordination for s in shards]
+    for s, c in zip(shards, coords, strict=True):  # each shard's oscillators: its own agents
+        assert c.osc.theta.size == sum(p.n for p in s.world.populations) < s.world.n_agents
+    # The world's interaction graph is the shards' graphs together: no edge crosses shards.
+    u, v, w = (np.concatenate(parts) for parts in zip(*(c._edges() for c in coords), strict=True))
+    order = np.lexsort((v, u))
+    merged = tension_of_edges(*core_of(u[order], v[order], w[order], shards[0].world.n_agents))
+    sizes = [
+        core_of(*c._edges(), s.world.n_agents)[0].size for s, c in zip(shards, coords, strict=True)
+    ]
+    holder = int(np.argmax(sizes))
+    assert coords[holder]._read_tension() == merged  # the one-process reading, exactly
+    # Recorded, the world's metrics carry that shard's reading and the order parameter of all
+    # phases together.
+    summary = record_sharded_text(COORDINATED.encode(), Path("."), tmp_path / "run", 11, 26)
+    assert summary["conserved"]
+    run = open_run(tmp_path / "run")
+    metrics, rows = run.metrics(), run.shard_metrics()
+    tension = rows.column("tension").to_numpy().reshape(26, 2)
+    assert (metrics.column("tension").to_numpy() == tension[:, holder]).all()
+    sin_t, cos_t = zip(*(sin_cos(c.osc.theta) for c in coords), strict=True)
+    n = sum(c.osc.theta.size for c in coords)
+    r = np.hypot(sum(x.sum() for x in cos_t), sum(x.sum() for x in sin_t)) / n
+    assert metrics.column("r_global").to_numpy()[-1] == pytest.approx(r, rel=1e-12)
+    shard_r = rows.column("r_global").to_numpy()[-2:]
+    assert r < shard_r.max()  # two populations with no coupling between them
+    for region in ("eu", "us", "ap", "sa"):  # each region's order parameter, from its shard
+        assert np.isfinite(metrics.column(f"r_region/{region}").to_numpy()).all()
+    assert verify(tmp_path / "run").status == "identical"
+
+
+def test_a_shard_refuses_an_interaction_with_another_shards_agent():
+    (shard, _) = _drive(COORDINATED, 1)
+    stranger = next(i for i in range(8) if i not in shard.world.coordination.local)
+    with pytest.raises(ValueError, match=f"agent {stranger} is not on this shard"):
+        shard.world.interact(
+            np.array([int(shard.world.coordination.local[0])]), np.array([stranger])
+        )
