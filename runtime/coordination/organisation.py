@@ -66,7 +66,24 @@ class Organisation:
         self.stake_events = stake_events
         pop = next(p for p in world.populations if p.name == cfg.members)
         self.ids = pop.ids
-        rng = world.streams("governance/setup")
+        self.streams = world.streams
+        # In a shard: every member (the population's ids on every shard), whether each is this
+        # shard's, the stakes gathered at the last barrier, and whether this shard records.
+        self.here: npt.NDArray[np.bool_] | None = None
+        self.gathered: npt.NDArray[np.int64] | None = None
+        self.speaks = world.shard is None or world.shard[0] == 0
+        if world.shard is not None:
+            from runtime.kernel.rng import Streams
+
+            start = 0
+            for p in world.scenario.population:
+                if p.name == cfg.members:
+                    break
+                start += p.count
+            self.ids = np.arange(start, start + pop.cfg.count, dtype=np.int64)
+            self.here = np.isin(self.ids, pop.ids)
+            self.streams = Streams(world.seed)  # the same draws on every shard
+        rng = self.streams("governance/setup")
         expertise = rng.normal(size=(len(self.ids), cfg.embedding_dim))
         self.embeddings = rng.normal(size=(len(proposals), cfg.embedding_dim))
         params = GovernanceParams(
@@ -114,7 +131,7 @@ class Organisation:
         """Open ``proposal`` (an operator's, from outside the world) at its tick, like a scripted
         one; its embedding comes from a stream of its own, so a replay draws the same."""
         i = len(self.scripted)
-        rng = self.world.streams(f"governance/outside-proposal/{i}")
+        rng = self.streams(f"governance/outside-proposal/{i}")
         embedding = rng.normal(size=(1, self.cfg.embedding_dim))
         self.embeddings = np.vstack([self.embeddings, embedding])
         self.scripted.append(proposal)
@@ -142,25 +159,47 @@ class Organisation:
         return np.empty(0, np.int64) if control is None else control.seats
 
     def setup(self) -> None:
-        """Each member stakes ``member_stake`` credits (minted to it first)."""
-        amounts = np.full(len(self.ids), self.cfg.member_stake * self.world.MICRO, dtype=np.int64)
-        self.world.mint(self.ids, amounts, "member stake")
-        self.world.execute_by_home(OpKind.STAKE, self.ids, np.zeros_like(self.ids), amounts)
+        """Each member stakes ``member_stake`` credits (minted to it first; in a shard, its own
+        members)."""
+        ids = self.ids if self.here is None else self.ids[self.here]
+        amounts = np.full(len(ids), self.cfg.member_stake * self.world.MICRO, dtype=np.int64)
+        self.world.mint(ids, amounts, "member stake")
+        self.world.execute_by_home(OpKind.STAKE, ids, np.zeros_like(ids), amounts)
 
-    def stakes(self) -> npt.NDArray[np.int64]:
-        """Each member's stake in whole credits, read from its home replica."""
+    def own_stakes(self) -> npt.NDArray[np.int64]:
+        """Each member's stake in micro-credits at its home replica (in a shard: 0 for the
+        members of other shards)."""
         out = np.zeros(len(self.ids), dtype=np.int64)
         homes = self.world.home(self.ids)
         for r, ledger in enumerate(self.world.ledgers):
             sel = homes == r
-            out[sel] = ledger.staked()[self.ids[sel]]
+            if ledger is not None:
+                out[sel] = ledger.staked()[self.ids[sel]]
+        return out
+
+    def stakes(self) -> npt.NDArray[np.int64]:
+        """Each member's stake in whole credits, read from its home replica (in a shard: as
+        gathered from every shard at the barrier before this tick, plus this tick's stake
+        purchases)."""
+        if self.here is None:
+            return self.own_stakes() // self.world.MICRO
+        assert self.gathered is not None, "the driver hands the shards the stakes at each barrier"
+        out = self.gathered.copy()
+        for e in self.stake_events:
+            if e.at == self.world.tick:
+                out[e.member] += e.credits * self.world.MICRO
         return out // self.world.MICRO
+
+    def _emit(self, *args: Any, **kwargs: Any) -> None:
+        """Record an event of the organisation's (once in a sharded world: shard 0)."""
+        if self.speaks:
+            self.world.emit(*args, **kwargs)
 
     def step(self, tick: int) -> None:
         """Run one tick boundary of governance (see the module docstring for the order)."""
         w = self.world
         for e in self.stake_events:
-            if e.at == tick:
+            if e.at == tick and (self.here is None or self.here[e.member]):
                 member = self.ids[e.member : e.member + 1]
                 amount = np.array([e.credits * w.MICRO], dtype=np.int64)
                 w.mint(member, amount, "stake purchase")
@@ -170,9 +209,11 @@ class Organisation:
             w.params.update(self.nao.governed)
             w.market.elasticity = w.params["price_elasticity"]
             for key, value in sorted(prop.changes.items()):
-                w.emit("param_changed", "governance", other=prop.id, value=float(value), detail=key)
+                self._emit(
+                    "param_changed", "governance", other=prop.id, value=float(value), detail=key
+                )
             if prop.kind in ("admit", "expel"):
-                w.emit(
+                self._emit(
                     "member_admitted" if prop.kind == "admit" else "member_expelled",
                     "governance",
                     int(self.ids[prop.target]),
@@ -197,13 +238,13 @@ class Organisation:
                         raise
                     # An operator's proposal that can no longer open (its proposer lost its
                     # stake since it was sent, say): recorded, and the run goes on.
-                    w.emit("outside_proposal_refused", "serve", other=i, detail=str(exc))
+                    self._emit("outside_proposal_refused", "serve", other=i, detail=str(exc))
                     continue
                 self.opened[i] = prop.id
                 # The proposal is recorded with the network's tension at opening, for voters and
                 # analysts.
                 tension = w.coordination.tension if w.coordination is not None else 0.0
-                w.emit(
+                self._emit(
                     "proposal_opened",
                     "governance",
                     int(self.ids[p.proposer]),
@@ -227,7 +268,7 @@ class Organisation:
             ),
             None,
         )
-        if not isinstance(model, WhatIfModel) or not changes:
+        if not isinstance(model, WhatIfModel) or not changes or not self.speaks:
             return
         change, line = model.what_if(changes, w.params)
         w.emit(
@@ -241,7 +282,13 @@ class Organisation:
     def _pay(self, pid: int, recipient: int, amount: int) -> None:
         """Pay from the treasury at the replica holding the most of its spending rights."""
         w = self.world
-        rights = np.array([ledger.rights(w.treasury) for ledger in w.ledgers])
+        treasury_home = int(w.home(np.array([w.treasury], dtype=np.int64))[0])
+        if treasury_home not in w.local_regions:
+            return  # a shard of a sharded world: the shard of the treasury's home pays
+        # (In a shard, the replicas it holds: those of other shards' regions count for nothing.)
+        rights = np.array(
+            [ledger.rights(w.treasury) if ledger is not None else -1 for ledger in w.ledgers]
+        )
         r = int(np.argmax(rights))
         if rights[r] < amount:
             w.emit(
@@ -260,7 +307,7 @@ class Organisation:
         w.emit("treasury_spent", "governance", recipient, pid, amount)
 
     def _vote(self, tick: int) -> None:
-        rng = self.world.streams("governance/votes")
+        rng = self.streams("governance/votes")
         seated = set(self.seat_members().tolist())
         for i, p in enumerate(self.scripted):
             pid = self.opened.get(i)
@@ -274,7 +321,7 @@ class Organisation:
                 for m in np.flatnonzero(turn & (prop.weights > 0)):
                     if int(m) not in scripted and int(m) not in seated and m not in prop.votes:
                         self.nao.vote(pid, int(m), bool(yes[m]), tick)
-                self.world.emit(
+                self._emit(
                     "votes_cast",
                     "governance",
                     other=pid,
@@ -284,14 +331,14 @@ class Organisation:
             for v in self.votes:
                 if v.proposal == i and v.at == tick:
                     self.nao.vote(pid, v.member, v.support, tick)
-                    self.world.emit(
+                    self._emit(
                         "vote", "governance", int(self.ids[v.member]), pid, value=float(v.support)
                     )
 
     def _record_decisions(self) -> None:
         for _tick, pid, event, detail in self.nao.log[self._logged :]:
             if event in ("rejected", "blocked", "queued"):
-                self.world.emit(f"proposal_{event}", "governance", other=pid, detail=detail)
+                self._emit(f"proposal_{event}", "governance", other=pid, detail=detail)
         self._logged = len(self.nao.log)
 
     def outcomes(self) -> list[dict[str, object]]:

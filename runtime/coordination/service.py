@@ -243,7 +243,8 @@ class Coordination:
         self.region_r = r
         org = w.organisation
         if org is not None:
-            member_r = order_parameter(theta[org.ids])[0]
+            members = org.ids if org.here is None else org.ids[org.here]  # a shard's: its own
+            member_r = order_parameter(theta[self._index(members)])[0] if members.size else 0.0
             w.gauge("r_members", member_r)
             if self.cfg.close_votes_on_sync and self.member_r < self.cfg.sync_threshold <= member_r:
                 closed = org.nao.close_open(tick)

@@ -566,12 +566,12 @@ def _cross_check(scenario: Scenario, base: Path, label: str) -> list[str]:
                 f"{label}: distributed.shards: {scenario.distributed.shards} shards need at least "
                 f"as many regions; network.regions has {n_regions}"
             )
-        for key, present in (("governance", scenario.governance is not None),):
-            if present:
-                problems.append(
-                    f"{label}: {key}: not supported in a sharded world yet (distributed.shards > "
-                    "1); remove one of them"
-                )
+        coordination = scenario.coordination
+        if coordination is not None and coordination.close_votes_on_sync:
+            problems.append(
+                f"{label}: coordination.close_votes_on_sync: not supported in a sharded world "
+                "(each shard sees only its own members' phases); set it to false"
+            )
     return problems
 
 

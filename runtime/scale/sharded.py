@@ -39,8 +39,11 @@ uninterrupted one. ``agora replay --verify`` re-runs the shards with the same K 
 file, every figure and the checkpoint hashes, naming the shard, tick and subsystem of the first
 divergence.
 
-Not yet: governance and coordination in a sharded world (the scenario check refuses them),
-``agora run --resume`` of a sharded run, and sharded scenarios in ``agora sweep``.
+Coordination and governance: see :mod:`runtime.coordination.service` and
+:mod:`runtime.coordination.organisation`; at each barrier the driver gathers the governance
+members' stakes from every shard and hands the total to each.
+
+Not yet: ``agora run --resume`` of a sharded run, and sharded scenarios in ``agora sweep``.
 """
 
 from __future__ import annotations
@@ -153,12 +156,21 @@ class Shard:
         bus.outbox = []
         return out
 
+    def member_stakes(self) -> np.ndarray | None:
+        """The governance members' stakes at their home replicas on this shard (micro-credits;
+        0 for other shards' members), or None without governance."""
+        org = self.world.organisation
+        return None if org is None else org.own_stakes()
+
     def step(
-        self, inbox: list[tuple[float, Message]]
+        self, inbox: list[tuple[float, Message]], stakes: np.ndarray | None = None
     ) -> list[tuple[int, float, int, int, Message]]:
-        """Take in the messages due, run one tick, return what leaves for other shards."""
+        """Take in the messages due (and, with governance, every member's stake gathered at this
+        barrier), run one tick, return what leaves for other shards."""
         for arrives, msg in inbox:
             self.world.bus.inject(arrives, msg)
+        if stakes is not None and self.world.organisation is not None:
+            self.world.organisation.gathered = stakes
         self.world.run(self.world.tick + 1)
         return self._take_outbox()
 
@@ -210,6 +222,7 @@ class Shard:
             "ops_refused": sum(len(ledger.rejected) for ledger in w.local_ledgers)
             + w.refused_by_critic,
             "checkpoints": _checkpoints(w),
+            "proposals": [] if w.organisation is None else w.organisation.outcomes(),
         }
 
 
@@ -406,7 +419,11 @@ def run_sharded(
                 cut = (tick, call("save", [() for _ in range(n_shards)]), inbox)
             if on_tick is not None and backend == "ray":
                 on_tick(tick, shards)
-            outs = call("step", [(box,) for box in inbox])
+            if scenario.governance is not None:  # the stake snapshot of this barrier
+                stakes = sum(call("member_stakes", [() for _ in range(n_shards)]))
+                outs = call("step", [(box, stakes) for box in inbox])
+            else:
+                outs = call("step", [(box,) for box in inbox])
             if count_bytes:
                 exchanged += sum(
                     len(pickle.dumps(item, protocol=5))

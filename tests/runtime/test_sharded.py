@@ -129,8 +129,8 @@ def test_a_shard_holds_only_its_agents_and_replicas():
     [
         ("[distributed]\nshards = 5", "need at least as many regions"),
         (
-            '[distributed]\nshards = 2\n[governance]\nmembers = "workers"',
-            "governance: not supported in a sharded world",
+            "[distributed]\nshards = 2\n[coordination]\nclose_votes_on_sync = true",
+            "close_votes_on_sync: not supported in a sharded world",
         ),
         ("[distributed]\nshards = 0", "distributed.shards"),
     ],
@@ -391,3 +391,45 @@ def test_a_shard_refuses_an_interaction_with_another_shards_agent():
         shard.world.interact(
             np.array([int(shard.world.coordination.local[0])]), np.array([stranger])
         )
+
+
+GOVERNED = (Path(__file__).resolve().parents[2] / "scenarios" / "governance.toml").read_text()
+
+
+def _governed(shards: int) -> str:
+    return GOVERNED.replace("[network]", f"[distributed]\nshards = {shards}\n\n[network]", 1)
+
+
+def test_governance_in_a_sharded_world_is_the_same_on_every_shard(tmp_path):
+    base = Path(__file__).resolve().parents[2] / "scenarios"
+    summary = record_sharded_text(_governed(2).encode(), base, tmp_path / "run", 7, 90)
+    reports = summary["shard_reports"]
+    # Every shard tallied and executed the same proposals: the same organisation state.
+    assert reports[0]["hashes"]["governance"] == reports[1]["hashes"]["governance"]
+    assert reports[0]["proposals"] == reports[1]["proposals"]
+    states = [p["state"] for p in reports[0]["proposals"]]
+    assert states == ["executed", "rejected", "blocked", "executed", "executed"]
+    assert "critic: violates" in reports[0]["proposals"][2]["reason"]  # the constitution's proof
+    assert summary["conserved"] and summary["converged"]
+    run = open_run(tmp_path / "run")
+    events = run.query(
+        "select kind, shard, agent from events where subsystem = 'governance' order by seq"
+    ).to_pylist()
+    by_kind: dict[str, set[int]] = {}
+    for e in events:
+        by_kind.setdefault(e["kind"], set()).add(e["shard"])
+    assert by_kind["proposal_opened"] == by_kind["param_changed"] == {0}  # recorded once
+    (spent,) = [e for e in events if e["kind"] == "treasury_spent"]
+    world = World(parse(_governed(2)), shard=(spent["shard"], 2))
+    treasury_home = int(world.home(np.array([world.treasury]))[0])
+    assert treasury_home in world.local_regions  # paid where the treasury lives, once
+    (bought,) = [e for e in events if e["kind"] == "stake_bought"]
+    assert bought["agent"] % 2 % 2 == bought["shard"]  # on the buyer's shard (2 regions)
+    assert verify(tmp_path / "run").status == "identical"
+
+
+def test_one_shard_with_governance_is_the_one_process_world():
+    sharded = run_sharded(_governed(1), Path("scenarios"), backend="inline")
+    world = World(parse(GOVERNED, "scenario", Path("scenarios")), base=Path("scenarios"))
+    world.run()
+    assert sharded.at_last_tick[0]["hashes"] == world.hashes()
