@@ -278,15 +278,32 @@ SUITE_TABLES: dict[str, Suite] = {
                 ("backend", "runs", "seconds", "runs/min", "vs one after another"),
             ),
             (
-                "scale-out: a sharded world (requesters and workers, 2 regions, 20 ticks)",
+                "scale-out: a sharded world (requesters and workers, 4 regions, 20 ticks), "
+                "strong and weak scaling on this machine",
                 (
+                    "scaling",
                     "agents",
                     "implementation",
                     "build + settle s",
-                    "ticks s",
+                    "ms per tick",
                     "agent-steps/s",
-                    "converged, conserved",
+                    "speed-up",
                     "bytes between shards per tick",
+                    "converged, conserved",
+                ),
+            ),
+            (
+                "scale-out: the time per tick at K shards, modelled (compute per shard + barrier + "
+                "bytes over a link), against the measured points and Repast4Py's published "
+                "strong scaling",
+                (
+                    "case",
+                    "agents",
+                    "shards / ranks",
+                    "measured ms per tick",
+                    "model ms per tick",
+                    "model error",
+                    "total",
                 ),
             ),
         ),

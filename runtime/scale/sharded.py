@@ -43,7 +43,7 @@ Coordination and governance: see :mod:`runtime.coordination.service` and
 :mod:`runtime.coordination.organisation`; at each barrier the driver gathers the governance
 members' stakes from every shard and hands the total to each.
 
-Not yet: ``agora run --resume`` of a sharded run, and sharded scenarios in ``agora sweep``.
+Not yet: ``agora run --resume`` and ``agora fork`` of a sharded run.
 """
 
 from __future__ import annotations

@@ -269,15 +269,7 @@ def plan(
         text = tomli_w.dumps(variant)
         label = f"{scenario} with " + (", ".join(f"{k}={v!r}" for k, v in pairs) or "no changes")
         try:
-            parsed = parse(text, label, scenario.parent)
-            if parsed.distributed is not None and parsed.distributed.shards > 1:
-                raise SweepError(
-                    [
-                        f"{label}: distributed.shards: sweeping a sharded world is not "
-                        "supported yet; run it with agora run, or sweep the scenario "
-                        "without [distributed]"
-                    ]
-                )
+            parse(text, label, scenario.parent)
         except ScenarioError as exc:
             problems += exc.problems
             continue
@@ -335,6 +327,16 @@ def record_run(spec: RunSpec, partial_root: Path) -> Path:
         raise SweepError([f"{partial_root}: the sweep that started this run is gone"])
     (partial_root / f"{spec.run_id}.pid").write_text(str(os.getpid()))
     scenario = parse(spec.text, spec.run_id, Path(spec.base))
+    if scenario.distributed is not None and scenario.distributed.shards > 1:
+        # A sharded world in a sweep: its shards step in this worker, in turn (the same bits as
+        # on Ray actors); the sweep runs its worlds side by side.
+        from runtime.scale.sharded_recording import record_sharded_text
+
+        until = scenario.world.ticks if spec.until is None else spec.until
+        record_sharded_text(
+            spec.text.encode(), Path(spec.base), partial, spec.seed, until, backend="inline"
+        )
+        return partial
     record_scenario(
         scenario, spec.text.encode(), Path(spec.base), partial, seed=spec.seed, until=spec.until
     )
@@ -373,6 +375,8 @@ def _place(spec: RunSpec, error: str, partial_root: Path) -> str:
 
 def summary_row(summary: dict[str, Any]) -> dict[str, Any]:
     """The figures of a run's summary as one flat row (what a sweep's table holds per run)."""
+    if summary.get("format") == "agora-sharded-run-2":  # runtime.scale.sharded.FORMAT
+        return _sharded_row(summary)
     t = summary["totals"]
     row: dict[str, Any] = {
         "seed": summary["seed"],
@@ -398,6 +402,31 @@ def summary_row(summary: dict[str, Any]) -> dict[str, Any]:
         for key, value in sorted(metrics.items()):
             if isinstance(value, (int, float)) or value is None:
                 row[f"roles.{name}.{key}"] = value
+    return row
+
+
+def _sharded_row(summary: dict[str, Any]) -> dict[str, Any]:
+    """:func:`summary_row` of a sharded run: its totals, the shards' figures added up."""
+    reports = summary["shard_reports"]
+    messages: dict[str, int] = {}
+    for rep in reports:
+        for k, v in rep["messages"].items():
+            messages[k] = messages.get(k, 0) + int(v)
+    row: dict[str, Any] = {
+        "seed": summary["seed"],
+        "ticks": summary["ticks"],
+        "final_state_hash": summary["final_state_hash"],
+        "wall_seconds": summary["wall_seconds"],
+        "shards": summary["shards"],
+        "agents": sum(rep["agents"] for rep in reports),
+        "events": sum(summary["events"]),
+        "supply_held_micro": summary["credits_held_micro"],
+        "supply_issued_micro": summary["supply_issued_micro"],
+        "distinct_ledger_roots": len(set(summary["roots"].values())),
+        "ops_refused": sum(rep["ops_refused"] for rep in reports),
+        "tasks_posted": sum(rep["tasks_posted"] for rep in reports),
+    }
+    row.update({f"messages.{k}": v for k, v in sorted(messages.items())})
     return row
 
 
