@@ -251,13 +251,16 @@ def _resume(run_dir: Path, quiet: bool, key: bytes | None = None) -> None:
     from runtime.record.resume import resume as do_resume
 
     try:
-        ticks = (
-            json.loads((run_dir / RUN_FILE).read_text()).get("ticks", 0)
-            if (run_dir / RUN_FILE).is_file()
-            else 0
+        manifest = (
+            json.loads((run_dir / RUN_FILE).read_text()) if (run_dir / RUN_FILE).is_file() else {}
         )
     except (ValueError, OSError):
-        ticks = 0
+        manifest = {}
+    manifest = manifest if isinstance(manifest, dict) else {}
+    if manifest.get("format") == "agora-sharded-run-2":  # runtime.scale.sharded.FORMAT
+        _resume_sharded(run_dir, quiet, key)
+        return
+    ticks = manifest.get("ticks", 0)
     try:
         bar, callback = progress(
             int(ticks) if isinstance(ticks, int) else 0, quiet, f"resume {run_dir.name}"
@@ -301,13 +304,7 @@ def _run_sharded(
     summary.json."""
     if refused:
         fail([f"{refused[0]}: not available for a sharded world (distributed.shards > 1)"])
-    if importlib.util.find_spec("ray") is None:
-        fail(
-            [
-                "distributed.shards: a sharded world runs on Ray actors; install the extra: "
-                "pip install -e '.[ray]'"
-            ]
-        )
+    _needs_ray()
     from runtime.scale.sharded import ShardDown
     from runtime.scale.sharded_recording import record_sharded
 
@@ -317,6 +314,46 @@ def _run_sharded(
         s = record_sharded(scenario, target, seed=seed, until=until, overwrite=overwrite)
     except ShardDown as exc:  # not the user's input: the run failed (exit 1)
         fail([str(exc)], code=1)
+    _print_sharded(s, target, quiet)
+
+
+def _needs_ray() -> None:
+    if importlib.util.find_spec("ray") is None:
+        fail(
+            [
+                "distributed.shards: a sharded world runs on Ray actors; install the extra: "
+                "pip install -e '.[ray]'"
+            ]
+        )
+
+
+def _resume_sharded(run_dir: Path, quiet: bool, key: bytes | None) -> None:
+    """agora run --resume DIR for a sharded run: from the newest barrier cut, on Ray actors."""
+    if key is not None:
+        fail([f"{run_dir}: a sharded run is not signed; --key does not apply"])
+    _needs_ray()
+    from runtime.scale.sharded import ShardDown
+    from runtime.scale.sharded_recording import resume_sharded
+
+    try:
+        s, start = resume_sharded(run_dir)
+    except ShardDown as exc:
+        fail([str(exc)], code=1)
+    except ScenarioError as exc:
+        fail(exc.problems)
+    except RunDirError as exc:
+        fail([str(exc)])
+    if not quiet:
+        err.print(
+            f"resumed {run_dir} from "
+            + (f"the barrier before tick {start}" if start >= 0 else "tick 0 (no usable cut)"),
+            markup=False,
+        )
+    _print_sharded(s, run_dir, quiet)
+
+
+def _print_sharded(s: dict[str, Any], target: Path, quiet: bool) -> None:
+    """A sharded run's summary as a table (with --quiet: its directory)."""
     if quiet:
         out.print(str(target), markup=False)
         return

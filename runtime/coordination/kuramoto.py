@@ -307,8 +307,10 @@ class Oscillators:
         self.coupling = float(coupling)
         self.dt = float(dt)
         self.csr = csr
-        self._sin = np.empty_like(self.theta)
-        self._cos = np.empty_like(self.theta)
+        # Scratch for the kernel, zeroed so that a world saved before its first step holds no
+        # uninitialised memory.
+        self._sin = np.zeros_like(self.theta)
+        self._cos = np.zeros_like(self.theta)
 
     def step(self, n: int = 1, serial: bool = False) -> None:
         """Advance ``n`` Euler steps (graph kernel, or mean field when there is no graph).

@@ -139,8 +139,17 @@ class EventLog:
         self._cols: dict[str, list[npt.NDArray[np.generic]]] = {n: [] for n in EVENT_SCHEMA.names}
         self._count = 0
         if resume is not None and "pending" in resume:  # events of a tick not yet written
-            self._cols = {n: list(resume["pending"][n]) for n in EVENT_SCHEMA.names}
             self._count = int(resume["count"])
+            if self._count:
+                pending = resume["pending"]
+                self._cols = {
+                    n: [
+                        np.array(pending[n], dtype=object)
+                        if isinstance(pending[n], list)
+                        else np.asarray(pending[n])
+                    ]
+                    for n in EVENT_SCHEMA.names
+                }
         # Called with each tick's batch as it is written (agora serve's event feeds); not state.
         self.on_batch: Callable[[pa.RecordBatch], None] | None = None
 
@@ -208,7 +217,10 @@ class EventLog:
         """:meth:`position` at any moment: also the events emitted since the last batch was
         written (a sharded world's tick barrier may fall after some), which a log resumed from it
         takes back and writes with the next batch."""
-        pending = {n: list(arrays) for n, arrays in self._cols.items()}
+        pending: dict[str, Any] = {}
+        for name, arrays in self._cols.items():  # one column each: arrays, strings as a list
+            column = np.concatenate(arrays) if arrays else np.empty(0)
+            pending[name] = column.tolist() if column.dtype == object else column
         return {
             "offset": self._stream.position(),
             "seq": self.seq,

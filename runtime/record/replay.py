@@ -298,8 +298,8 @@ def verify(
                 )
             if isinstance(started, dict) and started.get("format") == SHARDED_FORMAT:
                 raise RunDirError(
-                    f"{run_dir}: the run did not finish (no {SUMMARY}); a sharded run cannot be "
-                    "resumed yet: run its scenario again"
+                    f"{run_dir}: the sharded run did not finish (no {SUMMARY}); agora run "
+                    f"--resume {run_dir}"
                 )
             raise RunDirError(
                 f"{run_dir}: the run did not finish (no {SUMMARY}); agora run --resume {run_dir}"

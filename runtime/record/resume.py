@@ -94,8 +94,8 @@ def _run_dir(run_dir: Path) -> dict[str, Any]:
     manifest = _read_json(run_dir / RUN_FILE)
     if manifest.get("format") == "agora-sharded-run-2":  # runtime.scale.sharded.FORMAT
         raise RunDirError(
-            f"{run_dir}: a sharded run cannot be continued or branched yet; run its scenario "
-            "again (agora run ... --overwrite)"
+            f"{run_dir}: a sharded run cannot be branched yet (agora run --resume continues "
+            "one that did not finish)"
         )
     for key, kind in (("seed", int), ("ticks", int), ("device", str), ("cores", str)):
         if not isinstance(manifest.get(key), kind) or isinstance(manifest.get(key), bool):

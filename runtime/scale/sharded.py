@@ -43,7 +43,8 @@ Coordination and governance: see :mod:`runtime.coordination.service` and
 :mod:`runtime.coordination.organisation`; at each barrier the driver gathers the governance
 members' stakes from every shard and hands the total to each.
 
-Not yet: ``agora run --resume`` and ``agora fork`` of a sharded run.
+Not yet: ``agora fork`` of a sharded run (``agora run --resume`` continues one from its last cut:
+:mod:`runtime.scale.sharded_recording`).
 """
 
 from __future__ import annotations
@@ -66,9 +67,18 @@ FORMAT = "agora-sharded-run-2"
 ``agora-sharded-run-1`` held totals only.)"""
 
 
+CUT_FORMAT = "agora-shard-cut-1"
+
+
 def shard_dir(k: int) -> str:
     """The folder of a run directory that holds shard ``k``'s logs."""
     return f"shard-{k}"
+
+
+def cut_name(tick: int) -> str:
+    """The file (in a shard's ``checkpoints/``) of its part of the barrier cut before ``tick``."""
+    assert 0 <= tick < 10**8
+    return f"cut_{tick:08d}.npz"
 
 
 class Shard:
@@ -84,13 +94,18 @@ class Shard:
         saved: tuple[bytes, tuple[str, ...], dict[str, Any]] | None = None,
         out: str | None = None,
         until: int | None = None,
+        cut_tick: int | None = None,
     ) -> None:
         from runtime.kernel.world import World
 
         self.k = k
         # Where this shard records its logs (a run directory's shard-K/), when the run records.
         self.out = None if out is None else Path(out) / shard_dir(k)
-        if saved is None:
+        self.inbox_at_cut: list[tuple[float, Message]] = []
+        if cut_tick is not None:  # its part of a cut that save_cut wrote
+            assert self.out is not None
+            self.world, self.inbox_at_cut = self._load_cut(cut_tick, scenario_text, base)
+        elif saved is None:
             if self.out is not None:
                 self.out.mkdir(parents=True, exist_ok=True)
             self.world = World(
@@ -115,13 +130,8 @@ class Shard:
             self.world.final_tick = until - 1
         self.shard_of = [r % n_shards for r in range(self.world.network.n_regions)]
 
-    def save(self) -> tuple[bytes, tuple[str, ...], dict[str, Any]]:
-        """The shard's world, saved at a tick barrier (messages still to leave it included), the
-        modules whose classes it holds and where its logs stand: what ``Shard(..., saved=...)``
-        takes back."""
-        from runtime.record import snapshot
-        from runtime.record.checkpoints import allowed_modules
-
+    def _logs(self) -> dict[str, Any]:
+        """Where the shard's logs stand now (events not yet written included)."""
         w = self.world
         logs: dict[str, Any] = {}
         if w.log is not None:
@@ -130,8 +140,73 @@ class Shard:
             logs["metrics"] = w.metrics.position()
         if w.state_log is not None:
             logs["state"] = w.state_log.position()
+        return logs
+
+    def save_cut(self, tick: int, inbox: list[tuple[float, Message]]) -> str:
+        """Write this shard's part of the cut at the barrier before ``tick`` to its
+        ``checkpoints/`` (its world, where its logs stand, the messages the driver hands it now):
+        what ``agora run --resume`` goes on from. Its state hash is recorded first, as a ``cut``
+        event, so a resumed run can tell an altered file. Returns the file's SHA-256."""
+        from runtime.kernel.world import Checkpoint
+        from runtime.record import snapshot
+        from runtime.record.checkpoints import allowed_modules
+
+        assert self.out is not None, "a shard writes cuts into a run directory"
+        w = self.world
+        w.emit("cut", "world", amount=tick, detail=Checkpoint(tick, w.hashes()).state_hash)
+        root = {
+            "format": CUT_FORMAT,
+            "tick": tick,
+            "world": w,
+            "logs": self._logs(),
+            "inbox": [[arrives, msg] for arrives, msg in inbox],
+        }
+        path = self.out / "checkpoints" / cut_name(tick)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return snapshot.save(path, root, allowed_modules(w.populations))
+
+    def _load_cut(
+        self, tick: int, scenario_text: str, base: str
+    ) -> tuple[Any, list[tuple[float, Message]]]:
+        """The world and inbox of this shard's cut before ``tick``, its logs taken back to it."""
+        from runtime.kernel.world import World, role_modules
+        from runtime.record import snapshot
+        from runtime.record.resume import attach
+
+        assert self.out is not None
+        scenario = parse(scenario_text, "scenario", Path(base))
+        path = self.out / "checkpoints" / cut_name(tick)
+        root = snapshot.load(
+            path, (*snapshot.AGORA_MODULES, "networkx", *role_modules(scenario, Path(base)))
+        )
+        if (
+            not isinstance(root, dict)
+            or root.get("format") != CUT_FORMAT
+            or root.get("tick") != tick
+            or not isinstance(root.get("world"), World)
+        ):
+            raise snapshot.SnapshotError(f"{path}: not a shard's cut before tick {tick}")
+        world = root["world"]
+        world.base = Path(base)
+        attach(world, self.out, Path(base), root["logs"])
+        world.snapshots = None
+        return world, [(float(arrives), msg) for arrives, msg in root["inbox"]]
+
+    def take_inbox(self) -> list[tuple[float, Message]]:
+        """The messages a shard built from a cut is handed first (those of the cut)."""
+        inbox, self.inbox_at_cut = self.inbox_at_cut, []
+        return inbox
+
+    def save(self) -> tuple[bytes, tuple[str, ...], dict[str, Any]]:
+        """The shard's world, saved at a tick barrier (messages still to leave it included), the
+        modules whose classes it holds and where its logs stand: what ``Shard(..., saved=...)``
+        takes back."""
+        from runtime.record import snapshot
+        from runtime.record.checkpoints import allowed_modules
+
+        w = self.world
         modules = allowed_modules(w.populations)
-        return snapshot.dumps(w, modules), modules, logs
+        return snapshot.dumps(w, modules), modules, self._logs()
 
     def close(self) -> dict[str, Any]:
         """Flush and close the shard's logs (after the last report); its checkpoints and the
@@ -344,6 +419,7 @@ def run_sharded(
     on_tick: Callable[[int, list[Any]], None] | None = None,
     count_bytes: bool = False,
     out: Path | None = None,
+    resume_at: int | None = None,
 ) -> ShardedResult:
     """Run scenario ``text`` (files it names relative to ``base``) as a sharded world of its
     ``[distributed] shards`` shards.
@@ -358,7 +434,9 @@ def run_sharded(
     barrier with the actor handles (a test kills one there). ``count_bytes`` counts the bytes of
     the messages carried between shards (:attr:`ShardedResult.bytes_exchanged`). ``out``: a
     folder (on a file system every shard can write) where each shard records its logs, in
-    ``shard-K/``; see :func:`record_sharded`.
+    ``shard-K/``, and at every ``checkpoint_every`` barrier each shard writes its part of the
+    cut (:meth:`Shard.save_cut`); see :mod:`runtime.scale.sharded_recording`. ``resume_at``: go on
+    from the cut ``out`` holds at the barrier before that tick.
     """
     scenario = parse(text, "scenario", base)
     n_shards = scenario.distributed.shards if scenario.distributed is not None else 1
@@ -379,7 +457,7 @@ def run_sharded(
             ray.init(include_dashboard=False, log_to_driver=False)
         actor = ray.remote(num_cpus=1)(Shard)
         shards = [
-            actor.remote(text, str(base), seed, k, n_shards, None, where, until)
+            actor.remote(text, str(base), seed, k, n_shards, None, where, until, resume_at)
             for k in range(n_shards)
         ]
 
@@ -398,7 +476,8 @@ def run_sharded(
                 raise _Lost(_first_down(ray, refs), type(exc).__name__) from None
     elif backend == "inline":
         local = [
-            Shard(text, str(base), seed, k, n_shards, None, where, until) for k in range(n_shards)
+            Shard(text, str(base), seed, k, n_shards, None, where, until, resume_at)
+            for k in range(n_shards)
         ]
 
         def call(method: str, args: list[tuple[Any, ...]]) -> list[Any]:
@@ -409,13 +488,23 @@ def run_sharded(
     ticking = time.perf_counter()
     inbox: list[list[tuple[float, Message]]] = [[] for _ in range(n_shards)]
     every = scenario.world.checkpoint_every
-    cut: tuple[int, list[Any], list[list[tuple[float, Message]]]] | None = None
+    # The last barrier cut: its tick, each shard's saved world (None: in the run directory's
+    # files) and the messages handed to each shard there.
+    cut: tuple[int, list[Any] | None, list[list[tuple[float, Message]]]] | None = None
     restarts = 0
     tick = 0
     exchanged = 0
+    if resume_at is not None:
+        inbox = call("take_inbox", [() for _ in range(n_shards)])
+        tick = resume_at
+        cut = (tick, None, inbox)  # already on disk
     while tick < until:
         try:
-            if backend == "ray" and every and tick % every == 0 and (cut is None or cut[0] != tick):
+            due = every and tick % every == 0 and (cut is None or cut[0] != tick)
+            if due and out is not None:  # in the run directory, for restarts and --resume
+                call("save_cut", [(tick, box) for box in inbox])
+                cut = (tick, None, inbox)
+            elif due and backend == "ray":
                 cut = (tick, call("save", [() for _ in range(n_shards)]), inbox)
             if on_tick is not None and backend == "ray":
                 on_tick(tick, shards)
@@ -444,9 +533,21 @@ def run_sharded(
                 ray.kill(cast(Any, handle))
             at, saved, inbox = cut
             shards = [
-                actor.remote(text, str(base), seed, k, n_shards, saved[k], where, until)
+                actor.remote(
+                    text,
+                    str(base),
+                    seed,
+                    k,
+                    n_shards,
+                    None if saved is None else saved[k],
+                    where,
+                    until,
+                    at if saved is None else None,
+                )
                 for k in range(n_shards)
             ]
+            if saved is None:
+                call("take_inbox", [() for _ in range(n_shards)])  # the same as the cut's
             tick = at
             call("ready", [() for _ in range(n_shards)])
     tick_seconds = time.perf_counter() - ticking

@@ -3,7 +3,8 @@
 
 The directory holds ``scenario.toml`` (and the files it names), ``run.json`` (seed, ticks, shards),
 each shard's ``shard-K/events.arrows`` and ``shard-K/metrics.arrows`` (and its state files when the
-scenario records them), and ``summary.json``: the totals, each shard's report with its state hashes
+scenario records them), each shard's part of every barrier cut (``shard-K/checkpoints/``: what
+:func:`resume_sharded` goes on from), and ``summary.json``: the totals, each shard's report with its state hashes
 at every checkpoint tick, and the SHA-256 of every recorded file.
 
 Verification re-runs the shards with the same K in this process (a shard's results do not depend on
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -34,10 +36,12 @@ from runtime.record.recording import (
     recorded_files,
     versions,
 )
-from runtime.scale.sharded import FORMAT, run_sharded, shard_dir
+from runtime.scale.sharded import CUT_FORMAT, FORMAT, cut_name, run_sharded, shard_dir
+
+CUT_FILE = re.compile(r"cut_(\d{8})\.npz")
 
 # Summary fields that say how the run was carried out, not what it computed.
-HOW_IT_RAN = ("backend", "restarts")
+HOW_IT_RAN = ("backend", "restarts", "resumed_at")
 
 
 def record_sharded(
@@ -86,6 +90,20 @@ def record_sharded_text(
         shutil.rmtree(out, ignore_errors=True)  # refused before tick 0: nothing half-made is left
         raise
     result = run_sharded(raw.decode(), base, seed=seed, until=until, backend=backend, out=out)
+    return _write_summary(out, raw, scenario, seed, result, backend, None)
+
+
+def _write_summary(
+    out: Path,
+    raw: bytes,
+    scenario: Any,
+    seed: int,
+    result: Any,
+    backend: str,
+    resumed_at: int | None,
+) -> dict[str, Any]:
+    """Write ``summary.json`` of a finished sharded run (whole, then renamed); return it as a
+    reader sees it."""
     assert result.closed is not None
     files = {
         f"{shard_dir(k)}/{name}": file_sha256(out / shard_dir(k) / name)
@@ -102,6 +120,7 @@ def record_sharded_text(
         "shards": result.shards,
         "backend": backend,
         "restarts": result.restarts,
+        "resumed_at": resumed_at,
         "wall_seconds": round(result.wall_seconds, 6),
         "versions": versions(),
         "settle_rounds": result.settle_rounds,
@@ -213,3 +232,104 @@ def verify_sharded(
         "recorded files, the scenario and every figure of the summary match a re-execution "
         f"with the same shards (final state {made['final_state_hash'][:16]})"
     ]
+
+
+def _cut_ticks(run_dir: Path, shards: int) -> list[int]:
+    """Barrier ticks for which every shard wrote its part of the cut, newest first."""
+    found: set[int] | None = None
+    for k in range(shards):
+        folder = run_dir / shard_dir(k) / "checkpoints"
+        names = [p.name for p in folder.iterdir()] if folder.is_dir() else []
+        ticks = {int(m.group(1)) for n in names if (m := CUT_FILE.fullmatch(n))}
+        found = ticks if found is None else found & ticks
+    return sorted(found or set(), reverse=True)
+
+
+def _recorded_cut(run_dir: Path, k: int, tick: int) -> str | None:
+    """The state hash shard ``k`` recorded for its cut before ``tick`` (its ``cut`` event), or
+    None when its event log does not hold it (the run was killed before writing it)."""
+    from runtime.record.recorder import read_stream
+
+    path = run_dir / shard_dir(k) / "events.arrows"
+    if path.is_symlink() or not path.is_file():
+        return None
+    events, _ = read_stream(path)
+    kinds = events.column("kind").to_pylist()
+    amounts = events.column("amount_micro").to_pylist()
+    for i, (kind, amount) in enumerate(zip(kinds, amounts, strict=True)):
+        if kind == "cut" and amount == tick:
+            return str(events.column("detail")[i].as_py())
+    return None
+
+
+def _check_cut(run_dir: Path, k: int, tick: int, recorded: str, scenario: Any) -> None:
+    """Refuse shard ``k``'s cut before ``tick`` when its world is not the state it recorded."""
+    from runtime.kernel.world import Checkpoint, World, role_modules
+    from runtime.record import snapshot
+    from runtime.record.recording import RunDirError
+
+    path = run_dir / shard_dir(k) / "checkpoints" / cut_name(tick)
+    try:
+        root = snapshot.load(
+            path, (*snapshot.AGORA_MODULES, "networkx", *role_modules(scenario, run_dir))
+        )
+    except snapshot.SnapshotError as exc:
+        raise RunDirError(f"{path}: cannot be used: {exc}") from None
+    world = root.get("world") if isinstance(root, dict) else None
+    if not isinstance(world, World) or root.get("format") != CUT_FORMAT:
+        raise RunDirError(f"{path}: not a shard's cut")
+    state = Checkpoint(tick, world.hashes()).state_hash
+    if state != recorded:
+        raise RunDirError(
+            f"{path}: altered: its state hash {state[:16]} is not the {recorded[:16]} shard {k} "
+            f"recorded at the barrier before tick {tick}"
+        )
+
+
+def resume_sharded(run_dir: Path, backend: str = "ray") -> tuple[dict[str, Any], int]:
+    """Go on with the sharded run in ``run_dir`` that did not finish, from the newest barrier cut
+    every shard wrote and recorded; return the summary and the tick it went on from (-1: no cut
+    could be used, so the run started again). The finished directory holds the bytes of an
+    uninterrupted run."""
+    from runtime.record.recording import RunDirError
+
+    if (run_dir / SUMMARY).exists():
+        raise RunDirError(f"{run_dir}: the run finished ({SUMMARY} is there); nothing to resume")
+    try:
+        manifest = json.loads((run_dir / RUN_FILE).read_text())
+        raw = (run_dir / SCENARIO_COPY).read_bytes()
+        scenario = parse(raw.decode("utf-8"), str(run_dir / SCENARIO_COPY), run_dir)
+    except (OSError, ValueError, ScenarioError) as exc:
+        first = exc.problems[0] if isinstance(exc, ScenarioError) else str(exc)
+        raise RunDirError(f"{run_dir}: cannot be resumed: {first}") from None
+    seed, until, shards = manifest.get("seed"), manifest.get("ticks"), manifest.get("shards")
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in (seed, until, shards)):
+        raise RunDirError(f"{run_dir / RUN_FILE}: seed, ticks or shards is not a whole number")
+    for tick in _cut_ticks(run_dir, shards):
+        recorded = [_recorded_cut(run_dir, k, tick) for k in range(shards)]
+        if any(r is None for r in recorded):
+            continue  # killed before every shard's log held it: an earlier cut
+        for k, hash_ in enumerate(recorded):
+            assert hash_ is not None
+            _check_cut(run_dir, k, tick, hash_, scenario)
+        for k in range(shards):  # later cuts are re-made as the run goes on
+            folder = run_dir / shard_dir(k) / "checkpoints"
+            for p in folder.glob("cut_*.npz"):
+                if p.name > cut_name(tick):
+                    p.unlink()
+        result = run_sharded(
+            raw.decode(),
+            run_dir,
+            seed=seed,
+            until=until,
+            backend=backend,
+            out=run_dir,
+            resume_at=tick,
+        )
+        return _write_summary(run_dir, raw, scenario, seed, result, backend, tick), tick
+    for k in range(shards):  # no cut to go on from: start again
+        shutil.rmtree(run_dir / shard_dir(k), ignore_errors=True)
+    result = run_sharded(
+        raw.decode(), run_dir, seed=seed, until=until, backend=backend, out=run_dir
+    )
+    return _write_summary(run_dir, raw, scenario, seed, result, backend, None), -1

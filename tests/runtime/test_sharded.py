@@ -318,18 +318,69 @@ def test_a_killed_shard_restarts_from_the_last_barrier_and_one_that_stays_down_s
         run_sharded(text, backend="ray", until=8, on_tick=kill_always, max_restarts=2)
 
 
-def test_an_unfinished_sharded_run_says_it_cannot_be_resumed_yet(recorded, tmp_path):
-    out, _ = recorded
+def _files_of(run: Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(run)): p.read_bytes()
+        for p in sorted(run.rglob("*"))
+        if p.is_file() and p.name != "summary.json"
+    }
+
+
+def test_a_killed_sharded_run_resumes_from_its_last_cut_to_the_same_bytes(recorded, tmp_path):
+    from runtime.scale.sharded_recording import resume_sharded
+
+    out, summary = recorded
+    whole = _files_of(out)
+    assert {f"shard-{k}/checkpoints/cut_{t:08d}.npz" for k in (0, 1) for t in (0, 10, 20)} <= set(
+        whole
+    )
     killed = tmp_path / "killed"
     shutil.copytree(out, killed)
     (killed / "summary.json").unlink()
-    for args in (["run", "--resume", str(killed)], ["replay", str(killed), "--verify"]):
-        done = CliRunner().invoke(app, args)
-        assert done.exit_code == 2 and "sharded run cannot be" in done.stderr, done.output
-        assert "Traceback" not in done.output
+    events = killed / "shard-0" / "events.arrows"
+    events.write_bytes(events.read_bytes()[:-100])  # killed in the middle of a write
+    # replay --verify says how to go on; fork does not take a sharded run.
+    done = CliRunner().invoke(app, ["replay", str(killed), "--verify"])
+    assert done.exit_code == 2 and f"agora run --resume {killed}" in done.stderr
     fork = CliRunner().invoke(app, ["fork", str(out), "--at", "9", "--out", str(tmp_path / "f")])
-    assert fork.exit_code == 2 and "sharded run cannot be" in fork.stderr
+    assert fork.exit_code == 2 and "cannot be branched" in fork.stderr
     assert not (tmp_path / "f").exists()
+    again, start = resume_sharded(killed, backend="inline")
+    assert start == 20 and again["resumed_at"] == 20
+    assert _files_of(killed) == whole  # the bytes of the uninterrupted run
+    assert again["final_state_hash"] == summary["final_state_hash"]
+    assert verify(killed).status == "identical"
+    # Without shard 1's newest cut, the run goes on from the one before.
+    older = tmp_path / "older"
+    shutil.copytree(out, older)
+    (older / "summary.json").unlink()
+    (older / "shard-1" / "checkpoints" / "cut_00000020.npz").unlink()
+    assert resume_sharded(older, backend="inline")[1] == 10
+    assert _files_of(older) == whole
+    # An altered cut is refused, naming it; nothing runs.
+    altered = tmp_path / "altered"
+    shutil.copytree(out, altered)
+    (altered / "summary.json").unlink()
+    cut = altered / "shard-0" / "checkpoints" / "cut_00000020.npz"
+    data = bytearray(cut.read_bytes())
+    data[100] ^= 1
+    cut.write_bytes(bytes(data))
+    done = CliRunner().invoke(app, ["run", "--resume", str(altered)])
+    assert done.exit_code == 2 and "cut_00000020.npz" in done.stderr
+    assert "Traceback" not in done.output and not (altered / "summary.json").exists()
+
+
+def test_agora_run_resume_goes_on_with_a_sharded_run_on_ray(recorded, tmp_path, ray_local):
+    out, summary = recorded
+    killed = tmp_path / "killed"
+    shutil.copytree(out, killed)
+    (killed / "summary.json").unlink()
+    done = CliRunner().invoke(app, ["run", "--resume", str(killed)])
+    assert done.exit_code == 0, done.output
+    assert "resumed" in done.stderr and "barrier before tick 20" in done.stderr
+    assert _files_of(killed) == _files_of(out)
+    again = CliRunner().invoke(app, ["run", "--resume", str(killed)])
+    assert again.exit_code == 2 and "nothing to resume" in again.stderr
 
 
 COORDINATED = _text(2).replace(
