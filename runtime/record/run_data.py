@@ -13,8 +13,8 @@ A sharded run (``[distributed] shards = K``) keeps each shard's logs in ``shard-
 run: ``events`` is every shard's events with a ``shard`` column, ordered by tick, shard and seq;
 ``shard_metrics`` is every shard's metrics rows with a ``shard`` column; ``metrics`` is one row
 per tick for the whole world (:data:`SHARD_MERGE` says how each column combines). Its state
-tables are verified by ``agora replay --verify`` but not yet read here (no ``state_deltas``, no
-``replay --at``).
+``state_deltas`` hold each account's rows as its home shard recorded them, and
+:meth:`RunData.state_at` gives every account as its home shard held it.
 """
 
 from __future__ import annotations
@@ -36,7 +36,13 @@ import pyarrow.ipc
 from economy.rates import MICRO
 from runtime.record.recorder import read_stream
 from runtime.record.recording import SCENARIO_COPY, SUMMARY, RunDirError
-from runtime.record.state_log import STATE_DIR, _stream_batches, state_at, state_hash
+from runtime.record.state_log import (
+    STATE_DIR,
+    STATE_SCHEMA,
+    _stream_batches,
+    state_at,
+    state_hash,
+)
 
 if TYPE_CHECKING:  # duckdb is imported when SQL runs, so opening a run does not load it
     import duckdb
@@ -282,17 +288,17 @@ class RunData:
     def has_state(self) -> bool:
         """Whether the run recorded its state table (``record.state``) in a form read here."""
         if self.shards is not None:
-            return False
+            return all(
+                os.path.lexists(self.dir / _shard_dir(k) / STATE_DIR / "deltas.arrows")
+                for k in range(self.shards)
+            )
         # lexists: a link or FIFO in its place counts as recorded, so reading it is refused by name
         return os.path.lexists(self.dir / STATE_DIR / "deltas.arrows")
 
     def _no_state(self) -> str:
         """Why the run has no state table."""
         if self.shards is not None:
-            return (
-                f"{self.dir}: a sharded run's per-shard state tables are not read yet "
-                "(agora replay --verify checks them)"
-            )
+            return f"{self.dir}: the run's shards recorded no state table (record.state = false)"
         if self.summary.get("engine") == "gpu":
             return (
                 f"{self.dir}: a gpu-engine run records checkpoint hashes and the metrics table, "
@@ -359,6 +365,8 @@ class RunData:
         """The state deltas: a row per account changed in a tick (the first tick: every account)."""
         if not self.has_state:
             raise RunDirError(self._no_state())
+        if self.shards is not None:
+            return pa.Table.from_batches(list(self.state_batches()), schema=STATE_SCHEMA)
         return read_stream(self._file(STATE_DIR, "deltas.arrows"))[0]
 
     def event_batches(self) -> Iterator[pa.RecordBatch]:
@@ -370,28 +378,38 @@ class RunData:
         streams = [
             (k, _batches(self._file(_shard_dir(k), "events.arrows"))) for k in range(self.shards)
         ]
-        heads: dict[int, pa.RecordBatch] = {}
-        for k, it in streams:
-            if (b := _next_batch(it)) is not None:
-                heads[k] = b
-        while heads:
-            tick = min(int(b.column("tick")[0].as_py()) for b in heads.values())
-            parts = []
-            for k, it in streams:
-                b = heads.get(k)
-                if b is not None and int(b.column("tick")[0].as_py()) == tick:
-                    parts.append(_with_shard(pa.Table.from_batches([b]), k))
-                    if (nxt := _next_batch(it)) is None:
-                        del heads[k]
-                    else:
-                        heads[k] = nxt
-            yield from pa.concat_tables(parts).combine_chunks().to_batches()
+        yield from _merge_by_tick(
+            streams, lambda batch, k: _with_shard(pa.Table.from_batches([batch]), k)
+        )
+
+    def _owner_shards(self) -> npt.NDArray[np.int64]:
+        """A sharded run's shard of every account (its home region's shard)."""
+        from runtime.kernel.network import Network
+
+        assert self.shards is not None
+        n_regions = Network.from_config(self.scenario.network, self.dir).n_regions
+        accounts = np.arange(self.n_agents + 1, dtype=np.int64)  # the agents and the treasury
+        return (accounts % n_regions) % self.shards
 
     def state_batches(self) -> Iterator[pa.RecordBatch]:
         """The state deltas one tick at a time (the first holds every account)."""
         if not self.has_state:
             raise RunDirError(self._no_state())
-        yield from _batches(self._file(STATE_DIR, "deltas.arrows"))
+        if self.shards is None:
+            yield from _batches(self._file(STATE_DIR, "deltas.arrows"))
+            return
+        # Each account's rows as its home shard recorded them, every shard's rows of a tick as one.
+        owner = self._owner_shards()
+        streams = [
+            (k, _batches(self._file(_shard_dir(k), STATE_DIR, "deltas.arrows")))
+            for k in range(self.shards)
+        ]
+
+        def own(batch: pa.RecordBatch, k: int) -> pa.Table:
+            accounts = batch.column("account").to_numpy()
+            return pa.Table.from_batches([batch]).filter(pa.array(owner[accounts] == k))
+
+        yield from _merge_by_tick(streams, own)
 
     def population_of(self, accounts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Population name and role of each account (the treasury: "treasury")."""
@@ -432,12 +450,32 @@ class RunData:
             )
         if not 0 <= tick < self.ticks:
             raise RunDirError(f"--at {tick}: the run has ticks 0..{self.ticks - 1}")
-        self._file(STATE_DIR, "deltas.arrows")
-        for snapshot in (self.dir / STATE_DIR).glob("full_*.arrow"):
-            self._file(STATE_DIR, snapshot.name)
-        cols, start = state_at(self.dir, tick)
-        digest = state_hash(cols)
-        recorded = self.recorded_hash(tick)
+        shard_facts: list[dict[str, Any]] = []
+        if self.shards is None:
+            cols, start = self._state_of(self.dir, tick)
+            digest = state_hash(cols)
+            recorded = self.recorded_hash(tick)
+        else:  # every account as its home shard holds it
+            owner = self._owner_shards()
+            merged: dict[str, npt.NDArray[Any]] = {}
+            for k in range(self.shards):
+                part, start = self._state_of(self.dir / _shard_dir(k), tick)
+                part_hash = state_hash(part)
+                part_recorded = _recorded_state_hash(self, k, tick)
+                shard_facts.append(
+                    {
+                        "shard": k,
+                        "state_hash": part_hash,
+                        "recorded_hash": part_recorded,
+                        "matches_live": part_hash == part_recorded,
+                    }
+                )
+                for name, column in part.items():
+                    merged.setdefault(name, column.copy())[owner == k] = column[owner == k]
+            cols = merged
+            digest = state_hash(cols)
+            # The live run recorded each shard's table: the whole matches when every part does.
+            recorded = digest if all(f["matches_live"] for f in shard_facts) else None
         balance = np.asarray(cols["balance_micro"], dtype=np.int64)
         stake = np.asarray(cols["stake_micro"], dtype=np.int64)
         accounts = np.arange(balance.size, dtype=np.int64)
@@ -475,7 +513,16 @@ class RunData:
             "matches_live": recorded == digest,
             "prices_micro": prices,
         }
+        if shard_facts:
+            facts["shards"] = shard_facts
         return table, facts
+
+    def _state_of(self, folder: Path, tick: int) -> tuple[dict[str, npt.NDArray[Any]], int]:
+        """The state table one folder's state files give after ``tick`` (each file checked)."""
+        self._file(*folder.relative_to(self.dir).parts, STATE_DIR, "deltas.arrows")
+        for snapshot in (folder / STATE_DIR).glob("full_*.arrow"):
+            self._file(*folder.relative_to(self.dir).parts, STATE_DIR, snapshot.name)
+        return state_at(folder, tick)
 
     def query(self, sql: str) -> pa.Table:
         """Run one read-only DuckDB query over ``events``, ``metrics`` and (if recorded)
@@ -520,6 +567,46 @@ def _next_batch(it: Iterator[pa.RecordBatch]) -> pa.RecordBatch | None:
     for batch in it:
         if batch.num_rows:
             return batch
+    return None
+
+
+def _merge_by_tick(
+    streams: list[tuple[int, Iterator[pa.RecordBatch]]],
+    part: Any,
+) -> Iterator[pa.RecordBatch]:
+    """One batch per tick from shards' streams of one batch per tick (a tick with nothing
+    recorded is absent): ``part(batch, shard)`` of each shard's batch of that tick, together."""
+    heads: dict[int, pa.RecordBatch] = {}
+    for k, it in streams:
+        if (b := _next_batch(it)) is not None:
+            heads[k] = b
+    while heads:
+        tick = min(int(b.column("tick")[0].as_py()) for b in heads.values())
+        parts = []
+        for k, it in streams:
+            b = heads.get(k)
+            if b is not None and int(b.column("tick")[0].as_py()) == tick:
+                parts.append(part(b, k))
+                if (nxt := _next_batch(it)) is None:
+                    del heads[k]
+                else:
+                    heads[k] = nxt
+        yield from pa.concat_tables(parts).combine_chunks().to_batches()
+
+
+def _recorded_state_hash(run: RunData, k: int, tick: int) -> str | None:
+    """The state hash shard ``k`` of a sharded run recorded after ``tick``."""
+    for batch in _batches(run._file(_shard_dir(k), "events.arrows")):
+        if batch.num_rows == 0:
+            continue
+        t = int(batch.column("tick")[0].as_py())
+        if t < tick:
+            continue
+        if t > tick:
+            break
+        kinds = batch.column("kind").to_pylist()
+        if "state_hash" in kinds:
+            return str(batch.column("detail")[kinds.index("state_hash")].as_py())
     return None
 
 

@@ -4,8 +4,8 @@
 The directory holds ``scenario.toml`` (and the files it names), ``run.json`` (seed, ticks, shards),
 each shard's ``shard-K/events.arrows`` and ``shard-K/metrics.arrows`` (and its state files when the
 scenario records them), each shard's part of every barrier cut (``shard-K/checkpoints/``: what
-:func:`resume_sharded` goes on from), and ``summary.json``: the totals, each shard's report with its state hashes
-at every checkpoint tick, and the SHA-256 of every recorded file.
+:func:`resume_sharded` goes on from), and ``summary.json``: the totals, each shard's report with
+its state hashes at every checkpoint tick, and the SHA-256 of every recorded file.
 
 Verification re-runs the shards with the same K in this process (a shard's results do not depend on
 where it runs) into a temporary folder and compares every file byte for byte, every figure of the
