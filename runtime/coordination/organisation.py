@@ -12,6 +12,7 @@ from the scenario's turnout and support) and cast scripted votes. Every step is 
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 from functools import partial
@@ -20,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 import numpy as np
 import numpy.typing as npt
 
-from economy.constitution import Constitution
+from economy.constitution import Constitution, Verdict
 from economy.governance import NAO, GovernanceError, GovernanceParams
 from economy.ops import OpKind
 from runtime.kernel.scenario import GovernanceConfig, ProposalConfig, StakeEventConfig, VoteConfig
@@ -100,9 +101,13 @@ class Organisation:
         # A critic population, when the world has one, is who proves proposals against the
         # constitution.
         critic = next((p for p in world.populations if p.role == "critic"), None)
-        check = None
+        check: Any = constitution.verify
         if isinstance(critic, ProposalVerifier):
             check = partial(critic.verify_proposal, constitution)
+        # In a shard: the proof (z3) runs once, on shard 0 at the barrier before the tick that
+        # decides (verdicts_ahead); every shard's NAO takes the verdict the driver hands it.
+        self.prove = check
+        self.verdicts: dict[str, Verdict] = {}
         self.nao = NAO(
             expertise,
             self.stakes,
@@ -110,10 +115,42 @@ class Organisation:
             constitution,
             dict(world.params),
             active=active,
-            critic=check,
+            critic=check if self.here is None else self._handed_verdict,
         )
         self.opened: dict[int, int] = {}  # scenario proposal index -> NAO proposal id
         self._logged = 0
+
+    def verdicts_ahead(self, tick: int) -> dict[str, Verdict]:
+        """The constitution's verdicts on what the proposals deciding at ``tick`` would produce,
+        proved now (a sharded world's shard 0, at the barrier before ``tick``): the NAO's tick,
+        run on a copy of its state with the proofs kept."""
+        nao = self.nao
+        if not any(p.state == "open" and tick >= p.closes_at for p in nao.proposals):
+            return {}
+        found: dict[str, Verdict] = {}
+
+        def prove(state: dict[str, float]) -> Verdict:
+            verdict: Verdict = self.prove(state)
+            found[_state_key(state)] = verdict
+            return verdict
+
+        dry = copy.copy(nao)
+        dry.proposals = copy.deepcopy(nao.proposals)
+        dry.governed = dict(nao.governed)
+        dry.active = nao.active.copy()
+        dry.log = list(nao.log)
+        dry.critic = prove
+        dry.tick(tick)
+        return found
+
+    def _handed_verdict(self, state: dict[str, float]) -> Verdict:
+        """The verdict shard 0 proved for ``state`` (:meth:`verdicts_ahead`)."""
+        verdict = self.verdicts.get(_state_key(state))
+        if verdict is None:
+            raise RuntimeError(
+                "a shard's organisation decided a proposal whose proof the driver did not hand it"
+            )
+        return verdict
 
     def reconfigure(self, cfg: GovernanceConfig, was: GovernanceConfig) -> None:
         """Take up voting rules changed from ``was`` mid-run (a fork); rules governance itself has
@@ -359,3 +396,8 @@ class Organisation:
             h.update(repr((p.id, p.state, p.eta, sorted(p.votes.items()))).encode())
             h.update(p.weights.tobytes())
         return h.digest()
+
+
+def _state_key(state: dict[str, float]) -> str:
+    """What a verdict is looked up by: the state the constitution is proved on."""
+    return repr(sorted(state.items()))

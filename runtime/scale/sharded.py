@@ -41,7 +41,8 @@ divergence.
 
 Coordination and governance: see :mod:`runtime.coordination.service` and
 :mod:`runtime.coordination.organisation`; at each barrier the driver gathers the governance
-members' stakes from every shard and hands the total to each.
+members' stakes from every shard and hands the total to each, with the verdicts shard 0 proved
+for the proposals deciding in the coming tick.
 
 Not yet: ``agora fork`` of a sharded run (``agora run --resume`` continues one from its last cut:
 :mod:`runtime.scale.sharded_recording`).
@@ -237,15 +238,27 @@ class Shard:
         org = self.world.organisation
         return None if org is None else org.own_stakes()
 
+    def verdicts_ahead(self, tick: int | None) -> dict[str, Any]:
+        """The constitution's verdicts for the proposals deciding at ``tick`` (shard 0's part at a
+        barrier; None: not this shard's job)."""
+        org = self.world.organisation
+        return {} if tick is None or org is None else org.verdicts_ahead(tick)
+
     def step(
-        self, inbox: list[tuple[float, Message]], stakes: np.ndarray | None = None
+        self,
+        inbox: list[tuple[float, Message]],
+        stakes: np.ndarray | None = None,
+        verdicts: dict[str, Any] | None = None,
     ) -> list[tuple[int, float, int, int, Message]]:
         """Take in the messages due (and, with governance, every member's stake gathered at this
-        barrier), run one tick, return what leaves for other shards."""
+        barrier and the verdicts shard 0 proved), run one tick, return what leaves for other
+        shards."""
         for arrives, msg in inbox:
             self.world.bus.inject(arrives, msg)
-        if stakes is not None and self.world.organisation is not None:
-            self.world.organisation.gathered = stakes
+        org = self.world.organisation
+        if stakes is not None and org is not None:
+            org.gathered = stakes
+            org.verdicts = verdicts or {}
         self.world.run(self.world.tick + 1)
         return self._take_outbox()
 
@@ -510,7 +523,11 @@ def run_sharded(
                 on_tick(tick, shards)
             if scenario.governance is not None:  # the stake snapshot of this barrier
                 stakes = sum(call("member_stakes", [() for _ in range(n_shards)]))
-                outs = call("step", [(box, stakes) for box in inbox])
+                # The constitution, proved once (by shard 0) for the proposals deciding now.
+                verdicts = call(
+                    "verdicts_ahead", [(tick if k == 0 else None,) for k in range(n_shards)]
+                )[0]
+                outs = call("step", [(box, stakes, verdicts) for box in inbox])
             else:
                 outs = call("step", [(box,) for box in inbox])
             if count_bytes:

@@ -458,9 +458,21 @@ def _governed(shards: int) -> str:
     return GOVERNED.replace("[network]", f"[distributed]\nshards = {shards}\n\n[network]", 1)
 
 
-def test_governance_in_a_sharded_world_is_the_same_on_every_shard(tmp_path):
+def test_governance_in_a_sharded_world_is_the_same_on_every_shard(tmp_path, monkeypatch):
+    from economy.constitution import Constitution
+
+    proofs: list[dict] = []
+    verify_ = Constitution.verify
+
+    def counted(self, params):
+        proofs.append(dict(params))
+        return verify_(self, params)
+
+    monkeypatch.setattr(Constitution, "verify", counted)
     base = Path(__file__).resolve().parents[2] / "scenarios"
-    summary = record_sharded_text(_governed(2).encode(), base, tmp_path / "run", 7, 90)
+    summary = record_sharded_text(
+        _governed(2).encode(), base, tmp_path / "run", 7, 90, backend="inline"
+    )
     reports = summary["shard_reports"]
     # Every shard tallied and executed the same proposals: the same organisation state.
     assert reports[0]["hashes"]["governance"] == reports[1]["hashes"]["governance"]
@@ -468,6 +480,8 @@ def test_governance_in_a_sharded_world_is_the_same_on_every_shard(tmp_path):
     states = [p["state"] for p in reports[0]["proposals"]]
     assert states == ["executed", "rejected", "blocked", "executed", "executed"]
     assert "critic: violates" in reports[0]["proposals"][2]["reason"]  # the constitution's proof
+    # Proved once per proposal that passed its vote, not once per shard.
+    assert len(proofs) == sum(s != "rejected" for s in states) == 4
     assert summary["conserved"] and summary["converged"]
     run = open_run(tmp_path / "run")
     events = run.query(
@@ -483,6 +497,7 @@ def test_governance_in_a_sharded_world_is_the_same_on_every_shard(tmp_path):
     assert treasury_home in world.local_regions  # paid where the treasury lives, once
     (bought,) = [e for e in events if e["kind"] == "stake_bought"]
     assert bought["agent"] % 2 % 2 == bought["shard"]  # on the buyer's shard (2 regions)
+    monkeypatch.undo()
     assert verify(tmp_path / "run").status == "identical"
 
 
