@@ -154,7 +154,7 @@ class Shard:
 
         assert self.out is not None, "a shard writes cuts into a run directory"
         w = self.world
-        w.emit("cut", "world", amount=tick, detail=Checkpoint(tick, w.hashes()).state_hash)
+        w.emit("cut", "world", other=tick, detail=Checkpoint(tick, w.hashes()).state_hash)
         root = {
             "format": CUT_FORMAT,
             "tick": tick,

@@ -255,9 +255,9 @@ def _recorded_cut(run_dir: Path, k: int, tick: int) -> str | None:
         return None
     events, _ = read_stream(path)
     kinds = events.column("kind").to_pylist()
-    amounts = events.column("amount_micro").to_pylist()
-    for i, (kind, amount) in enumerate(zip(kinds, amounts, strict=True)):
-        if kind == "cut" and amount == tick:
+    barriers = events.column("other").to_pylist()
+    for i, (kind, barrier) in enumerate(zip(kinds, barriers, strict=True)):
+        if kind == "cut" and barrier == tick:
             return str(events.column("detail")[i].as_py())
     return None
 
