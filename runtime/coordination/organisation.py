@@ -271,11 +271,12 @@ class Organisation:
                         p.credits,
                     )
                 except GovernanceError as exc:
-                    if i not in self.outside:
-                        raise
-                    # An operator's proposal that can no longer open (its proposer lost its
-                    # stake since it was sent, say): recorded, and the run goes on.
-                    self._emit("outside_proposal_refused", "serve", other=i, detail=str(exc))
+                    # A proposal that cannot open as the run stands (its proposer lost its stake,
+                    # its candidate was admitted already, say): recorded, and the run goes on.
+                    if i in self.outside:
+                        self._emit("outside_proposal_refused", "serve", other=i, detail=str(exc))
+                    else:
+                        self._emit("proposal_refused", "governance", other=i, detail=str(exc))
                     continue
                 self.opened[i] = prop.id
                 # The proposal is recorded with the network's tension at opening, for voters and

@@ -883,6 +883,7 @@ def _check_governance(scenario: Scenario, names: list[str], label: str) -> list[
         )
     for i, p in enumerate(scenario.proposal):
         problems += [f"{label}: {x}" for x in check_proposal(p, n, f"proposal[{i}]")]
+    problems += _check_membership(scenario, n, label)
     for i, v in enumerate(scenario.vote):
         if v.member >= n:
             problems.append(
@@ -899,6 +900,33 @@ def _check_governance(scenario: Scenario, names: list[str], label: str) -> list[
                 f"{label}: stake_event[{i}].member: member {e.member} out of range (there are {n} "
                 "members)"
             )
+    return problems
+
+
+def _check_membership(scenario: Scenario, n: int, label: str) -> list[str]:
+    """An ``admit`` of an agent already a member, or an ``expel`` of one that is not, when no
+    earlier proposal changed its membership: what the organisation would refuse at opening."""
+    g = scenario.governance
+    assert g is not None
+    first = g.initial_members if g.initial_members is not None else n
+    problems = []
+    changed_before: dict[int, int] = {}  # target -> tick of its first admit or expel proposal
+    for i, p in sorted(enumerate(scenario.proposal), key=lambda ip: (ip[1].at, ip[0])):
+        if p.kind not in ("admit", "expel") or not 0 <= p.target < n:
+            continue
+        earlier = changed_before.get(p.target)
+        if earlier is None or earlier >= p.at:
+            if p.kind == "admit" and p.target < first:
+                problems.append(
+                    f"{label}: proposal[{i}].target: member {p.target} is a member from the start "
+                    f"(governance.initial_members = {first}); admit a candidate, {first} or more"
+                )
+            elif p.kind == "expel" and p.target >= first:
+                problems.append(
+                    f"{label}: proposal[{i}].target: {p.target} is a candidate, not a member "
+                    f"(governance.initial_members = {first}); expel a member below {first}"
+                )
+        changed_before.setdefault(p.target, p.at)
     return problems
 
 

@@ -82,3 +82,39 @@ def test_admission_and_a_treasury_spend_paid_from_fees(gov_run):
 def test_governance_run_replays_identically(gov_run):
     _, out = gov_run
     assert verify(out).status == "identical"
+
+
+GOVERNANCE = Path(__file__).resolve().parents[2] / "scenarios" / "governance.toml"
+
+
+@pytest.mark.parametrize(
+    ("proposal", "message"),
+    [
+        ('kind = "admit"\ntarget = 7', "member 7 is a member from the start"),
+        ('kind = "expel"\ntarget = 110', "110 is a candidate, not a member"),
+    ],
+)
+def test_a_membership_change_the_organisation_would_refuse_is_a_scenario_error(proposal, message):
+    from runtime.kernel.scenario import ScenarioError, parse
+
+    text = GOVERNANCE.read_text() + f"\n[[proposal]]\nat = 70\n{proposal}\n"
+    with pytest.raises(ScenarioError, match=message):
+        parse(text, "governance", GOVERNANCE.parent)
+
+
+def test_a_proposal_that_cannot_open_as_the_run_stands_is_recorded_and_the_run_goes_on(tmp_path):
+    from typer.testing import CliRunner
+
+    from runtime.cli import app
+
+    # Candidate 100 is admitted by the proposal of tick 60; asking again at tick 75 cannot open.
+    text = GOVERNANCE.read_text() + '\n[[proposal]]\nat = 75\nkind = "admit"\ntarget = 100\n'
+    scenario = tmp_path / "twice.toml"
+    scenario.write_text(text)
+    done = CliRunner().invoke(app, ["run", str(scenario), "--out", str(tmp_path / "run"), "-q"])
+    assert done.exit_code == 0 and "Traceback" not in done.output, done.output
+    events, _ = read_stream(tmp_path / "run" / "events.arrows")
+    kinds = events.column("kind").to_pylist()
+    at = kinds.index("proposal_refused")
+    assert "already active" in events.column("detail")[at].as_py()
+    assert events.column("other")[at].as_py() == 5 and events.column("tick")[at].as_py() == 75

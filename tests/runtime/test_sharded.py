@@ -569,3 +569,24 @@ def test_the_state_at_a_tick_is_every_account_as_its_home_shard_held_it(recorded
     deltas = run.state_deltas()
     first = deltas.filter(pa.compute.equal(deltas.column("tick"), 0))
     assert sorted(first.column("account").to_pylist()) == list(range(2003))  # each once
+
+
+def test_the_default_scenario_with_governance_runs_on_two_shards_on_ray(tmp_path, ray_local):
+    root = Path(__file__).resolve().parents[2] / "scenarios"
+    default = (root / "marketplace.toml").read_text()
+    governance = GOVERNED[GOVERNED.index("[governance]") : GOVERNED.index("# Members 100")]
+    text = default.replace("[bus]", "[distributed]\nshards = 2\n\n[bus]", 1) + "\n" + governance
+    scenario = tmp_path / "default-sharded.toml"
+    scenario.write_text(text)
+    out = tmp_path / "run"
+    done = CliRunner().invoke(app, ["run", str(scenario), "--out", str(out), "--until", "40"])
+    assert done.exit_code == 0 and "conserved" in done.stdout, done.output
+    summary = json.loads((out / "summary.json").read_text())
+    roles = {p.role for p in parse(text, "default", root).population}
+    assert {"negotiator", "critic", "refactor", "world_model", "healer"} <= roles  # every role
+    reports = summary["shard_reports"]
+    assert reports[0]["hashes"]["governance"] == reports[1]["hashes"]["governance"]
+    assert [p["state"] for p in reports[0]["proposals"]] == ["executed", "rejected"]
+    assert all("coordination" in r["hashes"] for r in reports)
+    verified = CliRunner().invoke(app, ["replay", str(out), "--verify"])
+    assert verified.exit_code == 0 and "identical" in verified.stdout, verified.output
