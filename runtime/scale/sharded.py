@@ -51,6 +51,7 @@ Not yet: ``agora fork`` of a sharded run (``agora run --resume`` continues one f
 from __future__ import annotations
 
 import hashlib
+import os
 import pickle
 import time
 from collections.abc import Callable
@@ -467,8 +468,15 @@ def run_sharded(
         from ray.exceptions import GetTimeoutError, RayError, RayTaskError
 
         if not ray.is_initialized():
-            ray.init(include_dashboard=False, log_to_driver=False)
-        actor = ray.remote(num_cpus=1)(Shard)
+            # One CPU per shard, even on a machine with fewer cores (the shards then share them).
+            ray.init(
+                num_cpus=max(n_shards, os.cpu_count() or 1),
+                include_dashboard=False,
+                log_to_driver=False,
+            )
+        # A CPU per actor when the cluster has as many; else a share, so that every shard starts.
+        cpus = float(ray.cluster_resources().get("CPU", 1.0))
+        actor = ray.remote(num_cpus=min(1.0, cpus / n_shards))(Shard)
         shards = [
             actor.remote(text, str(base), seed, k, n_shards, None, where, until, resume_at)
             for k in range(n_shards)
@@ -497,7 +505,12 @@ def run_sharded(
             return [getattr(s, method)(*a) for s, a in zip(local, args, strict=True)]
     else:
         raise ValueError(f"backend {backend!r}: expected ray or inline")
-    call("ready", [() for _ in range(n_shards)])
+    try:
+        call("ready", [() for _ in range(n_shards)])
+    except _Lost as lost:
+        raise ShardDown(
+            f"shard {lost.shard} of {n_shards} did not start ({lost.why}); nothing ran"
+        ) from None
     ticking = time.perf_counter()
     inbox: list[list[tuple[float, Message]]] = [[] for _ in range(n_shards)]
     every = scenario.world.checkpoint_every

@@ -305,6 +305,12 @@ def resume_sharded(run_dir: Path, backend: str = "ray") -> tuple[dict[str, Any],
     seed, until, shards = manifest.get("seed"), manifest.get("ticks"), manifest.get("shards")
     if not all(isinstance(v, int) and not isinstance(v, bool) for v in (seed, until, shards)):
         raise RunDirError(f"{run_dir / RUN_FILE}: seed, ticks or shards is not a whole number")
+    runs = scenario.distributed.shards if scenario.distributed is not None else 1
+    if runs != shards:
+        raise RunDirError(
+            f"{run_dir}: {RUN_FILE} says {shards} shards; {SCENARIO_COPY} runs {runs}: "
+            "edited after the run started"
+        )
     for tick in _cut_ticks(run_dir, shards):
         recorded = [_recorded_cut(run_dir, k, tick) for k in range(shards)]
         if any(r is None for r in recorded):

@@ -590,3 +590,26 @@ def test_the_default_scenario_with_governance_runs_on_two_shards_on_ray(tmp_path
     assert all("coordination" in r["hashes"] for r in reports)
     verified = CliRunner().invoke(app, ["replay", str(out), "--verify"])
     assert verified.exit_code == 0 and "identical" in verified.stdout, verified.output
+
+
+def test_more_shards_than_cpus_share_them_instead_of_waiting(ray_local):
+    assert ray_local.cluster_resources()["CPU"] == 2
+    result = run_sharded(_text(4), backend="ray", until=5, shard_timeout=60)
+    assert [r["agents"] for r in result.reports] == [501, 501, 500, 500]
+    assert result.lowest_balance >= 0
+
+
+def test_resuming_a_run_whose_shard_count_was_edited_is_refused(recorded, tmp_path):
+    from runtime.record.recording import RunDirError
+    from runtime.scale.sharded_recording import resume_sharded
+
+    out, _ = recorded
+    edited = tmp_path / "edited"
+    shutil.copytree(out, edited)
+    (edited / "summary.json").unlink()
+    started = json.loads((edited / "run.json").read_text())
+    started["shards"] = 4
+    (edited / "run.json").write_text(json.dumps(started))
+    with pytest.raises(RunDirError, match="run.json says 4 shards; scenario.toml runs 2"):
+        resume_sharded(edited, backend="inline")
+    assert not (edited / "summary.json").exists()
