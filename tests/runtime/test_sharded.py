@@ -72,6 +72,8 @@ def _text(shards: int | None) -> str:
 @pytest.fixture(scope="module")
 def ray_local():
     ray = pytest.importorskip("ray")
+    if ray.is_initialized():  # started by a run of another module in this worker
+        ray.shutdown()
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield ray
     ray.shutdown()
@@ -405,7 +407,9 @@ def _drive(text: str, until: int) -> list[Shard]:
     return shards
 
 
-def test_coordination_in_a_sharded_world_reads_the_whole_worlds_order_and_tension(tmp_path):
+def test_coordination_in_a_sharded_world_reads_the_whole_worlds_order_and_tension(
+    tmp_path, ray_local
+):
     from economy.portable_math import sin_cos
     from runtime.coordination.service import core_of
     from runtime.coordination.tension import tension_of_edges
