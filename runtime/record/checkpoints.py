@@ -48,16 +48,23 @@ def allowed_modules(populations: list[Any]) -> tuple[str, ...]:
     return (*snapshot.AGORA_MODULES, *LIBRARY_MODULES, *own)
 
 
-def save_world(world: World, path: Path) -> str:
-    """Save ``world`` (between ticks, its logs flushed) to ``path``; return the file's SHA-256."""
+def log_positions(world: World, pending: bool = False) -> dict[str, Any]:
+    """Where each of ``world``'s logs stands (flushed): what a world restored with them writes on
+    from. ``pending``: also the events emitted since the event log's last batch (a sharded
+    world's barrier may fall after some); without it the world must be between ticks."""
     logs: dict[str, Any] = {}
     if world.log is not None:
-        logs["events"] = world.log.position()
+        logs["events"] = world.log.cut() if pending else world.log.position()
     if world.metrics is not None:
         logs["metrics"] = world.metrics.position()
     if world.state_log is not None:
         logs["state"] = world.state_log.position()
-    root = {"format": FORMAT, "tick": world.tick, "world": world, "logs": logs}
+    return logs
+
+
+def save_world(world: World, path: Path) -> str:
+    """Save ``world`` (between ticks, its logs flushed) to ``path``; return the file's SHA-256."""
+    root = {"format": FORMAT, "tick": world.tick, "world": world, "logs": log_positions(world)}
     path.parent.mkdir(parents=True, exist_ok=True)
     digest = snapshot.save(path, root, allowed_modules(world.populations))
     if world.scenario.record.snapshots == "last":  # the newest replaces the ones before

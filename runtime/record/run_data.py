@@ -422,18 +422,7 @@ class RunData:
 
     def recorded_hash(self, tick: int) -> str | None:
         """The state hash the live run recorded after ``tick`` (None if it recorded none)."""
-        for batch in self.event_batches():
-            if batch.num_rows == 0:
-                continue
-            t = int(batch.column("tick")[0].as_py())
-            if t < tick:
-                continue
-            if t > tick:
-                break
-            kinds = batch.column("kind").to_pylist()
-            if "state_hash" in kinds:
-                return str(batch.column("detail")[kinds.index("state_hash")].as_py())
-        return None
+        return _state_hash_in(self.event_batches(), tick)
 
     def state_at(self, tick: int) -> tuple[pa.Table, dict[str, Any]]:
         """The state after ``tick``: a table per account -- account, population, role, balance and
@@ -596,7 +585,12 @@ def _merge_by_tick(
 
 def _recorded_state_hash(run: RunData, k: int, tick: int) -> str | None:
     """The state hash shard ``k`` of a sharded run recorded after ``tick``."""
-    for batch in _batches(run._file(_shard_dir(k), "events.arrows")):
+    return _state_hash_in(_batches(run._file(_shard_dir(k), "events.arrows")), tick)
+
+
+def _state_hash_in(batches: Iterator[pa.RecordBatch], tick: int) -> str | None:
+    """The ``state_hash`` event of ``tick`` in an event log's batches (one per tick), or None."""
+    for batch in batches:
         if batch.num_rows == 0:
             continue
         t = int(batch.column("tick")[0].as_py())

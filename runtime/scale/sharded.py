@@ -134,15 +134,9 @@ class Shard:
 
     def _logs(self) -> dict[str, Any]:
         """Where the shard's logs stand now (events not yet written included)."""
-        w = self.world
-        logs: dict[str, Any] = {}
-        if w.log is not None:
-            logs["events"] = w.log.cut()
-        if w.metrics is not None:
-            logs["metrics"] = w.metrics.position()
-        if w.state_log is not None:
-            logs["state"] = w.state_log.position()
-        return logs
+        from runtime.record.checkpoints import log_positions
+
+        return log_positions(self.world, pending=True)
 
     def save_cut(self, tick: int, inbox: list[tuple[float, Message]]) -> str:
         """Write this shard's part of the cut at the barrier before ``tick`` to its
