@@ -228,7 +228,8 @@ def verify_sharded(
         return "tampered", lines
     n_checkpoints = len(made["shard_reports"][0]["checkpoints"])
     return "identical", [
-        f"{made['shards']} shards, {n_checkpoints} checkpoints each: all {len(made['files'])} "
+        f"{made['shards']} shards, {n_checkpoints} checkpoint{'' if n_checkpoints == 1 else 's'} "
+        f"each: all {len(made['files'])} "
         "recorded files, the scenario and every figure of the summary match a re-execution "
         f"with the same shards (final state {made['final_state_hash'][:16]})"
     ]
