@@ -351,6 +351,24 @@ def write_manifest(out: Path, manifest: dict[str, Any]) -> None:
     (out / RUN_FILE).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
 
 
+def checked_until(scenario: Scenario, until: int | None, base: Path) -> int:
+    """The ticks a run of ``scenario`` goes to (``until``, else the scenario's): at least one, and
+    past the scenario's own ticks only if the scenario's checks (the credits it may mint, ...)
+    still hold for the longer run; ScenarioError naming what does not."""
+    until = scenario.world.ticks if until is None else until
+    if until < 1:
+        raise ScenarioError([f"--until: must be >= 1 tick, got {until}"])
+    if until > scenario.world.ticks:
+        from runtime.kernel.scenario import _cross_check
+
+        longer = scenario.model_copy(
+            update={"world": scenario.world.model_copy(update={"ticks": until})}
+        )
+        if problems := _cross_check(longer, base, f"--until {until}"):
+            raise ScenarioError(problems)
+    return until
+
+
 def record_scenario(
     scenario: Scenario,
     raw: bytes,
@@ -371,19 +389,7 @@ def record_scenario(
     if baseline:
         scenario = with_baseline_cores(scenario, base)
     seed = scenario.world.seed if seed is None else seed
-    until = scenario.world.ticks if until is None else until
-    if until < 1:
-        raise ScenarioError([f"--until: must be >= 1 tick, got {until}"])
-    if until > scenario.world.ticks:
-        # The scenario's checks (the credits it may mint, ...) hold for its own ticks: check them
-        # again for the longer run.
-        from runtime.kernel.scenario import _cross_check
-
-        longer = scenario.model_copy(
-            update={"world": scenario.world.model_copy(update={"ticks": until})}
-        )
-        if problems := _cross_check(longer, base, f"--until {until}"):
-            raise ScenarioError(problems)
+    until = checked_until(scenario, until, base)
     prepare_out(out, overwrite, keep=(base,))
     manifest = {
         "format": FORMAT,

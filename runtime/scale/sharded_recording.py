@@ -31,6 +31,7 @@ from runtime.record.recording import (
     SUMMARY,
     _canonical,
     _copy_references,
+    checked_until,
     file_sha256,
     prepare_out,
     recorded_files,
@@ -61,19 +62,7 @@ def record_sharded(
 
     scenario, raw = load(scenario_path)
     seed = scenario.world.seed if seed is None else seed
-    until = scenario.world.ticks if until is None else until
-    if until < 1:
-        raise ScenarioError([f"--until: must be >= 1 tick, got {until}"])
-    if until > scenario.world.ticks:
-        # The scenario's checks (the credits it may mint, ...) hold for its own ticks: check them
-        # again for the longer run, as agora run does for one process.
-        from runtime.kernel.scenario import _cross_check
-
-        longer = scenario.model_copy(
-            update={"world": scenario.world.model_copy(update={"ticks": until})}
-        )
-        if problems := _cross_check(longer, scenario_path.parent, f"--until {until}"):
-            raise ScenarioError(problems)
+    until = checked_until(scenario, until, scenario_path.parent)
     return record_sharded_text(raw, scenario_path.parent, out, seed, until, overwrite, backend)
 
 

@@ -617,3 +617,20 @@ def test_resuming_a_run_whose_shard_count_was_edited_is_refused(recorded, tmp_pa
     with pytest.raises(RunDirError, match="run.json says 4 shards; scenario.toml runs 2"):
         resume_sharded(edited, backend="inline")
     assert not (edited / "summary.json").exists()
+
+
+@pytest.mark.parametrize("shards", [None, 2])
+def test_until_past_what_the_ledger_can_hold_is_refused_before_anything_runs(tmp_path, shards):
+    root = Path(__file__).resolve().parents[2] / "scenarios"
+    text = (root / "marketplace.toml").read_text()
+    if shards:
+        text = text.replace("[bus]", f"[distributed]\nshards = {shards}\n\n[bus]", 1)
+    scenario = tmp_path / "s.toml"
+    scenario.write_text(text)
+    out = tmp_path / "run"
+    done = CliRunner().invoke(
+        app, ["run", str(scenario), "--out", str(out), "--until", "1000000000"]
+    )
+    assert done.exit_code == 2, done.output
+    assert "--until 1000000000: (credits): the scenario can mint up to" in done.stderr
+    assert "Traceback" not in done.output and not out.exists()
