@@ -4,10 +4,12 @@ The default marketplace on the gpu engine (``scenarios/gpu_marketplace.toml``: e
 faults and the coordination) scaled to 10^5..10^7 agents, each size run for a few ticks after a
 warm-up, on the first CUDA GPU (and, at the smaller sizes, on this CPU with the engine's CPU form).
 Reported per size and device: ticks per second, agent-steps per second, the world's arrays per agent
-(the tensors the engine keeps between ticks), the device's peak memory per agent, and the bytes the
-tick's tensor operations read and write (every aten operation's inputs and outputs, counted once
-per tick with a dispatch mode: a lower bound of the memory traffic, since it ignores caches and
-re-reads within a kernel) as a fraction of the GPU's memory bandwidth over the tick's time.
+(the tensors the engine keeps between ticks), the device's peak memory per agent, and the bytes a
+tick reads and writes as a fraction of the GPU's memory bandwidth over the tick's time. The bytes
+are counted on one more tick, launched kernel by kernel: every aten operation's inputs and outputs
+(with a dispatch mode; index operations are counted at their tensors' full size, and caches and
+re-reads inside a kernel are ignored) plus the Triton auction kernels' loads and stores, counted
+as if no trader left the market.
 
 Beside it, the field's anchor: FLAME GPU 2's published circles benchmark, about 2.8 ms a step at
 10^6 agents on an A100 (about 3.6·10^8 agent-steps/s; Richmond et al., 2023). The circles model is
@@ -68,10 +70,14 @@ def state_bytes(world: Any) -> int:
 
 
 def bytes_per_tick(world: Any) -> int:
-    """Bytes read and written by one tick's aten operations (inputs plus outputs, each counted
-    once per operation)."""
+    """Bytes read and written by one tick: every aten operation's inputs and outputs, each counted
+    once per operation, with the tick's kernels launched one by one (a CUDA graph's replay is not
+    seen operation by operation), plus, on a GPU, the Triton auction kernels' loads and stores
+    (:func:`runtime.tensor.auction_cuda.traffic`)."""
     import torch
     from torch.utils._python_dispatch import TorchDispatchMode
+
+    import runtime.tensor.world as tensor_world
 
     class Count(TorchDispatchMode):
         total = 0
@@ -89,9 +95,27 @@ def bytes_per_tick(world: Any) -> int:
                     Count.total += x.numel() * x.element_size()
             return out
 
-    with Count():
-        world.step()
-    return Count.total
+    auctions: list[tuple[int, int, int]] = []
+    cleared = tensor_world.auction_rounds
+
+    def seen(bids: Any, asks: Any, active: Any, alive: Any) -> Any:
+        auctions.append((bids.shape[0], bids.shape[1], asks.shape[1]))
+        return cleared(bids, asks, active, alive)
+
+    graphed, world.graphed = world.graphed, False
+    tensor_world.auction_rounds = seen
+    try:
+        with Count():
+            world.step()
+    finally:
+        world.graphed = graphed
+        tensor_world.auction_rounds = cleared
+    total = Count.total
+    if world.device.type == "cuda" and tensor_world._triton():
+        from runtime.tensor.auction_cuda import traffic
+
+        total += sum(traffic(*a) for a in auctions)
+    return total
 
 
 def measure(n: int, device: str, ticks: int) -> dict[str, float]:
@@ -115,8 +139,8 @@ def measure(n: int, device: str, ticks: int) -> dict[str, float]:
         payments += row["tasks_succeeded"] + row["cheats"]
     world.synchronize()
     seconds = (time.perf_counter() - start) / ticks
-    moved = bytes_per_tick(world)
     peak = torch.cuda.max_memory_allocated() if device == "cuda" else 0
+    moved = bytes_per_tick(world)
     return {
         "agents": world.N,
         "tick_s": seconds,

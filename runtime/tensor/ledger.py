@@ -135,6 +135,9 @@ class Ledger:
         groups = 2 * self.R * self.R
         code = torch.where(amount != 0, self._group(account, origin), groups)
         counts = (code.reshape(-1, 1) == torch.arange(groups, device=self.device)).sum(0)
+        # Sorted by group, entries that move nothing last: the tick's batches are a prefix.
+        order = torch.sort(code, stable=True).indices
+        self._staged = (account[order], amount[order], origin[order])
         return self._fingerprints(account, amount, origin), counts
 
     def _group(self, account: Any, origin: Any) -> Any:
@@ -145,16 +148,14 @@ class Ledger:
         return o * 2 * R + local.to(origin.dtype) * R + self.home[account]
 
     def end_tick(self, tick: int, counts: list[int]) -> None:
-        """Close this tick's batches, keeping the entries that move credits (``counts``, per
+        """Close this tick's batches: the staged entries that move credits (``counts``, per
         origin code and home, read back with the tick's figures, so nothing waits for the
-        device), sorted into one slice per batch and replica: the origin has applied them; the
-        rest wait for the bus."""
-        torch = self.torch
+        device), already sorted into one slice per batch and replica: the origin has applied
+        them; the rest wait for the bus."""
         account, amount, origin = self._staged
-        keep = torch.nonzero_static(amount, size=sum(counts)).reshape(-1)
-        account, amount, origin = account[keep], amount[keep], origin[keep]
-        order = torch.sort(self._group(account, origin), stable=True).indices
-        t = _Tick(account[order], amount[order], origin[order])
+        total = sum(counts)
+        # Copies: on a GPU the staged columns are the tick graph's outputs, rewritten each tick.
+        t = _Tick(account[:total].clone(), amount[:total].clone(), origin[:total].clone())
         t.bounds = [0]
         for c in counts:
             t.bounds.append(t.bounds[-1] + c)
@@ -194,38 +195,15 @@ class Ledger:
         return hmac.new(self.key, msg, hashlib.sha256).digest()
 
     # ------------------------------------------------------------------ sharing
-    def _batch_fingerprint(self, t: _Tick, origin: int) -> Any:
-        """The fingerprint of origin ``origin``'s batch as its columns are now (device)."""
-        a, b = t.batch(origin, self.R)
-        h = mix(
-            t.account[a:b] * signed(G1) + t.amount[a:b] * signed(G2) + t.origin[a:b] * signed(G3)
-        )
-        return h.sum()
-
-    def apply(
-        self, tick: int, origin: int, replica: int, tag: bytes | None = None, fresh: Any = None
-    ) -> bool:
-        """Replica ``replica`` applies the batch of ``origin`` made at ``tick`` (once; a duplicate
-        or an unknown batch changes nothing). With ``tag`` (a batch off the bus) the tag must
-        verify over the fingerprint the batch claims (on the host), and the fingerprint of the
-        columns as they arrive must equal it (on the device, as a mask, so nothing waits for the
-        device): a batch that fails either check applies nothing and is counted as rejected."""
+    def apply(self, tick: int, origin: int, replica: int) -> bool:
+        """Replica ``replica`` applies the batch of ``origin`` made at ``tick`` from a replica
+        that holds it (anti-entropy: no tag to check). Once: a duplicate or an unknown batch
+        changes nothing."""
         t = self.ticks.get(tick)
         if t is None or replica in t.seen[origin]:
             return False
-        torch = self.torch
         a, b = t.remote(origin, replica, self.R)
-        amount = t.amount[a:b]
-        if tag is not None:
-            if not hmac.compare_digest(tag, self._tag(tick, origin, t.claimed[origin])):
-                self.rejected_tags += 1
-                return False
-            if fresh is None:
-                fresh = self._batch_fingerprint(t, origin)
-            same = fresh == t.claimed[origin]
-            amount = torch.where(same, amount, torch.zeros_like(amount))
-            self._rejected = self._rejected + (~same).to(torch.int64)
-        self.view.index_add_(0, t.account[a:b], amount)
+        self.view.index_add_(0, t.account[a:b], t.amount[a:b])
         t.seen[origin].add(replica)
         return True
 
@@ -239,18 +217,37 @@ class Ledger:
         return self.deliver_many([(tick, origin, replica)]) == 1
 
     def deliver_many(self, arrivals: list[tuple[int, int, int]]) -> int:
-        """Batches arriving over the bus at once, ``(tick made, origin, replica)`` in order: each
-        batch's fingerprint is taken once for all its arrivals. Returns how many applied."""
-        fresh: dict[tuple[int, int], Any] = {}
-        applied = 0
+        """Batches arriving over the bus at once, ``(tick made, origin, replica)`` in order.
+        Each arrival's tag is checked on the host; the fingerprints of every batch of a tick are
+        taken at once from its columns as they are now, and the arrivals of one tick are applied
+        together (a batch whose columns no longer have the fingerprint its tag covers adds 0).
+        Returns how many applied."""
+        torch = self.torch
+        by_tick: dict[int, list[tuple[int, int]]] = {}
         for tick, origin, replica in arrivals:
             t = self.ticks.get(tick)
             if t is None or replica in t.seen[origin]:
                 continue
-            if (tick, origin) not in fresh:
-                fresh[tick, origin] = self._batch_fingerprint(t, origin)
-            applied += self.apply(tick, origin, replica, t.tags[origin], fresh[tick, origin])
-        return applied
+            if not hmac.compare_digest(t.tags[origin], self._tag(tick, origin, t.claimed[origin])):
+                self.rejected_tags += 1
+                continue
+            t.seen[origin].add(replica)
+            by_tick.setdefault(tick, []).append((origin, replica))
+        for tick, landed in by_tick.items():
+            t = self.ticks[tick]
+            h = mix(t.account * signed(G1) + t.amount * signed(G2) + t.origin * signed(G3))
+            fresh = torch.zeros(self.R, dtype=torch.int64, device=self.device)
+            fresh.index_add_(0, t.origin % self.R, h)
+            claimed = torch.tensor(t.claimed, dtype=torch.int64).to(self.device)
+            same = (fresh == claimed).to(torch.int64)
+            pieces = [t.remote(origin, replica, self.R) for origin, replica in landed]
+            at = torch.from_numpy(
+                np.concatenate([np.arange(a, b, dtype=np.int64) for a, b in pieces])
+            ).to(self.device)
+            self.view.index_add_(0, t.account[at], t.amount[at] * same[t.origin[at]])
+            origins = torch.tensor([o for o, _ in landed], dtype=torch.int64).to(self.device)
+            self._rejected = self._rejected + (1 - same[origins]).sum()
+        return sum(len(v) for v in by_tick.values())
 
     def anti_entropy(self, groups: list[list[int]]) -> int:
         """Every replica of each group applies every batch another member has: returns how many

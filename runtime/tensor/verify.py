@@ -12,6 +12,7 @@ one.
 
 from __future__ import annotations
 
+import threading
 from collections import defaultdict
 
 import z3
@@ -32,25 +33,42 @@ def prove(payers: list[int], amounts: list[int], held: list[int]) -> tuple[int, 
             seen.add((p, a))
             by_payer[p].append((a, h))
 
-    # A context of its own: z3's default context is not safe to share between threads, and the
-    # proofs run on a host thread beside anything else that calls z3 (the exact engine's critics,
-    # another world's proofs).
-    ctx = z3.Context()
-
-    def holds(entries: list[tuple[int, int]]) -> z3.BoolRef:
-        amounts_ = [z3.IntVal(a, ctx) for a, _ in entries]
-        held = z3.IntVal(entries[0][1], ctx)
-        return z3.And(*[x >= 0 for x in amounts_], held - z3.Sum(amounts_) >= 0)
-
-    solver = z3.Solver(ctx=ctx)
-    solver.add(z3.Not(z3.And(*[holds(e) for e in by_payer.values()])))
+    # One query as SMT-LIB text: z3 parses and decides it in C, with Python's lock released, so
+    # the proofs on the host thread do not hold up the thread that drives the device.
+    ctx = _context()
     n = sum(len(e) for e in by_payer.values())
-    if solver.check() == z3.unsat:
+    if _unsat(ctx, [_holds(e) for e in by_payer.values()]):
         return n, 0
-    bad = 0
-    for entries in by_payer.values():
-        one = z3.Solver(ctx=ctx)
-        one.add(z3.Not(holds(entries)))
-        if one.check() != z3.unsat:
-            bad += len(entries)
+    bad = sum(len(e) for e in by_payer.values() if not _unsat(ctx, [_holds(e)]))
     return n - bad, bad
+
+
+_local = threading.local()
+
+
+def _context() -> z3.Context:
+    """This thread's z3 context: z3's default context is not safe to share between threads, and
+    the proofs run on a host thread beside anything else that calls z3 (the exact engine's
+    critics, another world's proofs)."""
+    ctx = getattr(_local, "ctx", None)
+    if ctx is None:
+        ctx = _local.ctx = z3.Context()
+    return ctx
+
+
+def _int(x: int) -> str:
+    return str(x) if x >= 0 else f"(- {-x})"
+
+
+def _holds(entries: list[tuple[int, int]]) -> str:
+    """One payer's payments are amounts >= 0 whose sum the balance it held covers."""
+    amounts = " ".join(_int(a) for a, _ in entries)
+    nonnegative = " ".join(f"(>= {_int(a)} 0)" for a, _ in entries)
+    return f"(and {nonnegative} (>= (- {_int(entries[0][1])} (+ 0 {amounts})) 0))"
+
+
+def _unsat(ctx: z3.Context, claims: list[str]) -> bool:
+    """Whether z3 proves every claim (their conjunction's negation has no model)."""
+    solver = z3.Solver(ctx=ctx)
+    solver.from_string(f"(assert (not (and true {' '.join(claims)})))")
+    return bool(solver.check() == z3.unsat)

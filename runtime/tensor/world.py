@@ -31,6 +31,7 @@ built-in seven, seats and policy files as cores, a region graph file, sharding.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import math
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -115,6 +116,27 @@ def problems(scenario: Scenario, base: Path | None = None) -> list[str]:
 
 
 def auction_rounds(bids: Any, asks: Any, active_b: Any, alive_s: Any) -> tuple[Any, Any, Any, Any]:
+    """The task auction's rounds (:func:`auction_rounds_torch`), on a CUDA device as Triton kernels
+    (:mod:`runtime.tensor.auction_cuda`, the same integers in a ninth of the kernels) when Triton
+    is installed."""
+    if bids.is_cuda and _triton():
+        from runtime.tensor.auction_cuda import auction_rounds_cuda
+
+        return auction_rounds_cuda(bids, asks, active_b, alive_s)
+    return auction_rounds_torch(bids, asks, active_b, alive_s)
+
+
+def _triton() -> bool:
+    try:
+        import triton  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def auction_rounds_torch(
+    bids: Any, asks: Any, active_b: Any, alive_s: Any
+) -> tuple[Any, Any, Any, Any]:
     """The task auction's rounds as call markets: ``bids[r]`` and ``asks[r]`` are round ``r``'s
     posts (per mille of each task's posted price) of the buyers and sellers; a trader leaves once
     it trades. Each round takes the untraded bids high to low and asks low to high (equal posts in
@@ -209,7 +231,11 @@ class TensorWorld:
         device: str = "cpu",
         base: Path | None = None,
         key: bytes = b"agora-gpu-engine",
+        graphed: bool = True,
     ) -> None:
+        """``graphed``: on a CUDA device, capture the tick's kernels as one CUDA graph at the
+        second tick and replay it after (the default); False launches them one by one every tick
+        (the same integers; ``agora bench`` does so to count the bytes each kernel moves)."""
         import torch
 
         bad = problems(scenario, base)
@@ -274,6 +300,7 @@ class TensorWorld:
         self.t_dev = torch.zeros((), dtype=i64, device=on)  # the tick, read by the phase
         self.reward_dev = torch.zeros((), dtype=i64, device=on)  # this tick's uptime reward
         self._graph: Any = None
+        self.graphed = graphed
         # Faults and the bus.
         self.loss = scenario.bus.loss
         self.groups: list[list[int]] = [list(range(self.R))]
@@ -456,7 +483,7 @@ class TensorWorld:
         self.t_dev.fill_(t)
         mult = float(contribution_multiplier(self.compute_start + self.compute_units))
         self.reward_dev.fill_(int(self.uptime * mult))
-        if self.device.type == "cuda" and t >= 1:
+        if self.device.type == "cuda" and t >= 1 and self.graphed:
             values, keys = self._graphed_phase()
         else:
             values, keys = self._phase()
@@ -541,25 +568,38 @@ class TensorWorld:
         if self._graph is None:
             before = self._state()
             graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph):
-                values, keys = self._phase()
-                # Whatever the phase rebound is copied into the tensors the graph reads next time.
-                for name, old in before.items():
-                    now = getattr(self, name)
-                    if isinstance(old, list):
-                        for a, b in zip(old, now, strict=True):
-                            if a is not b:
-                                a.copy_(b)
-                    elif now is not old:
-                        old.copy_(now)
-                    setattr(self, name, old)
+            # No garbage collection while capturing: an earlier world's graph freed by the
+            # collector mid-capture would invalidate the capture.
+            gc.collect()
+            gc.disable()
+            try:
+                self._capture(graph, before)
+            finally:
+                gc.enable()
             self._graph = graph
-            self._graph_out = (values, keys)
             self._graph_staged = ledger._staged
         self._graph.replay()
         # The ledger entries the phase staged are the graph's outputs, refreshed by each replay.
         ledger._staged = self._graph_staged
         return self._graph_out
+
+    def _capture(self, graph: Any, before: dict[str, Any]) -> None:
+        """Record :meth:`_phase` into ``graph``; ``before`` holds the state tensors the graph
+        reads, which its writes go back into."""
+        torch = self.torch
+        with torch.cuda.graph(graph):
+            values, keys = self._phase()
+            # Whatever the phase rebound is copied into the tensors the graph reads next time.
+            for name, old in before.items():
+                now = getattr(self, name)
+                if isinstance(old, list):
+                    for a, b in zip(old, now, strict=True):
+                        if a is not b:
+                            a.copy_(b)
+                elif now is not old:
+                    old.copy_(now)
+                setattr(self, name, old)
+        self._graph_out = (values, keys)
 
     # ------------------------------------------------------------------ faults
     def _faults(self, t: int) -> None:

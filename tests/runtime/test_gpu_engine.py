@@ -152,10 +152,26 @@ def test_a_batch_changed_in_flight_is_rejected_and_applies_nothing():
     world.ledger.deliver(tick, origin, replica)
     assert world.ledger.rejected == 1
     assert torch.equal(world.ledger.view, before)
+    # Arriving with an intact batch of the same tick: the intact one applies, the changed one not.
+    other, to = next(
+        (o, r) for o, r in pairs if o != origin and len(range(*batch.remote(o, r, 3))) > 0
+    )
+    a, b = batch.remote(other, to, 3)
+    want = before.clone().index_add_(0, batch.account[a:b], batch.amount[a:b])
+    batch.seen[origin].discard(replica)
+    assert world.ledger.deliver_many([(tick, origin, replica), (tick, other, to)]) == 2
+    assert world.ledger.rejected == 2
+    assert torch.equal(world.ledger.view, want)
+    world.ledger.view.copy_(before)
+    batch.seen[other].discard(to)
     batch.amount[i] -= 1_000_000  # restored: it verifies and applies
     batch.seen[origin].discard(replica)
     world.ledger.deliver(tick, origin, replica)
-    assert world.ledger.rejected == 1 and replica in batch.seen[origin]
+    assert world.ledger.rejected == 2 and replica in batch.seen[origin]
+    a, b = batch.remote(origin, replica, 3)
+    assert torch.equal(
+        world.ledger.view, before.index_add_(0, batch.account[a:b], batch.amount[a:b])
+    )
 
 
 def auction_reference(bids, asks, active_b, alive_s):
@@ -307,6 +323,7 @@ def test_the_sampled_proofs_refute_a_payer_that_pays_more_than_it_held():
     assert prove([1, 2, 3], [5, 0, 7], [5, 0, 9]) == (2, 0)  # slot 2 paid nothing
     assert prove([1, 1, 2], [5, 6, 3], [10, 10, 2]) == (0, 3)  # both of payer 1's, payer 2's
     assert prove([4, 5], [-1, 2], [10, 2]) == (1, 1)  # a negative amount
+    assert prove([7], [3], [-2]) == (0, 1)  # a payer that held less than nothing
     assert prove([], [], []) == (0, 0)
 
 
@@ -449,3 +466,47 @@ def test_analyze_counts_the_gpu_engines_slashes(tmp_path):
     summary = record_scenario(parse(SMALL_GPU), SMALL_GPU.encode(), tmp_path, tmp_path / "r")
     a = analyze(open_run(tmp_path / "r"))
     assert a["slashes"]["count"] > 0 and a["slashes"]["rejections"] == summary["totals"]["caught"]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_the_triton_auction_gives_the_torch_forms_integers():
+    from runtime.tensor.auction_cuda import auction_rounds_cuda
+    from runtime.tensor.world import auction_rounds_torch
+
+    rng = np.random.default_rng(11)
+    for case in range(60):
+        # Sizes across the kernels' 1024-wide blocks; small price ranges force ties.
+        mb = int(rng.choice([1, 2, 17, 1023, 1024, 1025, 3000]))
+        ns = int(rng.choice([1, 9, 1024, 1025, 2049]))
+        rounds, top = int(rng.integers(1, 31)), int(rng.choice([3, 50, 2001]))
+        args = (
+            torch.as_tensor(rng.integers(0, top, (rounds, mb)), device="cuda"),
+            torch.as_tensor(rng.integers(0, top, (rounds, ns)), device="cuda"),
+            torch.as_tensor(rng.random(mb) < 0.8, device="cuda"),
+            torch.as_tensor(rng.random(ns) < 0.8, device="cuda"),
+        )
+        want, got = auction_rounds_torch(*args), auction_rounds_cuda(*args)
+        traded = want[0]
+        assert torch.equal(got[0], traded) and torch.equal(got[1], want[1]), case
+        for w, g in zip(want[2:], got[2:], strict=True):
+            assert torch.equal(torch.where(traded, g, 0), torch.where(traded, w, 0)), case
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_a_second_world_in_the_process_gives_the_cpu_forms_bits():
+    import gc
+
+    scenario, _ = load(GPU_SCENARIO)
+    earlier = TensorWorld(scenario, device="cuda")
+    for _ in range(3):
+        earlier.step()  # its graph captured
+    # Freed only by the collector, at a moment of its choosing: it must not be while the next
+    # world captures its graph (CUDA refuses a graph destroyed during a capture).
+    earlier._cycle = earlier
+    del earlier
+    cpu, gpu = TensorWorld(scenario), TensorWorld(scenario, device="cuda")
+    for _ in range(10):
+        cpu.step()
+        gpu.step()
+    gc.collect()
+    assert gpu.combine(gpu.subsystem_hashes()) == cpu.combine(cpu.subsystem_hashes())
