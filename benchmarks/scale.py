@@ -65,7 +65,7 @@ def state_bytes(world: Any) -> int:
         for v in vars(obj).values():
             add(v)
     for t in world.ledger.ticks.values():
-        add([t.account, t.amount, t.origin, t.group])
+        add([t.account, t.amount, t.origin])
     return total
 
 

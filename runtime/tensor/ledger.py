@@ -47,7 +47,6 @@ class _Tick:
     account: Any
     amount: Any
     origin: Any
-    group: Any  # each entry's group g
     bounds: list[int] = field(default_factory=list)
     seen: list[set[int]] = field(default_factory=list)  # per origin: the replicas that applied it
     tags: list[bytes] = field(default_factory=list)
@@ -81,7 +80,7 @@ class Ledger:
         self._amt: list[Any] = []
         self._org: list[Any] = []
         self._local: list[tuple[Any, Any]] = []
-        self._staged: tuple[Any, ...] | None = None
+        self._staged: tuple[Any, Any, Any] | None = None
         self.rejected_tags = 0
         self._rejected = torch.zeros((), dtype=torch.int64, device=device)
 
@@ -137,8 +136,8 @@ class Ledger:
         code = torch.where(amount != 0, self._group(account, origin), groups)
         counts = (code.reshape(-1, 1) == torch.arange(groups, device=self.device)).sum(0)
         # Sorted by group, entries that move nothing last: the tick's batches are a prefix.
-        code, order = torch.sort(code, stable=True)
-        self._staged = (account[order], amount[order], origin[order], code)
+        order = torch.sort(code, stable=True).indices
+        self._staged = (account[order], amount[order], origin[order])
         return self._fingerprints(account, amount, origin), counts
 
     def _group(self, account: Any, origin: Any) -> Any:
@@ -153,10 +152,10 @@ class Ledger:
         origin code and home, read back with the tick's figures, so nothing waits for the
         device), already sorted into one slice per batch and replica: the origin has applied
         them; the rest wait for the bus."""
-        account, amount, origin, group = self._staged
+        account, amount, origin = self._staged
         total = sum(counts)
         # Copies: on a GPU the staged columns are the tick graph's outputs, rewritten each tick.
-        t = _Tick(*(column[:total].clone() for column in (account, amount, origin, group)))
+        t = _Tick(*(column[:total].clone() for column in (account, amount, origin)))
         t.bounds = [0]
         for c in counts:
             t.bounds.append(t.bounds[-1] + c)
@@ -240,15 +239,17 @@ class Ledger:
             h = mix(t.account * signed(G1) + t.amount * signed(G2) + t.origin * signed(G3))
             fresh = torch.zeros(self.R, dtype=torch.int64, device=self.device)
             fresh.index_add_(0, t.origin % self.R, h)
-            # Per origin: 1 when its columns still have the fingerprint its tag covers. Per group:
-            # 1 for the (origin, replica) slices that landed now. Every other entry adds 0.
+            # Per origin: 1 when its columns still have the fingerprint its tag covers. Per group
+            # (taken from the columns the fingerprint covers): 1 for the (origin, replica) slices
+            # that landed now. Every other entry adds 0.
             host = np.zeros(self.R + groups, dtype=np.int64)
             host[: self.R] = t.claimed
             for origin, replica in landed:
                 host[self.R + origin * 2 * self.R + replica] = 1
             claimed_landed = torch.from_numpy(host).to(self.device)
             same = (fresh == claimed_landed[: self.R]).to(torch.int64)
-            take = claimed_landed[self.R :][t.group] * same[t.origin % self.R]
+            group = self._group(t.account, t.origin)
+            take = claimed_landed[self.R :][group] * same[t.origin % self.R]
             self.view.index_add_(0, t.account, t.amount * take)
             origins = torch.tensor([o for o, _ in landed], dtype=torch.int64).to(self.device)
             self._rejected = self._rejected + (1 - same[origins]).sum()
