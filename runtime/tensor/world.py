@@ -34,6 +34,7 @@ from __future__ import annotations
 import gc
 import hashlib
 import math
+import warnings
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -118,15 +119,39 @@ def problems(scenario: Scenario, base: Path | None = None) -> list[str]:
 def auction_rounds(bids: Any, asks: Any, active_b: Any, alive_s: Any) -> tuple[Any, Any, Any, Any]:
     """The task auction's rounds (:func:`auction_rounds_torch`), on a CUDA device as Triton kernels
     (:mod:`runtime.tensor.auction_cuda`, the same integers in a ninth of the kernels) when Triton
-    is installed."""
-    if bids.is_cuda and _triton():
+    is installed and its kernels build for the GPU; otherwise as torch operations, with a warning
+    the first time."""
+    if _on_cuda(bids) and _triton():
         from runtime.tensor.auction_cuda import auction_rounds_cuda
 
-        return auction_rounds_cuda(bids, asks, active_b, alive_s)
+        if _TRITON.get("ran"):
+            return auction_rounds_cuda(bids, asks, active_b, alive_s)
+        try:  # the first call builds the kernels (a world's first tick, before any graph capture)
+            out = auction_rounds_cuda(bids, asks, active_b, alive_s)
+        except Exception as err:  # noqa: BLE001 - any failure to build or launch: fall back
+            _TRITON["failed"] = f"{type(err).__name__}: {err}"
+            warnings.warn(
+                f"the auction's Triton kernels do not run here ({_TRITON['failed']}); the auction "
+                "runs as torch operations, which give the same integers",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+        else:
+            _TRITON["ran"] = True
+            return out
     return auction_rounds_torch(bids, asks, active_b, alive_s)
 
 
+_TRITON: dict[str, object] = {}  # "ran" once the kernels ran; "failed": why they could not
+
+
+def _on_cuda(tensor: Any) -> bool:
+    return bool(tensor.is_cuda)
+
+
 def _triton() -> bool:
+    if "failed" in _TRITON:
+        return False
     try:
         import triton  # noqa: F401
     except ImportError:

@@ -510,3 +510,36 @@ def test_a_second_world_in_the_process_gives_the_cpu_forms_bits():
         gpu.step()
     gc.collect()
     assert gpu.combine(gpu.subsystem_hashes()) == cpu.combine(cpu.subsystem_hashes())
+
+
+def test_an_auction_whose_triton_kernels_fail_runs_as_torch_operations(monkeypatch):
+    import sys
+    import types
+
+    import runtime.tensor.world as tensor_world
+
+    def fails(*args):
+        raise RuntimeError("no kernel image is available for this GPU")
+
+    # A GPU where Triton is installed but its kernels do not build: the first call warns and
+    # the auction runs as torch operations from then on.
+    fake = types.ModuleType("runtime.tensor.auction_cuda")
+    fake.auction_rounds_cuda = fails
+    monkeypatch.setitem(sys.modules, "runtime.tensor.auction_cuda", fake)
+    monkeypatch.setattr(tensor_world, "_on_cuda", lambda tensor: True)
+    monkeypatch.setattr(tensor_world, "_TRITON", {})
+    monkeypatch.setitem(sys.modules, "triton", types.ModuleType("triton"))
+    rng = np.random.default_rng(3)
+    args = (
+        torch.as_tensor(rng.integers(0, 50, (4, 9))),
+        torch.as_tensor(rng.integers(0, 50, (4, 7))),
+        torch.ones(9, dtype=torch.bool),
+        torch.ones(7, dtype=torch.bool),
+    )
+    with pytest.warns(RuntimeWarning, match="no kernel image.*same integers"):
+        got = tensor_world.auction_rounds(*args)
+    want = tensor_world.auction_rounds_torch(*args)
+    assert all(torch.equal(g, w) for g, w in zip(got, want, strict=True))
+    assert not tensor_world._triton()
+    again = tensor_world.auction_rounds(*args)  # no second warning: the torch form is chosen
+    assert all(torch.equal(g, w) for g, w in zip(again, want, strict=True))
