@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from runtime.tensor.counts import count_keys
 from runtime.tensor.draws import G1, G2, G3, mix, signed
 
 
@@ -134,7 +135,7 @@ class Ledger:
         self._acc, self._amt, self._org, self._local = [], [], [], []
         groups = 2 * self.R * self.R
         code = torch.where(amount != 0, self._group(account, origin), groups)
-        counts = (code.reshape(-1, 1) == torch.arange(groups, device=self.device)).sum(0)
+        counts = count_keys(code, groups)
         # Sorted by group, entries that move nothing last: the tick's batches are a prefix.
         order = torch.sort(code, stable=True).indices
         self._staged = (account[order], amount[order], origin[order])

@@ -48,6 +48,7 @@ from economy.portable_math import sin_cos
 from economy.rates import MICRO
 from runtime.kernel.roles import resolve
 from runtime.kernel.scenario import PopulationConfig, Scenario, ScenarioError
+from runtime.tensor.counts import count_keys
 from runtime.tensor.draws import below, below_wide, host_u32, stream_key, threshold, u32
 from runtime.tensor.ledger import Ledger
 from runtime.tensor.verify import BUDGET, prove
@@ -877,15 +878,9 @@ class TensorWorld:
         slots = torch.arange(nb, dtype=torch.int64, device=on)
         zeros = torch.zeros_like(slots)
 
-        bins = torch.arange(S, dtype=torch.int64, device=on)
-
-        def count(keys: Any, n: int) -> Any:
-            # Keys per skill (key S: none), as a sum of one-hot rows: no atomics, no read back.
-            return (keys.reshape(-1, 1) == bins).sum(0)
-
         tkey = torch.where(posts, skill, S)
         order = torch.sort(tkey, stable=True).indices
-        demand = count(tkey, nb)
+        demand = count_keys(tkey, S)
         start = torch.cat([torch.cumsum(demand, 0) - demand, demand.sum().reshape(1)])
         rank = torch.empty_like(slots)
         rank[order] = slots - start[tkey[order]]
@@ -898,7 +893,7 @@ class TensorWorld:
             willing, self.w_skill * (1 << 22) + ((1 << 21) - score), torch.full_like(score, S << 22)
         )
         ranked = torch.sort(wkey, stable=True).indices
-        n_willing = count(torch.where(willing, self.w_skill, S), nw)
+        n_willing = count_keys(torch.where(willing, self.w_skill, S), S)
         w_start = torch.cumsum(n_willing, 0) - n_willing
         slot = rank // capacity
         served = posts & (slot < n_willing[skill])
@@ -930,8 +925,8 @@ class TensorWorld:
         self.w_successes += per_worker(paid.to(torch.int64))
         self.w_failed = per_worker((served & ~paid).to(torch.int64))
         # Prices: demand against tasks served plus idle willing workers, in integer per mille.
-        served_n = count(torch.where(served, skill, S), nb)
-        idle = count(torch.where(willing & (self.w_served == 0), self.w_skill, S), nw)
+        served_n = count_keys(torch.where(served, skill, S), S)
+        idle = count_keys(torch.where(willing & (self.w_served == 0), self.w_skill, S), S)
         supply = served_n + idle
         e, cap = self.elasticity, self.max_step
         delta = torch.clamp(
