@@ -119,7 +119,7 @@ def _trade(
 
 
 def auction_rounds_cuda(
-    bids: Any, asks: Any, active_b: Any, alive_s: Any
+    bids: Any, asks: Any, active_b: Any, alive_s: Any, post_max: int | None = None
 ) -> tuple[Any, Any, Any, Any]:
     """:func:`runtime.tensor.world.auction_rounds` on a CUDA device (same arguments, same
     results)."""
@@ -129,10 +129,10 @@ def auction_rounds_cuda(
     ns = asks.shape[1]
     on = bids.device
     n = min(mb, ns)
-    neg_sorted, b_order = torch.sort(-bids, dim=1, stable=True)
-    a_sorted, a_order = torch.sort(asks, dim=1, stable=True)
-    b_sorted = (-neg_sorted).contiguous()
-    a_sorted = a_sorted.contiguous()
+    from runtime.tensor.world import sorted_posts
+
+    b_sorted, b_order, a_sorted, a_order = sorted_posts(bids, asks, post_max)
+    b_sorted, a_sorted = b_sorted.contiguous(), a_sorted.contiguous()
     b_order, a_order = b_order.contiguous(), a_order.contiguous()
     open_b = active_b.to(torch.int8)
     open_s = alive_s.to(torch.int8)

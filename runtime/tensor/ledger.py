@@ -137,7 +137,7 @@ class Ledger:
         code = torch.where(amount != 0, self._group(account, origin), groups)
         counts = count_keys(code, groups)
         # Sorted by group, entries that move nothing last: the tick's batches are a prefix.
-        order = torch.sort(code, stable=True).indices
+        order = torch.sort(code.to(torch.int32), stable=True).indices  # codes <= 2R², narrow
         self._staged = (account[order], amount[order], origin[order])
         return self._fingerprints(account, amount, origin), counts
 

@@ -117,7 +117,9 @@ def problems(scenario: Scenario, base: Path | None = None) -> list[str]:
     return out
 
 
-def auction_rounds(bids: Any, asks: Any, active_b: Any, alive_s: Any) -> tuple[Any, Any, Any, Any]:
+def auction_rounds(
+    bids: Any, asks: Any, active_b: Any, alive_s: Any, post_max: int | None = None
+) -> tuple[Any, Any, Any, Any]:
     """The task auction's rounds (:func:`auction_rounds_torch`), on a CUDA device as Triton kernels
     (:mod:`runtime.tensor.auction_cuda`, the same integers in a ninth of the kernels) when Triton
     is installed and its kernels build for the GPU; otherwise as torch operations, with a warning
@@ -126,9 +128,9 @@ def auction_rounds(bids: Any, asks: Any, active_b: Any, alive_s: Any) -> tuple[A
         from runtime.tensor.auction_cuda import auction_rounds_cuda
 
         if _TRITON.get("ran"):
-            return auction_rounds_cuda(bids, asks, active_b, alive_s)
+            return auction_rounds_cuda(bids, asks, active_b, alive_s, post_max)
         try:  # the first call builds the kernels (a world's first tick, before any graph capture)
-            out = auction_rounds_cuda(bids, asks, active_b, alive_s)
+            out = auction_rounds_cuda(bids, asks, active_b, alive_s, post_max)
         except Exception as err:  # noqa: BLE001 - any failure to build or launch: fall back
             _TRITON["failed"] = f"{type(err).__name__}: {err}"
             warnings.warn(
@@ -140,7 +142,7 @@ def auction_rounds(bids: Any, asks: Any, active_b: Any, alive_s: Any) -> tuple[A
         else:
             _TRITON["ran"] = True
             return out
-    return auction_rounds_torch(bids, asks, active_b, alive_s)
+    return auction_rounds_torch(bids, asks, active_b, alive_s, post_max)
 
 
 _TRITON: dict[str, object] = {}  # "ran" once the kernels ran; "failed": why they could not
@@ -148,6 +150,22 @@ _TRITON: dict[str, object] = {}  # "ran" once the kernels ran; "failed": why the
 
 def _on_cuda(tensor: Any) -> bool:
     return bool(tensor.is_cuda)
+
+
+def sorted_posts(bids: Any, asks: Any, post_max: int | None) -> tuple[Any, Any, Any, Any]:
+    """Each round's bids high to low and asks low to high, equal posts in index order: (bids
+    sorted, their order, asks sorted, their order), int64. Posts known to lie in ``[0, post_max]``
+    with ``post_max < 2**15`` are sorted as 16-bit keys: the same order (a stable sort of the same
+    values) in a quarter of the radix passes."""
+    import torch
+
+    narrow = post_max is not None and post_max < 1 << 15
+    keys_b, keys_a = -bids, asks
+    if narrow:
+        keys_b, keys_a = keys_b.to(torch.int16), keys_a.to(torch.int16)
+    neg_sorted, b_order = torch.sort(keys_b, dim=1, stable=True)
+    a_sorted, a_order = torch.sort(keys_a, dim=1, stable=True)
+    return (-neg_sorted).to(torch.int64), b_order, a_sorted.to(torch.int64), a_order
 
 
 def _triton() -> bool:
@@ -161,7 +179,7 @@ def _triton() -> bool:
 
 
 def auction_rounds_torch(
-    bids: Any, asks: Any, active_b: Any, alive_s: Any
+    bids: Any, asks: Any, active_b: Any, alive_s: Any, post_max: int | None = None
 ) -> tuple[Any, Any, Any, Any]:
     """The task auction's rounds as call markets: ``bids[r]`` and ``asks[r]`` are round ``r``'s
     posts (per mille of each task's posted price) of the buyers and sellers; a trader leaves once
@@ -172,16 +190,15 @@ def auction_rounds_torch(
 
     Every round's posts are sorted at once, before the rounds; a round then keeps the untraded
     traders in that order with a running count (no sort per round). Shapes are fixed and nothing
-    is read back to the host, so the rounds can be captured in a CUDA graph."""
+    is read back to the host, so the rounds can be captured in a CUDA graph. ``post_max``: every
+    post is known to lie in ``[0, post_max]`` (see :func:`sorted_posts`)."""
     import torch
 
     rounds, mb = bids.shape
     ns = asks.shape[1]
     on = bids.device
     big = 1 << 40
-    neg_sorted, b_order = torch.sort(-bids, dim=1, stable=True)
-    a_sorted, a_order = torch.sort(asks, dim=1, stable=True)
-    b_sorted = -neg_sorted
+    b_sorted, b_order, a_sorted, a_order = sorted_posts(bids, asks, post_max)
     # One slot past the traders is scratch: updates of pairs that do not trade land there.
     traded_b = torch.zeros(mb + 1, dtype=torch.bool, device=on)
     traded_s = torch.zeros(ns + 1, dtype=torch.bool, device=on)
@@ -825,7 +842,9 @@ class TensorWorld:
             cost + (start_ask - cost) * (ROUNDS - rounds) // ROUNDS + below(us, 21), max=CEILING
         )
         asks = torch.where(self.n_learned, learned, zi)
-        traded_b, traded_s, partner, price_b = auction_rounds(bids, asks, active_b, alive_n)
+        traded_b, traded_s, partner, price_b = auction_rounds(
+            bids, asks, active_b, alive_n, post_max=CEILING
+        )
         partner = torch.where(traded_b, partner, torch.zeros_like(partner))
         amount = torch.where(traded_b, price_b * ref // 1000, torch.zeros_like(ref))
         seller = torch.where(traded_b, neg_ids[partner], req)  # untraded: 0 to itself
@@ -879,7 +898,7 @@ class TensorWorld:
         zeros = torch.zeros_like(slots)
 
         tkey = torch.where(posts, skill, S)
-        order = torch.sort(tkey, stable=True).indices
+        order = torch.sort(tkey.to(torch.int32), stable=True).indices  # keys <= S <= 256
         demand = count_keys(tkey, S)
         start = torch.cat([torch.cumsum(demand, 0) - demand, demand.sum().reshape(1)])
         rank = torch.empty_like(slots)
@@ -892,7 +911,7 @@ class TensorWorld:
         wkey = torch.where(
             willing, self.w_skill * (1 << 22) + ((1 << 21) - score), torch.full_like(score, S << 22)
         )
-        ranked = torch.sort(wkey, stable=True).indices
+        ranked = torch.sort(wkey.to(torch.int32), stable=True).indices  # keys < 2**31 (S <= 256)
         n_willing = count_keys(torch.where(willing, self.w_skill, S), S)
         w_start = torch.cumsum(n_willing, 0) - n_willing
         slot = rank // capacity

@@ -222,6 +222,15 @@ def test_the_auction_rounds_follow_the_call_market_rules_ties_included():
             p if t else -1 for p, t in zip(partner.tolist(), traded, strict=True)
         ] == want_partner
         assert [p if t else 0 for p, t in zip(price.tolist(), traded, strict=True)] == want_price
+        # Posts known to be small are sorted as 16-bit keys: the same outcome.
+        narrow = auction_rounds(
+            torch.as_tensor(bids),
+            torch.as_tensor(asks),
+            torch.as_tensor(active),
+            torch.as_tensor(alive),
+            post_max=top,
+        )
+        assert all(torch.equal(a, b) for a, b in zip(narrow, (tb, ts, partner, price), strict=True))
 
 
 def test_host_and_tensor_draws_are_the_same_words():
@@ -485,7 +494,9 @@ def test_the_triton_auction_gives_the_torch_forms_integers():
             torch.as_tensor(rng.random(mb) < 0.8, device="cuda"),
             torch.as_tensor(rng.random(ns) < 0.8, device="cuda"),
         )
-        want, got = auction_rounds_torch(*args), auction_rounds_cuda(*args)
+        # Every other case with the posts' bound given: sorted as 16-bit keys, the same outcome.
+        bound = {"post_max": top} if case % 2 else {}
+        want, got = auction_rounds_torch(*args), auction_rounds_cuda(*args, **bound)
         traded = want[0]
         assert torch.equal(got[0], traded) and torch.equal(got[1], want[1]), case
         for w, g in zip(want[2:], got[2:], strict=True):
