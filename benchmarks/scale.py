@@ -98,9 +98,9 @@ def bytes_per_tick(world: Any) -> int:
     auctions: list[tuple[int, int, int]] = []
     cleared = tensor_world.auction_rounds
 
-    def seen(bids: Any, asks: Any, active: Any, alive: Any) -> Any:
+    def seen(bids: Any, asks: Any, *args: Any, **kwargs: Any) -> Any:
         auctions.append((bids.shape[0], bids.shape[1], asks.shape[1]))
-        return cleared(bids, asks, active, alive)
+        return cleared(bids, asks, *args, **kwargs)
 
     graphed, world.graphed = world.graphed, False
     tensor_world.auction_rounds = seen
