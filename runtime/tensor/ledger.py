@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from runtime.tensor.counts import count_keys
+from runtime.tensor.cpu_kernels import group_sort
 from runtime.tensor.draws import G1, G2, G3, mix, signed
 
 
@@ -66,12 +67,18 @@ class _Tick:
 class Ledger:
     """``n`` accounts over ``regions`` replicas on ``device``."""
 
-    def __init__(self, n: int, regions: int, device: Any, key: bytes) -> None:
+    def __init__(
+        self, n: int, regions: int, device: Any, key: bytes, *, compact: bool = False
+    ) -> None:
+        """``compact``: stage a tick's entries by dropping those that move nothing first and
+        sorting the rest with a counting sort on the host (a CPU's form); otherwise every entry
+        is staged with fixed shapes, as a captured GPU graph needs. The same staged entries."""
         import torch
 
         self.torch = torch
         self.n, self.R = n, regions
         self.device = device
+        self.compact = compact
         self.base = torch.zeros(n, dtype=torch.int64, device=device)
         self.view = torch.zeros(n, dtype=torch.int64, device=device)
         self.home = torch.arange(n, dtype=torch.int64, device=device) % regions
@@ -90,6 +97,9 @@ class Ledger:
         """Move ``amount`` (>= 0; 0 where nothing moves) from each payer to its payee, made at the
         payer's home replica. The caller has checked ``amount <= view[payer]`` for every payer
         (one payment per payer in a call)."""
+        if self.compact:  # a payment of 0 adds 0 everywhere and stages nothing
+            i = self.torch.nonzero(amount).reshape(-1)
+            payer, payee, amount = payer[i], payee[i], amount[i]
         origin = self.home[payer]
         self.view.index_add_(0, payer, -amount)
         self._local.append((payer, -amount))
@@ -126,6 +136,8 @@ class Ledger:
         acc = [a for a, _ in self._local] + self._acc
         amt = [m for _, m in self._local] + self._amt
         org = [self.home[a] + self.R for a, _ in self._local] + self._org
+        if self.compact:
+            return self._stage_compact(acc, amt, org)
         if acc:
             columns = (torch.cat(acc), torch.cat(amt), torch.cat(org))
         else:
@@ -140,6 +152,27 @@ class Ledger:
         order = torch.sort(code.to(torch.int32), stable=True).indices  # codes <= 2R², narrow
         self._staged = (account[order], amount[order], origin[order])
         return self._fingerprints(account, amount, origin), counts
+
+    def _stage_compact(self, acc: list[Any], amt: list[Any], org: list[Any]) -> tuple[Any, Any]:
+        """:meth:`stage` over the entries that move credits only: they keep their order, and a
+        stable counting sort by group puts them where the full stable sort puts them (ahead of
+        every entry that moves nothing), so the staged prefix and the counts are the same; the
+        fingerprints skip zero entries either way."""
+        torch = self.torch
+        self._acc, self._amt, self._org, self._local = [], [], [], []
+        kept: list[tuple[Any, Any, Any]] = []
+        for a, m, o in zip(acc, amt, org, strict=True):
+            i = torch.nonzero(m).reshape(-1)
+            kept.append((a[i], m[i], o[i]))
+        if kept:
+            account, amount, origin = (torch.cat([k[j] for k in kept]) for j in range(3))
+        else:
+            account = amount = origin = torch.zeros(0, dtype=torch.int64)
+        groups = 2 * self.R * self.R
+        order, counts = group_sort(self._group(account, origin).numpy(), groups)
+        index = torch.from_numpy(order)
+        self._staged = (account[index], amount[index], origin[index])
+        return self._fingerprints(account, amount, origin), torch.from_numpy(counts)
 
     def _group(self, account: Any, origin: Any) -> Any:
         """Each entry's group: origin, applied at once or not, home replica of the account."""

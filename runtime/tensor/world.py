@@ -48,6 +48,7 @@ from economy.portable_math import sin_cos
 from economy.rates import MICRO
 from runtime.kernel.roles import resolve
 from runtime.kernel.scenario import PopulationConfig, Scenario, ScenarioError
+from runtime.tensor import cpu_kernels
 from runtime.tensor.counts import count_keys
 from runtime.tensor.draws import below, below_wide, host_u32, stream_key, threshold, u32
 from runtime.tensor.ledger import Ledger
@@ -118,12 +119,25 @@ def problems(scenario: Scenario, base: Path | None = None) -> list[str]:
 
 
 def auction_rounds(
-    bids: Any, asks: Any, active_b: Any, alive_s: Any, post_max: int | None = None
+    bids: Any,
+    asks: Any,
+    active_b: Any,
+    alive_s: Any,
+    post_max: int | None = None,
+    fused: bool = False,
 ) -> tuple[Any, Any, Any, Any]:
     """The task auction's rounds (:func:`auction_rounds_torch`), on a CUDA device as Triton kernels
     (:mod:`runtime.tensor.auction_cuda`, the same integers in a ninth of the kernels) when Triton
-    is installed and its kernels build for the GPU; otherwise as torch operations, with a warning
-    the first time."""
+    is installed and its kernels build for the GPU, with a warning the first time they do not;
+    on a CPU with ``fused``, as a numba loop (:func:`runtime.tensor.cpu_kernels.auction_rounds`);
+    otherwise as torch operations. The same integers in every form."""
+    if fused and not _on_cuda(bids):
+        import torch
+
+        out = cpu_kernels.auction_rounds(
+            bids.numpy(), asks.numpy(), active_b.numpy(), alive_s.numpy()
+        )
+        return tuple(torch.from_numpy(x) for x in out)  # type: ignore[return-value]
     if _on_cuda(bids) and _triton():
         from runtime.tensor.auction_cuda import auction_rounds_cuda
 
@@ -275,10 +289,16 @@ class TensorWorld:
         base: Path | None = None,
         key: bytes = b"agora-gpu-engine",
         graphed: bool = True,
+        fused: bool | None = None,
     ) -> None:
         """``graphed``: on a CUDA device, capture the tick's kernels as one CUDA graph at the
         second tick and replay it after (the default); False launches them one by one every tick
-        (the same integers; ``agora bench`` does so to count the bytes each kernel moves)."""
+        (the same integers; ``agora bench`` does so to count the bytes each kernel moves).
+
+        ``fused``: run the oscillators' steps and the ledger's staging of a tick's entries as
+        numba loops over only the edges and entries that move something
+        (:mod:`runtime.tensor.cpu_kernels`); the default on a CPU. False keeps the torch form
+        with the fixed shapes a GPU captures; both give the same integers."""
         import torch
 
         bad = problems(scenario, base)
@@ -286,6 +306,9 @@ class TensorWorld:
             raise ScenarioError(bad)
         self.torch = torch
         self.device = torch.device(device)
+        self.fused = self.device.type == "cpu" if fused is None else fused
+        if self.fused and self.device.type != "cpu":
+            raise ValueError("fused=True runs numba loops on host arrays: it needs device='cpu'")
         self.scenario = scenario
         self.seed = scenario.world.seed if seed is None else seed
         self.tick = 0
@@ -306,7 +329,7 @@ class TensorWorld:
             start += p.count
         self.N = start
         i64, on = torch.int64, self.device
-        self.ledger = Ledger(self.N, self.R, on, key)
+        self.ledger = Ledger(self.N, self.R, on, key, compact=self.fused)
         self.minted = torch.zeros((), dtype=i64, device=on)
         self.burned = torch.zeros((), dtype=i64, device=on)
         self.alive = torch.ones(self.N, dtype=torch.bool, device=on)
@@ -843,7 +866,7 @@ class TensorWorld:
         )
         asks = torch.where(self.n_learned, learned, zi)
         traded_b, traded_s, partner, price_b = auction_rounds(
-            bids, asks, active_b, alive_n, post_max=CEILING
+            bids, asks, active_b, alive_n, post_max=CEILING, fused=self.fused
         )
         partner = torch.where(traded_b, partner, torch.zeros_like(partner))
         amount = torch.where(traded_b, price_b * ref // 1000, torch.zeros_like(ref))
@@ -898,11 +921,16 @@ class TensorWorld:
         zeros = torch.zeros_like(slots)
 
         tkey = torch.where(posts, skill, S)
-        order = torch.sort(tkey.to(torch.int32), stable=True).indices  # keys <= S <= 256
-        demand = count_keys(tkey, S)
-        start = torch.cat([torch.cumsum(demand, 0) - demand, demand.sum().reshape(1)])
-        rank = torch.empty_like(slots)
-        rank[order] = slots - start[tkey[order]]
+        # Each slot's rank among the slots of its key, in slot order; the count of each skill.
+        if self.fused:
+            ranks, counts = cpu_kernels.ranks(tkey.numpy(), S + 1)
+            rank, demand = torch.from_numpy(ranks), torch.from_numpy(counts[:S])
+        else:
+            order = torch.sort(tkey.to(torch.int32), stable=True).indices  # keys <= S <= 256
+            demand = count_keys(tkey, S)
+            start = torch.cat([torch.cumsum(demand, 0) - demand, demand.sum().reshape(1)])
+            rank = torch.empty_like(slots)
+            rank[order] = slots - start[tkey[order]]
         n_tasks = demand.sum()
         capacity = torch.clamp((self.capacity_num * n_tasks + 1000 * nw - 1) // (1000 * nw), min=1)
         ok = self.alive[self.workers] & (self.w_quarantine < 0)
@@ -1140,6 +1168,8 @@ class TensorWorld:
         src = torch.cat([e[0] for e in edges])
         dst = torch.cat([e[1] for e in edges])
         wgt = torch.cat([e[2] for e in edges])
+        if self.fused:
+            return self._oscillate_fused(src, dst, wgt)
         a, b = torch.cat([src, dst]), torch.cat([dst, src])
         w = torch.cat([wgt, wgt])
         deg = torch.zeros(self.N, dtype=torch.int64, device=self.device).index_add_(0, a, w)
@@ -1162,6 +1192,37 @@ class TensorWorld:
             out[f"coord_cos_{r}"] = torch.where(mask, cos, zero).sum()
             out[f"coord_sin_{r}"] = torch.where(mask, sin, zero).sum()
             out[f"coord_n_{r}"] = mask.sum()
+        return out
+
+    def _oscillate_fused(self, src: Any, dst: Any, wgt: Any) -> dict[str, Any]:
+        """:meth:`_oscillate` as numba loops over the edges of nonzero weight (an edge of weight
+        0 adds nothing to a pull or a degree): the same integers."""
+        torch = self.torch
+        c = self.coord
+        assert c is not None
+        keep = wgt != 0
+        src, dst, wgt = src[keep], dst[keep], wgt[keep]
+        a, b, w = torch.cat([src, dst]), torch.cat([dst, src]), torch.cat([wgt, wgt])
+        cpu_kernels.oscillate(
+            self.phase.numpy(),
+            self.omega.numpy(),
+            self.alive.numpy(),
+            a.numpy(),
+            b.numpy(),
+            w.numpy(),
+            self.sin_table.numpy(),
+            self.kq,
+            SIN_ONE,
+            c.steps_per_tick,
+        )
+        sums = cpu_kernels.region_sums(
+            self.phase.numpy(), self.alive.numpy(), self.sin_table.numpy(), self.R
+        ).tolist()
+        out: dict[str, Any] = {}
+        for r in range(self.R):
+            out[f"coord_cos_{r}"] = sums[0][r]
+            out[f"coord_sin_{r}"] = sums[1][r]
+            out[f"coord_n_{r}"] = sums[2][r]
         return out
 
     def _order_parameter(self, t: int, row: dict[str, int]) -> None:
