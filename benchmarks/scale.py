@@ -9,7 +9,8 @@ tick reads and writes as a fraction of the GPU's memory bandwidth over the tick'
 are counted on one more tick, launched kernel by kernel: every aten operation's inputs and outputs
 (with a dispatch mode; index operations are counted at their tensors' full size, and caches and
 re-reads inside a kernel are ignored) plus the Triton auction kernels' loads and stores, counted
-as if no trader left the market.
+as if no trader left the market; on a GPU only (the CPU form runs its heaviest parts as numba
+loops, :mod:`runtime.tensor.cpu_kernels`, which a dispatch mode does not see).
 
 Beside it, the field's anchor: FLAME GPU 2's published circles benchmark, about 2.8 ms a step at
 10^6 agents on an A100 (about 3.6·10^8 agent-steps/s; Richmond et al., 2023). The circles model is
@@ -140,7 +141,8 @@ def measure(n: int, device: str, ticks: int) -> dict[str, float]:
     world.synchronize()
     seconds = (time.perf_counter() - start) / ticks
     peak = torch.cuda.max_memory_allocated() if device == "cuda" else 0
-    moved = bytes_per_tick(world)
+    # The bytes are counted for a GPU's tick (the CPU form's numba loops are not aten operations).
+    moved = bytes_per_tick(world) if device == "cuda" else 0
     return {
         "agents": world.N,
         "tick_s": seconds,
@@ -196,7 +198,7 @@ def run(quick: bool) -> tuple[Rows, Rows, Rows]:
                 f"{f['agents'] * rate:.3g}",
                 f"{f['state']:.0f}",
                 f"{f['peak']:.0f}" if device == "cuda" else "-",
-                f"{f['moved'] / 1e6:,.0f} MB",
+                f"{f['moved'] / 1e6:,.0f} MB" if device == "cuda" else "-",
                 f"{frac:.1%}" if device == "cuda" else "-",
                 f"{f['coverage']:.2%}",
             )
