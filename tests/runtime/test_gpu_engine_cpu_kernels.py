@@ -146,3 +146,32 @@ def test_ranks_are_positions_in_the_stable_sort():
     want[order] = np.arange(keys.size) - start[keys[order]]
     assert rank.tolist() == want.tolist()
     assert counts.tolist() == np.bincount(keys, minlength=9).tolist()
+
+
+HEAD = '[world]\nticks = 10\ncheckpoint_every = 5\nengine = "gpu"\n[market]\nmechanism = "call"\n'
+COUPLED = "[coordination]\ncoupling = 2.0\nfrequency_spread = 0.3\n"
+
+
+@pytest.mark.parametrize(
+    "populations",
+    [
+        # one agent, no trade: every node uncoupled
+        '[[population]]\nname = "w"\nrole = "worker"\ncount = 1\n',
+        # negotiators with nobody to sell to; requesters with no workers
+        '[[population]]\nname = "r"\nrole = "requester"\ncount = 30\ninitial_credits = 10\n'
+        "post_rate = 1.0\n"
+        '[[population]]\nname = "n"\nrole = "negotiator"\ncount = 3\n',
+        # everyone trades every tick
+        '[[population]]\nname = "r"\nrole = "requester"\ncount = 50\ninitial_credits = 1000\n'
+        "post_rate = 1.0\n"
+        '[[population]]\nname = "w"\nrole = "worker"\ncount = 50\n'
+        '[[population]]\nname = "n"\nrole = "negotiator"\ncount = 50\n',
+    ],
+)
+def test_edge_worlds_give_one_run_in_both_forms(populations):
+    text = HEAD + COUPLED + populations
+    worlds = [TensorWorld(parse(text), fused=f) for f in (True, False)]
+    for _ in range(10):
+        rows = [w.step() for w in worlds]
+        assert rows[0] == rows[1], worlds[0].tick
+    assert worlds[0].subsystem_hashes() == worlds[1].subsystem_hashes()
