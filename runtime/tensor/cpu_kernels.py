@@ -214,6 +214,19 @@ def _stable_order(keys: Ints) -> Ints:
 
 
 @njit(cache=True)
+def _pack(order: Ints, posts: Ints, present: Bools, traded: Bools, value: Ints, who: Ints) -> int:
+    # The traders present and not yet traded, in ``order``: their posts into ``value`` and their
+    # indices into ``who`` from the front; returns how many.
+    count = 0
+    for i in order:
+        if present[i] and not traded[i]:
+            value[count] = posts[i]
+            who[count] = i
+            count += 1
+    return count
+
+
+@njit(cache=True)
 def auction_rounds(
     bids: Ints, asks: Ints, active_b: Bools, alive_s: Bools
 ) -> tuple[Bools, Bools, Ints, Ints]:
@@ -235,18 +248,8 @@ def auction_rounds(
     for r in range(rounds):
         bo = _stable_order(-bids[r])
         ao = _stable_order(asks[r].copy())
-        nb = 0
-        for i in bo:
-            if active_b[i] and not traded_b[i]:
-                cb[nb] = bids[r, i]
-                cbi[nb] = i
-                nb += 1
-        na = 0
-        for i in ao:
-            if alive_s[i] and not traded_s[i]:
-                ca[na] = asks[r, i]
-                cai[na] = i
-                na += 1
+        nb = _pack(bo, bids[r], active_b, traded_b, cb, cbi)
+        na = _pack(ao, asks[r], alive_s, traded_s, ca, cai)
         # Past the eligible: a bid of -1 and an ask of 2^40, which never cross.
         cb[nb:] = -1
         ca[na:] = big
