@@ -1,9 +1,10 @@
 """The gpu engine's world: every population of the built-in roles stepped as integer tensor steps.
 
 ``TensorWorld(scenario)`` runs a scenario whose ``[world] engine = "gpu"`` on one torch device (a
-CUDA GPU, or the CPU: the engine's CPU form, which gives the same integers). State stays on the
-device between ticks; the host keeps only the batches' bookkeeping, the fault schedule and the
-messages in flight.
+CUDA GPU, or the CPU: the engine's CPU form, which gives the same integers and runs its heaviest
+parts as numba loops, :mod:`runtime.tensor.cpu_kernels`). State stays on the device between
+ticks; the host keeps only the batches' bookkeeping, the fault schedule and the messages in
+flight.
 
 The model choices that make the tick data-parallel, against the exact engine:
 
@@ -295,8 +296,8 @@ class TensorWorld:
         second tick and replay it after (the default); False launches them one by one every tick
         (the same integers; ``agora bench`` does so to count the bytes each kernel moves).
 
-        ``fused``: run the oscillators' steps and the ledger's staging of a tick's entries as
-        numba loops over only the edges and entries that move something
+        ``fused``: drop the tick's payments of 0 and coupling edges of weight 0, and run the
+        oscillators' steps, the auction's rounds and the sorts by a small key as numba loops
         (:mod:`runtime.tensor.cpu_kernels`); the default on a CPU. False keeps the torch form
         with the fixed shapes a GPU captures; both give the same integers."""
         import torch
@@ -1196,7 +1197,8 @@ class TensorWorld:
 
     def _oscillate_fused(self, src: Any, dst: Any, wgt: Any) -> dict[str, Any]:
         """:meth:`_oscillate` as numba loops over the edges of nonzero weight (an edge of weight
-        0 adds nothing to a pull or a degree): the same integers."""
+        0 adds nothing to a pull or a degree): the same integers. The regions' sums take agent
+        ``i``'s region as ``i mod R``, the ledger's home replica."""
         torch = self.torch
         c = self.coord
         assert c is not None
