@@ -175,3 +175,46 @@ def test_edge_worlds_give_one_run_in_both_forms(populations):
         rows = [w.step() for w in worlds]
         assert rows[0] == rows[1], worlds[0].tick
     assert worlds[0].subsystem_hashes() == worlds[1].subsystem_hashes()
+
+
+def random_gpu_scenario(seed: int) -> str:
+    """A random gpu-engine world: sizes, rates, faults and coupling drawn from ``seed``."""
+    rng = np.random.default_rng(seed)
+    regions = ["a", "b", "c"][: int(rng.integers(1, 4))]
+    text = HEAD.replace("ticks = 10", f"ticks = 16\nseed = {seed}") + (
+        f"[network]\nregions = {regions!r}\n".replace("'", '"')
+        + f"[bus]\nloss = {rng.uniform(0, 0.5):.2f}\nduplication = {rng.uniform(0, 0.3):.2f}\n"
+        + f"[economy]\nanti_entropy_every = {int(rng.integers(1, 6))}\n"
+        + f"[coordination]\ncoupling = {rng.uniform(0, 8):.2f}\n"
+        + f"frequency_spread = {rng.uniform(0.01, 0.5):.2f}\n"
+        + f"steps_per_tick = {rng.integers(1, 6)}\n"
+        + f'[[population]]\nname = "r"\nrole = "requester"\ncount = {rng.integers(0, 300)}\n'
+        + f"initial_credits = {rng.integers(0, 200)}\npost_rate = {rng.uniform(0, 1):.2f}\n"
+        + f'[[population]]\nname = "w"\nrole = "worker"\ncount = {rng.integers(0, 80)}\n'
+        + f"cheat_fraction = {rng.uniform(0, 0.5):.2f}\n"
+        + f'[[population]]\nname = "n"\nrole = "negotiator"\ncount = {rng.integers(0, 40)}\n'
+        + '[[population]]\nname = "c"\nrole = "critic"\ncount = 1\nwatches = "w"\n'
+        + '[[population]]\nname = "h"\nrole = "healer"\ncount = 1\nwatches = "w"\n'
+        + f'[[fault]]\nat = {rng.integers(0, 8)}\nkind = "crash"\npopulation = "w"\n'
+        + f"fraction = {rng.uniform(0, 1):.2f}\nduration = {rng.integers(1, 6)}\n"
+        + f'[[fault]]\nat = {rng.integers(0, 8)}\nkind = "degrade"\npopulation = "w"\n'
+        + f"fraction = {rng.uniform(0, 1):.2f}\nseverity = 0.5\nduration = 4\n"
+        + f'[[fault]]\nat = {rng.integers(0, 8)}\nkind = "loss_burst"\nloss = 0.9\nduration = 2\n'
+    )
+    if len(regions) > 1:
+        text += (
+            f'[[fault]]\nat = {rng.integers(0, 8)}\nkind = "partition"\n'
+            f'groups = [["{regions[0]}"], {regions[1:]!r}]\nduration = 5\n'.replace("'", '"')
+        )
+    return text
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_random_worlds_give_one_run_in_both_forms(seed):
+    text = random_gpu_scenario(seed)
+    worlds = [TensorWorld(parse(text), fused=f) for f in (True, False)]
+    for _ in range(16):
+        rows = [w.step() for w in worlds]
+        assert rows[0] == rows[1], (seed, worlds[0].tick)
+    assert worlds[0].subsystem_hashes() == worlds[1].subsystem_hashes()
+    assert worlds[0].conserved()
